@@ -1,0 +1,101 @@
+"""Epoch-level aggregation methods, named as monitorch names them.
+
+Point methods reduce the per-batch values of one epoch to one number; range methods to a (low, high)
+pair drawn as a band. Running statistics (count, sum, sum of squares, min, max) answer 'mean', 'std',
+'min', 'max' and the 'std'/'min-max' ranges; quantile methods need every per-batch value, so a lens
+that is asked for one keeps them (see ``needs_all_values``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+POINT_METHODS = ("mean", "median", "std", "min", "max", "Q1", "Q2", "Q3", "IQR")
+RANGE_METHODS = ("std", "Q1-Q3", "min-max")
+RANGE_NAMES = {"std": ("-σ", "+σ"), "Q1-Q3": ("Q1", "Q3"), "min-max": ("min", "max")}
+_QUANTILE_METHODS = {"median", "Q1", "Q2", "Q3", "IQR", "Q1-Q3"}
+
+
+def as_method_list(value: str | Iterable[str] | None, *, argument: str, ranges: bool) -> list[str]:
+    """Normalise a lens' aggregation argument to a list and validate every entry."""
+    if value is None:
+        return []
+    methods = [value] if isinstance(value, str) else list(value)
+    allowed = RANGE_METHODS if ranges else POINT_METHODS
+    for m in methods:
+        if not isinstance(m, str) or m not in allowed:
+            raise ValueError(f"{argument}={value!r}: unknown aggregation {m!r}; accepted: {', '.join(allowed)}")
+    return methods
+
+
+def needs_all_values(methods: Iterable[str]) -> bool:
+    return any(m in _QUANTILE_METHODS for m in methods)
+
+
+class Summary:
+    """Per-batch statistics of one quantity over one epoch, on the host.
+
+    Built from running moments (always) and, when kept, every finite per-batch value.
+    ``count`` excludes non-finite batches, which are counted separately in ``nonfinite``.
+    """
+
+    __slots__ = ("count", "nonfinite", "total", "total_sq", "minimum", "maximum", "values")
+
+    def __init__(self, count: float, nonfinite: float, total: float, total_sq: float,
+                 minimum: float, maximum: float, values: np.ndarray | None = None):
+        self.count = int(round(count))
+        self.nonfinite = int(round(nonfinite))
+        self.total = total
+        self.total_sq = total_sq
+        self.minimum = minimum
+        self.maximum = maximum
+        self.values = values
+
+    @classmethod
+    def of(cls, values: Iterable[float], keep: bool = True) -> Summary:
+        arr = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=np.float64)
+        finite = arr[np.isfinite(arr)]
+        if finite.size == 0:
+            return cls(0, arr.size, 0.0, 0.0, np.nan, np.nan, finite if keep else None)
+        return cls(finite.size, arr.size - finite.size, float(finite.sum()), float((finite * finite).sum()),
+                   float(finite.min()), float(finite.max()), finite if keep else None)
+
+    def point(self, method: str) -> float:
+        if self.count == 0:
+            return float("nan")
+        if method == "mean":
+            return self.total / self.count
+        if method == "std":
+            mean = self.total / self.count
+            return float(np.sqrt(max(self.total_sq / self.count - mean * mean, 0.0)))
+        if method == "min":
+            return self.minimum
+        if method == "max":
+            return self.maximum
+        values = self._all(method)
+        if method in ("median", "Q2"):
+            return float(np.quantile(values, 0.5))
+        if method == "Q1":
+            return float(np.quantile(values, 0.25))
+        if method == "Q3":
+            return float(np.quantile(values, 0.75))
+        if method == "IQR":
+            return float(np.quantile(values, 0.75) - np.quantile(values, 0.25))
+        raise ValueError(f"unknown aggregation {method!r}; accepted: {', '.join(POINT_METHODS)}")
+
+    def range(self, method: str) -> tuple[float, float]:
+        if method == "std":
+            mean, std = self.point("mean"), self.point("std")
+            return (mean - std, mean + std)
+        if method == "min-max":
+            return (self.point("min"), self.point("max"))
+        if method == "Q1-Q3":
+            return (self.point("Q1"), self.point("Q3"))
+        raise ValueError(f"unknown range aggregation {method!r}; accepted: {', '.join(RANGE_METHODS)}")
+
+    def _all(self, method: str) -> np.ndarray:
+        if self.values is None:
+            raise RuntimeError(f"aggregation {method!r} needs every per-batch value, which this lens did not keep")
+        return self.values

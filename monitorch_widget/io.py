@@ -1,0 +1,121 @@
+"""Saved histories: one JSON document holding every run (no pickle, no code execution on load).
+
+Format ``monitorch-widget-history`` version 1::
+
+    {"format": "monitorch-widget-history", "version": 1,
+     "runs": [{"id", "label", "module_types": {name: type}, "panels": [Panel], "columns": [Column],
+               "epochs": [float], "times": [float], "data": [[float|null, ...] per row],
+               "problems": [{"lens", "message", "count"}]}]}
+
+``null`` stands for NaN (a gap). Panel and Column fields are those of ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, fields
+from typing import Any
+
+import numpy as np
+
+from .record import Column, Panel, Record, Run
+
+FORMAT = "monitorch-widget-history"
+VERSION = 1
+
+
+def to_dict(record: Record) -> dict[str, Any]:
+    runs = []
+    for run in record.runs:
+        final = run.n_rows - (1 if run.provisional else 0)
+        data = run.data[:final]
+        runs.append({
+            "id": run.id, "label": run.label, "module_types": dict(run.module_types),
+            "panels": [asdict(p) for p in run.panels], "columns": [asdict(c) for c in run.columns],
+            "epochs": run.epochs[:final], "times": run.times[:final],
+            "data": [[None if math.isnan(v) else float(v) for v in row] for row in data.tolist()],
+            "problems": run.problem_list(),
+        })
+    return {"format": FORMAT, "version": VERSION, "runs": runs}
+
+
+def save(record: Record, path: str | os.PathLike[str]) -> None:
+    text = json.dumps(to_dict(record), allow_nan=False, ensure_ascii=False)
+    tmp = f"{os.fspath(path)}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+class HistoryFormatError(ValueError):
+    """The file is not a valid monitorch-widget history."""
+
+
+def _need(cond: bool, where: str, what: str) -> None:
+    if not cond:
+        raise HistoryFormatError(f"{where}: {what}")
+
+
+def _build(cls: type, obj: Any, where: str) -> Any:
+    _need(isinstance(obj, dict), where, "expected an object")
+    names = {f.name for f in fields(cls)}
+    missing = [n for n in names if n not in obj and n not in ("lens", "band_of", "module_type")]
+    _need(not missing, where, f"missing field(s) {', '.join(missing)}")
+    return cls(**{k: obj[k] for k in names if k in obj})
+
+
+def from_dict(doc: Any, source: str = "history") -> Record:
+    _need(isinstance(doc, dict) and doc.get("format") == FORMAT, source,
+          f"not a monitorch-widget history (expected \"format\": \"{FORMAT}\")")
+    _need(doc.get("version") == VERSION, source, f"unsupported version {doc.get('version')!r} (this reads {VERSION})")
+    runs = doc.get("runs")
+    _need(isinstance(runs, list), source, "\"runs\" must be a list")
+    record = Record()
+    for i, r in enumerate(runs):
+        where = f"{source}: runs[{i}]"
+        _need(isinstance(r, dict), where, "expected an object")
+        run = Run(id=len(record.runs), label=str(r.get("label", f"run {i + 1}")),
+                  module_types={str(k): str(v) for k, v in (r.get("module_types") or {}).items()})
+        for j, p in enumerate(r.get("panels") or []):
+            panel = _build(Panel, p, f"{where}.panels[{j}]")
+            run._panel_index[panel.tag] = len(run.panels)
+            run.panels.append(panel)
+        for j, c in enumerate(r.get("columns") or []):
+            col = _build(Column, c, f"{where}.columns[{j}]")
+            _need(col.index == j, f"{where}.columns[{j}]", f"index {col.index} != position {j}")
+            _need(col.panel in run._panel_index, f"{where}.columns[{j}]", f"unknown panel {col.panel!r}")
+            run.columns.append(col)
+            run._col_index[(col.panel, col.group, col.key, col.role)] = j
+        epochs, times, data = r.get("epochs"), r.get("times"), r.get("data")
+        _need(isinstance(epochs, list) and isinstance(times, list) and isinstance(data, list), where,
+              "\"epochs\", \"times\" and \"data\" must be lists")
+        _need(len(epochs) == len(times) == len(data), where, "\"epochs\", \"times\" and \"data\" differ in length")
+        n_cols = len(run.columns)
+        try:
+            arr = np.array([[np.nan if v is None else float(v) for v in row] for row in data], dtype=np.float64)
+            run.epochs = [float(e) for e in epochs]
+            run.times = [float(t) for t in times]
+        except (TypeError, ValueError) as exc:
+            raise HistoryFormatError(f"{where}: non-numeric value in epochs/times/data ({exc})") from None
+        if len(data):
+            _need(arr.ndim == 2 and arr.shape[1] == n_cols, where, f"every data row must have {n_cols} values")
+        run._ensure(max(len(data), 1), max(n_cols, 1))
+        if len(data):
+            run._data[: len(data), :n_cols] = arr
+        for p in r.get("problems") or []:
+            if isinstance(p, dict):
+                run.problems[(str(p.get("lens")), str(p.get("message")))] = int(p.get("count", 1))
+        record.runs.append(run)
+    record.state = "done"
+    return record
+
+
+def load(path: str | os.PathLike[str]) -> Record:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise HistoryFormatError(f"{os.fspath(path)}: not valid JSON (truncated or corrupted?): {exc}") from None
+    return from_dict(doc, os.fspath(path))

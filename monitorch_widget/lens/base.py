@@ -1,0 +1,158 @@
+"""What every lens shares: tags it draws, sites it hooks, and the calls it makes per epoch.
+
+A lens turns host-side :class:`~monitorch_widget.aggregate.Summary` objects into *calls* in monitorch's
+visualizer vocabulary (``plot_numerical_values`` / ``plot_probabilities`` / ``plot_relations`` with
+the same tag and key names). The inspector hands those calls to the :class:`~monitorch_widget.record.Record`
+and, if the user passed one, to their own monitorch-style visualizer.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from torch import nn
+
+from ..aggregate import Summary
+from ..faults import FaultLog
+from ..sites import Site
+
+if TYPE_CHECKING:
+    from ..accum import StatStream
+
+
+class TagType(Enum):
+    NUMERICAL = 0
+    PROBABILITY = 1
+    RELATIONS = 2
+
+
+@dataclass
+class TagAttributes:
+    logy: bool
+    big_plot: bool
+    annotate: bool
+    type: TagType
+    ylim: tuple[float, float] | None = None
+
+
+class Call(NamedTuple):
+    method: str  # "numerical" | "probability" | "relations"
+    tag: str
+    values: OrderedDict[str, dict[Any, float]]
+    ranges: OrderedDict[str, dict[tuple[str, str], tuple[float, float]]] | None = None
+
+
+class LensContext:
+    """What the inspector lends a lens: the fault log and the explicitly pushed values."""
+
+    def __init__(self, faults: FaultLog, pushes: Any, train_loss_str: str, non_train_loss_str: str) -> None:
+        self.faults = faults
+        self.pushes = pushes
+        self.train_loss_str = train_loss_str
+        self.non_train_loss_str = non_train_loss_str
+
+
+class AbstractLens:
+    """Base class of all lenses. Subclasses set ``_sites`` when they hook modules."""
+
+    def __init__(self) -> None:
+        self._sites: list[Site] = []
+        self._ctx: LensContext | None = None
+
+    @property
+    def lens_name(self) -> str:
+        return type(self).__name__
+
+    # --- declaration -----------------------------------------------------------------------------
+    def tags(self) -> list[tuple[str, TagAttributes]]:
+        raise NotImplementedError
+
+    def introduce_tags(self, visualizer: Any) -> None:
+        for tag, attrs in self.tags():
+            visualizer.register_tags(tag, attrs)
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def bind(self, ctx: LensContext) -> None:
+        self._ctx = ctx
+
+    @property
+    def ctx(self) -> LensContext:
+        if self._ctx is None:
+            raise RuntimeError(f"{self.lens_name} is not part of a PyTorchInspector yet; pass it in "
+                               "PyTorchInspector(lenses=[...])")
+        return self._ctx
+
+    def register_module(self, module: nn.Module, name: str, leaf: bool) -> None:
+        """Hook ``module`` if this lens watches it. Called in model definition order."""
+
+    def after_attach(self, model: nn.Module) -> None:
+        """Validate what was registered; raise to make the inspector roll the attach back."""
+
+    def detach(self) -> None:
+        for site in self._sites:
+            site.remove()
+        self._sites = []
+
+    @property
+    def sites(self) -> list[Site]:
+        return self._sites
+
+    def streams(self) -> list[StatStream]:
+        return [s.stream for s in self._sites]
+
+    def flush(self) -> None:
+        for site in self._sites:
+            site.flush()
+
+    def reset_epoch(self) -> None:
+        for site in self._sites:
+            site.reset()
+
+    def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
+        """Epoch calls from ``summaries`` (keyed by ``id(stream)``)."""
+        raise NotImplementedError
+
+    def vizualize(self, visualizer: Any, epoch: int, calls: list[Call]) -> None:
+        """Replay ``calls`` on a monitorch-style visualizer, with fresh dicts each call."""
+        for call in calls:
+            values = OrderedDict((k, dict(v)) for k, v in call.values.items())
+            if call.method == "numerical":
+                ranges = OrderedDict((k, dict(v)) for k, v in (call.ranges or {}).items())
+                visualizer.plot_numerical_values(epoch, call.tag, values, ranges)
+            elif call.method == "probability":
+                visualizer.plot_probabilities(epoch, call.tag, values)
+            else:
+                visualizer.plot_relations(epoch, call.tag, values)
+
+    def set_hidden(self, modules: set[str], types: set[str]) -> None:
+        """Stop (or resume) recording sites of hidden modules; their hooks return at once."""
+        for site in self._sites:
+            site.set_hidden(site.name in modules or getattr(site, "module_type", None) in types)
+
+
+def rate_calls(lens: AbstractLens, small_tag: str, sites: list[Site], summaries: dict[int, list[Summary]],
+               act_method: str, death_method: str, warning: dict[str, float] | None) -> Call:
+    """Per-layer activation/death rates; folds the worst values into ``warning`` (min act, max death)."""
+    data: OrderedDict[str, dict[Any, float]] = OrderedDict()
+    for site in sites:
+        if site.hidden:
+            continue
+        act, dead = summaries[id(site.stream)]
+        a, d = act.point(act_method), dead.point(death_method)
+        data[site.name] = {"activation_rate": a, "death_rate": d}
+        if warning is not None:
+            if a == a and not warning["worst activation_rate"] <= a:
+                warning["worst activation_rate"] = a
+            if d == d and not warning["worst death_rate"] >= d:
+                warning["worst death_rate"] = d
+        if act.nonfinite:
+            lens.ctx.faults.report(lens.lens_name, f"{site.name}: {act.nonfinite} batch(es) with NaN/Inf values "
+                                   "were left out of the rates")
+    return Call("probability", small_tag, data)
+
+
+def new_warning() -> dict[str, float]:
+    return {"worst activation_rate": float("nan"), "worst death_rate": float("nan")}

@@ -1,0 +1,193 @@
+"""LossMetrics: train/validation loss (mean with a ±std band by default) and pushed metrics."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..aggregate import RANGE_NAMES, Summary, as_method_list
+from ..faults import FaultLog
+from ..sites import ScalarSite, Site
+from .base import AbstractLens, Call, TagAttributes, TagType
+
+
+class _LossHook:
+    """Forward hook on the loss module: the batch's loss goes to the train or the validation site."""
+
+    def __init__(self, loss_fn: nn.Module, train: ScalarSite, val: ScalarSite, from_grad: bool,
+                 faults: FaultLog, lens: str) -> None:
+        self.train = train
+        self.val = val
+        self.from_grad = from_grad
+        self.faults = faults
+        self.lens = lens
+        self.off = False
+        self.averaged_warned = False
+        self.handle = loss_fn.register_forward_hook(self)
+
+    def __call__(self, module: nn.Module, args: Any, out: Any) -> None:
+        if self.off:
+            return
+        try:
+            training = torch.is_grad_enabled() if self.from_grad else module.training
+            y = out.detach()
+            if y.numel() != 1:
+                if not self.averaged_warned:
+                    self.averaged_warned = True
+                    self.faults.report(self.lens, f"loss_fn returned {y.numel()} values (reduction='none'?); "
+                                       "their mean is recorded per batch")
+                y = y.float().mean()
+            site = self.train if training else self.val
+            site.slot(y.device).copy_(y.reshape(1))
+        except Exception as exc:  # noqa: BLE001
+            self.off = True
+            self.faults.report(self.lens, f"loss hook failed with {type(exc).__name__}: {exc}; loss is no longer "
+                               "recorded, training goes on")
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+class LossMetrics(AbstractLens):
+    """Loss and metrics per epoch. Same arguments as ``monitorch.lens.LossMetrics``.
+
+    With ``loss_fn`` the loss of every batch is read from the loss module's output on its device (no
+    host sync); without it, values come from ``inspector.push_loss``. A forward pass under grad counts as
+    training (``evaluation_from_grad=True``), otherwise as validation. Metrics come from
+    ``inspector.push_metric``. Non-finite losses are left out of the statistics and reported.
+    """
+
+    def __init__(self, *, metrics: Iterable[str] | None = None, evaluation_from_grad: bool = True,
+                 separate_loss_and_metrics: bool = True, loss_fn: nn.Module | None = None,
+                 loss_fn_inplace: bool = True, loss_line: str | Iterable[str] = "mean",
+                 loss_range: str | Iterable[str] | None = "std", metrics_line: str | Iterable[str] = "mean",
+                 metrics_range: str | Iterable[str] | None = None) -> None:
+        super().__init__()
+        if metrics is None:
+            metrics = ()
+        if isinstance(metrics, str):
+            metrics = (metrics,)
+        self._metrics = list(metrics)
+        for m in self._metrics:
+            if not isinstance(m, str):
+                raise TypeError(f"metrics= must be a list of metric names (str), got an entry {m!r}")
+        if loss_fn is not None and not isinstance(loss_fn, nn.Module):
+            raise TypeError(f"loss_fn= must be a torch.nn.Module such as nn.CrossEntropyLoss(), got "
+                            f"{type(loss_fn).__name__}; for a functional loss use inspector.push_loss(loss, train=...)")
+        self._loss_fn = loss_fn
+        self._from_grad = bool(evaluation_from_grad)
+        self._separate = bool(separate_loss_and_metrics)
+        self._loss_line = as_method_list(loss_line, argument="loss_line", ranges=False)
+        self._loss_range = as_method_list(loss_range, argument="loss_range", ranges=True)
+        self._metrics_line = as_method_list(metrics_line, argument="metrics_line", ranges=False)
+        self._metrics_range = as_method_list(metrics_range, argument="metrics_range", ranges=True)
+        if not self._loss_line:
+            raise ValueError("loss_line= must name at least one aggregation, e.g. 'mean'")
+        self._train_site: ScalarSite | None = None
+        self._val_site: ScalarSite | None = None
+        self._hook: _LossHook | None = None
+        # Per-batch losses are one float each: always kept, so every aggregation is available
+        # (``loss_fn_inplace`` is accepted for compatibility).
+        self._keep = True
+        self._last: dict[tuple[bool, str], float] = {}
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(self._metrics)
+
+    def tags(self) -> list[tuple[str, TagAttributes]]:
+        attrs = TagAttributes(False, True, True, TagType.NUMERICAL)
+        if not self._separate:
+            return [("Loss & Metrics", attrs)]
+        return [("Loss", attrs)] + ([("Metrics", attrs)] if self._metrics else [])
+
+    def register_module(self, module: nn.Module, name: str, leaf: bool) -> None:
+        if self._loss_fn is None or self._hook is not None:
+            return
+        faults = self.ctx.faults
+        self._train_site = ScalarSite("train loss", self.lens_name, faults, self._keep)
+        self._val_site = ScalarSite("val loss", self.lens_name, faults, self._keep)
+        self._hook = _LossHook(self._loss_fn, self._train_site, self._val_site, self._from_grad, faults,
+                               self.lens_name)
+        self._sites = [self._train_site, self._val_site]
+
+    def detach(self) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        super().detach()
+        self._train_site = self._val_site = None
+
+    def set_hidden(self, modules: set[str], types: set[str]) -> None:
+        pass  # the loss is not a module of the model
+
+    def flush(self) -> None:
+        for site in self._sites:
+            site.flush()
+
+    def _loss_summary(self, site: Site | None, summaries: dict[int, list[Summary]], train: bool) -> Summary | None:
+        if self._loss_fn is not None and site is not None:
+            s = summaries[id(site.stream)][0]
+            return s if s.count or s.nonfinite else None
+        name = self.ctx.train_loss_str if train else self.ctx.non_train_loss_str
+        return self.ctx.pushes.summary(name)
+
+    def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
+        ctx = self.ctx
+        loss_tag = "Loss" if self._separate else "Loss & Metrics"
+        metrics_tag = "Metrics" if self._separate else "Loss & Metrics"
+        values: dict[str, float] = {}
+        ranges: dict[tuple[str, str], tuple[float, float]] = {}
+        self._last = {}
+        for train, label in ((True, ctx.train_loss_str), (False, ctx.non_train_loss_str)):
+            s = self._loss_summary(self._train_site if train else self._val_site, summaries, train)
+            if s is None:
+                if train:
+                    for m in self._loss_line:
+                        values[f"{label} {m}"] = float("nan")
+                continue
+            if s.nonfinite:
+                ctx.faults.report(self.lens_name, f"{s.nonfinite} non-finite {label} value(s) in an epoch were left "
+                                  "out of the statistics (NaN/Inf loss)")
+            for m in self._loss_line:
+                values[f"{label} {m}"] = v = s.point(m)
+                self._last[(train, m)] = v
+            for r in self._loss_range:
+                lo, hi = RANGE_NAMES[r]
+                ranges[(f"{label} {lo}", f"{label} {hi}")] = s.range(r)
+        calls = [Call("numerical", loss_tag, OrderedDict([(loss_tag, values)]), OrderedDict([(loss_tag, ranges)]))]
+        if self._metrics:
+            mvalues: dict[str, float] = {}
+            mranges: dict[tuple[str, str], tuple[float, float]] = {}
+            for metric in self._metrics:
+                s = ctx.pushes.summary(metric)
+                if s is None:
+                    continue
+                for m in self._metrics_line:
+                    mvalues[f"{metric} {m}"] = s.point(m)
+                for r in self._metrics_range:
+                    lo, hi = RANGE_NAMES[r]
+                    mranges[(f"{metric} {lo}", f"{metric} {hi}")] = s.range(r)
+            calls.append(Call("numerical", metrics_tag, OrderedDict([(metrics_tag, mvalues)]),
+                              OrderedDict([(metrics_tag, mranges)])))
+        return calls
+
+    def loss(self, *, train: bool, method: str | None = None) -> float:
+        """The loss of the last ticked epoch (for early stopping), aggregated with ``method``
+        (default: the first of ``loss_line``)."""
+        method = method or self._loss_line[0]
+        if method not in self._loss_line:
+            raise ValueError(f"method={method!r} was not computed; LossMetrics(loss_line=...) has "
+                             f"{', '.join(self._loss_line)}")
+        key = (bool(train), method)
+        if key not in self._last:
+            which = "training" if train else "validation"
+            hint = ("validation passes are recognised by running them under torch.no_grad()"
+                    if not train and self._loss_fn is not None else
+                    "call inspector.push_loss(value, train=...) or give LossMetrics(loss_fn=...)")
+            raise LookupError(f"no {which} loss was recorded in the last ticked epoch; {hint}")
+        return self._last[key]

@@ -1,0 +1,69 @@
+"""OutputActivation: share of non-zero outputs per neuron/channel, and share of dead channels."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from torch import nn
+
+from ..aggregate import Summary, as_method_list, needs_all_values
+from ..sites import ActivationSite, gate_for
+from .base import AbstractLens, Call, TagAttributes, TagType, new_warning, rate_calls
+from .kinds import check_module_types, is_activation, is_dropout, is_nonnegative
+
+
+class OutputActivation(AbstractLens):
+    """Activation rate (mean share of outputs with |y| > eps) and death rate (share of channels never
+    active in a batch) of activation and dropout modules, averaged over an epoch's training batches.
+
+    Same arguments as ``monitorch.lens.OutputActivation``; ``evaluation_from_grad=None`` (default) counts a
+    forward pass as training only when grad is enabled *and* the module is in training mode.
+    """
+
+    _SMALL_TAG_NAME = "Output Activations"
+    _BIG_TAG_NAME = "Warning Output Activations"
+
+    def __init__(self, inplace: bool = True, record_eval: bool = False, evaluation_from_grad: bool | None = None,
+                 activation: bool = True, dropout: bool = True, include: Iterable[type[nn.Module]] = (),
+                 exclude: Iterable[type[nn.Module]] = (), channel_last: bool = False, warning_plot: bool = True,
+                 activation_aggregation: str = "mean", death_aggregation: str = "mean", eps: float = 1e-8) -> None:
+        super().__init__()
+        self._include = check_module_types(include, "include")
+        self._exclude = check_module_types(exclude, "exclude")
+        self._act_method = as_method_list(activation_aggregation, argument="activation_aggregation", ranges=False)[0]
+        self._death_method = as_method_list(death_aggregation, argument="death_aggregation", ranges=False)[0]
+        self._keep_all = (not inplace) or needs_all_values([self._act_method, self._death_method])
+        self._gate = gate_for(record_eval, evaluation_from_grad)
+        self._activation = bool(activation)
+        self._dropout = bool(dropout)
+        self._channel_last = bool(channel_last)
+        self._warning_plot = bool(warning_plot)
+        self._eps = float(eps)
+
+    def tags(self) -> list[tuple[str, TagAttributes]]:
+        tags = [(self._SMALL_TAG_NAME, TagAttributes(False, False, True, TagType.PROBABILITY))]
+        if self._warning_plot:
+            tags.append((self._BIG_TAG_NAME, TagAttributes(False, True, True, TagType.PROBABILITY)))
+        return tags
+
+    def watches(self, module: nn.Module) -> bool:
+        if self._exclude and isinstance(module, self._exclude):
+            return False
+        return bool((self._include and isinstance(module, self._include))
+                    or (self._activation and is_activation(module))
+                    or (self._dropout and is_dropout(module)))
+
+    def register_module(self, module: nn.Module, name: str, leaf: bool) -> None:
+        if leaf and self.watches(module):
+            self._sites.append(ActivationSite(
+                name, module, self.lens_name, self.ctx.faults, gate=self._gate, eps=self._eps,
+                channel_last=self._channel_last, nonneg=is_nonnegative(module), keep_all=self._keep_all))
+
+    def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
+        warning = new_warning() if self._warning_plot else None
+        calls = [rate_calls(self, self._SMALL_TAG_NAME, self._sites, summaries, self._act_method,
+                            self._death_method, warning)]
+        if warning is not None:
+            calls.append(Call("probability", self._BIG_TAG_NAME, OrderedDict([(self._BIG_TAG_NAME, warning)])))
+        return calls

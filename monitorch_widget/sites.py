@@ -1,0 +1,261 @@
+"""Hook objects: one per (lens, module) or (lens, parameter), called by PyTorch on every batch.
+
+Each site owns a :class:`~monitorch_widget.accum.RowBuffer` (allocated on first use, on the data's
+device) and a :class:`~monitorch_widget.accum.StatStream`. The ``__call__`` methods are the hot path:
+see the invariants in :mod:`monitorch_widget.accum`. Anything unusual (a new shape, a new device, a
+non-tensor output) leaves the fast path through ``_slow``; any exception disables the site, reports once
+through the lens' :class:`~monitorch_widget.faults.FaultLog`, and training goes on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .accum import RowBuffer, StatStream
+from .faults import FaultLog
+
+_F32 = torch.float32
+
+# Gates deciding whether a forward pass is a training pass.
+GATE_GRAD_AND_MODE = 0  # default: grad enabled and module.training
+GATE_GRAD = 1           # evaluation_from_grad=True
+GATE_MODE = 2           # evaluation_from_grad=False
+GATE_ALL = 3            # record_eval=True
+
+
+def gate_for(record_eval: bool, evaluation_from_grad: bool | None) -> int:
+    if record_eval:
+        return GATE_ALL
+    if evaluation_from_grad is None:
+        return GATE_GRAD_AND_MODE
+    return GATE_GRAD if evaluation_from_grad else GATE_MODE
+
+
+def is_training_pass(gate: int, module: nn.Module) -> bool:
+    if gate == GATE_GRAD_AND_MODE:
+        return torch.is_grad_enabled() and module.training
+    if gate == GATE_GRAD:
+        return torch.is_grad_enabled()
+    if gate == GATE_MODE:
+        return module.training
+    return True
+
+
+class Site:
+    """Common state of a hook object. ``off`` is the single flag the hot path checks."""
+
+    kind = "site"
+
+    def __init__(self, name: str, lens: str, faults: FaultLog, stream_width: int, keep_all: bool) -> None:
+        self.name = name
+        self.lens = lens
+        self.faults = faults
+        self.stream = StatStream(stream_width, keep_all)
+        self.buf: RowBuffer | None = None
+        self.handle: Any = None
+        self.broken = False
+        self.hidden = False
+        self.active = True
+        self.off = False
+
+    def _update_off(self) -> None:
+        self.off = self.broken or self.hidden or not self.active
+
+    def set_active(self, active: bool) -> None:
+        self.active = active
+        self._update_off()
+
+    def set_hidden(self, hidden: bool) -> None:
+        self.hidden = hidden
+        self._update_off()
+
+    def fail(self, message: str) -> None:
+        self.broken = True
+        self._update_off()
+        self.faults.report(self.lens, f"{self.name}: {message}; this series stops here, training goes on")
+
+    def flush(self) -> None:
+        if self.buf is not None and self.buf.n:
+            self.buf.fold_rates(self.stream)
+
+    def reset(self) -> None:
+        if self.buf is not None:
+            self.buf.n = 0
+        self.stream.reset()
+
+    def remove(self) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+        self.buf = None
+
+
+class ActivationSite(Site):
+    """Forward hook: per channel, how many output elements are above eps in this batch."""
+
+    kind = "output"
+
+    def __init__(self, name: str, module: nn.Module, lens: str, faults: FaultLog, *, gate: int, eps: float,
+                 channel_last: bool, nonneg: bool, keep_all: bool) -> None:
+        super().__init__(name, lens, faults, 2, keep_all)
+        self.module_type = type(module).__name__
+        self.gate = gate
+        self.eps = eps
+        self.channel_last = channel_last
+        self.nonneg = nonneg
+        self.ndim = -1
+        self.channels = -1
+        self.cdim = -1 if channel_last else 1
+        self.dims: tuple[int, ...] = ()
+        self.all_dims: tuple[int, ...] = ()
+        self.handle = module.register_forward_hook(self)
+
+    def __call__(self, module: nn.Module, args: Any, out: Any) -> None:
+        if self.off:
+            return
+        if self.gate != GATE_ALL and not is_training_pass(self.gate, module):
+            return
+        try:
+            y = out.detach()
+            if y.dim() != self.ndim or y.shape[self.cdim] != self.channels:
+                self._reshape(y)
+            buf = self.buf
+            n = buf.n  # type: ignore[union-attr]
+            if n == buf.capacity:  # type: ignore[union-attr]
+                buf.fold_rates(self.stream)  # type: ignore[union-attr]
+                n = 0
+            mask = y > self.eps if self.nonneg else y.abs() > self.eps
+            torch.sum(mask, self.dims, dtype=_F32, out=buf.rows[n])  # type: ignore[union-attr]
+            torch.sum(y, self.all_dims, dtype=_F32, out=buf.checks[n])  # type: ignore[union-attr]
+            buf.dens[n] = y.numel() // self.channels  # type: ignore[union-attr]
+            buf.n = n + 1  # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - a monitor must never stop training
+            self._on_error(out, exc)
+
+    def _reshape(self, y: torch.Tensor) -> None:
+        if not (y.is_floating_point() or y.is_complex()):
+            raise _Unsupported(f"output has dtype {y.dtype}; activation rates need a floating-point output")
+        if y.dim() < 1:
+            raise _Unsupported("output is a 0-d tensor; activation rates need at least a batch dimension")
+        if self.buf is not None and self.buf.n:
+            self.buf.fold_rates(self.stream)
+        if y.dim() == 1:
+            # [batch] only: one neuron, rate over the batch.
+            channels, cdim, dims = 1, 0, (0,)
+        else:
+            cdim = y.dim() - 1 if self.channel_last else 1
+            channels = y.shape[cdim]
+            dims = tuple(d for d in range(y.dim()) if d != cdim)
+        self.ndim = y.dim()
+        self.cdim = cdim if y.dim() > 1 else 0
+        self.channels = channels
+        self.dims = dims
+        self.all_dims = tuple(range(y.dim()))
+        if self.buf is None or self.buf.channels != channels or self.buf.device != y.device:
+            self.buf = RowBuffer(channels, y.device)
+
+    def _on_error(self, out: Any, exc: Exception) -> None:
+        if isinstance(out, torch.Tensor) and self.buf is not None and out.device != self.buf.device:
+            # Model moved to another device after attach: start a buffer there, keep the epoch's stats.
+            try:
+                self.buf.fold_rates(self.stream)
+                self.buf = RowBuffer(self.channels, out.device)
+                self.ndim = -1
+                return
+            except Exception as exc2:  # noqa: BLE001
+                exc = exc2
+        if not isinstance(out, torch.Tensor):
+            self.fail(f"output is a {type(out).__name__}, not a tensor; OutputActivation needs a tensor output"
+                      " (exclude this module type or wrap it)")
+        elif isinstance(exc, _Unsupported):
+            self.fail(str(exc))
+        else:
+            self.fail(f"hook failed with {type(exc).__name__}: {exc}")
+
+
+class GradientSite(Site):
+    """Post-accumulate-grad hook: per parameter row (dim 0), how many gradient entries are above eps."""
+
+    kind = "gradient"
+
+    def __init__(self, name: str, module: nn.Module, param_name: str, param: nn.Parameter, lens: str,
+                 faults: FaultLog, *, eps: float, keep_all: bool) -> None:
+        super().__init__(name, lens, faults, 2, keep_all)
+        self.module_type = type(module).__name__
+        self.param_name = param_name
+        self.eps = eps
+        self.rows = -1
+        self.vector = param.dim() <= 1
+        self.dims: tuple[int, ...] = tuple(range(1, param.dim()))
+        self.all_dims: tuple[int, ...] = tuple(range(max(param.dim(), 1)))
+        self.den = 1
+        self.handle = param.register_post_accumulate_grad_hook(self)
+
+    def __call__(self, param: torch.Tensor) -> None:
+        if self.off:
+            return
+        try:
+            g = param.grad
+            if g is None:
+                return
+            if self.buf is None or g.shape[0] != self.rows or g.device != self.buf.device:
+                self._reshape(g)
+            buf = self.buf
+            n = buf.n  # type: ignore[union-attr]
+            if n == buf.capacity:  # type: ignore[union-attr]
+                buf.fold_rates(self.stream)  # type: ignore[union-attr]
+                n = 0
+            if self.vector:
+                torch.gt(g.abs(), self.eps, out=buf.rows[n])  # type: ignore[union-attr]
+            else:
+                torch.sum(g.abs() > self.eps, self.dims, dtype=_F32, out=buf.rows[n])  # type: ignore[union-attr]
+            torch.sum(g, self.all_dims, dtype=_F32, out=buf.checks[n])  # type: ignore[union-attr]
+            buf.dens[n] = self.den  # type: ignore[union-attr]
+            buf.n = n + 1  # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001
+            if getattr(param, "grad", None) is not None and param.grad.is_sparse:
+                self.fail("gradient is sparse; gradient activation needs dense gradients")
+            else:
+                self.fail(f"hook failed with {type(exc).__name__}: {exc}")
+
+    def _reshape(self, g: torch.Tensor) -> None:
+        if g.dim() == 0:
+            raise _Unsupported("0-d parameter")
+        if self.buf is not None and self.buf.n:
+            self.buf.fold_rates(self.stream)
+        self.rows = g.shape[0]
+        self.den = g.numel() // max(self.rows, 1)
+        self.buf = RowBuffer(self.rows, g.device)
+
+
+class ScalarSite(Site):
+    """One value per batch (a loss, an output norm); the row is the value itself."""
+
+    kind = "scalar"
+
+    def __init__(self, name: str, lens: str, faults: FaultLog, keep_all: bool) -> None:
+        super().__init__(name, lens, faults, 1, keep_all)
+
+    def slot(self, device: torch.device) -> torch.Tensor:
+        """The 1-element row to write this batch's value into (``copy_`` broadcasts a 0-d tensor)."""
+        buf = self.buf
+        if buf is None or buf.device != device:
+            if buf is not None and buf.n:
+                buf.fold_scalars(self.stream)
+            buf = self.buf = RowBuffer(1, device)
+        elif buf.n == buf.capacity:
+            buf.fold_scalars(self.stream)
+        n = buf.n
+        buf.n = n + 1
+        return buf.rows[n]
+
+    def flush(self) -> None:
+        if self.buf is not None and self.buf.n:
+            self.buf.fold_scalars(self.stream)
+
+
+class _Unsupported(Exception):
+    pass

@@ -1,0 +1,65 @@
+"""``'print'``: one line per epoch on stdout, read from the record."""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, TextIO
+
+from ..record import Record
+
+
+def _fmt(v: float) -> str:
+    if v != v:
+        return "nan"
+    if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e4):
+        return f"{v:.3e}"
+    return f"{v:.4f}"
+
+
+def epoch_line(record: Record) -> str:
+    """A compact summary of the latest final epoch: big panels' values (loss, metrics, warnings)."""
+    run = record.current
+    if run is None or run.n_rows == 0:
+        return "(no epoch recorded yet)"
+    row = run.n_rows - 1 - (1 if run.provisional else 0)
+    if row < 0:
+        return "(no epoch recorded yet)"
+    big = {p.tag for p in run.panels if p.big}
+    parts = [f"epoch {int(run.epochs[row])}"]
+    for col in run.columns:
+        if col.role == "line" and col.panel in big:
+            value = run.data[row, col.index]
+            if not math.isnan(value):
+                parts.append(f"{col.key} {_fmt(value)}")
+    problems = sum(run.problems.values())
+    if problems:
+        parts.append(f"problems {problems}")
+    return " | ".join(parts)
+
+
+class PrintVisualizer:
+    """Prints one line per epoch; ``show_fig()`` prints a per-layer summary of the latest epoch."""
+
+    def __init__(self, record: Record, stream: TextIO | None = None) -> None:
+        self.record = record
+        self.stream = stream
+
+    def on_epoch(self) -> None:
+        print(epoch_line(self.record), file=self.stream or sys.stdout, flush=True)
+
+    def show_fig(self) -> Any:
+        out = self.stream or sys.stdout
+        run = self.record.current
+        if run is None or run.n_rows == 0:
+            print("(no epoch recorded yet)", file=out)
+            return None
+        row = run.n_rows - 1
+        print(f"{run.label}: {run.n_rows} epoch(s)", file=out)
+        for panel in run.panels:
+            print(f"  {panel.tag}", file=out)
+            for group in run.groups(panel.tag):
+                vals = [f"{c.key}={_fmt(run.data[row, c.index])}" for c in run.columns
+                        if c.panel == panel.tag and c.group == group and c.role == "line"]
+                print(f"    {group}: {', '.join(vals)}", file=out)
+        return None

@@ -1,0 +1,79 @@
+"""``'widget'``: the live anywidget view of the record, and a monitorch-compatible visualizer.
+
+``WidgetVisualizer()`` on its own (with its own record) implements monitorch's visualizer interface, so
+``monitorch.inspector.PyTorchInspector(lenses, visualizer=WidgetVisualizer())`` drives our widget.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..record import Record
+from .print import PrintVisualizer
+
+
+def in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and (hasattr(shell, "kernel") or type(shell).__name__ == "ZMQInteractiveShell")
+
+
+class WidgetVisualizer:
+    def __init__(self, record: Record | None = None) -> None:
+        self.record = record if record is not None else Record()
+        self._widget: Any = None
+        self._new_run = self.record.current is None
+
+    @property
+    def widget(self) -> Any:
+        if self._widget is None:
+            from ..widget import MonitorWidget
+
+            self._widget = MonitorWidget(self.record)
+        return self._widget
+
+    def show_fig(self) -> Any:
+        """In a notebook, show the live widget (once; it keeps updating); elsewhere print a summary."""
+        if in_notebook():
+            widget = self.widget
+            if not getattr(widget, "_mw_displayed", False):
+                from IPython.display import display
+
+                display(widget)
+            return widget
+        PrintVisualizer(self.record).show_fig()
+        return None
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    # --- monitorch visualizer interface (used when monitorch's own inspector drives us) ------------
+    def register_tags(self, main_tag: str, tag_attr: Any) -> None:
+        self.record.register_tags(main_tag, tag_attr)
+
+    def _ensure_run(self) -> None:
+        if self._new_run:
+            self._new_run = False
+            self.record.start_run(f"run {len(self.record.runs) + 1}")
+
+    def plot_numerical_values(self, epoch: int, main_tag: str, values_dict: Any, ranges_dict: Any = None) -> None:
+        self._ensure_run()
+        self.record.plot_numerical_values(epoch, main_tag, values_dict, ranges_dict)
+
+    def plot_probabilities(self, epoch: int, main_tag: str, values_dict: Any) -> None:
+        self._ensure_run()
+        self.record.plot_probabilities(epoch, main_tag, values_dict)
+
+    def plot_relations(self, epoch: int, main_tag: str, values_dict: Any) -> None:
+        self._ensure_run()
+        self.record.plot_relations(epoch, main_tag, values_dict)
+
+    def reset_fig(self) -> None:
+        """monitorch calls this on detach: the next data starts a new run (old ones stay, drawn faint)."""
+        self.record.end()
+        self._new_run = True
