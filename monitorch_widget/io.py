@@ -93,14 +93,14 @@ def from_dict(doc: Any, source: str = "history") -> Record:
               "\"epochs\", \"times\" and \"data\" must be lists")
         _need(len(epochs) == len(times) == len(data), where, "\"epochs\", \"times\" and \"data\" differ in length")
         n_cols = len(run.columns)
+        _need(all(isinstance(row, list) and len(row) == n_cols for row in data), where,
+              f"every data row must have {n_cols} values (one per column)")
         try:
             arr = np.array([[np.nan if v is None else float(v) for v in row] for row in data], dtype=np.float64)
             run.epochs = [float(e) for e in epochs]
             run.times = [float(t) for t in times]
         except (TypeError, ValueError) as exc:
             raise HistoryFormatError(f"{where}: non-numeric value in epochs/times/data ({exc})") from None
-        if len(data):
-            _need(arr.ndim == 2 and arr.shape[1] == n_cols, where, f"every data row must have {n_cols} values")
         run._ensure(max(len(data), 1), max(n_cols, 1))
         if len(data):
             run._data[: len(data), :n_cols] = arr

@@ -1,0 +1,110 @@
+import gc
+import weakref
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from monitorch_widget import PyTorchInspector
+from monitorch_widget.lens import ParameterGradientActivation
+
+W, B, WG = "Weight Gradient Activation", "Bias Gradient Activation", "Warning Gradient Activations"
+
+
+def grad_rates_by_hand(g: np.ndarray, eps: float = 1e-8) -> tuple[float, float]:
+    active = np.abs(g) > eps
+    per_row = active.reshape(g.shape[0], -1).mean(axis=1) if g.ndim > 1 else active.astype(float)
+    return float(per_row.mean()), float((per_row == 0).mean())
+
+
+def test_linear_weight_and_bias_rows_by_hand():
+    lin = nn.Linear(3, 2)
+    ins = PyTorchInspector([ParameterGradientActivation()], visualizer="none").attach(lin)
+    x = torch.tensor([[1.0, 0.0, 2.0]])
+    lin(x)[:, 0].sum().backward()  # only output neuron 0 gets a gradient
+    grads = (lin.weight.grad.numpy().copy(), lin.bias.grad.numpy().copy())
+    ins.tick_epoch()
+    # row 0 = x (2 of 3 entries non-zero), row 1 = 0 -> activation (2/3 + 0)/2, death 1/2
+    assert ins.history.series(W, "", "activation_rate")[0] == pytest.approx(1 / 3)
+    assert ins.history.series(W, "", "death_rate")[0] == pytest.approx(0.5)
+    assert grad_rates_by_hand(grads[0]) == pytest.approx((1 / 3, 0.5))
+    assert ins.history.series(B, "", "activation_rate")[0] == pytest.approx(0.5)
+    assert ins.history.series(B, "", "death_rate")[0] == pytest.approx(0.5)
+    assert ins.history.series(WG, WG, "worst death_rate")[0] == pytest.approx(0.5)
+    assert ins.history.series(WG, WG, "worst activation_rate")[0] == pytest.approx(1 / 3)
+
+
+def test_conv_weight_rows_are_output_channels():
+    conv = nn.Conv2d(2, 3, kernel_size=2)
+    model = nn.Sequential(conv)
+    ins = PyTorchInspector([ParameterGradientActivation(parameters="weight")], visualizer="none").attach(model)
+    out = conv(torch.randn(4, 2, 5, 5))
+    (out[:, 0].sum() + out[:, 2].sum()).backward()
+    expected = grad_rates_by_hand(conv.weight.grad.numpy())
+    ins.tick_epoch()
+    assert ins.history.series(W, "0", "activation_rate")[0] == pytest.approx(expected[0])
+    assert ins.history.series(W, "0", "death_rate")[0] == pytest.approx(1 / 3)
+    assert "Bias Gradient Activation" not in ins.history.panels()
+
+
+def test_layer_without_bias_still_tracks_its_weight_in_definition_order():
+    model = nn.Sequential(nn.Linear(4, 4, bias=False), nn.ReLU(), nn.Linear(4, 2))
+    ins = PyTorchInspector([ParameterGradientActivation()], visualizer="none").attach(model)
+    model(torch.randn(8, 4)).sum().backward()
+    ins.tick_epoch()
+    run = ins.history.runs[0]
+    assert run.groups(W) == ["0", "2"]
+    assert run.groups(B) == ["2"]
+
+
+def test_epoch_mean_over_several_backward_passes():
+    lin = nn.Linear(2, 2, bias=False)
+    ins = PyTorchInspector([ParameterGradientActivation()], visualizer="none").attach(lin)
+    seen = []
+    for x, k in ((torch.tensor([[1.0, 1.0]]), 0), (torch.tensor([[1.0, 0.0]]), 1), (torch.tensor([[1.0, 1.0]]), None)):
+        lin.zero_grad(set_to_none=True)
+        out = lin(x)
+        (out.sum() if k is None else out[:, k].sum()).backward()
+        seen.append(grad_rates_by_hand(lin.weight.grad.numpy()))
+    ins.tick_epoch()
+    assert ins.history.series(W, "", "activation_rate")[0] == pytest.approx(np.mean([s[0] for s in seen]))
+    assert ins.history.series(W, "", "death_rate")[0] == pytest.approx(np.mean([s[1] for s in seen]))
+
+
+def test_lazy_module_is_tracked_once_materialised():
+    model = nn.Sequential(nn.LazyLinear(3), nn.ReLU(), nn.Linear(3, 1))
+    ins = PyTorchInspector([ParameterGradientActivation()], visualizer="none").attach(model)
+    for _ in range(2):
+        model(torch.randn(5, 4)).sum().backward()
+    ins.tick_epoch()
+    assert ins.history.runs[0].groups(W) == ["0", "2"]
+    assert 0.0 < ins.history.series(W, "0", "activation_rate")[0] <= 1.0
+
+
+def test_parameters_naming_nothing_is_a_clear_error_and_registers_nothing():
+    model = nn.Sequential(nn.Linear(2, 2))
+    ins = PyTorchInspector([ParameterGradientActivation(parameters=("wieght",))], visualizer="none")
+    with pytest.raises(ValueError, match="wieght.*parameter names in this model: bias, weight"):
+        ins.attach(model)
+    assert not model[0].weight._post_accumulate_grad_hooks
+    assert not ins.state.attached
+
+
+def test_detach_removes_every_hook_and_frees_the_model():
+    from monitorch_widget.lens import LossMetrics, OutputActivation
+
+    loss_fn = nn.MSELoss()
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Dropout(), nn.Linear(3, 1))
+    ins = PyTorchInspector([LossMetrics(loss_fn=loss_fn), OutputActivation(), ParameterGradientActivation()],
+                           visualizer="none").attach(model)
+    loss_fn(model(torch.randn(4, 2)), torch.zeros(4, 1)).backward()
+    ins.tick_epoch()
+    ins.detach()
+    assert all(not m._forward_hooks for m in model.modules())
+    assert not loss_fn._forward_hooks
+    assert all(not p._post_accumulate_grad_hooks for p in model.parameters())
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None

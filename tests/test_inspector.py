@@ -1,0 +1,305 @@
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from helpers import Emit
+from torch import nn
+
+from monitorch_widget import MonitorWarning, PyTorchInspector
+from monitorch_widget.lens import LossMetrics, OutputActivation, OutputNorm, ParameterGradientActivation
+
+OA = "Output Activations"
+
+
+def small_model():
+    return nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2), nn.Softmax(dim=1))
+
+
+def step(model, loss_fn, opt=None):
+    x, y = torch.randn(8, 2), torch.randint(0, 2, (8,))
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    if opt:
+        opt.step()
+
+
+class RecordingVisualizer:
+    """A user's monitorch-style visualizer: records every call."""
+
+    def __init__(self):
+        self.tags, self.calls = {}, []
+
+    def register_tags(self, tag, attrs):
+        self.tags[tag] = attrs
+
+    def plot_numerical_values(self, epoch, tag, values, ranges=None):
+        self.calls.append(("numerical", epoch, tag, values, ranges))
+
+    def plot_probabilities(self, epoch, tag, values):
+        self.calls.append(("probability", epoch, tag, values))
+
+    def plot_relations(self, epoch, tag, values):
+        self.calls.append(("relations", epoch, tag, values))
+
+
+def test_user_visualizer_receives_monitorch_calls_with_fresh_dicts():
+    loss_fn = nn.CrossEntropyLoss()
+    vis = RecordingVisualizer()
+    model = small_model()
+    ins = PyTorchInspector([LossMetrics(loss_fn=loss_fn, metrics=["acc"], separate_loss_and_metrics=False),
+                            OutputActivation(), ParameterGradientActivation()], visualizer=vis).attach(model)
+    assert ins.visualizer is vis
+    assert set(vis.tags) == {"Loss & Metrics", OA, "Warning Output Activations", "Weight Gradient Activation",
+                             "Bias Gradient Activation", "Warning Gradient Activations"}
+    step(model, loss_fn)
+    ins.push_metric("acc", 0.75)
+    ins.tick_epoch()
+    step(model, loss_fn)
+    ins.tick_epoch()
+    first = [c for c in vis.calls if c[1] == 1]
+    kinds = [(c[0], c[2]) for c in first]
+    assert kinds[:2] == [("numerical", "Loss & Metrics"), ("numerical", "Loss & Metrics")]
+    loss_values = first[0][3]["Loss & Metrics"]
+    assert set(loss_values) == {"train_loss mean"}
+    assert set(first[0][4]["Loss & Metrics"]) == {("train_loss -σ", "train_loss +σ")}
+    assert first[1][3] == OrderedDict([("Loss & Metrics", {"acc mean": 0.75})])
+    oa = next(c for c in first if c[2] == OA)[3]
+    assert list(oa) == ["1", "3"] and set(oa["1"]) == {"activation_rate", "death_rate"}
+    warn = next(c for c in first if c[2] == "Warning Output Activations")[3]
+    assert set(warn["Warning Output Activations"]) == {"worst activation_rate", "worst death_rate"}
+    # fresh dicts each call: mutating what we received changes nothing later
+    second_oa = next(c for c in vis.calls if c[1] == 2 and c[2] == OA)[3]
+    assert second_oa is not oa and second_oa["1"] is not oa["1"]
+
+
+def test_reattach_starts_a_new_run_and_removes_old_hooks():
+    loss_fn = nn.CrossEntropyLoss()
+    lens = LossMetrics(loss_fn=loss_fn)
+    ins = PyTorchInspector([lens, OutputActivation(), ParameterGradientActivation()], visualizer="none")
+    a, b = small_model(), small_model()
+    ins.attach(a)
+    for _ in range(3):
+        step(a, loss_fn)
+        ins.tick_epoch()
+    step(a, loss_fn)  # unfinished epoch of the old model: must not leak into the new run
+    ins.attach(b)
+    assert all(not m._forward_hooks for m in a.modules())
+    assert all(not p._post_accumulate_grad_hooks for p in a.parameters())
+    assert len(loss_fn._forward_hooks) == 1
+    assert ins.state.counter == 1
+    ins.tick_epoch()
+    h = ins.history
+    assert len(h.runs) == 2 and h.runs[1].epochs == [1.0]
+    assert np.isnan(h.series("Loss", "Loss", "train_loss mean")[0])
+    assert np.isnan(h.series(OA, "1", "activation_rate")[0])
+    assert h.runs[0].n_rows == 3
+
+
+def test_tick_before_attach_and_after_detach_are_clear_errors():
+    ins = PyTorchInspector([OutputActivation()], visualizer="none")
+    with pytest.raises(RuntimeError, match="attach"):
+        ins.tick_epoch()
+    ins.attach(small_model())
+    ins.tick_epoch()
+    ins.detach()
+    ins.detach()  # idempotent
+    with pytest.raises(RuntimeError, match="detached"):
+        ins.tick_epoch()
+
+
+def test_explicit_epoch_numbers_and_is_active_fn():
+    ins = PyTorchInspector([OutputActivation()], visualizer="none", is_active_fn=2).attach(small_model())
+    for _ in range(4):
+        ins.tick_epoch()
+    assert ins.history.runs[0].epochs == [2.0, 4.0]
+    ins = PyTorchInspector([OutputActivation()], visualizer="none").attach(small_model())
+    ins.tick_epoch(10)
+    ins.tick_epoch()
+    assert ins.history.runs[0].epochs == [10.0, 11.0]
+
+
+def test_iter_and_range_tick_once_per_item():
+    ins = PyTorchInspector([OutputActivation()], visualizer="none").attach(small_model())
+    seen = list(ins.range(3))
+    assert seen == [0, 1, 2] and ins.history.runs[0].epochs == [1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("lenses, error, match", [
+    ([OutputActivation], TypeError, "class OutputActivation, not an instance"),
+    (["OutputActivation"], TypeError, "lenses\\[0\\] is a str"),
+    (OutputActivation(), TypeError, "must be a list"),
+])
+def test_wrong_lens_types(lenses, error, match):
+    with pytest.raises(error, match=match):
+        PyTorchInspector(lenses, visualizer="none")
+
+
+def test_same_lens_twice_and_unknown_visualizer_and_bad_include():
+    lens = OutputActivation()
+    with pytest.raises(ValueError, match="same OutputActivation object"):
+        PyTorchInspector([lens, lens], visualizer="none")
+    with pytest.raises(ValueError, match="'widget', 'print', 'none'"):
+        PyTorchInspector([OutputActivation()], visualizer="matplot")
+    with pytest.raises(TypeError, match="lacks register_tags.*plot_relations"):
+        PyTorchInspector([OutputActivation()], visualizer=object())
+    with pytest.raises(TypeError, match="include= entries must be torch.nn.Module subclasses"):
+        OutputActivation(include=["Linear"])
+    with pytest.raises(ValueError, match="unknown aggregation 'avg'"):
+        OutputActivation(activation_aggregation="avg")
+
+
+def test_hook_failure_is_reported_once_and_training_goes_on():
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2), nn.ReLU())
+    lens = OutputActivation()
+    ins = PyTorchInspector([lens], visualizer="none").attach(model)
+    broken = lens.sites[0]
+
+    class Boom(RuntimeError):
+        pass
+
+    def explode(*a, **k):
+        raise Boom("simulated")
+
+    broken.buf = None
+    broken.ndim = -2  # force the slow path, then make it fail
+    broken._reshape = explode
+    with pytest.warns(MonitorWarning, match="hook failed with Boom"):
+        for _ in range(5):
+            model(torch.randn(4, 2)).sum().backward()
+    ins.tick_epoch()
+    h = ins.history
+    assert np.isnan(h.series(OA, "1", "activation_rate")[0])
+    assert not np.isnan(h.series(OA, "3", "activation_rate")[0])
+    assert [p["count"] for p in h.runs[0].problem_list()] == [1]
+
+
+def test_tuple_output_and_integer_output_are_reported_not_fatal():
+    class TupleOut(nn.ReLU):
+        def forward(self, x):
+            return (x, x)
+
+    class IntOut(nn.ReLU):
+        def forward(self, x):
+            return (x > 0).long()
+
+    model = nn.Sequential(TupleOut())
+    ins = PyTorchInspector([OutputActivation()], visualizer="none").attach(model)
+    with pytest.warns(MonitorWarning, match="output is a tuple"):
+        model(torch.randn(3, 2))
+    ins.tick_epoch()
+    model = nn.Sequential(IntOut())
+    ins = PyTorchInspector([OutputActivation()], visualizer="none").attach(model)
+    with pytest.warns(MonitorWarning, match="dtype torch.int64"):
+        model(torch.randn(3, 2))
+
+
+def test_compiled_module_refused_with_clear_message_and_data_parallel_unwrapped():
+    model = small_model()
+    compiled = torch.compile(model)
+    with pytest.raises(TypeError, match="torch.compile"):
+        PyTorchInspector([OutputActivation()], visualizer="none").attach(compiled)
+    ins = PyTorchInspector([OutputActivation()], visualizer="none").attach(nn.DataParallel(model))
+    assert [s.name for s in ins.lenses[0].sites] == ["1", "3"]
+
+
+def test_depth_and_name_prefix():
+    model = nn.Sequential(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), nn.ReLU())
+    ins = PyTorchInspector([OutputActivation(include=[nn.Sequential])], visualizer="none", depth=1,
+                           module_name_prefix="/").attach(model)
+    assert [s.name for s in ins.lenses[0].sites] == ["0", "1"]
+    ins = PyTorchInspector([OutputActivation()], visualizer="none", module_name_prefix="/").attach(model)
+    assert [s.name for s in ins.lenses[0].sites] == ["0/1", "1"]
+
+
+def test_hidden_modules_stop_recording_and_resume():
+    model = nn.Sequential(Emit([torch.ones(2, 2)]), nn.ReLU(), nn.Dropout(0.0))
+    ins = PyTorchInspector([OutputActivation()], visualizer="none").attach(model)
+    ins._apply_filters({"hidden_types": ["Dropout"], "hidden_modules": []})
+    model(torch.zeros(1))
+    ins.tick_epoch()
+    assert ins.history.runs[0].groups(OA) == ["1"]
+    ins._apply_filters({"hidden_types": [], "hidden_modules": []})
+    model(torch.zeros(1))
+    ins.tick_epoch()
+    assert ins.history.series(OA, "2", "activation_rate").tolist()[1] == 1.0
+
+
+def test_update_every_writes_provisional_rows_and_the_final_row_is_unchanged():
+    def train(update_every):
+        torch.manual_seed(0)
+        model = small_model()
+        loss_fn = nn.CrossEntropyLoss()
+        ins = PyTorchInspector([LossMetrics(loss_fn=loss_fn), OutputActivation(), ParameterGradientActivation()],
+                               visualizer="none", update_every=update_every).attach(model)
+        rows = []
+        ins.history.subscribe(lambda e: rows.append(e[2]["provisional"]) if e[0] == "row" else None)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(2):
+            for _ in range(10):
+                opt.zero_grad()
+                step(model, loss_fn, opt)
+            ins.tick_epoch()
+        return ins.history.runs[0].data.copy(), rows
+
+    plain, rows_plain = train(None)
+    live, rows_live = train(3)
+    np.testing.assert_allclose(live, plain)
+    assert True in rows_live and True not in rows_plain
+
+
+def test_seed_mlp_redundant_layer_has_higher_death_rate():
+    """The seed's first experiment: the redundant second hidden layer dies more than the first."""
+    from collections import OrderedDict as OD
+
+    from torch.utils.data import DataLoader, TensorDataset
+
+    rng_seed = 42
+    np.random.seed(rng_seed)
+    torch.manual_seed(rng_seed)
+    pos = np.random.standard_normal(size=(40, 2)) * 0.5 - 1
+    neg = np.random.standard_normal(size=(40, 2)) * 0.5 + 1
+    X = torch.tensor(np.vstack((pos, neg)), dtype=torch.float32)
+    y = torch.tensor(np.hstack((np.ones(40), np.zeros(40))), dtype=torch.long)
+    full = TensorDataset(X, y)
+    train_ds, val_ds = torch.utils.data.random_split(full, [56, 24], generator=torch.Generator().manual_seed(rng_seed))
+    train_loader = DataLoader(train_ds, batch_size=8, shuffle=True)
+    val_loader = DataLoader(val_ds, batch_size=8)
+    loss_fn = nn.CrossEntropyLoss()
+    ins = PyTorchInspector([LossMetrics(loss_fn=loss_fn, separate_loss_and_metrics=False, metrics=["val_accuracy"]),
+                            OutputActivation(), ParameterGradientActivation()], visualizer="none")
+    model = nn.Sequential(OD([("lin1", nn.Linear(2, 16)), ("relu1", nn.ReLU()), ("lin2", nn.Linear(16, 16)),
+                              ("relu2", nn.ReLU()), ("lin3", nn.Linear(16, 2)), ("softmax", nn.Softmax(dim=1))]))
+    ins.attach(model)
+    opt = torch.optim.Adam(model.parameters())
+    for _ in range(50):
+        for data, label in train_loader:
+            opt.zero_grad()
+            loss_fn(model(data), label).backward()
+            opt.step()
+        correct = 0
+        with torch.no_grad():
+            for data, label in val_loader:
+                pred = model(data)
+                loss_fn(pred, label)
+                correct += pred.argmax(1).eq(label).sum().item()
+        ins.push_metric("val_accuracy", correct / 24)
+        ins.tick_epoch()
+    h = ins.history
+    d1 = np.nanmean(h.series(OA, "relu1", "death_rate")[-10:])
+    d2 = np.nanmean(h.series(OA, "relu2", "death_rate")[-10:])
+    g1 = np.nanmean(h.series("Weight Gradient Activation", "lin1", "death_rate")[-10:])
+    g2 = np.nanmean(h.series("Weight Gradient Activation", "lin2", "death_rate")[-10:])
+    assert d2 > d1 and d2 > 0.3
+    assert g2 > g1
+    assert h.series("Loss & Metrics", "Loss & Metrics", "val_accuracy mean")[-1] >= 0.9
+
+
+def test_output_norm_per_sample_l2_mean():
+    b = torch.tensor([[3.0, 4.0], [0.0, 1.0]])
+    model = nn.Sequential(Emit([b]), nn.ReLU())
+    ins = PyTorchInspector([OutputNorm()], visualizer="none").attach(model)
+    model(torch.zeros(1))
+    ins.tick_epoch()
+    assert ins.history.series("Output Norm", "1", "mean")[0] == pytest.approx(3.0)
+    assert "Mean Output Norm Comparison" in ins.history.panels()
