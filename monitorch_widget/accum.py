@@ -57,6 +57,8 @@ class StatStream:
         if self.sums is None or self.sums.device != values.device:
             self._move(values.device)
         assert self.sums is not None and self.ext is not None
+        if values.shape[0] == 0:
+            return
         v = values.to(_F64)
         ok = valid.to(_F64)
         vz = v * ok[:, None]

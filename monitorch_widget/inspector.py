@@ -120,6 +120,10 @@ class PyTorchInspector:
         self.module_name_prefix = module_name_prefix
         self.master_rank = master_rank
         self.state = InspectorState(is_active_fn)
+        self._distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        self.is_main_process = not self._distributed or torch.distributed.get_rank() == master_rank
+        if not self.is_main_process:
+            visualizer = "none"  # every rank reduces and records; only the master rank draws
         self.history = Record()
         self.faults = FaultLog()
         self.faults.subscribe(self.history.problem)
@@ -256,8 +260,11 @@ class PyTorchInspector:
         for lens in self.lenses:
             lens.flush()
         streams = [s for lens in self.lenses for s in lens.streams()]
+        home = next((s.device for s in streams if s.device is not None), None)
+        streams += self._pushes.streams(self._push_names(), home)
         host = to_host(streams)
         summaries = {id(s): s.summaries(packed, kept) for s, (packed, kept) in zip(streams, host)}
+        self._pushes.set_summaries(summaries)
         out = []
         for lens in self.lenses:
             try:
@@ -265,6 +272,13 @@ class PyTorchInspector:
             except Exception as exc:  # noqa: BLE001 - one broken lens must not stop the others
                 self.faults.report(lens.lens_name, f"computing the epoch failed with {type(exc).__name__}: {exc}")
         return out
+
+    def _push_names(self) -> list[str]:
+        names = [self._train_loss_str, self._non_train_loss_str, *sorted(self._declared_metrics)]
+        if not self._distributed:
+            # Single process: undeclared names too (harmless, and their values stay inspectable).
+            names += sorted(set(self._pushes.values) - set(names))
+        return names
 
     def tick_epoch(self, epoch: int | None = None) -> None:
         """End the epoch: aggregate what the hooks gathered, append one row to the record, redraw."""
