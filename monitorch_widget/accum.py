@@ -24,7 +24,7 @@ _F32 = torch.float32
 _F64 = torch.float64
 # Bytes of row storage per site; the capacity (rows folded at once) shrinks for wide layers.
 _BUFFER_BYTES = 256 * 1024
-_MAX_ROWS = 64
+_MAX_ROWS = 256
 
 
 class StatStream:
@@ -141,14 +141,15 @@ class RowBuffer:
         rows = self.data[:n]
         dens = self.dens[:n]
         rates = rows * (1.0 / dens[0])
-        start = 0
-        # Batches of another size (usually only the last one) are rescaled slice by slice, with Python
-        # scalars: building a per-row scale tensor would be a host-to-device copy.
-        for i in range(1, n + 1):
-            if i == n or dens[i] != dens[start]:
-                if dens[start] != dens[0]:
-                    rates[start:i] = rows[start:i] * (1.0 / dens[start])
-                start = i
+        if dens.count(dens[0]) != n:
+            # Batches of another size (usually only the last one) are rescaled slice by slice, with
+            # Python scalars: building a per-row scale tensor would be a host-to-device copy.
+            start = 0
+            for i in range(1, n + 1):
+                if i == n or dens[i] != dens[start]:
+                    if dens[start] != dens[0]:
+                        rates[start:i] = rows[start:i] * (1.0 / dens[start])
+                    start = i
         act = rates.mean(1)
         dead = (rows == 0).to(_F32).mean(1)
         valid = torch.isfinite(self.check[:n])

@@ -104,6 +104,8 @@ class ActivationSite(Site):
         self.module_type = type(module).__name__
         self.gate = gate
         self.eps = eps
+        # A 0-d tensor: comparing with it skips wrapping a Python float on every call (several µs).
+        self.eps_t = torch.tensor(eps, dtype=_F32)
         self.channel_last = channel_last
         self.nonneg = nonneg
         self.ndim = -1
@@ -116,7 +118,11 @@ class ActivationSite(Site):
     def __call__(self, module: nn.Module, args: Any, out: Any) -> None:
         if self.off:
             return
-        if self.gate != GATE_ALL and not is_training_pass(self.gate, module):
+        gate = self.gate
+        if gate == GATE_GRAD_AND_MODE:
+            if not (module.training and torch.is_grad_enabled()):
+                return
+        elif gate != GATE_ALL and not is_training_pass(gate, module):
             return
         try:
             y = out.detach()
@@ -127,7 +133,7 @@ class ActivationSite(Site):
             if n == buf.capacity:  # type: ignore[union-attr]
                 buf.fold_rates(self.stream)  # type: ignore[union-attr]
                 n = 0
-            mask = y > self.eps if self.nonneg else y.abs() > self.eps
+            mask = y.gt(self.eps_t) if self.nonneg else y.abs().gt(self.eps_t)
             torch.sum(mask, self.dims, dtype=_F32, out=buf.rows[n])  # type: ignore[union-attr]
             torch.sum(y, self.all_dims, dtype=_F32, out=buf.checks[n])  # type: ignore[union-attr]
             buf.dens[n] = y.numel() // self.channels  # type: ignore[union-attr]
@@ -187,6 +193,7 @@ class GradientSite(Site):
         self.module_type = type(module).__name__
         self.param_name = param_name
         self.eps = eps
+        self.eps_t = torch.tensor(eps, dtype=_F32)
         self.rows = -1
         self.vector = param.dim() <= 1
         self.dims: tuple[int, ...] = tuple(range(1, param.dim()))
@@ -209,9 +216,9 @@ class GradientSite(Site):
                 buf.fold_rates(self.stream)  # type: ignore[union-attr]
                 n = 0
             if self.vector:
-                torch.gt(g.abs(), self.eps, out=buf.rows[n])  # type: ignore[union-attr]
+                torch.gt(g.abs(), self.eps_t, out=buf.rows[n])  # type: ignore[union-attr]
             else:
-                torch.sum(g.abs() > self.eps, self.dims, dtype=_F32, out=buf.rows[n])  # type: ignore[union-attr]
+                torch.sum(g.abs().gt(self.eps_t), self.dims, dtype=_F32, out=buf.rows[n])  # type: ignore[union-attr]
             torch.sum(g, self.all_dims, dtype=_F32, out=buf.checks[n])  # type: ignore[union-attr]
             buf.dens[n] = self.den  # type: ignore[union-attr]
             buf.n = n + 1  # type: ignore[union-attr]
