@@ -138,22 +138,7 @@ class RowBuffer:
         n = self.n
         if n == 0:
             return
-        rows = self.data[:n]
-        dens = self.dens[:n]
-        rates = rows * (1.0 / dens[0])
-        if dens.count(dens[0]) != n:
-            # Batches of another size (usually only the last one) are rescaled slice by slice, with
-            # Python scalars: building a per-row scale tensor would be a host-to-device copy.
-            start = 0
-            for i in range(1, n + 1):
-                if i == n or dens[i] != dens[start]:
-                    if dens[start] != dens[0]:
-                        rates[start:i] = rows[start:i] * (1.0 / dens[start])
-                    start = i
-        act = rates.mean(1)
-        dead = (rows == 0).to(_F32).mean(1)
-        valid = torch.isfinite(self.check[:n])
-        stream.fold(torch.stack([act, dead], 1), valid)
+        fold_rate_rows(self.data[:n], self.dens[:n], self.check[:n], stream)
         self.n = 0
 
     def fold_scalars(self, stream: StatStream) -> None:
@@ -164,6 +149,25 @@ class RowBuffer:
         vals = self.data[:n]
         stream.fold(vals, torch.isfinite(vals[:, 0]))
         self.n = 0
+
+
+def fold_rate_rows(rows: torch.Tensor, dens: list[int], check: torch.Tensor, stream: StatStream) -> None:
+    """rows [n, channels]: per-channel counts of active elements; dens: elements per channel in each batch
+    (host ints); check [n]: non-finite iff the batch had NaN/Inf. Folds (activation, death) per batch."""
+    n = rows.shape[0]
+    rates = rows * (1.0 / dens[0])
+    if dens.count(dens[0]) != n:
+        # Batches of another size (usually only the last one) are rescaled slice by slice, with
+        # Python scalars: building a per-row scale tensor would be a host-to-device copy.
+        start = 0
+        for i in range(1, n + 1):
+            if i == n or dens[i] != dens[start]:
+                if dens[start] != dens[0]:
+                    rates[start:i] = rows[start:i] * (1.0 / dens[start])
+                start = i
+    act = rates.mean(1)
+    dead = (rows == 0).to(_F32).mean(1)
+    stream.fold(torch.stack([act, dead], 1), torch.isfinite(check))
 
 
 def to_host(streams: Sequence[StatStream]) -> list[tuple[np.ndarray | None, np.ndarray | None]]:

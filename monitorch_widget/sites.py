@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .accum import RowBuffer, StatStream
+from .accum import RowBuffer, StatStream, fold_rate_rows
 from .faults import FaultLog
 
 _F32 = torch.float32
@@ -188,8 +188,10 @@ class GradientSite(Site):
     kind = "gradient"
 
     def __init__(self, name: str, module: nn.Module, param_name: str, param: nn.Parameter, lens: str,
-                 faults: FaultLog, *, eps: float, keep_all: bool) -> None:
+                 faults: FaultLog, *, eps: float, keep_all: bool, group: GradientGroup | None = None) -> None:
         super().__init__(name, lens, faults, 2, keep_all)
+        self.param = param
+        self.group = group if group is not None and param.numel() <= GradientGroup.SMALL else None
         self.module_type = type(module).__name__
         self.param_name = param_name
         self.eps = eps
@@ -199,7 +201,12 @@ class GradientSite(Site):
         self.dims: tuple[int, ...] = tuple(range(1, param.dim()))
         self.all_dims: tuple[int, ...] = tuple(range(max(param.dim(), 1)))
         self.den = 1
-        self.handle = param.register_post_accumulate_grad_hook(self)
+        self.handle = param.register_post_accumulate_grad_hook(self.defer if self.group is not None else self)
+
+    def defer(self, param: torch.Tensor) -> None:
+        """Small parameters: queue for one batched pass over all of them at the end of backward."""
+        if not self.off:
+            self.group.add(self)  # type: ignore[union-attr]
 
     def __call__(self, param: torch.Tensor) -> None:
         if self.off:
@@ -228,6 +235,22 @@ class GradientSite(Site):
             else:
                 self.fail(f"hook failed with {type(exc).__name__}: {exc}")
 
+    def flush(self) -> None:
+        if self.group is not None:
+            self.group.flush()
+        super().flush()
+
+    def reset(self) -> None:
+        if self.group is not None:
+            self.group.reset()
+        super().reset()
+
+    def remove(self) -> None:
+        super().remove()
+        self.param = None  # type: ignore[assignment]
+        if self.group is not None:
+            self.group.clear()
+
     def _reshape(self, g: torch.Tensor) -> None:
         if g.dim() == 0:
             raise _Unsupported("0-d parameter")
@@ -236,6 +259,116 @@ class GradientSite(Site):
         self.rows = g.shape[0]
         self.den = g.numel() // max(self.rows, 1)
         self.buf = RowBuffer(self.rows, g.device)
+
+
+class _Layout:
+    """One batched layout: which sites (in backward order) fill which column range of a shared buffer."""
+
+    def __init__(self, sites: list[GradientSite], device: torch.device) -> None:
+        self.sites = sites
+        sizes = [s.param.numel() for s in sites]
+        rows = [s.param.shape[0] if s.param.dim() else 1 for s in sites]
+        self.slices: list[tuple[int, int, int]] = []  # (start, stop, elements per row)
+        start = 0
+        for size, r in zip(sizes, rows):
+            self.slices.append((start, start + r, max(size // max(r, 1), 1)))
+            start += r
+        # index[e] = the buffer column (parameter row) that flat gradient element e belongs to
+        self.index = torch.cat([torch.arange(a, b, device=device).repeat_interleave(k)
+                                for (a, b, k) in self.slices])
+        self.buf = RowBuffer(start, device)
+        self.dens = [[k] for (_, _, k) in self.slices]
+
+
+class GradientGroup:
+    """Batches the gradient statistics of a lens' small parameters into a few ops per backward pass.
+
+    Per-parameter hooks only queue their site; at the end of the backward pass (an autograd engine
+    callback) all queued gradients are concatenated and reduced together: |g| > eps, then one
+    ``index_add_`` gives every parameter row's count. Each distinct set of queued parameters (usually one
+    per model) gets its own buffer layout; folding splits the buffer back into the sites' own streams.
+    """
+
+    SMALL = 1 << 14  # elements; bigger gradients are cheaper to reduce where they are
+
+    def __init__(self, eps: float, faults: FaultLog, lens: str) -> None:
+        self.eps_t = torch.tensor(eps, dtype=_F32)
+        self.faults = faults
+        self.lens = lens
+        self.pending: list[GradientSite] = []
+        self.queued = False
+        self.layouts: dict[tuple[int, ...], _Layout] = {}
+        self.broken = False
+
+    def add(self, site: GradientSite) -> None:
+        self.pending.append(site)
+        if not self.queued:
+            self.queued = True
+            try:
+                torch.autograd.Variable._execution_engine.queue_callback(self.process)
+            except RuntimeError:  # not inside a backward pass (a hook called by hand): process now
+                self.process()
+
+    def process(self) -> None:
+        sites, self.pending, self.queued = self.pending, [], False
+        if not sites or self.broken:
+            return
+        try:
+            grads = [s.param.grad for s in sites]
+            if any(g is None or g.is_sparse for g in grads):
+                for s, g in zip(sites, grads):
+                    if g is not None:
+                        s(s.param)  # the per-site path reports what is unusual
+                return
+            key = tuple(id(s) for s in sites)
+            layout = self.layouts.get(key)
+            device = grads[0].device
+            if layout is None or layout.buf.device != device:
+                layout = self.layouts[key] = _Layout(sites, device)
+            buf = layout.buf
+            n = buf.n
+            if n == buf.capacity:
+                self._fold(layout)
+                n = 0
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            row = buf.rows[n]
+            row.zero_()
+            row.index_add_(0, layout.index, flat.abs().gt(self.eps_t).to(_F32))
+            torch.sum(flat, 0, dtype=_F32, out=buf.checks[n])
+            buf.n = n + 1
+        except Exception as exc:  # noqa: BLE001
+            self.broken = True
+            self.faults.report(self.lens, f"batched gradient statistics failed with {type(exc).__name__}: {exc}; "
+                               "falling back to one hook per parameter")
+            for s in sites:
+                s.group = None
+                if s.handle is not None:
+                    s.handle.remove()
+                    s.handle = s.param.register_post_accumulate_grad_hook(s)
+
+    def _fold(self, layout: _Layout) -> None:
+        buf = layout.buf
+        n = buf.n
+        if n == 0:
+            return
+        for site, (a, b, k) in zip(layout.sites, layout.slices):
+            fold_rate_rows(buf.data[:n, a:b], [k] * n, buf.check[:n], site.stream)
+        buf.n = 0
+
+    def flush(self) -> None:
+        if self.pending:
+            self.process()
+        for layout in self.layouts.values():
+            self._fold(layout)
+
+    def reset(self) -> None:
+        for layout in self.layouts.values():
+            layout.buf.n = 0
+
+    def clear(self) -> None:
+        self.pending = []
+        self.queued = False
+        self.layouts = {}
 
 
 class ScalarSite(Site):

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
 from ..aggregate import Summary, as_method_list, needs_all_values
-from ..sites import GradientSite
+from ..sites import GradientGroup, GradientSite
 from .base import AbstractLens, Call, TagAttributes, TagType, new_warning, rate_calls
 
 
@@ -40,6 +40,7 @@ class ParameterGradientActivation(AbstractLens):
         self._warning_plot = bool(warning_plot)
         self._eps = float(eps)
         self._pending: list[Any] = []  # one-shot hooks waiting for lazy parameters to materialise
+        self._group: GradientGroup | None = None
 
     @staticmethod
     def tag_for(parameter: str) -> str:
@@ -52,6 +53,8 @@ class ParameterGradientActivation(AbstractLens):
         return tags
 
     def register_module(self, module: nn.Module, name: str, leaf: bool) -> None:
+        if self._group is None:
+            self._group = GradientGroup(self._eps, self.ctx.faults, self.lens_name)
         for pname in self._parameters:
             param = module._parameters.get(pname)
             if param is None or not param.requires_grad:
@@ -60,7 +63,7 @@ class ParameterGradientActivation(AbstractLens):
                 self._wait_for_materialisation(module, name, pname)
             else:
                 self._sites.append(GradientSite(name, module, pname, param, self.lens_name, self.ctx.faults,
-                                                eps=self._eps, keep_all=self._keep_all))
+                                                eps=self._eps, keep_all=self._keep_all, group=self._group))
 
     def _wait_for_materialisation(self, module: nn.Module, name: str, pname: str) -> None:
         def once(mod: nn.Module, args: Any, out: Any) -> None:
@@ -72,7 +75,7 @@ class ParameterGradientActivation(AbstractLens):
                                        "pass; its gradient cannot be tracked")
                 return
             self._sites.append(GradientSite(name, mod, pname, param, self.lens_name, self.ctx.faults,
-                                            eps=self._eps, keep_all=self._keep_all))
+                                            eps=self._eps, keep_all=self._keep_all, group=self._group))
             self._sites.sort(key=lambda s: self._order.get(s.name, 0))
 
         handle = module.register_forward_hook(once)
@@ -94,6 +97,7 @@ class ParameterGradientActivation(AbstractLens):
             handle.remove()
         self._pending = []
         super().detach()
+        self._group = None
 
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
         warning = new_warning() if self._warning_plot else None
