@@ -6,8 +6,9 @@ the one interface between data collection and drawing. It speaks monitorch's vis
 lenses and monitorch's own inspector can feed it, and it publishes every change as a small event to
 subscribers (the widget sync turns those into binary deltas). Layout: ``docs/protocol.md``.
 
-Invariants: column and panel indices never change once given; rows only grow; a row's values are
-rewritten only while it is the run's open (current or provisional) row; NaN means "no value".
+Invariants: column and panel indices never change once given; a band's "hi" column directly follows its
+"lo" column; rows only grow; a row's values are rewritten only while it is the run's open (current or
+provisional) row; NaN means "no value".
 """
 
 from __future__ import annotations
@@ -293,6 +294,12 @@ class Record:
 
     def panels(self, run: int = -1) -> list[str]:
         return [p.tag for p in self.runs[run].panels] if self.runs else []
+
+    def to_bqplot(self, panel: str, *, group: str | None = None, runs: str = "all") -> Any:
+        """bqplot figure(s) of one panel (optional extra ``bqplot``); see :func:`monitorch_widget.bq.to_bqplot`."""
+        from .bq import to_bqplot
+
+        return to_bqplot(self, panel, group=group, runs=runs)
 
     def snapshot(self) -> dict[str, Any]:
         """Protocol 2a (without ``seq``): everything a new view needs, binary columns as bytes."""
