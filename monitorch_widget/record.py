@@ -146,6 +146,9 @@ class Record:
             row = run.open_row
             run._data[row, :] = np.nan
             run.epochs[row] = float(epoch)
+            if run.columns:
+                self._emit("cells", run.id, row, np.arange(len(run.columns), dtype=np.int32),
+                           np.full(len(run.columns), np.nan))
         else:
             self._close_open_row()
             row = run.n_rows

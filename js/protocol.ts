@@ -1,0 +1,98 @@
+// Wire types of docs/protocol.md (v1). Everything the kernel sends is described here, so the rest of the
+// front-end can rely on these shapes instead of poking at `any`.
+
+export type PanelKind = "numerical" | "probability" | "relations";
+export type ColumnRole = "line" | "lo" | "hi";
+export type RunState = "idle" | "training" | "done";
+
+export interface Panel {
+  tag: string;
+  kind: PanelKind;
+  big: boolean;
+  logy: boolean;
+  lens: string;
+}
+
+export interface Column {
+  index: number;
+  panel: string;
+  group: string;
+  key: string;
+  role: ColumnRole;
+  band_of: string | null;
+  module_type: string | null;
+}
+
+export interface Problem {
+  lens: string;
+  message: string;
+  count: number;
+}
+
+export interface Status {
+  run: number | null;
+  epoch: number | null;
+  sec_per_epoch: number | null;
+  state: RunState;
+  problems: number;
+}
+
+/** Something that holds raw bytes: what ipywidgets hands us for a `bytes` value (DataView) or a plain buffer. */
+export type Bytes = DataView | ArrayBuffer | ArrayBufferView;
+
+export interface SnapshotRun {
+  id: number;
+  label: string;
+  provisional: boolean;
+  panels: Panel[];
+  columns: Column[];
+  problems: Problem[];
+  n_rows: number;
+  n_cols: number;
+  epochs: Bytes;
+  times: Bytes;
+  data: Bytes;
+}
+
+export interface History {
+  version: number;
+  seq: number;
+  runs: SnapshotRun[];
+  status: Status | null;
+}
+
+export interface RowInfo {
+  run: number;
+  row: number;
+  epoch: number;
+  time: number;
+  provisional: boolean;
+}
+
+export interface DeltaMessage {
+  type: "delta";
+  seq: number;
+  new_runs?: { id: number; label: string }[];
+  new_panels?: (Panel & { run: number })[];
+  new_columns?: (Column & { run: number })[];
+  rows?: RowInfo[];
+  cells?: { count: number };
+  problems?: (Problem & { run: number })[];
+  status?: Status | null;
+}
+
+export interface Filters {
+  hidden_modules: string[];
+  hidden_types: string[];
+  hidden_panels: string[];
+  hidden_runs: number[];
+  logy: Record<string, boolean>;
+}
+
+/** The synced traits of the Python MonitorWidget. */
+export interface WidgetModelTraits {
+  history: History | null;
+  filters: Partial<Filters>;
+  _uid: string;
+  [key: string]: unknown;
+}

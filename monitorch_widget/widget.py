@@ -1,0 +1,142 @@
+"""The live widget: an anywidget whose front-end (``static/widget.js``, built from ``js/``) draws a record.
+
+State on the wire (docs/protocol.md): the ``history`` trait holds a full snapshot with binary columns, the
+custom ``delta`` messages carry per-tick changes (see :mod:`monitorch_widget.sync`), and the ``filters``
+trait holds what the user hid in the front-end. One widget per record; it can be displayed any number of
+times, and every view shows the same data and filters.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import anywidget
+import traitlets
+
+from .sync import DeltaSync, RecordLike
+
+_STATIC = pathlib.Path(__file__).parent / "static"
+_ESM_PATH = _STATIC / "widget.js"
+
+_BUNDLE_MISSING = (
+    "monitorch_widget's front-end bundle is missing: {path}.\n"
+    "From a source checkout run `npm ci && npm run build` in the repository root (or reinstall the package "
+    "with `pip install .`, which builds it), then restart the kernel."
+)
+
+
+def default_filters() -> dict[str, Any]:
+    return {"hidden_modules": [], "hidden_types": [], "hidden_panels": [], "hidden_runs": [], "logy": {}}
+
+
+def empty_history() -> dict[str, Any]:
+    return {"version": 1, "seq": 0, "runs": [], "status": None}
+
+
+class MonitorWidget(anywidget.AnyWidget):
+    """Live training panels for one record. ``display(widget)`` as often as you like."""
+
+    # anywidget reads _esm when the class is created and refuses a missing file; without the bundle the
+    # module must still import (the inspector works headless), so the check moves to __init__.
+    if _ESM_PATH.is_file():
+        _esm = _ESM_PATH
+
+    history = traitlets.Dict(default_value=empty_history()).tag(sync=True)
+    filters = traitlets.Dict(default_value=default_filters()).tag(sync=True)
+    # Links a model's initialize() and render() calls in the front-end, which receive different proxies.
+    _uid = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, record: RecordLike | None = None, **kwargs: Any) -> None:
+        if not _ESM_PATH.is_file():
+            raise FileNotFoundError(_BUNDLE_MISSING.format(path=_ESM_PATH))
+        if "_esm" not in MonitorWidget.__dict__:
+            # built after this module was imported: adopt the file now
+            MonitorWidget._esm = _ESM_PATH.read_text(encoding="utf-8")  # type: ignore[assignment]
+        kwargs.setdefault("_uid", uuid.uuid4().hex)
+        super().__init__(**kwargs)
+        self._record = record
+        self._filter_callbacks: list[Callable[[dict[str, Any]], None]] = []
+        self.observe(self._on_filters_trait, names="filters")
+        self._sync: DeltaSync | None = None
+        if record is not None:
+            self._sync = DeltaSync(record, send=self._send_delta, set_history=self._set_history)
+
+    # --- kernel -> front-end --------------------------------------------------------------------
+    def _send_delta(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        if self.comm is not None:
+            self.send(content, buffers)
+
+    def _set_history(self, snapshot: dict[str, Any]) -> None:
+        self.history = snapshot
+
+    def refresh(self) -> None:
+        """Publish a full snapshot now (normally done throttled and at the end of each cell)."""
+        if self._sync is not None:
+            self._sync.refresh_history()
+
+    def flush(self) -> None:
+        """Send pending per-tick changes now instead of within the next 50 ms."""
+        if self._sync is not None:
+            self._sync.flush()
+
+    # --- front-end -> kernel --------------------------------------------------------------------
+    def on_filters(self, fn: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Call ``fn(filters)`` whenever the filters change (in the kernel, once it is free); returns an
+        unsubscribe function."""
+        self._filter_callbacks.append(fn)
+
+        def remove() -> None:
+            if fn in self._filter_callbacks:
+                self._filter_callbacks.remove(fn)
+
+        return remove
+
+    def _on_filters_trait(self, change: dict[str, Any]) -> None:
+        value = normalize_filters(change["new"])
+        for fn in list(self._filter_callbacks):
+            fn(value)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        # remembered so that callers (the visualizer's show_fig) can avoid displaying it twice
+        self._mw_displayed = True
+        return super()._repr_mimebundle_(**kwargs)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def close(self) -> None:
+        sync = getattr(self, "_sync", None)
+        if sync is not None:
+            sync.close()
+            self._sync = None
+        super().close()
+
+    def __repr__(self) -> str:
+        runs = getattr(self._record, "runs", None) if getattr(self, "_record", None) is not None else None
+        if runs is None:
+            snap_runs = self.history.get("runs", [])
+            n_runs = len(snap_runs)
+            epochs = int(snap_runs[-1].get("n_rows", 0)) - int(bool(snap_runs[-1].get("provisional"))) if snap_runs else 0
+        else:
+            n_runs = len(runs)
+            last = runs[-1] if runs else None
+            epochs = 0
+            if last is not None:
+                epochs = len(last.epochs) - int(bool(getattr(last, "provisional", False)))
+        return f"MonitorWidget(runs={n_runs}, epochs={epochs})"
+
+
+def normalize_filters(value: Any) -> dict[str, Any]:
+    """A complete filters dict (protocol 3) from whatever the front-end sent."""
+    out = default_filters()
+    if not isinstance(value, dict):
+        return out
+    for key in ("hidden_modules", "hidden_types", "hidden_panels"):
+        out[key] = [str(v) for v in value.get(key) or [] if isinstance(v, str)]
+    out["hidden_runs"] = [int(v) for v in value.get("hidden_runs") or []
+                          if isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer()]
+    logy = value.get("logy") or {}
+    if isinstance(logy, dict):
+        out["logy"] = {str(k): bool(v) for k, v in logy.items() if isinstance(v, bool)}
+    return out
