@@ -163,6 +163,9 @@ class PyTorchInspector:
         if self._widget_vis is None:
             self._widget_vis = WidgetVisualizer(self.history)
         widget = self._widget_vis.widget
+        if widget.comm is None:  # closed by the user: a fresh one shows the whole record again
+            self._widget_vis._widget = None
+            widget = self._widget_vis.widget
         if not getattr(widget, "_mw_filters_bound", False):
             widget._mw_filters_bound = True
             widget.on_filters(self._apply_filters)

@@ -158,6 +158,7 @@ class Record:
             run.open_row = row
         run.provisional = provisional
         run.times[row] = time.time() - run.started
+        self.state = "training"
         self._emit("row", run.id, {"row": row, "epoch": float(epoch), "time": run.times[row],
                                    "provisional": provisional})
         return row
@@ -188,6 +189,12 @@ class Record:
                 self._emit("cells", run.id, row, np.arange(len(run.columns), dtype=np.int32),
                            np.full(len(run.columns), np.nan))
             run.open_row = None
+
+    def settle(self) -> None:
+        """The code that was training stopped running (end of a notebook cell): show the record as idle."""
+        if self.state == "training":
+            self.state = "idle"
+            self._emit_status()
 
     def end(self) -> None:
         """Training finished (detach): close the open row and mark the record done."""

@@ -320,6 +320,9 @@ class DeltaSync:
 
     def _post_run_cell(self, *_args: Any) -> None:
         try:
+            settle = getattr(self._record, "settle", None)
+            if settle is not None:
+                settle()  # the training cell ended: "training" -> "idle" (emits a status event)
             if self._dirty:
                 self.refresh_history()
             else:

@@ -1,0 +1,57 @@
+"""The widget closed, never displayed, or displayed twice during training: training and the record go on."""
+
+import pytest
+import torch
+from torch import nn
+
+from monitorch_widget import PyTorchInspector
+from monitorch_widget.lens import LossMetrics, OutputActivation
+
+widget_mod = pytest.importorskip("monitorch_widget.widget")
+if not widget_mod._ESM_PATH.is_file():
+    pytest.skip("front-end bundle not built (npm run build)", allow_module_level=True)
+
+
+def train(ins, model, loss_fn, epochs):
+    for _ in range(epochs):
+        loss_fn(model(torch.randn(4, 2)), torch.zeros(4, dtype=torch.long)).backward()
+        ins.tick_epoch()
+
+
+def make():
+    loss_fn = nn.CrossEntropyLoss()
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
+    ins = PyTorchInspector([LossMetrics(loss_fn=loss_fn), OutputActivation()], visualizer="widget").attach(model)
+    return ins, model, loss_fn
+
+
+def test_widget_closed_mid_training_then_a_fresh_one_has_the_whole_history():
+    ins, model, loss_fn = make()
+    first = ins.widget
+    train(ins, model, loss_fn, 2)
+    first.close()
+    train(ins, model, loss_fn, 2)  # no exception from a closed widget
+    second = ins.widget
+    assert second is not first
+    second.refresh()
+    assert second.history["runs"][0]["n_rows"] == 4
+    assert repr(second) == "MonitorWidget(runs=1, epochs=4)"
+
+
+def test_widget_never_displayed_and_shown_twice_share_one_model():
+    ins, model, loss_fn = make()
+    train(ins, model, loss_fn, 3)  # nobody looked: nothing breaks, nothing is lost
+    w = ins.widget
+    assert ins.widget is w  # one widget per inspector; displaying it twice gives two views of one model
+    w.refresh()
+    assert w.history["runs"][0]["n_rows"] == 3
+
+
+def test_status_goes_idle_at_the_end_of_the_cell():
+    ins, model, loss_fn = make()
+    w = ins.widget
+    train(ins, model, loss_fn, 1)
+    assert ins.history.status()["state"] == "training"
+    w._sync._post_run_cell()
+    assert ins.history.status()["state"] == "idle"
+    assert w.history["status"]["state"] == "idle"
