@@ -344,6 +344,12 @@ class PyTorchInspector:
     def range(self, *args: int) -> Iterator[int]:
         return self.iter(range(*args))
 
+    def to_html(self, path: Any, *, title: str | None = None) -> Any:
+        """Write the record as one self-contained, offline, interactive HTML file (no CDN, no kernel)."""
+        from .export import to_html
+
+        return to_html(self.history, path, title=title)
+
     def save(self, path: Any) -> None:
         from .io import save
 

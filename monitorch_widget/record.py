@@ -305,6 +305,20 @@ class Record:
     def panels(self, run: int = -1) -> list[str]:
         return [p.tag for p in self.runs[run].panels] if self.runs else []
 
+    def to_html(self, path: Any, *, title: str | None = None) -> Any:
+        """One self-contained, offline, interactive HTML file of every run (see :mod:`monitorch_widget.export`)."""
+        from .export import to_html
+
+        return to_html(self, path, title=title)
+
+    def _ipython_display_(self) -> None:
+        """A record on its own (e.g. ``monitorch_widget.load(path)``) displays as a live widget."""
+        from IPython.display import display
+
+        from .widget import MonitorWidget
+
+        display(MonitorWidget(self))
+
     def to_bqplot(self, panel: str, *, group: str | None = None, runs: str = "all") -> Any:
         """bqplot figure(s) of one panel (optional extra ``bqplot``); see :func:`monitorch_widget.bq.to_bqplot`."""
         from .bq import to_bqplot

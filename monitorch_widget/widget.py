@@ -102,10 +102,75 @@ class MonitorWidget(anywidget.AnyWidget):
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         # remembered so that callers (the visualizer's show_fig) can avoid displaying it twice
         self._mw_displayed = True
-        return super()._repr_mimebundle_(**kwargs)
+        bundle = super()._repr_mimebundle_(**kwargs)
+        # >>> static fallback (monitorch_widget/static_svg.py) >>>
+        # Front-ends that cannot run the widget (GitHub, nbviewer, nbconvert HTML without widget state, a
+        # notebook reopened without a kernel) show the richest output they can: a static SVG of the record.
+        # Live front-ends prefer the widget view and never render it.
+        bundle = _with_fallback(bundle, self)
+        # <<< static fallback <<<
+        return bundle
+
+    # >>> static fallback: display with a display_id, refreshed at the end of each cell >>>
+    def _ipython_display_(self, **kwargs: Any) -> None:
+        """Publish the bundle with a ``display_id`` so the fallback picture can be brought up to date at
+        the end of every cell that changed the record (the saved notebook then holds the final plots)."""
+        from IPython.display import display
+
+        display_id = uuid.uuid4().hex
+        bundle = self._repr_mimebundle_(**kwargs)
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        display(data, metadata=metadata, raw=True, display_id=display_id)
+        ids: list[str] = self.__dict__.setdefault("_mw_display_ids", [])
+        ids.append(display_id)
+        self._mw_fallback_seq = self._sync.seq if self._sync is not None else None
+        self._mw_hook_cell_end()
+
+    def _mw_hook_cell_end(self) -> None:
+        if getattr(self, "_mw_ip", None) is not None:
+            return
+        try:
+            from IPython import get_ipython
+        except ImportError:  # pragma: no cover
+            return
+        ip = get_ipython()
+        if ip is None or not hasattr(ip, "events"):
+            return
+        ip.events.register("post_run_cell", self._mw_refresh_fallback)
+        self._mw_ip = ip
+
+    def _mw_unhook_cell_end(self) -> None:
+        ip = getattr(self, "_mw_ip", None)
+        if ip is not None:
+            try:
+                ip.events.unregister("post_run_cell", self._mw_refresh_fallback)
+            except ValueError:
+                pass
+            self._mw_ip = None
+
+    def _mw_refresh_fallback(self, *_args: Any) -> None:
+        """End of a cell: if the record changed since the fallback was last published, update every display
+        of this widget (same widget view, new static picture)."""
+        try:
+            if self._sync is None or self.comm is None or not getattr(self, "_mw_display_ids", None):
+                return
+            seq = self._sync.seq
+            if seq == getattr(self, "_mw_fallback_seq", None):
+                return
+            self._mw_fallback_seq = seq
+            from IPython.display import update_display
+
+            bundle = self._repr_mimebundle_()
+            data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+            for display_id in self._mw_display_ids:
+                update_display(data, metadata=metadata, raw=True, display_id=display_id)
+        except Exception:  # noqa: BLE001, S110 - a stale picture must never break the user's cell
+            pass
+    # <<< static fallback <<<
 
     # --- lifecycle ------------------------------------------------------------------------------
     def close(self) -> None:
+        self._mw_unhook_cell_end()  # static fallback hook
         sync = getattr(self, "_sync", None)
         if sync is not None:
             sync.close()
@@ -125,6 +190,22 @@ class MonitorWidget(anywidget.AnyWidget):
             if last is not None:
                 epochs = len(last.epochs) - int(bool(getattr(last, "provisional", False)))
         return f"MonitorWidget(runs={n_runs}, epochs={epochs})"
+
+
+# >>> static fallback >>>
+def _with_fallback(bundle: Any, widget: MonitorWidget) -> Any:
+    """``bundle`` (a dict, or (data, metadata)) with a ``text/html`` static picture of the widget's record."""
+    record = getattr(widget, "_record", None)
+    if record is None:
+        return bundle
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    if not isinstance(data, dict):
+        return bundle
+    from .static_svg import fallback_html
+
+    data["text/html"] = fallback_html(record, filters=normalize_filters(widget.filters))
+    return bundle
+# <<< static fallback <<<
 
 
 def normalize_filters(value: Any) -> dict[str, Any]:

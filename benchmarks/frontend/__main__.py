@@ -1,0 +1,5 @@
+import sys
+
+from benchmarks.frontend.page import main
+
+sys.exit(main())
