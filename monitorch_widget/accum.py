@@ -66,9 +66,9 @@ class StatStream:
         vz = torch.where(valid[:, None], vz, 0.0)
         n_ok = ok.sum().reshape(1)
         self.sums.add_(torch.cat([n_ok, values.shape[0] - n_ok, vz.sum(0), (vz * vz).sum(0)]))
-        neg_inf = torch.tensor(float("-inf"), dtype=_F64, device=v.device)
-        hi = torch.where(valid[:, None], v, neg_inf).amax(0)
-        lo = torch.where(valid[:, None], -v, neg_inf).amax(0)
+        # A Python scalar, not a new tensor: torch.tensor(..., device=cuda) would be a blocking copy.
+        hi = torch.where(valid[:, None], v, float("-inf")).amax(0)
+        lo = torch.where(valid[:, None], -v, float("-inf")).amax(0)
         torch.maximum(self.ext, torch.cat([lo, hi]), out=self.ext)
         if self.keep_all:
             self.kept.append(torch.where(valid[:, None], v, float("nan")))

@@ -19,6 +19,9 @@ from .faults import FaultLog
 
 _F32 = torch.float32
 
+# Outputs up to this many elements get a persistent mask buffer (see ActivationSite._reshape).
+SCRATCH_MAX = 1 << 16
+
 # Gates deciding whether a forward pass is a training pass.
 GATE_GRAD_AND_MODE = 0  # default: grad enabled and module.training
 GATE_GRAD = 1           # evaluation_from_grad=True
@@ -110,6 +113,7 @@ class ActivationSite(Site):
         self.nonneg = nonneg
         self.ndim = -1
         self.channels = -1
+        self.scratch: torch.Tensor | None = None
         self.cdim = -1 if channel_last else 1
         self.dims: tuple[int, ...] = ()
         self.all_dims: tuple[int, ...] = ()
@@ -133,7 +137,15 @@ class ActivationSite(Site):
             if n == buf.capacity:  # type: ignore[union-attr]
                 buf.fold_rates(self.stream)  # type: ignore[union-attr]
                 n = 0
-            mask = y.gt(self.eps_t) if self.nonneg else y.abs().gt(self.eps_t)
+            # The 0/1 mask stays in y's floating dtype: summing a bool tensor is a slow path on CPU.
+            scratch = self.scratch
+            if scratch is not None and scratch.shape == y.shape:
+                mask = torch.gt(y, self.eps_t, out=scratch) if self.nonneg else \
+                    torch.abs(y, out=scratch).gt_(self.eps_t)
+            elif self.nonneg:
+                mask = torch.gt(y, self.eps_t, out=torch.empty_like(y))
+            else:
+                mask = y.abs().gt_(self.eps_t)
             torch.sum(mask, self.dims, dtype=_F32, out=buf.rows[n])  # type: ignore[union-attr]
             torch.sum(y, self.all_dims, dtype=_F32, out=buf.checks[n])  # type: ignore[union-attr]
             buf.dens[n] = y.numel() // self.channels  # type: ignore[union-attr]
@@ -162,6 +174,13 @@ class ActivationSite(Site):
         self.all_dims = tuple(range(y.dim()))
         if self.buf is None or self.buf.channels != channels or self.buf.device != y.device:
             self.buf = RowBuffer(channels, y.device)
+        # A reusable mask buffer for small outputs only: for big ones a temporary is cheaper than
+        # holding a second copy of every activation for the whole run.
+        self.scratch = torch.empty(y.shape, dtype=y.dtype, device=y.device) if y.numel() <= SCRATCH_MAX else None
+
+    def remove(self) -> None:
+        super().remove()
+        self.scratch = None
 
     def _on_error(self, out: Any, exc: Exception) -> None:
         if isinstance(out, torch.Tensor) and self.buf is not None and out.device != self.buf.device:
@@ -225,7 +244,7 @@ class GradientSite(Site):
             if self.vector:
                 torch.gt(g.abs(), self.eps_t, out=buf.rows[n])  # type: ignore[union-attr]
             else:
-                torch.sum(g.abs().gt(self.eps_t), self.dims, dtype=_F32, out=buf.rows[n])  # type: ignore[union-attr]
+                torch.sum(g.abs().gt_(self.eps_t), self.dims, dtype=_F32, out=buf.rows[n])  # type: ignore[union-attr]
             torch.sum(g, self.all_dims, dtype=_F32, out=buf.checks[n])  # type: ignore[union-attr]
             buf.dens[n] = self.den  # type: ignore[union-attr]
             buf.n = n + 1  # type: ignore[union-attr]
@@ -331,10 +350,10 @@ class GradientGroup:
                 self._fold(layout)
                 n = 0
             flat = torch.cat([g.reshape(-1) for g in grads])
+            torch.sum(flat, 0, dtype=_F32, out=buf.checks[n])  # before flat is overwritten in place
             row = buf.rows[n]
             row.zero_()
-            row.index_add_(0, layout.index, flat.abs().gt(self.eps_t).to(_F32))
-            torch.sum(flat, 0, dtype=_F32, out=buf.checks[n])
+            row.index_add_(0, layout.index, flat.abs_().gt_(self.eps_t).to(_F32))
             buf.n = n + 1
         except Exception as exc:  # noqa: BLE001
             self.broken = True
