@@ -7,5 +7,7 @@ mkdir -p artifacts
 status=0
 npm test --silent || status=1
 # pytest exits 5 when it collected nothing: treat that as a failure, never as a pass.
-.venv/bin/python -m pytest -p no:cacheprovider "$@" || status=$?
+# One run: unit, browser (tests/) and the demo notebooks under nbval (asserting cells; see notebooks/).
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} .venv/bin/python -m pytest -p no:cacheprovider tests notebooks \
+  --nbval-lax --nbval-sanitize-with scripts/nbval_sanitize.cfg "$@" || status=$?
 exit $status

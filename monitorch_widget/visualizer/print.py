@@ -17,6 +17,14 @@ def _fmt(v: float) -> str:
     return f"{v:.4f}"
 
 
+def _short(panel: str) -> str:
+    """'Warning Output Activations' -> 'output ', 'Warning Gradient Activations' -> 'gradient ': warning
+    panels of different lenses use the same keys."""
+    if panel.startswith("Warning "):
+        return panel.split()[1].lower() + " "
+    return ""
+
+
 def epoch_line(record: Record) -> str:
     """A compact summary of the latest final epoch: big panels' values (loss, metrics, warnings)."""
     run = record.current
@@ -25,13 +33,13 @@ def epoch_line(record: Record) -> str:
     row = run.n_rows - 1 - (1 if run.provisional else 0)
     if row < 0:
         return "(no epoch recorded yet)"
-    big = {p.tag for p in run.panels if p.big}
+    big = {p.tag for p in run.panels if p.big and p.kind != "relations"}
     parts = [f"epoch {int(run.epochs[row])}"]
     for col in run.columns:
         if col.role == "line" and col.panel in big:
             value = run.data[row, col.index]
             if not math.isnan(value):
-                parts.append(f"{col.key} {_fmt(value)}")
+                parts.append(f"{_short(col.panel)}{col.key} {_fmt(value)}")
     problems = sum(run.problems.values())
     if problems:
         parts.append(f"problems {problems}")

@@ -1,0 +1,1 @@
+"""Benchmarks for monitorch-widget (not part of the unit tests). Run: ``python -m benchmarks``."""
