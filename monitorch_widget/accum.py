@@ -14,6 +14,7 @@ once (after one SUM and one MAX collective when ``torch.distributed`` is initial
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -92,6 +93,14 @@ class StatStream:
         self.kept = []
         self.kept_rows = 0
 
+    def parts(self) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        assert self.sums is not None and self.ext is not None
+        return self.sums, self.ext, [k.reshape(-1) for k in self.kept]
+
+    def read(self, sums: np.ndarray, ext: np.ndarray, kept: np.ndarray) -> dict[int, list[Summary]]:
+        values = kept.reshape(self.kept_rows, self.width) if self.keep_all else None
+        return {id(self): self.summaries(np.concatenate([sums, ext]), values)}
+
     def summaries(self, packed: np.ndarray | None, kept: np.ndarray | None) -> list[Summary]:
         """Host-side view of one stream: one Summary per quantity (column)."""
         w = self.width
@@ -109,6 +118,161 @@ class StatStream:
             out.append(Summary(count, nonfinite, float(packed[2 + i]), float(packed[2 + w + i]),
                                float(lo) if np.isfinite(lo) else float("nan"),
                                float(hi) if np.isfinite(hi) else float("nan"), values))
+        return out
+
+
+class Slot:
+    """One site's row in a :class:`StreamBank`; folds stage into the bank (keys the site's summaries)."""
+
+    __slots__ = ("bank", "index")
+
+    def __init__(self, bank: StreamBank, index: int) -> None:
+        self.bank = bank
+        self.index = index
+
+    def fold(self, values: torch.Tensor, valid: torch.Tensor) -> None:
+        self.bank.stage(self.index, values, valid)
+
+    def fold_counts(self, rows: torch.Tensor, dens: list[int], check: torch.Tensor) -> None:
+        """Tick path: stage raw (active count, alive channels) per batch; the bank scales them in bulk."""
+        raw = torch.stack([rows.sum(1), torch.count_nonzero(rows, 1).to(rows.dtype)], 1)
+        self.bank.stage(self.index, raw, torch.isfinite(check), (rows.shape[1], dens))
+
+    def reset(self) -> None:
+        pass  # the lens resets its bank once for all slots
+
+
+class StreamBank:
+    """Running moments for many sites at once: row i of ``sums``/``ext`` belongs to slot i.
+
+    Same per-row layout as :class:`StatStream`. Sites *stage* their per-batch values; :meth:`commit`
+    folds consecutive slots with the same number of batches in one group of ~15 device ops, so a tick
+    costs a few ops per site (computing its values) instead of a full fold each.
+    """
+
+    _STAGE_LIMIT = 1024  # staged entries are small ([batches, width]); commit() at flush does the rest
+
+    def __init__(self, width: int, keep_all: bool = False) -> None:
+        self.width = width
+        self.keep_all = keep_all
+        self.n_slots = 0
+        self.sums: torch.Tensor | None = None
+        self.ext: torch.Tensor | None = None
+        # (slot, values [n, width], valid [n], scale): scale is None for final values, or
+        # (channels, dens) for raw (count, alive) pairs staged by Slot.fold_counts.
+        self.staged: list[tuple[int, torch.Tensor, torch.Tensor, Any]] = []
+        self.kept: dict[int, list[torch.Tensor]] = {}
+        self.kept_rows: dict[int, int] = {}
+
+    def new_slot(self) -> Slot:
+        self.n_slots += 1
+        return Slot(self, self.n_slots - 1)
+
+    @property
+    def device(self) -> torch.device | None:
+        return None if self.sums is None else self.sums.device
+
+    def _ensure(self, device: torch.device) -> None:
+        w, n = self.width, self.n_slots
+        if self.sums is None:
+            self.sums = torch.zeros(n, 2 + 2 * w, dtype=_F64, device=device)
+            self.ext = torch.full((n, 2 * w), float("-inf"), dtype=_F64, device=device)
+            return
+        assert self.ext is not None
+        if self.sums.device != device:  # model moved after attach (rare, may sync)
+            self.sums, self.ext = self.sums.to(device), self.ext.to(device)
+            self.kept = {k: [t.to(device) for t in v] for k, v in self.kept.items()}
+        grow = n - self.sums.shape[0]
+        if grow > 0:  # a slot added later (a lazy parameter materialised)
+            self.sums = torch.cat([self.sums, self.sums.new_zeros(grow, 2 + 2 * w)])
+            self.ext = torch.cat([self.ext, self.ext.new_full((grow, 2 * w), float("-inf"))])
+
+    def stage(self, index: int, values: torch.Tensor, valid: torch.Tensor, scale: Any = None) -> None:
+        if values.shape[0] == 0:
+            return
+        self.staged.append((index, values, valid, scale))
+        if len(self.staged) >= self._STAGE_LIMIT:
+            self.commit()
+
+    def commit(self) -> None:
+        staged, self.staged = self.staged, []
+        if not staged:
+            return
+        self._ensure(staged[0][1].device)
+        staged.sort(key=lambda entry: entry[0])  # stable: gradient hooks stage in backward order
+        start = 0
+        for i in range(1, len(staged) + 1):
+            if i == len(staged) or staged[i][0] != staged[i - 1][0] + 1 or \
+                    staged[i][1].shape != staged[start][1].shape or staged[i][1].device != staged[start][1].device:
+                self._fold_group(staged[start:i])
+                start = i
+
+    def _fold_group(self, group: list[tuple[int, torch.Tensor, torch.Tensor, Any]]) -> None:
+        assert self.sums is not None and self.ext is not None
+        a, b = group[0][0], group[-1][0] + 1
+        n = group[0][1].shape[0]
+        v = torch.stack([g[1] for g in group]).to(_F64)  # [slots, n, w]
+        if any(g[3] is not None for g in group):
+            # raw (count, alive) -> (activation = count / (channels * den), death = 1 - alive / channels),
+            # as one affine map built on the host: only staged at the tick, where a host copy is due anyway.
+            affine = np.zeros((2, len(group), n, 2))
+            affine[0] = 1.0
+            for j, (_, _, _, scale) in enumerate(group):
+                if scale is not None:
+                    channels, dens = scale
+                    affine[0, j, :, 0] = 1.0 / (channels * np.asarray(dens, dtype=np.float64))
+                    affine[0, j, :, 1] = -1.0 / channels
+                    affine[1, j, :, 1] = 1.0
+            mul_add = torch.from_numpy(affine).to(v.device, non_blocking=True)
+            v = torch.addcmul(mul_add[1], v, mul_add[0])
+        ok = torch.stack([g[2] for g in group])  # [slots, n]
+        okw = ok[:, :, None]
+        z = torch.where(okw, v, 0.0)
+        count = ok.sum(1, dtype=_F64)[:, None]
+        self.sums[a:b].add_(torch.cat([count, n - count, z.sum(1), (z * z).sum(1)], 1))
+        hi = torch.where(okw, v, float("-inf")).amax(1)
+        lo = torch.where(okw, -v, float("-inf")).amax(1)
+        torch.maximum(self.ext[a:b], torch.cat([lo, hi], 1), out=self.ext[a:b])
+        if self.keep_all:
+            masked = torch.where(okw, v, float("nan"))
+            for j, (index, _, _, _) in enumerate(group):
+                self.kept.setdefault(index, []).append(masked[j])
+                self.kept_rows[index] = self.kept_rows.get(index, 0) + n
+
+    def reset(self) -> None:
+        self.staged = []
+        if self.sums is not None:
+            assert self.ext is not None
+            self.sums.zero_()
+            self.ext.fill_(float("-inf"))
+        self.kept = {}
+        self.kept_rows = {}
+
+    def parts(self) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        assert self.sums is not None and self.ext is not None
+        chunks = [t.reshape(-1) for i in range(self.n_slots) for t in self.kept.get(i, [])]
+        return self.sums.reshape(-1), self.ext.reshape(-1), chunks
+
+    def read_slots(self, slots: list[Slot], sums: np.ndarray, ext: np.ndarray,
+                   kept: np.ndarray) -> dict[int, list[Summary]]:
+        w = self.width
+        sums = sums.reshape(self.n_slots, 2 + 2 * w)
+        ext = ext.reshape(self.n_slots, 2 * w)
+        offsets, off = {}, 0
+        for i in range(self.n_slots):
+            rows = self.kept_rows.get(i, 0)
+            offsets[i] = (off, rows)
+            off += rows * w
+        proto = StatStream(w, self.keep_all)
+        out = {}
+        for slot in slots:
+            i = slot.index
+            values = None
+            if self.keep_all:
+                o, rows = offsets[i]
+                proto.kept_rows = rows
+                values = kept[o:o + rows * w].reshape(rows, w)
+            out[id(slot)] = proto.summaries(np.concatenate([sums[i], ext[i]]), values)
         return out
 
 
@@ -133,12 +297,18 @@ class RowBuffer:
         self.dens = [1] * self.capacity
         self.n = 0
 
-    def fold_rates(self, stream: StatStream) -> None:
-        """Reduce the filled rows to per-batch (activation rate, death rate) and fold into ``stream``."""
+    def fold_rates(self, stream: StatStream | Slot, at_tick: bool = False) -> None:
+        """Reduce the filled rows to per-batch (activation rate, death rate) and fold into ``stream``.
+
+        ``at_tick``: stage raw counts for the bank to scale in bulk (fewer ops per site, one host-to-
+        device copy per bank, allowed only at the tick)."""
         n = self.n
         if n == 0:
             return
-        fold_rate_rows(self.data[:n], self.dens[:n], self.check[:n], stream)
+        if at_tick and isinstance(stream, Slot):
+            stream.fold_counts(self.data[:n], self.dens[:n], self.check[:n])
+        else:
+            fold_rate_rows(self.data[:n], self.dens[:n], self.check[:n], stream)
         self.n = 0
 
     def fold_scalars(self, stream: StatStream) -> None:
@@ -151,7 +321,7 @@ class RowBuffer:
         self.n = 0
 
 
-def fold_rate_rows(rows: torch.Tensor, dens: list[int], check: torch.Tensor, stream: StatStream) -> None:
+def fold_rate_rows(rows: torch.Tensor, dens: list[int], check: torch.Tensor, stream: StatStream | Slot) -> None:
     """rows [n, channels]: per-channel counts of active elements; dens: elements per channel in each batch
     (host ints); check [n]: non-finite iff the batch had NaN/Inf. Folds (activation, death) per batch."""
     n = rows.shape[0]
@@ -170,38 +340,47 @@ def fold_rate_rows(rows: torch.Tensor, dens: list[int], check: torch.Tensor, str
     stream.fold(torch.stack([act, dead], 1), torch.isfinite(check))
 
 
-def to_host(streams: Sequence[StatStream]) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
-    """Move every stream's epoch statistics to the host in one copy per device.
+Accumulator = StatStream | StreamBank
 
-    Returns, per stream, (packed moments, kept per-batch values [rows, width] or None); (None, None) for a
-    stream that never saw a batch. Under an initialised ``torch.distributed`` process group, moments are
-    reduced across ranks first with one SUM and one MAX collective for all streams together.
+
+class Summaries(dict):
+    """Summaries by ``id(stream or slot)``; a stream that saw no batch reads as empty (NaN everywhere)."""
+
+    def __missing__(self, key: int) -> list[Summary]:
+        return [Summary(0, 0, 0.0, 0.0, float("nan"), float("nan"), np.empty(0)) for _ in range(2)]
+
+
+def to_host(accumulators: Sequence[Accumulator], slots: dict[int, list[Slot]] | None = None
+            ) -> Summaries:
+    """Move every accumulator's epoch statistics to the host in one copy per device.
+
+    Returns summaries keyed by ``id(stream)`` for a :class:`StatStream` and by ``id(slot)`` for each slot of
+    a :class:`StreamBank` (``slots`` maps ``id(bank)`` to the slots to read). An accumulator that never
+    saw a batch yields no entry. Under an initialised ``torch.distributed`` process group, moments are
+    reduced across ranks first with one SUM and one MAX collective for all accumulators together.
     """
-    result: list[tuple[np.ndarray | None, np.ndarray | None]] = [(None, None)] * len(streams)
-    by_device: dict[torch.device, list[int]] = {}
-    for i, s in enumerate(streams):
-        if s.sums is not None:
-            by_device.setdefault(s.sums.device, []).append(i)
+    out = Summaries()
+    by_device: dict[torch.device, list[Accumulator]] = {}
+    for acc in accumulators:
+        if acc.sums is not None:
+            by_device.setdefault(acc.sums.device, []).append(acc)
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    for device, idx in by_device.items():
-        sums = torch.cat([streams[i].sums for i in idx])  # type: ignore[misc]
-        ext = torch.cat([streams[i].ext for i in idx])  # type: ignore[misc]
+    for device, group in by_device.items():
+        parts = [acc.parts() for acc in group]
+        sums = torch.cat([p[0] for p in parts])
+        ext = torch.cat([p[1] for p in parts])
         if distributed:
             torch.distributed.all_reduce(sums, op=torch.distributed.ReduceOp.SUM)
             torch.distributed.all_reduce(ext, op=torch.distributed.ReduceOp.MAX)
-        kept_parts = [k.reshape(-1) for i in idx for k in streams[i].kept]
-        host = torch.cat([sums, ext, *kept_parts]).cpu().numpy()
-        s_off, e_off = 0, sums.numel()
-        k_off = sums.numel() + ext.numel()
-        for i in idx:
-            s = streams[i]
-            w = s.width
-            packed = np.concatenate([host[s_off:s_off + 2 + 2 * w], host[e_off:e_off + 2 * w]])
-            s_off += 2 + 2 * w
-            e_off += 2 * w
-            kept = None
-            if s.keep_all:
-                kept = host[k_off:k_off + s.kept_rows * w].reshape(s.kept_rows, w)
-                k_off += s.kept_rows * w
-            result[i] = (packed, kept)
-    return result
+        kept = [k for p in parts for k in p[2]]
+        host = torch.cat([sums, ext, *kept]).cpu().numpy()
+        s_off, e_off, k_off = 0, sums.numel(), sums.numel() + ext.numel()
+        for acc, (s, e, k) in zip(group, parts):
+            ns, ne, nk = s.numel(), e.numel(), sum(t.numel() for t in k)
+            args = (host[s_off:s_off + ns], host[e_off:e_off + ne], host[k_off:k_off + nk])
+            s_off, e_off, k_off = s_off + ns, e_off + ne, k_off + nk
+            if isinstance(acc, StreamBank):
+                out.update(acc.read_slots((slots or {}).get(id(acc), []), *args))
+            else:
+                out.update(acc.read(*args))
+    return out

@@ -263,10 +263,10 @@ class PyTorchInspector:
         for lens in self.lenses:
             lens.flush()
         streams = [s for lens in self.lenses for s in lens.streams()]
+        slots = {k: v for lens in self.lenses for k, v in lens.slots().items()}
         home = next((s.device for s in streams if s.device is not None), None)
         streams += self._pushes.streams(self._push_names(), home)
-        host = to_host(streams)
-        summaries = {id(s): s.summaries(packed, kept) for s, (packed, kept) in zip(streams, host)}
+        summaries = to_host(streams, slots)
         self._pushes.set_summaries(summaries)
         out = []
         for lens in self.lenses:

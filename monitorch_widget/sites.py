@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .accum import RowBuffer, StatStream, fold_rate_rows
+from .accum import RowBuffer, Slot, StatStream, fold_rate_rows
 from .faults import FaultLog
 
 _F32 = torch.float32
@@ -52,11 +52,13 @@ class Site:
 
     kind = "site"
 
-    def __init__(self, name: str, lens: str, faults: FaultLog, stream_width: int, keep_all: bool) -> None:
+    def __init__(self, name: str, lens: str, faults: FaultLog, stream_width: int, keep_all: bool,
+                 slot: Slot | None = None) -> None:
         self.name = name
         self.lens = lens
         self.faults = faults
-        self.stream = StatStream(stream_width, keep_all)
+        # Rate sites share their lens' StreamBank through a slot; scalar sites own a stream.
+        self.stream: StatStream | Slot = slot if slot is not None else StatStream(stream_width, keep_all)
         self.buf: RowBuffer | None = None
         self.handle: Any = None
         self.broken = False
@@ -81,8 +83,9 @@ class Site:
         self.faults.report(self.lens, f"{self.name}: {message}; this series stops here, training goes on")
 
     def flush(self) -> None:
+        """Fold what the buffer holds (called at the tick)."""
         if self.buf is not None and self.buf.n:
-            self.buf.fold_rates(self.stream)
+            self.buf.fold_rates(self.stream, at_tick=True)
 
     def reset(self) -> None:
         if self.buf is not None:
@@ -102,8 +105,8 @@ class ActivationSite(Site):
     kind = "output"
 
     def __init__(self, name: str, module: nn.Module, lens: str, faults: FaultLog, *, gate: int, eps: float,
-                 channel_last: bool, nonneg: bool, keep_all: bool) -> None:
-        super().__init__(name, lens, faults, 2, keep_all)
+                 channel_last: bool, nonneg: bool, keep_all: bool, slot: Slot | None = None) -> None:
+        super().__init__(name, lens, faults, 2, keep_all, slot)
         self.module_type = type(module).__name__
         self.gate = gate
         self.eps = eps
@@ -207,8 +210,9 @@ class GradientSite(Site):
     kind = "gradient"
 
     def __init__(self, name: str, module: nn.Module, param_name: str, param: nn.Parameter, lens: str,
-                 faults: FaultLog, *, eps: float, keep_all: bool, group: GradientGroup | None = None) -> None:
-        super().__init__(name, lens, faults, 2, keep_all)
+                 faults: FaultLog, *, eps: float, keep_all: bool, group: GradientGroup | None = None,
+                 slot: Slot | None = None) -> None:
+        super().__init__(name, lens, faults, 2, keep_all, slot)
         self.param = param
         self.group = group if group is not None and param.numel() <= GradientGroup.SMALL else None
         self.module_type = type(module).__name__
@@ -365,20 +369,23 @@ class GradientGroup:
                     s.handle.remove()
                     s.handle = s.param.register_post_accumulate_grad_hook(s)
 
-    def _fold(self, layout: _Layout) -> None:
+    def _fold(self, layout: _Layout, at_tick: bool = False) -> None:
         buf = layout.buf
         n = buf.n
         if n == 0:
             return
         for site, (a, b, k) in zip(layout.sites, layout.slices):
-            fold_rate_rows(buf.data[:n, a:b], [k] * n, buf.check[:n], site.stream)
+            if at_tick and isinstance(site.stream, Slot):
+                site.stream.fold_counts(buf.data[:n, a:b], [k] * n, buf.check[:n])
+            else:
+                fold_rate_rows(buf.data[:n, a:b], [k] * n, buf.check[:n], site.stream)
         buf.n = 0
 
     def flush(self) -> None:
         if self.pending:
             self.process()
         for layout in self.layouts.values():
-            self._fold(layout)
+            self._fold(layout, at_tick=True)
 
     def reset(self) -> None:
         for layout in self.layouts.values():

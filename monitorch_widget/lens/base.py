@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from torch import nn
 
+from ..accum import Slot, StreamBank
 from ..aggregate import Summary
 from ..faults import FaultLog
 from ..sites import Site
@@ -100,16 +101,33 @@ class AbstractLens:
     def sites(self) -> list[Site]:
         return self._sites
 
-    def streams(self) -> list[StatStream]:
-        return [s.stream for s in self._sites]
+    def streams(self) -> list[StatStream | StreamBank]:
+        """Each accumulator once: the lens' bank (rate sites) and scalar sites' own streams."""
+        seen: dict[int, StatStream | StreamBank] = {}
+        for site in self._sites:
+            acc = site.stream.bank if isinstance(site.stream, Slot) else site.stream
+            seen.setdefault(id(acc), acc)
+        return list(seen.values())
+
+    def slots(self) -> dict[int, list[Slot]]:
+        out: dict[int, list[Slot]] = {}
+        for site in self._sites:
+            if isinstance(site.stream, Slot):
+                out.setdefault(id(site.stream.bank), []).append(site.stream)
+        return out
 
     def flush(self) -> None:
         for site in self._sites:
             site.flush()
+        for acc in self.streams():
+            if isinstance(acc, StreamBank):
+                acc.commit()
 
     def reset_epoch(self) -> None:
         for site in self._sites:
             site.reset()
+        for acc in self.streams():
+            acc.reset()
 
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
         """Epoch calls from ``summaries`` (keyed by ``id(stream)``)."""

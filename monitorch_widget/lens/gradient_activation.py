@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
+from ..accum import StreamBank
 from ..aggregate import Summary, as_method_list, needs_all_values
 from ..sites import GradientGroup, GradientSite
 from .base import AbstractLens, Call, TagAttributes, TagType, new_warning, rate_calls
@@ -41,6 +42,7 @@ class ParameterGradientActivation(AbstractLens):
         self._eps = float(eps)
         self._pending: list[Any] = []  # one-shot hooks waiting for lazy parameters to materialise
         self._group: GradientGroup | None = None
+        self._bank = StreamBank(2, self._keep_all)
 
     @staticmethod
     def tag_for(parameter: str) -> str:
@@ -63,7 +65,8 @@ class ParameterGradientActivation(AbstractLens):
                 self._wait_for_materialisation(module, name, pname)
             else:
                 self._sites.append(GradientSite(name, module, pname, param, self.lens_name, self.ctx.faults,
-                                                eps=self._eps, keep_all=self._keep_all, group=self._group))
+                                                eps=self._eps, keep_all=self._keep_all, group=self._group,
+                                                slot=self._bank.new_slot()))
 
     def _wait_for_materialisation(self, module: nn.Module, name: str, pname: str) -> None:
         def once(mod: nn.Module, args: Any, out: Any) -> None:
@@ -75,7 +78,8 @@ class ParameterGradientActivation(AbstractLens):
                                        "pass; its gradient cannot be tracked")
                 return
             self._sites.append(GradientSite(name, mod, pname, param, self.lens_name, self.ctx.faults,
-                                            eps=self._eps, keep_all=self._keep_all, group=self._group))
+                                            eps=self._eps, keep_all=self._keep_all, group=self._group,
+                                                slot=self._bank.new_slot()))
             self._sites.sort(key=lambda s: self._order.get(s.name, 0))
 
         handle = module.register_forward_hook(once)
@@ -98,6 +102,7 @@ class ParameterGradientActivation(AbstractLens):
         self._pending = []
         super().detach()
         self._group = None
+        self._bank = StreamBank(2, self._keep_all)
 
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
         warning = new_warning() if self._warning_plot else None

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from torch import nn
 
+from ..accum import StreamBank
 from ..aggregate import Summary, as_method_list, needs_all_values
 from ..sites import ActivationSite, gate_for
 from .base import AbstractLens, Call, TagAttributes, TagType, new_warning, rate_calls
@@ -40,6 +41,7 @@ class OutputActivation(AbstractLens):
         self._channel_last = bool(channel_last)
         self._warning_plot = bool(warning_plot)
         self._eps = float(eps)
+        self._bank = StreamBank(2, self._keep_all)
 
     def tags(self) -> list[tuple[str, TagAttributes]]:
         tags = [(self._SMALL_TAG_NAME, TagAttributes(False, False, True, TagType.PROBABILITY))]
@@ -58,7 +60,12 @@ class OutputActivation(AbstractLens):
         if leaf and self.watches(module):
             self._sites.append(ActivationSite(
                 name, module, self.lens_name, self.ctx.faults, gate=self._gate, eps=self._eps,
-                channel_last=self._channel_last, nonneg=is_nonnegative(module), keep_all=self._keep_all))
+                channel_last=self._channel_last, nonneg=is_nonnegative(module), keep_all=self._keep_all,
+                slot=self._bank.new_slot()))
+
+    def detach(self) -> None:
+        super().detach()
+        self._bank = StreamBank(2, self._keep_all)
 
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
         warning = new_warning() if self._warning_plot else None
