@@ -19,9 +19,6 @@ from .faults import FaultLog
 
 _F32 = torch.float32
 
-# Outputs up to this many elements get a persistent mask buffer (see ActivationSite._reshape).
-SCRATCH_MAX = 1 << 16
-
 # Gates deciding whether a forward pass is a training pass.
 GATE_GRAD_AND_MODE = 0  # default: grad enabled and module.training
 GATE_GRAD = 1           # evaluation_from_grad=True
@@ -47,6 +44,39 @@ def is_training_pass(gate: int, module: nn.Module) -> bool:
     return True
 
 
+class ScratchPool:
+    """One flat mask buffer per (device, dtype), shared by a lens' sites, handed out as views.
+
+    Sites write a 0/1 mask into their view and reduce it right away; hooks run one after another and
+    kernels on one stream run in order, so one buffer serves every site. It saves an allocation (page
+    faults on CPU) per hook call for the cost of one buffer as large as the largest hooked tensor, up to
+    ``cap`` elements (bigger tensors use temporaries).
+    """
+
+    def __init__(self, cap: int = 1 << 22) -> None:
+        self.cap = cap
+        self.buffers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+        self.users: list[Site] = []
+
+    def view(self, site: Site, like: torch.Tensor) -> torch.Tensor | None:
+        numel = like.numel()
+        if numel > self.cap:
+            return None
+        key = (like.device, like.dtype)
+        buf = self.buffers.get(key)
+        if buf is None or buf.numel() < numel:
+            self.buffers[key] = buf = torch.empty(max(numel, 1024), dtype=like.dtype, device=like.device)
+            for user in self.users:  # views of the old buffer would keep it alive
+                user.scratch = None
+            self.users = []
+        self.users.append(site)
+        return buf[:numel].view(like.shape)
+
+    def clear(self) -> None:
+        self.buffers = {}
+        self.users = []
+
+
 class Site:
     """Common state of a hook object. ``off`` is the single flag the hot path checks."""
 
@@ -59,6 +89,8 @@ class Site:
         self.faults = faults
         # Rate sites share their lens' StreamBank through a slot; scalar sites own a stream.
         self.stream: StatStream | Slot = slot if slot is not None else StatStream(stream_width, keep_all)
+        self.scratch: torch.Tensor | None = None
+        self.pool: ScratchPool | None = None
         self.buf: RowBuffer | None = None
         self.handle: Any = None
         self.broken = False
@@ -97,6 +129,9 @@ class Site:
             self.handle.remove()
             self.handle = None
         self.buf = None
+        self.scratch = None
+        if self.pool is not None:
+            self.pool.clear()
 
 
 class ActivationSite(Site):
@@ -105,8 +140,10 @@ class ActivationSite(Site):
     kind = "output"
 
     def __init__(self, name: str, module: nn.Module, lens: str, faults: FaultLog, *, gate: int, eps: float,
-                 channel_last: bool, nonneg: bool, keep_all: bool, slot: Slot | None = None) -> None:
+                 channel_last: bool, nonneg: bool, keep_all: bool, slot: Slot | None = None,
+                 pool: ScratchPool | None = None) -> None:
         super().__init__(name, lens, faults, 2, keep_all, slot)
+        self.pool = pool
         self.module_type = type(module).__name__
         self.gate = gate
         self.eps = eps
@@ -116,7 +153,6 @@ class ActivationSite(Site):
         self.nonneg = nonneg
         self.ndim = -1
         self.channels = -1
-        self.scratch: torch.Tensor | None = None
         self.cdim = -1 if channel_last else 1
         self.dims: tuple[int, ...] = ()
         self.all_dims: tuple[int, ...] = ()
@@ -142,7 +178,9 @@ class ActivationSite(Site):
                 n = 0
             # The 0/1 mask stays in y's floating dtype: summing a bool tensor is a slow path on CPU.
             scratch = self.scratch
-            if scratch is not None and scratch.shape == y.shape:
+            if (scratch is None or scratch.shape != y.shape or scratch.dtype != y.dtype) and self.pool is not None:
+                scratch = self.scratch = self.pool.view(self, y)
+            if scratch is not None:
                 mask = torch.gt(y, self.eps_t, out=scratch) if self.nonneg else \
                     torch.abs(y, out=scratch).gt_(self.eps_t)
             elif self.nonneg:
@@ -177,12 +215,6 @@ class ActivationSite(Site):
         self.all_dims = tuple(range(y.dim()))
         if self.buf is None or self.buf.channels != channels or self.buf.device != y.device:
             self.buf = RowBuffer(channels, y.device)
-        # A reusable mask buffer for small outputs only: for big ones a temporary is cheaper than
-        # holding a second copy of every activation for the whole run.
-        self.scratch = torch.empty(y.shape, dtype=y.dtype, device=y.device) if y.numel() <= SCRATCH_MAX else None
-
-    def remove(self) -> None:
-        super().remove()
         self.scratch = None
 
     def _on_error(self, out: Any, exc: Exception) -> None:
@@ -211,8 +243,9 @@ class GradientSite(Site):
 
     def __init__(self, name: str, module: nn.Module, param_name: str, param: nn.Parameter, lens: str,
                  faults: FaultLog, *, eps: float, keep_all: bool, group: GradientGroup | None = None,
-                 slot: Slot | None = None) -> None:
+                 slot: Slot | None = None, pool: ScratchPool | None = None) -> None:
         super().__init__(name, lens, faults, 2, keep_all, slot)
+        self.pool = pool
         self.param = param
         self.group = group if group is not None and param.numel() <= GradientGroup.SMALL else None
         self.module_type = type(module).__name__
@@ -245,10 +278,14 @@ class GradientSite(Site):
             if n == buf.capacity:  # type: ignore[union-attr]
                 buf.fold_rates(self.stream)  # type: ignore[union-attr]
                 n = 0
+            scratch = self.scratch
+            if (scratch is None or scratch.dtype != g.dtype) and self.pool is not None:
+                scratch = self.scratch = self.pool.view(self, g)
+            a = torch.abs(g, out=scratch) if scratch is not None else g.abs()
             if self.vector:
-                torch.gt(g.abs(), self.eps_t, out=buf.rows[n])  # type: ignore[union-attr]
+                torch.gt(a, self.eps_t, out=buf.rows[n])  # type: ignore[union-attr]
             else:
-                torch.sum(g.abs().gt_(self.eps_t), self.dims, dtype=_F32, out=buf.rows[n])  # type: ignore[union-attr]
+                torch.sum(a.gt_(self.eps_t), self.dims, dtype=_F32, out=buf.rows[n])  # type: ignore[union-attr]
             torch.sum(g, self.all_dims, dtype=_F32, out=buf.checks[n])  # type: ignore[union-attr]
             buf.dens[n] = self.den  # type: ignore[union-attr]
             buf.n = n + 1  # type: ignore[union-attr]

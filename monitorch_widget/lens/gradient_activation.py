@@ -11,7 +11,7 @@ from torch.nn.parameter import UninitializedParameter
 
 from ..accum import StreamBank
 from ..aggregate import Summary, as_method_list, needs_all_values
-from ..sites import GradientGroup, GradientSite
+from ..sites import GradientGroup, GradientSite, ScratchPool
 from .base import AbstractLens, Call, TagAttributes, TagType, new_warning, rate_calls
 
 
@@ -43,6 +43,7 @@ class ParameterGradientActivation(AbstractLens):
         self._pending: list[Any] = []  # one-shot hooks waiting for lazy parameters to materialise
         self._group: GradientGroup | None = None
         self._bank = StreamBank(2, self._keep_all)
+        self._pool = ScratchPool()
 
     @staticmethod
     def tag_for(parameter: str) -> str:
@@ -66,7 +67,7 @@ class ParameterGradientActivation(AbstractLens):
             else:
                 self._sites.append(GradientSite(name, module, pname, param, self.lens_name, self.ctx.faults,
                                                 eps=self._eps, keep_all=self._keep_all, group=self._group,
-                                                slot=self._bank.new_slot()))
+                                                slot=self._bank.new_slot(), pool=self._pool))
 
     def _wait_for_materialisation(self, module: nn.Module, name: str, pname: str) -> None:
         def once(mod: nn.Module, args: Any, out: Any) -> None:
@@ -79,7 +80,7 @@ class ParameterGradientActivation(AbstractLens):
                 return
             self._sites.append(GradientSite(name, mod, pname, param, self.lens_name, self.ctx.faults,
                                             eps=self._eps, keep_all=self._keep_all, group=self._group,
-                                                slot=self._bank.new_slot()))
+                                                slot=self._bank.new_slot(), pool=self._pool))
             self._sites.sort(key=lambda s: self._order.get(s.name, 0))
 
         handle = module.register_forward_hook(once)

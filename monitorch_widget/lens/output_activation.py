@@ -9,7 +9,7 @@ from torch import nn
 
 from ..accum import StreamBank
 from ..aggregate import Summary, as_method_list, needs_all_values
-from ..sites import ActivationSite, gate_for
+from ..sites import ActivationSite, ScratchPool, gate_for
 from .base import AbstractLens, Call, TagAttributes, TagType, new_warning, rate_calls
 from .kinds import check_module_types, is_activation, is_dropout, is_nonnegative
 
@@ -42,6 +42,7 @@ class OutputActivation(AbstractLens):
         self._warning_plot = bool(warning_plot)
         self._eps = float(eps)
         self._bank = StreamBank(2, self._keep_all)
+        self._pool = ScratchPool()
 
     def tags(self) -> list[tuple[str, TagAttributes]]:
         tags = [(self._SMALL_TAG_NAME, TagAttributes(False, False, True, TagType.PROBABILITY))]
@@ -61,7 +62,7 @@ class OutputActivation(AbstractLens):
             self._sites.append(ActivationSite(
                 name, module, self.lens_name, self.ctx.faults, gate=self._gate, eps=self._eps,
                 channel_last=self._channel_last, nonneg=is_nonnegative(module), keep_all=self._keep_all,
-                slot=self._bank.new_slot()))
+                slot=self._bank.new_slot(), pool=self._pool))
 
     def detach(self) -> None:
         super().detach()
