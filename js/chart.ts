@@ -55,6 +55,18 @@ function seriesOptions(s: SeriesInfo, theme: Theme, runLabel: (id: number) => st
 
 const EPOCH_INCRS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1e3, 2e3, 2.5e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6];
 
+/** Width of the y axis (labels) left of the plot, in CSS pixels. */
+export const Y_AXIS_PX = 48;
+
+/**
+ * Downsampling buckets for a chart of this size: one min/max pair per two pixels of plot width, i.e. about
+ * one point per pixel. More points than pixels only cost drawing (raster time grows with segment count)
+ * and show nothing more; spikes survive because each bucket keeps its minimum and maximum.
+ */
+export function bucketsFor(size: ChartSize): number {
+  return Math.max(8, Math.floor((size.width - Y_AXIS_PX - 12) / 2));
+}
+
 export interface ChartSize {
   width: number;
   height: number;
@@ -99,21 +111,31 @@ export class Chart {
       cursor: { drag: { x: true, y: false } },
       scales: { x: { time: false }, y: yScale },
       // epochs are whole numbers: no 2.5-epoch ticks (intra-epoch points still sit between them)
-      axes: [{ ...axis(), incrs: EPOCH_INCRS }, { ...axis(), size: 48 }],
+      axes: [{ ...axis(), incrs: EPOCH_INCRS }, { ...axis(), size: Y_AXIS_PX }],
       series: [{ label: "epoch", value: (_u, v) => formatValue(v) }, ...data.series.map((s) => seriesOptions(s, theme, runLabel, this))],
       bands,
     };
     this.provIndex = data.provIndex;
-    this.u = new uPlot(opts, toAligned(data), target);
+    // uPlot normally draws in a microtask after the call; drawing inside batch() happens now, so the view
+    // can keep its per-frame time budget (and no second, deferred draw is queued).
+    this.u = new uPlot(opts, toAligned(data), (u, init) => {
+      target.appendChild(u.root);
+      u.batch(() => init());
+    });
   }
 
-  setData(data: ChartData): void {
+  /** New data (and optionally a new size), drawn synchronously; scales are reset to the new data. */
+  setData(data: ChartData, size?: ChartSize): void {
     this.provIndex = data.provIndex;
-    this.u.setData(toAligned(data));
+    const u = this.u;
+    u.batch(() => {
+      if (size && (u.width !== size.width || u.height !== size.height)) u.setSize(size);
+      u.setData(toAligned(data), true);
+    });
   }
 
   setSize(size: ChartSize): void {
-    this.u.setSize(size);
+    this.u.batch(() => this.u.setSize(size));
   }
 
   destroy(): void {

@@ -199,7 +199,9 @@ class StreamBank:
         if not staged:
             return
         self._ensure(staged[0][1].device)
-        staged.sort(key=lambda entry: entry[0])  # stable: gradient hooks stage in backward order
+        # Entries are grouped as staged: a run of consecutive slots with equal shapes folds at once. Sites
+        # stage in slot order at the tick and batched gradient groups stage their slots in order, so runs
+        # are long; entries of one slot from several folds stay separate runs (each is counted once).
         start = 0
         for i in range(1, len(staged) + 1):
             if i == len(staged) or staged[i][0] != staged[i - 1][0] + 1 or \
@@ -208,16 +210,23 @@ class StreamBank:
                 start = i
 
     def _fold_group(self, group: list[tuple[int, torch.Tensor, torch.Tensor, Any]]) -> None:
+        self.fold_block(group[0][0], torch.stack([g[1] for g in group]), torch.stack([g[2] for g in group]),
+                        [g[3] for g in group])
+
+    def fold_block(self, first: int, values: torch.Tensor, valid: torch.Tensor, scales: list[Any]) -> None:
+        """Fold slots ``first .. first+g-1`` at once: values [g, n, width], valid [g, n]; ``scales[j]`` is None
+        (final values) or (channels, dens) for raw (count, alive) pairs."""
+        self._ensure(values.device)
         assert self.sums is not None and self.ext is not None
-        a, b = group[0][0], group[-1][0] + 1
-        n = group[0][1].shape[0]
-        v = torch.stack([g[1] for g in group]).to(_F64)  # [slots, n, w]
-        if any(g[3] is not None for g in group):
+        a, b = first, first + values.shape[0]
+        n = values.shape[1]
+        v = values.to(_F64)
+        if any(sc is not None for sc in scales):
             # raw (count, alive) -> (activation = count / (channels * den), death = 1 - alive / channels),
             # as one affine map built on the host: only staged at the tick, where a host copy is due anyway.
-            affine = np.zeros((2, len(group), n, 2))
+            affine = np.zeros((2, len(scales), n, 2))
             affine[0] = 1.0
-            for j, (_, _, _, scale) in enumerate(group):
+            for j, scale in enumerate(scales):
                 if scale is not None:
                     channels, dens = scale
                     affine[0, j, :, 0] = 1.0 / (channels * np.asarray(dens, dtype=np.float64))
@@ -225,19 +234,18 @@ class StreamBank:
                     affine[1, j, :, 1] = 1.0
             mul_add = torch.from_numpy(affine).to(v.device, non_blocking=True)
             v = torch.addcmul(mul_add[1], v, mul_add[0])
-        ok = torch.stack([g[2] for g in group])  # [slots, n]
-        okw = ok[:, :, None]
+        okw = valid[:, :, None]
         z = torch.where(okw, v, 0.0)
-        count = ok.sum(1, dtype=_F64)[:, None]
+        count = valid.sum(1, dtype=_F64)[:, None]
         self.sums[a:b].add_(torch.cat([count, n - count, z.sum(1), (z * z).sum(1)], 1))
         hi = torch.where(okw, v, float("-inf")).amax(1)
         lo = torch.where(okw, -v, float("-inf")).amax(1)
         torch.maximum(self.ext[a:b], torch.cat([lo, hi], 1), out=self.ext[a:b])
         if self.keep_all:
             masked = torch.where(okw, v, float("nan"))
-            for j, (index, _, _, _) in enumerate(group):
-                self.kept.setdefault(index, []).append(masked[j])
-                self.kept_rows[index] = self.kept_rows.get(index, 0) + n
+            for j in range(values.shape[0]):
+                self.kept.setdefault(a + j, []).append(masked[j])
+                self.kept_rows[a + j] = self.kept_rows.get(a + j, 0) + n
 
     def reset(self) -> None:
         self.staged = []
@@ -319,6 +327,19 @@ class RowBuffer:
         vals = self.data[:n]
         stream.fold(vals, torch.isfinite(vals[:, 0]))
         self.n = 0
+
+
+def fold_buffers(slots: list[Slot], bufs: list[RowBuffer]) -> None:
+    """Tick path for many sites at once: buffers of equal shape and fill, slots consecutive in one bank.
+    Stacks them and stages raw (count, alive) pairs as one block: a handful of ops for all of them."""
+    n = bufs[0].n
+    rows = torch.stack([b.data[:n] for b in bufs])  # [g, n, channels]
+    check = torch.stack([b.check[:n] for b in bufs])
+    raw = torch.stack([rows.sum(2), torch.count_nonzero(rows, 2).to(rows.dtype)], 2)
+    channels = rows.shape[2]
+    slots[0].bank.fold_block(slots[0].index, raw, torch.isfinite(check), [(channels, b.dens[:n]) for b in bufs])
+    for b in bufs:
+        b.n = 0
 
 
 def fold_rate_rows(rows: torch.Tensor, dens: list[int], check: torch.Tensor, stream: StatStream | Slot) -> None:

@@ -337,7 +337,22 @@ class _Layout:
         self.index = torch.cat([torch.arange(a, b, device=device).repeat_interleave(k)
                                 for (a, b, k) in self.slices])
         self.buf = RowBuffer(start, device)
-        self.dens = [[k] for (_, _, k) in self.slices]
+        # Tick-time fold of every site at once needs the sites' slots to be consecutive: then column c of
+        # the buffer belongs to the site of slot rank colsite[c] (built with device fills, no host copy).
+        slot_ids = [s.stream.index if isinstance(s.stream, Slot) else -1 for s in sites]
+        first = min(slot_ids)
+        self.first_slot = first if sorted(slot_ids) == list(range(first, first + len(sites))) and first >= 0 else None
+        self.colsite = None
+        if self.first_slot is not None:
+            self.colsite = torch.cat([torch.full((b - a,), sid - first, dtype=torch.long, device=device)
+                                      for sid, (a, b, _) in zip(slot_ids, self.slices)])
+            order = sorted(range(len(sites)), key=lambda j: slot_ids[j])
+            self.scales_in_slot_order = [(self.slices[j][1] - self.slices[j][0], self.slices[j][2]) for j in order]
+
+
+def _slot_order(pair: tuple[GradientSite, tuple[int, int, int]]) -> int:
+    stream = pair[0].stream
+    return stream.index if isinstance(stream, Slot) else 0
 
 
 class GradientGroup:
@@ -411,7 +426,20 @@ class GradientGroup:
         n = buf.n
         if n == 0:
             return
-        for site, (a, b, k) in zip(layout.sites, layout.slices):
+        if at_tick and layout.colsite is not None:
+            sites = len(layout.sites)
+            rows = buf.data[:n]
+            count = rows.new_zeros(n, sites).index_add_(1, layout.colsite, rows)
+            alive = rows.new_zeros(n, sites).index_add_(1, layout.colsite, (rows != 0).to(rows.dtype))
+            raw = torch.stack([count, alive], 2).transpose(0, 1)  # [sites (slot order), n, 2]
+            valid = torch.isfinite(buf.check[:n]).expand(sites, n)
+            bank = layout.sites[0].stream.bank  # type: ignore[union-attr]
+            bank.fold_block(layout.first_slot, raw, valid,
+                            [(channels, [k] * n) for channels, k in layout.scales_in_slot_order])
+            buf.n = 0
+            return
+        # slots were handed out in definition order, sites sit in backward order: stage in slot order
+        for site, (a, b, k) in sorted(zip(layout.sites, layout.slices), key=_slot_order):
             if at_tick and isinstance(site.stream, Slot):
                 site.stream.fold_counts(buf.data[:n, a:b], [k] * n, buf.check[:n])
             else:

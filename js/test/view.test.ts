@@ -10,17 +10,21 @@ const { plots, FakePlot } = vi.hoisted(() => {
     width: number;
     height: number;
     destroyed = false;
-    constructor(opts: any, data: any, target: HTMLElement) {
+    root: HTMLElement;
+    draws = 0;
+    constructor(opts: any, data: any, target: HTMLElement | ((self: any, init: () => void) => void)) {
       this.opts = opts;
       this.data = data;
       this.width = opts.width;
       this.height = opts.height;
-      const c = document.createElement("div");
-      c.className = "uplot";
-      target.appendChild(c);
+      this.root = document.createElement("div");
+      this.root.className = "uplot";
+      if (typeof target === "function") target(this, () => { this.draws++; });
+      else target.appendChild(this.root);
       plots.push(this);
     }
-    setData(d: any) { this.data = d; }
+    batch(fn: (u: any) => void) { fn(this); }
+    setData(d: any) { this.data = d; this.draws++; }
     setSize(s: { width: number; height: number }) { this.width = s.width; this.height = s.height; }
     destroy() { this.destroyed = true; }
   }

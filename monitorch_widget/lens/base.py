@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from torch import nn
 
-from ..accum import Slot, StreamBank
+from ..accum import Slot, StreamBank, fold_buffers
 from ..aggregate import Summary
 from ..faults import FaultLog
 from ..sites import Site
@@ -117,8 +117,29 @@ class AbstractLens:
         return out
 
     def flush(self) -> None:
+        """Fold every site's buffer (at the tick). Rate sites whose buffers have the same shape and fill and
+        whose slots are consecutive fold together as one block (see accum.fold_buffers)."""
+        run: list[Site] = []
         for site in self._sites:
-            site.flush()
+            group = getattr(site, "group", None)
+            if group is not None:
+                group.flush()
+            buf, slot = site.buf, site.stream
+            if buf is None or not buf.n:
+                continue
+            if not isinstance(slot, Slot):
+                site.flush()
+                continue
+            if run:
+                last = run[-1]
+                if not (last.stream.bank is slot.bank and last.stream.index + 1 == slot.index  # type: ignore[union-attr]
+                        and last.buf.n == buf.n and last.buf.channels == buf.channels  # type: ignore[union-attr]
+                        and last.buf.device == buf.device):  # type: ignore[union-attr]
+                    fold_buffers([s.stream for s in run], [s.buf for s in run])  # type: ignore[misc]
+                    run = []
+            run.append(site)
+        if run:
+            fold_buffers([s.stream for s in run], [s.buf for s in run])  # type: ignore[misc]
         for acc in self.streams():
             if isinstance(acc, StreamBank):
                 acc.commit()

@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
-from ..accum import StreamBank
+from ..accum import Slot, StreamBank
 from ..aggregate import Summary, as_method_list, needs_all_values
 from ..sites import GradientGroup, GradientSite, ScratchPool
 from .base import AbstractLens, Call, TagAttributes, TagType, new_warning, rate_calls
@@ -43,6 +43,9 @@ class ParameterGradientActivation(AbstractLens):
         self._pending: list[Any] = []  # one-shot hooks waiting for lazy parameters to materialise
         self._group: GradientGroup | None = None
         self._bank = StreamBank(2, self._keep_all)
+        # Parameters batched by the GradientGroup get consecutive slots of their own bank, so that one
+        # group fold stages one run of slots (see StreamBank.commit).
+        self._small_bank = StreamBank(2, self._keep_all)
         self._pool = ScratchPool()
 
     @staticmethod
@@ -67,7 +70,10 @@ class ParameterGradientActivation(AbstractLens):
             else:
                 self._sites.append(GradientSite(name, module, pname, param, self.lens_name, self.ctx.faults,
                                                 eps=self._eps, keep_all=self._keep_all, group=self._group,
-                                                slot=self._bank.new_slot(), pool=self._pool))
+                                                slot=self._slot_for(param), pool=self._pool))
+
+    def _slot_for(self, param: nn.Parameter) -> Slot:
+        return (self._small_bank if param.numel() <= GradientGroup.SMALL else self._bank).new_slot()
 
     def _wait_for_materialisation(self, module: nn.Module, name: str, pname: str) -> None:
         def once(mod: nn.Module, args: Any, out: Any) -> None:
@@ -80,7 +86,7 @@ class ParameterGradientActivation(AbstractLens):
                 return
             self._sites.append(GradientSite(name, mod, pname, param, self.lens_name, self.ctx.faults,
                                             eps=self._eps, keep_all=self._keep_all, group=self._group,
-                                                slot=self._bank.new_slot(), pool=self._pool))
+                                                slot=self._slot_for(param), pool=self._pool))
             self._sites.sort(key=lambda s: self._order.get(s.name, 0))
 
         handle = module.register_forward_hook(once)
@@ -104,6 +110,7 @@ class ParameterGradientActivation(AbstractLens):
         super().detach()
         self._group = None
         self._bank = StreamBank(2, self._keep_all)
+        self._small_bank = StreamBank(2, self._keep_all)
 
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
         warning = new_warning() if self._warning_plot else None
