@@ -60,6 +60,7 @@ class Run:
     _data: np.ndarray = field(default_factory=lambda: np.full((16, 16), np.nan))
     _col_index: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     _panel_index: dict[str, int] = field(default_factory=dict)
+    _column_dicts: list[dict[str, Any]] = field(default_factory=list)
     open_row: int | None = None
 
     @property
@@ -97,6 +98,12 @@ class Run:
             if c.panel == panel:
                 seen.setdefault(c.group, None)
         return list(seen)
+
+    def column_dicts(self) -> list[dict[str, Any]]:
+        """Columns as plain dicts (cached: columns never change once created, only new ones are added)."""
+        cache = self._column_dicts
+        cache.extend(asdict(c) for c in self.columns[len(cache):])
+        return list(cache)
 
     def problem_list(self) -> list[dict[str, Any]]:
         return [{"lens": lens, "message": msg, "count": n} for (lens, msg), n in self.problems.items()]
@@ -332,7 +339,7 @@ class Record:
             data = np.ascontiguousarray(run.data, dtype="<f8")
             runs.append({
                 "id": run.id, "label": run.label, "provisional": run.provisional,
-                "panels": [asdict(p) for p in run.panels], "columns": [asdict(c) for c in run.columns],
+                "panels": [asdict(p) for p in run.panels], "columns": run.column_dicts(),
                 "problems": run.problem_list(), "n_rows": run.n_rows, "n_cols": len(run.columns),
                 "epochs": np.asarray(run.epochs, dtype="<f8").tobytes(),
                 "times": np.asarray(run.times, dtype="<f8").tobytes(),
