@@ -12,11 +12,11 @@ from .visualizer.widget import WidgetVisualizer
 __version__ = "0.1.0"
 
 
-def load(path):  # noqa: ANN001, ANN201 - thin re-export, typed in io.load
+def load(path):
     """Read a history saved with ``inspector.save(path)`` (JSON, no pickle) into a :class:`Record`."""
     from .io import load as _load
 
     return _load(path)
 
 
-__all__ = ["MonitorWarning", "PyTorchInspector", "Record", "WidgetVisualizer", "load", "__version__"]
+__all__ = ["MonitorWarning", "PyTorchInspector", "Record", "WidgetVisualizer", "__version__", "load"]

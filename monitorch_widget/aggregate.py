@@ -41,7 +41,7 @@ class Summary:
     ``count`` excludes non-finite batches, which are counted separately in ``nonfinite``.
     """
 
-    __slots__ = ("count", "nonfinite", "total", "total_sq", "minimum", "maximum", "values")
+    __slots__ = ("count", "maximum", "minimum", "nonfinite", "total", "total_sq", "values")
 
     def __init__(self, count: float, nonfinite: float, total: float, total_sq: float,
                  minimum: float, maximum: float, values: np.ndarray | None = None):

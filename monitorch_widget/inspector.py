@@ -109,7 +109,7 @@ class PyTorchInspector:
     def __init__(self, lenses: list[AbstractLens], *, visualizer: Any = None, module: nn.Module | None = None,
                  depth: int = -1, module_name_prefix: str = ".", train_loss_str: str = "train_loss",
                  non_train_loss_str: str = "val_loss", is_active_fn: int | Callable[[int], bool] = 1,
-                 master_rank: int = 0, update_every: int | float | None = None) -> None:
+                 master_rank: int = 0, update_every: float | None = None) -> None:
         self.lenses = _check_lenses(lenses)
         if not isinstance(depth, int) or depth < -1:
             raise ValueError(f"depth={depth!r}: must be -1 (down to the leaves) or a non-negative int")

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 class IntraEpochUpdates:
-    def __init__(self, inspector: PyTorchInspector, every: int | float) -> None:
+    def __init__(self, inspector: PyTorchInspector, every: float) -> None:
         if isinstance(every, bool) or not isinstance(every, (int, float)) or every <= 0:
             raise ValueError(f"update_every={every!r}: give a positive int (training steps) or float (seconds)")
         self.inspector = inspector

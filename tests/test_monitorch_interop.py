@@ -7,13 +7,13 @@ from torch import nn
 
 monitorch = pytest.importorskip("monitorch", reason="monitorch (optional extra) is not installed")
 
-from monitorch.inspector import PyTorchInspector as TheirInspector  # noqa: E402
-from monitorch.lens import OutputActivation as TheirOutputActivation  # noqa: E402
-from monitorch.lens import ParameterGradientActivation as TheirGradientActivation  # noqa: E402
-from monitorch.lens import LossMetrics as TheirLossMetrics  # noqa: E402
+from monitorch.inspector import PyTorchInspector as TheirInspector
+from monitorch.lens import LossMetrics as TheirLossMetrics
+from monitorch.lens import OutputActivation as TheirOutputActivation
+from monitorch.lens import ParameterGradientActivation as TheirGradientActivation
 
-from monitorch_widget import PyTorchInspector, WidgetVisualizer  # noqa: E402
-from monitorch_widget.lens import LossMetrics, OutputActivation, ParameterGradientActivation  # noqa: E402
+from monitorch_widget import PyTorchInspector, WidgetVisualizer
+from monitorch_widget.lens import LossMetrics, OutputActivation, ParameterGradientActivation
 
 
 class Recorder:

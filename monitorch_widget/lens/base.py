@@ -8,6 +8,7 @@ and, if the user passed one, to their own monitorch-style visualizer.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
@@ -183,9 +184,10 @@ def rate_calls(lens: AbstractLens, small_tag: str, sites: list[Site], summaries:
         a, d = act.point(act_method), dead.point(death_method)
         data[site.name] = {"activation_rate": a, "death_rate": d}
         if warning is not None:
-            if a == a and not warning["worst activation_rate"] <= a:
+            # NaN (a layer without batches) never wins; a NaN current worst is always replaced.
+            if not math.isnan(a) and not warning["worst activation_rate"] <= a:
                 warning["worst activation_rate"] = a
-            if d == d and not warning["worst death_rate"] >= d:
+            if not math.isnan(d) and not warning["worst death_rate"] >= d:
                 warning["worst death_rate"] = d
         if act.nonfinite:
             lens.ctx.faults.report(lens.lens_name, f"{site.name}: {act.nonfinite} batch(es) with NaN/Inf values "

@@ -97,7 +97,7 @@ class OutputNorm(AbstractLens):
             comparison[site.name] = s.point(self._comparison_method)
         calls = [Call("numerical", self._SMALL_TAG_NAME, lines, ranges)]
         if self._comparison:
-            finite = [v for v in comparison.values() if v == v]
+            finite = [v for v in comparison.values() if not math.isnan(v)]
             total = sum(finite) + 1e-7
             shares = {k: v / total for k, v in comparison.items()}
             calls.append(Call("relations", self._comparison_tag, OrderedDict([(self._comparison_tag, shares)])))

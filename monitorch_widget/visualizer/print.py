@@ -10,7 +10,7 @@ from ..record import Record
 
 
 def _fmt(v: float) -> str:
-    if v != v:
+    if math.isnan(v):
         return "nan"
     if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e4):
         return f"{v:.3e}"
