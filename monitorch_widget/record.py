@@ -203,6 +203,37 @@ class Record:
             self.state = "idle"
             self._emit_status()
 
+    def import_runs(self, other: Record) -> list[Run]:
+        """Append copies of ``other``'s runs (e.g. ``monitorch_widget.load(path)``) as earlier runs, so a new
+        training run attached afterwards is drawn over them. Views are told through the usual events."""
+        self._close_open_row()
+        added = []
+        for src in other.runs:
+            final = src.n_rows - (1 if src.provisional else 0)
+            run = Run(id=len(self.runs), label=src.label, module_types=dict(src.module_types),
+                      epochs=list(src.epochs[:final]), times=list(src.times[:final]),
+                      problems=dict(src.problems))
+            self.runs.append(run)
+            self._emit("run", run.id, {"id": run.id, "label": run.label})
+            for panel in src.panels:
+                run._panel_index[panel.tag] = len(run.panels)
+                run.panels.append(Panel(**asdict(panel)))
+                self._emit("panel", run.id, asdict(panel))
+            for col in src.columns:
+                run.columns.append(Column(**asdict(col)))
+                run._col_index[(col.panel, col.group, col.key, col.role)] = col.index
+                self._emit("column", run.id, asdict(col))
+            run._ensure(max(final, 1), max(len(run.columns), 1))
+            run._data[:final, : len(run.columns)] = src.data[:final]
+            cols = np.arange(len(run.columns), dtype=np.int32)
+            for row in range(final):
+                self._emit("row", run.id, {"row": row, "epoch": run.epochs[row], "time": run.times[row],
+                                           "provisional": False})
+                self._emit("cells", run.id, row, cols, run._data[row, : len(run.columns)].copy())
+            added.append(run)
+        self._emit_status()
+        return added
+
     def end(self) -> None:
         """Training finished (detach): close the open row and mark the record done."""
         self._close_open_row()

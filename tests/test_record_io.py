@@ -99,3 +99,26 @@ def test_provisional_row_is_replaced_by_the_final_row():
     run = rec.runs[0]
     assert run.n_rows == 1 and not run.provisional
     assert run.data[0, 0] == 0.3 and np.isnan(run.data[0, 1])
+
+
+def test_a_saved_history_is_overlaid_under_a_new_run(tmp_path):
+    old = trained_inspector(epochs=3, runs=1)
+    path = tmp_path / "last-week.json"
+    old.save(path)
+    ins = PyTorchInspector([LossMetrics(loss_fn=nn.CrossEntropyLoss()), OutputActivation()], visualizer="none")
+    events = []
+    ins.history.subscribe(events.append)
+    ins.history.import_runs(monitorch_widget.load(path))
+    model = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2))
+    ins.attach(model)
+    ins.lenses[0]._loss_fn(model(torch.randn(8, 2)), torch.randint(0, 2, (8,))).backward()
+    ins.tick_epoch()
+    runs = ins.history.runs
+    assert [r.id for r in runs] == [0, 1] and runs[0].epochs == [1.0, 2.0, 3.0]
+    np.testing.assert_array_equal(runs[0].data, old.history.runs[0].data)
+    # a live view learns about the imported run through events: replaying them rebuilds its matrix
+    rebuilt = np.full(runs[0].data.shape, np.nan)
+    for e in events:
+        if e[0] == "cells" and e[1] == 0:
+            rebuilt[e[2], e[3]] = e[4]
+    np.testing.assert_array_equal(rebuilt, runs[0].data)
