@@ -91,6 +91,7 @@ class Site:
         self.stream: StatStream | Slot = slot if slot is not None else StatStream(stream_width, keep_all)
         self.scratch: torch.Tensor | None = None
         self.pool: ScratchPool | None = None
+        self._hook: Any = None  # registers this site's hook again; returns the handle
         self.buf: RowBuffer | None = None
         self.handle: Any = None
         self.broken = False
@@ -106,8 +107,16 @@ class Site:
         self._update_off()
 
     def set_hidden(self, hidden: bool) -> None:
+        """Hidden in the widget: the hook is removed (and registered again when shown)."""
+        if hidden == self.hidden:
+            return
         self.hidden = hidden
         self._update_off()
+        if hidden and self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+        elif not hidden and self.handle is None and self._hook is not None:
+            self.handle = self._hook()
 
     def fail(self, message: str) -> None:
         self.broken = True
@@ -125,6 +134,7 @@ class Site:
         self.stream.reset()
 
     def remove(self) -> None:
+        self._hook = None
         if self.handle is not None:
             self.handle.remove()
             self.handle = None
@@ -156,7 +166,8 @@ class ActivationSite(Site):
         self.cdim = -1 if channel_last else 1
         self.dims: tuple[int, ...] = ()
         self.all_dims: tuple[int, ...] = ()
-        self.handle = module.register_forward_hook(self)
+        self._hook = lambda: module.register_forward_hook(self)
+        self.handle = self._hook()
 
     def __call__(self, module: nn.Module, args: Any, out: Any) -> None:
         if self.off:
@@ -257,7 +268,8 @@ class GradientSite(Site):
         self.dims: tuple[int, ...] = tuple(range(1, param.dim()))
         self.all_dims: tuple[int, ...] = tuple(range(max(param.dim(), 1)))
         self.den = 1
-        self.handle = param.register_post_accumulate_grad_hook(self.defer if self.group is not None else self)
+        self._hook = lambda: param.register_post_accumulate_grad_hook(self.defer if self.group is not None else self)
+        self.handle = self._hook()
 
     def defer(self, param: torch.Tensor) -> None:
         """Small parameters: queue for one batched pass over all of them at the end of backward."""

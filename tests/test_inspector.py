@@ -216,10 +216,12 @@ def test_hidden_modules_stop_recording_and_resume():
     model = nn.Sequential(Emit([torch.ones(2, 2)]), nn.ReLU(), nn.Dropout(0.0))
     ins = PyTorchInspector([OutputActivation()], visualizer="none").attach(model)
     ins._apply_filters({"hidden_types": ["Dropout"], "hidden_modules": []})
+    assert not model[2]._forward_hooks and model[1]._forward_hooks  # hidden: its hook is gone
     model(torch.zeros(1))
     ins.tick_epoch()
     assert ins.history.runs[0].groups(OA) == ["1"]
     ins._apply_filters({"hidden_types": [], "hidden_modules": []})
+    assert model[2]._forward_hooks
     model(torch.zeros(1))
     ins.tick_epoch()
     assert ins.history.series(OA, "2", "activation_rate").tolist()[1] == 1.0

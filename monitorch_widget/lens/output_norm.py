@@ -23,7 +23,8 @@ class NormSite(ScalarSite):
         self.module_type = type(module).__name__
         self.gate = gate
         self.normalize = normalize
-        self.handle = module.register_forward_hook(self)
+        self._hook = lambda: module.register_forward_hook(self)
+        self.handle = self._hook()
 
     def __call__(self, module: nn.Module, args: Any, out: Any) -> None:
         if self.off or not is_training_pass(self.gate, module):
