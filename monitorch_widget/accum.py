@@ -134,8 +134,8 @@ class Slot:
         self.bank.stage(self.index, values, valid)
 
     def fold_counts(self, rows: torch.Tensor, dens: list[int], check: torch.Tensor) -> None:
-        """Tick path: stage raw (active count, alive channels) per batch; the bank scales them in bulk."""
-        raw = torch.stack([rows.sum(1), torch.count_nonzero(rows, 1).to(rows.dtype)], 1)
+        """Tick path: stage raw (active count, dead channels) per batch; the bank scales them in bulk."""
+        raw = torch.stack([rows.sum(1), (rows == 0).sum(1, dtype=rows.dtype)], 1)
         self.bank.stage(self.index, raw, torch.isfinite(check), (rows.shape[1], dens))
 
     def reset(self) -> None:
@@ -159,7 +159,7 @@ class StreamBank:
         self.sums: torch.Tensor | None = None
         self.ext: torch.Tensor | None = None
         # (slot, values [n, width], valid [n], scale): scale is None for final values, or
-        # (channels, dens) for raw (count, alive) pairs staged by Slot.fold_counts.
+        # (channels, dens) for raw (active count, dead channels) pairs staged by Slot.fold_counts.
         self.staged: list[tuple[int, torch.Tensor, torch.Tensor, Any]] = []
         self.kept: dict[int, list[torch.Tensor]] = {}
         self.kept_rows: dict[int, int] = {}
@@ -215,25 +215,23 @@ class StreamBank:
 
     def fold_block(self, first: int, values: torch.Tensor, valid: torch.Tensor, scales: list[Any]) -> None:
         """Fold slots ``first .. first+g-1`` at once: values [g, n, width], valid [g, n]; ``scales[j]`` is None
-        (final values) or (channels, dens) for raw (count, alive) pairs."""
+        (final values) or (channels, dens) for raw (active count, dead channels) pairs."""
         self._ensure(values.device)
         assert self.sums is not None and self.ext is not None
         a, b = first, first + values.shape[0]
         n = values.shape[1]
         v = values.to(_F64)
         if any(sc is not None for sc in scales):
-            # raw (count, alive) -> (activation = count / (channels * den), death = 1 - alive / channels),
-            # as one affine map built on the host: only staged at the tick, where a host copy is due anyway.
-            affine = np.zeros((2, len(scales), n, 2))
-            affine[0] = 1.0
+            # raw (count, dead channels) -> (activation = count / (channels * den), death = dead / channels),
+            # one scale tensor built on the host: staged only at the tick, where a host copy is due anyway.
+            # (A multiplication keeps an exact 0 exact: no layer shows a death rate of 1e-17.)
+            scale_np = np.ones((len(scales), n, 2))
             for j, scale in enumerate(scales):
                 if scale is not None:
                     channels, dens = scale
-                    affine[0, j, :, 0] = 1.0 / (channels * np.asarray(dens, dtype=np.float64))
-                    affine[0, j, :, 1] = -1.0 / channels
-                    affine[1, j, :, 1] = 1.0
-            mul_add = torch.from_numpy(affine).to(v.device, non_blocking=True)
-            v = torch.addcmul(mul_add[1], v, mul_add[0])
+                    scale_np[j, :, 0] = 1.0 / (channels * np.asarray(dens, dtype=np.float64))
+                    scale_np[j, :, 1] = 1.0 / channels
+            v = v * torch.from_numpy(scale_np).to(v.device, non_blocking=True)
         okw = valid[:, :, None]
         z = torch.where(okw, v, 0.0)
         count = valid.sum(1, dtype=_F64)[:, None]
@@ -331,11 +329,11 @@ class RowBuffer:
 
 def fold_buffers(slots: list[Slot], bufs: list[RowBuffer]) -> None:
     """Tick path for many sites at once: buffers of equal shape and fill, slots consecutive in one bank.
-    Stacks them and stages raw (count, alive) pairs as one block: a handful of ops for all of them."""
+    Stacks them and folds raw (active count, dead channels) pairs as one block: a handful of ops for all."""
     n = bufs[0].n
     rows = torch.stack([b.data[:n] for b in bufs])  # [g, n, channels]
     check = torch.stack([b.check[:n] for b in bufs])
-    raw = torch.stack([rows.sum(2), torch.count_nonzero(rows, 2).to(rows.dtype)], 2)
+    raw = torch.stack([rows.sum(2), (rows == 0).sum(2, dtype=rows.dtype)], 2)
     channels = rows.shape[2]
     slots[0].bank.fold_block(slots[0].index, raw, torch.isfinite(check), [(channels, b.dens[:n]) for b in bufs])
     for b in bufs:

@@ -442,8 +442,8 @@ class GradientGroup:
             sites = len(layout.sites)
             rows = buf.data[:n]
             count = rows.new_zeros(n, sites).index_add_(1, layout.colsite, rows)
-            alive = rows.new_zeros(n, sites).index_add_(1, layout.colsite, (rows != 0).to(rows.dtype))
-            raw = torch.stack([count, alive], 2).transpose(0, 1)  # [sites (slot order), n, 2]
+            dead = rows.new_zeros(n, sites).index_add_(1, layout.colsite, (rows == 0).to(rows.dtype))
+            raw = torch.stack([count, dead], 2).transpose(0, 1)  # [sites (slot order), n, 2]
             valid = torch.isfinite(buf.check[:n]).expand(sites, n)
             bank = layout.sites[0].stream.bank  # type: ignore[union-attr]
             bank.fold_block(layout.first_slot, raw, valid,

@@ -167,3 +167,11 @@ def test_nan_outputs_are_left_out_and_reported_not_counted_as_dead():
         ins.tick_epoch()
     assert ins.history.series(OA, "1", "death_rate")[0] == 0.5
     assert ins.history.runs[0].problems
+
+
+def test_a_layer_never_dead_reports_exactly_zero_death_and_full_death_exactly_one():
+    alive = torch.tensor([[0.2, 0.3, 0.5]] * 4)  # softmax-like, 3 channels: 1/3 is inexact in binary
+    model = nn.Sequential(Emit([alive]), nn.Softmax(dim=1), Emit([torch.zeros(4, 3)]), nn.ReLU())
+    ins = run_batches(model, OutputActivation(), 7, epochs=2)
+    assert ins.history.series(OA, "1", "death_rate").tolist() == [0.0, 0.0]
+    assert ins.history.series(OA, "3", "death_rate").tolist() == [1.0, 1.0]
