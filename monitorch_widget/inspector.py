@@ -22,7 +22,7 @@ from .lens.loss_metrics import LossMetrics
 from .pushes import Pushes, check_number
 from .record import Record
 from .visualizer.print import PrintVisualizer
-from .visualizer.resolve import resolve_visualizer
+from .visualizer.resolve import QuietVisualizer, resolve_visualizer
 from .visualizer.widget import WidgetVisualizer
 
 
@@ -138,8 +138,8 @@ class PyTorchInspector:
         self.visualizer = resolve_visualizer(visualizer, self.history)
         if isinstance(self.visualizer, WidgetVisualizer):
             self._widget_vis = self.visualizer
-        self._user_visualizer = None if isinstance(self.visualizer, (WidgetVisualizer, PrintVisualizer)) or \
-            type(self.visualizer).__name__ == "QuietVisualizer" else self.visualizer
+        ours = (WidgetVisualizer, PrintVisualizer, QuietVisualizer)
+        self._user_visualizer = None if isinstance(self.visualizer, ours) else self.visualizer
         for lens in self.lenses:
             lens.bind(self._ctx)
             for tag, attrs in lens.tags():

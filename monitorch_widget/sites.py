@@ -80,7 +80,6 @@ class ScratchPool:
 class Site:
     """Common state of a hook object. ``off`` is the single flag the hot path checks."""
 
-    kind = "site"
 
     def __init__(self, name: str, lens: str, faults: FaultLog, stream_width: int, keep_all: bool,
                  slot: Slot | None = None) -> None:
@@ -147,7 +146,6 @@ class Site:
 class ActivationSite(Site):
     """Forward hook: per channel, how many output elements are above eps in this batch."""
 
-    kind = "output"
 
     def __init__(self, name: str, module: nn.Module, lens: str, faults: FaultLog, *, gate: int, eps: float,
                  channel_last: bool, nonneg: bool, keep_all: bool, slot: Slot | None = None,
@@ -250,7 +248,6 @@ class ActivationSite(Site):
 class GradientSite(Site):
     """Post-accumulate-grad hook: per parameter row (dim 0), how many gradient entries are above eps."""
 
-    kind = "gradient"
 
     def __init__(self, name: str, module: nn.Module, param_name: str, param: nn.Parameter, lens: str,
                  faults: FaultLog, *, eps: float, keep_all: bool, group: GradientGroup | None = None,
@@ -477,7 +474,6 @@ class GradientGroup:
 class ScalarSite(Site):
     """One value per batch (a loss, an output norm); the row is the value itself."""
 
-    kind = "scalar"
 
     def __init__(self, name: str, lens: str, faults: FaultLog, keep_all: bool) -> None:
         super().__init__(name, lens, faults, 1, keep_all)
