@@ -7,7 +7,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	.venv/bin/jupyter lab notebooks/quickstart.ipynb
+	.venv/bin/jupyter lab $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) notebooks/quickstart.ipynb
 
 demo-headless: setup
 	.venv/bin/python -m monitorch_widget.demo
