@@ -200,3 +200,27 @@ def test_ten_thousand_ticks_keep_memory_bounded():
     # would add kilobytes per tick.
     assert grown < 10_000 * 400, grown
     assert ins.history.runs[0].n_rows == 10_500
+
+
+def test_sparse_gradient_is_reported_once_and_other_parameters_go_on():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(10, 4, sparse=True)
+            self.lin = nn.Linear(4, 2)
+
+        def forward(self, idx):
+            return self.lin(self.emb(idx))
+
+    model = Net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ins = PyTorchInspector([ParameterGradientActivation()], visualizer="none").attach(model)
+    with pytest.warns(MonitorWarning, match="emb: gradient is sparse"):
+        for _ in range(3):
+            opt.zero_grad()
+            model(torch.tensor([1, 2, 3])).sum().backward()
+            opt.step()
+        ins.tick_epoch()
+    assert np.isnan(ins.history.series(W, "emb", "activation_rate")[0])
+    assert ins.history.series(W, "lin", "activation_rate")[0] == 1.0
+    assert [p["count"] for p in ins.history.runs[0].problem_list()] == [1]
