@@ -55,3 +55,27 @@ def test_status_goes_idle_at_the_end_of_the_cell():
     w._sync._post_run_cell()
     assert ins.history.status()["state"] == "idle"
     assert w.history["status"]["state"] == "idle"
+
+
+def test_show_fig_from_seed_code(monkeypatch, capsys):
+    """The seed calls inspector.visualizer.show_fig() after training: a summary in a terminal, the widget
+    (once) in a notebook."""
+    import IPython.display
+
+    from monitorch_widget.visualizer import widget as vis_widget
+
+    ins, model, loss_fn = make()
+    train(ins, model, loss_fn, 2)
+    monkeypatch.setattr(vis_widget, "in_notebook", lambda: False)
+    assert ins.visualizer.show_fig() is None
+    out = capsys.readouterr().out
+    assert "2 epoch(s)" in out and "Output Activations" in out and "1: activation_rate=" in out
+
+    shown = []
+    monkeypatch.setattr(vis_widget, "in_notebook", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
+    w = ins.visualizer.show_fig()
+    assert shown == [w] and w is ins.widget
+    w._mw_displayed = True  # what displaying it in a front-end records
+    ins.visualizer.show_fig()
+    assert shown == [w]  # already live on the page: not shown twice
