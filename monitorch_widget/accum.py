@@ -264,21 +264,30 @@ class StreamBank:
         w = self.width
         sums = sums.reshape(self.n_slots, 2 + 2 * w)
         ext = ext.reshape(self.n_slots, 2 * w)
+        # Vectorised once, then plain Python numbers per slot: this runs for every layer at every tick.
+        lo = -ext[:, :w]
+        hi = ext[:, w:]
+        lo = np.where(np.isfinite(lo), lo, np.nan).tolist()
+        hi = np.where(np.isfinite(hi), hi, np.nan).tolist()
+        counts, nonfinite = sums[:, 0].tolist(), sums[:, 1].tolist()
+        totals, squares = sums[:, 2:2 + w].tolist(), sums[:, 2 + w:].tolist()
         offsets, off = {}, 0
-        for i in range(self.n_slots):
-            rows = self.kept_rows.get(i, 0)
-            offsets[i] = (off, rows)
-            off += rows * w
-        proto = StatStream(w, self.keep_all)
+        if self.keep_all:
+            for i in range(self.n_slots):
+                rows = self.kept_rows.get(i, 0)
+                offsets[i] = (off, rows)
+                off += rows * w
         out = {}
         for slot in slots:
             i = slot.index
             values = None
             if self.keep_all:
                 o, rows = offsets[i]
-                proto.kept_rows = rows
                 values = kept[o:o + rows * w].reshape(rows, w)
-            out[id(slot)] = proto.summaries(np.concatenate([sums[i], ext[i]]), values)
+            out[id(slot)] = [
+                Summary(counts[i], nonfinite[i], totals[i][q], squares[i][q], lo[i][q], hi[i][q],
+                        None if values is None else values[:, q][np.isfinite(values[:, q])])
+                for q in range(w)]
         return out
 
 

@@ -45,8 +45,9 @@ class Summary:
 
     def __init__(self, count: float, nonfinite: float, total: float, total_sq: float,
                  minimum: float, maximum: float, values: np.ndarray | None = None):
-        self.count = int(round(count))
-        self.nonfinite = int(round(nonfinite))
+        # counts are sums of 0/1 in float64: exact integers
+        self.count = int(count)
+        self.nonfinite = int(nonfinite)
         self.total = total
         self.total_sq = total_sq
         self.minimum = minimum
