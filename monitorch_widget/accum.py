@@ -98,27 +98,17 @@ class StatStream:
         return self.sums, self.ext, [k.reshape(-1) for k in self.kept]
 
     def read(self, sums: np.ndarray, ext: np.ndarray, kept: np.ndarray) -> dict[int, list[Summary]]:
-        values = kept.reshape(self.kept_rows, self.width) if self.keep_all else None
-        return {id(self): self.summaries(np.concatenate([sums, ext]), values)}
-
-    def summaries(self, packed: np.ndarray | None, kept: np.ndarray | None) -> list[Summary]:
-        """Host-side view of one stream: one Summary per quantity (column)."""
+        """Host-side view: one Summary per quantity (column), keyed by ``id(self)``."""
         w = self.width
-        if packed is None:
-            return [Summary(0, 0, 0.0, 0.0, float("nan"), float("nan"), None) for _ in range(w)]
-        count, nonfinite = packed[0], packed[1]
+        values = kept.reshape(self.kept_rows, w) if self.keep_all else None
         out = []
         for i in range(w):
-            lo = -packed[2 + 2 * w + i]
-            hi = packed[2 + 3 * w + i]
-            values = None
-            if kept is not None:
-                col = kept[:, i]
-                values = col[np.isfinite(col)]
-            out.append(Summary(count, nonfinite, float(packed[2 + i]), float(packed[2 + w + i]),
+            lo, hi = -ext[i], ext[w + i]
+            col = None if values is None else values[:, i][np.isfinite(values[:, i])]
+            out.append(Summary(sums[0], sums[1], float(sums[2 + i]), float(sums[2 + w + i]),
                                float(lo) if np.isfinite(lo) else float("nan"),
-                               float(hi) if np.isfinite(hi) else float("nan"), values))
-        return out
+                               float(hi) if np.isfinite(hi) else float("nan"), col))
+        return {id(self): out}
 
 
 class Slot:
@@ -312,18 +302,12 @@ class RowBuffer:
         self.dens = [1] * self.capacity
         self.n = 0
 
-    def fold_rates(self, stream: StatStream | Slot, at_tick: bool = False) -> None:
-        """Reduce the filled rows to per-batch (activation rate, death rate) and fold into ``stream``.
-
-        ``at_tick``: stage raw counts for the bank to scale in bulk (fewer ops per site, one host-to-
-        device copy per bank, allowed only at the tick)."""
+    def fold_rates(self, stream: StatStream | Slot) -> None:
+        """Reduce the filled rows to per-batch (activation rate, death rate) and fold into ``stream``."""
         n = self.n
         if n == 0:
             return
-        if at_tick and isinstance(stream, Slot):
-            stream.fold_counts(self.data[:n], self.dens[:n], self.check[:n])
-        else:
-            fold_rate_rows(self.data[:n], self.dens[:n], self.check[:n], stream)
+        fold_rate_rows(self.data[:n], self.dens[:n], self.check[:n], stream)
         self.n = 0
 
     def fold_scalars(self, stream: StatStream) -> None:

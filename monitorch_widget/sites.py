@@ -123,9 +123,9 @@ class Site:
         self.faults.report(self.lens, f"{self.name}: {message}; this series stops here, training goes on")
 
     def flush(self) -> None:
-        """Fold what the buffer holds (called at the tick)."""
+        """Fold what the buffer holds. (A lens folds its rate sites in blocks instead: AbstractLens.flush.)"""
         if self.buf is not None and self.buf.n:
-            self.buf.fold_rates(self.stream, at_tick=True)
+            self.buf.fold_rates(self.stream)
 
     def reset(self) -> None:
         if self.buf is not None:
@@ -303,16 +303,6 @@ class GradientSite(Site):
                 self.fail("gradient is sparse; gradient activation needs dense gradients")
             else:
                 self.fail(f"hook failed with {type(exc).__name__}: {exc}")
-
-    def flush(self) -> None:
-        if self.group is not None:
-            self.group.flush()
-        super().flush()
-
-    def reset(self) -> None:
-        if self.group is not None:
-            self.group.reset()
-        super().reset()
 
     def remove(self) -> None:
         super().remove()

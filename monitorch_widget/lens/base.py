@@ -120,11 +120,10 @@ class AbstractLens:
     def flush(self) -> None:
         """Fold every site's buffer (at the tick). Rate sites whose buffers have the same shape and fill and
         whose slots are consecutive fold together as one block (see accum.fold_buffers)."""
+        for group in self._groups():
+            group.flush()
         run: list[Site] = []
         for site in self._sites:
-            group = getattr(site, "group", None)
-            if group is not None:
-                group.flush()
             buf, slot = site.buf, site.stream
             if buf is None or not buf.n:
                 continue
@@ -146,10 +145,21 @@ class AbstractLens:
                 acc.commit()
 
     def reset_epoch(self) -> None:
+        for group in self._groups():
+            group.reset()
         for site in self._sites:
             site.reset()
         for acc in self.streams():
             acc.reset()
+
+    def _groups(self) -> list[Any]:
+        """Each gradient group of this lens once (its sites share it)."""
+        seen: dict[int, Any] = {}
+        for site in self._sites:
+            group = getattr(site, "group", None)
+            if group is not None:
+                seen.setdefault(id(group), group)
+        return list(seen.values())
 
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
         """Epoch calls from ``summaries`` (keyed by ``id(stream)``)."""
