@@ -377,7 +377,7 @@ def to_host(accumulators: Sequence[Accumulator], slots: dict[int, list[Slot]] | 
         if acc.sums is not None:
             by_device.setdefault(acc.sums.device, []).append(acc)
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    for device, group in by_device.items():
+    for group in by_device.values():
         parts = [acc.parts() for acc in group]
         sums = torch.cat([p[0] for p in parts])
         ext = torch.cat([p[1] for p in parts])

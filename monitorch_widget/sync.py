@@ -168,8 +168,10 @@ class DeltaSync:
         clock: Callable[[], float] = time.monotonic,
         timer_factory: Callable[[float, Callable[[], None]], Any] = threading.Timer,
         hook_ipython: bool = True,
+        on_cell_end: Callable[[], None] | None = None,
     ) -> None:
         self._record = record
+        self._on_cell_end = on_cell_end  # runs after the end-of-cell snapshot (the widget's static picture)
         self._send = send
         self._set_history = set_history
         self._interval = float(interval)
@@ -327,5 +329,7 @@ class DeltaSync:
                 self.refresh_history()
             else:
                 self.flush()
+            if self._on_cell_end is not None:
+                self._on_cell_end()
         except Exception as exc:  # noqa: BLE001
             self._report("end of cell", exc)

@@ -62,7 +62,8 @@ class MonitorWidget(anywidget.AnyWidget):
         self.observe(self._on_filters_trait, names="filters")
         self._sync: DeltaSync | None = None
         if record is not None:
-            self._sync = DeltaSync(record, send=self._send_delta, set_history=self._set_history)
+            self._sync = DeltaSync(record, send=self._send_delta, set_history=self._set_history,
+                                   on_cell_end=self._mw_refresh_fallback)
 
     # --- kernel -> front-end --------------------------------------------------------------------
     def _send_delta(self, content: dict[str, Any], buffers: list[bytes]) -> None:
@@ -124,29 +125,6 @@ class MonitorWidget(anywidget.AnyWidget):
         ids: list[str] = self.__dict__.setdefault("_mw_display_ids", [])
         ids.append(display_id)
         self._mw_fallback_seq = self._sync.seq if self._sync is not None else None
-        self._mw_hook_cell_end()
-
-    def _mw_hook_cell_end(self) -> None:
-        if getattr(self, "_mw_ip", None) is not None:
-            return
-        try:
-            from IPython import get_ipython
-        except ImportError:  # pragma: no cover
-            return
-        ip = get_ipython()
-        if ip is None or not hasattr(ip, "events"):
-            return
-        ip.events.register("post_run_cell", self._mw_refresh_fallback)
-        self._mw_ip = ip
-
-    def _mw_unhook_cell_end(self) -> None:
-        ip = getattr(self, "_mw_ip", None)
-        if ip is not None:
-            try:
-                ip.events.unregister("post_run_cell", self._mw_refresh_fallback)
-            except ValueError:
-                pass
-            self._mw_ip = None
 
     def _mw_refresh_fallback(self, *_args: Any) -> None:
         """End of a cell: if the record changed since the fallback was last published, update every display
@@ -170,7 +148,6 @@ class MonitorWidget(anywidget.AnyWidget):
 
     # --- lifecycle ------------------------------------------------------------------------------
     def close(self) -> None:
-        self._mw_unhook_cell_end()  # static fallback hook
         sync = getattr(self, "_sync", None)
         if sync is not None:
             sync.close()
