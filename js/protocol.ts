@@ -93,6 +93,5 @@ export interface Filters {
 export interface WidgetModelTraits {
   history: History | null;
   filters: Partial<Filters>;
-  _uid: string;
   [key: string]: unknown;
 }

@@ -1,9 +1,7 @@
-// anywidget entry point (AFM): `initialize` runs once per model and owns the Store; `render` runs once per
-// view and draws from that Store.
-//
-// anywidget hands initialize and render different proxy objects for the same model, so the Store is found
-// through the model's `_uid` trait (set once in Python). Deltas that arrive while no view is shown still
-// land in the Store, so a view opened later starts complete.
+// anywidget entry point (AFM). The default export is a factory: anywidget calls it once per model, so the
+// Store it creates is that model's (shared by every view of it) without any registry or id trait.
+// `initialize` wires the Store to the model once; `render` draws one view from it. Deltas that arrive while
+// no view is shown still land in the Store, so a view opened later starts complete.
 
 import type { AnyModel, Initialize, Render } from "@anywidget/types";
 import type { DeltaMessage, WidgetModelTraits } from "./protocol";
@@ -11,8 +9,6 @@ import { Store } from "./store";
 import { mountView } from "./view";
 
 type Model = AnyModel<WidgetModelTraits>;
-
-const stores = new Map<string, Store>();
 
 /** Wire a Store to a model's `history` trait and `delta` messages; returns the unwiring function. */
 export function connectStore(model: Model, store: Store): () => void {
@@ -33,30 +29,37 @@ export function connectStore(model: Model, store: Store): () => void {
   };
 }
 
-const initialize: Initialize<WidgetModelTraits> = ({ model }) => {
-  const uid = model.get("_uid");
-  const store = new Store();
-  const disconnect = connectStore(model, store);
-  if (uid) stores.set(uid, store);
-  return () => {
-    disconnect();
-    if (uid && stores.get(uid) === store) stores.delete(uid);
-  };
-};
+export interface WidgetLifecycle {
+  initialize: Initialize<WidgetModelTraits>;
+  render: Render<WidgetModelTraits>;
+}
 
-const render: Render<WidgetModelTraits> = ({ model, el }) => {
-  const uid = model.get("_uid");
-  const shared = uid ? stores.get(uid) : undefined;
-  if (shared) return mountView(model, shared, el);
-  // A host that did not call initialize (or a model without _uid): this view keeps its own Store.
-  const own = new Store();
-  const disconnect = connectStore(model, own);
-  const unmount = mountView(model, own, el);
-  return () => {
-    unmount();
-    disconnect();
+/** One model's lifecycle: its Store lives in this closure. */
+export function createWidget(): WidgetLifecycle {
+  let shared: Store | null = null;
+  return {
+    initialize({ model }) {
+      const store = new Store();
+      const disconnect = connectStore(model, store);
+      shared = store;
+      return () => {
+        disconnect();
+        if (shared === store) shared = null;
+      };
+    },
+    render({ model, el }) {
+      if (shared) return mountView(model, shared, el);
+      // A host that did not call initialize: this view keeps its own Store.
+      const own = new Store();
+      const disconnect = connectStore(model, own);
+      const unmount = mountView(model, own, el);
+      return () => {
+        unmount();
+        disconnect();
+      };
+    },
   };
-};
+}
 
 // Only the default export: anywidget treats a named `render` export as the deprecated pre-0.9 API.
-export default { initialize, render };
+export default createWidget;

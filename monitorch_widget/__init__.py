@@ -2,21 +2,29 @@
 
 Drop-in for ``monitorch``: ``from monitorch_widget.inspector import PyTorchInspector`` and
 ``from monitorch_widget.lens import LossMetrics, OutputActivation, ParameterGradientActivation, OutputNorm``.
+
+Rooms (``ARCHITECTURE.md``): ``collect/`` (hooks, device accumulators) -> ``lens/`` (monitorch's lenses)
+-> ``record/`` (the one store) -> ``views/`` (widget, static picture, export, print); ``inspector.py`` ties
+them together.
 """
 
-from .faults import MonitorWarning
+from . import views as _views  # noqa: F401 - registers the views' conveniences on Record
+from .collect.faults import MonitorWarning
 from .inspector import PyTorchInspector
-from .record import Record
-from .visualizer.widget import WidgetVisualizer
+from .record import HistoryFormatError, Record
+from .views.monitorch_adapter import WidgetVisualizer
 
 __version__ = "0.1.0"
 
 
 def load(path):
-    """Read a history saved with ``inspector.save(path)`` (JSON, no pickle) into a :class:`Record`."""
-    from .io import load as _load
+    """Read a history saved with ``inspector.save(path)`` (JSON, no pickle) into a :class:`Record`.
+
+    Raises :class:`HistoryFormatError` naming what is wrong in a malformed or truncated file."""
+    from .record.history_file import load as _load
 
     return _load(path)
 
 
-__all__ = ["MonitorWarning", "PyTorchInspector", "Record", "WidgetVisualizer", "__version__", "load"]
+__all__ = ["HistoryFormatError", "MonitorWarning", "PyTorchInspector", "Record", "WidgetVisualizer",
+           "__version__", "load"]

@@ -15,15 +15,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from .accum import to_host
-from .faults import FaultLog, MonitorWarning
+from .collect.faults import FaultLog, MonitorWarning
+from .collect.progress import IntraEpochUpdates
+from .collect.pushes import Pushes, check_number
+from .collect.transfer import to_host
 from .lens.base import AbstractLens, Call, LensContext
 from .lens.loss_metrics import LossMetrics
-from .pushes import Pushes, check_number
 from .record import Record
-from .visualizer.print import PrintVisualizer
-from .visualizer.resolve import QuietVisualizer, resolve_visualizer
-from .visualizer.widget import WidgetVisualizer
+from .views.monitorch_adapter import WidgetVisualizer
+from .views.print import PrintVisualizer
+from .views.resolve import QuietVisualizer, resolve_visualizer
 
 
 class InspectorState:
@@ -147,11 +148,9 @@ class PyTorchInspector:
             if self._user_visualizer is not None:
                 lens.introduce_tags(self._user_visualizer)
         self._declared_metrics = {m for lens in self.lenses if isinstance(lens, LossMetrics) for m in lens.metrics}
-        self._progress: Any = None
+        self._progress: IntraEpochUpdates | None = None
         if update_every is not None:
-            from .progress import IntraEpochUpdates
-
-            self._progress = IntraEpochUpdates(self, update_every)
+            self._progress = IntraEpochUpdates(update_every, self.provisional_update, self.faults)
         self._epoch_started = time.time()
         if module is not None:
             self.attach(module)
@@ -346,14 +345,10 @@ class PyTorchInspector:
 
     def to_html(self, path: Any, *, title: str | None = None) -> Any:
         """Write the record as one self-contained, offline, interactive HTML file (no CDN, no kernel)."""
-        from .export import to_html
-
-        return to_html(self.history, path, title=title)
+        return self.history.to_html(path, title=title)
 
     def save(self, path: Any) -> None:
-        from .io import save
-
-        save(self.history, path)
+        self.history.save(path)
 
     def __repr__(self) -> str:
         lenses = ", ".join(type(lens).__name__ for lens in self.lenses)

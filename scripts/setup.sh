@@ -23,7 +23,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   echo "[setup] npm ci"
   npm ci --no-audit --no-fund --loglevel=error
 fi
-if [ ! -f monitorch_widget/static/widget.js ] || [ -n "$(find js -newer monitorch_widget/static/widget.js -type f 2>/dev/null | head -1)" ]; then
+if [ ! -f monitorch_widget/static/widget.js ] || [ ! -f monitorch_widget/static/export_page.js ] || [ -n "$(find js -newer monitorch_widget/static/widget.js -type f 2>/dev/null | head -1)" ]; then
   echo "[setup] building the front-end bundle"
   npm run --silent build
 fi

@@ -5,6 +5,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --browser
 mkdir -p artifacts
 status=0
+# Static gates: types (TypeScript, mypy) and lint (ruff) before any test runs.
+npm run --silent typecheck || status=1
+.venv/bin/ruff check . || status=1
+.venv/bin/mypy monitorch_widget || status=1
 npm test --silent || status=1
 # pytest exits 5 when it collected nothing: treat that as a failure, never as a pass.
 # One run: unit, browser (tests/) and the demo notebooks under nbval (asserting cells; see notebooks/).

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from monitorch_widget import export
 from monitorch_widget.record import Record
-from monitorch_widget.static_svg import fallback_html, iter_groups, record_to_svg
+from monitorch_widget.views import html_export as export
+from monitorch_widget.views.static_picture import fallback_html, iter_groups, record_to_svg
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 EVIL = '</script><script>window.__pwned=1</script> & "q" <b>'
@@ -104,7 +104,7 @@ def test_svg_of_empty_record_and_gaps() -> None:
 
 def test_widget_bundle_has_view_and_static_fallback() -> None:
     pytest.importorskip("anywidget")
-    from monitorch_widget.widget import _ESM_PATH, MonitorWidget
+    from monitorch_widget.views.widget import _ESM_PATH, MonitorWidget
 
     if not _ESM_PATH.is_file():
         pytest.skip("front-end bundle not built (npm run build)")

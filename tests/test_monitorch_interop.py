@@ -80,7 +80,7 @@ def test_monitorch_inspector_drives_our_record_and_widget_visualizer():
     model = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2))
     loss_fn = nn.CrossEntropyLoss()
     ins = TheirInspector([TheirLossMetrics(loss_fn=loss_fn), TheirOutputActivation()], visualizer=vis)
-    for run in range(2):
+    for _run in range(2):
         ins.attach(model)
         for _ in range(3):
             loss_fn(model(torch.randn(4, 2)), torch.zeros(4, dtype=torch.long)).backward()

@@ -7,9 +7,8 @@ from torch import nn
 
 import monitorch_widget
 from monitorch_widget import PyTorchInspector
-from monitorch_widget.io import HistoryFormatError
 from monitorch_widget.lens import LossMetrics, OutputActivation, ParameterGradientActivation
-from monitorch_widget.record import Record
+from monitorch_widget.record import HistoryFormatError, Record
 
 
 def trained_inspector(epochs=3, runs=2):

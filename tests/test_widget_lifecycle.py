@@ -7,7 +7,7 @@ from torch import nn
 from monitorch_widget import PyTorchInspector
 from monitorch_widget.lens import LossMetrics, OutputActivation
 
-widget_mod = pytest.importorskip("monitorch_widget.widget")
+widget_mod = pytest.importorskip("monitorch_widget.views.widget")
 if not widget_mod._ESM_PATH.is_file():
     pytest.skip("front-end bundle not built (npm run build)", allow_module_level=True)
 
@@ -62,7 +62,7 @@ def test_show_fig_from_seed_code(monkeypatch, capsys):
     (once) in a notebook."""
     import IPython.display
 
-    from monitorch_widget.visualizer import widget as vis_widget
+    from monitorch_widget.views import monitorch_adapter as vis_widget
 
     ins, model, loss_fn = make()
     train(ins, model, loss_fn, 2)

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 from IPython.core.events import EventManager, available_events
 
-from monitorch_widget import sync as sync_mod
-from monitorch_widget import widget as widget_mod
 from monitorch_widget.record import Record
-from monitorch_widget.sync import DeltaSync, decode_delta_buffers
-from monitorch_widget.widget import MonitorWidget
+from monitorch_widget.record.protocol import decode_delta_buffers
+from monitorch_widget.views import sync as sync_mod
+from monitorch_widget.views import widget as widget_mod
+from monitorch_widget.views.sync import DeltaSync
+from monitorch_widget.views.widget import MonitorWidget
 
 
 # --- fakes -----------------------------------------------------------------------------------------
@@ -343,7 +344,7 @@ def test_widget_history_is_wire_ready_and_repr_is_stable():
         assert snap["seq"] == 0 and len(snap["runs"]) == 2
         _, data = _decode_snapshot_run(snap["runs"][1])
         np.testing.assert_array_equal(data, rec.runs[1].data)
-        assert w._uid and len(w._uid) == 32
+        assert "_uid" not in state  # the front-end finds its store through the per-model factory
     finally:
         w.close()
 
@@ -442,7 +443,7 @@ def _b64(b: bytes) -> str:
 def _wire_fixture(monkeypatch) -> dict:
     """History + deltas produced by the real Record and DeltaSync for a deterministic little run, and the
     table they must reproduce (computed from the values written, not from the sync)."""
-    from monitorch_widget import record as record_mod
+    from monitorch_widget.record import record as record_mod
 
     fake_now = iter(np.arange(1000.0, 2000.0, 0.25))
     monkeypatch.setattr(record_mod.time, "time", lambda: float(next(fake_now)))

@@ -91,7 +91,8 @@ def build_record(layers: int, epochs: int, seed: int = 0) -> tuple[Any, Any]:
 
 def make_ticks(rec: Any, add_epoch: Any, first_epoch: int, n: int) -> list[dict[str, Any]]:
     """`n` delta messages (one epoch each) as the kernel's sync would send them, buffers base64-encoded."""
-    from monitorch_widget.sync import _Pending, encode_delta
+    from monitorch_widget.record.protocol import PendingDelta as _Pending
+    from monitorch_widget.record.protocol import encode_delta
 
     out = []
     for k in range(n):
@@ -237,7 +238,7 @@ def _launch() -> tuple[Any, Any]:
 
 def run(layers: int = 100, epochs: int = 1000, ticks: int = 30, loads: int = 5, gap_ms: float = 80.0,
         verbose: bool = True) -> dict[str, Any]:
-    from monitorch_widget.export import render_html
+    from monitorch_widget.views.html_export import render_html
 
     rec, add_epoch = build_record(layers, epochs)
     html = render_html(rec, title=f"benchmark: {layers} layers x {epochs} epochs", static_fallback=False)

@@ -92,7 +92,6 @@ const row = (e: number) => GROUPS.map((_, i) => (i + e) / 100);
 
 function setup(): { store: Store; model: FakeModel } {
   const model = new FakeModel({
-    _uid: "u",
     filters: {},
     history: history(1, [snapRun(0, "run 1", [ACT], cols, [1, 2, 3], [row(1), row(2), row(3)])]),
   });

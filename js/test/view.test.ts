@@ -35,7 +35,7 @@ vi.mock("../css", () => ({ default: ".mw-root{}" }));
 
 import { Store } from "../store";
 import { mountView } from "../view";
-import widget from "../widget";
+import createWidget from "../widget";
 import { column, delta, history, panel, snapRun, status } from "./helpers";
 
 type Handler = (...args: any[]) => void;
@@ -71,7 +71,6 @@ const row = (e: number) => [1 / e, 0.5, 0.1, 0.9, 0, e];
 
 function makeModel(): FakeModel {
   return new FakeModel({
-    _uid: "u1",
     filters: {},
     history: history(2, [
       snapRun(0, "run 1: Old", [LOSS, ACT], cols.slice(0, 3), [1, 2], [row(1).slice(0, 3), row(2).slice(0, 3)]),
@@ -269,6 +268,7 @@ describe("view", () => {
 describe("widget entry (initialize once, render per view)", () => {
   it("shares one store between views and keeps receiving deltas with no view", async () => {
     const model = makeModel();
+    const widget = createWidget(); // anywidget calls the factory once per model
     const dispose = (await widget.initialize!({ model: model as any, signal: new AbortController().signal, experimental: {} as any })) as () => void;
     expect(model.count("msg:custom")).toBe(1);
     // a delta with no view on screen
@@ -290,7 +290,7 @@ describe("widget entry (initialize once, render per view)", () => {
 
   it("render without initialize keeps its own store", async () => {
     const model = makeModel();
-    model.attrs._uid = "never-initialized";
+    const widget = createWidget();
     const cleanup = (await widget.render!({ model: model as any, el: host, signal: new AbortController().signal, host: {} as any, experimental: {} as any })) as () => void;
     expect(panelEl(host, LOSS.tag, LOSS.tag)!.dataset.epochs).toBe("3");
     expect(model.count("msg:custom")).toBe(1);

@@ -1,6 +1,6 @@
 """What every lens shares: tags it draws, sites it hooks, and the calls it makes per epoch.
 
-A lens turns host-side :class:`~monitorch_widget.aggregate.Summary` objects into *calls* in monitorch's
+A lens turns host-side :class:`~monitorch_widget.collect.summary.Summary` objects into *calls* in monitorch's
 visualizer vocabulary (``plot_numerical_values`` / ``plot_probabilities`` / ``plot_relations`` with
 the same tag and key names). The inspector hands those calls to the :class:`~monitorch_widget.record.Record`
 and, if the user passed one, to their own monitorch-style visualizer.
@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from torch import nn
 
-from ..accum import Slot, StreamBank, fold_buffers
-from ..aggregate import Summary
-from ..faults import FaultLog
-from ..sites import Site
+from ..collect.buffers import fold_buffers
+from ..collect.faults import FaultLog
+from ..collect.hooks import Site
+from ..collect.streams import BankRow, StreamBank
+from ..collect.summary import Summary
 
 if TYPE_CHECKING:
-    from ..accum import StatStream
+    from ..collect.streams import StatStream
 
 
 class TagType(Enum):
@@ -106,14 +107,14 @@ class AbstractLens:
         """Each accumulator once: the lens' bank (rate sites) and scalar sites' own streams."""
         seen: dict[int, StatStream | StreamBank] = {}
         for site in self._sites:
-            acc = site.stream.bank if isinstance(site.stream, Slot) else site.stream
+            acc = site.stream.bank if isinstance(site.stream, BankRow) else site.stream
             seen.setdefault(id(acc), acc)
         return list(seen.values())
 
-    def slots(self) -> dict[int, list[Slot]]:
-        out: dict[int, list[Slot]] = {}
+    def slots(self) -> dict[int, list[BankRow]]:
+        out: dict[int, list[BankRow]] = {}
         for site in self._sites:
-            if isinstance(site.stream, Slot):
+            if isinstance(site.stream, BankRow):
                 out.setdefault(id(site.stream.bank), []).append(site.stream)
         return out
 
@@ -127,7 +128,7 @@ class AbstractLens:
             buf, slot = site.buf, site.stream
             if buf is None or not buf.n:
                 continue
-            if not isinstance(slot, Slot):
+            if not isinstance(slot, BankRow):
                 site.flush()
                 continue
             if run:

@@ -9,9 +9,10 @@ from typing import Any
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
-from ..accum import Slot, StreamBank
-from ..aggregate import Summary, as_method_list, needs_all_values
-from ..sites import GradientGroup, GradientSite, ScratchPool
+from ..collect.gradient_hooks import GradientGroup, GradientSite
+from ..collect.scratch import ScratchPool
+from ..collect.streams import BankRow, StreamBank
+from ..collect.summary import Summary, as_method_list, needs_all_values
 from .base import AbstractLens, Call, TagAttributes, TagType, new_warning, rate_calls
 
 
@@ -72,8 +73,8 @@ class ParameterGradientActivation(AbstractLens):
                                                 eps=self._eps, keep_all=self._keep_all, group=self._group,
                                                 slot=self._slot_for(param), pool=self._pool))
 
-    def _slot_for(self, param: nn.Parameter) -> Slot:
-        return (self._small_bank if param.numel() <= GradientGroup.SMALL else self._bank).new_slot()
+    def _slot_for(self, param: nn.Parameter) -> BankRow:
+        return (self._small_bank if param.numel() <= GradientGroup.SMALL else self._bank).add_row()
 
     def _wait_for_materialisation(self, module: nn.Module, name: str, pname: str) -> None:
         def once(mod: nn.Module, args: Any, out: Any) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..aggregate import RANGE_NAMES, Summary, as_method_list
-from ..faults import FaultLog
-from ..sites import ScalarSite, Site
+from ..collect.faults import FaultLog
+from ..collect.hooks import ScalarSite, Site
+from ..collect.summary import RANGE_NAMES, Summary, as_method_list
 from .base import AbstractLens, Call, TagAttributes, TagType
 
 
@@ -89,7 +89,7 @@ class LossMetrics(AbstractLens):
             raise ValueError("loss_line= must name at least one aggregation, e.g. 'mean'")
         self._train_site: ScalarSite | None = None
         self._val_site: ScalarSite | None = None
-        self._hook: _LossHook | None = None
+        self._register: _LossHook | None = None
         # Per-batch losses are one float each: always kept, so every aggregation is available
         # (``loss_fn_inplace`` is accepted for compatibility).
         self._keep = True
@@ -106,19 +106,19 @@ class LossMetrics(AbstractLens):
         return [("Loss", attrs)] + ([("Metrics", attrs)] if self._metrics else [])
 
     def register_module(self, module: nn.Module, name: str, leaf: bool) -> None:
-        if self._loss_fn is None or self._hook is not None:
+        if self._loss_fn is None or self._register is not None:
             return
         faults = self.ctx.faults
         self._train_site = ScalarSite("train loss", self.lens_name, faults, self._keep)
         self._val_site = ScalarSite("val loss", self.lens_name, faults, self._keep)
-        self._hook = _LossHook(self._loss_fn, self._train_site, self._val_site, self._from_grad, faults,
+        self._register = _LossHook(self._loss_fn, self._train_site, self._val_site, self._from_grad, faults,
                                self.lens_name)
         self._sites = [self._train_site, self._val_site]
 
     def detach(self) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
+        if self._register is not None:
+            self._register.remove()
+            self._register = None
         super().detach()
         self._train_site = self._val_site = None
 

@@ -7,9 +7,11 @@ from collections.abc import Iterable
 
 from torch import nn
 
-from ..accum import StreamBank
-from ..aggregate import Summary, as_method_list, needs_all_values
-from ..sites import ActivationSite, ScratchPool, gate_for
+from ..collect.hooks import ActivationSite
+from ..collect.passes import pass_rule_for
+from ..collect.scratch import ScratchPool
+from ..collect.streams import StreamBank
+from ..collect.summary import Summary, as_method_list, needs_all_values
 from .base import AbstractLens, Call, TagAttributes, TagType, new_warning, rate_calls
 from .kinds import check_module_types, is_activation, is_dropout, is_nonnegative
 
@@ -35,7 +37,7 @@ class OutputActivation(AbstractLens):
         self._act_method = as_method_list(activation_aggregation, argument="activation_aggregation", ranges=False)[0]
         self._death_method = as_method_list(death_aggregation, argument="death_aggregation", ranges=False)[0]
         self._keep_all = (not inplace) or needs_all_values([self._act_method, self._death_method])
-        self._gate = gate_for(record_eval, evaluation_from_grad)
+        self._gate = pass_rule_for(record_eval, evaluation_from_grad)
         self._activation = bool(activation)
         self._dropout = bool(dropout)
         self._channel_last = bool(channel_last)
@@ -60,9 +62,9 @@ class OutputActivation(AbstractLens):
     def register_module(self, module: nn.Module, name: str, leaf: bool) -> None:
         if leaf and self.watches(module):
             self._sites.append(ActivationSite(
-                name, module, self.lens_name, self.ctx.faults, gate=self._gate, eps=self._eps,
+                name, module, self.lens_name, self.ctx.faults, pass_rule=self._gate, eps=self._eps,
                 channel_last=self._channel_last, nonneg=is_nonnegative(module), keep_all=self._keep_all,
-                slot=self._bank.new_slot(), pool=self._pool))
+                slot=self._bank.add_row(), pool=self._pool))
 
     def detach(self) -> None:
         super().detach()

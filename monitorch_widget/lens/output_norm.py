@@ -10,24 +10,25 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..aggregate import RANGE_NAMES, Summary, as_method_list, needs_all_values
-from ..sites import ScalarSite, gate_for, is_training_pass
+from ..collect.hooks import ScalarSite
+from ..collect.passes import is_counted_pass, pass_rule_for
+from ..collect.summary import RANGE_NAMES, Summary, as_method_list, needs_all_values
 from .base import AbstractLens, Call, TagAttributes, TagType
 from .kinds import check_module_types, is_activation
 
 
 class NormSite(ScalarSite):
-    def __init__(self, name: str, module: nn.Module, lens: str, faults: Any, *, gate: int, normalize: bool,
+    def __init__(self, name: str, module: nn.Module, lens: str, faults: Any, *, pass_rule: int, normalize: bool,
                  channel_last: bool, keep_all: bool) -> None:
         super().__init__(name, lens, faults, keep_all)
         self.module_type = type(module).__name__
-        self.gate = gate
+        self.pass_rule = pass_rule
         self.normalize = normalize
-        self._hook = lambda: module.register_forward_hook(self)
-        self.handle = self._hook()
+        self._register = lambda: module.register_forward_hook(self)
+        self.handle = self._register()
 
     def __call__(self, module: nn.Module, args: Any, out: Any) -> None:
-        if self.off or not is_training_pass(self.gate, module):
+        if self.off or not is_counted_pass(self.pass_rule, module):
             return
         try:
             y = out.detach()
@@ -64,7 +65,7 @@ class OutputNorm(AbstractLens):
         self._comparison_method = comparison_aggregation or self._line[0]
         as_method_list(self._comparison_method, argument="comparison_aggregation", ranges=False)
         self._keep_all = (not inplace) or needs_all_values(self._line + self._range + [self._comparison_method])
-        self._gate = gate_for(record_eval, evaluation_from_grad)
+        self._gate = pass_rule_for(record_eval, evaluation_from_grad)
         self._normalize = bool(normalize_by_size)
         self._log = bool(log_scale)
         self._activation = bool(activation)
@@ -81,7 +82,7 @@ class OutputNorm(AbstractLens):
         if not leaf or (self._exclude and isinstance(module, self._exclude)):
             return
         if (self._activation and is_activation(module)) or (self._include and isinstance(module, self._include)):
-            self._sites.append(NormSite(name, module, self.lens_name, self.ctx.faults, gate=self._gate,
+            self._sites.append(NormSite(name, module, self.lens_name, self.ctx.faults, pass_rule=self._gate,
                                         normalize=self._normalize, channel_last=self._channel_last,
                                         keep_all=self._keep_all))
 

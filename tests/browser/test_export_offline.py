@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from monitorch_widget import PyTorchInspector
-from monitorch_widget.export import to_html
 from monitorch_widget.lens import LossMetrics, OutputActivation
+from monitorch_widget.views.html_export import to_html
 
 pytestmark = pytest.mark.browser
 

@@ -30,7 +30,7 @@ class WidgetVisualizer:
     @property
     def widget(self) -> Any:
         if self._widget is None:
-            from ..widget import MonitorWidget
+            from .widget import MonitorWidget
 
             self._widget = MonitorWidget(self.record)
         return self._widget

@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import numpy as np
+from ..record.protocol import PendingDelta, encode_delta
 
 Event = tuple[Any, ...]
 SendFn = Callable[[dict[str, Any], list[bytes]], None]
@@ -44,114 +44,6 @@ class RecordLike(Protocol):
     def subscribe(self, fn: Callable[[Event], None]) -> Callable[[], None]: ...
 
     def snapshot(self) -> dict[str, Any]: ...
-
-
-class _Pending:
-    """Everything that changed since the last delta message, merged (later events win)."""
-
-    def __init__(self) -> None:
-        self.new_runs: list[dict[str, Any]] = []
-        self.new_panels: list[dict[str, Any]] = []
-        self.new_columns: list[dict[str, Any]] = []
-        self.rows: dict[tuple[int, int], dict[str, Any]] = {}
-        self.cell_chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        self.problems: dict[tuple[int, str, str], dict[str, Any]] = {}
-        self.status: dict[str, Any] | None = None
-
-    def empty(self) -> bool:
-        return not (self.new_runs or self.new_panels or self.new_columns or self.rows or self.cell_chunks
-                    or self.problems or self.status is not None)
-
-    def add(self, event: Event) -> None:
-        kind = event[0]
-        if kind == "run":
-            _, run_id, info = event
-            self.new_runs.append({"id": int(run_id), "label": str(info.get("label", f"run {run_id}"))})
-        elif kind == "panel":
-            _, run_id, info = event
-            self.new_panels.append({"run": int(run_id), **_plain(info)})
-        elif kind == "column":
-            _, run_id, info = event
-            self.new_columns.append({"run": int(run_id), **_plain(info)})
-        elif kind == "row":
-            _, run_id, info = event
-            row = int(info["row"])
-            self.rows[(int(run_id), row)] = {
-                "run": int(run_id), "row": row, "epoch": float(info["epoch"]),
-                "time": float(info.get("time", float("nan"))), "provisional": bool(info.get("provisional", False)),
-            }
-        elif kind == "cells":
-            _, run_id, row, cols, vals = event
-            cols = np.asarray(cols, dtype=np.int32).ravel()
-            # copy: the record may reuse its arrays after the callback returns
-            vals = np.array(vals, dtype=np.float64).ravel()
-            if cols.shape != vals.shape:
-                raise ValueError(f"cells event with {cols.size} columns but {vals.size} values")
-            k = cols.size
-            if k:
-                self.cell_chunks.append((np.full(k, int(run_id), np.int32), np.full(k, int(row), np.int32),
-                                         cols.copy(), vals))
-        elif kind == "problem":
-            _, run_id, info = event
-            key = (int(run_id), str(info["lens"]), str(info["message"]))
-            self.problems[key] = {"run": key[0], "lens": key[1], "message": key[2], "count": int(info["count"])}
-        elif kind == "status":
-            self.status = _plain(event[1])
-
-    def cells(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Concatenated cells with repeated (run, row, col) reduced to the last value written, order kept."""
-        if not self.cell_chunks:
-            z = np.zeros(0, np.int32)
-            return z, z, z, np.zeros(0, np.float64)
-        runs, rows, cols, vals = (np.concatenate(parts) for parts in zip(*self.cell_chunks))
-        # Indices too large to pack into one int64 key are left as they are: every write is kept and,
-        # applied in order, the last one still wins.
-        packable = bool((rows < (1 << 21)).all() and (cols < (1 << 21)).all() and (runs < (1 << 21)).all())
-        if len(self.cell_chunks) > 1 and packable:
-            key = (runs.astype(np.int64) << 42) | (rows.astype(np.int64) << 21) | cols.astype(np.int64)
-            _, first_from_end = np.unique(key[::-1], return_index=True)
-            if first_from_end.size < key.size:
-                keep = np.sort(key.size - 1 - first_from_end)
-                runs, rows, cols, vals = runs[keep], rows[keep], cols[keep], vals[keep]
-        return runs, rows, cols, vals
-
-
-def _plain(d: Any) -> dict[str, Any]:
-    """A JSON-safe shallow copy (numpy scalars -> Python numbers)."""
-    out: dict[str, Any] = {}
-    for k, v in dict(d).items():
-        if isinstance(v, np.generic):
-            v = v.item()
-        out[str(k)] = v
-    return out
-
-
-def encode_delta(pending: _Pending, seq: int, last_status: dict[str, Any] | None) -> tuple[dict[str, Any], list[bytes]]:
-    """The protocol-2b message and its four little-endian buffers."""
-    runs, rows, cols, vals = pending.cells()
-    msg: dict[str, Any] = {
-        "type": "delta",
-        "seq": seq,
-        "new_runs": pending.new_runs,
-        "new_panels": pending.new_panels,
-        "new_columns": pending.new_columns,
-        "rows": list(pending.rows.values()),
-        "cells": {"count": int(runs.size)},
-        "problems": list(pending.problems.values()),
-    }
-    status = pending.status if pending.status is not None else last_status
-    if status is not None:  # absent rather than null: "no status known yet" must not erase one
-        msg["status"] = status
-    buffers = [runs.astype("<i4").tobytes(), rows.astype("<i4").tobytes(), cols.astype("<i4").tobytes(),
-               vals.astype("<f8").tobytes()]
-    return msg, buffers
-
-
-def decode_delta_buffers(buffers: list[bytes | memoryview]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Inverse of the buffer part of :func:`encode_delta` (used by tests and tools)."""
-    runs, rows, cols = (np.frombuffer(bytes(b), dtype="<i4") for b in buffers[:3])
-    vals = np.frombuffer(bytes(buffers[3]), dtype="<f8")
-    return runs, rows, cols, vals
 
 
 class DeltaSync:
@@ -179,7 +71,7 @@ class DeltaSync:
         self._clock = clock
         self._timer_factory = timer_factory
         self._lock = threading.RLock()
-        self._pending = _Pending()
+        self._pending = PendingDelta()
         self._seq = 0
         self._last_send = -float("inf")
         self._last_status: dict[str, Any] | None = None
@@ -212,7 +104,7 @@ class DeltaSync:
             msg, buffers = encode_delta(self._pending, self._seq, self._last_status)
             if "status" in msg:
                 self._last_status = msg["status"]
-            self._pending = _Pending()
+            self._pending = PendingDelta()
             self._last_send = self._clock()
             # sent under the lock so that seq order is wire order even with the timer thread
             self._send(msg, buffers)

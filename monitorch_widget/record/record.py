@@ -1,112 +1,47 @@
 """The run record: runs -> panels -> columns (series) -> one value per epoch.
 
 It is the single source of truth for every view (widget, ``'print'``, static export, saved files) and
-the one interface between data collection and drawing. It speaks monitorch's visualizer vocabulary
+the one interface between data collection and drawing. Its door in is monitorch's visualizer vocabulary
 (``register_tags`` / ``plot_numerical_values`` / ``plot_probabilities`` / ``plot_relations``), so both our
-lenses and monitorch's own inspector can feed it, and it publishes every change as a small event to
-subscribers (the widget sync turns those into binary deltas). Layout: ``docs/protocol.md``.
+lenses and monitorch's own inspector can feed it; its door out is a stream of small events to subscribers
+(the widget sync turns those into binary deltas) and :mod:`.protocol`'s snapshot. Layout: ``docs/protocol.md``.
 
-Invariants: column and panel indices never change once given; a band's "hi" column directly follows its
-"lo" column; rows only grow; a row's values are rewritten only while it is the run's open (current or
-provisional) row; NaN means "no value".
+Invariant (besides :class:`~.run.Run`'s): a row's values are rewritten only while it is the run's open
+(current or provisional) row.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
+from . import protocol
+from .run import Column, Panel, Run
+
 Event = tuple[Any, ...]
+# What the views offer on a record (``to_html``, ``to_bqplot``, display as a widget), registered by
+# ``monitorch_widget.views`` at package import: this room never imports a view.
+_OFFERS: dict[str, Callable[..., Any]] = {}
+
+
+def offer(name: str, fn: Callable[..., Any]) -> None:
+    """Register a view's convenience on :class:`Record` (``"to_html"``, ``"to_bqplot"``, ``"display"``)."""
+    _OFFERS[name] = fn
+
+
+def _offered(name: str) -> Callable[..., Any]:
+    fn = _OFFERS.get(name)
+    if fn is None:
+        raise RuntimeError(f"Record.{name}: no view offers this; import monitorch_widget (its views register "
+                           "themselves on import)")
+    return fn
 KINDS = {"NUMERICAL": "numerical", "PROBABILITY": "probability", "RELATIONS": "relations"}
-
-
-@dataclass
-class Panel:
-    tag: str
-    kind: str
-    big: bool
-    logy: bool
-    lens: str | None = None
-
-
-@dataclass
-class Column:
-    index: int
-    panel: str
-    group: str
-    key: str
-    role: str  # "line" | "lo" | "hi"
-    band_of: str | None = None
-    module_type: str | None = None
-
-
-@dataclass
-class Run:
-    id: int
-    label: str
-    module_types: dict[str, str] = field(default_factory=dict)
-    panels: list[Panel] = field(default_factory=list)
-    columns: list[Column] = field(default_factory=list)
-    epochs: list[float] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
-    provisional: bool = False
-    problems: dict[tuple[str, str], int] = field(default_factory=dict)
-    started: float = field(default_factory=time.time)
-    _data: np.ndarray = field(default_factory=lambda: np.full((16, 16), np.nan))
-    _col_index: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
-    _panel_index: dict[str, int] = field(default_factory=dict)
-    _column_dicts: list[dict[str, Any]] = field(default_factory=list)
-    open_row: int | None = None
-
-    @property
-    def n_rows(self) -> int:
-        return len(self.epochs)
-
-    @property
-    def data(self) -> np.ndarray:
-        """[n_rows, n_cols] float64 view (NaN = gap). Copy it before keeping it."""
-        return self._data[: self.n_rows, : len(self.columns)]
-
-    def _ensure(self, rows: int, cols: int) -> None:
-        r, c = self._data.shape
-        if rows <= r and cols <= c:
-            return
-        grown = np.full((max(r, 1) * 2 if rows > r else r, max(c, 1) * 2 if cols > c else c), np.nan)
-        grown[:r, :c] = self._data
-        self._data = grown
-        self._ensure(rows, cols)
-
-    def column(self, panel: str, group: str, key: str, role: str = "line") -> int | None:
-        return self._col_index.get((panel, group, key, role))
-
-    def series(self, panel: str, group: str, key: str, role: str = "line") -> np.ndarray:
-        idx = self.column(panel, group, key, role)
-        if idx is None:
-            known = sorted({(c.panel, c.group, c.key) for c in self.columns})
-            raise KeyError(f"run {self.id} has no series panel={panel!r} group={group!r} key={key!r}; "
-                           f"known: {known[:12]}{' ...' if len(known) > 12 else ''}")
-        return self.data[:, idx].copy()
-
-    def groups(self, panel: str) -> list[str]:
-        seen: dict[str, None] = {}
-        for c in self.columns:
-            if c.panel == panel:
-                seen.setdefault(c.group, None)
-        return list(seen)
-
-    def column_dicts(self) -> list[dict[str, Any]]:
-        """Columns as plain dicts (cached: columns never change once created, only new ones are added)."""
-        cache = self._column_dicts
-        cache.extend(asdict(c) for c in self.columns[len(cache):])
-        return list(cache)
-
-    def problem_list(self) -> list[dict[str, Any]]:
-        return [{"lens": lens, "message": msg, "count": n} for (lens, msg), n in self.problems.items()]
 
 
 class Record:
@@ -151,17 +86,14 @@ class Record:
         run = self.current or self.start_run("run 1")
         if run.open_row is not None and (run.provisional or run.epochs[run.open_row] == epoch):
             row = run.open_row
-            run._data[row, :] = np.nan
+            run.clear_row(row)
             run.epochs[row] = float(epoch)
             if run.columns:
                 self._emit("cells", run.id, row, np.arange(len(run.columns), dtype=np.int32),
                            np.full(len(run.columns), np.nan))
         else:
             self._close_open_row()
-            row = run.n_rows
-            run.epochs.append(float(epoch))
-            run.times.append(time.time() - run.started)
-            run._ensure(row + 1, len(run.columns))
+            row = run.append_row(epoch, time.time() - run.started)
             run.open_row = row
         run.provisional = provisional
         run.times[row] = time.time() - run.started
@@ -191,7 +123,7 @@ class Record:
             if run.provisional:
                 # An intra-epoch estimate that never became final: drop it rather than keep a partial row.
                 row = run.open_row
-                run._data[row, :] = np.nan
+                run.clear_row(row)
                 run.provisional = False
                 self._emit("cells", run.id, row, np.arange(len(run.columns), dtype=np.int32),
                            np.full(len(run.columns), np.nan))
@@ -209,27 +141,18 @@ class Record:
         self._close_open_row()
         added = []
         for src in other.runs:
-            final = src.n_rows - (1 if src.provisional else 0)
-            run = Run(id=len(self.runs), label=src.label, module_types=dict(src.module_types),
-                      epochs=list(src.epochs[:final]), times=list(src.times[:final]),
-                      problems=dict(src.problems))
+            run = src.final_copy(len(self.runs))
             self.runs.append(run)
             self._emit("run", run.id, {"id": run.id, "label": run.label})
-            for panel in src.panels:
-                run._panel_index[panel.tag] = len(run.panels)
-                run.panels.append(Panel(**asdict(panel)))
+            for panel in run.panels:
                 self._emit("panel", run.id, asdict(panel))
-            for col in src.columns:
-                run.columns.append(Column(**asdict(col)))
-                run._col_index[(col.panel, col.group, col.key, col.role)] = col.index
+            for col in run.columns:
                 self._emit("column", run.id, asdict(col))
-            run._ensure(max(final, 1), max(len(run.columns), 1))
-            run._data[:final, : len(run.columns)] = src.data[:final]
             cols = np.arange(len(run.columns), dtype=np.int32)
-            for row in range(final):
+            for row in range(run.n_rows):
                 self._emit("row", run.id, {"row": row, "epoch": run.epochs[row], "time": run.times[row],
                                            "provisional": False})
-                self._emit("cells", run.id, row, cols, run._data[row, : len(run.columns)].copy())
+                self._emit("cells", run.id, row, cols, run.data[row].copy())
             added.append(run)
         self._emit_status()
         return added
@@ -252,7 +175,7 @@ class Record:
         if run is None:
             return {"run": None, "label": None, "epoch": None, "sec_per_epoch": None, "state": self.state,
                     "problems": 0}
-        final = run.n_rows - (1 if run.provisional else 0)
+        final = run.final_rows
         spe = None
         if final >= 1:
             spe = run.times[final - 1] / final
@@ -304,32 +227,27 @@ class Record:
                 vals.append(_as_float(hi))
         if not cols:
             return
-        run._ensure(row + 1, len(run.columns))
         idx = np.asarray(cols, dtype=np.int32)
         arr = np.asarray(vals, dtype=np.float64)
-        run._data[row, idx] = arr
+        run.write(row, idx, arr)
         self._emit("cells", run.id, row, idx, arr)
 
     def _panel(self, run: Run, tag: str, kind: str) -> None:
-        if tag in run._panel_index:
+        if run.has_panel(tag):
             return
         declared = self._tags.get(tag)
-        panel = (Panel(declared.tag, declared.kind, declared.big, declared.logy, declared.lens) if declared
-                 else Panel(tag, kind, False, False, None))
-        run._panel_index[tag] = len(run.panels)
-        run.panels.append(panel)
+        panel = run.add_panel(Panel(declared.tag, declared.kind, declared.big, declared.logy, declared.lens)
+                              if declared else Panel(tag, kind, False, False, None))
         self._emit("panel", run.id, asdict(panel))
 
     def _column(self, run: Run, panel: str, group: str, key: str, role: str, band_of: str | None) -> int:
-        ckey = (panel, group, key, role)
-        idx = run._col_index.get(ckey)
+        idx = run.column(panel, group, key, role)
         if idx is not None:
             return idx
         idx = len(run.columns)
-        big = run.panels[run._panel_index[panel]].big
-        col = Column(idx, panel, group, key, role, band_of, None if big else run.module_types.get(group))
-        run.columns.append(col)
-        run._col_index[ckey] = idx
+        big = run.panel(panel).big
+        col = run.add_column(Column(idx, panel, group, key, role, band_of,
+                                    None if big else run.module_types.get(group)))
         self._emit("column", run.id, asdict(col))
         return idx
 
@@ -343,40 +261,28 @@ class Record:
     def panels(self, run: int = -1) -> list[str]:
         return [p.tag for p in self.runs[run].panels] if self.runs else []
 
-    def to_html(self, path: Any, *, title: str | None = None) -> Any:
-        """One self-contained, offline, interactive HTML file of every run (see :mod:`monitorch_widget.export`)."""
-        from .export import to_html
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write every run as one JSON document (no pickle); read back with ``monitorch_widget.load``."""
+        from .history_file import save
 
-        return to_html(self, path, title=title)
+        save(self, path)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Protocol 2a (without ``seq``): everything a new view needs; see :func:`.protocol.snapshot`."""
+        return protocol.snapshot(self)
+
+    # --- conveniences the views offer (registered by monitorch_widget.views) ------------------------
+    def to_html(self, path: Any, *, title: str | None = None) -> Any:
+        """One self-contained, offline, interactive HTML file of every run (``views/html_export.py``)."""
+        return _offered("to_html")(self, path, title=title)
+
+    def to_bqplot(self, panel: str, *, group: str | None = None, runs: str = "all") -> Any:
+        """bqplot figure(s) of one panel (optional extra ``bqplot``; ``views/bqplot_figures.py``)."""
+        return _offered("to_bqplot")(self, panel, group=group, runs=runs)
 
     def _ipython_display_(self) -> None:
         """A record on its own (e.g. ``monitorch_widget.load(path)``) displays as a live widget."""
-        from IPython.display import display
-
-        from .widget import MonitorWidget
-
-        display(MonitorWidget(self))
-
-    def to_bqplot(self, panel: str, *, group: str | None = None, runs: str = "all") -> Any:
-        """bqplot figure(s) of one panel (optional extra ``bqplot``); see :func:`monitorch_widget.bq.to_bqplot`."""
-        from .bq import to_bqplot
-
-        return to_bqplot(self, panel, group=group, runs=runs)
-
-    def snapshot(self) -> dict[str, Any]:
-        """Protocol 2a (without ``seq``): everything a new view needs, binary columns as bytes."""
-        runs = []
-        for run in self.runs:
-            data = np.ascontiguousarray(run.data, dtype="<f8")
-            runs.append({
-                "id": run.id, "label": run.label, "provisional": run.provisional,
-                "panels": [asdict(p) for p in run.panels], "columns": run.column_dicts(),
-                "problems": run.problem_list(), "n_rows": run.n_rows, "n_cols": len(run.columns),
-                "epochs": np.asarray(run.epochs, dtype="<f8").tobytes(),
-                "times": np.asarray(run.times, dtype="<f8").tobytes(),
-                "data": data.tobytes(),
-            })
-        return {"version": 1, "runs": runs, "status": self.status()}
+        _offered("display")(self)
 
     def __repr__(self) -> str:
         return f"Record(runs={len(self.runs)}, epochs={[r.n_rows for r in self.runs]})"

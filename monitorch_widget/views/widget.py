@@ -1,7 +1,7 @@
 """The live widget: an anywidget whose front-end (``static/widget.js``, built from ``js/``) draws a record.
 
 State on the wire (docs/protocol.md): the ``history`` trait holds a full snapshot with binary columns, the
-custom ``delta`` messages carry per-tick changes (see :mod:`monitorch_widget.sync`), and the ``filters``
+custom ``delta`` messages carry per-tick changes (see :mod:`monitorch_widget.views.sync`), and the ``filters``
 trait holds what the user hid in the front-end. One widget per record; it can be displayed any number of
 times, and every view shows the same data and filters.
 """
@@ -16,9 +16,10 @@ from typing import Any
 import anywidget
 import traitlets
 
+from ..record.protocol import default_filters, empty_history, normalize_filters
 from .sync import DeltaSync, RecordLike
 
-_STATIC = pathlib.Path(__file__).parent / "static"
+_STATIC = pathlib.Path(__file__).parent.parent / "static"
 _ESM_PATH = _STATIC / "widget.js"
 
 _BUNDLE_MISSING = (
@@ -26,14 +27,6 @@ _BUNDLE_MISSING = (
     "From a source checkout run `npm ci && npm run build` in the repository root (or reinstall the package "
     "with `pip install .`, which builds it), then restart the kernel."
 )
-
-
-def default_filters() -> dict[str, Any]:
-    return {"hidden_modules": [], "hidden_types": [], "hidden_panels": [], "hidden_runs": [], "logy": {}}
-
-
-def empty_history() -> dict[str, Any]:
-    return {"version": 1, "seq": 0, "runs": [], "status": None}
 
 
 class MonitorWidget(anywidget.AnyWidget):
@@ -46,8 +39,6 @@ class MonitorWidget(anywidget.AnyWidget):
 
     history = traitlets.Dict(default_value=empty_history()).tag(sync=True)
     filters = traitlets.Dict(default_value=default_filters()).tag(sync=True)
-    # Links a model's initialize() and render() calls in the front-end, which receive different proxies.
-    _uid = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, record: RecordLike | None = None, **kwargs: Any) -> None:
         if not _ESM_PATH.is_file():
@@ -55,7 +46,6 @@ class MonitorWidget(anywidget.AnyWidget):
         if "_esm" not in MonitorWidget.__dict__:
             # built after this module was imported: adopt the file now
             MonitorWidget._esm = _ESM_PATH.read_text(encoding="utf-8")  # type: ignore[assignment]
-        kwargs.setdefault("_uid", uuid.uuid4().hex)
         super().__init__(**kwargs)
         self._record = record
         self._filter_callbacks: list[Callable[[dict[str, Any]], None]] = []
@@ -104,7 +94,7 @@ class MonitorWidget(anywidget.AnyWidget):
         # remembered so that callers (the visualizer's show_fig) can avoid displaying it twice
         self._mw_displayed = True
         bundle = super()._repr_mimebundle_(**kwargs)
-        # >>> static fallback (monitorch_widget/static_svg.py) >>>
+        # >>> static fallback (monitorch_widget/views/static_picture.py) >>>
         # Front-ends that cannot run the widget (GitHub, nbviewer, nbconvert HTML without widget state, a
         # notebook reopened without a kernel) show the richest output they can: a static SVG of the record.
         # Live front-ends prefer the widget view and never render it.
@@ -178,23 +168,10 @@ def _with_fallback(bundle: Any, widget: MonitorWidget) -> Any:
     data = bundle[0] if isinstance(bundle, tuple) else bundle
     if not isinstance(data, dict):
         return bundle
-    from .static_svg import fallback_html
+    from .static_picture import fallback_html
 
     data["text/html"] = fallback_html(record, filters=normalize_filters(widget.filters))
     return bundle
 # <<< static fallback <<<
 
 
-def normalize_filters(value: Any) -> dict[str, Any]:
-    """A complete filters dict (protocol 3) from whatever the front-end sent."""
-    out = default_filters()
-    if not isinstance(value, dict):
-        return out
-    for key in ("hidden_modules", "hidden_types", "hidden_panels"):
-        out[key] = [str(v) for v in value.get(key) or [] if isinstance(v, str)]
-    out["hidden_runs"] = [int(v) for v in value.get("hidden_runs") or []
-                          if isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer()]
-    logy = value.get("logy") or {}
-    if isinstance(logy, dict):
-        out["logy"] = {str(k): bool(v) for k, v in logy.items() if isinstance(v, bool)}
-    return out

@@ -8,25 +8,30 @@ path (fold, one host copy, lens calls) without resetting anything, so the final 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
-if TYPE_CHECKING:
-    from .inspector import PyTorchInspector
+from .faults import FaultLog
 
 
 class IntraEpochUpdates:
-    def __init__(self, inspector: PyTorchInspector, every: float) -> None:
+    """Calls ``update()`` (the inspector's provisional refresh) every ``every`` steps (int) or seconds (float),
+    counted from a forward pre-hook on the model's root module; a failure is reported to ``faults``."""
+
+    def __init__(self, every: float, update: Callable[[], None], faults: FaultLog) -> None:
         if isinstance(every, bool) or not isinstance(every, (int, float)) or every <= 0:
             raise ValueError(f"update_every={every!r}: give a positive int (training steps) or float (seconds)")
-        self.inspector = inspector
+        self.update = update
+        self.faults = faults
         self.by_steps = isinstance(every, int)
         self.every = every
         self.steps = 0
         self.last = time.monotonic()
-        self.handle: Any = None
+        self.handle: RemovableHandle | None = None
 
     def attach(self, model: nn.Module) -> None:
         self.handle = model.register_forward_pre_hook(self._on_forward)
@@ -52,7 +57,7 @@ class IntraEpochUpdates:
         if due and self.steps > 1:
             self.last = time.monotonic()
             try:
-                self.inspector.provisional_update()
+                self.update()
             except Exception as exc:  # noqa: BLE001
-                self.inspector.faults.report("update_every", f"intra-epoch update failed with "
+                self.faults.report("update_every", f"intra-epoch update failed with "
                                              f"{type(exc).__name__}: {exc}")

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .record import Record, Run
+from ..record import Record, Run
 
 
 def _require_bqplot() -> Any:

@@ -2,7 +2,7 @@
 
 Python numbers are kept as floats; tensors are kept as detached 0-d tensors on their device (pushing a
 loss tensor costs no host sync). At the tick, :meth:`Pushes.streams` turns every name into a
-:class:`~monitorch_widget.accum.StatStream`, so pushed values travel to the host (and across ranks) in
+:class:`~monitorch_widget.collect.streams.StatStream`, so pushed values travel to the host (and across ranks) in
 the same single transfer as everything the hooks gathered.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .accum import StatStream
-from .aggregate import Summary
+from .streams import StatStream
+from .summary import Summary
 
 
 def check_number(value: Any, argument: str) -> float | torch.Tensor:

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .record import Column, Panel, Record, Run
+from .record import Record
+from .run import Column, Panel, Run
 
 FORMAT = "monitorch-widget-history"
 VERSION = 1
@@ -29,7 +30,7 @@ VERSION = 1
 def to_dict(record: Record) -> dict[str, Any]:
     runs = []
     for run in record.runs:
-        final = run.n_rows - (1 if run.provisional else 0)
+        final = run.final_rows
         data = run.data[:final]
         runs.append({
             "id": run.id, "label": run.label, "module_types": dict(run.module_types),
@@ -79,15 +80,12 @@ def from_dict(doc: Any, source: str = "history") -> Record:
         run = Run(id=len(record.runs), label=str(r.get("label", f"run {i + 1}")),
                   module_types={str(k): str(v) for k, v in (r.get("module_types") or {}).items()})
         for j, p in enumerate(r.get("panels") or []):
-            panel = _build(Panel, p, f"{where}.panels[{j}]")
-            run._panel_index[panel.tag] = len(run.panels)
-            run.panels.append(panel)
+            run.add_panel(_build(Panel, p, f"{where}.panels[{j}]"))
         for j, c in enumerate(r.get("columns") or []):
             col = _build(Column, c, f"{where}.columns[{j}]")
             _need(col.index == j, f"{where}.columns[{j}]", f"index {col.index} != position {j}")
-            _need(col.panel in run._panel_index, f"{where}.columns[{j}]", f"unknown panel {col.panel!r}")
-            run.columns.append(col)
-            run._col_index[(col.panel, col.group, col.key, col.role)] = j
+            _need(run.has_panel(col.panel), f"{where}.columns[{j}]", f"unknown panel {col.panel!r}")
+            run.add_column(col)
         epochs, times, data = r.get("epochs"), r.get("times"), r.get("data")
         _need(isinstance(epochs, list) and isinstance(times, list) and isinstance(data, list), where,
               "\"epochs\", \"times\" and \"data\" must be lists")
@@ -97,13 +95,9 @@ def from_dict(doc: Any, source: str = "history") -> Record:
               f"every data row must have {n_cols} values (one per column)")
         try:
             arr = np.array([[np.nan if v is None else float(v) for v in row] for row in data], dtype=np.float64)
-            run.epochs = [float(e) for e in epochs]
-            run.times = [float(t) for t in times]
+            run.set_rows([float(e) for e in epochs], [float(t) for t in times], arr.reshape(len(data), n_cols))
         except (TypeError, ValueError) as exc:
             raise HistoryFormatError(f"{where}: non-numeric value in epochs/times/data ({exc})") from None
-        run._ensure(max(len(data), 1), max(n_cols, 1))
-        if len(data):
-            run._data[: len(data), :n_cols] = arr
         for p in r.get("problems") or []:
             if isinstance(p, dict):
                 run.problems[(str(p.get("lens")), str(p.get("message")))] = int(p.get("count", 1))

@@ -6,10 +6,11 @@
   ``blob:`` URL, so nothing is fetched;
 * the record's snapshot (docs/protocol.md 2a) with its binary columns base64-encoded, decoded to
   ``ArrayBuffer`` objects in the page;
-* a small in-page model (``get``/``set``/``on``/``off``/``save_changes``/``send`` and ``change:<key>``
+* the loader (``static/export_page.js``, built from ``js/export/page.ts``): a small in-page model
+  (``get``/``set``/``on``/``off``/``save_changes``/``send`` and ``change:<key>``
   events) standing in for the kernel-backed anywidget model, so hover, filters and the log-scale toggle work
   as in the notebook; filter changes simply stay in the page;
-* a static SVG (:mod:`monitorch_widget.static_svg`) inside ``<noscript>`` for viewers without JavaScript.
+* a static SVG (:mod:`monitorch_widget.views.static_picture`) inside ``<noscript>`` for viewers without JavaScript.
 
 Everything embedded is JSON inside ``<script type="application/json">`` with ``<``, ``>``, ``&`` and the
 JavaScript line separators written as ``\\uXXXX`` escapes, so no user text (module names, labels) can end
@@ -29,104 +30,18 @@ import os
 import pathlib
 from typing import Any
 
-_STATIC = pathlib.Path(__file__).parent / "static"
+from ..record.protocol import default_filters, normalize_filters
+
+_STATIC = pathlib.Path(__file__).parent.parent / "static"
 BUNDLE_PATH = _STATIC / "widget.js"
+# The page's loader and in-page model: js/export/page.ts, built as the bundle's second entry.
+LOADER_PATH = _STATIC / "export_page.js"
 
 #: Marker key of a base64-encoded binary value in the embedded JSON.
 B64_KEY = "__mw_b64__"
 
 _CSP = ("default-src 'none'; script-src 'unsafe-inline' blob:; style-src 'unsafe-inline'; "
         "img-src data: blob:; font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'")
-
-# The in-page model and loader. Plain ES2020, no user text is interpolated into it.
-_LOADER = r"""
-(async () => {
-  const boot = document.getElementById("mw-boot");
-  const fail = (e) => {
-    boot.hidden = false;
-    boot.textContent = "Could not render the panels: " + (e && e.message ? e.message : String(e));
-    console.error(e);
-  };
-  try {
-    const payload = JSON.parse(document.getElementById("mw-payload").textContent);
-    const B64 = payload.b64key;
-    const bytes = (s) => {
-      const bin = atob(s);
-      const out = new Uint8Array(bin.length);
-      for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-      return out.buffer;
-    };
-    const revive = (v) => {
-      if (Array.isArray(v)) return v.map(revive);
-      if (v && typeof v === "object") {
-        if (typeof v[B64] === "string" && Object.keys(v).length === 1) return bytes(v[B64]);
-        const o = {};
-        for (const k of Object.keys(v)) o[k] = revive(v[k]);
-        return o;
-      }
-      return v;
-    };
-    const state = revive(payload.state);
-    const bundle = new TextDecoder().decode(new Uint8Array(bytes(payload.bundle)));
-
-    // Stand-in for the anywidget model: what the bundle uses, with Backbone-like change events.
-    const listeners = new Map();
-    const emit = (name, ...args) => {
-      for (const fn of [...(listeners.get(name) || [])]) {
-        try { fn(...args); } catch (e) { console.error(e); }
-      }
-    };
-    const model = {
-      get: (k) => state[k],
-      set: (k, v) => {
-        const old = state[k];
-        state[k] = v;
-        if (old !== v) { emit("change:" + k, model, v); emit("change", model); }
-      },
-      on: (name, fn) => {
-        for (const n of String(name).split(/\s+/)) {
-          if (!listeners.has(n)) listeners.set(n, new Set());
-          listeners.get(n).add(fn);
-        }
-      },
-      off: (name, fn) => {
-        if (!name) { listeners.clear(); return; }
-        for (const n of String(name).split(/\s+/)) {
-          const s = listeners.get(n);
-          if (!s) continue;
-          if (fn) s.delete(fn); else s.clear();
-        }
-      },
-      save_changes: () => {},   // no kernel: changes stay in this page
-      send: () => {},
-      widget_manager: {},
-    };
-    // Feed a kernel message (protocol 2b delta) as the anywidget model would: used by tests and benchmarks.
-    const deliver = (msg, buffers) => emit("msg:custom", msg, (buffers || []).map((b) =>
-      b instanceof DataView ? b : ArrayBuffer.isView(b) ? new DataView(b.buffer, b.byteOffset, b.byteLength)
-                                                         : new DataView(b)));
-
-    const url = URL.createObjectURL(new Blob([bundle], { type: "text/javascript" }));
-    const mod = await import(url);
-    URL.revokeObjectURL(url);
-    const widget = mod.default;
-    const el = document.getElementById("mw-app");
-    const t0 = performance.now();
-    if (typeof widget.initialize === "function") await widget.initialize({ model });
-    await widget.render({ model, el });
-    const t1 = performance.now();
-    boot.hidden = true;
-    void document.body.offsetHeight;   // style + layout of everything drawn (for benchmarks)
-    const t2 = performance.now();
-    window.__mw = { model, deliver, state, renderMs: t1 - t0, layoutMs: t2 - t0, ready: true };
-    document.documentElement.dataset.mwReady = "1";
-  } catch (e) {
-    fail(e);
-    window.__mw = { error: String(e && e.message ? e.message : e), ready: false };
-    document.documentElement.dataset.mwReady = "error";
-  }
-})();
-"""
 
 _PAGE_CSS = """
 :root { color-scheme: light dark; }
@@ -181,24 +96,34 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def read_bundle() -> str:
-    if not BUNDLE_PATH.is_file():
+def _read_static(path: pathlib.Path) -> str:
+    if not path.is_file():
         raise FileNotFoundError(
-            f"monitorch_widget's front-end bundle is missing: {BUNDLE_PATH}. "
+            f"monitorch_widget's front-end bundle is missing: {path}. "
             "From a source checkout run `npm ci && npm run build` in the repository root.")
-    return BUNDLE_PATH.read_text(encoding="utf-8")
+    return path.read_text(encoding="utf-8")
+
+
+def read_bundle() -> str:
+    return _read_static(BUNDLE_PATH)
+
+
+def read_loader() -> str:
+    """The loader's code, safe as the text of an inline ``<script>`` (it never holds user text)."""
+    text = _read_static(LOADER_PATH)
+    if "</script" in text.lower():
+        raise ValueError(f"{LOADER_PATH} contains '</script'; it cannot be inlined")
+    return text
 
 
 def page_state(record: Any, filters: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The model state the page starts from: ``history`` (snapshot), ``filters``, ``_uid``."""
-    from .widget import default_filters, normalize_filters
+    """The model state the page starts from: ``history`` (snapshot) and ``filters``."""
 
     snap = dict(record.snapshot())
     snap.setdefault("seq", 0)
     return {
         "history": _finite(_encode(snap)),
         "filters": normalize_filters(filters) if filters is not None else default_filters(),
-        "_uid": "export",
     }
 
 
@@ -223,7 +148,7 @@ def render_html(record: Any, *, title: str | None = None, filters: dict[str, Any
     noscript = ""
     if static_fallback:
         try:
-            from .static_svg import record_to_svg
+            from .static_picture import record_to_svg
 
             noscript = f"<noscript>{record_to_svg(record)}</noscript>"
         except Exception:  # noqa: BLE001 - the static picture is a nicety; the page works without it
@@ -238,7 +163,7 @@ def render_html(record: Any, *, title: str | None = None, filters: dict[str, Any
         "<div id=\"mw-boot\">Loading panels…</div>\n<div id=\"mw-app\"></div>\n",
         noscript, "\n",
         f"<script type=\"application/json\" id=\"mw-payload\">{_json_for_script(payload)}</script>\n",
-        f"<script type=\"module\">{_LOADER}</script>\n</body>\n</html>\n",
+        f"<script type=\"module\">{read_loader()}</script>\n</body>\n</html>\n",
     ])
 
 

@@ -87,8 +87,8 @@ def _path(xs: Sequence[float], ys: Sequence[float]) -> str:
         pen = True
     # a lone point (one epoch) is invisible as a path: draw a tiny segment
     if len(parts) == 1:
-        x, y = parts[0][1:].split(" ")
-        parts.append(f"L{float(x) + 0.5:g} {y}")
+        px, py = parts[0][1:].split(" ")
+        parts.append(f"L{float(px) + 0.5:g} {py}")
     return "".join(parts)
 
 
@@ -153,9 +153,9 @@ class _Chart:
             label = _fmt(10 ** v if logy else v)
             out.append(f'<text x="{_n(ox + left - 3)}" y="{_n(py + 3)}" text-anchor="end" font-size="{fs}" '
                        f'fill="{MUTED}">{escape(label)}</text>')
-        for x, anchor in ((x0, "start"), (x1, "end")):
-            out.append(f'<text x="{_n(float(tx(np.float64(x))))}" y="{_n(oy + self.h - 4)}" '
-                       f'text-anchor="{anchor}" font-size="{fs}" fill="{MUTED}">{escape(_fmt(x))}</text>')
+        for tick, anchor in ((x0, "start"), (x1, "end")):
+            out.append(f'<text x="{_n(float(tx(np.float64(tick))))}" y="{_n(oy + self.h - 4)}" '
+                       f'text-anchor="{anchor}" font-size="{fs}" fill="{MUTED}">{escape(_fmt(tick))}</text>')
         px = max(pw, 1)
         for faint_pass in (True, False):
             for x, lo, hi, color, faint in self.bands:
@@ -250,7 +250,7 @@ def record_to_svg(record: Any, *, width: int = WIDTH, filters: dict[str, Any] | 
 
     runs = list(getattr(record, "runs", []))
     body: list[str] = []
-    y = PAD
+    y: float = PAD
     if not runs:
         body.append(f'<text x="{PAD}" y="{y + 14}" font-size="12" fill="{MUTED}">No training data recorded yet.'
                     '</text>')

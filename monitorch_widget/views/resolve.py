@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..record import Record
+from .monitorch_adapter import WidgetVisualizer, in_notebook
 from .print import PrintVisualizer
-from .widget import WidgetVisualizer, in_notebook
 
 NAMES = ("widget", "print", "none")
 INTERFACE = ("register_tags", "plot_numerical_values", "plot_probabilities", "plot_relations")

@@ -1,0 +1,226 @@
+"""Hook objects: one per (lens, module) or (lens, parameter), called by PyTorch on every batch.
+
+Each site owns a :class:`~monitorch_widget.collect.buffers.RowBuffer` (allocated on first use, on the data's
+device) and a :class:`~monitorch_widget.collect.streams.StatStream`. The ``__call__`` methods are the hot path:
+see the invariants in :mod:`monitorch_widget.collect.streams`. Anything unusual (a new shape, a new device, a
+non-tensor output) leaves the fast path through ``_slow``; any exception disables the site, reports once
+through the lens' :class:`~monitorch_widget.collect.faults.FaultLog`, and training goes on.
+"""
+
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from .buffers import RowBuffer
+from .faults import FaultLog
+from .passes import COUNT_ALL, COUNT_TRAINING, is_counted_pass
+from .scratch import ScratchPool
+from .streams import BankRow, StatStream
+
+_F32 = torch.float32
+
+
+class Site:
+    """Common state of a hook object. ``off`` is the single flag the hot path checks."""
+
+
+    def __init__(self, name: str, lens: str, faults: FaultLog, stream_width: int, keep_all: bool,
+                 slot: BankRow | None = None) -> None:
+        self.name = name
+        self.lens = lens
+        self.faults = faults
+        # Rate sites share their lens' StreamBank through a slot; scalar sites own a stream.
+        self.stream: StatStream | BankRow = slot if slot is not None else StatStream(stream_width, keep_all)
+        self.scratch: torch.Tensor | None = None
+        self.pool: ScratchPool | None = None
+        # Registers this site's hook (again, after it was hidden); returns the hook's handle.
+        self._register: Callable[[], RemovableHandle] | None = None
+        self.buf: RowBuffer | None = None
+        self.handle: RemovableHandle | None = None
+        self.broken = False
+        self.hidden = False
+        self.active = True
+        self.off = False
+
+    def _update_off(self) -> None:
+        self.off = self.broken or self.hidden or not self.active
+
+    def set_active(self, active: bool) -> None:
+        self.active = active
+        self._update_off()
+
+    def set_hidden(self, hidden: bool) -> None:
+        """Hidden in the widget: the hook is removed (and registered again when shown)."""
+        if hidden == self.hidden:
+            return
+        self.hidden = hidden
+        self._update_off()
+        if hidden and self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+        elif not hidden and self.handle is None and self._register is not None:
+            self.handle = self._register()
+
+    def fail(self, message: str) -> None:
+        self.broken = True
+        self._update_off()
+        self.faults.report(self.lens, f"{self.name}: {message}; this series stops here, training goes on")
+
+    def flush(self) -> None:
+        """Fold what the buffer holds. (A lens folds its rate sites in blocks instead: AbstractLens.flush.)"""
+        if self.buf is not None and self.buf.n:
+            self.buf.fold_rates(self.stream)
+
+    def reset(self) -> None:
+        if self.buf is not None:
+            self.buf.n = 0
+        self.stream.reset()
+
+    def remove(self) -> None:
+        self._register = None
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+        self.buf = None
+        self.scratch = None
+        if self.pool is not None:
+            self.pool.clear()
+
+
+class ActivationSite(Site):
+    """Forward hook: per channel, how many output elements are above eps in this batch."""
+
+
+    def __init__(self, name: str, module: nn.Module, lens: str, faults: FaultLog, *, pass_rule: int, eps: float,
+                 channel_last: bool, nonneg: bool, keep_all: bool, slot: BankRow | None = None,
+                 pool: ScratchPool | None = None) -> None:
+        super().__init__(name, lens, faults, 2, keep_all, slot)
+        self.pool = pool
+        self.module_type = type(module).__name__
+        self.pass_rule = pass_rule
+        self.eps = eps
+        # A 0-d tensor: comparing with it skips wrapping a Python float on every call (several µs).
+        self.eps_t = torch.tensor(eps, dtype=_F32)
+        self.channel_last = channel_last
+        self.nonneg = nonneg
+        self.ndim = -1
+        self.channels = -1
+        self.cdim = -1 if channel_last else 1
+        self.dims: tuple[int, ...] = ()
+        self.all_dims: tuple[int, ...] = ()
+        self._register = lambda: module.register_forward_hook(self)
+        self.handle = self._register()
+
+    def __call__(self, module: nn.Module, args: Any, out: Any) -> None:
+        if self.off:
+            return
+        pass_rule = self.pass_rule
+        if pass_rule == COUNT_TRAINING:
+            if not (module.training and torch.is_grad_enabled()):
+                return
+        elif pass_rule != COUNT_ALL and not is_counted_pass(pass_rule, module):
+            return
+        try:
+            y = out.detach()
+            if y.dim() != self.ndim or y.shape[self.cdim] != self.channels:
+                self._reshape(y)
+            buf = self.buf
+            n = buf.n  # type: ignore[union-attr]
+            if n == buf.capacity:  # type: ignore[union-attr]
+                buf.fold_rates(self.stream)  # type: ignore[union-attr]
+                n = 0
+            # The 0/1 mask stays in y's floating dtype: summing a bool tensor is a slow path on CPU.
+            scratch = self.scratch
+            if (scratch is None or scratch.shape != y.shape or scratch.dtype != y.dtype) and self.pool is not None:
+                scratch = self.scratch = self.pool.view(self, y)
+            if scratch is not None:
+                mask = torch.gt(y, self.eps_t, out=scratch) if self.nonneg else \
+                    torch.abs(y, out=scratch).gt_(self.eps_t)
+            elif self.nonneg:
+                mask = torch.gt(y, self.eps_t, out=torch.empty_like(y))
+            else:
+                mask = y.abs().gt_(self.eps_t)
+            torch.sum(mask, self.dims, dtype=_F32, out=buf.rows[n])  # type: ignore[union-attr]
+            torch.sum(y, self.all_dims, dtype=_F32, out=buf.checks[n])  # type: ignore[union-attr]
+            buf.row_sizes[n] = y.numel() // self.channels  # type: ignore[union-attr]
+            buf.n = n + 1  # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - a monitor must never stop training
+            self._on_error(out, exc)
+
+    def _reshape(self, y: torch.Tensor) -> None:
+        if not (y.is_floating_point() or y.is_complex()):
+            raise Unsupported(f"output has dtype {y.dtype}; activation rates need a floating-point output")
+        if y.dim() < 1:
+            raise Unsupported("output is a 0-d tensor; activation rates need at least a batch dimension")
+        if self.buf is not None and self.buf.n:
+            self.buf.fold_rates(self.stream)
+        dims: tuple[int, ...]
+        if y.dim() == 1:
+            # [batch] only: one neuron, rate over the batch.
+            channels, cdim, dims = 1, 0, (0,)
+        else:
+            cdim = y.dim() - 1 if self.channel_last else 1
+            channels = y.shape[cdim]
+            dims = tuple(d for d in range(y.dim()) if d != cdim)
+        self.ndim = y.dim()
+        self.cdim = cdim if y.dim() > 1 else 0
+        self.channels = channels
+        self.dims = dims
+        self.all_dims = tuple(range(y.dim()))
+        if self.buf is None or self.buf.channels != channels or self.buf.device != y.device:
+            self.buf = RowBuffer(channels, y.device)
+        self.scratch = None
+
+    def _on_error(self, out: Any, exc: Exception) -> None:
+        if isinstance(out, torch.Tensor) and self.buf is not None and out.device != self.buf.device:
+            # Model moved to another device after attach: start a buffer there, keep the epoch's stats.
+            try:
+                self.buf.fold_rates(self.stream)
+                self.buf = RowBuffer(self.channels, out.device)
+                self.ndim = -1
+                return
+            except Exception as exc2:  # noqa: BLE001
+                exc = exc2
+        if not isinstance(out, torch.Tensor):
+            self.fail(f"output is a {type(out).__name__}, not a tensor; OutputActivation needs a tensor output"
+                      " (exclude this module type or wrap it)")
+        elif isinstance(exc, Unsupported):
+            self.fail(str(exc))
+        else:
+            self.fail(f"hook failed with {type(exc).__name__}: {exc}")
+
+
+class ScalarSite(Site):
+    """One value per batch (a loss, an output norm); the row is the value itself."""
+
+
+    def __init__(self, name: str, lens: str, faults: FaultLog, keep_all: bool) -> None:
+        super().__init__(name, lens, faults, 1, keep_all)
+
+    def slot(self, device: torch.device) -> torch.Tensor:
+        """The 1-element row to write this batch's value into (``copy_`` broadcasts a 0-d tensor)."""
+        buf = self.buf
+        if buf is None or buf.device != device:
+            if buf is not None and buf.n:
+                buf.fold_scalars(self.stream)
+            buf = self.buf = RowBuffer(1, device)
+        elif buf.n == buf.capacity:
+            buf.fold_scalars(self.stream)
+        n = buf.n
+        buf.n = n + 1
+        return buf.rows[n]
+
+    def flush(self) -> None:
+        if self.buf is not None and self.buf.n:
+            self.buf.fold_scalars(self.stream)
+
+
+class Unsupported(Exception):
+    pass
+

@@ -1,0 +1,172 @@
+"""The wire format between the record and every view (docs/protocol.md), in one place.
+
+* **Snapshot** (protocol 2a): :func:`snapshot` -- everything a new view needs, columns as binary buffers.
+* **Delta** (protocol 2b): :class:`PendingDelta` merges the record's events since the last message;
+  :func:`encode_delta` turns them into one JSON message plus four little-endian buffers
+  (run, row, column as int32; value as float64), so a tick's size does not depend on the history's length.
+* **Filters** (protocol 3): what a view hides; :func:`normalize_filters` accepts whatever a front-end sent.
+
+Pure data: no widget, comm or IPython here (the record room must not know its views).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .record import Record
+
+Event = tuple[Any, ...]
+SNAPSHOT_VERSION = 1
+
+
+def snapshot(record: Record) -> dict[str, Any]:
+    """Protocol 2a (without ``seq``): every run with its binary columns as bytes, and the status."""
+    runs = []
+    for run in record.runs:
+        data = np.ascontiguousarray(run.data, dtype="<f8")
+        runs.append({
+            "id": run.id, "label": run.label, "provisional": run.provisional,
+            "panels": [asdict(p) for p in run.panels], "columns": run.column_dicts(),
+            "problems": run.problem_list(), "n_rows": run.n_rows, "n_cols": len(run.columns),
+            "epochs": np.asarray(run.epochs, dtype="<f8").tobytes(),
+            "times": np.asarray(run.times, dtype="<f8").tobytes(),
+            "data": data.tobytes(),
+        })
+    return {"version": SNAPSHOT_VERSION, "runs": runs, "status": record.status()}
+
+
+def empty_history() -> dict[str, Any]:
+    """The snapshot of a record with no run (a widget's initial ``history`` trait)."""
+    return {"version": SNAPSHOT_VERSION, "seq": 0, "runs": [], "status": None}
+
+
+class PendingDelta:
+    """Everything that changed since the last delta message, merged (later events win)."""
+
+    def __init__(self) -> None:
+        self.new_runs: list[dict[str, Any]] = []
+        self.new_panels: list[dict[str, Any]] = []
+        self.new_columns: list[dict[str, Any]] = []
+        self.rows: dict[tuple[int, int], dict[str, Any]] = {}
+        self.cell_chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.problems: dict[tuple[int, str, str], dict[str, Any]] = {}
+        self.status: dict[str, Any] | None = None
+
+    def empty(self) -> bool:
+        return not (self.new_runs or self.new_panels or self.new_columns or self.rows or self.cell_chunks
+                    or self.problems or self.status is not None)
+
+    def add(self, event: Event) -> None:
+        kind = event[0]
+        if kind == "run":
+            _, run_id, info = event
+            self.new_runs.append({"id": int(run_id), "label": str(info.get("label", f"run {run_id}"))})
+        elif kind == "panel":
+            _, run_id, info = event
+            self.new_panels.append({"run": int(run_id), **_plain(info)})
+        elif kind == "column":
+            _, run_id, info = event
+            self.new_columns.append({"run": int(run_id), **_plain(info)})
+        elif kind == "row":
+            _, run_id, info = event
+            row = int(info["row"])
+            self.rows[(int(run_id), row)] = {
+                "run": int(run_id), "row": row, "epoch": float(info["epoch"]),
+                "time": float(info.get("time", float("nan"))), "provisional": bool(info.get("provisional", False)),
+            }
+        elif kind == "cells":
+            _, run_id, row, cols, vals = event
+            cols = np.asarray(cols, dtype=np.int32).ravel()
+            # copy: the record may reuse its arrays after the callback returns
+            vals = np.array(vals, dtype=np.float64).ravel()
+            if cols.shape != vals.shape:
+                raise ValueError(f"cells event with {cols.size} columns but {vals.size} values")
+            k = cols.size
+            if k:
+                self.cell_chunks.append((np.full(k, int(run_id), np.int32), np.full(k, int(row), np.int32),
+                                         cols.copy(), vals))
+        elif kind == "problem":
+            _, run_id, info = event
+            key = (int(run_id), str(info["lens"]), str(info["message"]))
+            self.problems[key] = {"run": key[0], "lens": key[1], "message": key[2], "count": int(info["count"])}
+        elif kind == "status":
+            self.status = _plain(event[1])
+
+    def cells(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Concatenated cells with repeated (run, row, col) reduced to the last value written, order kept."""
+        if not self.cell_chunks:
+            z = np.zeros(0, np.int32)
+            return z, z, z, np.zeros(0, np.float64)
+        runs, rows, cols, vals = (np.concatenate(parts) for parts in zip(*self.cell_chunks))
+        # Indices too large to pack into one int64 key are left as they are: every write is kept and,
+        # applied in order, the last one still wins.
+        packable = bool((rows < (1 << 21)).all() and (cols < (1 << 21)).all() and (runs < (1 << 21)).all())
+        if len(self.cell_chunks) > 1 and packable:
+            key = (runs.astype(np.int64) << 42) | (rows.astype(np.int64) << 21) | cols.astype(np.int64)
+            _, first_from_end = np.unique(key[::-1], return_index=True)
+            if first_from_end.size < key.size:
+                keep = np.sort(key.size - 1 - first_from_end)
+                runs, rows, cols, vals = runs[keep], rows[keep], cols[keep], vals[keep]
+        return runs, rows, cols, vals
+
+
+def _plain(d: Any) -> dict[str, Any]:
+    """A JSON-safe shallow copy (numpy scalars -> Python numbers)."""
+    out: dict[str, Any] = {}
+    for k, v in dict(d).items():
+        if isinstance(v, np.generic):
+            v = v.item()
+        out[str(k)] = v
+    return out
+
+
+def encode_delta(pending: PendingDelta, seq: int, last_status: dict[str, Any] | None) -> tuple[dict[str, Any], list[bytes]]:
+    """The protocol-2b message and its four little-endian buffers."""
+    runs, rows, cols, vals = pending.cells()
+    msg: dict[str, Any] = {
+        "type": "delta",
+        "seq": seq,
+        "new_runs": pending.new_runs,
+        "new_panels": pending.new_panels,
+        "new_columns": pending.new_columns,
+        "rows": list(pending.rows.values()),
+        "cells": {"count": int(runs.size)},
+        "problems": list(pending.problems.values()),
+    }
+    status = pending.status if pending.status is not None else last_status
+    if status is not None:  # absent rather than null: "no status known yet" must not erase one
+        msg["status"] = status
+    buffers = [runs.astype("<i4").tobytes(), rows.astype("<i4").tobytes(), cols.astype("<i4").tobytes(),
+               vals.astype("<f8").tobytes()]
+    return msg, buffers
+
+
+def decode_delta_buffers(buffers: list[bytes | memoryview]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Inverse of the buffer part of :func:`encode_delta` (used by tests and tools)."""
+    runs, rows, cols = (np.frombuffer(bytes(b), dtype="<i4") for b in buffers[:3])
+    vals = np.frombuffer(bytes(buffers[3]), dtype="<f8")
+    return runs, rows, cols, vals
+
+
+def default_filters() -> dict[str, Any]:
+    return {"hidden_modules": [], "hidden_types": [], "hidden_panels": [], "hidden_runs": [], "logy": {}}
+
+
+def normalize_filters(value: Any) -> dict[str, Any]:
+    """A complete filters dict (protocol 3) from whatever the front-end sent."""
+    out = default_filters()
+    if not isinstance(value, dict):
+        return out
+    for key in ("hidden_modules", "hidden_types", "hidden_panels"):
+        out[key] = [str(v) for v in value.get(key) or [] if isinstance(v, str)]
+    out["hidden_runs"] = [int(v) for v in value.get("hidden_runs") or []
+                          if isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer()]
+    logy = value.get("logy") or {}
+    if isinstance(logy, dict):
+        out["logy"] = {str(k): bool(v) for k, v in logy.items() if isinstance(v, bool)}
+    return out
+

@@ -1,0 +1,167 @@
+"""One run of the record: its panels (charts), columns (series) and one row of values per epoch.
+
+A :class:`Run` owns its storage: only its own methods write the value matrix and the lookup tables, so the
+invariants below hold wherever a run is built (live ticks, an imported history, a loaded file):
+column and panel indices never change once given; a band's ``hi`` column directly follows its ``lo``
+column; rows only grow; NaN means "no value". At most the last row is *provisional* (an intra-epoch
+estimate that the tick replaces); :attr:`Run.final_rows` counts the rows before it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Panel:
+    """One chart: a lens tag (e.g. ``"Output Activations"``) and how monitorch asks it to be drawn."""
+
+    tag: str
+    kind: str  # "numerical" | "probability" | "relations"
+    big: bool
+    logy: bool
+    lens: str | None = None
+
+
+@dataclass
+class Column:
+    """One series of a panel: ``group`` is the layer (or ``"loss"``), ``key`` the quantity."""
+
+    index: int
+    panel: str
+    group: str
+    key: str
+    role: str  # "line" | "lo" | "hi"
+    band_of: str | None = None
+    module_type: str | None = None
+
+
+@dataclass
+class Run:
+    id: int
+    label: str
+    module_types: dict[str, str] = field(default_factory=dict)
+    panels: list[Panel] = field(default_factory=list)
+    columns: list[Column] = field(default_factory=list)
+    epochs: list[float] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    provisional: bool = False
+    problems: dict[tuple[str, str], int] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+    open_row: int | None = None  # the row ticks currently write (None between ticks)
+    _data: np.ndarray = field(default_factory=lambda: np.full((16, 16), np.nan))
+    _col_index: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
+    _panel_index: dict[str, int] = field(default_factory=dict)
+    _column_dicts: list[dict[str, Any]] = field(default_factory=list)
+
+    # --- shape ------------------------------------------------------------------------------------
+    @property
+    def n_rows(self) -> int:
+        return len(self.epochs)
+
+    @property
+    def final_rows(self) -> int:
+        """Rows that are final: the provisional last row, if any, excluded."""
+        return self.n_rows - (1 if self.provisional else 0)
+
+    @property
+    def data(self) -> np.ndarray:
+        """[n_rows, n_cols] float64 view (NaN = gap). Copy it before keeping it."""
+        return self._data[: self.n_rows, : len(self.columns)]
+
+    def _ensure(self, rows: int, cols: int) -> None:
+        r, c = self._data.shape
+        if rows <= r and cols <= c:
+            return
+        grown = np.full((max(r, 1) * 2 if rows > r else r, max(c, 1) * 2 if cols > c else c), np.nan)
+        grown[:r, :c] = self._data
+        self._data = grown
+        self._ensure(rows, cols)
+
+    # --- writing (the record's and the history file's only way in) ------------------------------------
+    def has_panel(self, tag: str) -> bool:
+        return tag in self._panel_index
+
+    def panel(self, tag: str) -> Panel:
+        return self.panels[self._panel_index[tag]]
+
+    def add_panel(self, panel: Panel) -> Panel:
+        self._panel_index[panel.tag] = len(self.panels)
+        self.panels.append(panel)
+        return panel
+
+    def add_column(self, column: Column) -> Column:
+        """Append ``column``; its ``index`` must be the next position (indices never change)."""
+        if column.index != len(self.columns):
+            raise ValueError(f"column index {column.index} != position {len(self.columns)}")
+        if column.panel not in self._panel_index:
+            raise ValueError(f"column of unknown panel {column.panel!r}")
+        self.columns.append(column)
+        self._col_index[(column.panel, column.group, column.key, column.role)] = column.index
+        return column
+
+    def append_row(self, epoch: float, elapsed: float) -> int:
+        row = self.n_rows
+        self.epochs.append(float(epoch))
+        self.times.append(elapsed)
+        self._ensure(row + 1, len(self.columns))
+        return row
+
+    def clear_row(self, row: int) -> None:
+        self._data[row, :] = np.nan
+
+    def write(self, row: int, cols: np.ndarray, values: np.ndarray) -> None:
+        self._ensure(row + 1, len(self.columns))
+        self._data[row, cols] = values
+
+    def set_rows(self, epochs: list[float], times: list[float], data: np.ndarray) -> None:
+        """Replace every row at once (a loaded or imported history): ``data`` is [len(epochs), n_cols]."""
+        self.epochs, self.times = list(epochs), list(times)
+        self.provisional, self.open_row = False, None
+        self._ensure(max(len(epochs), 1), max(len(self.columns), 1))
+        if len(epochs):
+            self._data[: len(epochs), : len(self.columns)] = data
+
+    def final_copy(self, new_id: int) -> Run:
+        """A copy holding only the final rows, under id ``new_id`` (what import and saving keep)."""
+        run = Run(id=new_id, label=self.label, module_types=dict(self.module_types),
+                  problems=dict(self.problems), started=self.started)
+        for p in self.panels:
+            run.add_panel(Panel(**asdict(p)))
+        for c in self.columns:
+            run.add_column(Column(**asdict(c)))
+        final = self.final_rows
+        run.set_rows(self.epochs[:final], self.times[:final], self.data[:final])
+        return run
+
+    # --- reading ----------------------------------------------------------------------------------
+    def column(self, panel: str, group: str, key: str, role: str = "line") -> int | None:
+        return self._col_index.get((panel, group, key, role))
+
+    def series(self, panel: str, group: str, key: str, role: str = "line") -> np.ndarray:
+        idx = self.column(panel, group, key, role)
+        if idx is None:
+            known = sorted({(c.panel, c.group, c.key) for c in self.columns})
+            raise KeyError(f"run {self.id} has no series panel={panel!r} group={group!r} key={key!r}; "
+                           f"known: {known[:12]}{' ...' if len(known) > 12 else ''}")
+        return self.data[:, idx].copy()
+
+    def groups(self, panel: str) -> list[str]:
+        seen: dict[str, None] = {}
+        for c in self.columns:
+            if c.panel == panel:
+                seen.setdefault(c.group, None)
+        return list(seen)
+
+    def column_dicts(self) -> list[dict[str, Any]]:
+        """Columns as plain dicts (cached: columns never change once created, only new ones are added)."""
+        cache = self._column_dicts
+        cache.extend(asdict(c) for c in self.columns[len(cache):])
+        return list(cache)
+
+    def problem_list(self) -> list[dict[str, Any]]:
+        return [{"lens": lens, "message": msg, "count": n} for (lens, msg), n in self.problems.items()]
