@@ -15,11 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .collect.faults import FaultLog, MonitorWarning
+from .collect.faults import FaultLog, MonitorNotice, MonitorWarning
 from .collect.progress import IntraEpochUpdates
 from .collect.pushes import Pushes, check_number
 from .collect.transfer import to_host
 from .lens.base import AbstractLens, Call, LensContext
+from .lens.coverage import coverage_notice
 from .lens.loss_metrics import LossMetrics
 from .record import Record
 from .views.monitorch_adapter import WidgetVisualizer
@@ -213,6 +214,9 @@ class PyTorchInspector:
         self.faults.clear()
         types = {n: type(m).__name__ for m, n, _ in entries}
         self.history.start_run(f"run {len(self.history.runs) + 1}: {type(model).__name__}", types)
+        notice = coverage_notice(model, self.lenses)
+        if notice is not None:
+            self.faults.report("attach", notice, category=MonitorNotice)
         self._apply_hidden()
         self._set_active(self.state.is_active)
         self._epoch_started = time.time()
@@ -258,9 +262,9 @@ class PyTorchInspector:
         self._pushes.push(self._train_loss_str if train else self._non_train_loss_str, number)
 
     # --- ticking -------------------------------------------------------------------------------------
-    def _compute(self) -> list[tuple[AbstractLens, list[Call]]]:
+    def _compute(self, final: bool = True) -> list[tuple[AbstractLens, list[Call]]]:
         for lens in self.lenses:
-            lens.flush()
+            lens.flush(final)
         streams = [s for lens in self.lenses for s in lens.streams()]
         slots = {k: v for lens in self.lenses for k, v in lens.slots().items()}
         home = next((s.device for s in streams if s.device is not None), None)
@@ -323,7 +327,7 @@ class PyTorchInspector:
         """Write the running estimate of the current epoch as a provisional row (one host copy)."""
         if not (self.state.attached and self.state.is_active):
             return
-        results = self._compute()
+        results = self._compute(final=False)
         record = self.history
         record.open_row(self.state.counter, provisional=True)
         for lens, calls in results:

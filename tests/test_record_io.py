@@ -40,7 +40,7 @@ def test_save_load_round_trip_keeps_every_run(tmp_path):
 @pytest.mark.parametrize("mutate, match", [
     (lambda text: text[: len(text) // 2], "not valid JSON"),
     (lambda text: text.replace("monitorch-widget-history", "other"), "not a monitorch-widget history"),
-    (lambda text: text.replace('"version": 1', '"version": 99'), "unsupported version 99"),
+    (lambda text: text.replace('"version": 2', '"version": 99'), "unsupported version 99"),
 ])
 def test_malformed_or_truncated_files_give_clear_errors(tmp_path, mutate, match):
     ins = trained_inspector(runs=1)
@@ -121,3 +121,26 @@ def test_a_saved_history_is_overlaid_under_a_new_run(tmp_path):
         if e[0] == "cells" and e[1] == 0:
             rebuilt[e[2], e[3]] = e[4]
     np.testing.assert_array_equal(rebuilt, runs[0].data)
+
+
+def test_a_version_1_file_loads_and_says_what_differs(tmp_path):
+    import json
+
+    from monitorch_widget.record import DefinitionsWarning
+
+    ins = trained_inspector(runs=1)
+    path = tmp_path / "old.json"
+    ins.save(path)
+    doc = json.loads(path.read_text())
+    assert doc["version"] == 2 and doc["definitions"]["version"] == 2 and doc["runs"][0]["definitions"] == 2
+    doc["version"] = 1
+    del doc["definitions"]
+    for run in doc["runs"]:
+        del run["definitions"]
+    path.write_text(json.dumps(doc))
+    with pytest.warns(DefinitionsWarning, match="per backward pass"):
+        old = monitorch_widget.load(path)
+    assert old.runs[0].definitions == 1
+    np.testing.assert_array_equal(old.runs[0].data, ins.history.runs[0].data)
+    with pytest.warns(DefinitionsWarning, match="older definitions"):
+        ins.history.import_runs(old)

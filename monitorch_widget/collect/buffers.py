@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .modes import monitor_mode
 from .streams import BankRow, StatStream
 
 _F32 = torch.float32
@@ -21,6 +22,8 @@ class RowBuffer:
     ``rows[i, c] / row_sizes[i]``.
     """
 
+    @monitor_mode
+
     def __init__(self, channels: int, device: torch.device) -> None:
         self.channels = channels
         self.device = device
@@ -33,6 +36,8 @@ class RowBuffer:
         self.row_sizes = [1] * self.capacity
         self.n = 0
 
+    @monitor_mode
+
     def fold_rates(self, stream: StatStream | BankRow) -> None:
         """Reduce the filled rows to per-batch (activation rate, death rate) and fold into ``stream``."""
         n = self.n
@@ -40,6 +45,8 @@ class RowBuffer:
             return
         fold_rate_rows(self.data[:n], self.row_sizes[:n], self.check[:n], stream)
         self.n = 0
+
+    @monitor_mode
 
     def fold_scalars(self, stream: StatStream | BankRow) -> None:
         """Rows hold one value each (channels == 1), e.g. a loss per batch."""
@@ -49,6 +56,9 @@ class RowBuffer:
         vals = self.data[:n]
         stream.fold(vals, torch.isfinite(vals[:, 0]))
         self.n = 0
+
+
+@monitor_mode
 
 
 def fold_buffers(slots: list[BankRow], bufs: list[RowBuffer]) -> None:
@@ -62,6 +72,9 @@ def fold_buffers(slots: list[BankRow], bufs: list[RowBuffer]) -> None:
     slots[0].bank.fold_block(slots[0].index, raw, torch.isfinite(check), [(channels, b.row_sizes[:n]) for b in bufs])
     for b in bufs:
         b.n = 0
+
+
+@monitor_mode
 
 
 def fold_rate_rows(rows: torch.Tensor, row_sizes: list[int], check: torch.Tensor, stream: StatStream | BankRow) -> None:

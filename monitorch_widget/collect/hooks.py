@@ -114,6 +114,7 @@ class ActivationSite(Site):
         self.cdim = -1 if channel_last else 1
         self.dims: tuple[int, ...] = ()
         self.all_dims: tuple[int, ...] = ()
+        self.keepdim = False  # a 1-D output [batch] reduces to one value: keep it 1-D like its row
         self._register = lambda: module.register_forward_hook(self)
         self.handle = self._register()
 
@@ -146,7 +147,7 @@ class ActivationSite(Site):
                 mask = torch.gt(y, self.eps_t, out=torch.empty_like(y))
             else:
                 mask = y.abs().gt_(self.eps_t)
-            torch.sum(mask, self.dims, dtype=_F32, out=buf.rows[n])  # type: ignore[union-attr]
+            torch.sum(mask, self.dims, keepdim=self.keepdim, dtype=_F32, out=buf.rows[n])  # type: ignore[union-attr]
             torch.sum(y, self.all_dims, dtype=_F32, out=buf.checks[n])  # type: ignore[union-attr]
             buf.row_sizes[n] = y.numel() // self.channels  # type: ignore[union-attr]
             buf.n = n + 1  # type: ignore[union-attr]
@@ -173,6 +174,7 @@ class ActivationSite(Site):
         self.channels = channels
         self.dims = dims
         self.all_dims = tuple(range(y.dim()))
+        self.keepdim = y.dim() == 1
         if self.buf is None or self.buf.channels != channels or self.buf.device != y.device:
             self.buf = RowBuffer(channels, y.device)
         self.scratch = None

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .modes import monitor_mode
+
 if TYPE_CHECKING:
     from .hooks import Site
 
@@ -22,6 +24,8 @@ class ScratchPool:
         self.cap = cap
         self.buffers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
         self.users: list[Site] = []
+
+    @monitor_mode
 
     def view(self, site: Site, like: torch.Tensor) -> torch.Tensor | None:
         numel = like.numel()

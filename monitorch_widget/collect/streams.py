@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .modes import monitor_mode
 from .summary import Summary
 
 _F64 = torch.float64
@@ -43,10 +44,14 @@ class StatStream:
     def device(self) -> torch.device | None:
         return None if self.sums is None else self.sums.device
 
+    @monitor_mode
+
     def _alloc(self, device: torch.device) -> None:
         w = self.width
         self.sums = torch.zeros(2 + 2 * w, dtype=_F64, device=device)
         self.extremes = torch.full((2 * w,), float("-inf"), dtype=_F64, device=device)
+
+    @monitor_mode
 
     def fold(self, values: torch.Tensor, valid: torch.Tensor) -> None:
         """values: [n, width] on one device; valid: [n] bool."""
@@ -69,6 +74,8 @@ class StatStream:
         if self.keep_all:
             self.kept.append(torch.where(valid[:, None], v, float("nan")))
             self.kept_rows += values.shape[0]
+
+    @monitor_mode
 
     def _move(self, device: torch.device) -> None:
         # A model moved between devices after attach: carry what was accumulated (rare, may sync).
@@ -115,6 +122,8 @@ class BankRow:
         self.bank = bank
         self.index = index
 
+    @monitor_mode
+
     def fold(self, values: torch.Tensor, valid: torch.Tensor) -> None:
         self.bank.stage(self.index, values, valid)
 
@@ -157,6 +166,8 @@ class StreamBank:
     def device(self) -> torch.device | None:
         return None if self.sums is None else self.sums.device
 
+    @monitor_mode
+
     def _ensure(self, device: torch.device) -> None:
         w, n = self.width, self.size
         if self.sums is None:
@@ -179,6 +190,8 @@ class StreamBank:
         if len(self.staged) >= self._STAGE_LIMIT:
             self.commit()
 
+    @monitor_mode
+
     def commit(self) -> None:
         staged, self.staged = self.staged, []
         if not staged:
@@ -197,6 +210,8 @@ class StreamBank:
     def _fold_group(self, group: list[tuple[int, torch.Tensor, torch.Tensor, Any]]) -> None:
         self.fold_block(group[0][0], torch.stack([g[1] for g in group]), torch.stack([g[2] for g in group]),
                         [g[3] for g in group])
+
+    @monitor_mode
 
     def fold_block(self, first: int, values: torch.Tensor, valid: torch.Tensor, scales: list[Any]) -> None:
         """Fold slots ``first .. first+g-1`` at once: values [g, n, width], valid [g, n]; ``scales[j]`` is None
@@ -229,6 +244,32 @@ class StreamBank:
             for j in range(values.shape[0]):
                 self.kept.setdefault(a + j, []).append(masked[j])
                 self.kept_rows[a + j] = self.kept_rows.get(a + j, 0) + n
+
+    @monitor_mode
+
+    def fold_rows(self, rows: torch.Tensor, row_list: list[int], values: torch.Tensor, valid: torch.Tensor,
+                  counted: torch.Tensor) -> None:
+        """Fold observations into any set of distinct bank rows at once: ``rows`` [g] (long, on the device; ``row_list``
+        the same on the host), values [g, n, width], valid [g, n]; ``counted`` [g, n] marks the entries that
+        are observations at all (valid ones are finite, counted-but-not-valid ones count as non-finite)."""
+        self._ensure(values.device)
+        assert self.sums is not None and self.extremes is not None
+        v = values.to(_F64)
+        valid = valid & counted
+        okw = valid[:, :, None]
+        z = torch.where(okw, v, 0.0)
+        count = valid.sum(1, dtype=_F64)[:, None]
+        nonfinite = (counted & ~valid).sum(1, dtype=_F64)[:, None]
+        self.sums.index_add_(0, rows, torch.cat([count, nonfinite, z.sum(1), (z * z).sum(1)], 1))
+        hi = torch.where(okw, v, float("-inf")).amax(1)
+        lo = torch.where(okw, -v, float("-inf")).amax(1)
+        # rows are distinct within one call (one per parameter of a layout): a gather and a scatter suffice
+        self.extremes[rows] = torch.maximum(self.extremes[rows], torch.cat([lo, hi], 1))
+        if self.keep_all:
+            masked = torch.where(okw, v, float("nan"))
+            for j, row in enumerate(row_list):
+                self.kept.setdefault(row, []).append(masked[j])
+                self.kept_rows[row] = self.kept_rows.get(row, 0) + masked.shape[1]
 
     def reset(self) -> None:
         self.staged = []

@@ -118,11 +118,12 @@ class AbstractLens:
                 out.setdefault(id(site.stream.bank), []).append(site.stream)
         return out
 
-    def flush(self) -> None:
-        """Fold every site's buffer (at the tick). Rate sites whose buffers have the same shape and fill and
-        whose slots are consecutive fold together as one block (see accum.fold_buffers)."""
+    def flush(self, final: bool = True) -> None:
+        """Fold every site's buffer: at the tick (``final``) or for a provisional refresh. Rate sites whose
+        buffers have the same shape and fill and whose rows are consecutive fold together as one block
+        (see collect.buffers.fold_buffers); gradient readers fold their own layouts."""
         for group in self._groups():
-            group.flush()
+            group.flush(final)
         run: list[Site] = []
         for site in self._sites:
             buf, slot = site.buf, site.stream
@@ -154,7 +155,7 @@ class AbstractLens:
             acc.reset()
 
     def _groups(self) -> list[Any]:
-        """Each gradient group of this lens once (its sites share it)."""
+        """Each gradient reader of this lens once (its sites share it)."""
         seen: dict[int, Any] = {}
         for site in self._sites:
             group = getattr(site, "group", None)

@@ -125,7 +125,7 @@ class LossMetrics(AbstractLens):
     def set_hidden(self, modules: set[str], types: set[str]) -> None:
         pass  # the loss is not a module of the model
 
-    def flush(self) -> None:
+    def flush(self, final: bool = True) -> None:
         for site in self._sites:
             site.flush()
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from torch import nn
 
@@ -13,7 +14,7 @@ from ..collect.scratch import ScratchPool
 from ..collect.streams import StreamBank
 from ..collect.summary import Summary, as_method_list, needs_all_values
 from .base import AbstractLens, Call, TagAttributes, TagType, new_warning, rate_calls
-from .kinds import check_module_types, is_activation, is_dropout, is_nonnegative
+from .kinds import check_module_types, is_activation, is_dropout, is_linear_like, is_map_like, is_nonnegative
 
 
 class OutputActivation(AbstractLens):
@@ -22,6 +23,13 @@ class OutputActivation(AbstractLens):
 
     Same arguments as ``monitorch.lens.OutputActivation``; ``evaluation_from_grad=None`` (default) counts a
     forward pass as training only when grad is enabled *and* the module is in training mode.
+
+    The channel (neuron) axis of an output follows the layer that feeds the activation: with
+    ``channel_last=False`` (default) it is dim 1 after convolutions and norms of feature maps
+    (``[B, C, H, W]``), and the last dim after linear-like layers (``[B, N, D]`` token MLPs); the feeding
+    layer is the nearest module with parameters before the activation in definition order. ``channel_dim``
+    overrides it per module: ``{"blocks.*.act": -1, "stem.relu": 1}`` (glob patterns on module names).
+    ``channel_last=True`` takes the last dim everywhere (monitorch's meaning).
     """
 
     _SMALL_TAG_NAME = "Output Activations"
@@ -30,8 +38,14 @@ class OutputActivation(AbstractLens):
     def __init__(self, inplace: bool = True, record_eval: bool = False, evaluation_from_grad: bool | None = None,
                  activation: bool = True, dropout: bool = True, include: Iterable[type[nn.Module]] = (),
                  exclude: Iterable[type[nn.Module]] = (), channel_last: bool = False, warning_plot: bool = True,
-                 activation_aggregation: str = "mean", death_aggregation: str = "mean", eps: float = 1e-8) -> None:
+                 activation_aggregation: str = "mean", death_aggregation: str = "mean", eps: float = 1e-8,
+                 channel_dim: Mapping[str, int] | None = None) -> None:
         super().__init__()
+        self._channel_dim = dict(channel_dim or {})
+        for pattern, dim in self._channel_dim.items():
+            if not isinstance(pattern, str) or dim not in (1, -1):
+                raise ValueError(f"channel_dim={channel_dim!r}: keys are module-name patterns, values 1 (channels "
+                                 "first, [B, C, ...]) or -1 (channels last, [B, ..., C])")
         self._include = check_module_types(include, "include")
         self._exclude = check_module_types(exclude, "exclude")
         self._act_method = as_method_list(activation_aggregation, argument="activation_aggregation", ranges=False)[0]
@@ -65,6 +79,21 @@ class OutputActivation(AbstractLens):
                 name, module, self.lens_name, self.ctx.faults, pass_rule=self._gate, eps=self._eps,
                 channel_last=self._channel_last, nonneg=is_nonnegative(module), keep_all=self._keep_all,
                 slot=self._bank.add_row(), pool=self._pool))
+
+    def after_attach(self, model: nn.Module) -> None:
+        """Decide each activation's channel axis from the layer that feeds it (see the class docstring)."""
+        if self._channel_last:
+            return
+        feeder: dict[str, bool] = {}  # module name -> fed by a linear-like layer
+        last_linear = False
+        for name, module in model.named_modules():
+            if any(True for _ in module.parameters(recurse=False)) or is_linear_like(module):
+                last_linear = is_linear_like(module) or (last_linear and not is_map_like(module))
+            feeder[name] = last_linear
+        for site in self._sites:
+            assert isinstance(site, ActivationSite)
+            dim = next((d for pattern, d in self._channel_dim.items() if fnmatch.fnmatchcase(site.name, pattern)), None)
+            site.channel_last = feeder.get(site.name, False) if dim is None else dim == -1
 
     def detach(self) -> None:
         super().detach()

@@ -5,8 +5,8 @@ and :mod:`.protocol`'s snapshot / delta / filter formats. Saved histories: :mod:
 No module here imports a view, anywidget, ipywidgets or IPython (a test checks it).
 """
 
-from .history_file import HistoryFormatError, load, save
+from .history_file import DefinitionsWarning, HistoryFormatError, load, save
 from .record import Record, offer
 from .run import Column, Panel, Run
 
-__all__ = ["Column", "HistoryFormatError", "Panel", "Record", "Run", "load", "offer", "save"]
+__all__ = ["Column", "DefinitionsWarning", "HistoryFormatError", "Panel", "Record", "Run", "load", "offer", "save"]

@@ -1,13 +1,16 @@
 """Saved histories: one JSON document holding every run (no pickle, no code execution on load).
 
-Format ``monitorch-widget-history`` version 1::
+Format ``monitorch-widget-history`` version 2::
 
-    {"format": "monitorch-widget-history", "version": 1,
+    {"format": "monitorch-widget-history", "version": 2,
+     "definitions": {"version": 2, "gradient_observation": "...", "units": "...", "activation_channels": "..."},
      "runs": [{"id", "label", "module_types": {name: type}, "panels": [Panel], "columns": [Column],
                "epochs": [float], "times": [float], "data": [[float|null, ...] per row],
-               "problems": [{"lens", "message", "count"}]}]}
+               "problems": [{"lens", "message", "count"}], "definitions": 2}]}
 
-``null`` stands for NaN (a gap). Panel and Column fields are those of ``docs/protocol.md``.
+``null`` stands for NaN (a gap). Panel and Column fields are those of ``docs/protocol.md``. ``definitions``
+names the measuring rules the values were taken with (README, "What each statistic reads"); version 1
+files (no ``definitions``) load with a :class:`DefinitionsWarning` saying what differs.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -24,7 +28,22 @@ from .record import Record
 from .run import Column, Panel, Run
 
 FORMAT = "monitorch-widget-history"
-VERSION = 1
+VERSION = 2
+DEFINITIONS = {
+    "version": 2,
+    "gradient_observation": "one per gradient use: each torch.optim step reads the gradient it used; a gradient "
+                            "no step used counts once, as at the end of its last backward pass",
+    "units": "per layer: output channels (ConvTranspose: axis 1 per group; GPT-2 Conv1D: axis 1), vocabulary "
+             "rows, gate rows",
+    "activation_channels": "dim 1 after convolutions and feature-map norms, last dim after linear-like layers",
+}
+V1_DIFFERENCES = ("gradient observations were taken per backward pass (running partial sums under gradient "
+                  "accumulation), transposed-convolution and GPT-2 Conv1D weight units were input channels, and "
+                  "activation channels were always dim 1")
+
+
+class DefinitionsWarning(UserWarning):
+    """A saved history was measured with other definitions than this version uses."""
 
 
 def to_dict(record: Record) -> dict[str, Any]:
@@ -37,9 +56,9 @@ def to_dict(record: Record) -> dict[str, Any]:
             "panels": [asdict(p) for p in run.panels], "columns": [asdict(c) for c in run.columns],
             "epochs": run.epochs[:final], "times": run.times[:final],
             "data": [[None if math.isnan(v) else float(v) for v in row] for row in data.tolist()],
-            "problems": run.problem_list(),
+            "problems": run.problem_list(), "definitions": run.definitions,
         })
-    return {"format": FORMAT, "version": VERSION, "runs": runs}
+    return {"format": FORMAT, "version": VERSION, "definitions": DEFINITIONS, "runs": runs}
 
 
 def save(record: Record, path: str | os.PathLike[str]) -> None:
@@ -70,7 +89,12 @@ def _build(cls: type, obj: Any, where: str) -> Any:
 def from_dict(doc: Any, source: str = "history") -> Record:
     _need(isinstance(doc, dict) and doc.get("format") == FORMAT, source,
           f"not a monitorch-widget history (expected \"format\": \"{FORMAT}\")")
-    _need(doc.get("version") == VERSION, source, f"unsupported version {doc.get('version')!r} (this reads {VERSION})")
+    version = doc.get("version")
+    _need(version in (1, VERSION), source, f"unsupported version {version!r} (this reads 1 and {VERSION})")
+    if version == 1:
+        warnings.warn(f"{source}: saved by an older monitorch-widget whose {V1_DIFFERENCES}; its gradient and "
+                      "transformer-activation values are not comparable with runs recorded now",
+                      DefinitionsWarning, stacklevel=3)
     runs = doc.get("runs")
     _need(isinstance(runs, list), source, "\"runs\" must be a list")
     record = Record()
@@ -78,7 +102,8 @@ def from_dict(doc: Any, source: str = "history") -> Record:
         where = f"{source}: runs[{i}]"
         _need(isinstance(r, dict), where, "expected an object")
         run = Run(id=len(record.runs), label=str(r.get("label", f"run {i + 1}")),
-                  module_types={str(k): str(v) for k, v in (r.get("module_types") or {}).items()})
+                  module_types={str(k): str(v) for k, v in (r.get("module_types") or {}).items()},
+                  definitions=int(r.get("definitions", 1)))
         for j, p in enumerate(r.get("panels") or []):
             run.add_panel(_build(Panel, p, f"{where}.panels[{j}]"))
         for j, c in enumerate(r.get("columns") or []):

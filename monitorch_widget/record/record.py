@@ -140,6 +140,15 @@ class Record:
         training run attached afterwards is drawn over them. Views are told through the usual events."""
         self._close_open_row()
         added = []
+        older = [r.label for r in other.runs if r.definitions != Run.definitions]
+        if older:
+            import warnings
+
+            from .history_file import V1_DIFFERENCES, DefinitionsWarning
+
+            warnings.warn(f"import_runs: {', '.join(older)} were measured with older definitions ({V1_DIFFERENCES}); "
+                          "they are shown, but compare them with today's runs with care", DefinitionsWarning,
+                          stacklevel=2)
         for src in other.runs:
             run = src.final_copy(len(self.runs))
             self.runs.append(run)

@@ -53,6 +53,7 @@ class Run:
     problems: dict[tuple[str, str], int] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     open_row: int | None = None  # the row ticks currently write (None between ticks)
+    definitions: int = 2  # the measuring rules' version (record/history_file.py DEFINITIONS)
     _data: np.ndarray = field(default_factory=lambda: np.full((16, 16), np.nan))
     _col_index: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     _panel_index: dict[str, int] = field(default_factory=dict)
@@ -129,7 +130,7 @@ class Run:
     def final_copy(self, new_id: int) -> Run:
         """A copy holding only the final rows, under id ``new_id`` (what import and saving keep)."""
         run = Run(id=new_id, label=self.label, module_types=dict(self.module_types),
-                  problems=dict(self.problems), started=self.started)
+                  problems=dict(self.problems), started=self.started, definitions=self.definitions)
         for p in self.panels:
             run.add_panel(Panel(**asdict(p)))
         for c in self.columns:

@@ -9,7 +9,6 @@ for the current run); status line ``.mw-status``; filter checkboxes (checked = s
 from __future__ import annotations
 
 import io
-import os
 import time
 from pathlib import Path
 
@@ -24,21 +23,12 @@ LOSS_TAGS = {"Loss & Metrics", "Loss"}
 
 @pytest.fixture(scope="module")
 def widget_code_present() -> None:
-    """The widget must exist; outside CI, skip while it is still being written."""
+    """The widget and its built bundle must exist: a missing file fails, it never skips."""
     pkg = REPO_ROOT / "monitorch_widget"
-    missing = [
-        p for p in ("widget.py", "inspector.py", "__init__.py", "lens/__init__.py") if not (pkg / p).exists()
-    ]
+    missing = [p for p in ("views/widget.py", "inspector.py", "__init__.py", "lens/__init__.py",
+                           "static/widget.js") if not (pkg / p).exists()]
     if missing:
-        msg = f"monitorch_widget is missing {missing}"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg + " (not landed yet)")
-    if not (pkg / "static" / "widget.js").exists():
-        msg = "monitorch_widget/static/widget.js is missing: run `npm ci && npm run build` first"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+        pytest.fail(f"monitorch_widget is missing {missing} (run `npm ci && npm run build` for static/)")
 
 
 SETUP_CELL = """

@@ -1,0 +1,132 @@
+"""Gradient observations of a set of parameters, written into one device buffer row each.
+
+An *observation* reads the gradients of a set of parameters at one moment (an optimizer step, or the end
+of a backward pass) and writes, per parameter, the number of gradient entries above eps in each unit
+(:mod:`.units`) and a non-finite check. A :class:`Layout` holds the buffers for one set of parameters on one
+device: columns ``[start, stop)`` of ``counts`` belong to parameter ``i``, column ``i`` of ``check`` too.
+
+Invariants:
+- computing a row costs a fixed number of device ops: parameters up to ``SMALL`` elements are concatenated
+  and reduced together with two ``index_add_`` (counts per unit, ``|g|`` summed per parameter), larger ones
+  each with one comparison and two reductions; nothing is read on the host;
+- whether a row is an observation *for a parameter* is decided later, on the host (``present``): a row
+  computed speculatively at the end of a backward pass becomes one only if no optimizer step reads that
+  gradient afterwards (see :mod:`.gradient_reading`);
+- a parameter's entry is non-finite iff its gradient had NaN/Inf (the sum of ``|g|`` is then NaN/Inf): the
+  batch is left out of *that* parameter's rates only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from .streams import StreamBank
+from .units import UnitSpec
+
+if TYPE_CHECKING:
+    from .gradient_reading import GradientSite
+
+_F32 = torch.float32
+SMALL = 1 << 14  # elements; bigger gradients are cheaper to reduce where they are than to concatenate
+_BUFFER_BYTES = 256 * 1024
+_MAX_ROWS = 256
+
+
+class Layout:
+    """Buffers and fixed index tensors for one ordered set of parameters on one device."""
+
+    def __init__(self, sites: list[GradientSite], device: torch.device, eps: float) -> None:
+        self.sites = sites
+        self.device = device
+        self.generation = 0  # bumped at every fold: row numbers handed out before it are stale
+        with torch.no_grad(), torch.inference_mode(False):
+            self.eps = torch.tensor(eps, dtype=_F32, device=device)
+            specs: list[UnitSpec] = [s.units for s in sites]
+            self.columns: list[tuple[int, int]] = []
+            start = 0
+            for spec in specs:
+                self.columns.append((start, start + spec.units))
+                start += spec.units
+            width = start
+            self.small = [i for i, s in enumerate(sites) if s.numel <= SMALL]
+            self.large = [i for i, s in enumerate(sites) if s.numel > SMALL]
+            if self.small:
+                self.small_unit = torch.cat([specs[i].unit_index(device) + self.columns[i][0] for i in self.small])
+                self.small_param = torch.cat([torch.full((sites[i].numel,), i, dtype=torch.long, device=device)
+                                              for i in self.small])
+            self.capacity = max(4, min(_MAX_ROWS, _BUFFER_BYTES // (4 * max(width + len(sites), 1))))
+            self.counts = torch.zeros(self.capacity, width, dtype=_F32, device=device)
+            self.check = torch.zeros(self.capacity, len(sites), dtype=_F32, device=device)
+            # per column: which parameter it belongs to; per parameter: units and elements per unit
+            self.column_param = torch.cat([torch.full((b - a,), i, dtype=torch.long, device=device)
+                                           for i, (a, b) in enumerate(self.columns)])
+            units = torch.tensor([spec.units for spec in specs], dtype=torch.float64, device=device)
+            per_unit = torch.tensor([spec.per_unit for spec in specs], dtype=torch.float64, device=device)
+            self.activation_scale = 1.0 / (units * per_unit)
+            self.death_scale = 1.0 / units
+            self.bank_rows = torch.tensor([s.bank_row.index for s in sites], dtype=torch.long, device=device)
+        self.counts_rows = list(self.counts.unbind(0))
+        self.check_rows = list(self.check.unbind(0))
+        self.present = np.zeros((self.capacity, len(sites)), dtype=bool)
+        self.used = 0
+
+    @property
+    def full(self) -> bool:
+        return self.used == self.capacity
+
+    def compute(self, grads: list[torch.Tensor]) -> int:
+        """Write one row from ``grads`` (aligned with ``sites``, detached); returns the row number."""
+        row = self.used
+        counts, check = self.counts_rows[row], self.check_rows[row]
+        if self.small:
+            parts = [grads[i].reshape(-1) for i in self.small]
+            if len({p.dtype for p in parts}) > 1:
+                parts = [p.to(_F32) for p in parts]
+            magnitude = torch.cat(parts).abs_() if len(parts) > 1 else parts[0].abs()
+            counts.zero_()
+            counts.index_add_(0, self.small_unit, magnitude.gt(self.eps).to(_F32))
+            check.zero_()
+            check.index_add_(0, self.small_param, magnitude.to(_F32))
+        for i in self.large:
+            g = grads[i]
+            spec = self.sites[i].units
+            a, b = self.columns[i]
+            active = g.abs().gt_(self.eps)
+            if spec.view is not None:
+                active = active.view(spec.view)
+            if spec.dims:
+                torch.sum(active, spec.dims, dtype=_F32, out=spec.counts_out(counts[a:b]))
+            else:  # one element per unit
+                counts[a:b].copy_(active.reshape(-1))
+            torch.sum(g, tuple(range(g.dim())), dtype=_F32, out=check[i])
+        self.used = row + 1
+        return row
+
+    def fold(self, bank: StreamBank, keep: list[int] = ()) -> dict[int, int]:  # type: ignore[assignment]
+        """Fold the rows' present entries into ``bank`` as per-observation (activation, death) rates and
+        empty the buffer (a new generation). Rows in ``keep`` (still undecided: a gradient whose life goes
+        on) move to the front; returns their new row numbers."""
+        n = self.used
+        present = self.present[:n]
+        if n and present.any():
+            counted = torch.from_numpy(np.ascontiguousarray(present.T)).to(self.device, non_blocking=True)
+            rows = self.counts[:n]
+            sites = len(self.sites)
+            active = rows.new_zeros(n, sites).index_add_(1, self.column_param, rows)
+            dead = rows.new_zeros(n, sites).index_add_(1, self.column_param, (rows == 0).to(_F32))
+            values = torch.stack([active.double() * self.activation_scale, dead.double() * self.death_scale],
+                                 2).transpose(0, 1)
+            valid = torch.isfinite(self.check[:n]).T
+            bank.fold_rows(self.bank_rows, [s.bank_row.index for s in self.sites], values, valid, counted)
+        self.present[:n] = False
+        moved = {old: new for new, old in enumerate(sorted(set(keep)))}
+        for old, new in moved.items():
+            if old != new:
+                self.counts[new].copy_(self.counts[old])
+                self.check[new].copy_(self.check[old])
+        self.used = len(moved)
+        self.generation += 1
+        return moved

@@ -1,0 +1,252 @@
+"""When a gradient is read: one observation per gradient *use*.
+
+Definition (the same for every parameter size):
+
+- Each ``torch.optim`` step reads the gradient of every watched parameter it updates, as the step used it:
+  after its closure ran, unscaled by a GradScaler, after any clipping (:mod:`.optimizer_steps`). With
+  gradient accumulation (k backward passes, then one step) that is one observation of the summed gradient.
+- A gradient that no ``torch.optim`` step uses -- a hand-written update, an optimizer outside
+  ``torch.optim``, a step GradScaler skipped on inf/NaN, the remainder of an accumulation window -- is
+  counted once, as it stood at the end of its last backward pass, when it is discarded (the next backward
+  pass starts a new gradient) or at the tick.
+
+A gradient's *life* runs from the backward pass that creates it to the one that finds it replaced
+(``zero_grad()`` set it to None, or it was zeroed in place): a post-accumulate-grad hook compares the
+gradient tensor and its version counter with what it saw last (an in-place accumulation adds exactly one
+to the version). To count lives that no step uses, each backward pass is read speculatively at its end
+(one engine callback for all parameters); a step that finds the gradient unchanged since then simply
+marks that row as its observation, so the usual loop (backward, step, zero_grad) reads each gradient once.
+Backward passes inside a step (a closure) are read by that step only.
+
+Everything here runs under ``torch.no_grad()`` on detached gradients (``create_graph=True`` leaves
+gradients that require grad) and allocates outside inference mode.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import torch
+from torch import nn
+
+from .faults import FaultLog
+from .gradient_layout import Layout
+from .hooks import Site
+from .optimizer_steps import STEPS
+from .streams import BankRow, StreamBank
+from .units import UnitSpec, parameter_units
+
+
+class GradientSite(Site):
+    """One watched parameter: its units, its bank row, and the life of its current gradient."""
+
+    def __init__(self, name: str, module: nn.Module, param_name: str, param: nn.Parameter, lens: str,
+                 faults: FaultLog, reader: GradientReader, bank_row: BankRow) -> None:
+        super().__init__(name, lens, faults, 2, False, bank_row)
+        self.param = param
+        self.param_name = param_name
+        self.module_type = type(module).__name__
+        self.units: UnitSpec = parameter_units(module, param_name, param.shape)
+        self.numel = param.numel()
+        self.bank_row = bank_row
+        self.group = reader  # the lens flushes and resets its reader through this
+        # the current gradient's life
+        self.grad_ref: weakref.ref[torch.Tensor] | None = None
+        self.grad_version = -1
+        self.stepped = False     # a step used this gradient
+        self.counted = False     # this gradient was counted without a step (at its end or at a tick)
+        self.observed = False    # any gradient was ever counted
+        self.pending: tuple[Layout, int, int, int] | None = None  # (layout, generation, row, position)
+        self._register = lambda: param.register_post_accumulate_grad_hook(self._on_accumulate)
+        self.reader = reader
+        if param.requires_grad:
+            self.handle = self._register()
+
+    def _on_accumulate(self, param: torch.Tensor) -> None:
+        if not self.off:
+            self.reader.on_accumulate(self)
+
+    def ensure_hook(self) -> None:
+        """A parameter frozen at attach and unfrozen later: hook it from now on."""
+        if self.handle is None and self._register is not None and not self.hidden and self.param.requires_grad:
+            self.handle = self._register()
+
+    def same_gradient(self, g: torch.Tensor, extra_versions: int = 0) -> bool:
+        return self.grad_ref is not None and self.grad_ref() is g and g._version == self.grad_version + extra_versions
+
+    def remember(self, g: torch.Tensor) -> None:
+        self.grad_ref = weakref.ref(g)
+        self.grad_version = g._version
+
+    def remove(self) -> None:
+        super().remove()
+        self.pending = None
+        self.grad_ref = None
+
+
+class GradientReader:
+    """Reads the gradients of one lens' parameters per the module docstring, into the lens' bank."""
+
+    def __init__(self, lens: str, faults: FaultLog, eps: float, bank: StreamBank) -> None:
+        self.lens = lens
+        self.faults = faults
+        self.eps = eps
+        self.bank = bank
+        self.sites: list[GradientSite] = []
+        self.by_param: dict[int, GradientSite] = {}
+        self.layouts: dict[tuple[Any, ...], Layout] = {}
+        self.dirty: list[GradientSite] = []
+        self.queued = False
+        self._optimizers: dict[int, tuple[tuple[int, ...], list[GradientSite]]] = {}
+        STEPS.listen(self)
+
+    def add(self, site: GradientSite) -> None:
+        self.sites.append(site)
+        self.by_param[id(site.param)] = site
+
+    # --- backward passes ----------------------------------------------------------------------------
+    def on_accumulate(self, site: GradientSite) -> None:
+        g = site.param.grad
+        if g is None:
+            return
+        if not site.same_gradient(g, 1):  # a new gradient: the previous one was discarded
+            if STEPS.running is None:
+                self._end_life(site)
+            site.stepped = site.counted = False
+        site.remember(g)
+        if STEPS.running is not None:
+            return  # a closure inside a step: the step reads it
+        self.dirty.append(site)
+        if not self.queued:
+            self.queued = True
+            try:
+                torch.autograd.Variable._execution_engine.queue_callback(self.on_backward_end)
+            except RuntimeError:  # not inside a backward pass (a hook called by hand)
+                self.on_backward_end()
+
+    def on_backward_end(self) -> None:
+        sites, self.dirty, self.queued = self.dirty, [], False
+        sites = [s for s in dict.fromkeys(sites) if not s.off and s.param is not None]
+        if sites:
+            self._observe(sites, commit=False)
+
+    def _end_life(self, site: GradientSite) -> None:
+        if not site.stepped and not site.counted:
+            self._commit(site)
+        site.pending = None
+
+    # --- optimizer steps ----------------------------------------------------------------------------
+    def on_step(self, optimizer: torch.optim.Optimizer) -> None:
+        try:
+            sites = [s for s in self._sites_of(optimizer) if not s.off and s.param.grad is not None]
+            if not sites:
+                return
+            fresh = []
+            for s in sites:
+                s.ensure_hook()
+                if s.pending is not None and s.same_gradient(s.param.grad):  # type: ignore[arg-type]
+                    self._commit(s)  # read at the end of the backward pass, unchanged since
+                else:
+                    fresh.append(s)
+            if fresh:
+                self._observe(fresh, commit=True)
+            for s in sites:
+                s.stepped = True
+                s.remember(s.param.grad)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - a monitor must never stop training
+            self.faults.report(self.lens, f"reading gradients at the optimizer step failed with "
+                               f"{type(exc).__name__}: {exc}; training goes on")
+
+    def _sites_of(self, optimizer: torch.optim.Optimizer) -> list[GradientSite]:
+        groups = optimizer.param_groups
+        signature = tuple(id(p) for g in groups for p in g["params"][:1]) + tuple(len(g["params"]) for g in groups)
+        cached = self._optimizers.get(id(optimizer))
+        if cached is None or cached[0] != signature:
+            sites = [self.by_param[id(p)] for g in groups for p in g["params"] if id(p) in self.by_param]
+            cached = self._optimizers[id(optimizer)] = (signature, sites)
+        return cached[1]
+
+    # --- observations ---------------------------------------------------------------------------------
+    def _observe(self, sites: list[GradientSite], commit: bool) -> None:
+        grads: list[torch.Tensor] = []
+        usable: list[GradientSite] = []
+        for s in sites:
+            g = s.param.grad
+            if g is None:
+                continue
+            if g.is_sparse or g.layout != torch.strided:
+                s.fail("gradient is sparse; gradient activation needs dense gradients")
+                continue
+            if g.shape != s.units.shape:
+                s.fail(f"gradient shape {tuple(g.shape)} differs from the parameter's {s.units.shape}")
+                continue
+            grads.append(g.detach())
+            usable.append(s)
+        if not usable:
+            return
+        try:
+            with torch.no_grad(), torch.inference_mode(False):
+                layout = self._layout(usable, grads[0].device)
+                if layout.full:
+                    self._fold(layout)
+                row = layout.compute(grads)
+        except Exception as exc:  # noqa: BLE001
+            for s in usable:
+                s.fail(f"gradient statistics failed with {type(exc).__name__}: {exc}")
+            return
+        for pos, s in enumerate(usable):
+            s.pending = (layout, layout.generation, row, pos)
+            if commit:
+                self._commit(s)
+
+    def _layout(self, sites: list[GradientSite], device: torch.device) -> Layout:
+        key = (device, *(id(s) for s in sites))
+        layout = self.layouts.get(key)
+        if layout is None:
+            layout = self.layouts[key] = Layout(sites, device, self.eps)
+        return layout
+
+    def _fold(self, layout: Layout) -> None:
+        """Fold ``layout``; rows still pending for some parameter survive, renumbered."""
+        pending = [s for s in self.sites if s.pending is not None and s.pending[0] is layout
+                   and s.pending[1] == layout.generation]
+        moved = layout.fold(self.bank, [s.pending[2] for s in pending])  # type: ignore[index]
+        for s in pending:
+            _, _, row, pos = s.pending  # type: ignore[misc]
+            s.pending = (layout, layout.generation, moved[row], pos)
+
+    def _commit(self, site: GradientSite) -> None:
+        if site.pending is None:
+            return
+        layout, generation, row, pos = site.pending
+        site.pending = None
+        if generation == layout.generation:  # else the row was folded before it was decided: dropped
+            layout.present[row, pos] = True
+            site.observed = True
+
+    # --- the tick -------------------------------------------------------------------------------------
+    def flush(self, final: bool = True) -> None:
+        """Fold every layout into the bank. At the tick (``final``) the gradients no step used yet are
+        counted first; a provisional refresh (``update_every``) leaves them undecided."""
+        if final:
+            STEPS.running = None  # a step that raised never reached its post-hook
+            for s in self.sites:
+                s.ensure_hook()
+                if s.pending is not None and not s.stepped and not s.counted:
+                    self._commit(s)
+                    s.counted = True
+        with torch.no_grad(), torch.inference_mode(False):
+            for layout in self.layouts.values():
+                self._fold(layout)
+
+    def reset(self) -> None:
+        """A new epoch: rows were folded at the tick; undecided ones stay with their gradients."""
+
+    def clear(self) -> None:
+        STEPS.leave(self)
+        self.layouts = {}
+        self.sites = []
+        self.by_param = {}
+        self._optimizers = {}
+        self.dirty = []

@@ -1,0 +1,30 @@
+"""Grad and inference modes for the monitor's own tensor work.
+
+Hooks run inside whatever context the user trains or evaluates in: ``torch.no_grad()``,
+``torch.inference_mode()``, ``create_graph=True`` backward passes, anomaly detection. The monitor's own
+buffers must stay ordinary tensors (an inference tensor cannot be updated in place outside inference mode,
+so a buffer first created during an evaluation would break the next training batch) and its arithmetic must
+never record autograd history (``out=`` ops refuse inputs that require grad). Every allocation and fold in
+``collect/`` therefore runs under :func:`monitor_mode`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def monitor_mode(fn: F) -> F:
+    """Run ``fn`` with grad off and outside inference mode (normal, non-inference tensors)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with torch.no_grad(), torch.inference_mode(False):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,56 @@
+"""Every ``torch.optim`` step, told to the gradient readers that watch one of its parameters.
+
+PyTorch's global ``register_optimizer_step_pre_hook`` / ``register_optimizer_step_post_hook`` fire once
+per ``step()`` of every ``torch.optim`` optimizer (foreach, fused, LBFGS, wrapped by an LR scheduler). The
+post-hook sees the gradient the step used: after a closure ran (Lightning's automatic optimisation, LBFGS,
+SAM), unscaled by a GradScaler, clipped if the user clipped. A step GradScaler skips fires neither hook.
+
+The hooks are process-wide, so they are registered once, while at least one reader is listening, and
+removed when the last one leaves; each reader filters by the parameters it watches.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Protocol
+
+import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+from torch.utils.hooks import RemovableHandle
+
+
+class StepListener(Protocol):
+    def on_step(self, optimizer: torch.optim.Optimizer) -> None: ...
+
+
+class _Steps:
+    def __init__(self) -> None:
+        self.listeners: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.handles: list[RemovableHandle] = []
+        #: id of the optimizer whose step() is running (between its pre- and post-hook), else None. Backward
+        #: passes inside a step (a closure) belong to that step: they are read at its end.
+        self.running: int | None = None
+
+    def listen(self, listener: StepListener) -> None:
+        self.listeners.add(listener)
+        if not self.handles:
+            self.handles = [register_optimizer_step_pre_hook(self._pre), register_optimizer_step_post_hook(self._post)]
+
+    def leave(self, listener: StepListener) -> None:
+        self.listeners.discard(listener)
+        if not self.listeners:
+            for handle in self.handles:
+                handle.remove()
+            self.handles = []
+            self.running = None
+
+    def _pre(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self.running = id(optimizer)
+
+    def _post(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self.running = None
+        for listener in list(self.listeners):
+            listener.on_step(optimizer)
+
+
+STEPS = _Steps()

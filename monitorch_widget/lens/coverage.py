@@ -1,0 +1,54 @@
+"""Nothing silently unwatched: after ``attach``, one notice naming what no lens watches.
+
+Checked only for the kinds of thing the user asked about: trainable parameters when a parameter lens
+(``ParameterGradientActivation``) runs, activation-like leaf modules when an activation lens
+(``OutputActivation``) runs; plus the watched activations whose rates carry no information (smooth ones,
+see :mod:`.kinds`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from .base import AbstractLens
+from .kinds import is_activation, is_sparse
+
+_SHOWN = 8
+
+
+def _names(items: Sequence[str]) -> str:
+    more = f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""
+    return ", ".join(items[:_SHOWN]) + more
+
+
+def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens], prefix_sep: str = ".") -> str | None:
+    """The notice text for ``model`` hooked by ``lenses``, or None when everything asked about is watched."""
+    parts: list[str] = []
+    param_lenses = [lens for lens in lenses if hasattr(lens, "watches_parameter")]
+    if param_lenses:
+        unwatched = [f"{mname}.{pname}" if mname else pname
+                     for mname, module in model.named_modules()
+                     for pname, p in module._parameters.items()
+                     if p is not None and p.requires_grad
+                     and not any(lens.watches_parameter(pname) for lens in param_lenses)]  # type: ignore[attr-defined]
+        if unwatched:
+            kinds = sorted({n.rsplit(".", 1)[-1] for n in unwatched})
+            parts.append(f"{len(unwatched)} trainable parameter(s) have no gradient lens: {_names(unwatched)}. "
+                         f"To watch them, add their names or glob patterns to ParameterGradientActivation("
+                         f"parameters=[...]), e.g. {_names([repr(k) for k in kinds])}")
+    act_lenses = [lens for lens in lenses if hasattr(lens, "watches")]
+    if act_lenses:
+        hooked = {site.name for lens in act_lenses for site in lens.sites}
+        leaves = [(name, m) for name, m in model.named_modules() if not any(True for _ in m.children())]
+        missed = [name for name, m in leaves if is_activation(m) and name not in hooked]
+        if missed:
+            parts.append(f"{len(missed)} activation module(s) have no output lens: {_names(missed)} (excluded, or "
+                         "below the inspector's depth=); include them with OutputActivation(include=[TheirType])")
+        smooth = [name for name, m in leaves if name in hooked and is_activation(m) and not is_sparse(m)]
+        if smooth:
+            parts.append(f"{len(smooth)} watched activation(s) are smooth ({_names(smooth)}): their outputs are "
+                         "almost never within eps of zero, so activation rates stay near 1 and death rates near 0 "
+                         "whatever training does; read their OutputNorm instead")
+    return "; ".join(parts) if parts else None
