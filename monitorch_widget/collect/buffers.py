@@ -23,7 +23,6 @@ class RowBuffer:
     """
 
     @monitor_mode
-
     def __init__(self, channels: int, device: torch.device) -> None:
         self.channels = channels
         self.device = device
@@ -37,7 +36,6 @@ class RowBuffer:
         self.n = 0
 
     @monitor_mode
-
     def fold_rates(self, stream: StatStream | BankRow) -> None:
         """Reduce the filled rows to per-batch (activation rate, death rate) and fold into ``stream``."""
         n = self.n
@@ -47,7 +45,6 @@ class RowBuffer:
         self.n = 0
 
     @monitor_mode
-
     def fold_scalars(self, stream: StatStream | BankRow) -> None:
         """Rows hold one value each (channels == 1), e.g. a loss per batch."""
         n = self.n
@@ -58,9 +55,8 @@ class RowBuffer:
         self.n = 0
 
 
+
 @monitor_mode
-
-
 def fold_buffers(slots: list[BankRow], bufs: list[RowBuffer]) -> None:
     """Tick path for many sites at once: buffers of equal shape and fill, slots consecutive in one bank.
     Stacks them and folds raw (active count, dead channels) pairs as one block: a handful of ops for all."""
@@ -74,9 +70,8 @@ def fold_buffers(slots: list[BankRow], bufs: list[RowBuffer]) -> None:
         b.n = 0
 
 
+
 @monitor_mode
-
-
 def fold_rate_rows(rows: torch.Tensor, row_sizes: list[int], check: torch.Tensor, stream: StatStream | BankRow) -> None:
     """rows [n, channels]: per-channel counts of active elements; row_sizes: elements per channel in each batch
     (host ints); check [n]: non-finite iff the batch had NaN/Inf. Folds (activation, death) per batch."""

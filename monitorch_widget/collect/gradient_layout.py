@@ -18,11 +18,13 @@ Invariants:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from .modes import monitor_mode
 from .streams import StreamBank
 from .units import UnitSpec
 
@@ -38,36 +40,36 @@ _MAX_ROWS = 256
 class Layout:
     """Buffers and fixed index tensors for one ordered set of parameters on one device."""
 
+    @monitor_mode
     def __init__(self, sites: list[GradientSite], device: torch.device, eps: float) -> None:
         self.sites = sites
         self.device = device
         self.generation = 0  # bumped at every fold: row numbers handed out before it are stale
-        with torch.no_grad(), torch.inference_mode(False):
-            self.eps = torch.tensor(eps, dtype=_F32, device=device)
-            specs: list[UnitSpec] = [s.units for s in sites]
-            self.columns: list[tuple[int, int]] = []
-            start = 0
-            for spec in specs:
-                self.columns.append((start, start + spec.units))
-                start += spec.units
-            width = start
-            self.small = [i for i, s in enumerate(sites) if s.numel <= SMALL]
-            self.large = [i for i, s in enumerate(sites) if s.numel > SMALL]
-            if self.small:
-                self.small_unit = torch.cat([specs[i].unit_index(device) + self.columns[i][0] for i in self.small])
-                self.small_param = torch.cat([torch.full((sites[i].numel,), i, dtype=torch.long, device=device)
-                                              for i in self.small])
-            self.capacity = max(4, min(_MAX_ROWS, _BUFFER_BYTES // (4 * max(width + len(sites), 1))))
-            self.counts = torch.zeros(self.capacity, width, dtype=_F32, device=device)
-            self.check = torch.zeros(self.capacity, len(sites), dtype=_F32, device=device)
-            # per column: which parameter it belongs to; per parameter: units and elements per unit
-            self.column_param = torch.cat([torch.full((b - a,), i, dtype=torch.long, device=device)
-                                           for i, (a, b) in enumerate(self.columns)])
-            units = torch.tensor([spec.units for spec in specs], dtype=torch.float64, device=device)
-            per_unit = torch.tensor([spec.per_unit for spec in specs], dtype=torch.float64, device=device)
-            self.activation_scale = 1.0 / (units * per_unit)
-            self.death_scale = 1.0 / units
-            self.bank_rows = torch.tensor([s.bank_row.index for s in sites], dtype=torch.long, device=device)
+        self.eps = torch.tensor(eps, dtype=_F32, device=device)
+        specs: list[UnitSpec] = [s.units for s in sites]
+        self.columns: list[tuple[int, int]] = []
+        start = 0
+        for spec in specs:
+            self.columns.append((start, start + spec.units))
+            start += spec.units
+        width = start
+        self.small = [i for i, s in enumerate(sites) if s.numel <= SMALL]
+        self.large = [i for i, s in enumerate(sites) if s.numel > SMALL]
+        if self.small:
+            self.small_unit = torch.cat([specs[i].unit_index(device) + self.columns[i][0] for i in self.small])
+            self.small_param = torch.cat([torch.full((sites[i].numel,), i, dtype=torch.long, device=device)
+                                          for i in self.small])
+        self.capacity = max(4, min(_MAX_ROWS, _BUFFER_BYTES // (4 * max(width + len(sites), 1))))
+        self.counts = torch.zeros(self.capacity, width, dtype=_F32, device=device)
+        self.check = torch.zeros(self.capacity, len(sites), dtype=_F32, device=device)
+        # per column: which parameter it belongs to; per parameter: units and elements per unit
+        self.column_param = torch.cat([torch.full((b - a,), i, dtype=torch.long, device=device)
+                                       for i, (a, b) in enumerate(self.columns)])
+        units = torch.tensor([spec.units for spec in specs], dtype=torch.float64, device=device)
+        per_unit = torch.tensor([spec.per_unit for spec in specs], dtype=torch.float64, device=device)
+        self.activation_scale = 1.0 / (units * per_unit)
+        self.death_scale = 1.0 / units
+        self.bank_rows = torch.tensor([s.bank_row.index for s in sites], dtype=torch.long, device=device)
         self.counts_rows = list(self.counts.unbind(0))
         self.check_rows = list(self.check.unbind(0))
         self.present = np.zeros((self.capacity, len(sites)), dtype=bool)
@@ -77,6 +79,7 @@ class Layout:
     def full(self) -> bool:
         return self.used == self.capacity
 
+    @monitor_mode
     def compute(self, grads: list[torch.Tensor]) -> int:
         """Write one row from ``grads`` (aligned with ``sites``, detached); returns the row number."""
         row = self.used
@@ -105,7 +108,8 @@ class Layout:
         self.used = row + 1
         return row
 
-    def fold(self, bank: StreamBank, keep: list[int] = ()) -> dict[int, int]:  # type: ignore[assignment]
+    @monitor_mode
+    def fold(self, bank: StreamBank, keep: Sequence[int] = ()) -> dict[int, int]:
         """Fold the rows' present entries into ``bank`` as per-observation (activation, death) rates and
         empty the buffer (a new generation). Rows in ``keep`` (still undecided: a gradient whose life goes
         on) move to the front; returns their new row numbers."""

@@ -50,7 +50,7 @@ class GradientSite(Site):
         self.units: UnitSpec = parameter_units(module, param_name, param.shape)
         self.numel = param.numel()
         self.bank_row = bank_row
-        self.group = reader  # the lens flushes and resets its reader through this
+        self.reader = reader  # shared by the lens' sites; the lens flushes and resets it through them
         # the current gradient's life
         self.grad_ref: weakref.ref[torch.Tensor] | None = None
         self.grad_version = -1
@@ -59,13 +59,16 @@ class GradientSite(Site):
         self.observed = False    # any gradient was ever counted
         self.pending: tuple[Layout, int, int, int] | None = None  # (layout, generation, row, position)
         self._register = lambda: param.register_post_accumulate_grad_hook(self._on_accumulate)
-        self.reader = reader
         if param.requires_grad:
             self.handle = self._register()
 
     def _on_accumulate(self, param: torch.Tensor) -> None:
-        if not self.off:
+        if self.off:
+            return
+        try:
             self.reader.on_accumulate(self)
+        except Exception as exc:  # noqa: BLE001 - a monitor must never stop training
+            self.fail(f"gradient hook failed with {type(exc).__name__}: {exc}")
 
     def ensure_hook(self) -> None:
         """A parameter frozen at attach and unfrozen later: hook it from now on."""
@@ -183,22 +186,24 @@ class GradientReader:
                 continue
             grads.append(g.detach())
             usable.append(s)
-        if not usable:
-            return
-        try:
-            with torch.no_grad(), torch.inference_mode(False):
-                layout = self._layout(usable, grads[0].device)
+        by_device: dict[torch.device, list[int]] = {}
+        for i, g in enumerate(grads):
+            by_device.setdefault(g.device, []).append(i)
+        for device, members in by_device.items():  # one layout per device (model-parallel parameters)
+            group = [usable[i] for i in members]
+            try:
+                layout = self._layout(group, device)
                 if layout.full:
                     self._fold(layout)
-                row = layout.compute(grads)
-        except Exception as exc:  # noqa: BLE001
-            for s in usable:
-                s.fail(f"gradient statistics failed with {type(exc).__name__}: {exc}")
-            return
-        for pos, s in enumerate(usable):
-            s.pending = (layout, layout.generation, row, pos)
-            if commit:
-                self._commit(s)
+                row = layout.compute([grads[i] for i in members])
+            except Exception as exc:  # noqa: BLE001
+                for s in group:
+                    s.fail(f"gradient statistics failed with {type(exc).__name__}: {exc}")
+                continue
+            for pos, s in enumerate(group):
+                s.pending = (layout, layout.generation, row, pos)
+                if commit:
+                    self._commit(s)
 
     def _layout(self, sites: list[GradientSite], device: torch.device) -> Layout:
         key = (device, *(id(s) for s in sites))
@@ -236,9 +241,8 @@ class GradientReader:
                 if s.pending is not None and not s.stepped and not s.counted:
                     self._commit(s)
                     s.counted = True
-        with torch.no_grad(), torch.inference_mode(False):
-            for layout in self.layouts.values():
-                self._fold(layout)
+        for layout in self.layouts.values():
+            self._fold(layout)
 
     def reset(self) -> None:
         """A new epoch: rows were folded at the tick; undecided ones stay with their gradients."""

@@ -26,7 +26,6 @@ class ScratchPool:
         self.users: list[Site] = []
 
     @monitor_mode
-
     def view(self, site: Site, like: torch.Tensor) -> torch.Tensor | None:
         numel = like.numel()
         if numel > self.cap:

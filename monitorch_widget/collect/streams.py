@@ -45,14 +45,12 @@ class StatStream:
         return None if self.sums is None else self.sums.device
 
     @monitor_mode
-
     def _alloc(self, device: torch.device) -> None:
         w = self.width
         self.sums = torch.zeros(2 + 2 * w, dtype=_F64, device=device)
         self.extremes = torch.full((2 * w,), float("-inf"), dtype=_F64, device=device)
 
     @monitor_mode
-
     def fold(self, values: torch.Tensor, valid: torch.Tensor) -> None:
         """values: [n, width] on one device; valid: [n] bool."""
         if self.sums is None or self.sums.device != values.device:
@@ -76,7 +74,6 @@ class StatStream:
             self.kept_rows += values.shape[0]
 
     @monitor_mode
-
     def _move(self, device: torch.device) -> None:
         # A model moved between devices after attach: carry what was accumulated (rare, may sync).
         if self.sums is None:
@@ -122,7 +119,6 @@ class BankRow:
         self.bank = bank
         self.index = index
 
-    @monitor_mode
 
     def fold(self, values: torch.Tensor, valid: torch.Tensor) -> None:
         self.bank.stage(self.index, values, valid)
@@ -167,7 +163,6 @@ class StreamBank:
         return None if self.sums is None else self.sums.device
 
     @monitor_mode
-
     def _ensure(self, device: torch.device) -> None:
         w, n = self.width, self.size
         if self.sums is None:
@@ -191,7 +186,6 @@ class StreamBank:
             self.commit()
 
     @monitor_mode
-
     def commit(self) -> None:
         staged, self.staged = self.staged, []
         if not staged:
@@ -212,7 +206,6 @@ class StreamBank:
                         [g[3] for g in group])
 
     @monitor_mode
-
     def fold_block(self, first: int, values: torch.Tensor, valid: torch.Tensor, scales: list[Any]) -> None:
         """Fold slots ``first .. first+g-1`` at once: values [g, n, width], valid [g, n]; ``scales[j]`` is None
         (final values) or (channels, row_sizes) for raw (active count, dead channels) pairs."""
@@ -246,7 +239,6 @@ class StreamBank:
                 self.kept_rows[a + j] = self.kept_rows.get(a + j, 0) + n
 
     @monitor_mode
-
     def fold_rows(self, rows: torch.Tensor, row_list: list[int], values: torch.Tensor, valid: torch.Tensor,
                   counted: torch.Tensor) -> None:
         """Fold observations into any set of distinct bank rows at once: ``rows`` [g] (long, on the device; ``row_list``

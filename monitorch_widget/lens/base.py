@@ -122,8 +122,8 @@ class AbstractLens:
         """Fold every site's buffer: at the tick (``final``) or for a provisional refresh. Rate sites whose
         buffers have the same shape and fill and whose rows are consecutive fold together as one block
         (see collect.buffers.fold_buffers); gradient readers fold their own layouts."""
-        for group in self._groups():
-            group.flush(final)
+        for reader in self._readers():
+            reader.flush(final)
         run: list[Site] = []
         for site in self._sites:
             buf, slot = site.buf, site.stream
@@ -147,20 +147,20 @@ class AbstractLens:
                 acc.commit()
 
     def reset_epoch(self) -> None:
-        for group in self._groups():
-            group.reset()
+        for reader in self._readers():
+            reader.reset()
         for site in self._sites:
             site.reset()
         for acc in self.streams():
             acc.reset()
 
-    def _groups(self) -> list[Any]:
+    def _readers(self) -> list[Any]:
         """Each gradient reader of this lens once (its sites share it)."""
         seen: dict[int, Any] = {}
         for site in self._sites:
-            group = getattr(site, "group", None)
-            if group is not None:
-                seen.setdefault(id(group), group)
+            reader = getattr(site, "reader", None)
+            if reader is not None:
+                seen.setdefault(id(reader), reader)
         return list(seen.values())
 
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:

@@ -23,7 +23,7 @@ def _names(items: Sequence[str]) -> str:
     return ", ".join(items[:_SHOWN]) + more
 
 
-def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens], prefix_sep: str = ".") -> str | None:
+def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | None:
     """The notice text for ``model`` hooked by ``lenses``, or None when everything asked about is watched."""
     parts: list[str] = []
     param_lenses = [lens for lens in lenses if hasattr(lens, "watches_parameter")]

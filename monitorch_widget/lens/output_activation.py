@@ -86,9 +86,11 @@ class OutputActivation(AbstractLens):
             return
         feeder: dict[str, bool] = {}  # module name -> fed by a linear-like layer
         last_linear = False
-        for name, module in model.named_modules():
-            if any(True for _ in module.parameters(recurse=False)) or is_linear_like(module):
-                last_linear = is_linear_like(module) or (last_linear and not is_map_like(module))
+        for name, module in model.named_modules():  # definition order
+            if is_linear_like(module):
+                last_linear = True
+            elif is_map_like(module):
+                last_linear = False
             feeder[name] = last_linear
         for site in self._sites:
             assert isinstance(site, ActivationSite)

@@ -5,7 +5,8 @@ and :mod:`.protocol`'s snapshot / delta / filter formats. Saved histories: :mod:
 No module here imports a view, anywidget, ipywidgets or IPython (a test checks it).
 """
 
-from .history_file import DefinitionsWarning, HistoryFormatError, load, save
+from .definitions import DefinitionsWarning
+from .history_file import HistoryFormatError, load, save
 from .record import Record, offer
 from .run import Column, Panel, Run
 

@@ -24,26 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from .definitions import DEFINITIONS, V1_DIFFERENCES, DefinitionsWarning
 from .record import Record
 from .run import Column, Panel, Run
 
 FORMAT = "monitorch-widget-history"
-VERSION = 2
-DEFINITIONS = {
-    "version": 2,
-    "gradient_observation": "one per gradient use: each torch.optim step reads the gradient it used; a gradient "
-                            "no step used counts once, as at the end of its last backward pass",
-    "units": "per layer: output channels (ConvTranspose: axis 1 per group; GPT-2 Conv1D: axis 1), vocabulary "
-             "rows, gate rows",
-    "activation_channels": "dim 1 after convolutions and feature-map norms, last dim after linear-like layers",
-}
-V1_DIFFERENCES = ("gradient observations were taken per backward pass (running partial sums under gradient "
-                  "accumulation), transposed-convolution and GPT-2 Conv1D weight units were input channels, and "
-                  "activation channels were always dim 1")
-
-
-class DefinitionsWarning(UserWarning):
-    """A saved history was measured with other definitions than this version uses."""
+VERSION = 2  # of the file format; DEFINITIONS["version"] is the measuring rules'
 
 
 def to_dict(record: Record) -> dict[str, Any]:

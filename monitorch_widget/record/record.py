@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import protocol
+from .definitions import V1_DIFFERENCES, DefinitionsWarning
 from .run import Column, Panel, Run
 
 Event = tuple[Any, ...]
@@ -142,10 +144,6 @@ class Record:
         added = []
         older = [r.label for r in other.runs if r.definitions != Run.definitions]
         if older:
-            import warnings
-
-            from .history_file import V1_DIFFERENCES, DefinitionsWarning
-
             warnings.warn(f"import_runs: {', '.join(older)} were measured with older definitions ({V1_DIFFERENCES}); "
                           "they are shown, but compare them with today's runs with care", DefinitionsWarning,
                           stacklevel=2)

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .definitions import VERSION as DEFINITIONS_VERSION
+
 
 @dataclass
 class Panel:
@@ -53,7 +55,7 @@ class Run:
     problems: dict[tuple[str, str], int] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     open_row: int | None = None  # the row ticks currently write (None between ticks)
-    definitions: int = 2  # the measuring rules' version (record/history_file.py DEFINITIONS)
+    definitions: int = DEFINITIONS_VERSION  # the measuring rules' version (record/definitions.py)
     _data: np.ndarray = field(default_factory=lambda: np.full((16, 16), np.nan))
     _col_index: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     _panel_index: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,24 @@
+"""The measuring rules a run's values were taken with (README: "Definitions", "What each statistic reads").
+
+Saved histories carry them; a run measured under other rules is flagged when loaded or imported, so that
+incomparable runs are never overlaid silently.
+"""
+
+from __future__ import annotations
+
+VERSION = 2
+DEFINITIONS = {
+    "version": VERSION,
+    "gradient_observation": "one per gradient use: each torch.optim step reads the gradient it used; a gradient "
+                            "no step used counts once, as at the end of its last backward pass",
+    "units": "per layer: output channels (ConvTranspose: axis 1 per group; GPT-2 Conv1D: axis 1), vocabulary "
+             "rows, gate rows",
+    "activation_channels": "dim 1 after convolutions and feature-map norms, last dim after linear-like layers",
+}
+V1_DIFFERENCES = ("gradient observations were taken per backward pass (running partial sums under gradient "
+                  "accumulation), transposed-convolution and GPT-2 Conv1D weight units were input channels, and "
+                  "activation channels were always dim 1")
+
+
+class DefinitionsWarning(UserWarning):
+    """A saved history was measured with other definitions than this version uses."""
