@@ -243,6 +243,11 @@ class PyTorchInspector:
             for site in lens.sites:
                 site.set_active(active)
 
+    @property
+    def declared_metrics(self) -> frozenset[str]:
+        """The metric names the ``LossMetrics`` lenses declare (``metrics=[...]``): what ``push_metric`` plots."""
+        return frozenset(self._declared_metrics)
+
     # --- explicit values ---------------------------------------------------------------------------
     def push_metric(self, name: str, value: float, *, running: bool = True) -> None:
         if not isinstance(name, str):

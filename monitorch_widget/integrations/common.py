@@ -18,7 +18,6 @@ from typing import Any
 
 from ..collect.faults import MonitorWarning
 from ..inspector import PyTorchInspector
-from ..lens.loss_metrics import LossMetrics
 
 
 def check_inspector(inspector: Any, owner: str) -> PyTorchInspector:
@@ -62,8 +61,8 @@ class LoggedValues:
 
     @property
     def metrics(self) -> list[str]:
-        """The metric names the inspector's ``LossMetrics`` lenses declare (read at every call)."""
-        return [m for lens in self.inspector.lenses if isinstance(lens, LossMetrics) for m in lens.metrics]
+        """The metric names the inspector's ``LossMetrics`` lenses declare."""
+        return sorted(self.inspector.declared_metrics)
 
     def records(self, name: str) -> bool:
         return name in (self.train_loss, self.val_loss) or name in self.metrics

@@ -105,20 +105,24 @@ class InspectorCallback(pl.Callback):
 
     # --- validate / test (standalone calls; validation inside fit belongs to the fit run) -------------
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._standalone(trainer, "validate"):
-            self._start(trainer, pl_module)
+        self._standalone_start(trainer, pl_module, "validate")
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._standalone(trainer, "validate") and self._attached:
-            self._row(trainer, 1)
-            self._stop()
+        self._standalone_end(trainer, "validate")
 
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._standalone(trainer, "test"):
-            self._start(trainer, pl_module)
+        self._standalone_start(trainer, pl_module, "test")
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._standalone(trainer, "test") and self._attached:
+        self._standalone_end(trainer, "test")
+
+    def _standalone_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, call: str) -> None:
+        if self._standalone(trainer, call):
+            self._start(trainer, pl_module)
+
+    def _standalone_end(self, trainer: pl.Trainer, call: str) -> None:
+        """A standalone validate / test call is one run of one row."""
+        if self._standalone(trainer, call) and self._attached:
             self._row(trainer, 1)
             self._stop()
 
