@@ -113,11 +113,13 @@ class GradientReader:
         g = site.param.grad
         if g is None:
             return
-        if not site.same_gradient(g, 1):  # a new gradient: the previous one was discarded
+        if site.same_gradient(g, 1):  # accumulated in place: the same gradient's life goes on
+            site.grad_version = g._version
+        else:  # a new gradient: the previous one was discarded
             if STEPS.running is None:
                 self._end_life(site)
             site.stepped = site.counted = False
-        site.remember(g)
+            site.remember(g)
         if STEPS.running is not None:
             return  # a closure inside a step: the step reads it
         self.dirty.append(site)
