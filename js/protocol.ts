@@ -54,11 +54,36 @@ export interface SnapshotRun {
   data: Bytes;
 }
 
+/**
+ * A health-check result (issue 16). The kernel always sends the whole current list (in the snapshot, and in a
+ * delta whenever it changed): findings are few, so replacing beats patching. `until` is null while the
+ * condition holds and the epoch it ended once resolved.
+ */
+export interface Finding {
+  /** Stable across ticks: the same check on the same layer of the same run keeps its id. */
+  id: string;
+  run: number;
+  check: string;
+  severity: "critical" | "warning" | "info";
+  /** The module or parameter the finding is about, or null for the whole run (loss, overfitting). */
+  layer: string | null;
+  /** Tag of the panel the finding is about (the chart or heatmap row to link to), or null. */
+  tag: string | null;
+  since: number;
+  until: number | null;
+  value: number | null;
+  /** What is wrong, one sentence. */
+  message: string;
+  /** What to try, one sentence. */
+  advice: string;
+}
+
 export interface History {
   version: number;
   seq: number;
   runs: SnapshotRun[];
   status: Status | null;
+  findings?: Finding[];
 }
 
 export interface RowInfo {
@@ -79,6 +104,7 @@ export interface DeltaMessage {
   cells?: { count: number };
   problems?: (Problem & { run: number })[];
   status?: Status | null;
+  findings?: Finding[];
 }
 
 export interface Filters {

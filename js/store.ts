@@ -9,7 +9,7 @@
 // grow by doubling, so appending a row is amortised O(columns) and no value is ever dropped.
 
 import { decodeCells, readFloat64 } from "./decode";
-import type { Column, DeltaMessage, History, Panel, Problem, RowInfo, SnapshotRun, Status, Bytes } from "./protocol";
+import type { Column, DeltaMessage, Finding, History, Panel, Problem, RowInfo, SnapshotRun, Status, Bytes } from "./protocol";
 
 export class RunData {
   readonly id: number;
@@ -114,6 +114,8 @@ export class Store {
   /** Runs in the order they first appeared (which is id order in practice). */
   runs: RunData[] = [];
   status: Status | null = null;
+  /** Health-check findings of every run (replaced whole by each message that carries them). */
+  findings: Finding[] = [];
   /** Increases on every applied change; views compare it to skip redundant redraws. */
   version = 0;
   private listeners = new Set<Listener>();
@@ -161,6 +163,7 @@ export class Store {
     if (seq < this.seq) return false;
     this.runs = h.runs.map(runFromSnapshot);
     this.status = h.status ?? null;
+    this.findings = Array.isArray(h.findings) ? h.findings : [];
     this.seq = seq;
     this.changed();
     return true;
@@ -188,6 +191,7 @@ export class Store {
     }
     for (const p of msg.problems ?? []) this.ensureRun(p.run).setProblem(p);
     if (msg.status !== undefined) this.status = msg.status;
+    if (Array.isArray(msg.findings)) this.findings = msg.findings;
     this.seq = msg.seq;
     this.changed();
     return true;
