@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .collect.compiled import COMPILED_ADVICE, CompiledGraphs, peel
+from .collect.compiled import children as compiled_children
 from .collect.faults import FaultLog, MonitorNotice, MonitorWarning
 from .collect.progress import IntraEpochUpdates
 from .collect.pushes import Pushes, check_number
@@ -76,21 +78,18 @@ def _check_lenses(lenses: Any) -> list[AbstractLens]:
     return lenses
 
 
-def _unwrap(model: Any) -> nn.Module:
+def _graphs(model: Any) -> CompiledGraphs:
+    """The user's module behind wrappers (torch.compile, DDP) and which of its modules run in a graph."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"attach() needs a torch.nn.Module, got {type(model).__name__}")
-    if type(model).__name__ == "OptimizedModule" and hasattr(model, "_orig_mod"):
-        raise TypeError("attach() got a torch.compile'd module: its compiled graph bypasses module hooks. Attach "
-                        "the inspector to the uncompiled model (model, not torch.compile(model)) and train that "
-                        "while monitoring")
-    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        model = model.module
-    return model
+    inner, call_root, whole = peel(model)
+    return CompiledGraphs(inner, call_root, whole)
 
 
 def _traverse(module: nn.Module, depth: int, sep: str, prefix: str = "") -> Iterator[tuple[nn.Module, str, bool]]:
-    """(module, name, is_leaf) in definition order; leaves are the modules at ``depth`` (or true leaves)."""
-    children = list(module.named_children())
+    """(module, name, is_leaf) in definition order; leaves are the modules at ``depth`` (or true leaves).
+    Names are the user's: a torch.compile'd submodule is entered under its own name (no ``_orig_mod``)."""
+    children = list(compiled_children(module))
     if depth == 0 or not children:
         yield module, prefix, True
         return
@@ -190,9 +189,11 @@ class PyTorchInspector:
     # --- attach / detach ---------------------------------------------------------------------------
     def attach(self, model: nn.Module) -> PyTorchInspector:
         """Hook ``model`` (a new run: epoch counter restarts at 1; earlier runs stay in the record)."""
-        model = _unwrap(model)
+        graphs = _graphs(model)
+        model = graphs.model
         if self.state.attached:
             self.detach()
+        self._ctx.graphs = graphs
         entries = list(_traverse(model, self.depth, self.module_name_prefix))
         leaves = [(m, n) for m, n, leaf in entries if leaf]
         inner = [(m, n) for m, n, leaf in entries if not leaf]
@@ -217,11 +218,16 @@ class PyTorchInspector:
         notice = coverage_notice(model, self.lenses)
         if notice is not None:
             self.faults.report("attach", notice, category=MonitorNotice)
+        for lens in self.lenses:
+            if lens.refused:
+                self.faults.report(lens.lens_name, f"{len(lens.refused)} module(s) run inside a torch.compile graph "
+                                   f"and are not watched ({', '.join(lens.refused[:8])}"
+                                   f"{' and more' if len(lens.refused) > 8 else ''}): {COMPILED_ADVICE}")
         self._apply_hidden()
         self._set_active(self.state.is_active)
         self._epoch_started = time.time()
         if self._progress is not None:
-            self._progress.attach(model)
+            self._progress.attach(graphs.call_root)  # outside the graph of a compiled model
         return self
 
     def detach(self) -> PyTorchInspector:
@@ -230,6 +236,7 @@ class PyTorchInspector:
             self._progress.detach()
         for lens in self.lenses:
             lens.detach()
+        self._ctx.graphs = CompiledGraphs(nn.Module())  # holds no reference to the model
         self._pushes.reset()
         if self.state.attached:
             self.history.end()

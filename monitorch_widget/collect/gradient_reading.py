@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .compiled import in_graph
 from .faults import FaultLog
 from .gradient_layout import Layout
 from .hooks import Site
@@ -63,6 +64,9 @@ class GradientSite(Site):
             self.handle = self._register()
 
     def _on_accumulate(self, param: torch.Tensor) -> None:
+        if in_graph():  # compiled autograd traces this hook: say so at the tick instead
+            self.in_graph = True
+            return
         if self.off:
             return
         try:

@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from .buffers import RowBuffer
+from .compiled import in_graph
 from .faults import FaultLog
 from .passes import COUNT_ALL, COUNT_TRAINING, is_counted_pass
 from .scratch import ScratchPool
@@ -47,6 +48,8 @@ class Site:
         self.hidden = False
         self.active = True
         self.off = False
+        # Set (by a store dynamo replays after each compiled call) when the hook was traced into a graph.
+        self.in_graph = False
 
     def _update_off(self) -> None:
         self.off = self.broken or self.hidden or not self.active
@@ -119,6 +122,9 @@ class ActivationSite(Site):
         self.handle = self._register()
 
     def __call__(self, module: nn.Module, args: Any, out: Any) -> None:
+        if in_graph():  # traced by dynamo: leave only this flag in the graph (collect/compiled.py)
+            self.in_graph = True
+            return
         if self.off:
             return
         pass_rule = self.pass_rule

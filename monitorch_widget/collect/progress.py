@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from .compiled import in_graph
 from .faults import FaultLog
 
 
@@ -47,7 +48,7 @@ class IntraEpochUpdates:
         self.last = time.monotonic()
 
     def _on_forward(self, module: nn.Module, args: Any) -> None:
-        if not (torch.is_grad_enabled() and module.training):
+        if in_graph() or not (torch.is_grad_enabled() and module.training):
             return
         self.steps += 1
         if self.by_steps:

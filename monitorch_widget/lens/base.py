@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from torch import nn
 
 from ..collect.buffers import fold_buffers
+from ..collect.compiled import COMPILED_ADVICE, CompiledGraphs
 from ..collect.faults import FaultLog
 from ..collect.hooks import Site
 from ..collect.streams import BankRow, StreamBank
@@ -56,6 +57,8 @@ class LensContext:
         self.pushes = pushes
         self.train_loss_str = train_loss_str
         self.non_train_loss_str = non_train_loss_str
+        #: which modules of the attached model run inside a torch.compile graph (set at each attach)
+        self.graphs = CompiledGraphs(nn.Module())
 
 
 class AbstractLens:
@@ -64,6 +67,9 @@ class AbstractLens:
     def __init__(self) -> None:
         self._sites: list[Site] = []
         self._ctx: LensContext | None = None
+        #: modules this lens would watch but does not, because their forward runs inside a torch.compile
+        #: graph (collect/compiled.py); the inspector says so once at attach
+        self.refused: list[str] = []
 
     @property
     def lens_name(self) -> str:
@@ -98,6 +104,26 @@ class AbstractLens:
         for site in self._sites:
             site.remove()
         self._sites = []
+        self.refused = []
+
+    def refuse_traced(self, module: nn.Module, name: str) -> bool:
+        """For forward-hook lenses: True (and ``name`` noted) if ``module`` runs inside a compiled graph."""
+        if self.ctx.graphs.traced(module):
+            self.refused.append(name)
+            return True
+        return False
+
+    def report_in_graph(self) -> None:
+        """Say once which hooks found themselves traced by dynamo (a model compiled after attach)."""
+        traced = [s for s in self._sites if s.in_graph and not s.off]
+        if not traced:
+            return
+        for site in traced:
+            site.broken = True
+            site._update_off()
+        names = ", ".join(s.name for s in traced[:8]) + (f" and {len(traced) - 8} more" if len(traced) > 8 else "")
+        self.ctx.faults.report(self.lens_name, f"{len(traced)} hooked module(s) ran inside a torch.compile graph "
+                               f"({names}), compiled after attach: {COMPILED_ADVICE}")
 
     @property
     def sites(self) -> list[Site]:
@@ -122,6 +148,7 @@ class AbstractLens:
         """Fold every site's buffer: at the tick (``final``) or for a provisional refresh. Rate sites whose
         buffers have the same shape and fill and whose rows are consecutive fold together as one block
         (see collect.buffers.fold_buffers); gradient readers fold their own layouts."""
+        self.report_in_graph()
         for reader in self._readers():
             reader.flush(final)
         run: list[Site] = []

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from ..collect.compiled import named_modules
 from .base import AbstractLens
 from .kinds import is_activation, is_sparse
 
@@ -29,7 +30,7 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | N
     param_lenses = [lens for lens in lenses if hasattr(lens, "watches_parameter")]
     if param_lenses:
         unwatched = [f"{mname}.{pname}" if mname else pname
-                     for mname, module in model.named_modules()
+                     for mname, module in named_modules(model)
                      for pname, p in module._parameters.items()
                      if p is not None and p.requires_grad
                      and not any(lens.watches_parameter(pname) for lens in param_lenses)]  # type: ignore[attr-defined]
@@ -41,7 +42,8 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | N
     act_lenses = [lens for lens in lenses if hasattr(lens, "watches")]
     if act_lenses:
         hooked = {site.name for lens in act_lenses for site in lens.sites}
-        leaves = [(name, m) for name, m in model.named_modules() if not any(True for _ in m.children())]
+        hooked |= {name for lens in act_lenses for name in lens.refused}  # said by the refusal itself
+        leaves = [(name, m) for name, m in named_modules(model) if not any(True for _ in m.children())]
         missed = [name for name, m in leaves if is_activation(m) and name not in hooked]
         if missed:
             parts.append(f"{len(missed)} activation module(s) have no output lens: {_names(missed)} (excluded, or "

@@ -10,6 +10,7 @@ from typing import Any
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
+from ..collect.compiled import named_modules, named_parameters
 from ..collect.gradient_reading import GradientReader, GradientSite
 from ..collect.streams import StreamBank
 from ..collect.summary import Summary, as_method_list, needs_all_values
@@ -110,9 +111,9 @@ class ParameterGradientActivation(AbstractLens):
         self._pending.append(handle)
 
     def after_attach(self, model: nn.Module) -> None:
-        self._order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+        self._order = {name: i for i, (name, _) in enumerate(named_modules(model))}
         if not self._sites and not self._pending:
-            available = sorted({n.rsplit(".", 1)[-1] for n, _ in model.named_parameters()})
+            available = sorted({n.rsplit(".", 1)[-1] for n, _ in named_parameters(model)})
             raise ValueError(f"ParameterGradientActivation(parameters={self._parameters!r}): no module of the model "
                              f"has a parameter matching {', '.join(self._parameters)}; parameter names in this "
                              f"model: {', '.join(available) or '(none)'} (glob patterns such as 'weight_*' work)")

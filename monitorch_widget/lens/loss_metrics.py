@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..collect.compiled import in_graph
 from ..collect.faults import FaultLog
 from ..collect.hooks import ScalarSite, Site
 from ..collect.summary import RANGE_NAMES, Summary, as_method_list
@@ -30,6 +31,9 @@ class _LossHook:
         self.handle = loss_fn.register_forward_hook(self)
 
     def __call__(self, module: nn.Module, args: Any, out: Any) -> None:
+        if in_graph():  # loss_fn traced into a graph compiled after attach: said at the tick
+            self.train.in_graph = True
+            return
         if self.off:
             return
         try:
@@ -109,9 +113,14 @@ class LossMetrics(AbstractLens):
         if self._loss_fn is None or self._register is not None:
             return
         faults = self.ctx.faults
+        # loss_fn=model for a compiled model: hook the wrapper, whose hooks run outside the graph
+        loss_fn = self.ctx.graphs.eager(self._loss_fn)
+        if self.refuse_traced(loss_fn, f"loss_fn ({type(loss_fn).__name__}; record its value with "
+                                       "inspector.push_loss(loss.detach(), train=...) instead)"):
+            return
         self._train_site = ScalarSite("train loss", self.lens_name, faults, self._keep)
         self._val_site = ScalarSite("val loss", self.lens_name, faults, self._keep)
-        self._register = _LossHook(self._loss_fn, self._train_site, self._val_site, self._from_grad, faults,
+        self._register = _LossHook(loss_fn, self._train_site, self._val_site, self._from_grad, faults,
                                self.lens_name)
         self._sites = [self._train_site, self._val_site]
 

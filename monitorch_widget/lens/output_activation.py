@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 
 from torch import nn
 
+from ..collect.compiled import named_modules
 from ..collect.hooks import ActivationSite
 from ..collect.passes import pass_rule_for
 from ..collect.scratch import ScratchPool
@@ -74,7 +75,7 @@ class OutputActivation(AbstractLens):
                     or (self._dropout and is_dropout(module)))
 
     def register_module(self, module: nn.Module, name: str, leaf: bool) -> None:
-        if leaf and self.watches(module):
+        if leaf and self.watches(module) and not self.refuse_traced(module, name):
             self._sites.append(ActivationSite(
                 name, module, self.lens_name, self.ctx.faults, pass_rule=self._gate, eps=self._eps,
                 channel_last=self._channel_last, nonneg=is_nonnegative(module), keep_all=self._keep_all,
@@ -86,7 +87,7 @@ class OutputActivation(AbstractLens):
             return
         feeder: dict[str, bool] = {}  # module name -> fed by a linear-like layer
         last_linear = False
-        for name, module in model.named_modules():  # definition order
+        for name, module in named_modules(model):  # definition order
             if is_linear_like(module):
                 last_linear = True
             elif is_map_like(module):

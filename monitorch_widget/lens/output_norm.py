@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..collect.compiled import in_graph
 from ..collect.hooks import ScalarSite
 from ..collect.passes import is_counted_pass, pass_rule_for
 from ..collect.summary import RANGE_NAMES, Summary, as_method_list, needs_all_values
@@ -28,6 +29,9 @@ class NormSite(ScalarSite):
         self.handle = self._register()
 
     def __call__(self, module: nn.Module, args: Any, out: Any) -> None:
+        if in_graph():  # traced by dynamo: leave only this flag in the graph (collect/compiled.py)
+            self.in_graph = True
+            return
         if self.off or not is_counted_pass(self.pass_rule, module):
             return
         try:
@@ -81,7 +85,8 @@ class OutputNorm(AbstractLens):
     def register_module(self, module: nn.Module, name: str, leaf: bool) -> None:
         if not leaf or (self._exclude and isinstance(module, self._exclude)):
             return
-        if (self._activation and is_activation(module)) or (self._include and isinstance(module, self._include)):
+        if ((self._activation and is_activation(module)) or (self._include and isinstance(module, self._include))) \
+                and not self.refuse_traced(module, name):
             self._sites.append(NormSite(name, module, self.lens_name, self.ctx.faults, pass_rule=self._gate,
                                         normalize=self._normalize, channel_last=self._channel_last,
                                         keep_all=self._keep_all))
