@@ -81,10 +81,10 @@ def import_monitorch():
         return None, f'{type(e).__name__}: {e} (pip install monitorch==0.1.0.7)'
 
 
-def seed_lenses(lens_mod, loss_fn):
-    """The seed tutorial's lens set."""
+def seed_lenses(lens_mod, loss_fn, metrics=None):
+    """The seed tutorial's lens set. (monitorch's LossMetrics hooks ``loss_fn`` when constructed: build it once.)"""
     return [
-        lens_mod.LossMetrics(loss_fn=loss_fn),
+        lens_mod.LossMetrics(loss_fn=loss_fn, **({"metrics": metrics} if metrics else {})),
         lens_mod.OutputActivation(),
         lens_mod.ParameterGradientActivation(),
     ]

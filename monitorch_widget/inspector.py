@@ -18,6 +18,7 @@ from torch import nn
 from .collect.compiled import COMPILED_ADVICE, CompiledGraphs, peel
 from .collect.compiled import children as compiled_children
 from .collect.faults import FaultLog, MonitorNotice, MonitorWarning
+from .collect.modes import monitor_mode
 from .collect.progress import IntraEpochUpdates
 from .collect.pushes import Pushes, check_number
 from .collect.transfer import to_host
@@ -274,6 +275,7 @@ class PyTorchInspector:
         self._pushes.push(self._train_loss_str if train else self._non_train_loss_str, number)
 
     # --- ticking -------------------------------------------------------------------------------------
+    @monitor_mode  # once for the whole tick, not per fold
     def _compute(self, final: bool = True) -> list[tuple[AbstractLens, list[Call]]]:
         for lens in self.lenses:
             lens.flush(final)

@@ -147,3 +147,29 @@ def test_unwatched_parameters_are_named_once_with_how_to_watch_them():
         PyTorchInspector([ParameterGradientActivation(
             parameters=["weight", "bias", "weight_*", "bias_*", "in_proj_*", "original*"])],
             visualizer="none").attach(model)
+
+
+@pytest.mark.parametrize("outer", ["grad", "no_grad", "inference_mode", "enable_grad_in_inference"])
+def test_monitor_mode_is_grad_off_and_outside_inference_mode_whatever_the_caller(outer):
+    from monitorch_widget.collect.modes import monitor_mode
+
+    seen = []
+
+    @monitor_mode
+    def probe():
+        seen.append((torch.is_grad_enabled(), torch.is_inference_mode_enabled()))
+        probe_inner()
+
+    @monitor_mode
+    def probe_inner():
+        seen.append((torch.is_grad_enabled(), torch.is_inference_mode_enabled()))
+
+    contexts = {"grad": torch.enable_grad, "no_grad": torch.no_grad, "inference_mode": torch.inference_mode,
+                "enable_grad_in_inference": lambda: torch.inference_mode()}
+    with contexts[outer]():
+        if outer == "enable_grad_in_inference":
+            with torch.enable_grad():
+                probe()
+        else:
+            probe()
+    assert seen == [(False, False), (False, False)]

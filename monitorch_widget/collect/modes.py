@@ -24,7 +24,12 @@ def monitor_mode(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with torch.no_grad(), torch.inference_mode(False):
+        # Already there (a fold inside a tick inside a fold): entering the two modes again costs more than
+        # most folds of a small model, so check first.
+        if not torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+            return fn(*args, **kwargs)
+        # This order: inference_mode(False) restores grad mode on entry, so no_grad must come second.
+        with torch.inference_mode(False), torch.no_grad():
             return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
