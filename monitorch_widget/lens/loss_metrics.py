@@ -30,7 +30,7 @@ class _LossHook:
         self.handle = loss_fn.register_forward_hook(self)
 
     def __call__(self, module: nn.Module, args: Any, out: Any) -> None:
-        if self.off:
+        if self.off or not self.train.active:  # broken, or is_active_fn said no (both sites share the flag)
             return
         try:
             training = torch.is_grad_enabled() if self.from_grad else module.training
