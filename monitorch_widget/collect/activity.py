@@ -35,6 +35,7 @@ class ActivityGate:
         self._handles: list[RemovableHandle] = []
         self._in_backward = False
         self._failed = False
+        self._no_output_hooks = False
 
     def attach(self, model: nn.Module) -> None:
         self.detach()
@@ -69,11 +70,16 @@ class ActivityGate:
         self.refresh()
 
     def _on_output(self, module: nn.Module, args: Any, out: Any) -> None:
-        if not torch.is_grad_enabled():
+        if self._no_output_hooks or not torch.is_grad_enabled():
             return
-        for t in _tensors(out):
-            if t.requires_grad:
-                t.register_hook(self._on_backward)
+        try:
+            for t in _tensors(out):
+                if t.requires_grad:
+                    t.register_hook(self._on_backward)
+        except Exception as exc:  # noqa: BLE001 - e.g. a tensor subclass refusing hooks
+            self._no_output_hooks = True
+            self.faults.report("is_active_fn", f"cannot hook the model's output ({type(exc).__name__}: {exc}); "
+                               "is_active_fn is asked per forward pass only, training goes on")
 
     def _on_backward(self, grad: torch.Tensor) -> None:
         if self._in_backward:

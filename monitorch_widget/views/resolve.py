@@ -60,8 +60,7 @@ def resolve_visualizer(spec: Any, record: Record) -> Any:
         spec.bind(record)  # an unused view of ours reads the inspector's record directly
         return spec
     if isinstance(spec, WidgetVisualizer) and spec._widget is None and not spec.record.runs:
-        spec.record = record  # likewise an unused WidgetVisualizer() (not displayed yet)
-        spec._new_run = False
+        spec.bind(record)  # likewise an unused WidgetVisualizer() (not displayed yet)
         return spec
     missing = [m for m in INTERFACE if not callable(getattr(spec, m, None))]
     if missing:
