@@ -103,8 +103,11 @@ class PyTorchInspector:
     """Hooks a model for the given lenses and records one row per ``tick_epoch()``.
 
     Same constructor as ``monitorch.inspector.PyTorchInspector``. ``visualizer``: ``'widget'`` (default
-    in a notebook), ``'print'`` (default elsewhere), ``'none'``, or any object with monitorch's visualizer
-    interface. ``update_every``: refresh the record (and widget) every N training steps with a provisional
+    in a notebook), ``'print'`` (default elsewhere), ``'none'``, monitorch's ``'matplotlib'``,
+    ``'tensorboard'``, ``'dummy'`` (``monitorch_widget.visualizer``), or any object with monitorch's visualizer
+    interface. ``is_active_fn``: an int n (record every n-th epoch) or a function of the epoch counter, asked
+    once per forward and per backward pass of the model (``collect/activity.py``); a tick while it answers
+    ``False`` only moves the counter. ``update_every``: refresh the record (and widget) every N training steps with a provisional
     estimate of the running epoch (int), or every N seconds (float); ``None`` (default) only at ticks.
     """
 

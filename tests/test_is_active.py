@@ -217,3 +217,53 @@ def test_a_failing_is_active_fn_is_reported_once_and_training_goes_on():
     state["fail"] = False
     ins.tick_epoch()
     assert not math.isnan(ins.history.series("Output Activations", "1", "activation_rate")[0])
+
+
+class LossModel(nn.Module):
+    """The pre-training client's shape: ``model(x, y)`` returns the loss, hooked as ``LossMetrics(loss_fn=model)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+
+    def forward(self, x, y):
+        return nn.functional.cross_entropy(self.body(x), y)
+
+
+def loss_model_run(kit):
+    inspector_cls, loss_cls, _, grad_cls = kit
+    torch.manual_seed(0)
+    model = LossModel()
+    calls = Calls()
+    ins = inspector_cls([loss_cls(loss_fn=model, metrics=["val_loss_pushed"]), grad_cls(parameters=["weight"])],
+                        module=model, visualizer=calls, is_active_fn=lambda _: model.training)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    train_gen, eval_gen = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
+    losses = []
+    for _ in range(3):
+        model.train()
+        for _ in range(4):
+            x, y = torch.randn(8, 4, generator=train_gen), torch.randint(0, 3, (8,), generator=train_gen)
+            opt.zero_grad()
+            loss = model(x, y)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        model.eval()
+        with torch.no_grad():
+            val = [model(torch.randn(8, 4, generator=eval_gen), torch.randint(0, 3, (8,), generator=eval_gen))
+                   for _ in range(2)]
+        ins.push_metric("val_loss_pushed", float(sum(val) / 2))
+        model.train()
+        ins.tick()
+    return calls.values, losses
+
+
+def test_loss_returning_model_records_training_losses_only():
+    ours, losses = loss_model_run(OURS)
+    theirs, _ = loss_model_run(THEIRS)
+    assert_same(ours, theirs)
+    for epoch in (1, 2, 3):
+        assert ours[(epoch, "Loss", "Loss", "train_loss mean")] == pytest.approx(
+            sum(losses[4 * (epoch - 1): 4 * epoch]) / 4, rel=1e-5)
+        assert math.isnan(ours.get((epoch, "Loss", "Loss", "val_loss mean"), math.nan))  # evaluation passes gated
