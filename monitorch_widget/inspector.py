@@ -107,8 +107,9 @@ class PyTorchInspector:
     ``'tensorboard'``, ``'dummy'`` (``monitorch_widget.visualizer``), or any object with monitorch's visualizer
     interface. ``is_active_fn``: an int n (record every n-th epoch) or a function of the epoch counter, asked
     once per forward and per backward pass of the model (``collect/activity.py``); a tick while it answers
-    ``False`` only moves the counter. ``update_every``: refresh the record (and widget) every N training steps with a provisional
-    estimate of the running epoch (int), or every N seconds (float); ``None`` (default) only at ticks.
+    ``False`` only moves the counter. ``update_every``: refresh the record (and widget) every N training
+    steps with a provisional estimate of the running epoch (int), or every N seconds (float); ``None``
+    (default) only at ticks.
     """
 
     def __init__(self, lenses: list[AbstractLens], *, visualizer: Any = None, module: nn.Module | None = None,

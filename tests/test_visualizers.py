@@ -258,3 +258,30 @@ def test_matplotlib_show_fig_returns_a_figure_of_the_record(tmp_path):
     ins.tick_epoch()
     assert ins.visualizer.show_fig() is not fig  # a new epoch: drawn again
     assert not math.isnan(ins.history.series("Loss", "Loss", "train_loss mean")[2])
+
+
+def test_monitorchs_inspector_drives_our_print_and_matplotlib_visualizers(capsys):
+    pytest.importorskip("monitorch")
+    pytest.importorskip("matplotlib")
+    from monitorch.inspector import PyTorchInspector as TheirInspector
+    from monitorch.lens import LossMetrics as TheirLossMetrics
+
+    from monitorch_widget.visualizer import MatplotlibVisualizer
+
+    def their_lenses(lf):
+        return [TheirLossMetrics(loss_fn=lf)]
+
+    ins = train(PrintVisualizer(), epochs=3, inspector_cls=TheirInspector, make_lenses=their_lenses)
+    assert capsys.readouterr().out.count("epoch ") == 2  # an epoch's line once the next epoch's calls begin
+    ins.detach()  # monitorch calls reset_fig(): the last epoch's line
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch ")]
+    assert len(lines) == 1 and lines[0].startswith("epoch 3 | train_loss mean")
+
+    mpl = MatplotlibVisualizer()
+    ins = train(mpl, epochs=2, inspector_cls=TheirInspector, make_lenses=their_lenses)
+    ours = train("none", epochs=2, make_lenses=lambda lf: [LossMetrics(loss_fn=lf)])
+    ax = next(a for a in mpl.show_fig().axes if a.get_title() == "Loss")
+    line = next(ln for ln in ax.get_lines() if ln.get_label() == "train_loss mean")
+    np.testing.assert_allclose(line.get_ydata(), ours.history.series("Loss", "Loss", "train_loss mean"), rtol=1e-6)
+    ins.detach()
+    assert mpl.figure_ is None and len(mpl.record.runs) == 1
