@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .collect.activity import ActivityGate
 from .collect.compiled import COMPILED_ADVICE, CompiledGraphs, peel
 from .collect.compiled import children as compiled_children
 from .collect.faults import FaultLog, MonitorNotice, MonitorWarning
@@ -27,8 +28,7 @@ from .lens.coverage import coverage_notice
 from .lens.loss_metrics import LossMetrics
 from .record import Record
 from .views.monitorch_adapter import WidgetVisualizer
-from .views.print import PrintVisualizer
-from .views.resolve import QuietVisualizer, resolve_visualizer
+from .views.resolve import reads_record, resolve_visualizer
 
 
 class InspectorState:
@@ -103,9 +103,13 @@ class PyTorchInspector:
     """Hooks a model for the given lenses and records one row per ``tick_epoch()``.
 
     Same constructor as ``monitorch.inspector.PyTorchInspector``. ``visualizer``: ``'widget'`` (default
-    in a notebook), ``'print'`` (default elsewhere), ``'none'``, or any object with monitorch's visualizer
-    interface. ``update_every``: refresh the record (and widget) every N training steps with a provisional
-    estimate of the running epoch (int), or every N seconds (float); ``None`` (default) only at ticks.
+    in a notebook), ``'print'`` (default elsewhere), ``'none'``, monitorch's ``'matplotlib'``,
+    ``'tensorboard'``, ``'dummy'`` (``monitorch_widget.visualizer``), or any object with monitorch's visualizer
+    interface. ``is_active_fn``: an int n (record every n-th epoch) or a function of the epoch counter, asked
+    once per forward and per backward pass of the model (``collect/activity.py``); a tick while it answers
+    ``False`` only moves the counter. ``update_every``: refresh the record (and widget) every N training
+    steps with a provisional estimate of the running epoch (int), or every N seconds (float); ``None``
+    (default) only at ticks.
     """
 
     def __init__(self, lenses: list[AbstractLens], *, visualizer: Any = None, module: nn.Module | None = None,
@@ -129,6 +133,8 @@ class PyTorchInspector:
         self.history = Record()
         self.faults = FaultLog()
         self.faults.subscribe(self.history.problem)
+        # is_active_fn is asked once per forward / backward pass of the attached model (collect/activity.py)
+        self._gate = ActivityGate(lambda: self.state.is_active, self._set_active, self.faults)
         self._pushes = Pushes()
         self._ctx = LensContext(self.faults, self._pushes, train_loss_str, non_train_loss_str)
         self._train_loss_str = train_loss_str
@@ -138,10 +144,9 @@ class PyTorchInspector:
         self._hidden: tuple[set[str], set[str], set[str]] = (set(), set(), set())
         self._widget_vis: WidgetVisualizer | None = None
         self.visualizer = resolve_visualizer(visualizer, self.history)
-        if isinstance(self.visualizer, WidgetVisualizer):
+        if isinstance(self.visualizer, WidgetVisualizer) and self.visualizer.record is self.history:
             self._widget_vis = self.visualizer
-        ours = (WidgetVisualizer, PrintVisualizer, QuietVisualizer)
-        self._user_visualizer = None if isinstance(self.visualizer, ours) else self.visualizer
+        self._user_visualizer = None if reads_record(self.visualizer, self.history) else self.visualizer
         for lens in self.lenses:
             lens.bind(self._ctx)
             for tag, attrs in lens.tags():
@@ -188,9 +193,11 @@ class PyTorchInspector:
                 lens.set_hidden(modules, types)
 
     # --- attach / detach ---------------------------------------------------------------------------
-    def attach(self, model: nn.Module) -> PyTorchInspector:
-        """Hook ``model`` (a new run: epoch counter restarts at 1; earlier runs stay in the record)."""
-        graphs = _graphs(model)
+    def attach(self, module: nn.Module) -> PyTorchInspector:
+        """Hook ``module`` (a new run: epoch counter restarts at 1; earlier runs stay in the record).
+
+        ``module`` may be wrapped: ``torch.compile(model)``, DDP, DataParallel (see README "torch.compile")."""
+        graphs = _graphs(module)
         model = graphs.model
         if self.state.attached:
             self.detach()
@@ -225,7 +232,7 @@ class PyTorchInspector:
                                    f"and are not watched ({', '.join(lens.refused[:8])}"
                                    f"{' and more' if len(lens.refused) > 8 else ''}): {COMPILED_ADVICE}")
         self._apply_hidden()
-        self._set_active(self.state.is_active)
+        self._gate.attach(graphs.call_root)  # outside the graph of a compiled model
         self._epoch_started = time.time()
         if self._progress is not None:
             self._progress.attach(graphs.call_root)  # outside the graph of a compiled model
@@ -235,6 +242,7 @@ class PyTorchInspector:
         """Remove every hook (loss-function hook included); the record keeps the run."""
         if self._progress is not None:
             self._progress.detach()
+        self._gate.detach()
         for lens in self.lenses:
             lens.detach()
         self._ctx.graphs = CompiledGraphs(nn.Module())  # holds no reference to the model
@@ -307,35 +315,47 @@ class PyTorchInspector:
                                + (" (the inspector was detached)" if self.history.runs else ""))
         if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int)):
             raise TypeError(f"tick_epoch(epoch=...) must be an int, got {epoch!r}")
-        if self.state.is_active:
-            number = self.state.counter if epoch is None else epoch
-            results = self._compute()
-            record = self.history
-            record.open_row(number)
-            for lens, calls in results:
-                lens.vizualize(record, number, calls)
-                if self._user_visualizer is not None:
-                    try:
-                        lens.vizualize(self._user_visualizer, number, calls)
-                    except Exception as exc:  # noqa: BLE001
-                        self.faults.report("visualizer", f"{type(self._user_visualizer).__name__} failed with "
-                                           f"{type(exc).__name__}: {exc}")
-            record.close_row()
-            if isinstance(self.visualizer, PrintVisualizer):
-                self.visualizer.on_epoch()
+        if not self.state.is_active:
+            # monitorch: an inactive tick only moves the counter; what the hooks gathered while active (and
+            # the pushed values) wait for the next active tick
+            self._next_epoch(epoch)
+            return
+        number = self.state.counter if epoch is None else epoch
+        results = self._compute()
+        record = self.history
+        record.open_row(number)
+        for lens, calls in results:
+            lens.vizualize(record, number, calls)
+            if self._user_visualizer is not None:
+                try:
+                    lens.vizualize(self._user_visualizer, number, calls)
+                except Exception as exc:  # noqa: BLE001
+                    self.faults.report("visualizer", f"{type(self._user_visualizer).__name__} failed with "
+                                       f"{type(exc).__name__}: {exc}")
+        record.close_row()
+        on_tick = getattr(self.visualizer, "on_tick", None) if self._user_visualizer is None else None
+        if on_tick is not None:
+            try:
+                on_tick()
+            except Exception as exc:  # noqa: BLE001
+                self.faults.report("visualizer", f"{type(self.visualizer).__name__} failed with "
+                                   f"{type(exc).__name__}: {exc}")
         for lens in self.lenses:
             lens.reset_epoch()
         self._pushes.reset()
-        if epoch is not None:
-            self.state.counter = epoch + 1
-        else:
-            self.state.tick()
-        self._set_active(self.state.is_active)
+        self._next_epoch(epoch)
         self._epoch_started = time.time()
         if self._progress is not None:
             self._progress.reset()
 
     tick = tick_epoch
+
+    def _next_epoch(self, epoch: int | None) -> None:
+        if epoch is not None:
+            self.state.counter = epoch + 1
+        else:
+            self.state.tick()
+        self._gate.refresh()
 
     def provisional_update(self) -> None:
         """Write the running estimate of the current epoch as a provisional row (one host copy)."""
@@ -358,8 +378,8 @@ class PyTorchInspector:
         if started:
             self.tick()
 
-    def range(self, *args: int) -> Iterator[int]:
-        return self.iter(range(*args))
+    def range(self, *args: int, **kwargs: int) -> Iterator[int]:
+        return self.iter(range(*args, **kwargs))
 
     def to_html(self, path: Any, *, title: str | None = None) -> Any:
         """Write the record as one self-contained, offline, interactive HTML file (no CDN, no kernel)."""

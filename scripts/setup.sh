@@ -31,7 +31,7 @@ fi
 stamp="$VENV/.monitorch-widget-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "[setup] installing monitorch-widget (editable) with test extras"
-  pip_q -e ".[test]"
+  pip_q -e ".[test,tensorboard]" "$TORCH_PIN"
   touch "$stamp"
 fi
 

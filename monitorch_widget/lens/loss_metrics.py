@@ -34,7 +34,7 @@ class _LossHook:
         if in_graph():  # loss_fn traced into a graph compiled after attach: said at the tick
             self.train.in_graph = True
             return
-        if self.off:
+        if self.off or not self.train.active:  # broken, or is_active_fn said no (both sites share the flag)
             return
         try:
             training = torch.is_grad_enabled() if self.from_grad else module.training

@@ -3,7 +3,9 @@
 Door in: the record's events and :mod:`monitorch_widget.record.protocol` (snapshot, deltas, filters).
 ``widget`` + ``sync`` (the live anywidget), ``static_picture`` (SVG for hosts without JavaScript),
 ``html_export`` (one offline file), ``bqplot_figures``, ``print`` (one line per epoch), ``resolve`` (the
-``visualizer=`` argument) and ``monitorch_adapter`` (our widget as a monitorch visualizer).
+``visualizer=`` argument), ``monitorch_adapter`` (our widget as a monitorch visualizer), and monitorch's other
+visualizers: ``interface`` (AbstractVisualizer, DummyVisualizer, RecordView), ``tensorboard``,
+``matplotlib_figures``, ``recorder`` (recorder / player on the JSON history).
 
 Importing this package registers the record's conveniences (``Record.to_html``, ``Record.to_bqplot``,
 displaying a record as a widget); the heavy imports (anywidget, bqplot, IPython) wait until first use.

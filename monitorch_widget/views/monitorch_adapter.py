@@ -27,6 +27,13 @@ class WidgetVisualizer:
         self._widget: Any = None
         self._new_run = self.record.current is None
 
+    def bind(self, record: Record) -> None:
+        """Show ``record`` (an inspector's) instead of this visualizer's own, still unused one."""
+        if self._widget is not None or self.record.runs:
+            raise ValueError("this WidgetVisualizer already shows another record; create a new one")
+        self.record = record
+        self._new_run = False
+
     @property
     def widget(self) -> Any:
         if self._widget is None:

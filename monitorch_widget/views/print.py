@@ -7,6 +7,7 @@ import sys
 from typing import Any, TextIO
 
 from ..record import Record
+from .interface import RecordView
 
 
 def _fmt(v: float) -> str:
@@ -46,17 +47,52 @@ def epoch_line(record: Record) -> str:
     return " | ".join(parts)
 
 
-class PrintVisualizer:
-    """Prints one line per epoch; ``show_fig()`` prints a per-layer summary of the latest epoch."""
+class PrintVisualizer(RecordView):
+    """Prints one line per epoch (big panels: loss, metrics, warnings); ``show_fig()`` prints a per-layer
+    summary of the latest epoch.
 
-    def __init__(self, record: Record, stream: TextIO | None = None) -> None:
-        self.record = record
+    ``PrintVisualizer()`` given to our inspector prints at each tick. Driven by monitorch's inspector (or a
+    player) it prints an epoch's line when the next epoch's first call arrives, and the last one at
+    ``reset_fig()`` (monitorch's inspector calls it at ``detach``) or ``show_fig()``.
+    """
+
+    def __init__(self, record: Record | None = None, stream: TextIO | None = None) -> None:
+        super().__init__(record)
         self.stream = stream
+        self._pending: float | None = None  # epoch of calls not printed yet (own record only)
 
     def on_epoch(self) -> None:
         print(epoch_line(self.record), file=self.stream or sys.stdout, flush=True)
 
+    on_tick = on_epoch
+
+    def _before(self, epoch: float) -> None:
+        if self._pending is not None and self._pending != epoch:
+            self.on_epoch()
+        self._pending = epoch
+
+    def plot_numerical_values(self, epoch: int, main_tag: str, values_dict: Any, ranges_dict: Any = None) -> None:
+        self._before(epoch)
+        super().plot_numerical_values(epoch, main_tag, values_dict, ranges_dict)
+
+    def plot_probabilities(self, epoch: int, main_tag: str, values_dict: Any) -> None:
+        self._before(epoch)
+        super().plot_probabilities(epoch, main_tag, values_dict)
+
+    def plot_relations(self, epoch: int, main_tag: str, values_dict: Any) -> None:
+        self._before(epoch)
+        super().plot_relations(epoch, main_tag, values_dict)
+
+    def reset_fig(self) -> Any:
+        if self._pending is not None:
+            self._pending = None
+            self.on_epoch()
+        return super().reset_fig()
+
     def show_fig(self) -> Any:
+        if self._pending is not None:
+            self._pending = None
+            self.on_epoch()
         out = self.stream or sys.stdout
         run = self.record.current
         if run is None or run.n_rows == 0:

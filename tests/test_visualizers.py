@@ -1,0 +1,287 @@
+"""monitorch's visualizers in monitorch-widget: the string names, TensorBoard (event files read back with
+TensorBoard's own reader), the recorder / player pair on our JSON history, the refusal of monitorch's pickles,
+matplotlib figures and the print visualizer as an object."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import monitorch_widget
+from monitorch_widget import HistoryFormatError, PyTorchInspector, WidgetVisualizer
+from monitorch_widget.lens import LossMetrics, OutputActivation, OutputNorm, ParameterGradientActivation
+from monitorch_widget.visualizer import (
+    AbstractVisualizer,
+    PlayerVisualizer,
+    PrintVisualizer,
+    QuietVisualizer,
+    RecorderVisualizer,
+)
+
+
+def lenses(loss_fn):
+    return [LossMetrics(loss_fn=loss_fn), OutputActivation(), ParameterGradientActivation(),
+            OutputNorm(comparison_plot=True)]
+
+
+def train(visualizer, epochs=3, inspector_cls=PyTorchInspector, make_lenses=lenses):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2))
+    loss_fn = nn.CrossEntropyLoss()
+    ins = inspector_cls(make_lenses(loss_fn), visualizer=visualizer)
+    ins.attach(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(epochs):
+        for _ in range(4):
+            x, y = torch.randn(6, 3, generator=g), torch.randint(0, 2, (6,), generator=g)
+            opt.zero_grad()
+            loss_fn(model(x), y).backward()
+            opt.step()
+        ins.tick_epoch()
+    return ins
+
+
+def all_series(record, run=-1):
+    """{(panel, group, key, role): values} of one run."""
+    r = record.runs[run]
+    return {(c.panel, c.group, c.key, c.role): r.data[:, c.index] for c in r.columns}
+
+
+def assert_same_series(a, b):
+    """Equal series; a series of gaps only may be absent (the player replays no NaN)."""
+    a = {k: v for k, v in a.items() if not np.isnan(v).all()}
+    b = {k: v for k, v in b.items() if not np.isnan(v).all()}
+    assert a.keys() == b.keys() and a
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-12, equal_nan=True, err_msg=str(key))
+
+
+# --- names ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["matplotlib", "tensorboard", "print", "dummy"])
+def test_monitorchs_visualizer_names_are_accepted(name, tmp_path, monkeypatch, capsys):
+    if name == "tensorboard":
+        pytest.importorskip("tensorboard")
+    monkeypatch.chdir(tmp_path)  # 'tensorboard' writes to runs/<date>_<host> like SummaryWriter
+    ins = train(name, epochs=2)
+    series = ins.history.series("Loss", "Loss", "train_loss mean")
+    assert len(series) == 2 and not np.isnan(series).any()
+    if name == "print":
+        assert capsys.readouterr().out.count("epoch ") == 2
+    elif name == "dummy":
+        assert isinstance(ins.visualizer, QuietVisualizer)
+    elif name == "matplotlib":
+        assert ins.visualizer.record is ins.history
+    else:
+        ins.visualizer.close()
+        assert len(os.listdir(tmp_path / "runs")) == 1
+
+
+def test_unknown_name_lists_the_accepted_ones():
+    with pytest.raises(ValueError, match="'matplotlib', 'tensorboard'"):
+        PyTorchInspector([OutputActivation()], visualizer="plotly")
+
+
+def test_our_views_passed_as_objects_read_the_inspectors_record(capsys):
+    printer = PrintVisualizer()
+    ins = train(printer, epochs=2)
+    assert printer.record is ins.history and capsys.readouterr().out.count("epoch ") == 2
+    widget_vis = WidgetVisualizer()
+    ins = train(widget_vis, epochs=1)
+    assert widget_vis.record is ins.history and ins.widget is widget_vis.widget
+
+
+def test_a_subclass_of_abstract_visualizer_receives_monitorchs_calls():
+    class Keep(AbstractVisualizer):
+        def __init__(self):
+            self.seen = []
+
+        def register_tags(self, main_tag, tag_attr):
+            self.seen.append(("tag", main_tag))
+
+        def plot_numerical_values(self, epoch, main_tag, values_dict, ranges_dict=None):
+            self.seen.append((epoch, main_tag, dict(values_dict)))
+
+        def plot_probabilities(self, epoch, main_tag, values_dict):
+            self.seen.append((epoch, main_tag, dict(values_dict)))
+
+        def plot_relations(self, epoch, main_tag, values_dict):
+            self.seen.append((epoch, main_tag, dict(values_dict)))
+
+    keep = Keep()
+    ins = train(keep, epochs=1)
+    loss = next(v for e, t, v in (s for s in keep.seen if len(s) == 3) if t == "Loss")
+    assert loss["Loss"]["train_loss mean"] == ins.history.series("Loss", "Loss", "train_loss mean")[0]
+    with pytest.raises(TypeError):
+        AbstractVisualizer()
+
+
+# --- TensorBoard ------------------------------------------------------------------------------------------
+def test_tensorboard_event_file_holds_every_value(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from monitorch_widget.visualizer import TensorBoardVisualizer
+
+    tb = TensorBoardVisualizer(log_dir=str(tmp_path))
+    ins = train(tb, epochs=3)
+    tb.close()
+    assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == []  # relations add no extra runs
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    run = ins.history.current
+    expected = set()
+    for col in run.columns:
+        tag = f"{col.panel}/{col.group}/{col.key}".lower().replace(" ", "_").replace("σ", "std")
+        expected.add(tag)
+        events = acc.Scalars(tag)
+        assert [e.step for e in events] == [1, 2, 3], tag
+        np.testing.assert_allclose([e.value for e in events], run.data[:, col.index], rtol=1e-6, err_msg=tag)
+    assert tags == expected
+    # grouped by lens panel: TensorBoard's sections are the first part of the name
+    assert {t.split("/")[0] for t in tags} == {"loss", "output_activations", "warning_output_activations",
+                                              "gradient_activations", "warning_gradient_activations",
+                                              "output_norm", "output_norm_comparison"} or \
+        {t.split("/")[0] for t in tags} == {p.tag.lower().replace(" ", "_") for p in run.panels}
+    assert "loss/loss/train_loss_-std" in tags and "output_activations/1/death_rate" in tags
+    assert "custom_scalars__config__" in acc.Tags()["tensors"]  # the multi-line chart of the comparison
+
+
+# --- recorder and player ----------------------------------------------------------------------------------
+def test_recorder_writes_our_history_and_the_player_replays_it(tmp_path):
+    path = tmp_path / "run.json"
+    rec = RecorderVisualizer(str(path))
+    ins = train(rec, epochs=3)
+    assert rec.record is ins.history
+    saved = monitorch_widget.load(path)  # written at each tick: the documented JSON history
+    assert saved.runs[0].epochs == [1.0, 2.0, 3.0]
+    assert_same_series(all_series(saved), all_series(ins.history))
+    assert saved.runs[0].module_types == ins.history.current.module_types
+
+    target = WidgetVisualizer()
+    assert PlayerVisualizer(str(path), target).playback() is not None
+    assert_same_series(all_series(target.record), all_series(ins.history))
+    assert [p.tag for p in target.record.current.panels] == [p.tag for p in ins.history.current.panels]
+    assert target.record.current.panel("Loss").big and target.record.current.panel("Mean Output Norm Comparison").kind \
+        == "relations"
+
+
+def test_player_replays_every_run_and_calls_reset_fig_between_them(tmp_path):
+    path = tmp_path / "two.json"
+    ins = train("none", epochs=2)
+    ins.detach()
+    model = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2))
+    ins.attach(model)
+    nn.CrossEntropyLoss()(model(torch.randn(5, 3)), torch.randint(0, 2, (5,))).backward()
+    ins.tick_epoch()
+    ins.save(path)
+    target = WidgetVisualizer()
+    PlayerVisualizer(str(path), target).playback()
+    assert len(target.record.runs) == 2
+    for run in (0, 1):
+        assert_same_series(all_series(target.record, run), all_series(ins.history, run))
+
+
+def test_monitorchs_inspector_can_record_with_our_recorder(tmp_path):
+    monitorch = pytest.importorskip("monitorch")
+    from monitorch.inspector import PyTorchInspector as TheirInspector
+    from monitorch.lens import LossMetrics as TheirLossMetrics
+
+    path = tmp_path / "theirs.json"
+    with RecorderVisualizer(str(path)) as rec:
+        ins = train(rec, epochs=2, inspector_cls=TheirInspector,
+                    make_lenses=lambda lf: [TheirLossMetrics(loss_fn=lf)])
+        ins.detach()
+    assert monitorch.__name__ == "monitorch"
+    loaded = monitorch_widget.load(path)
+    assert loaded.runs[0].epochs == [1.0, 2.0]
+    ours = train("none", epochs=2, make_lenses=lambda lf: [LossMetrics(loss_fn=lf)])
+    np.testing.assert_allclose(loaded.series("Loss", "Loss", "train_loss mean"),
+                               ours.history.series("Loss", "Loss", "train_loss mean"), rtol=1e-6)
+
+
+def test_player_refuses_a_monitorch_pickle_and_says_what_to_do(tmp_path):
+    pytest.importorskip("monitorch")
+    from monitorch.visualizer import RecorderVisualizer as TheirRecorder
+    from monitorch.visualizer import TagAttributes, TagType
+
+    path = tmp_path / "monitorch_run.pkl"
+    theirs = TheirRecorder(str(path))
+    theirs.register_tags("Loss", TagAttributes(False, True, True, TagType.NUMERICAL))
+    theirs.plot_numerical_values(1, "Loss", {"Loss": {"train_loss mean": 0.5}})
+    theirs.close()
+    with pytest.raises(HistoryFormatError) as caught:
+        PlayerVisualizer(str(path), WidgetVisualizer()).playback()
+    message = str(caught.value)
+    assert "pickle" in message and "never unpickles" in message
+    assert "monitorch.visualizer.PlayerVisualizer(path, monitorch_widget.WidgetVisualizer()).playback()" in message
+    assert "RecorderVisualizer(path), which writes JSON" in message
+    # what the message proposes works: monitorch's player fills our widget's record
+    from monitorch.visualizer import PlayerVisualizer as TheirPlayer
+
+    target = WidgetVisualizer()
+    TheirPlayer(str(path), target).playback()
+    assert target.record.series("Loss", "Loss", "train_loss mean")[0] == 0.5
+
+
+def test_player_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        PlayerVisualizer(str(tmp_path / "missing.json"), WidgetVisualizer()).playback()
+    with pytest.raises(TypeError, match="visualizer methods"):
+        PlayerVisualizer(str(tmp_path / "x.json"), object())
+    named_pkl = tmp_path / "ours.pkl"  # our JSON under a .pkl name is still ours
+    train("none", epochs=1).save(named_pkl)
+    PlayerVisualizer(str(named_pkl), WidgetVisualizer()).playback()
+
+
+# --- matplotlib -------------------------------------------------------------------------------------------
+def test_matplotlib_show_fig_returns_a_figure_of_the_record(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib.figure
+
+    ins = train("matplotlib", epochs=3)
+    fig = ins.visualizer.show_fig()
+    assert isinstance(fig, matplotlib.figure.Figure) and ins.visualizer.show_fig() is fig  # kept until a tick
+    by_title = {ax.get_title(): ax for ax in fig.axes}
+    loss_ax = by_title["Loss"]
+    line = next(ln for ln in loss_ax.get_lines() if ln.get_label() == "train_loss mean")
+    np.testing.assert_allclose(line.get_ydata(), ins.history.series("Loss", "Loss", "train_loss mean"))
+    np.testing.assert_allclose(line.get_xdata(), [1, 2, 3])
+    assert by_title["Output Activations: 1"].get_ylim() == (0.0, 1.0)
+    assert len(loss_ax.collections) == 1  # the ±σ band
+    fig.savefig(tmp_path / "run.png")
+    assert (tmp_path / "run.png").stat().st_size > 1000
+    ins.tick_epoch()
+    assert ins.visualizer.show_fig() is not fig  # a new epoch: drawn again
+    assert not math.isnan(ins.history.series("Loss", "Loss", "train_loss mean")[2])
+
+
+def test_monitorchs_inspector_drives_our_print_and_matplotlib_visualizers(capsys):
+    pytest.importorskip("monitorch")
+    pytest.importorskip("matplotlib")
+    from monitorch.inspector import PyTorchInspector as TheirInspector
+    from monitorch.lens import LossMetrics as TheirLossMetrics
+
+    from monitorch_widget.visualizer import MatplotlibVisualizer
+
+    def their_lenses(lf):
+        return [TheirLossMetrics(loss_fn=lf)]
+
+    ins = train(PrintVisualizer(), epochs=3, inspector_cls=TheirInspector, make_lenses=their_lenses)
+    assert capsys.readouterr().out.count("epoch ") == 2  # an epoch's line once the next epoch's calls begin
+    ins.detach()  # monitorch calls reset_fig(): the last epoch's line
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch ")]
+    assert len(lines) == 1 and lines[0].startswith("epoch 3 | train_loss mean")
+
+    mpl = MatplotlibVisualizer()
+    ins = train(mpl, epochs=2, inspector_cls=TheirInspector, make_lenses=their_lenses)
+    ours = train("none", epochs=2, make_lenses=lambda lf: [LossMetrics(loss_fn=lf)])
+    ax = next(a for a in mpl.show_fig().axes if a.get_title() == "Loss")
+    line = next(ln for ln in ax.get_lines() if ln.get_label() == "train_loss mean")
+    np.testing.assert_allclose(line.get_ydata(), ours.history.series("Loss", "Loss", "train_loss mean"), rtol=1e-6)
+    ins.detach()
+    assert mpl.figure_ is None and len(mpl.record.runs) == 1
