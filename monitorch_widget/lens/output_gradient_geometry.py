@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
 
 from torch import nn
 
@@ -54,6 +56,12 @@ class OutputGradientGeometry(AbstractLens):
     def tags(self) -> list[tuple[str, TagAttributes]]:
         return norm_tags(self._SMALL_NORM_TAG_NAME, self._SMALL_PROD_TAG_NAME if self._correlation else None,
                          self._log)
+
+    def introduce_tags(self, visualizer: Any) -> None:
+        # monitorch declares this correlation tag without ylim (its parameter lenses give (1, -1)): a user's
+        # visualizer gets exactly that; our record still draws it on [-1, 1] (tags())
+        for tag, attrs in self.tags():
+            visualizer.register_tags(tag, replace(attrs, ylim=None))
 
     def register_module(self, module: nn.Module, name: str, leaf: bool) -> None:
         if not leaf or (self._skip_activation and is_activation(module)):
