@@ -32,7 +32,8 @@ class ParameterUpdateGeometry(ParameterLens):
     Cost per step: one ``_foreach_copy_`` and one ``_foreach_sub_`` over the watched parameters, one
     ``_foreach_norm`` (two and one ``_foreach_mm`` with correlation), per device; no host sync. Memory: one
     copy of the watched parameters, two with ``compute_correlation`` (the snapshot and the previous update):
-    2.0x the watched parameters' bytes, measured by ``benchmarks/update_memory.py``; allocated at the first step.
+    2.0x the watched parameters' bytes (1.0x without correlation), measured by ``benchmarks/geometry_memory.py``;
+    allocated at the first step.
 
     Raises TypeError when ``optimizer`` is neither a ``torch.optim.Optimizer`` nor None, for non-boolean
     flags and bad ``parameters``; ValueError for unknown aggregation names, and at attach when no parameter of
