@@ -205,13 +205,14 @@ def test_frozen_and_unused_parameters_and_clipped_gradients():
 
 def test_non_finite_gradient_is_left_out_of_that_parameter_only():
     """Step 2's backward pass yields a NaN in one weight's gradient and the step is skipped (as GradScaler
-    does): that gradient is counted once, as a non-finite observation of that weight only."""
+    does): that gradient is counted once, as a non-finite observation of that weight only, and the next
+    correlation restarts at 0."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    ins, rec = inspector([ParameterGradientGeometry(parameters="weight", compute_correlation=False)], model)
+    ins, rec = inspector([ParameterGradientGeometry(parameters="weight")], model)
     g = torch.Generator().manual_seed(4)
-    norms = {"0": [], "1": []}
+    grads = {"0": [], "1": []}
     nan_at_origin = torch.zeros(8, 4)
     nan_at_origin[0, 0] = float("nan")
     for step in range(4):
@@ -221,16 +222,21 @@ def test_non_finite_gradient_is_left_out_of_that_parameter_only():
         nn.functional.cross_entropy(model(x), y).backward()
         if handle is not None:
             handle.remove()
-        else:
-            norms["0"].append(float(model[0].weight.grad.norm()))
-        norms["1"].append(float(model[1].weight.grad.norm()))
+        for name in grads:
+            grads[name].append(getattr(model, name).weight.grad.detach().clone())
         if step != 2:
             opt.step()
     with pytest.warns(MonitorWarning, match="0: 1 observation"):
         ins.tick_epoch()
-    for name in norms:
-        assert rec.values[(1, "Weight Gradient Norm", name, "mean")] == pytest.approx(np.mean(norms[name]), rel=1e-5)
-    assert len(norms["1"]) == 4
+    good = grads["0"][:2] + grads["0"][3:]
+    corr0 = correlations(grads["0"][:2]) + [0.0]  # restarts after the NaN gradient
+    expected = {"0": ([float(t.norm()) for t in good], corr0),
+                "1": ([float(t.norm()) for t in grads["1"]], correlations(grads["1"]))}
+    for name, (norms, corr) in expected.items():
+        assert rec.values[(1, "Weight Gradient Norm", name, "mean")] == pytest.approx(np.mean(norms), rel=1e-5)
+        assert rec.values[(1, "Weight Gradient Correlation", name, "mean")] == \
+            pytest.approx(np.mean(corr), rel=1e-5, abs=1e-6)
+    assert math.isnan(float(grads["0"][2].norm()))
 
 
 # --- ParameterNorm / ParameterUpdateGeometry -------------------------------------------------------------

@@ -6,7 +6,9 @@ of one tensor (a gradient, an update, a parameter):
 - norm n_k = ||X_k||_2, or ||X_k||_2 / sqrt(numel) with ``normalize_by_size`` (the RMS);
 - correlation r_k = <X_{k-1}, X_k> / (||X_{k-1}||_2 ||X_k||_2 + eps), eps = 1e-8, with unnormalised norms;
   at the start of each epoch the previous tensor is zero (monitorch's accumulator is rebuilt at every tick),
-  so the epoch's first r is 0 -- a zeroed previous buffer gives exactly that, with no host-side flag.
+  so the epoch's first r is 0 -- a zeroed previous buffer gives exactly that, with no host-side flag;
+- a non-finite X_k is left out of the epoch's statistics (counted as non-finite) and the next r restarts at
+  0 (monitorch's NaN would poison the mean of both).
 
 :func:`write_geometry` writes row 0 (norms) and row 1 (correlations) of an observation for n tensors with a
 fixed number of multi-tensor ops (``torch._foreach_norm``, ``torch._foreach_mm`` for the dot products), on
@@ -62,5 +64,9 @@ def write_geometry(row: torch.Tensor, tensors: Sequence[torch.Tensor], previous:
         torch.mul(raw, scale, out=row[0])
     if previous is not None:
         before = norms(previous)
-        torch.div(dots(previous, tensors), before.mul_(raw).add_(EPS), out=row[1])
+        # a non-finite previous tensor (after a NaN gradient) restarts the sequence like a zero one: only the
+        # non-finite observation itself is left out, not the next one too
+        finite = torch.isfinite(before)
+        products = torch.where(finite, dots(previous, tensors), 0.0)
+        torch.div(products, before.nan_to_num_(0.0, 0.0, 0.0).mul_(raw).add_(EPS), out=row[1])
     return raw
