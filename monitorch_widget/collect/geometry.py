@@ -10,9 +10,9 @@ of one tensor (a gradient, an update, a parameter):
 - a non-finite X_k is left out of the epoch's statistics (counted as non-finite) and the next r restarts at
   0 (monitorch's NaN would poison the mean of both).
 
-:func:`write_geometry` writes row 0 (norms) and row 1 (correlations) of an observation for n tensors with a
-fixed number of multi-tensor ops (``torch._foreach_norm``, ``torch._foreach_mm`` for the dot products), on
-the tensors' device, into preallocated rows; nothing is read on the host.
+:func:`write_geometry` writes row 0 (norms) and row 1 (correlations) of an observation for n tensors: the
+norms with multi-tensor ops (``torch._foreach_norm``), the inner products with one ``torch.dot`` per tensor
+(see :func:`dots`), on the tensors' device, into preallocated rows; nothing is read on the host.
 """
 
 from __future__ import annotations
@@ -32,18 +32,19 @@ def norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def dots(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
-    """[n] float32 inner products <a_i, b_i> (equal shapes), one multi-tensor matmul where torch has it."""
-    rows = [x.reshape(1, -1) for x in a]
-    cols = [y.reshape(-1, 1) for y in b]
-    if _FOREACH_MM and all(r.dtype == c.dtype for r, c in zip(rows, cols)):
+    """[n] float32 inner products <a_i, b_i> (equal shapes), one ``torch.dot`` per pair.
+
+    Per tensor on purpose: torch has no multi-tensor reduction with a sign (``_foreach_norm`` /
+    ``_foreach_powsum`` sum |x|^p), and ``torch._foreach_mm`` of [1, N] x [N, 1] measured 9x slower than
+    ``torch.dot`` on CPU (49 vs 5.5 us for N = 32k); a dot allocates nothing, unlike ``sum(a * b)``."""
+    out = []
+    for x, y in zip(a, b):
+        u, v = x.reshape(-1), y.reshape(-1)
         try:
-            return torch.stack(torch._foreach_mm(rows, cols)).reshape(-1).to(_F32)
-        except (RuntimeError, NotImplementedError):  # a dtype or device without a kernel: per tensor below
-            pass
-    return torch.stack([torch.sum(x.reshape(-1).to(_F32) * y.reshape(-1).to(_F32)) for x, y in zip(a, b)])
-
-
-_FOREACH_MM = hasattr(torch, "_foreach_mm")
+            out.append(torch.dot(u, v).to(_F32))
+        except RuntimeError:  # a dtype without a dot kernel on this device: in float32
+            out.append(torch.dot(u.to(_F32), v.to(_F32)))
+    return torch.stack(out)
 
 
 def size_scale(tensors: Sequence[torch.Tensor], normalize: bool, device: torch.device) -> torch.Tensor | None:

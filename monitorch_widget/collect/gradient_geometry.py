@@ -59,6 +59,7 @@ class GradientGeometry:
 class GeometryLayout(ObservationRows):
     """Rows of (norm[, correlation]) for one ordered set of parameters on one device."""
 
+    @monitor_mode
     def __init__(self, kind: GradientGeometry, sites: list[GradientSite], device: torch.device) -> None:
         super().__init__([s.bank_row for s in sites], device, kind.width)
         self.kind = kind

@@ -28,7 +28,7 @@ class OutputGradientGeometry(AbstractLens):
     (:mod:`monitorch_widget.collect.output_gradients`), not a full backward hook: a following
     ``ReLU(inplace=True)`` works, and the value is the gradient before that in-place change.
 
-    Cost: ~8 device ops per module per backward pass, no host sync. Memory: with ``compute_correlation``, one
+    Cost: ~12 small device ops per module per backward pass, no host sync. Memory: with ``compute_correlation``, one
     copy of each watched module's output gradient (the previous one: about the size of its activations for
     one batch); without, a few floats per observation.
 

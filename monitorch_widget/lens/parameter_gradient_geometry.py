@@ -28,7 +28,7 @@ class ParameterGradientGeometry(ParameterLens):
     k observations of partial sums).
 
     Cost: per backward pass, one ``torch._foreach_norm`` over all watched gradients of a device (plus, with
-    correlation, one ``_foreach_norm`` of the previous ones, one ``_foreach_mm`` for the inner products and one
+    correlation, one ``_foreach_norm`` of the previous ones, one ``torch.dot`` per parameter and one
     ``_foreach_copy_``); no host sync. Memory with ``compute_correlation``: two gradient-sized buffers per
     watched parameter (2x the watched parameters' size: the previous observation, and the latest read while
     its use is undecided; measured 2.00x by ``benchmarks/geometry_memory.py``); without, a few floats per
