@@ -344,3 +344,84 @@ def test_no_matching_parameter_fails_at_attach_and_leaves_no_hook():
     with pytest.raises(ValueError, match="no module of the model has a parameter matching gamma"):
         ins.attach(model)
     assert not opt._optimizer_step_pre_hooks
+
+
+# --- lifecycle: inactive epochs, skipped steps, lazy parameters, provisional refreshes ----------------------
+
+def test_update_geometry_skips_steps_gradscaler_skips_and_inactive_epochs():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 4)
+    rec = Recorder()
+    ins = PyTorchInspector([ParameterUpdateGeometry(opt, parameters=["weight"], compute_correlation=False)],
+                           visualizer=rec, is_active_fn=2)  # epoch 1 inactive, epoch 2 recorded
+    with _quiet():
+        ins.attach(model)
+    g = torch.Generator().manual_seed(7)
+    for _epoch in (1, 2):
+        norms = []
+        for step in range(4):
+            before = model[0].weight.detach().clone()
+            x, y = batch(g)
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x), y) * (float("inf") if step == 1 else 1.0)
+            scaler.scale(loss).backward()
+            scaler.step(opt)  # step 1: inf gradients, the step is skipped (no hooks fire)
+            scaler.update()
+            change = model[0].weight.detach() - before
+            if step != 1:
+                norms.append(float(change.norm()))
+            else:
+                assert float(change.norm()) == 0
+        ins.tick_epoch()
+    assert not any(k[0] == 1 for k in rec.values)
+    assert rec.values[(2, "Weight Update Norm", "0", "mean")] == pytest.approx(np.mean(norms), rel=1e-5)
+    assert rec.values[(2, "Weight Update Norm", "0", ("min", "max"))] == pytest.approx((min(norms), max(norms)),
+                                                                                     rel=1e-5)
+
+
+def test_lazy_parameters_are_watched_once_materialised():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.LazyLinear(3))
+    lenses = [ParameterNorm(parameters=["weight"]), ParameterGradientGeometry(parameters=["weight"])]
+    ins, rec = inspector(lenses, model)
+    x, y = batch(torch.Generator().manual_seed(8))
+    nn.functional.cross_entropy(model(x), y).backward()
+    grad = model[0].weight.grad.detach().clone()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    ins.tick_epoch()
+    assert rec.values[(1, "Weight Norm", "0", "mean")] == pytest.approx(float(model[0].weight.detach().norm()), rel=1e-6)
+    assert rec.values[(1, "Weight Gradient Norm", "0", "mean")] == pytest.approx(float(grad.norm()), rel=1e-6)
+
+
+def test_provisional_refreshes_leave_the_epoch_values_unchanged():
+    def run(every):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+        opt = torch.optim.Adam(model.parameters(), lr=0.05)
+        lenses = [OutputGradientGeometry(), ParameterGradientGeometry(), ParameterNorm(),
+                  ParameterUpdateGeometry(opt)]
+        rec = Recorder()
+        ins = PyTorchInspector(lenses, visualizer=rec, update_every=every)
+        with _quiet():
+            ins.attach(model)
+        ins.history.subscribe(lambda ev: provisional.append(ev) if ev[0] == "row" and ev[2]["provisional"] else None)
+        g = torch.Generator().manual_seed(9)
+        for _ in range(2):
+            for _ in range(5):
+                x, y = batch(g)
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+            ins.tick_epoch()
+        return rec.values
+
+    provisional: list = []
+    plain = run(None)
+    assert not provisional
+    refreshed = run(2)
+    assert len(provisional) >= 4  # refreshes did run mid-epoch
+    assert plain.keys() == refreshed.keys() and len(plain) > 40
+    for key, value in plain.items():
+        assert refreshed[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
