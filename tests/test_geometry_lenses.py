@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+import monitorch_widget
 from monitorch_widget import MonitorWarning, PyTorchInspector
 from monitorch_widget.lens import (
     OutputGradientGeometry,
@@ -307,7 +308,7 @@ def test_gradient_geometry_memory_is_two_gradient_copies_with_correlation():
     ins.tick_epoch()
 
 
-def test_correlation_panels_are_drawn_on_minus_one_to_one_and_norms_on_log_scale_when_asked():
+def test_correlation_panels_are_drawn_on_minus_one_to_one_and_norms_on_log_scale_when_asked(tmp_path):
     model = nn.Sequential(nn.Linear(4, 3))
     ins = PyTorchInspector([ParameterGradientGeometry(log_scale=True), OutputGradientGeometry()], visualizer="none")
     with _quiet():
@@ -320,6 +321,12 @@ def test_correlation_panels_are_drawn_on_minus_one_to_one_and_norms_on_log_scale
     assert run.panel("Output Gradient Correlation").ylim == [-1.0, 1.0]
     assert run.panel("Weight Gradient Norm").logy and run.panel("Weight Gradient Norm").ylim is None
     assert not run.panel("Output Gradient Norm").logy
+    # the fixed range travels in saved histories
+    path = tmp_path / "history.json"
+    ins.save(path)
+    loaded = monitorch_widget.load(path).runs[-1]
+    assert loaded.panel("Weight Gradient Correlation").ylim == [-1.0, 1.0]
+    assert loaded.panel("Weight Gradient Norm").ylim is None
 
 
 @pytest.mark.parametrize("make, error, match", [
