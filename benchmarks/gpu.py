@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/gpu.py --allow-cpu # smoke-test the script on CPU (sync check is a no-op)
 
 1. Sync check: the seed CNN (batch 256) trains one monitored epoch of ``--sync-steps`` batches (more
-   than a row buffer holds, so buffer folds happen inside the epoch) under
+   than a row buffer holds, so buffer folds happen inside the epoch), with the seed's lenses and with the
+   four geometry lenses, under
    ``torch.cuda.set_sync_debug_mode('error')``: any host synchronisation (``.item()``, a blocking copy,
    ``nonzero`` ...) raises. The bare loop is checked first (so a failure is attributed correctly); the
    tick at the epoch end runs with the mode reset (one device->host copy per tick is by design).
@@ -67,13 +68,17 @@ def sync_check(device: torch.device, steps: int) -> int:
         return 1
     results = []
     code = 0
-    for name in ('bare', 'ours'):
+    for name in ('bare', 'ours', 'ours+geometry'):
         model = copy.deepcopy(base)
         opt = torch.optim.Adam(model.parameters())
         loss_fn = nn.CrossEntropyLoss()
         insp = None
         if name == 'ours':
             insp = cls(seed_lenses(lens_mod, loss_fn), visualizer=NoopVisualizer(), module=model)
+        elif name == 'ours+geometry':  # the four geometry lenses: gradient/update copies, dots, norms
+            lenses = [lens_mod.OutputGradientGeometry(), lens_mod.ParameterGradientGeometry(),
+                      lens_mod.ParameterNorm(), lens_mod.ParameterUpdateGeometry(opt)]
+            insp = cls(lenses, visualizer=NoopVisualizer(), module=model)
         # warm-up epoch (allocations, cuDNN autotune), outside the check
         _epoch(model, opt, loss_fn, data, 3)
         if insp is not None:

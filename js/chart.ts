@@ -93,7 +93,9 @@ export class Chart {
     const yScale: uPlot.Scale =
       spec.kind === "probability"
         ? { auto: false, range: [0, 1] }
-        : spec.logy
+        : spec.ylim
+          ? { auto: false, range: spec.ylim }
+          : spec.logy
           ? { distr: 3, log: 10 }
           : {};
     const bands: uPlot.Band[] = [];

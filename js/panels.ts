@@ -29,6 +29,8 @@ export interface ChartSpec {
   big: boolean;
   logy: boolean;
   canLog: boolean;
+  /** Fixed y range from the panel (correlations: [-1, 1]), else null. */
+  ylim: [number, number] | null;
   moduleType: string | null;
   series: SeriesSpec[];
   hidden: boolean;
@@ -96,7 +98,8 @@ export function buildLayout(store: Store, filters: Filters): Layout {
   layout.panels = cur.panels.map((p) => ({ ...p }));
 
   for (const p of cur.panels) {
-    const canLog = p.kind !== "probability";
+    const ylim = p.ylim ?? null;
+    const canLog = p.kind !== "probability" && ylim === null;
     const section: SectionSpec = {
       tag: p.tag,
       kind: p.kind,
@@ -140,6 +143,7 @@ export function buildLayout(store: Store, filters: Filters): Layout {
         big: p.big,
         logy: section.logy,
         canLog,
+        ylim,
         moduleType: g.moduleType,
         series,
         hidden: section.hidden || (!p.big && !groupShown(filters, g.group, g.moduleType)),
@@ -153,5 +157,5 @@ export function buildLayout(store: Store, filters: Filters): Layout {
 
 /** A string that changes whenever a chart must be rebuilt (series set, scale type), not when data changes. */
 export function chartSignature(c: ChartSpec): string {
-  return JSON.stringify([c.kind, c.logy, c.series.map((s) => [s.key, s.run, s.col, s.lo ?? -1, s.hi ?? -1])]);
+  return JSON.stringify([c.kind, c.logy, c.ylim, c.series.map((s) => [s.key, s.run, s.col, s.lo ?? -1, s.hi ?? -1])]);
 }

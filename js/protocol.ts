@@ -11,6 +11,8 @@ export interface Panel {
   big: boolean;
   logy: boolean;
   lens: string;
+  /** Fixed y range [lo, hi] (e.g. correlations in [-1, 1]); absent or null: automatic. */
+  ylim?: [number, number] | null;
 }
 
 export interface Column {

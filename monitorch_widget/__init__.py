@@ -1,7 +1,8 @@
 """monitorch-widget: live, in-notebook training diagnostics for PyTorch.
 
 Drop-in for ``monitorch``: ``from monitorch_widget.inspector import PyTorchInspector`` and
-``from monitorch_widget.lens import LossMetrics, OutputActivation, ParameterGradientActivation, OutputNorm``.
+``from monitorch_widget.lens import LossMetrics, OutputActivation, ParameterGradientActivation, OutputNorm``
+(and ``OutputGradientGeometry``, ``ParameterGradientGeometry``, ``ParameterNorm``, ``ParameterUpdateGeometry``).
 
 Rooms (``ARCHITECTURE.md``): ``collect/`` (hooks, device accumulators) -> ``lens/`` (monitorch's lenses)
 -> ``record/`` (the one store) -> ``views/`` (widget, static picture, export, print); ``inspector.py`` ties

@@ -70,7 +70,8 @@ def _check_lenses(lenses: Any) -> list[AbstractLens]:
                     if origin.startswith("monitorch.") else "")
             raise TypeError(f"lenses[{i}] is a {type(lens).__name__}{hint}; accepted: lenses from "
                             "monitorch_widget.lens (LossMetrics, OutputActivation, ParameterGradientActivation, "
-                            "OutputNorm)")
+                            "OutputNorm, OutputGradientGeometry, ParameterGradientGeometry, ParameterNorm, "
+                            "ParameterUpdateGeometry)")
     for i, lens in enumerate(lenses):
         for j in range(i):
             if lenses[j] is lens:

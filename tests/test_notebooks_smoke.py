@@ -17,7 +17,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 def test_expected_notebooks_exist() -> None:
-    assert {p.name for p in NOTEBOOKS} >= {"quickstart.ipynb", "activations.ipynb"}
+    assert {p.name for p in NOTEBOOKS} >= {"quickstart.ipynb", "activations.ipynb", "geometry.ipynb"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -69,6 +69,21 @@ describe("buildLayout", () => {
     expect(L.small[0].logy).toBe(false);
   });
 
+  it("a panel with a fixed y range (correlations in [-1, 1]) passes it to its charts and has no log toggle", () => {
+    const CORR = panel("Output Gradient Correlation", { ylim: [-1, 1], lens: "OutputGradientGeometry" });
+    const s = new Store();
+    const cs = [column(0, CORR.tag, "fc1", "mean", { module_type: "Linear" })];
+    s.applyHistory(history(1, [snapRun(0, "run 1", [NORM, CORR], cs, [1], [[0.5]])]));
+    const L = buildLayout(s, setLogy(emptyFilters(), CORR.tag, true));
+    const sec = L.small.find((x) => x.tag === CORR.tag)!;
+    expect(sec.canLog).toBe(false);
+    expect(sec.logy).toBe(false);
+    expect(sec.charts[0].ylim).toEqual([-1, 1]);
+    const free = buildLayout(store(), emptyFilters()).small[1].charts[0];
+    expect(free.ylim).toBeNull();
+    expect(chartSignature(sec.charts[0])).not.toEqual(chartSignature({ ...sec.charts[0], ylim: null }));
+  });
+
   it("matches old runs' lines by panel/group/key and respects hidden runs", () => {
     const s = store(true);
     let L = buildLayout(s, emptyFilters());

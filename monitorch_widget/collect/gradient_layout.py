@@ -79,6 +79,10 @@ class Layout:
     def full(self) -> bool:
         return self.used == self.capacity
 
+    def mark(self, row: int, pos: int) -> None:
+        """Row ``row`` is parameter ``pos``'s observation (decided on the host)."""
+        self.present[row, pos] = True
+
     @monitor_mode
     def compute(self, grads: list[torch.Tensor]) -> int:
         """Write one row from ``grads`` (aligned with ``sites``, detached); returns the row number."""

@@ -25,7 +25,7 @@ gradients that require grad) and allocates outside inference mode.
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -58,7 +58,7 @@ class GradientSite(Site):
         self.stepped = False     # a step used this gradient
         self.counted = False     # this gradient was counted without a step (at its end or at a tick)
         self.observed = False    # any gradient was ever counted
-        self.pending: tuple[Layout, int, int, int] | None = None  # (layout, generation, row, position)
+        self.pending: tuple[Any, int, int, int] | None = None  # (layout, generation, row, position)
         self._register = lambda: param.register_post_accumulate_grad_hook(self._on_accumulate)
         if param.requires_grad:
             self.handle = self._register()
@@ -92,17 +92,42 @@ class GradientSite(Site):
         self.grad_ref = None
 
 
-class GradientReader:
-    """Reads the gradients of one lens' parameters per the module docstring, into the lens' bank."""
+class LayoutKind(Protocol):
+    """What a reader's observations compute: makes the buffers of one parameter set on one device (a
+    :class:`~.gradient_layout.Layout`-like object: ``compute``, ``mark``, ``fold``, ``full``, ``generation``),
+    and is told when an epoch starts."""
 
-    def __init__(self, lens: str, faults: FaultLog, eps: float, bank: StreamBank) -> None:
+    def new(self, sites: list[GradientSite], device: torch.device) -> Any: ...
+
+    def reset(self) -> None: ...
+
+
+class ActivityCounts:
+    """Per-unit counts of |g| > eps (gradient activation): :class:`~.gradient_layout.Layout`."""
+
+    def __init__(self, eps: float) -> None:
+        self.eps = eps
+
+    def new(self, sites: list[GradientSite], device: torch.device) -> Layout:
+        return Layout(sites, device, self.eps)
+
+    def reset(self) -> None:
+        pass
+
+
+class GradientReader:
+    """Reads the gradients of one lens' parameters per the module docstring, into the lens' bank. What a read
+    computes is the lens' ``kind`` (default: gradient activation counts with threshold ``eps``)."""
+
+    def __init__(self, lens: str, faults: FaultLog, eps: float, bank: StreamBank,
+                 kind: LayoutKind | None = None) -> None:
         self.lens = lens
         self.faults = faults
-        self.eps = eps
+        self.kind: LayoutKind = kind if kind is not None else ActivityCounts(eps)
         self.bank = bank
         self.sites: list[GradientSite] = []
         self.by_param: dict[int, GradientSite] = {}
-        self.layouts: dict[tuple[Any, ...], Layout] = {}
+        self.layouts: dict[tuple[Any, ...], Any] = {}
         self.dirty: list[GradientSite] = []
         self.queued = False
         self._optimizers: dict[int, tuple[tuple[int, ...], list[GradientSite]]] = {}
@@ -185,7 +210,7 @@ class GradientReader:
             if g is None:
                 continue
             if g.is_sparse or g.layout != torch.strided:
-                s.fail("gradient is sparse; gradient activation needs dense gradients")
+                s.fail("gradient is sparse; gradient statistics need dense gradients")
                 continue
             if g.shape != s.units.shape:
                 s.fail(f"gradient shape {tuple(g.shape)} differs from the parameter's {s.units.shape}")
@@ -211,11 +236,11 @@ class GradientReader:
                 if commit:
                     self._commit(s)
 
-    def _layout(self, sites: list[GradientSite], device: torch.device) -> Layout:
+    def _layout(self, sites: list[GradientSite], device: torch.device) -> Any:
         key = (device, *(id(s) for s in sites))
         layout = self.layouts.get(key)
         if layout is None:
-            layout = self.layouts[key] = Layout(sites, device, self.eps)
+            layout = self.layouts[key] = self.kind.new(sites, device)
         return layout
 
     def _fold(self, layout: Layout) -> None:
@@ -233,7 +258,7 @@ class GradientReader:
         layout, generation, row, pos = site.pending
         site.pending = None
         if generation == layout.generation:  # else the row was folded before it was decided: dropped
-            layout.present[row, pos] = True
+            layout.mark(row, pos)
             site.observed = True
 
     # --- the tick -------------------------------------------------------------------------------------
@@ -252,6 +277,7 @@ class GradientReader:
 
     def reset(self) -> None:
         """A new epoch: rows were folded at the tick; undecided ones stay with their gradients."""
+        self.kind.reset()
 
     def clear(self) -> None:
         STEPS.leave(self)

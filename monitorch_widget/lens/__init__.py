@@ -10,14 +10,22 @@ from .gradient_activation import ParameterGradientActivation
 from .kinds import register_activation
 from .loss_metrics import LossMetrics
 from .output_activation import OutputActivation
+from .output_gradient_geometry import OutputGradientGeometry
 from .output_norm import OutputNorm
+from .parameter_gradient_geometry import ParameterGradientGeometry
+from .parameter_norm import ParameterNorm
+from .parameter_update_geometry import ParameterUpdateGeometry
 
 __all__ = [
     "AbstractLens",
     "LossMetrics",
     "OutputActivation",
+    "OutputGradientGeometry",
     "OutputNorm",
     "ParameterGradientActivation",
+    "ParameterGradientGeometry",
+    "ParameterNorm",
+    "ParameterUpdateGeometry",
     "TagAttributes",
     "TagType",
     "register_activation",

@@ -199,7 +199,8 @@ class AbstractLens:
         for call in calls:
             values = OrderedDict((k, dict(v)) for k, v in call.values.items())
             if call.method == "numerical":
-                ranges = OrderedDict((k, dict(v)) for k, v in (call.ranges or {}).items())
+                # None stays None: monitorch's ParameterNorm plots its lines without ranges
+                ranges = None if call.ranges is None else OrderedDict((k, dict(v)) for k, v in call.ranges.items())
                 visualizer.plot_numerical_values(epoch, call.tag, values, ranges)
             elif call.method == "probability":
                 visualizer.plot_probabilities(epoch, call.tag, values)

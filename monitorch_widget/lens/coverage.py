@@ -36,8 +36,9 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | N
                      and not any(lens.watches_parameter(pname) for lens in param_lenses)]  # type: ignore[attr-defined]
         if unwatched:
             kinds = sorted({n.rsplit(".", 1)[-1] for n in unwatched})
+            lens_names = " / ".join(dict.fromkeys(lens.lens_name for lens in param_lenses))
             parts.append(f"{len(unwatched)} trainable parameter(s) have no gradient lens: {_names(unwatched)}. "
-                         f"To watch them, add their names or glob patterns to ParameterGradientActivation("
+                         f"To watch them, add their names or glob patterns to {lens_names}("
                          f"parameters=[...]), e.g. {_names([repr(k) for k in kinds])}")
     act_lenses = [lens for lens in lenses if hasattr(lens, "watches")]
     if act_lenses:

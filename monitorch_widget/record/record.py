@@ -196,7 +196,7 @@ class Record:
     def register_tags(self, main_tag: str, tag_attr: Any, lens: str | None = None) -> None:
         kind = KINDS.get(getattr(getattr(tag_attr, "type", None), "name", "NUMERICAL"), "numerical")
         self._tags[main_tag] = Panel(main_tag, kind, bool(getattr(tag_attr, "big_plot", False)),
-                                     bool(getattr(tag_attr, "logy", False)), lens)
+                                     bool(getattr(tag_attr, "logy", False)), lens, _limits(getattr(tag_attr, "ylim", None)))
 
     def plot_numerical_values(self, epoch: int, main_tag: str, values_dict: Mapping[str, Mapping[str, float]],
                               ranges_dict: Mapping[str, Mapping[tuple[str, str], tuple[float, float]]] | None = None
@@ -243,8 +243,8 @@ class Record:
         if run.has_panel(tag):
             return
         declared = self._tags.get(tag)
-        panel = run.add_panel(Panel(declared.tag, declared.kind, declared.big, declared.logy, declared.lens)
-                              if declared else Panel(tag, kind, False, False, None))
+        panel = run.add_panel(Panel(declared.tag, declared.kind, declared.big, declared.logy, declared.lens,
+                                    declared.ylim) if declared else Panel(tag, kind, False, False, None))
         self._emit("panel", run.id, asdict(panel))
 
     def _column(self, run: Run, panel: str, group: str, key: str, role: str, band_of: str | None) -> int:
@@ -300,6 +300,15 @@ def _as_float(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
+
+
+def _limits(ylim: Any) -> list[float] | None:
+    """monitorch's ``ylim`` (either order, e.g. its correlation tags' ``(1, -1)``) as [lo, hi], or None."""
+    try:
+        lo, hi = sorted(float(v) for v in ylim)
+    except (TypeError, ValueError):
+        return None
+    return [lo, hi] if math.isfinite(lo) and math.isfinite(hi) and lo < hi else None
 
 
 def _band_owner(lo_name: str, line_keys: list[str]) -> str | None:

@@ -27,6 +27,7 @@ class Panel:
     big: bool
     logy: bool
     lens: str | None = None
+    ylim: list[float] | None = None  # a fixed y range [lo, hi] (monitorch's TagAttributes.ylim), else automatic
 
 
 @dataclass

@@ -1,0 +1,45 @@
+// @vitest-environment happy-dom
+import { describe, expect, it, vi } from "vitest";
+
+// uPlot needs a real canvas; a stand-in keeps the options the chart passes.
+const { plots, FakePlot } = vi.hoisted(() => {
+  const plots: any[] = [];
+  class FakePlot {
+    opts: any;
+    constructor(opts: any, _data: any, init: (self: any, draw: () => void) => void) {
+      this.opts = opts;
+      init(this, () => undefined);
+      plots.push(this);
+    }
+    root = document.createElement("div");
+    batch(fn: (u: any) => void) { fn(this); }
+    destroy() {}
+  }
+  return { plots, FakePlot };
+});
+vi.mock("uplot", () => ({ default: FakePlot }));
+
+import { Chart } from "../chart";
+import type { ChartData } from "../chartdata";
+import type { ChartSpec } from "../panels";
+
+const theme = { fg: "#000", muted: "#666", grid: "#eee", bg: "#fff", palette: ["#0072B2"] };
+const data: ChartData = { x: [1, 2], ys: [[0.5, -0.2]], series: [{ key: "mean", role: "line", line: 0, run: 0 } as any],
+  epochs: 2, provisional: false, provIndex: -1 };
+
+function spec(over: Partial<ChartSpec>): ChartSpec {
+  return { id: "c", panel: "p", group: "g", kind: "numerical", big: false, logy: false, canLog: true, ylim: null,
+    moduleType: null, series: [], hidden: false, ...over };
+}
+
+describe("chart y scale", () => {
+  it("uses a panel's fixed range (correlations in [-1, 1]), else the kind's or an automatic one", () => {
+    const target = document.createElement("div");
+    new Chart(target, spec({ ylim: [-1, 1], canLog: false }), data, theme, { width: 300, height: 200 }, String);
+    new Chart(target, spec({}), data, theme, { width: 300, height: 200 }, String);
+    new Chart(target, spec({ logy: true }), data, theme, { width: 300, height: 200 }, String);
+    expect(plots[0].opts.scales.y).toEqual({ auto: false, range: [-1, 1] });
+    expect(plots[1].opts.scales.y).toEqual({});
+    expect(plots[2].opts.scales.y).toEqual({ distr: 3, log: 10 });
+  });
+});

@@ -1,0 +1,73 @@
+"""The geometry of a set of tensors, computed for all of them together: L2 norms and correlations.
+
+monitorch 0.1.0.7's definition (``monitorch.numerical.GeometryComputation``), for a sequence X_1, X_2, ...
+of one tensor (a gradient, an update, a parameter):
+
+- norm n_k = ||X_k||_2, or ||X_k||_2 / sqrt(numel) with ``normalize_by_size`` (the RMS);
+- correlation r_k = <X_{k-1}, X_k> / (||X_{k-1}||_2 ||X_k||_2 + eps), eps = 1e-8, with unnormalised norms;
+  at the start of each epoch the previous tensor is zero (monitorch's accumulator is rebuilt at every tick),
+  so the epoch's first r is 0 -- a zeroed previous buffer gives exactly that, with no host-side flag;
+- a non-finite X_k is left out of the epoch's statistics (counted as non-finite) and the next r restarts at
+  0 (monitorch's NaN would poison the mean of both).
+
+:func:`write_geometry` writes row 0 (norms) and row 1 (correlations) of an observation for n tensors: the
+norms with multi-tensor ops (``torch._foreach_norm``), the inner products with one ``torch.dot`` per tensor
+(see :func:`dots`), on the tensors' device, into preallocated rows; nothing is read on the host.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+_F32 = torch.float32
+EPS = 1e-8  # monitorch's eps for the correlation's denominator
+
+
+def norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """[n] float32 L2 norms, one multi-tensor op."""
+    return torch.stack(torch._foreach_norm(list(tensors), 2, dtype=_F32))
+
+
+def dots(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
+    """[n] float32 inner products <a_i, b_i> (equal shapes), one ``torch.dot`` per pair.
+
+    Per tensor on purpose: torch has no multi-tensor reduction with a sign (``_foreach_norm`` /
+    ``_foreach_powsum`` sum |x|^p), and ``torch._foreach_mm`` of [1, N] x [N, 1] measured 9x slower than
+    ``torch.dot`` on CPU (49 vs 5.5 us for N = 32k); a dot allocates nothing, unlike ``sum(a * b)``."""
+    out = []
+    for x, y in zip(a, b):
+        u, v = x.reshape(-1), y.reshape(-1)
+        try:
+            out.append(torch.dot(u, v).to(_F32))
+        except RuntimeError:  # a dtype without a dot kernel on this device: in float32
+            out.append(torch.dot(u.to(_F32), v.to(_F32)))
+    return torch.stack(out)
+
+
+def size_scale(tensors: Sequence[torch.Tensor], normalize: bool, device: torch.device) -> torch.Tensor | None:
+    """The per-tensor factor of ``normalize_by_size`` (1/sqrt(numel)) as a device tensor, or None."""
+    if not normalize:
+        return None
+    return torch.tensor([1.0 / math.sqrt(max(t.numel(), 1)) for t in tensors], dtype=_F32, device=device)
+
+
+def write_geometry(row: torch.Tensor, tensors: Sequence[torch.Tensor], previous: Sequence[torch.Tensor] | None,
+                   scale: torch.Tensor | float | None) -> torch.Tensor:
+    """Write ``row[0]`` = norms (times ``scale``: [n] or one number) and, when ``previous`` is given, ``row[1]`` = correlations
+    with it. ``row``: [width, n] float32 on the tensors' device. Returns the raw norms ([n])."""
+    raw = norms(tensors)
+    if scale is None:
+        row[0].copy_(raw)
+    else:
+        torch.mul(raw, scale, out=row[0])
+    if previous is not None:
+        before = norms(previous)
+        # a non-finite previous tensor (after a NaN gradient) restarts the sequence like a zero one: only the
+        # non-finite observation itself is left out, not the next one too
+        finite = torch.isfinite(before)
+        products = torch.where(finite, dots(previous, tensors), 0.0)
+        torch.div(products, before.nan_to_num_(0.0, 0.0, 0.0).mul_(raw).add_(EPS), out=row[1])
+    return raw

@@ -1,0 +1,87 @@
+"""Gradient geometry observations for the gradient reader: norms and correlations of parameter gradients.
+
+Plugged into :class:`~.gradient_reading.GradientReader` as its layout kind, so *when* a gradient is read is
+the reader's one definition (one observation per gradient use); this module says *what* a read computes:
+per parameter, ||g|| (or RMS) and, with ``correlation``, <g_prev, g> / (||g_prev|| ||g|| + eps) where
+g_prev is the parameter's previous *observation* (:mod:`.geometry`).
+
+Memory with ``correlation``: two gradient-sized buffers per watched parameter (2x the watched parameters'
+gradients). ``previous`` holds the last observation; ``spare`` holds the gradient as the latest read saw
+it -- a read at the end of a backward pass is speculative, and becomes the observation (the buffers swap)
+only when a step uses that gradient unchanged or no step uses it (decided on the host, later, when the
+gradient itself may be gone). Without ``correlation``: only the rows (a few floats per observation).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from .geometry import size_scale, write_geometry
+from .modes import monitor_mode
+from .observation_rows import ObservationRows
+
+if TYPE_CHECKING:
+    from .gradient_reading import GradientSite
+
+
+class GradientGeometry:
+    """The layout kind of a ``ParameterGradientGeometry`` lens' reader (and its correlation memory)."""
+
+    def __init__(self, normalize: bool, correlation: bool) -> None:
+        self.normalize = normalize
+        self.correlation = correlation
+        self.width = 2 if correlation else 1
+        self.memory: dict[int, list[torch.Tensor]] = {}  # id(site) -> [previous, spare]
+
+    def new(self, sites: list[GradientSite], device: torch.device) -> GeometryLayout:
+        return GeometryLayout(self, sites, device)
+
+    @monitor_mode
+    def buffers(self, site: GradientSite, g: torch.Tensor) -> list[torch.Tensor]:
+        pair = self.memory.get(id(site))
+        if pair is None or pair[0].shape != g.shape or pair[0].dtype != g.dtype or pair[0].device != g.device:
+            pair = self.memory[id(site)] = [torch.zeros_like(g), torch.zeros_like(g)]
+        return pair
+
+    @monitor_mode
+    def reset(self) -> None:
+        """A new epoch: the previous gradient is zero again (monitorch's first correlation of an epoch is 0)."""
+        previous = [pair[0] for pair in self.memory.values()]
+        if previous:
+            torch._foreach_zero_(previous)
+
+    def bytes_held(self) -> int:
+        return sum(t.numel() * t.element_size() for pair in self.memory.values() for t in pair)
+
+
+class GeometryLayout(ObservationRows):
+    """Rows of (norm[, correlation]) for one ordered set of parameters on one device."""
+
+    @monitor_mode
+    def __init__(self, kind: GradientGeometry, sites: list[GradientSite], device: torch.device) -> None:
+        super().__init__([s.bank_row for s in sites], device, kind.width)
+        self.kind = kind
+        self.sites = sites
+        self.scale = size_scale([s.param for s in sites], kind.normalize, device)
+
+    @monitor_mode
+    def compute(self, grads: list[torch.Tensor]) -> int:
+        """Write one row from ``grads`` (aligned with ``sites``, detached); returns the row number."""
+        row, values = self.next_row()
+        if not self.kind.correlation:
+            write_geometry(values, grads, None, self.scale)
+            return row
+        pairs = [self.kind.buffers(s, g) for s, g in zip(self.sites, grads)]
+        write_geometry(values, grads, [p[0] for p in pairs], self.scale)
+        torch._foreach_copy_([p[1] for p in pairs], grads)
+        return row
+
+    def mark(self, row: int, pos: int) -> None:
+        """The latest read of parameter ``pos`` (row ``row``) is its observation: it becomes the previous one."""
+        super().mark(row, pos)
+        if self.kind.correlation:
+            pair = self.kind.memory.get(id(self.sites[pos]))
+            if pair is not None:
+                pair[0], pair[1] = pair[1], pair[0]

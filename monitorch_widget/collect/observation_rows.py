@@ -1,0 +1,81 @@
+"""Per-observation rows of a fixed set of sites on one device: what the geometry lenses write into.
+
+An *observation* writes, for every site of the set at once, ``width`` float32 values (a norm, a correlation)
+into one row of ``values`` [capacity, width, sites]; nothing is read on the host. Whether an entry counts is
+decided on the host (``present``): the parameter-update and output-gradient readers mark whole rows at once,
+the gradient reader marks a parameter's entry when that gradient's use is decided
+(:mod:`.gradient_reading`). A full buffer, and every tick, folds the present entries into the lens'
+:class:`~.streams.StreamBank` in a fixed number of device ops; an entry with a non-finite value counts as a
+non-finite observation of that site only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .modes import monitor_mode
+from .streams import BankRow, StreamBank
+
+_F32 = torch.float32
+_BUFFER_BYTES = 256 * 1024
+_MAX_ROWS = 256
+
+
+class ObservationRows:
+    """Preallocated rows for ``slots`` (one bank row per site, in order) on ``device``.
+
+    Memory: ``capacity * len(slots) * width`` float32 values (at most 256 KiB, 256 rows) plus a host bool mask.
+    """
+
+    @monitor_mode
+    def __init__(self, slots: Sequence[BankRow], device: torch.device, width: int) -> None:
+        self.slots = list(slots)
+        self.device = device
+        self.width = width
+        n = max(len(self.slots), 1)
+        self.capacity = max(4, min(_MAX_ROWS, _BUFFER_BYTES // (4 * n * width)))
+        self.values = torch.zeros(self.capacity, width, n, dtype=_F32, device=device)
+        self.rows = list(self.values.unbind(0))  # views made once: no indexing op per observation
+        self.present = np.zeros((self.capacity, n), dtype=bool)
+        self.bank_rows = torch.tensor([s.index for s in self.slots], dtype=torch.long, device=device)
+        self.used = 0
+        self.generation = 0  # bumped at every fold: row numbers handed out before it are stale
+
+    @property
+    def full(self) -> bool:
+        return self.used == self.capacity
+
+    def next_row(self) -> tuple[int, torch.Tensor]:
+        """The next free row ([width, sites] view) and its number; the caller folds first when ``full``."""
+        row = self.used
+        self.used = row + 1
+        return row, self.rows[row]
+
+    def mark(self, row: int, pos: int) -> None:
+        self.present[row, pos] = True
+
+    def mark_all(self, row: int) -> None:
+        self.present[row] = True
+
+    @monitor_mode
+    def fold(self, bank: StreamBank, keep: Sequence[int] = ()) -> dict[int, int]:
+        """Fold the present entries into ``bank`` and empty the buffer (a new generation). Rows in ``keep``
+        (still undecided) move to the front; returns their new row numbers."""
+        n = self.used
+        present = self.present[:n]
+        if n and present.any():
+            counted = torch.from_numpy(np.ascontiguousarray(present.T)).to(self.device, non_blocking=True)
+            values = self.values[:n].permute(2, 0, 1)  # [sites, n, width]
+            valid = torch.isfinite(values).all(2)
+            bank.fold_rows(self.bank_rows, [s.index for s in self.slots], values, valid, counted)
+        self.present[:n] = False
+        moved = {old: new for new, old in enumerate(sorted(set(keep)))}
+        for old, new in moved.items():
+            if old != new:
+                self.values[new].copy_(self.values[old])
+        self.used = len(moved)
+        self.generation += 1
+        return moved

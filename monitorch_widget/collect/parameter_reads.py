@@ -1,0 +1,101 @@
+"""Reading parameters themselves: their norms (at ticks) and the updates an optimizer's steps make.
+
+:class:`UpdateReader` -- per step of one optimizer, the update u = p_after - p_before of every watched
+parameter: the step pre-hook copies the parameters into a preallocated snapshot (one ``_foreach_copy_``
+per device), the post-hook subtracts them in place (the snapshot becomes -u; norms and correlations do not
+depend on the sign) and writes ||u|| (or RMS) and <u_prev, u> / (||u_prev|| ||u|| + eps) with multi-tensor
+ops (:mod:`.geometry`); the buffers of u and u_prev then swap. Memory: one copy of the watched parameters
+(two with ``correlation``: the snapshot and the previous update), allocated at the first step. A step
+GradScaler skips fires neither hook (no observation). Without an optimizer, :meth:`UpdateReader.inspect`
+measures the change since its previous call (monitorch's ``inspect_update``).
+
+:class:`NormReader` -- ||p|| (or RMS) of every watched parameter, one multi-tensor norm per device, read at
+each tick and whenever the user calls ``collect_data()`` (monitorch's ``ParameterNorm``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .geometry import write_geometry
+from .modes import monitor_mode
+from .parameter_sets import Group, ParameterSet
+
+_SNAPSHOT, _PREVIOUS = 0, 1
+
+
+class UpdateReader(ParameterSet):
+    """The watched parameters' updates per optimizer step (see the module docstring)."""
+
+    def __init__(self, lens: str, faults: Any, bank: Any, normalize: bool, correlation: bool) -> None:
+        super().__init__(lens, faults, bank, 2 if correlation else 1, normalize, 2 if correlation else 1)
+        self.correlation = correlation
+        self.armed: list[Group] | None = None  # the groups snapshotted and not yet observed
+        self.handles: list[Any] = []
+
+    def hook(self, optimizer: torch.optim.Optimizer) -> None:
+        self.handles = [optimizer.register_step_pre_hook(lambda *_: self.guarded("snapshot before the step",
+                                                                                 self.snapshot)),
+                        optimizer.register_step_post_hook(lambda *_: self.guarded("reading the update",
+                                                                                  self.observe))]
+
+    def inspect(self) -> None:
+        """The change since the previous call (the first call only takes the snapshot)."""
+        self.guarded("inspect_update", self._inspect)
+
+    def _inspect(self) -> None:
+        self.observe()
+        self.snapshot()
+
+    @monitor_mode
+    def snapshot(self) -> None:
+        groups = self.groups()
+        for group in groups:
+            torch._foreach_copy_(group.buffers[_SNAPSHOT], group.params)
+        self.armed = groups if groups else None
+
+    @monitor_mode
+    def observe(self) -> None:
+        groups, self.armed = self.armed, None
+        for group in groups or ():
+            delta = group.buffers[_SNAPSHOT]
+            torch._foreach_sub_(delta, group.params)  # before - after = -update
+            row, values = group.next_row(self.bank)
+            write_geometry(values, delta, group.buffers[_PREVIOUS] if self.correlation else None, group.scale)
+            group.rows.mark_all(row)
+            if self.correlation:
+                self.swap(group, _SNAPSHOT, _PREVIOUS)
+
+    @monitor_mode
+    def reset(self) -> None:
+        """A new epoch: the previous update is zero again (monitorch's first correlation of an epoch is 0)."""
+        if self.correlation:
+            previous = [mem[_PREVIOUS] for mem in self._memory.values()]
+            if previous:
+                torch._foreach_zero_(previous)
+
+    def clear(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        self.armed = None
+        super().clear()
+
+
+class NormReader(ParameterSet):
+    """The watched parameters' norms, read on demand (see the module docstring)."""
+
+    def __init__(self, lens: str, faults: Any, bank: Any, normalize: bool) -> None:
+        super().__init__(lens, faults, bank, 1, normalize)
+
+    def read(self) -> None:
+        self.guarded("reading parameter norms", self._read)
+
+    @monitor_mode
+    def _read(self) -> None:
+        for group in self.groups():
+            row, values = group.next_row(self.bank)
+            write_geometry(values, group.params, None, group.scale)
+            group.rows.mark_all(row)

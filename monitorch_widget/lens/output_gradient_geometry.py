@@ -1,0 +1,83 @@
+"""OutputGradientGeometry: the norm of the gradient with respect to each layer's output, and its correlation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
+
+from torch import nn
+
+from ..collect.output_gradients import OutputGradientSite
+from ..collect.streams import StreamBank
+from ..collect.summary import Summary, needs_all_values
+from .base import AbstractLens, Call, TagAttributes
+from .geometry_calls import Aggregations, check_flags, flush_sites, geometry_calls, norm_tags
+from .kinds import is_activation
+
+
+class OutputGradientGeometry(AbstractLens):
+    """Per backward pass through a leaf module, the L2 norm of dL/d(output) over the whole output tensor
+    (batch included), or its RMS with ``normalize_by_size``; with ``compute_correlation``, the correlation
+    <g_prev, g> / (||g_prev|| ||g|| + 1e-8) with the module's previous output gradient (0 for the first one of
+    an epoch). Same arguments, tags (``Output Gradient Norm``, ``Output Gradient Correlation``) and keys as
+    monitorch 0.1.0.7's lens (``monitorch.numerical.GeometryComputation``).
+
+    Watches every leaf module except activations (``skip_activation=True``, see
+    :func:`~monitorch_widget.lens.register_activation`). Read by a tensor hook on the output
+    (:mod:`monitorch_widget.collect.output_gradients`), not a full backward hook: a following
+    ``ReLU(inplace=True)`` works, and the value is the gradient before that in-place change.
+
+    Cost: ~12 small device ops per module per backward pass, no host sync. Memory: with ``compute_correlation``, one
+    copy of each watched module's output gradient (the previous one: about the size of its activations for
+    one batch); without, a few floats per observation.
+
+    Raises TypeError / ValueError for non-boolean flags and unknown aggregation names.
+    """
+
+    _SMALL_NORM_TAG_NAME = "Output Gradient Norm"
+    _SMALL_PROD_TAG_NAME = "Output Gradient Correlation"
+
+    def __init__(self, inplace: bool = True, normalize_by_size: bool = False, log_scale: bool = False,
+                 compute_correlation: bool = True, skip_activation: bool = True,
+                 line_aggregation: str | Iterable[str] = "mean",
+                 range_aggregation: str | Iterable[str] | None = ("std", "min-max")) -> None:
+        super().__init__()
+        check_flags(inplace=inplace, normalize_by_size=normalize_by_size, log_scale=log_scale,
+                    compute_correlation=compute_correlation, skip_activation=skip_activation)
+        self._agg = Aggregations(line_aggregation, range_aggregation)
+        self._normalize = normalize_by_size
+        self._log = log_scale
+        self._correlation = compute_correlation
+        self._skip_activation = skip_activation
+        self._keep_all = (not inplace) or needs_all_values(self._agg.methods)
+        self._bank = StreamBank(2 if compute_correlation else 1, self._keep_all)
+
+    def tags(self) -> list[tuple[str, TagAttributes]]:
+        return norm_tags(self._SMALL_NORM_TAG_NAME, self._SMALL_PROD_TAG_NAME if self._correlation else None,
+                         self._log)
+
+    def introduce_tags(self, visualizer: Any) -> None:
+        # monitorch declares this correlation tag without ylim (its parameter lenses give (1, -1)): a user's
+        # visualizer gets exactly that; our record still draws it on [-1, 1] (tags())
+        for tag, attrs in self.tags():
+            visualizer.register_tags(tag, replace(attrs, ylim=None))
+
+    def register_module(self, module: nn.Module, name: str, leaf: bool) -> None:
+        if not leaf or (self._skip_activation and is_activation(module)) or self.refuse_traced(module, name):
+            return
+        self._sites.append(OutputGradientSite(name, module, self.lens_name, self.ctx.faults, self._bank.add_row(),
+                                              normalize=self._normalize, correlation=self._correlation))
+
+    def detach(self) -> None:
+        super().detach()
+        self._bank = StreamBank(2 if self._correlation else 1, self._keep_all)
+
+    def flush(self, final: bool = True) -> None:
+        flush_sites(self, final)
+
+    def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
+        # a module whose output never required grad (no backward reaches it) is not drawn, as in monitorch
+        sites = [s for s in self._sites if getattr(s, "seen", False)]
+        return geometry_calls(self, sites, summaries, self._agg, self._SMALL_NORM_TAG_NAME,
+                              self._SMALL_PROD_TAG_NAME if self._correlation else None)

@@ -1,0 +1,97 @@
+"""ParameterGradientGeometry: the norm of each parameter's gradient, and its correlation with the previous one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from torch import nn
+
+from ..collect.gradient_geometry import GradientGeometry
+from ..collect.gradient_reading import GradientReader, GradientSite
+from ..collect.streams import StreamBank
+from ..collect.summary import Summary, needs_all_values
+from .base import Call, TagAttributes
+from .geometry_calls import Aggregations, check_flags, geometry_calls, norm_tags
+from .parameter_lens import ParameterLens
+
+
+class ParameterGradientGeometry(ParameterLens):
+    """Per observation of a parameter's gradient, its L2 norm (or RMS with ``normalize_by_size``) and, with
+    ``compute_correlation``, <g_prev, g> / (||g_prev|| ||g|| + 1e-8) with the previous observation (0 for the
+    first one of an epoch). Same arguments, tags (``<Parameter> Gradient Norm``, ``<Parameter> Gradient
+    Correlation``) and keys as monitorch 0.1.0.7's lens.
+
+    One observation per gradient *use* (:mod:`monitorch_widget.collect.gradient_reading`, the reader
+    ``ParameterGradientActivation`` uses): the gradient each ``torch.optim`` step used (after unscaling and
+    clipping), or a gradient no step uses as it stood after its last backward pass. With one backward pass per
+    step this is monitorch's value; with k accumulated passes it is one observation of their sum (monitorch:
+    k observations of partial sums).
+
+    Cost: per backward pass, one ``torch._foreach_norm`` over all watched gradients of a device (plus, with
+    correlation, one ``_foreach_norm`` of the previous ones, one ``torch.dot`` per parameter and one
+    ``_foreach_copy_``); no host sync. Memory with ``compute_correlation``: two gradient-sized buffers per
+    watched parameter (2x the watched parameters' size: the previous observation, and the latest read while
+    its use is undecided; measured 2.00x by ``benchmarks/geometry_memory.py``); without, a few floats per
+    observation. ``parameters``: names or glob patterns
+    (:mod:`.parameter_lens`).
+
+    Raises TypeError / ValueError for non-boolean flags, bad ``parameters`` and unknown aggregation names;
+    ValueError at attach when no parameter of the model matches.
+    """
+
+    def __init__(self, inplace: bool = True, normalize_by_size: bool = False, log_scale: bool = False,
+                 compute_correlation: bool = True, parameters: str | Iterable[str] = ("weight", "bias"),
+                 line_aggregation: str | Iterable[str] = "mean",
+                 range_aggregation: str | Iterable[str] | None = ("std", "min-max")) -> None:
+        super().__init__(parameters)
+        check_flags(inplace=inplace, normalize_by_size=normalize_by_size, log_scale=log_scale,
+                    compute_correlation=compute_correlation)
+        self._agg = Aggregations(line_aggregation, range_aggregation)
+        self._normalize = normalize_by_size
+        self._log = log_scale
+        self._correlation = compute_correlation
+        self._keep_all = (not inplace) or needs_all_values(self._agg.methods)
+        self._bank = StreamBank(2 if compute_correlation else 1, self._keep_all)
+        self._reader: GradientReader | None = None
+        self._kind = GradientGeometry(normalize_by_size, compute_correlation)
+
+    @staticmethod
+    def tag_for(parameter: str, what: str) -> str:
+        return f"{parameter} Gradient {what}".title()
+
+    def tags(self) -> list[tuple[str, TagAttributes]]:
+        return [tag for p in self._parameters for tag in
+                norm_tags(self.tag_for(p, "Norm"), self.tag_for(p, "Correlation") if self._correlation else None,
+                          self._log)]
+
+    def watches_parameter(self, param_name: str) -> bool:
+        return self.pattern_of(param_name) is not None
+
+    def _add_site(self, name: str, module: nn.Module, pname: str, param: nn.Parameter) -> None:
+        if self._reader is None:
+            self._reader = GradientReader(self.lens_name, self.ctx.faults, 0.0, self._bank, self._kind)
+        site = GradientSite(self.series_name(name, pname), module, pname, param, self.lens_name, self.ctx.faults,
+                            self._reader, self._bank.add_row())
+        self._reader.add(site)
+        self._sites.append(site)
+
+    def detach(self) -> None:
+        super().detach()
+        if self._reader is not None:
+            self._reader.clear()
+            self._reader = None
+        self._bank = StreamBank(2 if self._correlation else 1, self._keep_all)
+        self._kind = GradientGeometry(self._normalize, self._correlation)
+
+    def bytes_held(self) -> int:
+        """Bytes of gradient copies held for the correlation (0 without it)."""
+        return self._kind.bytes_held()
+
+    def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
+        calls = []
+        for pattern in self._parameters:
+            # a parameter frozen since attach shows up once it has had a gradient
+            sites = [s for s in self.sites_of(pattern) if s.observed or s.param.requires_grad]
+            calls += geometry_calls(self, sites, summaries, self._agg, self.tag_for(pattern, "Norm"),
+                                    self.tag_for(pattern, "Correlation") if self._correlation else None)
+        return calls

@@ -1,0 +1,118 @@
+"""ParameterUpdateGeometry: the norm of the update each optimizer step makes, and its correlation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from ..collect.parameter_reads import UpdateReader
+from ..collect.parameter_sets import ParameterSite
+from ..collect.streams import StreamBank
+from ..collect.summary import Summary, needs_all_values
+from .base import Call, TagAttributes
+from .geometry_calls import Aggregations, check_flags, flush_sites, geometry_calls, norm_tags
+from .parameter_lens import ParameterLens
+
+
+class ParameterUpdateGeometry(ParameterLens):
+    """Per step of ``optimizer``, the L2 norm (or RMS with ``normalize_by_size``) of the update
+    u = p_after - p_before of each watched parameter and, with ``compute_correlation``,
+    <u_prev, u> / (||u_prev|| ||u|| + 1e-8) with the previous step's update (0 for the first one of an epoch).
+    Same arguments, tags (``<Parameter> Update Norm``, ``<Parameter> Update Correlation``) and keys as
+    monitorch 0.1.0.7's lens.
+
+    Read by ``optimizer``'s step pre- and post-hooks (:mod:`monitorch_widget.collect.parameter_reads`): the
+    update is exactly what each step changed, the first step included (monitorch differences the parameters
+    between consecutive post-step hooks, so it has no value for the first step and counts changes made between
+    steps into the next one). A step GradScaler skips is not an observation. With ``optimizer=None``, call
+    :meth:`inspect_update` to observe the change since its previous call (monitorch's behaviour).
+
+    Cost per step: one ``_foreach_copy_`` and one ``_foreach_sub_`` over the watched parameters, one
+    ``_foreach_norm`` (two, and one ``torch.dot`` per parameter, with correlation), per device; no host sync. Memory: one
+    copy of the watched parameters, two with ``compute_correlation`` (the snapshot and the previous update):
+    2.0x the watched parameters' bytes (1.0x without correlation), measured by ``benchmarks/geometry_memory.py``;
+    allocated at the first step.
+
+    Raises TypeError when ``optimizer`` is neither a ``torch.optim.Optimizer`` nor None, for non-boolean
+    flags and bad ``parameters``; ValueError for unknown aggregation names, and at attach when no parameter of
+    the model matches.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer | None, inplace: bool = True,
+                 normalize_by_size: bool = False, log_scale: bool = False, compute_correlation: bool = True,
+                 parameters: str | Iterable[str] = ("weight", "bias"), line_aggregation: str | Iterable[str] = "mean",
+                 range_aggregation: str | Iterable[str] | None = ("std", "min-max")) -> None:
+        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"ParameterUpdateGeometry(optimizer=...) must be a torch.optim.Optimizer (the one whose "
+                            f"steps update the model) or None (then call inspect_update()); got "
+                            f"{type(optimizer).__name__}")
+        super().__init__(parameters)
+        check_flags(inplace=inplace, normalize_by_size=normalize_by_size, log_scale=log_scale,
+                    compute_correlation=compute_correlation)
+        self.optimizer = optimizer
+        self._agg = Aggregations(line_aggregation, range_aggregation)
+        self._normalize = normalize_by_size
+        self._log = log_scale
+        self._correlation = compute_correlation
+        self._keep_all = (not inplace) or needs_all_values(self._agg.methods)
+        self._bank = StreamBank(2 if compute_correlation else 1, self._keep_all)
+        self._reader: UpdateReader | None = None
+
+    @staticmethod
+    def tag_for(parameter: str, what: str) -> str:
+        return f"{parameter} Update {what}".title()
+
+    def tags(self) -> list[tuple[str, TagAttributes]]:
+        return [tag for p in self._parameters for tag in
+                norm_tags(self.tag_for(p, "Norm"), self.tag_for(p, "Correlation") if self._correlation else None,
+                          self._log)]
+
+    def _reader_(self) -> UpdateReader:
+        if self._reader is None:
+            self._reader = UpdateReader(self.lens_name, self.ctx.faults, self._bank, self._normalize,
+                                        self._correlation)
+            if self.optimizer is not None:
+                self._reader.hook(self.optimizer)
+        return self._reader
+
+    def _add_site(self, name: str, module: nn.Module, pname: str, param: nn.Parameter) -> None:
+        site = ParameterSite(self.series_name(name, pname), name, module, pname, param, self.lens_name,
+                             self.ctx.faults, 2 if self._correlation else 1, self._bank.add_row())
+        self._reader_().add(site)
+        self._sites.append(site)
+
+    def inspect_update(self) -> None:
+        """Observe the change of the watched parameters since the previous call (the first call only takes a
+        snapshot). For ``optimizer=None``; with an optimizer its steps are observed already."""
+        if self._reader is not None:
+            self._reader.inspect()
+
+    def bytes_held(self) -> int:
+        """Bytes of parameter copies held (snapshot and previous update)."""
+        return 0 if self._reader is None else self._reader.bytes_held()
+
+    def flush(self, final: bool = True) -> None:
+        if self._reader is not None:
+            self._reader.flush()
+        flush_sites(self, final)
+
+    def reset_epoch(self) -> None:
+        super().reset_epoch()
+        if self._reader is not None:
+            self._reader.reset()
+
+    def detach(self) -> None:
+        super().detach()
+        if self._reader is not None:
+            self._reader.clear()
+            self._reader = None
+        self._bank = StreamBank(2 if self._correlation else 1, self._keep_all)
+
+    def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
+        calls = []
+        for pattern in self._parameters:
+            calls += geometry_calls(self, self.sites_of(pattern), summaries, self._agg, self.tag_for(pattern, "Norm"),
+                                    self.tag_for(pattern, "Correlation") if self._correlation else None)
+        return calls
