@@ -73,7 +73,7 @@ class GPT(nn.Module):
         for block in self.blocks:
             x = block(x)
         logits = self.lm_head(rms_norm(x)).float()
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
 
 
 def batches(n: int, *, batch: int = 4, seq: int = 16, vocab: int = 64, seed: int = 0) -> list[tuple[torch.Tensor,

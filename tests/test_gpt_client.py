@@ -108,6 +108,10 @@ def test_uncompiled_values_equal_monitorch(base):
     ours, _ = client("monitorch_widget", base)
     assert theirs and set(ours) == set(theirs), sorted(set(ours) ^ set(theirs))[:10]
     for key, v in theirs.items():
+        if key[0] == 1 and "Update" in key[1]:
+            # monitorch has no update for the first step and averages epoch 1 over the others; ours counts it
+            # (README "Differences from monitorch"; pinned by hand in tests/test_geometry_interop.py)
+            continue
         assert ours[key] == pytest.approx(v, rel=1e-4, abs=1e-6), key
 
 
