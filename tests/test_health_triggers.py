@@ -30,6 +30,14 @@ def by_check(findings, check):
     return {f.layer: f for f in findings if f.check == check}
 
 
+def last_streak_start(holds: list[bool]) -> int:
+    """The epoch (1-based) from which ``holds`` is true up to the end."""
+    start = len(holds)
+    while start > 0 and holds[start - 1]:
+        start -= 1
+    return start + 1
+
+
 def test_learning_rate_far_too_high_diverges_and_flags_the_update_ratio():
     X, y = regression()
     torch.manual_seed(1)
@@ -199,3 +207,120 @@ def test_a_nan_injected_in_one_branch_is_found_there_and_resolves():
     for f in nonfinite.values():
         assert f.severity == "critical" and f.since == 2 and f.until == 3  # resolved once the NaN stopped
     assert ins.findings == [f for f in ins.health.findings() if f.active]
+
+
+class ProbabilityNLL(nn.Module):
+    """Log loss on a softmax output layer (the seed's models end in nn.Softmax)."""
+
+    def forward(self, probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return nn.functional.nll_loss(torch.log(probs.clamp_min(1e-30)), target)
+
+
+def memorise_random_labels(epochs: int, lr: float, softmax: bool):
+    """A wide MLP learning 64 random labels (nothing to generalise): it memorises them."""
+    gen = torch.Generator().manual_seed(0)
+    Xt, yt = torch.randn(64, 20, generator=gen), torch.randint(0, 4, (64,), generator=gen)
+    Xv, yv = torch.randn(64, 20, generator=gen), torch.randint(0, 4, (64,), generator=gen)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 128), nn.ReLU(), nn.Linear(128, 4), *([nn.Softmax(dim=1)] if softmax else []))
+    loss_fn = ProbabilityNLL() if softmax else nn.CrossEntropyLoss()
+    ins = PyTorchInspector([LossMetrics(loss_fn=loss_fn, separate_loss_and_metrics=False, metrics=["val_accuracy"]),
+                            OutputActivation()], visualizer="none")
+    ins.attach(model)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    train_losses, val_losses, accs = [], [], []
+    for _ in range(epochs):
+        opt.zero_grad()
+        loss = loss_fn(model(Xt), yt)
+        loss.backward()
+        opt.step()
+        train_losses.append(loss.item())
+        with torch.no_grad():
+            pred = model(Xv)
+            val_losses.append(loss_fn(pred, yv).item())
+            accs.append((pred.argmax(1) == yv).float().mean().item())
+        ins.push_metric("val_accuracy", accs[-1])
+        ins.tick_epoch()
+    return ins, model, train_losses, val_losses, accs
+
+
+def test_memorising_random_labels_is_overfitting_by_prechelts_gl():
+    ins, _, train, val, _ = memorise_random_labels(30, 1e-2, softmax=False)
+    # by hand: GL(t) = 100 (val_t / min_{s<=t} val_s - 1) > 5 while train_t < train at the best val epoch
+    best = [int(np.argmin(val[: t + 1])) for t in range(30)]
+    holds = [100 * (val[t] / val[best[t]] - 1) > 5 and train[t] < train[best[t]] for t in range(30)]
+    assert holds[-1]
+    f = by_check(ins.health.findings(), "overfitting")[None]
+    assert f.severity == "warning" and f.active and f.since == last_streak_start(holds)
+    assert f.value == pytest.approx(100 * (val[-1] / val[best[-1]] - 1), rel=1e-4)
+
+
+def test_confident_softmax_with_low_validation_accuracy():
+    ins, model, _, _, accs = memorise_random_labels(60, 5e-2, softmax=True)
+    assert accs[-1] < 0.9
+    f = by_check(ins.health.findings(), "confident_softmax")["3"]
+    # by hand: the share of softmax outputs above 1e-8 on the (whole-batch) training pass, vs epoch 1's
+    gen = torch.Generator().manual_seed(0)
+    Xt = torch.randn(64, 20, generator=gen)
+    with torch.no_grad():
+        rate_now = float((model(Xt) > 1e-8).float().mean())
+    rates = ins.history.series("Output Activations", "3", "activation_rate")
+    assert rates[0] == 1.0 and rate_now <= 0.5
+    assert f.value == rates[-1] and f.value <= 0.5 * rates[0] and f.active
+    holds = [bool(rates[t] <= 0.5 * rates[0] and accs[t] < 0.9) for t in range(60)]
+    assert f.since == last_streak_start(holds)
+
+
+def test_a_learning_rate_far_too_low_plateaus_as_reduce_lr_on_plateau_would_see_it():
+    X, y = regression()
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 1))
+    loss_fn = nn.MSELoss()
+    ins = PyTorchInspector([LossMetrics(loss_fn=loss_fn)], visualizer="none")
+    ins.attach(model)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-6)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)  # the source of the defaults, side by side
+    for epoch in range(13):
+        opt.zero_grad()
+        loss = loss_fn(model(X), y)
+        loss.backward()
+        opt.step()
+        ins.tick_epoch()
+        scheduler.step(loss.item())
+        plateau = by_check(ins.health.findings(), "plateau")
+        reduced = opt.param_groups[0]["lr"] < 1e-6
+        assert bool(plateau) == reduced, (epoch, plateau, reduced)
+    assert plateau[None].since == 2 and plateau[None].severity == "info"
+
+
+def test_a_too_strong_sparsity_penalty_kills_units_while_the_loss_stalls():
+    import seed_models as seed
+
+    loss_fn = nn.CrossEntropyLoss()
+    ins = PyTorchInspector([LossMetrics(loss_fn=loss_fn), OutputActivation()], visualizer="none")
+    model, train, _ = seed.quickstart()
+    ins.attach(model)
+    hidden: dict[str, torch.Tensor] = {}
+    model[3].register_forward_hook(lambda m, a, out: hidden.__setitem__("h", out))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    deaths, losses = [], []
+    for _ in range(8):
+        batch_deaths, batch_losses = [], []
+        for x, y in train:
+            opt.zero_grad()
+            task = loss_fn(model(x), y)
+            (task + 0.15 * hidden["h"].abs().mean()).backward()  # L1 activity penalty on the second ReLU
+            opt.step()
+            batch_losses.append(task.item())
+            batch_deaths.append(float((hidden["h"].detach().abs() <= 1e-8).all(dim=0).float().mean()))
+        deaths.append(np.mean(batch_deaths))
+        losses.append(np.mean(batch_losses))
+        ins.tick_epoch()
+    trend = by_check(ins.health.findings(), "dying_trend")
+    assert set(trend) == {"3"}  # the penalised layer, not the first ReLU
+    f = trend["3"]
+    w = int(f.since) - 1  # the window's first epoch (0-based)
+    assert deaths[w + 4] - deaths[w] >= 0.1 and (losses[w] - losses[w + 4]) / losses[w] < 0.01
+    # while it holds, the value follows the latest epoch's death rate (the record's, equal to ours by hand)
+    latest = len(deaths) - 1 if f.active else int(f.until) - 2
+    assert f.value == pytest.approx(deaths[latest], abs=1e-6)
