@@ -228,3 +228,19 @@ def test_findings_fixture_for_front_end_is_current():
     assert [d["msg"].get("findings") for d in saved["deltas"]] == [d["msg"].get("findings") for d in fx["deltas"]]
     assert [d["buffers"] for d in saved["deltas"]] == [d["buffers"] for d in fx["deltas"]]
     assert saved["expected"] == fx["expected"], "regenerate with MW_REGEN_FIXTURES=1"
+
+
+def test_the_widget_sync_sends_findings_live_and_in_its_snapshot():
+    from monitorch_widget.views.sync import DeltaSync
+
+    record = Record()
+    record.start_run("r")
+    sent, histories = [], []
+    sync = DeltaSync(record, lambda msg, bufs: sent.append(msg), histories.append, interval=0.0,
+                     snapshot_min_interval=1e9, hook_ipython=False)
+    feed(record, {"relu1": [0.0] * 3, "relu2": [0.5] * 3})
+    with_findings = [m for m in sent if "findings" in m]
+    assert len(with_findings) == 1 and with_findings[0]["findings"][0]["id"] == "0:dead_layer:relu2"
+    sync.refresh_history()
+    assert histories[-1]["findings"] == with_findings[0]["findings"]
+    sync.close()

@@ -8,7 +8,7 @@ conditions held for long enough into findings, keeps each finding's id while its
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 SEVERITIES = ("critical", "warning", "info")
@@ -43,10 +43,10 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (non-finite ``value`` -> None)."""
-        d = asdict(self)
-        if d["value"] is not None and not math.isfinite(d["value"]):
-            d["value"] = None
-        return d
+        value = self.value if self.value is not None and math.isfinite(self.value) else None
+        return {"id": self.id, "run": self.run, "check": self.check, "severity": self.severity, "layer": self.layer,
+                "tag": self.tag, "since": self.since, "until": self.until, "value": value, "message": self.message,
+                "advice": self.advice}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Finding:

@@ -10,6 +10,8 @@ through monitorch's visualizer interface does not: that is how a finding says wh
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .config import HealthConfig
@@ -31,47 +33,53 @@ def _norms(view: RowView) -> dict[str, int]:
 
 
 def vanishing_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
-    values = {layer: view.now(idx) for layer, idx in _norms(view).items()}
-    values = {layer: v for layer, v in values.items() if finite(v) and v >= 0}
-    if len(values) < 2:
+    norms = _norms(view)
+    names = list(norms)
+    values = view.row_values(list(norms.values()))
+    ok = np.flatnonzero(np.isfinite(values) & (values >= 0))
+    if ok.size < 2:
         return []
-    top_layer = max(values, key=lambda k: values[k])
-    top = values[top_layer]
+    top_k = int(ok[np.argmax(values[ok])])
+    top_layer, top = names[top_k], float(values[top_k])
     if top <= 0:
         return []
     out = []
-    for layer, v in values.items():
+    for k in ok[values[ok] < cfg.vanishing_ratio * top]:
+        layer, v = names[k], float(values[k])
         share = v / top
-        if share < cfg.vanishing_ratio:
-            out.append(Condition(
-                "vanishing_gradient", "warning", layer, GRADIENT_NORM, v,
-                f"its weight-gradient norm {sci(v)} is {sci(share)} of the largest layer's ({top_layer}: {sci(top)}); "
-                f"{reading(view)}.",
-                "gradients vanish on the way back: use ReLU-family activations instead of sigmoid/tanh in deep "
-                "stacks, Glorot/He initialisation, normalisation layers or residual connections",
-                need=cfg.vanishing_epochs))
+        out.append(Condition(
+            "vanishing_gradient", "warning", layer, GRADIENT_NORM, v,
+            f"its weight-gradient norm {sci(v)} is {sci(share)} of the largest layer's ({top_layer}: {sci(top)}); "
+            f"{reading(view)}.",
+            "gradients vanish on the way back: use ReLU-family activations instead of sigmoid/tanh in deep "
+            "stacks, Glorot/He initialisation, normalisation layers or residual connections",
+            need=cfg.vanishing_epochs))
     return out
 
 
 def exploding_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
     norms = _norms(view)
     lo = max(0, view.row - cfg.exploding_window)
+    if lo == view.row or not norms:
+        return []
+    names = list(norms)
+    cols = list(norms.values())
+    now = view.row_values(cols)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN window has no median: no jump
+        medians = np.nanmedian(view.run.data[lo:view.row, cols], axis=0)
+        jumped = np.flatnonzero((medians > 0) & (now >= cfg.exploding_jump * medians))
     out = []
-    for layer, idx in norms.items():
-        col = view.upto(idx)
-        v = float(col[view.row])
-        prev = col[lo:view.row]
-        prev = prev[np.isfinite(prev)]
-        if not finite(v) or prev.size == 0:
+    for k in jumped:
+        layer, v, median = names[k], float(now[k]), float(medians[k])
+        if not finite(v):
             continue
-        median = float(np.median(prev))
-        if median > 0 and v >= cfg.exploding_jump * median:
-            out.append(Condition(
-                "exploding_gradient", "critical", layer, GRADIENT_NORM, v,
-                f"its gradient norm jumped to {sci(v)}, {v / median:.0f}x its recent median {sci(median)}; "
-                f"{reading(view)}.",
-                "lower the learning rate, clip gradients (torch.nn.utils.clip_grad_norm_; Pascanu et al. 2013), "
-                "or add normalisation; check the batch that caused it"))
+        out.append(Condition(
+            "exploding_gradient", "critical", layer, GRADIENT_NORM, v,
+            f"its gradient norm jumped to {sci(v)}, {v / median:.0f}x its recent median {sci(median)}; "
+            f"{reading(view)}.",
+            "lower the learning rate, clip gradients (torch.nn.utils.clip_grad_norm_; Pascanu et al. 2013), "
+            "or add normalisation; check the batch that caused it"))
     return out
 
 
@@ -82,15 +90,15 @@ def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
         raise Skipped(f"needs {' and '.join(missing)} (update and weight norms)")
     updates = view.first_line(UPDATE_NORM)
     weights = view.first_line(WEIGHT_NORM)
+    names = [layer for layer in updates if layer in weights]
+    u = view.row_values([updates[n] for n in names])
+    w = view.row_values([weights[n] for n in names])
+    with np.errstate(all="ignore"):
+        ratios = np.where(w > 0, u / w, np.nan)
+    far = np.flatnonzero((ratios > cfg.update_ratio_high) | (ratios < cfg.update_ratio_low))  # NaN: False
     out = []
-    for layer, u_idx in updates.items():
-        w_idx = weights.get(layer)
-        if w_idx is None:
-            continue
-        u, w = view.now(u_idx), view.now(w_idx)
-        if not (finite(u) and finite(w)) or w <= 0:
-            continue
-        r = u / w
+    for k in far:
+        layer, r = names[k], float(ratios[k])
         if r > cfg.update_ratio_high:
             out.append(Condition(
                 "update_ratio", "warning", layer, UPDATE_NORM, r,

@@ -26,7 +26,8 @@ def _death_layers(view: RowView) -> tuple[str, list[tuple[str, int]]]:
     """(panel, [(layer, column)]) whose death rates are checked: activations from OutputActivation, else the
     weight gradients' units from ParameterGradientActivation (a unit with zero gradient is a silent unit)."""
     if view.has(OUTPUT_ACTIVATIONS):
-        layers = [(g, i) for g, i, t in view.layers(OUTPUT_ACTIVATIONS, "death_rate") if dead_checked(g, t)]
+        layers = view.memo(("dead_checked", None), lambda: [
+            (g, i) for g, i, t in view.layers(OUTPUT_ACTIVATIONS, "death_rate") if dead_checked(g, t)])
         return OUTPUT_ACTIVATIONS, layers
     if view.has(GRADIENT_ACTIVATION):
         return GRADIENT_ACTIVATION, [(g, i) for g, i, _ in view.layers(GRADIENT_ACTIVATION, "death_rate")]
@@ -35,11 +36,10 @@ def _death_layers(view: RowView) -> tuple[str, list[tuple[str, int]]]:
 
 def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     panel, layers = _death_layers(view)
+    values = view.row_values([idx for _, idx in layers])
     out = []
-    for layer, idx in layers:
-        d = view.now(idx)
-        if not (finite(d) and d >= cfg.dead_rate):
-            continue
+    for k in np.flatnonzero(values >= cfg.dead_rate):  # NaN compares False
+        layer, d = layers[k][0], float(values[k])
         critical = d >= cfg.dead_critical_rate
         out.append(Condition(
             "dead_layer", "critical" if critical else "warning", layer, panel, d,
@@ -51,15 +51,16 @@ def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
 
 def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     panel, layers = _death_layers(view)
-    values = [(layer, view.now(idx)) for layer, idx in layers]
-    values = [(layer, d) for layer, d in values if finite(d)]
-    if len(values) < 2:
+    values = view.row_values([idx for _, idx in layers])
+    ok = np.flatnonzero(np.isfinite(values))
+    if ok.size < 2:
         return []
     out = []
-    for i, (layer, d) in enumerate(values):
-        if d >= cfg.dead_rate:
-            continue  # the dead-layer check tells this layer's story
-        median = float(np.median([v for j, (_, v) in enumerate(values) if j != i]))
+    # a candidate is at least dying_gap above a median that is >= 0; at or above dead_rate the dead-layer
+    # check tells the layer's story
+    for k in ok[(values[ok] >= cfg.dying_gap) & (values[ok] < cfg.dead_rate)]:
+        layer, d = layers[k][0], float(values[k])
+        median = float(np.median(values[ok[ok != k]]))
         if d >= median + cfg.dying_gap and d >= cfg.dying_ratio * median:
             out.append(Condition(
                 "dying_layer", "warning", layer, panel, d,
@@ -80,22 +81,23 @@ def dying_trend(view: RowView, cfg: HealthConfig) -> list[Condition]:
     improvement = (l0 - l1) / abs(l0)
     if improvement >= cfg.stalled_improvement:
         return []
+    cols = [idx for _, idx in layers]
+    first, last = view.run.data[start, cols], view.row_values(cols)
     out = []
-    for layer, idx in layers:
-        col = view.upto(idx)
-        d0, d1 = float(col[start]), float(col[view.row])
-        if finite(d0) and finite(d1) and d1 - d0 >= cfg.dying_rise:
-            out.append(Condition(
-                "dying_trend", "warning", layer, panel, d1,
-                f"its death rate rose from {pct(d0)} to {pct(d1)} over {cfg.dying_window} epochs while the "
-                f"training loss improved by only {improvement:.1%}.", _TREND_ADVICE, since=view.epoch_of(start)))
+    for k in np.flatnonzero(last - first >= cfg.dying_rise):  # NaN compares False
+        layer, d0, d1 = layers[k][0], float(first[k]), float(last[k])
+        out.append(Condition(
+            "dying_trend", "warning", layer, panel, d1,
+            f"its death rate rose from {pct(d0)} to {pct(d1)} over {cfg.dying_window} epochs while the "
+            f"training loss improved by only {improvement:.1%}.", _TREND_ADVICE, since=view.epoch_of(start)))
     return out
 
 
 def confident_softmax(view: RowView, cfg: HealthConfig) -> list[Condition]:
     if not view.has(OUTPUT_ACTIVATIONS):
         raise Skipped("needs OutputActivation (the softmax output's activation rate)")
-    softmaxes = [(g, i) for g, i, t in view.layers(OUTPUT_ACTIVATIONS, "activation_rate") if is_softmax(g, t)]
+    softmaxes = view.memo(("softmax", None), lambda: [
+        (g, i) for g, i, t in view.layers(OUTPUT_ACTIVATIONS, "activation_rate") if is_softmax(g, t)])
     if not softmaxes:
         return []
     acc_idx = view.accuracy(cfg.accuracy_metric)

@@ -44,10 +44,11 @@ def nonfinite(view: RowView, cfg: HealthConfig) -> list[Condition]:
             add(layer, tag, "outputs" if lens == "OutputActivation" else "gradients" if "Gradient" in lens else "values")
     if view.has(GRADIENT_NORM):
         foreign = view.panel_lens(GRADIENT_NORM) is None
-        for layer, idx in view.first_line(GRADIENT_NORM).items():
-            v = view.now(idx)
-            if np.isinf(v) or (foreign and np.isnan(v)):
-                add(layer, GRADIENT_NORM, "gradient norm")
+        norms = view.first_line(GRADIENT_NORM)
+        values = view.row_values(list(norms.values()))
+        bad = np.isinf(values) | (np.isnan(values) if foreign else False)
+        for k in np.flatnonzero(bad):
+            add(list(norms)[k], GRADIENT_NORM, "gradient norm")
     return list(found.values())
 
 

@@ -44,6 +44,7 @@ class _RunState:
         self.streaks: dict[tuple[str, str | None], tuple[float, int]] = {}  # -> (first epoch, rows held)
         self.problems: dict[tuple[str, str], int] = {}
         self.evaluated = -1  # last evaluated row
+        self.columns: dict[tuple[str, str | None], tuple[int, Any]] = {}  # RowView's column lookups
 
 
 class HealthMonitor:
@@ -101,7 +102,7 @@ class HealthMonitor:
             return False
         state.evaluated = row
         view = RowView(run, row, self.loss_names,
-                       [k for k, n in run.problems.items() if state.problems.get(k, 0) < n])
+                       [k for k, n in run.problems.items() if state.problems.get(k, 0) < n], state.columns)
         state.problems = dict(run.problems)
         enabled = self.config.enabled if self.config.enabled is not None else CHECKS
         holding: dict[tuple[str, str | None], Condition] = {}

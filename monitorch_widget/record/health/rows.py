@@ -9,7 +9,8 @@ module with the line aggregation as key (``mean`` by default).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,8 +41,11 @@ class RowView:
     """Run ``run`` as it stood when row ``row`` became final."""
 
     def __init__(self, run: Run, row: int, loss_names: tuple[str, str],
-                 new_problems: list[tuple[str, str]] | None = None) -> None:
+                 new_problems: list[tuple[str, str]] | None = None,
+                 cache: dict[tuple[str, str | None], tuple[int, Any]] | None = None) -> None:
         self.run = run
+        # column lookups per (panel, key), valid while the run has the same number of columns (they only grow)
+        self._cache = cache if cache is not None else {}
         self.new_problems = new_problems or []  # (lens, message) of problems reported since the previous row
         self.row = row
         self.epoch = float(run.epochs[row])
@@ -64,24 +68,51 @@ class RowView:
     def epoch_of(self, row: int) -> float:
         return float(self.run.epochs[row])
 
+    def memo(self, name: tuple[str, str | None], compute: Callable[[], Any]) -> Any:
+        """``compute()``, remembered across rows while the run has the same columns."""
+        n = len(self.run.columns)
+        hit = self._cache.get(name)
+        if hit is not None and hit[0] == n:
+            return hit[1]
+        value = compute()
+        self._cache[name] = (n, value)
+        return value
+
+    def _cached(self, panel: str, key: str | None) -> Any:
+        return self.memo((panel, key), lambda: self._lookup(panel, key))
+
+    def _lookup(self, panel: str, key: str | None) -> Any:
+        if key is None:
+            first: dict[str, int] = {}
+            for c in self.run.columns:
+                if c.panel == panel and c.role == "line" and c.group not in first:
+                    first[c.group] = c.index
+            value: Any = first
+        else:
+            value = [(c.group, c.index, c.module_type) for c in self.run.columns
+                     if c.panel == panel and c.key == key and c.role == "line"]
+        return value
+
     def layers(self, panel: str, key: str) -> list[tuple[str, int, str | None]]:
         """(group, column, module type) of every line ``key`` of ``panel``, in first-seen order."""
-        return [(c.group, c.index, c.module_type) for c in self.run.columns
-                if c.panel == panel and c.key == key and c.role == "line"]
+        return self._cached(panel, key)  # type: ignore[no-any-return]
 
     def first_line(self, panel: str) -> dict[str, int]:
         """group -> column of each group's first line key (the lens' first line aggregation, e.g. ``mean``)."""
-        out: dict[str, int] = {}
-        for c in self.run.columns:
-            if c.panel == panel and c.role == "line" and c.group not in out:
-                out[c.group] = c.index
-        return out
+        return self._cached(panel, None)  # type: ignore[no-any-return]
+
+    def row_values(self, cols: list[int]) -> np.ndarray:
+        """This row's values of ``cols`` (a copy)."""
+        return self.run.data[self.row, cols] if cols else np.zeros(0)
 
     def panel_lens(self, panel: str) -> str | None:
         return self.run.panel(panel).lens if self.run.has_panel(panel) else None
 
     # --- losses and metrics ------------------------------------------------------------------------
     def loss_col(self, name: str) -> int | None:
+        return self.memo(("loss", name), lambda: self._find_loss(name))  # type: ignore[no-any-return]
+
+    def _find_loss(self, name: str) -> int | None:
         for panel in LOSS_PANELS:
             for c in self.run.columns:
                 if c.panel == panel and c.group == panel and c.role == "line" and c.key.startswith(name + " "):
