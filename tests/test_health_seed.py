@@ -66,6 +66,12 @@ def test_the_2d_mlp_redundant_layer_is_found_and_the_first_is_not():
     seed.run_epochs(ins, model, loss_fn, train, val, 50)
     layers = {f.layer for f in ins.health.findings()}
     assert "relu2" in layers and "relu1" not in layers
+    # the redundant layer, far above the first (the tutorial's "overcapacity"): the dying-layer check's trigger
+    relu1 = ins.history.series("Output Activations", "relu1", "death_rate")
+    relu2 = ins.history.series("Output Activations", "relu2", "death_rate")
+    holds = (relu2 >= relu1 + 0.2) & (relu2 >= 2 * relu1)  # the other layers' median is relu1's value
+    [dying] = [f for f in ins.health.findings() if f.check == "dying_layer"]
+    assert dying.layer == "relu2" and holds[:3].all() and dying.since == 1
 
 
 def cnn_findings(dropout: tuple[float, float, float], epochs: int = 3) -> dict[str, set[str]]:

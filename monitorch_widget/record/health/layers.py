@@ -56,9 +56,8 @@ def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     if ok.size < 2:
         return []
     out = []
-    # a candidate is at least dying_gap above a median that is >= 0; at or above dead_rate the dead-layer
-    # check tells the layer's story
-    for k in ok[(values[ok] >= cfg.dying_gap) & (values[ok] < cfg.dead_rate)]:
+    # a candidate is at least dying_gap above a median that is >= 0 (the prefilter keeps this O(layers))
+    for k in ok[values[ok] >= cfg.dying_gap]:
         layer, d = layers[k][0], float(values[k])
         median = float(np.median(values[ok[ok != k]]))
         if d >= median + cfg.dying_gap and d >= cfg.dying_ratio * median:
