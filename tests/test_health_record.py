@@ -248,3 +248,17 @@ def test_the_widget_sync_sends_findings_live_and_in_its_snapshot():
     sync.refresh_history()
     assert histories[-1]["findings"] == with_findings[0]["findings"]
     sync.close()
+
+
+def test_a_failing_check_is_reported_once_and_the_others_go_on(monkeypatch):
+    from monitorch_widget.record.health import monitor
+
+    def broken(view, cfg):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setitem(monitor.CHECK_FUNCTIONS, "plateau", broken)
+    record = Record()
+    record.start_run("r")
+    feed(record, {"relu1": [0.0] * 4, "relu2": [0.5] * 4})
+    assert record.current.problems == {("health", "check plateau failed with ZeroDivisionError: boom"): 1}
+    assert "0:dead_layer:relu2" in {f.id for f in record.health.findings()}
