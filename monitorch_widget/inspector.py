@@ -27,6 +27,7 @@ from .lens.base import AbstractLens, Call, LensContext
 from .lens.coverage import coverage_notice
 from .lens.loss_metrics import LossMetrics
 from .record import Record
+from .record.health import Finding, HealthConfig, HealthMonitor
 from .views.monitorch_adapter import WidgetVisualizer
 from .views.resolve import reads_record, resolve_visualizer
 
@@ -111,12 +112,14 @@ class PyTorchInspector:
     ``False`` only moves the counter. ``update_every``: refresh the record (and widget) every N training
     steps with a provisional estimate of the running epoch (int), or every N seconds (float); ``None``
     (default) only at ticks.
+    ``health``: the health checks' thresholds (default ``HealthConfig()``; README "Health checks").
     """
 
     def __init__(self, lenses: list[AbstractLens], *, visualizer: Any = None, module: nn.Module | None = None,
                  depth: int = -1, module_name_prefix: str = ".", train_loss_str: str = "train_loss",
                  non_train_loss_str: str = "val_loss", is_active_fn: int | Callable[[int], bool] = 1,
-                 master_rank: int = 0, update_every: float | None = None) -> None:
+                 master_rank: int = 0, update_every: float | None = None,
+                 health: HealthConfig | None = None) -> None:
         self.lenses = _check_lenses(lenses)
         if not isinstance(depth, int) or depth < -1:
             raise ValueError(f"depth={depth!r}: must be -1 (down to the leaves) or a non-negative int")
@@ -132,6 +135,9 @@ class PyTorchInspector:
         if not self.is_main_process:
             visualizer = "none"  # every rank reduces and records; only the master rank draws
         self.history = Record()
+        self.history.health.loss_names = (train_loss_str, non_train_loss_str)
+        if health is not None:
+            self.history.health.configure(health)
         self.faults = FaultLog()
         self.faults.subscribe(self.history.problem)
         # is_active_fn is asked once per forward / backward pass of the attached model (collect/activity.py)
@@ -259,6 +265,18 @@ class PyTorchInspector:
         for lens in self.lenses:
             for site in lens.sites:
                 site.set_active(active)
+
+    @property
+    def health(self) -> HealthMonitor:
+        """The health checks: ``.configure(dead_rate=0.5)``, ``.findings()`` of every run, ``.skipped``."""
+        return self.history.health
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Findings of the current run whose condition held at the last tick (``Finding.severity``, ``.layer``,
+        ``.since``, ``.message``, ``.advice``), e.g. to stop early on a ``"critical"`` one."""
+        run = self.history.current
+        return [] if run is None else self.history.health.findings(run.id, active=True)
 
     @property
     def declared_metrics(self) -> frozenset[str]:

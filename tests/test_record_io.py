@@ -40,7 +40,7 @@ def test_save_load_round_trip_keeps_every_run(tmp_path):
 @pytest.mark.parametrize("mutate, match", [
     (lambda text: text[: len(text) // 2], "not valid JSON"),
     (lambda text: text.replace("monitorch-widget-history", "other"), "not a monitorch-widget history"),
-    (lambda text: text.replace('"version": 2', '"version": 99'), "unsupported version 99"),
+    (lambda text: text.replace('"version": 3', '"version": 99', 1), "unsupported version 99"),
 ])
 def test_malformed_or_truncated_files_give_clear_errors(tmp_path, mutate, match):
     ins = trained_inspector(runs=1)
@@ -132,7 +132,7 @@ def test_a_version_1_file_loads_and_says_what_differs(tmp_path):
     path = tmp_path / "old.json"
     ins.save(path)
     doc = json.loads(path.read_text())
-    assert doc["version"] == 2 and doc["definitions"]["version"] == 2 and doc["runs"][0]["definitions"] == 2
+    assert doc["version"] == 3 and doc["definitions"]["version"] == 2 and doc["runs"][0]["definitions"] == 2
     doc["version"] = 1
     del doc["definitions"]
     for run in doc["runs"]:

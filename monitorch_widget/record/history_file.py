@@ -1,16 +1,19 @@
 """Saved histories: one JSON document holding every run (no pickle, no code execution on load).
 
-Format ``monitorch-widget-history`` version 2::
+Format ``monitorch-widget-history`` version 3::
 
-    {"format": "monitorch-widget-history", "version": 2,
+    {"format": "monitorch-widget-history", "version": 3,
      "definitions": {"version": 2, "gradient_observation": "...", "units": "...", "activation_channels": "..."},
      "runs": [{"id", "label", "module_types": {name: type}, "panels": [Panel], "columns": [Column],
                "epochs": [float], "times": [float], "data": [[float|null, ...] per row],
-               "problems": [{"lens", "message", "count"}], "definitions": 2}]}
+               "problems": [{"lens", "message", "count"}], "definitions": 2,
+               "findings": [Finding]}]}
 
 ``null`` stands for NaN (a gap). Panel and Column fields are those of ``docs/protocol.md``. ``definitions``
 names the measuring rules the values were taken with (README, "What each statistic reads"); version 1
-files (no ``definitions``) load with a :class:`DefinitionsWarning` saying what differs.
+files (no ``definitions``) load with a :class:`DefinitionsWarning` saying what differs. ``findings`` (version 3)
+are the health checks' results (``js/protocol.ts`` ``Finding``; README "Health checks"); a version 1 or 2 file
+has none saved, so its runs are judged again on load with today's default thresholds.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from typing import Any
 import numpy as np
 
 from .definitions import DEFINITIONS, V1_DIFFERENCES, DefinitionsWarning
+from .health import Finding
 from .record import Record
 from .run import Column, Panel, Run
 
 FORMAT = "monitorch-widget-history"
-VERSION = 2  # of the file format; DEFINITIONS["version"] is the measuring rules'
+VERSION = 3  # of the file format; DEFINITIONS["version"] is the measuring rules'
 
 
 def to_dict(record: Record) -> dict[str, Any]:
@@ -43,6 +47,7 @@ def to_dict(record: Record) -> dict[str, Any]:
             "epochs": run.epochs[:final], "times": run.times[:final],
             "data": [[None if math.isnan(v) else float(v) for v in row] for row in data.tolist()],
             "problems": run.problem_list(), "definitions": run.definitions,
+            "findings": [f.to_dict() for f in record.health.findings(run.id)],
         })
     return {"format": FORMAT, "version": VERSION, "definitions": DEFINITIONS, "runs": runs}
 
@@ -76,7 +81,7 @@ def from_dict(doc: Any, source: str = "history") -> Record:
     _need(isinstance(doc, dict) and doc.get("format") == FORMAT, source,
           f"not a monitorch-widget history (expected \"format\": \"{FORMAT}\")")
     version = doc.get("version")
-    _need(version in (1, VERSION), source, f"unsupported version {version!r} (this reads 1 and {VERSION})")
+    _need(version in (1, 2, VERSION), source, f"unsupported version {version!r} (this reads 1 to {VERSION})")
     if version == 1:
         warnings.warn(f"{source}: saved by an older monitorch-widget whose {V1_DIFFERENCES}; its gradient and "
                       "transformer-activation values are not comparable with runs recorded now",
@@ -113,6 +118,15 @@ def from_dict(doc: Any, source: str = "history") -> Record:
             if isinstance(p, dict):
                 run.problems[(str(p.get("lens")), str(p.get("message")))] = int(p.get("count", 1))
         record.runs.append(run)
+        if version == VERSION:
+            saved = r.get("findings")
+            _need(isinstance(saved, list), where, "\"findings\" must be a list")
+            try:
+                record.health.set_findings(run.id, [Finding.from_dict(f) for f in saved])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise HistoryFormatError(f"{where}.findings: malformed finding ({exc!r})") from None
+        else:
+            record.health.replay(run)
     record.state = "done"
     return record
 

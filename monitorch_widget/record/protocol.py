@@ -36,12 +36,13 @@ def snapshot(record: Record) -> dict[str, Any]:
             "times": np.asarray(run.times, dtype="<f8").tobytes(),
             "data": data.tobytes(),
         })
-    return {"version": SNAPSHOT_VERSION, "runs": runs, "status": record.status()}
+    return {"version": SNAPSHOT_VERSION, "runs": runs, "status": record.status(),
+            "findings": record.health.as_dicts()}
 
 
 def empty_history() -> dict[str, Any]:
     """The snapshot of a record with no run (a widget's initial ``history`` trait)."""
-    return {"version": SNAPSHOT_VERSION, "seq": 0, "runs": [], "status": None}
+    return {"version": SNAPSHOT_VERSION, "seq": 0, "runs": [], "status": None, "findings": []}
 
 
 class PendingDelta:
@@ -55,10 +56,11 @@ class PendingDelta:
         self.cell_chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self.problems: dict[tuple[int, str, str], dict[str, Any]] = {}
         self.status: dict[str, Any] | None = None
+        self.findings: list[dict[str, Any]] | None = None  # the whole list, when it changed (later wins)
 
     def empty(self) -> bool:
         return not (self.new_runs or self.new_panels or self.new_columns or self.rows or self.cell_chunks
-                    or self.problems or self.status is not None)
+                    or self.problems or self.status is not None or self.findings is not None)
 
     def add(self, event: Event) -> None:
         kind = event[0]
@@ -95,6 +97,8 @@ class PendingDelta:
             self.problems[key] = {"run": key[0], "lens": key[1], "message": key[2], "count": int(info["count"])}
         elif kind == "status":
             self.status = _plain(event[1])
+        elif kind == "findings":
+            self.findings = [_plain(f) for f in event[1]]
 
     def cells(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Concatenated cells with repeated (run, row, col) reduced to the last value written, order kept."""
@@ -140,6 +144,8 @@ def encode_delta(pending: PendingDelta, seq: int, last_status: dict[str, Any] | 
     status = pending.status if pending.status is not None else last_status
     if status is not None:  # absent rather than null: "no status known yet" must not erase one
         msg["status"] = status
+    if pending.findings is not None:  # only when they changed: the front-end replaces its list
+        msg["findings"] = pending.findings
     buffers = [runs.astype("<i4").tobytes(), rows.astype("<i4").tobytes(), cols.astype("<i4").tobytes(),
                vals.astype("<f8").tobytes()]
     return msg, buffers

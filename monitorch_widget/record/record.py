@@ -17,13 +17,14 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
 
 from . import protocol
 from .definitions import V1_DIFFERENCES, DefinitionsWarning
+from .health import HealthMonitor
 from .run import Column, Panel, Run
 
 Event = tuple[Any, ...]
@@ -54,6 +55,9 @@ class Record:
         self._tags: dict[str, Panel] = {}
         self._subscribers: list[Callable[[Event], None]] = []
         self.state = "idle"
+        # health checks judge each row once it is final (README, "Health checks")
+        self.health = HealthMonitor(notify=lambda: self._emit("findings", self.health.as_dicts()),
+                                    report=lambda source, message: self.problem(source, message, 1))
 
     # --- subscription -----------------------------------------------------------------------------
     def subscribe(self, fn: Callable[[Event], None]) -> Callable[[], None]:
@@ -117,6 +121,7 @@ class Record:
         if was_provisional:
             self._emit("row", run.id, {"row": row, "epoch": run.epochs[row], "time": run.times[row],
                                        "provisional": False})
+        self.health.evaluate(run, row)
         self._emit_status()
 
     def _close_open_row(self) -> None:
@@ -129,6 +134,9 @@ class Record:
                 run.provisional = False
                 self._emit("cells", run.id, row, np.arange(len(run.columns), dtype=np.int32),
                            np.full(len(run.columns), np.nan))
+            else:
+                # a row written through the visualizer interface ends when the next one starts (or at end())
+                self.health.evaluate(run, run.open_row)
             run.open_row = None
 
     def settle(self) -> None:
@@ -161,6 +169,10 @@ class Record:
                                            "provisional": False})
                 self._emit("cells", run.id, row, cols, run.data[row].copy())
             added.append(run)
+            self.health.set_findings(run.id, [replace(f, id=f"{run.id}:{f.id.split(':', 1)[1]}", run=run.id)
+                                              for f in other.health.findings(src.id)])
+        if added:
+            self._emit("findings", self.health.as_dicts())
         self._emit_status()
         return added
 

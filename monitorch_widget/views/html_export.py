@@ -31,6 +31,7 @@ import pathlib
 from typing import Any
 
 from ..record.protocol import default_filters, normalize_filters
+from .findings_html import findings_section
 
 _STATIC = pathlib.Path(__file__).parent.parent / "static"
 BUNDLE_PATH = _STATIC / "widget.js"
@@ -160,6 +161,7 @@ def render_html(record: Any, *, title: str | None = None, filters: dict[str, Any
         "<meta name=\"generator\" content=\"monitorch-widget\">\n",
         f"<title>{html.escape(title)}</title>\n<style>{_PAGE_CSS}</style>\n</head>\n<body>\n",
         f"<header class=\"mw-export-head\"><h1>{html.escape(title)}</h1><p>{html.escape(sub)}</p></header>\n",
+        findings_section(record), "\n",
         "<div id=\"mw-boot\">Loading panels…</div>\n<div id=\"mw-app\"></div>\n",
         noscript, "\n",
         f"<script type=\"application/json\" id=\"mw-payload\">{_json_for_script(payload)}</script>\n",

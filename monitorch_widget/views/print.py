@@ -1,4 +1,5 @@
-"""``'print'``: one line per epoch on stdout, read from the record."""
+"""``'print'``: one line per epoch on stdout, read from the record, and a line for each health finding when it
+appears or resolves (README, "Health checks")."""
 
 from __future__ import annotations
 
@@ -60,9 +61,29 @@ class PrintVisualizer(RecordView):
         super().__init__(record)
         self.stream = stream
         self._pending: float | None = None  # epoch of calls not printed yet (own record only)
+        self._shown: dict[str, bool] = {}  # finding id -> whether it was active when last printed
 
     def on_epoch(self) -> None:
-        print(epoch_line(self.record), file=self.stream or sys.stdout, flush=True)
+        out = self.stream or sys.stdout
+        print(epoch_line(self.record), file=out, flush=True)
+        for line in self.finding_lines():
+            print(line, file=out, flush=True)
+
+    def finding_lines(self) -> list[str]:
+        """Lines for the current run's findings that appeared, reopened or resolved since the last call."""
+        run = self.record.current
+        if run is None:
+            return []
+        lines = []
+        for f in self.record.health.findings(run.id):
+            before = self._shown.get(f.id)
+            if f.active and before is not True:
+                lines.append(f"  health: {f.line()}")
+            elif not f.active and before is True:
+                where = f" {f.layer}" if f.layer else ""
+                lines.append(f"  health: resolved{where} {f.check} (epochs {f.since:g}-{f.until:g})")
+            self._shown[f.id] = f.active
+        return lines
 
     on_tick = on_epoch
 

@@ -331,7 +331,9 @@ def fallback_html(record: Any, *, filters: dict[str, Any] | None = None) -> str:
         svg = record_to_svg(record, filters=filters)
     except Exception as exc:  # noqa: BLE001 - a broken picture must never break display()
         svg = f"<pre>{escape(f'monitorch-widget: static picture unavailable ({exc!r})')}</pre>"
-    return ('<div class="mw-static" style="overflow-x:auto">' + svg +
+    from .findings_html import findings_section
+
+    return ('<div class="mw-static" style="overflow-x:auto">' + findings_section(record) + svg +
             '<div style="font-size:11px;color:#888">Static snapshot of the monitorch-widget panels '
             '(the interactive widget needs a running kernel).</div></div>')
 

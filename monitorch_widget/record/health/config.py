@@ -1,0 +1,104 @@
+"""The health checks' thresholds (README, "Health checks": each one's source or rationale).
+
+Fixed and documented before any seed notebook was checked against them. Our death rate is the share of a
+layer's units that are *never active in a batch* (README, "Definitions"); rules stated for other definitions
+(a unit dead for *every* input, Lu et al. 2019) do not carry over, so the death thresholds below carry their
+own rationale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """Thresholds of every health check; ``HealthConfig(dead_rate=0.5)`` changes one, keeps the rest.
+
+    ``enabled``: the checks to run (``None``: all of :data:`CHECKS`). Rates are shares in [0, 1]; ``*_epochs``
+    and ``*_window`` count recorded epochs (rows). Raises ``ValueError`` on an unknown check or a value out of
+    range (see :meth:`validated`).
+    """
+
+    # --- dead and dying layers (Output Activations; Weight Gradient Activation when no output lens) ----------
+    dead_rate: float = 0.3            # death rate at or above this ...
+    dead_epochs: int = 3              # ... for this many consecutive epochs: a dead layer (warning)
+    dead_critical_rate: float = 0.95  # the layer is (nearly) constant: critical
+    dying_gap: float = 0.2            # death rate this far above the median of the model's other layers ...
+    dying_ratio: float = 2.0          # ... and at least this many times that median ...
+    dying_epochs: int = 3             # ... for this many consecutive epochs: far above the others (warning)
+    dying_rise: float = 0.1           # death rate rose by this much over the window ...
+    dying_window: int = 5             # ... of this many epochs while the training loss improved by less than
+    stalled_improvement: float = 0.01  # this share over the same window: dying while the loss stalls (warning)
+    # --- gradients (ParameterGradientGeometry) -------------------------------------------------------------
+    vanishing_ratio: float = 1e-3     # a layer's weight-gradient norm below this share of the largest layer's
+    vanishing_epochs: int = 2         # ... for this many consecutive epochs (warning)
+    exploding_jump: float = 10.0      # a layer's gradient norm at least this many times its median over ...
+    exploding_window: int = 3         # ... the previous epochs (critical)
+    # --- update-to-weight ratio (ParameterUpdateGeometry + ParameterNorm) ----------------------------------
+    update_ratio_high: float = 1e-1   # ||update|| / ||weight|| per step above this: learning rate too high (warning)
+    update_ratio_low: float = 1e-5    # ... below this: learning rate too low (info)
+    # --- loss (LossMetrics) ----------------------------------------------------------------------------------
+    divergence_factor: float = 1.5    # training loss at least this many times its best so far (critical)
+    plateau_patience: int = 10        # epochs without a relative improvement of ...
+    plateau_threshold: float = 1e-4   # ... this share of the best training loss (info)
+    overfit_gl: float = 5.0           # Prechelt's generalization loss GL = 100 (val / best val - 1) above this ...
+    # ... while the training loss is still below its value at the best validation epoch (warning)
+    # --- confident softmax output (OutputActivation + a validation accuracy metric) -----------------------------
+    confident_share: float = 0.5      # softmax activation rate at most this share of its first epoch's ...
+    low_accuracy: float = 0.9         # ... while validation accuracy is below this (warning)
+    accuracy_metric: str | None = None  # Metrics key to read (None: the first key naming val and acc)
+    enabled: tuple[str, ...] | None = None
+
+    def validated(self) -> HealthConfig:
+        """``self`` after checking every value; raises ``ValueError`` naming the field and its range."""
+        shares = ("dead_rate", "dead_critical_rate", "dying_gap", "dying_rise", "stalled_improvement",
+                  "vanishing_ratio", "plateau_threshold", "confident_share", "low_accuracy")
+        for name in shares:
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1:
+                raise ValueError(f"HealthConfig({name}={v!r}): must be a number in (0, 1]")
+        counts = ("dead_epochs", "dying_epochs", "dying_window", "vanishing_epochs", "exploding_window",
+                  "plateau_patience")
+        for name in counts:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"HealthConfig({name}={v!r}): must be an int >= 1 (epochs)")
+        for name in ("dying_ratio", "exploding_jump", "divergence_factor"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"HealthConfig({name}={v!r}): must be a factor >= 1")
+        for name in ("update_ratio_high", "update_ratio_low", "overfit_gl"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+                raise ValueError(f"HealthConfig({name}={v!r}): must be a positive number")
+        if self.update_ratio_low >= self.update_ratio_high:
+            raise ValueError(f"HealthConfig: update_ratio_low={self.update_ratio_low} must be below "
+                             f"update_ratio_high={self.update_ratio_high}")
+        if self.dead_critical_rate < self.dead_rate:
+            raise ValueError("HealthConfig: dead_critical_rate must be at least dead_rate")
+        if self.enabled is not None:
+            unknown = [c for c in self.enabled if c not in CHECKS]
+            if unknown or isinstance(self.enabled, str):
+                raise ValueError(f"HealthConfig(enabled={self.enabled!r}): unknown check(s) {unknown}; "
+                                 f"known: {', '.join(CHECKS)}")
+        return self
+
+    def with_changes(self, **changes: Any) -> HealthConfig:
+        """A copy with ``changes`` applied and validated; an unknown name raises ``TypeError``."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise TypeError(f"HealthConfig has no field(s) {', '.join(unknown)}; fields: {', '.join(sorted(known))}")
+        if "enabled" in changes and changes["enabled"] is not None:
+            changes["enabled"] = tuple(changes["enabled"])
+        return replace(self, **changes).validated()
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: Every check, by the name findings carry in ``Finding.check``.
+CHECKS = ("dead_layer", "dying_layer", "dying_trend", "vanishing_gradient", "exploding_gradient",
+          "update_ratio", "nonfinite", "divergence", "plateau", "overfitting", "confident_softmax")

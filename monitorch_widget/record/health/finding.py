@@ -1,0 +1,102 @@
+"""What a health check says: :class:`Finding` (the wire contract of ``js/protocol.ts``) and :class:`Condition`.
+
+A check looks at one final row and returns the conditions that hold there; the monitor (``monitor.py``) turns
+conditions held for long enough into findings, keeps each finding's id while its condition holds, and sets
+``until`` once it no longer does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+SEVERITIES = ("critical", "warning", "info")
+
+
+@dataclass
+class Finding:
+    """One health-check result (``js/protocol.ts`` ``Finding``).
+
+    ``id``: ``"<run>:<check>:<layer or ->"``, stable while the condition holds; ``layer``: the module or
+    parameter's series name, or None for the whole run; ``tag``: the panel it is about (the chart to link to);
+    ``since`` / ``until``: epochs (``until`` None while the condition holds); ``value``: the measured quantity
+    (a rate, ratio or loss; None when there is none); ``message``: what is wrong; ``advice``: what to try.
+    """
+
+    id: str
+    run: int
+    check: str
+    severity: str
+    layer: str | None
+    tag: str | None
+    since: float
+    until: float | None
+    value: float | None
+    message: str
+    advice: str
+
+    @property
+    def active(self) -> bool:
+        """Whether the condition still held at the last recorded epoch."""
+        return self.until is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict (non-finite ``value`` -> None)."""
+        value = self.value if self.value is not None and math.isfinite(self.value) else None
+        return {"id": self.id, "run": self.run, "check": self.check, "severity": self.severity, "layer": self.layer,
+                "tag": self.tag, "since": self.since, "until": self.until, "value": value, "message": self.message,
+                "advice": self.advice}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Finding:
+        """Inverse of :meth:`to_dict`; raises ``KeyError`` / ``TypeError`` / ``ValueError`` on a malformed dict."""
+        severity = str(d["severity"])
+        if severity not in SEVERITIES:
+            raise ValueError(f"finding severity {severity!r} is not one of {', '.join(SEVERITIES)}")
+        value = d.get("value")
+        until = d.get("until")
+        return cls(id=str(d["id"]), run=int(d["run"]), check=str(d["check"]), severity=severity,
+                   layer=None if d.get("layer") is None else str(d["layer"]),
+                   tag=None if d.get("tag") is None else str(d["tag"]), since=float(d["since"]),
+                   until=None if until is None else float(until), value=None if value is None else float(value),
+                   message=str(d["message"]), advice=str(d["advice"]))
+
+    def line(self) -> str:
+        """One line for text views: ``[warning] relu2 dead_layer since epoch 3: ... Try: ...``."""
+        where = f"{self.layer} " if self.layer else ""
+        span = f"since epoch {_epoch(self.since)}" if self.until is None else \
+            f"epochs {_epoch(self.since)}-{_epoch(self.until)}, resolved"
+        return f"[{self.severity}] {where}{self.check} ({span}): {self.message} Try: {self.advice}"
+
+
+@dataclass
+class Condition:
+    """What one check sees in one row. ``need``: consecutive epochs it must hold before it becomes a finding;
+    ``since``: when the check itself knows the epoch the problem began (else the streak's first epoch)."""
+
+    check: str
+    severity: str
+    layer: str | None
+    tag: str | None
+    value: float | None
+    message: str
+    advice: str
+    need: int = 1
+    since: float | None = None
+
+
+def _epoch(e: float) -> str:
+    return str(int(e)) if float(e).is_integer() else f"{e:g}"
+
+
+def pct(v: float) -> str:
+    """0.4213 -> '42%'."""
+    return f"{100 * v:.0f}%"
+
+
+def sci(v: float) -> str:
+    """A ratio or norm for a message: 3 significant digits, scientific when small or large."""
+    if v != 0 and (abs(v) < 1e-2 or abs(v) >= 1e4):
+        return f"{v:.2e}"
+    return f"{v:.3g}"

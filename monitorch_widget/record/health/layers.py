@@ -1,0 +1,121 @@
+"""Checks on per-layer activation and death rates: dead layers, dying layers, confident softmax outputs.
+
+Death rate: the share of a layer's units never active (|y| <= eps) in a batch, averaged over the epoch
+(README, "Definitions"). Thresholds and their rationale: ``config.py`` and the README's table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import HealthConfig
+from .finding import Condition, pct
+from .rows import GRADIENT_ACTIVATION, OUTPUT_ACTIVATIONS, RowView, Skipped, dead_checked, finite, is_softmax
+
+_DEAD_ADVICE = ("add dropout before this layer (the seed tutorial's remedy), lower the learning rate, or make the "
+                "layer narrower; LeakyReLU keeps a gradient on silent units")
+_CONSTANT_ADVICE = ("re-initialise (Lu et al. 2019: symmetric initialisations let deep ReLU networks die; try an "
+                    "asymmetric or He initialisation), lower the learning rate, or switch to LeakyReLU")
+_DYING_ADVICE = ("this layer has more units than the task uses here: make it narrower, or add dropout before it; "
+                 "compare with the model's other layers in the Output Activations panel")
+_TREND_ADVICE = ("units are dying without the loss improving: lower the learning rate, add dropout before the "
+                 "layer, or stop early")
+
+
+def _death_layers(view: RowView) -> tuple[str, list[tuple[str, int]]]:
+    """(panel, [(layer, column)]) whose death rates are checked: activations from OutputActivation, else the
+    weight gradients' units from ParameterGradientActivation (a unit with zero gradient is a silent unit)."""
+    if view.has(OUTPUT_ACTIVATIONS):
+        layers = view.memo(("dead_checked", None), lambda: [
+            (g, i) for g, i, t in view.layers(OUTPUT_ACTIVATIONS, "death_rate") if dead_checked(g, t)])
+        return OUTPUT_ACTIVATIONS, layers
+    if view.has(GRADIENT_ACTIVATION):
+        return GRADIENT_ACTIVATION, [(g, i) for g, i, _ in view.layers(GRADIENT_ACTIVATION, "death_rate")]
+    raise Skipped("needs OutputActivation (or ParameterGradientActivation) for per-layer death rates")
+
+
+def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
+    panel, layers = _death_layers(view)
+    values = view.row_values([idx for _, idx in layers])
+    out = []
+    for k in np.flatnonzero(values >= cfg.dead_rate):  # NaN compares False
+        layer, d = layers[k][0], float(values[k])
+        critical = d >= cfg.dead_critical_rate
+        out.append(Condition(
+            "dead_layer", "critical" if critical else "warning", layer, panel, d,
+            f"{pct(d)} of its units stay silent for whole batches (dead layer: at least {pct(cfg.dead_rate)} for "
+            f"{cfg.dead_epochs} epochs{'; the layer is nearly constant' if critical else ''}).",
+            _CONSTANT_ADVICE if critical else _DEAD_ADVICE, need=cfg.dead_epochs))
+    return out
+
+
+def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
+    panel, layers = _death_layers(view)
+    values = view.row_values([idx for _, idx in layers])
+    ok = np.flatnonzero(np.isfinite(values))
+    if ok.size < 2:
+        return []
+    out = []
+    # a candidate is at least dying_gap above a median that is >= 0 (the prefilter keeps this O(layers))
+    for k in ok[values[ok] >= cfg.dying_gap]:
+        layer, d = layers[k][0], float(values[k])
+        median = float(np.median(values[ok[ok != k]]))
+        if d >= median + cfg.dying_gap and d >= cfg.dying_ratio * median:
+            out.append(Condition(
+                "dying_layer", "warning", layer, panel, d,
+                f"{pct(d)} of its units are silent for whole batches, far above the model's other layers "
+                f"(median {pct(median)}).", _DYING_ADVICE, need=cfg.dying_epochs))
+    return out
+
+
+def dying_trend(view: RowView, cfg: HealthConfig) -> list[Condition]:
+    panel, layers = _death_layers(view)
+    start = view.row - cfg.dying_window + 1
+    if start < 0 or not layers:
+        return []
+    loss = view.upto(view.train_loss())
+    l0, l1 = float(loss[start]), float(loss[view.row])
+    if not (finite(l0) and finite(l1)) or l0 == 0:
+        return []
+    improvement = (l0 - l1) / abs(l0)
+    if improvement >= cfg.stalled_improvement:
+        return []
+    cols = [idx for _, idx in layers]
+    first, last = view.run.data[start, cols], view.row_values(cols)
+    out = []
+    for k in np.flatnonzero(last - first >= cfg.dying_rise):  # NaN compares False
+        layer, d0, d1 = layers[k][0], float(first[k]), float(last[k])
+        out.append(Condition(
+            "dying_trend", "warning", layer, panel, d1,
+            f"its death rate rose from {pct(d0)} to {pct(d1)} over {cfg.dying_window} epochs while the "
+            f"training loss improved by only {improvement:.1%}.", _TREND_ADVICE, since=view.epoch_of(start)))
+    return out
+
+
+def confident_softmax(view: RowView, cfg: HealthConfig) -> list[Condition]:
+    if not view.has(OUTPUT_ACTIVATIONS):
+        raise Skipped("needs OutputActivation (the softmax output's activation rate)")
+    softmaxes = view.memo(("softmax", None), lambda: [
+        (g, i) for g, i, t in view.layers(OUTPUT_ACTIVATIONS, "activation_rate") if is_softmax(g, t)])
+    if not softmaxes:
+        return []
+    acc_idx = view.accuracy(cfg.accuracy_metric)
+    acc = view.now(acc_idx)
+    if not finite(acc) or acc >= cfg.low_accuracy:
+        return []
+    out = []
+    for layer, idx in softmaxes:
+        col = view.upto(idx)
+        seen = col[np.isfinite(col)]
+        rate = view.now(idx)
+        if seen.size < 2 or not finite(rate):
+            continue
+        first = float(seen[0])
+        if rate <= cfg.confident_share * first:
+            out.append(Condition(
+                "confident_softmax", "warning", layer, OUTPUT_ACTIVATIONS, rate,
+                f"its activation rate fell from {pct(first)} to {pct(rate)} (confident predictions, near one class "
+                f"per sample) while validation accuracy is only {pct(acc)}.",
+                "the model is confidently wrong: regularise (dropout before the output, label smoothing, weight "
+                "decay), lower the learning rate, or check the labels"))
+    return out

@@ -1,0 +1,167 @@
+"""HealthMonitor: runs the checks on each row that becomes final and keeps the runs' findings.
+
+Invariant: every final row of a run is evaluated exactly once, in order (live ticks, a replayed saved history);
+a condition becomes a finding once it has held for its ``need`` consecutive evaluated rows; a finding keeps its
+id while its condition holds, gets ``until`` at the first row where it no longer does, and is reopened (same
+id, new ``since``) if it returns. A check that fails with an exception is reported once as a record problem and
+skipped; training never sees it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import gradients, layers, loss
+from .config import CHECKS, HealthConfig
+from .finding import Condition, Finding
+from .rows import RowView, Skipped
+
+if TYPE_CHECKING:
+    from ..run import Run
+
+Check = Callable[[RowView, HealthConfig], list[Condition]]
+CHECK_FUNCTIONS: dict[str, Check] = {
+    "nonfinite": loss.nonfinite,
+    "divergence": loss.divergence,
+    "plateau": loss.plateau,
+    "overfitting": loss.overfitting,
+    "dead_layer": layers.dead_layer,
+    "dying_layer": layers.dying_layer,
+    "dying_trend": layers.dying_trend,
+    "confident_softmax": layers.confident_softmax,
+    "vanishing_gradient": gradients.vanishing_gradient,
+    "exploding_gradient": gradients.exploding_gradient,
+    "update_ratio": gradients.update_ratio,
+}
+assert set(CHECK_FUNCTIONS) == set(CHECKS)
+
+
+class _RunState:
+    """Per run: streaks of raw conditions, the findings by id, and the problems already seen."""
+
+    def __init__(self) -> None:
+        self.streaks: dict[tuple[str, str | None], tuple[float, int]] = {}  # -> (first epoch, rows held)
+        self.problems: dict[tuple[str, str], int] = {}
+        self.evaluated = -1  # last evaluated row
+        self.columns: dict[tuple[str, str | None], tuple[int, Any]] = {}  # RowView's column lookups
+
+
+class HealthMonitor:
+    """The record's health checks. ``configure`` changes thresholds; ``findings()`` reads the results.
+
+    ``notify`` is called with no argument whenever any run's findings changed (the record turns that into a
+    ``findings`` event); ``report`` receives ``(source, message)`` when a check itself fails.
+    """
+
+    def __init__(self, notify: Callable[[], None] | None = None,
+                 report: Callable[[str, str], None] | None = None) -> None:
+        self.config = HealthConfig()
+        self.loss_names: tuple[str, str] = ("train_loss", "val_loss")
+        self._notify = notify
+        self._report = report
+        self._state: dict[int, _RunState] = {}
+        self._findings: dict[int, dict[str, Finding]] = {}
+        self.skipped: dict[str, str] = {}
+        self._failed: set[str] = set()
+
+    # --- configuration ---------------------------------------------------------------------------
+    def configure(self, config: HealthConfig | None = None, /, **changes: Any) -> HealthConfig:
+        """Replace the thresholds (``configure(HealthConfig(...))``) or change some (``configure(dead_rate=0.5)``);
+        applies from the next recorded epoch on. Returns the config in force; raises ``TypeError`` for a
+        non-HealthConfig or an unknown field, ``ValueError`` for a value out of range."""
+        if config is not None and not isinstance(config, HealthConfig):
+            raise TypeError(f"configure() takes a HealthConfig (or keyword thresholds), got {type(config).__name__}")
+        base = (config or self.config).validated()
+        self.config = base.with_changes(**changes) if changes else base
+        return self.config
+
+    # --- reading ---------------------------------------------------------------------------------
+    def findings(self, run: int | None = None, *, active: bool | None = None) -> list[Finding]:
+        """Findings of run id ``run`` (None: every run), in the order they were first raised; ``active=True``
+        only those whose condition still holds, ``False`` only resolved ones."""
+        runs = [run] if run is not None else sorted(self._findings)
+        out = [f for r in runs for f in self._findings.get(r, {}).values()]
+        return [f for f in out if active is None or f.active == active]
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        """Every finding of every run as protocol dicts (the snapshot's and the delta's ``findings``)."""
+        return [f.to_dict() for f in self.findings()]
+
+    def set_findings(self, run: int, findings: list[Finding]) -> None:
+        """Install saved findings for run ``run`` (a loaded or imported history); they are not re-evaluated."""
+        self._findings[run] = {f.id: f for f in findings}
+        state = self._state.setdefault(run, _RunState())
+        state.evaluated = 1 << 62  # its rows are final and already judged
+
+    # --- evaluation --------------------------------------------------------------------------------
+    def evaluate(self, run: Run, row: int) -> bool:
+        """Run the checks on final row ``row`` of ``run``; returns whether its findings changed."""
+        state = self._state.setdefault(run.id, _RunState())
+        if row <= state.evaluated:
+            return False
+        state.evaluated = row
+        view = RowView(run, row, self.loss_names,
+                       [k for k, n in run.problems.items() if state.problems.get(k, 0) < n], state.columns)
+        state.problems = dict(run.problems)
+        enabled = self.config.enabled if self.config.enabled is not None else CHECKS
+        holding: dict[tuple[str, str | None], Condition] = {}
+        skipped: dict[str, str] = {}
+        for name in enabled:
+            try:
+                for cond in CHECK_FUNCTIONS[name](view, self.config):
+                    holding.setdefault((cond.check, cond.layer), cond)
+            except Skipped as why:
+                skipped[name] = str(why)
+            except Exception as exc:  # noqa: BLE001 - a broken check must never stop training
+                if name not in self._failed and self._report is not None:
+                    self._failed.add(name)
+                    self._report("health", f"check {name} failed with {type(exc).__name__}: {exc}")
+        self.skipped = skipped
+        changed = self._apply(run.id, view.epoch, state, holding)
+        if changed and self._notify is not None:
+            self._notify()
+        return changed
+
+    def replay(self, run: Run) -> None:
+        """Evaluate every final row of ``run`` in order (a history saved before findings existed)."""
+        for row in range(run.final_rows):
+            self.evaluate(run, row)
+
+    def _apply(self, run_id: int, epoch: float, state: _RunState,
+               holding: dict[tuple[str, str | None], Condition]) -> bool:
+        findings = self._findings.setdefault(run_id, {})
+        changed = False
+        streaks = {}
+        for key in holding:
+            first, n = state.streaks.get(key, (epoch, 0))
+            streaks[key] = (first, n + 1)
+        state.streaks = streaks
+        for key, cond in holding.items():
+            first, n = streaks[key]
+            if n < cond.need:
+                continue
+            fid = f"{run_id}:{cond.check}:{cond.layer if cond.layer is not None else '-'}"
+            since = cond.since if cond.since is not None else first
+            old = findings.get(fid)
+            if old is not None and old.active:
+                new = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag, old.since, None,
+                              cond.value, cond.message, cond.advice)
+                if new.severity != old.severity or new.message != old.message or new.value != old.value:
+                    changed = True
+                findings[fid] = new
+            else:
+                findings.pop(fid, None)  # reopened: moves to the end, in the order raised
+                findings[fid] = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag, since, None,
+                                        cond.value, cond.message, cond.advice)
+                changed = True
+        held = {f"{run_id}:{c}:{layer if layer is not None else '-'}" for (c, layer) in holding}
+        for fid, f in findings.items():
+            if f.active and fid not in held:
+                f.until = epoch
+                changed = True
+        return changed
+
+    def forget(self, run_id: int) -> None:
+        self._state.pop(run_id, None)
+        self._findings.pop(run_id, None)

@@ -1,0 +1,38 @@
+"""The health findings as an HTML section, for the static picture and the HTML export (README, "Health checks").
+
+Plain escaped HTML with inline styles (no script, no external CSS): it must render on GitHub, nbviewer and in
+the export page under its Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+_COLORS = {"critical": "#c62828", "warning": "#b26a00", "info": "#1565c0"}
+
+
+def findings_section(record: Any) -> str:
+    """``<section class="mw-findings">`` listing every run's findings (active first), or ``""`` when none (or
+    when ``record`` cannot be read: the section must never break the picture it is part of)."""
+    try:
+        findings = record.health.findings()
+        labels = {run.id: run.label for run in record.runs}
+    except Exception:  # noqa: BLE001
+        return ""
+    if not findings:
+        return ""
+    items = []
+    for f in sorted(findings, key=lambda f: (not f.active, f.run, f.since)):
+        color = _COLORS.get(f.severity, "#555")
+        span = f"since epoch {f.since:g}" if f.active else f"epochs {f.since:g}–{f.until:g}, resolved"
+        where = f"<b>{escape(f.layer)}</b> · " if f.layer else ""
+        run = escape(labels.get(f.run, f"run {f.run}"))
+        items.append(
+            f'<li class="mw-finding" data-id="{escape(f.id)}" style="margin:2px 0;{"" if f.active else "opacity:.6"}">'
+            f'<span style="color:{color};font-weight:600">{escape(f.severity)}</span> '
+            f'{where}{escape(f.check)} <span style="color:#888">({run}, {span})</span>: {escape(f.message)} '
+            f'<i>Try: {escape(f.advice)}</i></li>')
+    return ('<section class="mw-findings" style="font:12px sans-serif;margin:6px 0">'
+            '<div style="font-weight:600">Health findings</div>'
+            f'<ul style="margin:2px 0;padding-left:18px">{"".join(items)}</ul></section>')

@@ -1,0 +1,264 @@
+"""Health findings as data: their life cycle on the record, configuration, and every place they show
+(protocol snapshot / delta, saved histories, 'print', the static picture and HTML export)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import OrderedDict
+
+import pytest
+from torch import nn
+
+import monitorch_widget
+from monitorch_widget import PyTorchInspector
+from monitorch_widget.lens import LossMetrics, OutputActivation, ParameterGradientActivation
+from monitorch_widget.record import Record
+from monitorch_widget.record.health import CHECKS, HealthConfig
+from monitorch_widget.record.protocol import PendingDelta, encode_delta
+from monitorch_widget.views.findings_html import findings_section
+from monitorch_widget.views.print import PrintVisualizer
+from monitorch_widget.views.static_picture import fallback_html
+
+
+def feed(record: Record, deaths: dict[str, list[float]], losses: list[float] | None = None) -> None:
+    """Rows as a monitorch inspector would send them: per-layer ReLU death rates, and a training loss."""
+    n = len(next(iter(deaths.values())))
+    start = record.current.n_rows if record.current else 0
+    for e in range(n):
+        epoch = start + e + 1
+        record.plot_probabilities(epoch, "Output Activations",
+                                  OrderedDict((g, {"activation_rate": 0.5, "death_rate": d[e]}) for g, d in deaths.items()))
+        loss = losses[e] if losses else 1.0 / epoch
+        record.plot_numerical_values(epoch, "Loss", {"Loss": {"train_loss mean": loss}})
+        record.close_row()
+
+
+def test_a_dead_layer_needs_three_epochs_keeps_its_id_and_resolves():
+    record = Record()
+    record.start_run("r")
+    events = []
+    record.subscribe(events.append)
+    # relu2 is above 30% in epochs 2-5 (raised at epoch 4, since 2), below in 6, above again from 7 to 9
+    feed(record, {"relu1": [0.0] * 9, "relu2": [0.1, 0.4, 0.5, 0.6, 0.35, 0.2, 0.4, 0.4, 0.4]})
+    [f] = [f for f in record.health.findings() if f.check == "dead_layer"]
+    assert (f.id, f.layer, f.tag, f.since, f.until, f.value) == ("0:dead_layer:relu2", "relu2", "Output Activations",
+                                                                 7.0, None, 0.4)
+    assert "relu1" not in {x.layer for x in record.health.findings()}
+    history = [e[1] for e in events if e[0] == "findings"]
+    dead = [[d for d in h if d["check"] == "dead_layer"] for h in history]
+    # raised after epoch 4 with since 2, its value updated at 5, resolved at 6, reopened (same id) after epoch 9
+    # with since 7
+    states = [(d[0]["since"], d[0]["until"], d[0]["value"]) for d in dead if d]
+    states = [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]]  # other findings' events
+    assert states == [
+        (2.0, None, 0.6), (2.0, None, 0.35), (2.0, 6.0, 0.35), (7.0, None, 0.4)]
+
+
+def test_critical_when_the_layer_is_nearly_constant_and_a_far_outlier_is_a_dying_layer():
+    record = Record()
+    record.start_run("r")
+    feed(record, {"a": [0.96] * 3, "b": [0.0] * 3, "c": [0.22] * 3, "d": [0.01] * 3})
+    found = {(f.check, f.layer): f for f in record.health.findings()}
+    assert found[("dead_layer", "a")].severity == "critical"
+    # c: 0.22 >= median(others = 0.96, 0.0, 0.01 -> 0.01) + 0.2 and >= 2x it, below the dead-layer threshold;
+    # a is an outlier too (median of b, c, d = 0.01); b and d are not
+    assert found[("dying_layer", "c")].value == 0.22 and ("dead_layer", "c") not in found
+    assert ("dying_layer", "a") in found
+    assert not {("dying_layer", "b"), ("dying_layer", "d")} & set(found)
+
+
+def test_dying_trend_needs_the_loss_to_stall():
+    rising = [0.0, 0.03, 0.06, 0.09, 0.12]
+    stalled, improving = [0.5, 0.499, 0.498, 0.497, 0.4965], [1.0, 0.9, 0.8, 0.7, 0.6]
+    for losses, expected in ((stalled, True), (improving, False)):
+        record = Record()
+        record.start_run("r")
+        feed(record, {"relu1": rising, "relu2": [0.0] * 5}, losses)
+        trend = [f for f in record.health.findings() if f.check == "dying_trend"]
+        assert bool(trend) == expected
+        if trend:
+            assert trend[0].layer == "relu1" and trend[0].since == 1.0 and trend[0].value == pytest.approx(0.12)
+
+
+def test_thresholds_are_configurable_and_validated():
+    record = Record()
+    record.start_run("r")
+    record.health.configure(dead_rate=0.5, dead_epochs=1)
+    feed(record, {"relu": [0.4]})
+    assert not record.health.findings()
+    record.health.configure(HealthConfig(dead_rate=0.35, dead_epochs=1))
+    feed(record, {"relu": [0.4]})
+    assert [f.check for f in record.health.findings()] == ["dead_layer"]
+    with pytest.raises(ValueError, match="dead_rate"):
+        HealthConfig(dead_rate=1.5).validated()
+    with pytest.raises(TypeError, match="no field"):
+        record.health.configure(dead_rat=0.4)
+    with pytest.raises(ValueError, match="unknown check"):
+        record.health.configure(enabled=("dead",))
+    with pytest.raises(ValueError, match="update_ratio_low"):
+        record.health.configure(update_ratio_low=1.0)
+    ins = PyTorchInspector([OutputActivation()], visualizer="none", health=HealthConfig(enabled=("nonfinite",)))
+    assert ins.health.config.enabled == ("nonfinite",) and set(CHECKS) > {"nonfinite"}
+
+
+def test_a_check_without_its_lens_is_skipped_and_names_the_lens():
+    ins = PyTorchInspector([OutputActivation()], visualizer="none")
+    model = nn.Sequential(nn.Linear(2, 4), nn.ReLU())
+    ins.attach(model)
+    model(__import__("torch").randn(8, 2)).sum().backward()
+    ins.tick_epoch()
+    skipped = ins.health.skipped
+    assert "ParameterGradientGeometry" in skipped["vanishing_gradient"]
+    assert "ParameterUpdateGeometry" in skipped["update_ratio"] and "ParameterNorm" in skipped["update_ratio"]
+    assert "LossMetrics" in skipped["divergence"]
+    assert "dead_layer" not in skipped and "nonfinite" not in skipped
+
+
+def test_findings_travel_in_the_snapshot_and_in_a_delta_only_when_they_changed():
+    record = Record()
+    record.start_run("r")
+    pending = PendingDelta()
+    record.subscribe(pending.add)
+    feed(record, {"relu1": [0.0] * 2, "relu2": [0.5] * 2})
+    assert pending.findings is None
+    msg, _ = encode_delta(pending, 1, None)
+    assert "findings" not in msg
+    feed(record, {"relu1": [0.0], "relu2": [0.5]})
+    msg, _ = encode_delta(pending, 2, None)
+    [sent] = [f for f in msg["findings"] if f["check"] == "dead_layer"]
+    assert sent["id"] == "0:dead_layer:relu2" and sent["since"] == 1.0 and sent["until"] is None
+    assert set(sent) == {"id", "run", "check", "severity", "layer", "tag", "since", "until", "value", "message",
+                         "advice"}
+    json.dumps(msg, allow_nan=False)
+    assert record.snapshot()["findings"] == msg["findings"]
+
+
+def trained(tmp_path):
+    import torch
+
+    torch.manual_seed(0)
+    loss_fn = nn.CrossEntropyLoss()
+    ins = PyTorchInspector([LossMetrics(loss_fn=loss_fn), OutputActivation(), ParameterGradientActivation()],
+                           visualizer="none", health=HealthConfig(dead_rate=0.01, dead_epochs=1))
+    model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2))
+    with torch.no_grad():
+        model[0].bias.fill_(-10.0)  # every unit of the ReLU silent: a dead layer
+    ins.attach(model)
+    for _ in range(3):
+        loss_fn(model(torch.randn(8, 2)), torch.randint(0, 2, (8,))).backward()
+        ins.tick_epoch()
+    return ins
+
+
+def test_saved_histories_keep_findings_and_older_files_are_judged_on_load(tmp_path):
+    ins = trained(tmp_path)
+    saved = [f.to_dict() for f in ins.health.findings()]
+    assert any(f["check"] == "dead_layer" and f["layer"] == "1" and f["severity"] == "critical" for f in saved)
+    path = tmp_path / "h.json"
+    ins.save(path)
+    doc = json.loads(path.read_text())
+    assert doc["version"] == 3 and doc["runs"][0]["findings"] == saved
+    assert [f.to_dict() for f in monitorch_widget.load(path).health.findings()] == saved
+    # a version-2 file has no findings: judged again on load, with the default thresholds (3 epochs held)
+    doc["version"] = 2
+    del doc["runs"][0]["findings"]
+    path.write_text(json.dumps(doc))
+    again = monitorch_widget.load(path).health.findings()
+    assert [(f.layer, f.severity, f.since) for f in again if f.check == "dead_layer"] == [("1", "critical", 1.0)]
+    # imported runs keep their findings under their new run id
+    record = Record()
+    record.start_run("today")
+    record.import_runs(ins.history)
+    assert {f.id for f in record.health.findings()} == {"1:" + f["id"].split(":", 1)[1] for f in saved}
+
+
+def test_print_static_picture_and_export_show_findings(tmp_path):
+    out = io.StringIO()
+    record = Record()
+    record.start_run("r")
+    printer = PrintVisualizer(record, stream=out)
+    record.health.configure(dead_epochs=1)
+    feed(record, {"<img src=x onerror=alert(1)>": [0.5], "ok": [0.0]})
+    printer.on_epoch()
+    feed(record, {"<img src=x onerror=alert(1)>": [0.0], "ok": [0.0]})
+    printer.on_epoch()
+    lines = out.getvalue().splitlines()
+    assert lines[1].startswith("  health: [warning] <img src=x onerror=alert(1)> dead_layer (since epoch 1)")
+    assert lines[3] == "  health: resolved <img src=x onerror=alert(1)> dead_layer (epochs 1-2)"
+    html = fallback_html(record)
+    assert 'class="mw-findings"' in html and "&lt;img src=x" in html and "<img src=x" not in html
+    assert findings_section(Record()) == ""
+    page = record.to_html(tmp_path / "r.html").read_text()
+    assert page.count('class="mw-finding"') == 1 and "<img src=x" not in page
+
+
+FIXTURE = __import__("pathlib").Path(__file__).resolve().parent.parent / "js" / "test" / "fixtures" / "findings.json"
+
+
+def _findings_fixture() -> dict:
+    """Deltas the real record + protocol produce while a finding appears, is updated and resolves."""
+    import base64
+    import os
+
+    record = Record()
+    record.start_run("r")
+    pending = [PendingDelta()]
+    record.subscribe(lambda event: pending[0].add(event))
+    messages = []
+    seq = 0
+    # relu2's death rate holds above 30% for epochs 1-4 (raised at 3), falls below at 5
+    for death in (0.4, 0.45, 0.5, 0.55, 0.1):
+        feed(record, {"relu1": [0.0], "relu2": [death]})
+        seq += 1
+        msg, bufs = encode_delta(pending[0], seq, None)
+        pending[0] = PendingDelta()  # one message per epoch
+        messages.append({"msg": msg, "buffers": [base64.b64encode(b).decode() for b in bufs]})
+    fx = {"deltas": messages, "expected": record.health.as_dicts()}
+    if os.environ.get("MW_REGEN_FIXTURES"):
+        FIXTURE.write_text(json.dumps(fx, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return fx
+
+
+def test_findings_fixture_for_front_end_is_current():
+    """js/test/findings.test.ts replays these deltas through the TypeScript Store (regenerate with
+    MW_REGEN_FIXTURES=1 after an intended change)."""
+    fx = json.loads(json.dumps(_findings_fixture()))
+    with_findings = [d["msg"]["seq"] for d in fx["deltas"] if "findings" in d["msg"]]
+    assert with_findings == [3, 4, 5]  # raised, value updated, resolved; nothing before it was raised
+    assert fx["expected"][0]["until"] == 5.0
+    saved = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    # (row times and status are wall-clock: compare the findings and the cells)
+    assert [d["msg"].get("findings") for d in saved["deltas"]] == [d["msg"].get("findings") for d in fx["deltas"]]
+    assert [d["buffers"] for d in saved["deltas"]] == [d["buffers"] for d in fx["deltas"]]
+    assert saved["expected"] == fx["expected"], "regenerate with MW_REGEN_FIXTURES=1"
+
+
+def test_the_widget_sync_sends_findings_live_and_in_its_snapshot():
+    from monitorch_widget.views.sync import DeltaSync
+
+    record = Record()
+    record.start_run("r")
+    sent, histories = [], []
+    sync = DeltaSync(record, lambda msg, bufs: sent.append(msg), histories.append, interval=0.0,
+                     snapshot_min_interval=1e9, hook_ipython=False)
+    feed(record, {"relu1": [0.0] * 3, "relu2": [0.5] * 3})
+    with_findings = [m for m in sent if "findings" in m]
+    assert len(with_findings) == 1 and with_findings[0]["findings"][0]["id"] == "0:dead_layer:relu2"
+    sync.refresh_history()
+    assert histories[-1]["findings"] == with_findings[0]["findings"]
+    sync.close()
+
+
+def test_a_failing_check_is_reported_once_and_the_others_go_on(monkeypatch):
+    from monitorch_widget.record.health import monitor
+
+    def broken(view, cfg):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setitem(monitor.CHECK_FUNCTIONS, "plateau", broken)
+    record = Record()
+    record.start_run("r")
+    feed(record, {"relu1": [0.0] * 4, "relu2": [0.5] * 4})
+    assert record.current.problems == {("health", "check plateau failed with ZeroDivisionError: boom"): 1}
+    assert "0:dead_layer:relu2" in {f.id for f in record.health.findings()}
