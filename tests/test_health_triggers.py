@@ -324,3 +324,44 @@ def test_a_too_strong_sparsity_penalty_kills_units_while_the_loss_stalls():
     # while it holds, the value follows the latest epoch's death rate (the record's, equal to ours by hand)
     latest = len(deaths) - 1 if f.active else int(f.until) - 2
     assert f.value == pytest.approx(deaths[latest], abs=1e-6)
+
+
+def test_our_own_geometry_lenses_trigger_the_same_gradient_and_update_findings():
+    """The checks read monitorch's tags and keys: our lenses give them too (same workload as above)."""
+    from monitorch_widget.lens import ParameterGradientGeometry as OurGradientGeometry
+    from monitorch_widget.lens import ParameterNorm as OurNorm
+    from monitorch_widget.lens import ParameterUpdateGeometry as OurUpdateGeometry
+
+    X, y = regression()
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.35)
+    ins = PyTorchInspector([OurNorm(), OurUpdateGeometry(opt)], module=model, visualizer="none")
+    steps: list[float] = []
+    for _ in range(4):
+        for i in range(0, 256, 32):
+            before = model[0].weight.detach().clone()
+            opt.zero_grad()
+            nn.functional.mse_loss(model(X[i:i + 32]), y[i:i + 32]).backward()
+            opt.step()
+            steps.append(float((model[0].weight.detach() - before).norm()))
+        weight = float(model[0].weight.detach().norm())
+        ins.tick_epoch()
+    ratio = by_check(ins.findings, "update_ratio")["0"]
+    assert ratio.value == pytest.approx(np.mean(steps[-8:]) / weight, rel=1e-4)
+
+    torch.manual_seed(0)
+    Xs = torch.randn(256, 32)
+    ys = (Xs[:, 0] > 0).long()
+    deep = deep_sigmoid_net()
+    opt = torch.optim.SGD(deep.parameters(), lr=0.1)
+    ins = PyTorchInspector([OurGradientGeometry()], module=deep, visualizer="none")
+    for _ in range(3):
+        for i in range(0, 256, 32):
+            opt.zero_grad()
+            nn.functional.cross_entropy(deep(Xs[i:i + 32]), ys[i:i + 32]).backward()
+            opt.step()
+        ins.tick_epoch()
+    vanishing = by_check(ins.findings, "vanishing_gradient")
+    assert "0" in vanishing and str(len(deep) - 1) not in vanishing
+    assert "after clipping" in vanishing["0"].message or "the optimizer" in vanishing["0"].message
