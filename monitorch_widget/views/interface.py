@@ -72,6 +72,7 @@ class RecordView(AbstractVisualizer):
         self._record = record
         self._new_run = record is None or record.current is None
         self.bound = record is not None  # reads a record an inspector writes (not one its own calls fill)
+        self._open_epoch: float | None = None  # epoch whose calls arrive now (driven by monitorch calls)
 
     @property
     def record(self) -> Record:
@@ -93,6 +94,21 @@ class RecordView(AbstractVisualizer):
     def on_tick(self) -> None:
         """The inspector that owns the bound record finished a tick (the epoch's row is final)."""
 
+    def on_epoch_calls(self) -> None:
+        """Driven by monitorch calls (its inspector, a player): one epoch's calls are complete. monitorch signals
+        no end of epoch, so this runs when the next epoch's first call arrives, and at ``reset_fig()``."""
+
+    def _arrive(self, epoch: float) -> None:
+        if self._open_epoch is not None and self._open_epoch != epoch:
+            self.on_epoch_calls()
+        self._open_epoch = epoch
+
+    def close_epoch(self) -> None:
+        """The open epoch's calls are complete (``reset_fig``, ``show_fig``, ``close``)."""
+        if self._open_epoch is not None:
+            self._open_epoch = None
+            self.on_epoch_calls()
+
     # --- monitorch's interface: calls fill this view's own record -----------------------------------
     def register_tags(self, main_tag: str, tag_attr: TagAttributes) -> None:
         self.record.register_tags(main_tag, tag_attr)
@@ -107,17 +123,21 @@ class RecordView(AbstractVisualizer):
     def plot_numerical_values(self, epoch: int, main_tag: str, values_dict: OrderedDict[str, dict[str, float]],
                               ranges_dict: OrderedDict[str, dict[tuple[str, str], tuple[float, float]]] | None = None
                               ) -> None:
+        self._arrive(epoch)
         self._ensure_run().plot_numerical_values(epoch, main_tag, values_dict, ranges_dict)
 
     def plot_probabilities(self, epoch: int, main_tag: str, values_dict: OrderedDict[str, dict[str, float]]) -> None:
+        self._arrive(epoch)
         self._ensure_run().plot_probabilities(epoch, main_tag, values_dict)
 
     def plot_relations(self, epoch: int, main_tag: str, values_dict: OrderedDict[str, dict[str, float]]) -> None:
+        self._arrive(epoch)
         self._ensure_run().plot_relations(epoch, main_tag, values_dict)
 
     def reset_fig(self) -> Any:
         """monitorch's inspector calls this at ``detach``: the next calls start a new run. (A view bound to
         an inspector's record leaves it alone: that inspector starts its runs itself.)"""
+        self.close_epoch()
         if self.bound:
             return self
         if self._record is not None:

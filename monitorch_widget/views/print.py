@@ -60,7 +60,6 @@ class PrintVisualizer(RecordView):
     def __init__(self, record: Record | None = None, stream: TextIO | None = None) -> None:
         super().__init__(record)
         self.stream = stream
-        self._pending: float | None = None  # epoch of calls not printed yet (own record only)
         self._shown: dict[str, bool] = {}  # finding id -> whether it was active when last printed
 
     def on_epoch(self) -> None:
@@ -87,33 +86,10 @@ class PrintVisualizer(RecordView):
 
     on_tick = on_epoch
 
-    def _before(self, epoch: float) -> None:
-        if self._pending is not None and self._pending != epoch:
-            self.on_epoch()
-        self._pending = epoch
-
-    def plot_numerical_values(self, epoch: int, main_tag: str, values_dict: Any, ranges_dict: Any = None) -> None:
-        self._before(epoch)
-        super().plot_numerical_values(epoch, main_tag, values_dict, ranges_dict)
-
-    def plot_probabilities(self, epoch: int, main_tag: str, values_dict: Any) -> None:
-        self._before(epoch)
-        super().plot_probabilities(epoch, main_tag, values_dict)
-
-    def plot_relations(self, epoch: int, main_tag: str, values_dict: Any) -> None:
-        self._before(epoch)
-        super().plot_relations(epoch, main_tag, values_dict)
-
-    def reset_fig(self) -> Any:
-        if self._pending is not None:
-            self._pending = None
-            self.on_epoch()
-        return super().reset_fig()
+    on_epoch_calls = on_epoch
 
     def show_fig(self) -> Any:
-        if self._pending is not None:
-            self._pending = None
-            self.on_epoch()
+        self.close_epoch()
         out = self.stream or sys.stdout
         run = self.record.current
         if run is None or run.n_rows == 0:

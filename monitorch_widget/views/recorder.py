@@ -37,7 +37,6 @@ class RecorderVisualizer(RecordView):
     def __init__(self, filepath: str) -> None:
         super().__init__()
         self.filepath = filepath
-        self._last_epoch: float | None = None
         self._dirty = False
         self._closed = False
         folder = os.path.dirname(os.fspath(filepath)) or "."
@@ -52,27 +51,17 @@ class RecorderVisualizer(RecordView):
     def on_tick(self) -> None:
         self.write()
 
-    def _before(self, epoch: float) -> None:
-        if self._dirty and self._last_epoch is not None and self._last_epoch != epoch:
-            self.write()
-        self._last_epoch = epoch
+    def on_epoch_calls(self) -> None:
+        self.write()
+
+    def _arrive(self, epoch: float) -> None:
+        super()._arrive(epoch)
         self._dirty = True
 
-    def plot_numerical_values(self, epoch: int, main_tag: str, values_dict: Any, ranges_dict: Any = None) -> None:
-        self._before(epoch)
-        super().plot_numerical_values(epoch, main_tag, values_dict, ranges_dict)
-
-    def plot_probabilities(self, epoch: int, main_tag: str, values_dict: Any) -> None:
-        self._before(epoch)
-        super().plot_probabilities(epoch, main_tag, values_dict)
-
-    def plot_relations(self, epoch: int, main_tag: str, values_dict: Any) -> None:
-        self._before(epoch)
-        super().plot_relations(epoch, main_tag, values_dict)
-
     def reset_fig(self) -> Any:
-        super().reset_fig()
-        self.write()
+        super().reset_fig()  # writes the open epoch (close_epoch)
+        if self._dirty or not os.path.exists(self.filepath):
+            self.write()
         return self
 
     def close(self) -> None:
