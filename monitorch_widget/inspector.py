@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import attachments
 from .collect.faults import FaultLog, MonitorNotice, MonitorWarning
 from .collect.progress import IntraEpochUpdates
 from .collect.pushes import Pushes, check_number
@@ -23,6 +24,7 @@ from .lens.base import AbstractLens, Call, LensContext
 from .lens.coverage import coverage_notice
 from .lens.loss_metrics import LossMetrics
 from .record import Record
+from .recording import RecordingSwitch
 from .views.monitorch_adapter import WidgetVisualizer
 from .views.print import PrintVisualizer
 from .views.resolve import QuietVisualizer, resolve_visualizer
@@ -135,7 +137,7 @@ class PyTorchInspector:
         self._non_train_loss_str = non_train_loss_str
         self._model: nn.Module | None = None
         self._warned_metrics: set[str] = set()
-        self._hidden: tuple[set[str], set[str], set[str]] = (set(), set(), set())
+        self._recording = RecordingSwitch()
         self._widget_vis: WidgetVisualizer | None = None
         self.visualizer = resolve_visualizer(visualizer, self.history)
         if isinstance(self.visualizer, WidgetVisualizer):
@@ -166,26 +168,64 @@ class PyTorchInspector:
         if widget.comm is None:  # closed by the user: a fresh one shows the whole record again
             self._widget_vis._widget = None
             widget = self._widget_vis.widget
-        if not getattr(widget, "_mw_filters_bound", False):
-            widget._mw_filters_bound = True
-            widget.on_filters(self._apply_filters)
+        self._bind(widget)
         return widget
 
-    def _apply_filters(self, filters: dict[str, Any]) -> None:
-        modules = set(filters.get("hidden_modules") or ())
-        types = set(filters.get("hidden_types") or ())
-        panels = set(filters.get("hidden_panels") or ())
-        self._hidden = (modules, types, panels)
-        self._apply_hidden()
+    def _bind(self, widget: Any) -> None:
+        # A view's "stop / resume recording" requests; the widget queues them onto the training thread.
+        if getattr(widget, "_mw_bound_to", None) is not self:
+            widget._mw_bound_to = self
+            widget.on_recording(lambda module, on: (self.resume_recording if on else self.stop_recording)(module))
 
-    def _apply_hidden(self) -> None:
-        modules, types, panels = self._hidden
-        for lens in self.lenses:
-            lens_tags = {t for t, _ in lens.tags()}
-            if lens_tags and lens_tags <= panels:
-                lens.set_hidden({s.name for s in lens.sites}, set())
-            else:
-                lens.set_hidden(modules, types)
+    def _pump(self) -> None:
+        """Every monitor call on the training thread: the live widget sends what waited and runs the views'
+        queued requests (views/sync.py). No thread of ours ever sends."""
+        vis = self._widget_vis
+        widget = vis._widget if vis is not None else None
+        if widget is not None:
+            if getattr(widget, "_mw_bound_to", None) is not self:
+                self._bind(widget)
+            widget._mw_pump()
+
+    def flush(self) -> None:
+        """Send every value the live widget holds back now (it otherwise waits for the next monitor call >= 50 ms
+        later, ``detach()`` or the end of the cell). Call it on the thread that trains."""
+        vis = self._widget_vis
+        widget = vis._widget if vis is not None else None
+        if widget is not None:
+            widget.flush()
+
+    def _finish_views(self) -> None:
+        vis = self._widget_vis
+        widget = vis._widget if vis is not None else None
+        sync = getattr(widget, "_sync", None) if widget is not None else None
+        if sync is not None:
+            sync.finish()
+
+    # --- what is measured ------------------------------------------------------------------------------
+    def stop_recording(self, *patterns: str) -> set[str]:
+        """Stop measuring the modules ``patterns`` match (module names, ``fnmatch`` globs such as
+        ``"encoder.*"``, or module type names such as ``"Dropout"``): their hooks are removed now, the epoch in
+        progress and later ones are gaps marked "not recorded" in the record and the charts. Hiding a module
+        in the widget, by contrast, only hides it. Returns the series groups newly stopped.
+
+        Raises ``TypeError`` for a non-string pattern and ``ValueError`` when an attached model has no module
+        that a pattern matches. Call it on the training thread (views' requests are queued there)."""
+        pats = RecordingSwitch.check(patterns, "stop_recording(pattern, ...)")
+        if self.state.attached:
+            unmatched = [p for p in pats if not RecordingSwitch.groups(self.lenses, [p])]
+            if unmatched:
+                known = sorted({s.name for lens in self.lenses for s in lens.sites})
+                raise ValueError(f"stop_recording: {unmatched} match no watched module; watched: {known[:12]}"
+                                 f"{' ...' if len(known) > 12 else ''}")
+            return self._recording.stop(pats, self.lenses, self.history, self.state.counter)
+        self._recording.stop(pats, [], self.history, self.state.counter)
+        return set()
+
+    def resume_recording(self, *patterns: str) -> None:
+        """Measure again what :meth:`stop_recording` stopped, from the next epoch on (the epoch in progress stays
+        a gap, so every recorded epoch is a whole one)."""
+        self._recording.resume(RecordingSwitch.check(patterns, "resume_recording(pattern, ...)"))
 
     # --- attach / detach ---------------------------------------------------------------------------
     def attach(self, model: nn.Module) -> PyTorchInspector:
@@ -193,6 +233,7 @@ class PyTorchInspector:
         model = _unwrap(model)
         if self.state.attached:
             self.detach()
+        replaced = attachments.claim(model, self)
         entries = list(_traverse(model, self.depth, self.module_name_prefix))
         leaves = [(m, n) for m, n, leaf in entries if leaf]
         inner = [(m, n) for m, n, leaf in entries if not leaf]
@@ -217,7 +258,9 @@ class PyTorchInspector:
         notice = coverage_notice(model, self.lenses)
         if notice is not None:
             self.faults.report("attach", notice, category=MonitorNotice)
-        self._apply_hidden()
+        if replaced is not None:
+            self.faults.report("attach", replaced, category=MonitorNotice)
+        self._recording.new_run(self.lenses, self.history)
         self._set_active(self.state.is_active)
         self._epoch_started = time.time()
         if self._progress is not None:
@@ -233,9 +276,11 @@ class PyTorchInspector:
         self._pushes.reset()
         if self.state.attached:
             self.history.end()
+        attachments.release(self._model, self)
         self.state.attached = False
         self.state.counter = 1
         self._model = None
+        self._finish_views()
         return self
 
     def _set_active(self, active: bool) -> None:
@@ -261,10 +306,12 @@ class PyTorchInspector:
                           f"metrics: {declared}. Add it with LossMetrics(metrics=[...]) if it is not a typo.",
                           MonitorWarning, stacklevel=2)
         self._pushes.push(name, number)
+        self._pump()
 
     def push_loss(self, value: float, *, train: bool, running: bool = True) -> None:
         number = check_number(value, "push_loss(value)")
         self._pushes.push(self._train_loss_str if train else self._non_train_loss_str, number)
+        self._pump()
 
     # --- ticking -------------------------------------------------------------------------------------
     def _compute(self, final: bool = True) -> list[tuple[AbstractLens, list[Call]]]:
@@ -298,6 +345,7 @@ class PyTorchInspector:
                                + (" (the inspector was detached)" if self.history.runs else ""))
         if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int)):
             raise TypeError(f"tick_epoch(epoch=...) must be an int, got {epoch!r}")
+        self._pump()  # queued view requests (stop/resume recording) act before the epoch is computed
         if self.state.is_active:
             number = self.state.counter if epoch is None else epoch
             results = self._compute()
@@ -317,6 +365,7 @@ class PyTorchInspector:
         for lens in self.lenses:
             lens.reset_epoch()
         self._pushes.reset()
+        self._recording.after_tick(self.lenses, self.history, self.state.counter if epoch is None else epoch)
         if epoch is not None:
             self.state.counter = epoch + 1
         else:
@@ -337,6 +386,7 @@ class PyTorchInspector:
         record.open_row(self.state.counter, provisional=True)
         for lens, calls in results:
             lens.vizualize(record, self.state.counter, calls)
+        self._pump()
 
     def iter(self, iterable: Iterable[Any]) -> Iterator[Any]:
         """Yield from ``iterable``, ticking after each item (one item = one epoch)."""
@@ -348,6 +398,7 @@ class PyTorchInspector:
             yield item
         if started:
             self.tick()
+            self._finish_views()  # the loop's last tick: nothing may wait for an end-of-cell event
 
     def range(self, *args: int) -> Iterator[int]:
         return self.iter(range(*args))

@@ -35,6 +35,7 @@ def snapshot(record: Record) -> dict[str, Any]:
             "epochs": np.asarray(run.epochs, dtype="<f8").tobytes(),
             "times": np.asarray(run.times, dtype="<f8").tobytes(),
             "data": data.tobytes(),
+            **({"unrecorded": _spans(run.unrecorded)} if run.unrecorded else {}),
         })
     return {"version": SNAPSHOT_VERSION, "runs": runs, "status": record.status()}
 
@@ -55,10 +56,11 @@ class PendingDelta:
         self.cell_chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self.problems: dict[tuple[int, str, str], dict[str, Any]] = {}
         self.status: dict[str, Any] | None = None
+        self.unrecorded: dict[tuple[int, str], list[Any]] = {}
 
     def empty(self) -> bool:
         return not (self.new_runs or self.new_panels or self.new_columns or self.rows or self.cell_chunks
-                    or self.problems or self.status is not None)
+                    or self.problems or self.status is not None or self.unrecorded)
 
     def add(self, event: Event) -> None:
         kind = event[0]
@@ -95,6 +97,9 @@ class PendingDelta:
             self.problems[key] = {"run": key[0], "lens": key[1], "message": key[2], "count": int(info["count"])}
         elif kind == "status":
             self.status = _plain(event[1])
+        elif kind == "unrecorded":
+            _, run_id, info = event
+            self.unrecorded[(int(run_id), str(info["group"]))] = [list(s) for s in info["spans"]]
 
     def cells(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Concatenated cells with repeated (run, row, col) reduced to the last value written, order kept."""
@@ -112,6 +117,10 @@ class PendingDelta:
                 keep = np.sort(key.size - 1 - first_from_end)
                 runs, rows, cols, vals = runs[keep], rows[keep], cols[keep], vals[keep]
         return runs, rows, cols, vals
+
+
+def _spans(unrecorded: dict[str, list[list[float | None]]]) -> list[dict[str, Any]]:
+    return [{"group": g, "spans": [list(s) for s in spans]} for g, spans in unrecorded.items() if spans]
 
 
 def _plain(d: Any) -> dict[str, Any]:
@@ -138,6 +147,8 @@ def encode_delta(pending: PendingDelta, seq: int, last_status: dict[str, Any] | 
         "problems": list(pending.problems.values()),
     }
     status = pending.status if pending.status is not None else last_status
+    if pending.unrecorded:  # absent when nothing changed: the group's whole span list replaces the old one
+        msg["unrecorded"] = [{"run": r, "group": g, "spans": spans} for (r, g), spans in pending.unrecorded.items()]
     if status is not None:  # absent rather than null: "no status known yet" must not erase one
         msg["status"] = status
     buffers = [runs.astype("<i4").tobytes(), rows.astype("<i4").tobytes(), cols.astype("<i4").tobytes(),
