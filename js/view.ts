@@ -13,6 +13,7 @@ import { normalizeFilters, setLogy, setShown } from "./filters";
 import { buildLayout, chartSignature, type ChartSpec, type Layout, type SectionSpec } from "./panels";
 import type { Filters, WidgetModelTraits } from "./protocol";
 import type { Store } from "./store";
+import { unrecordedFor } from "./recording";
 import { readTheme, type Theme, themeKey } from "./theme";
 import { Visibility } from "./visibility";
 
@@ -402,11 +403,17 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
     const data = buildChartData(store, spec, bucketsFor(size), cache);
     const sig = chartSignature(spec) + themeSig;
     if (slot.chart && slot.sig !== sig) releaseChart(slot);
+    const marks = unrecordedFor(store, spec);
     if (!slot.chart) {
       slot.chart = new Chart(slot.target, spec, data, theme, size, runLabel);
       slot.sig = sig;
       placeholder(slot);
+      if (marks.length) {
+        slot.chart.unrecorded = marks;
+        slot.chart.u.redraw(false);
+      }
     } else {
+      slot.chart.unrecorded = marks;
       slot.chart.setData(data, size);
     }
     slot.drawn = slot.want;
