@@ -138,9 +138,13 @@ def test_quickstart_in_marimo(marimo_server, chromium_browser, screenshot_dir):
         # live: charts had the values while the run was still training, not only at its end
         assert any(0 < n < EPOCHS for _, n in seen), seen
         assert all(n >= e - 1 for e, n in seen if e >= 2), f"charts lagged the status by more than a tick: {seen}"
-        page.wait_for_function(
-            "n => [...document.querySelectorAll('.mw-big [data-drawn-epochs]')].some(e => +e.dataset.drawnEpochs === n)",
-            arg=EPOCHS, timeout=10_000)
+        # complete at the end (locators pierce marimo's shadow root; document.querySelectorAll would not)
+        end = time.time() + 15
+        drawn = page.locator(".mw-big [data-drawn-epochs]").first
+        while time.time() < end and int(drawn.get_attribute("data-drawn-epochs") or 0) != EPOCHS:
+            time.sleep(0.2)
+        assert int(drawn.get_attribute("data-drawn-epochs") or 0) == EPOCHS
+        assert status.get_attribute("data-epoch") == str(EPOCHS)
         assert page.locator(".mw-grid canvas").count() >= 1  # the per-layer charts exist too
         bg = page.locator(".mw-root").first.evaluate("e => getComputedStyle(e).backgroundColor")
         fg = page.locator(".mw-root").first.evaluate("e => getComputedStyle(e).color")
