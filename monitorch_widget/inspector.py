@@ -138,6 +138,7 @@ class PyTorchInspector:
         self._model: nn.Module | None = None
         self._warned_metrics: set[str] = set()
         self._recording = RecordingSwitch()
+        self._pump_handle: Any = None
         self._widget_vis: WidgetVisualizer | None = None
         self.visualizer = resolve_visualizer(visualizer, self.history)
         if isinstance(self.visualizer, WidgetVisualizer):
@@ -186,6 +187,9 @@ class PyTorchInspector:
             if getattr(widget, "_mw_bound_to", None) is not self:
                 self._bind(widget)
             widget._mw_pump()
+
+    def _pump_hook(self, _module: nn.Module, _args: Any) -> None:
+        self._pump()
 
     def flush(self) -> None:
         """Send every value the live widget holds back now (it otherwise waits for the next monitor call >= 50 ms
@@ -249,6 +253,9 @@ class PyTorchInspector:
                 lens.detach()
             raise
         self._model = model
+        # every forward pass of the model is a monitor call: held values go out, queued view requests run
+        # (a pre-hook: a request that changes hooks never lands in the middle of a pass)
+        self._pump_handle = model.register_forward_pre_hook(self._pump_hook)
         self.state.counter = 1
         self.state.attached = True
         self._pushes.reset()
@@ -277,6 +284,9 @@ class PyTorchInspector:
         if self.state.attached:
             self.history.end()
         attachments.release(self._model, self)
+        if self._pump_handle is not None:
+            self._pump_handle.remove()
+            self._pump_handle = None
         self.state.attached = False
         self.state.counter = 1
         self._model = None
