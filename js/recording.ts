@@ -63,3 +63,41 @@ export function unrecordedPlugin(spans: () => readonly UnrecordedSpan[], color: 
     },
   };
 }
+
+/** Whether the group is stopped now (its last span is still open). */
+export function isStopped(spans: readonly UnrecordedSpan[]): boolean {
+  return spans.length > 0 && spans[spans.length - 1][1] === null;
+}
+
+/**
+ * The small-multiple control that asks the kernel to stop / resume measuring `group` (docs/protocol.md
+ * section 4, `recording`). Unlike hiding (a filter, view-only), this changes what is recorded; the kernel
+ * applies it on its training thread and the resulting spans come back through the store.
+ */
+export function recordingToggle(send: (msg: unknown) => void, group: string): HTMLButtonElement {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "mw-rec";
+  b.dataset.group = group;
+  syncRecordingToggle(b, []);
+  b.addEventListener("click", () => {
+    const stopped = b.dataset.stopped === "true";
+    send({ type: "recording", module: group, on: stopped });
+    b.dataset.pending = "true";
+    b.textContent = "…";
+  });
+  return b;
+}
+
+/** Show the state the kernel reported (called when the chart is drawn). */
+export function syncRecordingToggle(b: HTMLElement, spans: readonly UnrecordedSpan[]): void {
+  const stopped = isStopped(spans);
+  const was = b.dataset.stopped;
+  b.dataset.stopped = String(stopped);
+  if (b.dataset.pending === "true" && was === String(stopped)) return; // the request is not answered yet
+  delete b.dataset.pending;
+  b.textContent = stopped ? "● record" : "⏸";
+  b.title = stopped
+    ? "Not recorded since the epoch marked: resume measuring this module (from the next epoch)"
+    : "Stop measuring this module (hiding it with Filters only hides it)";
+}
