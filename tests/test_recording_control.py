@@ -146,3 +146,17 @@ def test_a_view_request_from_another_thread_waits_for_the_training_thread():
     assert ins.history.runs[0].groups(OA) == ["3"], "stopped from epoch 1: no value, only the mark"
     assert ins.history.runs[0].unrecorded == {"1": [[1.0, None]]}
     w.close()
+
+
+@needs_bundle
+def test_a_view_request_while_nothing_trains_is_applied_and_sent_at_once():
+    model, ins = model_and_inspector("widget")
+    w = ins.widget
+    sent: list = []
+    w.send = lambda content, buffers=None: sent.append(content)  # type: ignore[method-assign]
+    epoch(model, ins)
+    n = len(sent)
+    w._on_front_end_msg(w, {"type": "recording", "module": "3", "on": False})  # the kernel is idle
+    assert not model[3]._forward_hooks
+    assert len(sent) == n + 1 and sent[-1]["unrecorded"] == [{"run": 0, "group": "3", "spans": [[2.0, None]]}]
+    w.close()

@@ -203,6 +203,7 @@ class DeltaSync:
         else:
             self._requests.append(fn)
             self._run_requests()
+            self.flush()  # what the request changed (e.g. not-recorded spans) must not wait for a tick
 
     def close(self) -> None:
         with self._lock:
