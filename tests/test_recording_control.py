@@ -160,3 +160,27 @@ def test_a_view_request_while_nothing_trains_is_applied_and_sent_at_once():
     assert not model[3]._forward_hooks
     assert len(sent) == n + 1 and sent[-1]["unrecorded"] == [{"run": 0, "group": "3", "spans": [[2.0, None]]}]
     w.close()
+
+
+def test_unrecorded_spans_survive_saving(tmp_path):
+    import json
+
+    from monitorch_widget import load
+    from monitorch_widget.record.history_file import HistoryFormatError
+
+    model, ins = model_and_inspector()
+    epoch(model, ins)
+    ins.stop_recording("1")
+    epoch(model, ins)
+    ins.resume_recording("1")
+    epoch(model, ins)
+    ins.stop_recording("3")
+    epoch(model, ins)
+    path = tmp_path / "h.json"
+    ins.save(path)
+    assert load(path).runs[0].unrecorded == {"1": [[2.0, 3.0]], "3": [[4.0, None]]}
+    doc = json.loads(path.read_text())
+    doc["runs"][0]["unrecorded"] = {"1": [[2, "x"]]}
+    path.write_text(json.dumps(doc))
+    with pytest.raises(HistoryFormatError, match="unrecorded"):
+        load(path)
