@@ -119,3 +119,22 @@ def test_filter_callbacks_run_on_the_training_thread(monkeypatch):
     batch(model, loss_fn)  # the forward pass is a monitor call
     assert got == [(threading.current_thread().name, ["1"])]
     ins.detach()
+
+
+def test_monitorchs_own_inspector_driving_the_widget_is_not_held_back(monkeypatch):
+    """monitorch's PyTorchInspector calls the visualizer's plot_* and never ends a row with a status event: each
+    call is a monitor call, so its values reach the view without waiting for an end-of-cell event."""
+    from monitorch_widget import WidgetVisualizer
+
+    vis = WidgetVisualizer()
+    w = vis.widget
+    sent: list[dict] = []
+    monkeypatch.setattr(w, "send", lambda content, buffers=None: sent.append(content))
+    for e in (1, 2):
+        vis.plot_numerical_values(e, "Loss", {"Loss": {"train_loss": 1.0 / e}})
+        vis.plot_probabilities(e, "Output Activations", {"fc1": {"activation_rate": 0.5, "death_rate": 0.1}})
+    assert [r["epoch"] for m in sent for r in m["rows"]] == [1.0, 2.0]
+    assert sum(m["cells"]["count"] for m in sent) == 6
+    vis.reset_fig()  # monitorch's detach: the record is done
+    assert sent[-1]["status"]["state"] == "done"
+    w.close()
