@@ -4,6 +4,8 @@
 import uPlot from "uplot";
 import type { ChartData, SeriesInfo } from "./chartdata";
 import type { ChartSpec } from "./panels";
+import type { UnrecordedSpan } from "./protocol";
+import { unrecordedPlugin } from "./recording";
 import { type Theme, withAlpha } from "./theme";
 
 export function formatValue(v: number | null | undefined): string {
@@ -75,6 +77,8 @@ export interface ChartSize {
 export class Chart {
   readonly u: uPlot;
   provIndex = -1;
+  /** Epoch spans drawn as "not recorded" (js/recording.ts); set before setData. */
+  unrecorded: UnrecordedSpan[] = [];
 
   constructor(
     target: HTMLElement,
@@ -116,6 +120,7 @@ export class Chart {
       axes: [{ ...axis(), incrs: EPOCH_INCRS }, { ...axis(), size: Y_AXIS_PX }],
       series: [{ label: "epoch", value: (_u, v) => formatValue(v) }, ...data.series.map((s) => seriesOptions(s, theme, runLabel, this))],
       bands,
+      plugins: [unrecordedPlugin(() => this.unrecorded, theme.muted)],
     };
     this.provIndex = data.provIndex;
     // uPlot normally draws in a microtask after the call; drawing inside batch() happens now, so the view

@@ -54,7 +54,12 @@ export interface SnapshotRun {
   epochs: Bytes;
   times: Bytes;
   data: Bytes;
+  /** Groups whose measurement was stopped on purpose (absent: none); see UnrecordedSpan. */
+  unrecorded?: { group: string; spans: UnrecordedSpan[] }[];
 }
+
+/** [first epoch, last epoch (inclusive) or null while still stopped]: "not recorded", not a failure. */
+export type UnrecordedSpan = [number, number | null];
 
 /**
  * A health-check result (issue 16). The kernel always sends the whole current list (in the snapshot, and in a
@@ -107,6 +112,8 @@ export interface DeltaMessage {
   problems?: (Problem & { run: number })[];
   status?: Status | null;
   findings?: Finding[];
+  /** A group's whole span list, replacing the one the run had. */
+  unrecorded?: { run: number; group: string; spans: UnrecordedSpan[] }[];
 }
 
 export interface Filters {

@@ -9,7 +9,7 @@
 // grow by doubling, so appending a row is amortised O(columns) and no value is ever dropped.
 
 import { decodeCells, readFloat64 } from "./decode";
-import type { Column, DeltaMessage, Finding, History, Panel, Problem, RowInfo, SnapshotRun, Status, Bytes } from "./protocol";
+import type { Column, DeltaMessage, Finding, History, Panel, Problem, RowInfo, SnapshotRun, Status, Bytes, UnrecordedSpan } from "./protocol";
 
 export class RunData {
   readonly id: number;
@@ -18,6 +18,8 @@ export class RunData {
   /** columns[i] is the column with index i (undefined only if its metadata has not arrived). */
   columns: (Column | undefined)[] = [];
   problems: Problem[] = [];
+  /** group -> spans of epochs not recorded on purpose (inspector.stop_recording). */
+  unrecorded = new Map<string, UnrecordedSpan[]>();
   nRows = 0;
   /** Index of the provisional (intra-epoch) row, or -1. Only the last row can be provisional. */
   provisionalRow = -1;
@@ -111,6 +113,9 @@ export type Listener = () => void;
 
 export class Store {
   seq = -1;
+  /** A delta skipped a seq (the host dropped messages, or the view mounted late): deltas are refused until a
+   * snapshot arrives (js/resync.ts asks for one). */
+  stale = false;
   /** Runs in the order they first appeared (which is id order in practice). */
   runs: RunData[] = [];
   status: Status | null = null;
@@ -165,6 +170,7 @@ export class Store {
     this.status = h.status ?? null;
     this.findings = Array.isArray(h.findings) ? h.findings : [];
     this.seq = seq;
+    this.stale = false;
     this.changed();
     return true;
   }
@@ -172,6 +178,11 @@ export class Store {
   applyDelta(msg: DeltaMessage, buffers?: readonly Bytes[]): boolean {
     if (!msg || msg.type !== "delta" || typeof msg.seq !== "number") return false;
     if (msg.seq <= this.seq) return false;
+    if (msg.seq > this.seq + 1) {
+      // never applied across a gap: the missing messages may have created the rows/columns this one writes
+      this.stale = true;
+      return false;
+    }
     for (const r of msg.new_runs ?? []) this.ensureRun(r.id, r.label);
     for (const p of msg.new_panels ?? []) {
       const { run, ...panel } = p;
@@ -190,6 +201,7 @@ export class Store {
       last.setCell(cells.rows[i], cells.cols[i], cells.vals[i]);
     }
     for (const p of msg.problems ?? []) this.ensureRun(p.run).setProblem(p);
+    for (const u of msg.unrecorded ?? []) this.ensureRun(u.run).unrecorded.set(u.group, u.spans);
     if (msg.status !== undefined) this.status = msg.status;
     if (Array.isArray(msg.findings)) this.findings = msg.findings;
     this.seq = msg.seq;
@@ -220,5 +232,6 @@ function runFromSnapshot(s: SnapshotRun): RunData {
   }
   r.provisionalRow = s.provisional && nRows > 0 ? nRows - 1 : -1;
   for (const p of s.problems ?? []) r.setProblem(p);
+  for (const u of s.unrecorded ?? []) r.unrecorded.set(u.group, u.spans);
   return r;
 }

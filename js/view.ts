@@ -13,10 +13,12 @@ import { normalizeFilters, setLogy, setShown } from "./filters";
 import { buildLayout, chartSignature, type ChartSpec, type Layout, type SectionSpec } from "./panels";
 import type { Filters, WidgetModelTraits } from "./protocol";
 import type { Store } from "./store";
+import { recordingToggle, syncRecordingToggle, unrecordedFor } from "./recording";
 import { readTheme, type Theme, themeKey } from "./theme";
 import { Visibility } from "./visibility";
 
-type Model = Pick<AnyModel<WidgetModelTraits>, "get" | "set" | "save_changes" | "on" | "off">;
+type Model = Pick<AnyModel<WidgetModelTraits>, "get" | "set" | "save_changes" | "on" | "off"> &
+  Partial<Pick<AnyModel<WidgetModelTraits>, "send">>;
 
 function h<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
   const e = document.createElement(tag);
@@ -349,7 +351,7 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
       if (!spec.big) {
         const t = h("div", "mw-panel-title", spec.moduleType ? `${spec.group} (${spec.moduleType})` : spec.group);
         t.title = spec.group;
-        el.appendChild(t);
+        el.append(t, recordingToggle((m) => model.send?.(m), spec.group));
       }
       const target = h("div", "mw-chart");
       el.appendChild(target);
@@ -402,11 +404,19 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
     const data = buildChartData(store, spec, bucketsFor(size), cache);
     const sig = chartSignature(spec) + themeSig;
     if (slot.chart && slot.sig !== sig) releaseChart(slot);
+    const marks = unrecordedFor(store, spec);
+    const toggle = slot.el.querySelector<HTMLElement>(":scope > .mw-rec");
+    if (toggle) syncRecordingToggle(toggle, marks);
     if (!slot.chart) {
       slot.chart = new Chart(slot.target, spec, data, theme, size, runLabel);
       slot.sig = sig;
       placeholder(slot);
+      if (marks.length) {
+        slot.chart.unrecorded = marks;
+        slot.chart.u.redraw(false);
+      }
     } else {
+      slot.chart.unrecorded = marks;
       slot.chart.setData(data, size);
     }
     slot.drawn = slot.want;

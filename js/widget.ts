@@ -5,6 +5,8 @@
 
 import type { AnyModel, Initialize, Render } from "@anywidget/types";
 import type { DeltaMessage, WidgetModelTraits } from "./protocol";
+import { followHostTheme } from "./hosttheme";
+import { Resync } from "./resync";
 import { Store } from "./store";
 import { mountView } from "./view";
 
@@ -12,18 +14,23 @@ type Model = AnyModel<WidgetModelTraits>;
 
 /** Wire a Store to a model's `history` trait and `delta` messages; returns the unwiring function. */
 export function connectStore(model: Model, store: Store): () => void {
+  const resync = new Resync(model, store);
   const onHistory = (): void => {
     store.applyHistory(model.get("history"));
+    resync.afterHistory();
   };
   const onMsg = (msg: unknown, buffers?: DataView[]): void => {
     if (msg && typeof msg === "object" && (msg as { type?: unknown }).type === "delta") {
       store.applyDelta(msg as DeltaMessage, buffers ?? []);
+      resync.afterDelta();
     }
   };
   onHistory();
   model.on("change:history", onHistory);
   model.on("msg:custom", onMsg);
+  resync.hello();
   return () => {
+    resync.cancel();
     model.off("change:history", onHistory);
     model.off("msg:custom", onMsg);
   };
@@ -48,7 +55,14 @@ export function createWidget(): WidgetLifecycle {
       };
     },
     render({ model, el }) {
-      if (shared) return mountView(model, shared, el);
+      const unwatch = followHostTheme(el);
+      if (shared) {
+        const unmount = mountView(model, shared, el);
+        return () => {
+          unmount();
+          unwatch();
+        };
+      }
       // A host that did not call initialize: this view keeps its own Store.
       const own = new Store();
       const disconnect = connectStore(model, own);
@@ -56,6 +70,7 @@ export function createWidget(): WidgetLifecycle {
       return () => {
         unmount();
         disconnect();
+        unwatch();
       };
     },
   };

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import attachments
 from .collect.activity import ActivityGate
 from .collect.compiled import COMPILED_ADVICE, CompiledGraphs, peel
 from .collect.compiled import children as compiled_children
@@ -28,6 +29,7 @@ from .lens.coverage import coverage_notice
 from .lens.loss_metrics import LossMetrics
 from .record import Record
 from .record.health import Finding, HealthConfig, HealthMonitor
+from .recording import RecordingSwitch
 from .views.monitorch_adapter import WidgetVisualizer
 from .views.resolve import reads_record, resolve_visualizer
 
@@ -148,7 +150,8 @@ class PyTorchInspector:
         self._non_train_loss_str = non_train_loss_str
         self._model: nn.Module | None = None
         self._warned_metrics: set[str] = set()
-        self._hidden: tuple[set[str], set[str], set[str]] = (set(), set(), set())
+        self._recording = RecordingSwitch()
+        self._pump_handle: Any = None
         self._widget_vis: WidgetVisualizer | None = None
         self.visualizer = resolve_visualizer(visualizer, self.history)
         if isinstance(self.visualizer, WidgetVisualizer) and self.visualizer.record is self.history:
@@ -178,26 +181,67 @@ class PyTorchInspector:
         if widget.comm is None:  # closed by the user: a fresh one shows the whole record again
             self._widget_vis._widget = None
             widget = self._widget_vis.widget
-        if not getattr(widget, "_mw_filters_bound", False):
-            widget._mw_filters_bound = True
-            widget.on_filters(self._apply_filters)
+        self._bind(widget)
         return widget
 
-    def _apply_filters(self, filters: dict[str, Any]) -> None:
-        modules = set(filters.get("hidden_modules") or ())
-        types = set(filters.get("hidden_types") or ())
-        panels = set(filters.get("hidden_panels") or ())
-        self._hidden = (modules, types, panels)
-        self._apply_hidden()
+    def _bind(self, widget: Any) -> None:
+        # A view's "stop / resume recording" requests; the widget queues them onto the training thread.
+        if getattr(widget, "_mw_bound_to", None) is not self:
+            widget._mw_bound_to = self
+            widget.on_recording(lambda module, on: (self.resume_recording if on else self.stop_recording)(module))
 
-    def _apply_hidden(self) -> None:
-        modules, types, panels = self._hidden
-        for lens in self.lenses:
-            lens_tags = {t for t, _ in lens.tags()}
-            if lens_tags and lens_tags <= panels:
-                lens.set_hidden({s.name for s in lens.sites}, set())
-            else:
-                lens.set_hidden(modules, types)
+    def _pump(self) -> None:
+        """Every monitor call on the training thread: the live widget sends what waited and runs the views'
+        queued requests (views/sync.py). No thread of ours ever sends."""
+        vis = self._widget_vis
+        widget = vis._widget if vis is not None else None
+        if widget is not None:
+            if getattr(widget, "_mw_bound_to", None) is not self:
+                self._bind(widget)
+            widget._mw_pump()
+
+    def _pump_hook(self, _module: nn.Module, _args: Any) -> None:
+        self._pump()
+
+    def flush(self) -> None:
+        """Send every value the live widget holds back now (it otherwise waits for the next monitor call >= 50 ms
+        later, ``detach()`` or the end of the cell). Call it on the thread that trains."""
+        vis = self._widget_vis
+        widget = vis._widget if vis is not None else None
+        if widget is not None:
+            widget.flush()
+
+    def _finish_views(self) -> None:
+        vis = self._widget_vis
+        widget = vis._widget if vis is not None else None
+        sync = getattr(widget, "_sync", None) if widget is not None else None
+        if sync is not None:
+            sync.finish()
+
+    # --- what is measured ------------------------------------------------------------------------------
+    def stop_recording(self, *patterns: str) -> set[str]:
+        """Stop measuring the modules ``patterns`` match (module names, ``fnmatch`` globs such as
+        ``"encoder.*"``, or module type names such as ``"Dropout"``): their hooks are removed now, the epoch in
+        progress and later ones are gaps marked "not recorded" in the record and the charts. Hiding a module
+        in the widget, by contrast, only hides it. Returns the series groups newly stopped.
+
+        Raises ``TypeError`` for a non-string pattern and ``ValueError`` when an attached model has no module
+        that a pattern matches. Call it on the training thread (views' requests are queued there)."""
+        pats = RecordingSwitch.check(patterns, "stop_recording(pattern, ...)")
+        if self.state.attached:
+            unmatched = [p for p in pats if not RecordingSwitch.groups(self.lenses, [p])]
+            if unmatched:
+                known = sorted({s.name for lens in self.lenses for s in lens.sites})
+                raise ValueError(f"stop_recording: {unmatched} match no watched module; watched: {known[:12]}"
+                                 f"{' ...' if len(known) > 12 else ''}")
+            return self._recording.stop(pats, self.lenses, self.history, self.state.counter)
+        self._recording.stop(pats, [], self.history, self.state.counter)
+        return set()
+
+    def resume_recording(self, *patterns: str) -> None:
+        """Measure again what :meth:`stop_recording` stopped, from the next epoch on (the epoch in progress stays
+        a gap, so every recorded epoch is a whole one)."""
+        self._recording.resume(RecordingSwitch.check(patterns, "resume_recording(pattern, ...)"))
 
     # --- attach / detach ---------------------------------------------------------------------------
     def attach(self, module: nn.Module) -> PyTorchInspector:
@@ -209,6 +253,7 @@ class PyTorchInspector:
         if self.state.attached:
             self.detach()
         self._ctx.graphs = graphs
+        replaced = attachments.claim(model, self)
         entries = list(_traverse(model, self.depth, self.module_name_prefix))
         leaves = [(m, n) for m, n, leaf in entries if leaf]
         inner = [(m, n) for m, n, leaf in entries if not leaf]
@@ -224,6 +269,9 @@ class PyTorchInspector:
                 lens.detach()
             raise
         self._model = model
+        # every forward pass of the model is a monitor call: held values go out, queued view requests run
+        # (a pre-hook: a request that changes hooks never lands in the middle of a pass)
+        self._pump_handle = model.register_forward_pre_hook(self._pump_hook)
         self.state.counter = 1
         self.state.attached = True
         self._pushes.reset()
@@ -238,7 +286,9 @@ class PyTorchInspector:
                 self.faults.report(lens.lens_name, f"{len(lens.refused)} module(s) run inside a torch.compile graph "
                                    f"and are not watched ({', '.join(lens.refused[:8])}"
                                    f"{' and more' if len(lens.refused) > 8 else ''}): {COMPILED_ADVICE}")
-        self._apply_hidden()
+        if replaced is not None:
+            self.faults.report("attach", replaced, category=MonitorNotice)
+        self._recording.new_run(self.lenses, self.history)
         self._gate.attach(graphs.call_root)  # outside the graph of a compiled model
         self._epoch_started = time.time()
         if self._progress is not None:
@@ -256,9 +306,14 @@ class PyTorchInspector:
         self._pushes.reset()
         if self.state.attached:
             self.history.end()
+        attachments.release(self._model, self)
+        if self._pump_handle is not None:
+            self._pump_handle.remove()
+            self._pump_handle = None
         self.state.attached = False
         self.state.counter = 1
         self._model = None
+        self._finish_views()
         return self
 
     def _set_active(self, active: bool) -> None:
@@ -296,10 +351,12 @@ class PyTorchInspector:
                           f"metrics: {declared}. Add it with LossMetrics(metrics=[...]) if it is not a typo.",
                           MonitorWarning, stacklevel=2)
         self._pushes.push(name, number)
+        self._pump()
 
     def push_loss(self, value: float, *, train: bool, running: bool = True) -> None:
         number = check_number(value, "push_loss(value)")
         self._pushes.push(self._train_loss_str if train else self._non_train_loss_str, number)
+        self._pump()
 
     # --- ticking -------------------------------------------------------------------------------------
     @monitor_mode  # once for the whole tick, not per fold
@@ -334,6 +391,7 @@ class PyTorchInspector:
                                + (" (the inspector was detached)" if self.history.runs else ""))
         if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int)):
             raise TypeError(f"tick_epoch(epoch=...) must be an int, got {epoch!r}")
+        self._pump()  # queued view requests (stop/resume recording) act before the epoch is computed
         if not self.state.is_active:
             # monitorch: an inactive tick only moves the counter; what the hooks gathered while active (and
             # the pushed values) wait for the next active tick
@@ -362,6 +420,7 @@ class PyTorchInspector:
         for lens in self.lenses:
             lens.reset_epoch()
         self._pushes.reset()
+        self._recording.after_tick(self.lenses, self.history, self.state.counter if epoch is None else epoch)
         self._next_epoch(epoch)
         self._epoch_started = time.time()
         if self._progress is not None:
@@ -385,6 +444,7 @@ class PyTorchInspector:
         record.open_row(self.state.counter, provisional=True)
         for lens, calls in results:
             lens.vizualize(record, self.state.counter, calls)
+        self._pump()
 
     def iter(self, iterable: Iterable[Any]) -> Iterator[Any]:
         """Yield from ``iterable``, ticking after each item (one item = one epoch)."""
@@ -396,6 +456,7 @@ class PyTorchInspector:
             yield item
         if started:
             self.tick()
+            self._finish_views()  # the loop's last tick: nothing may wait for an end-of-cell event
 
     def range(self, *args: int, **kwargs: int) -> Iterator[int]:
         return self.iter(range(*args, **kwargs))

@@ -35,6 +35,18 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# The kernel matrix (tests/test_kernel_matrix.py): older ipykernel releases layered over the venv through
+# PYTHONPATH (their dependencies, torch included, are the venv's); the venv's own ipykernel is the newest 7.x.
+for spec in "6.29:ipykernel==6.29.5" "7.0:ipykernel==7.0.1"; do
+  dir=".kernels/ipykernel-${spec%%:*}"
+  if [ ! -f "$dir/.installed" ]; then
+    echo "[setup] installing ${spec#*:} into $dir"
+    rm -rf "$dir"
+    pip_q --no-deps --target "$dir" "${spec#*:}"
+    touch "$dir/.installed"
+  fi
+done
+
 if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null 2>&1; then
   echo "[setup] installing Debian chromium for the browser tests"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -136,12 +136,13 @@ def test_unwatched_parameters_are_named_once_with_how_to_watch_them():
         "head": nn.utils.parametrizations.weight_norm(nn.Linear(4, 2)),
     })
     with pytest.warns(MonitorNotice) as caught:
-        PyTorchInspector([ParameterGradientActivation()], visualizer="none").attach(model)
+        first = PyTorchInspector([ParameterGradientActivation()], visualizer="none").attach(model)
     text = " ".join(str(w.message) for w in caught)
     for name in ("lstm.weight_ih_l0", "lstm.weight_hh_l0", "attn.in_proj_weight",
                  "head.parametrizations.weight.original0"):
         assert name in text
     assert "parameters=[" in text
+    first.detach()  # (a second inspector on a still-hooked model would replace it, with a notice)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # every parameter watched: no notice
         PyTorchInspector([ParameterGradientActivation(

@@ -209,19 +209,20 @@ def test_depth_and_name_prefix():
     assert [s.name for s in ins.lenses[0].sites] == ["0/1", "1"]
 
 
-def test_hidden_modules_stop_recording_and_resume():
+def test_stopped_modules_lose_their_hooks_and_resume():
     model = nn.Sequential(Emit([torch.ones(2, 2)]), nn.ReLU(), nn.Dropout(0.0))
     ins = PyTorchInspector([OutputActivation()], visualizer="none").attach(model)
-    ins._apply_filters({"hidden_types": ["Dropout"], "hidden_modules": []})
-    assert not model[2]._forward_hooks and model[1]._forward_hooks  # hidden: its hook is gone
+    ins.stop_recording("Dropout")
+    assert not model[2]._forward_hooks and model[1]._forward_hooks  # stopped: its hook is gone
     model(torch.zeros(1))
     ins.tick_epoch()
     assert ins.history.runs[0].groups(OA) == ["1"]
-    ins._apply_filters({"hidden_types": [], "hidden_modules": []})
+    ins.resume_recording("Dropout")
+    ins.tick_epoch()  # resumes take effect at a tick: epoch 2 stays a gap
     assert model[2]._forward_hooks
     model(torch.zeros(1))
     ins.tick_epoch()
-    assert ins.history.series(OA, "2", "activation_rate").tolist()[1] == 1.0
+    assert ins.history.series(OA, "2", "activation_rate").tolist()[2] == 1.0
 
 
 def test_update_every_writes_provisional_rows_and_the_final_row_is_unchanged():

@@ -47,14 +47,14 @@ def test_widget_never_displayed_and_shown_twice_share_one_model():
     assert w.history["runs"][0]["n_rows"] == 3
 
 
-def test_status_goes_idle_at_the_end_of_the_cell():
+def test_status_is_done_at_the_end_of_the_cell():
     ins, model, loss_fn = make()
     w = ins.widget
     train(ins, model, loss_fn, 1)
     assert ins.history.status()["state"] == "training"
     w._sync._post_run_cell()
-    assert ins.history.status()["state"] == "idle"
-    assert w.history["status"]["state"] == "idle"
+    assert ins.history.status()["state"] == "done"
+    assert w.history["status"]["state"] == "done"
 
 
 def test_show_fig_from_seed_code(monkeypatch, capsys):

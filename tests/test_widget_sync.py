@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pytest
@@ -53,38 +53,12 @@ class Clock:
         return self.t
 
 
-class ManualTimer:
-    """threading.Timer stand-in fired by the test."""
-
-    created: ClassVar[list[ManualTimer]] = []
-
-    def __init__(self, wait: float, fn) -> None:
-        self.wait, self.fn, self.started, self.cancelled = wait, fn, False, False
-        ManualTimer.created.append(self)
-
-    def start(self) -> None:
-        self.started = True
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-    def fire(self) -> None:
-        assert self.started and not self.cancelled
-        self.fn()
-
-
-@pytest.fixture(autouse=True)
-def _reset_timers():
-    ManualTimer.created.clear()
-    yield
-
-
 def make_sync(record, **kw):
     sent: list[tuple[dict, list[bytes]]] = []
     histories: list[dict] = []
     clock = kw.pop("clock", Clock())
-    s = DeltaSync(record, send=lambda m, b: sent.append((m, b)), set_history=histories.append, clock=clock,
-                  timer_factory=ManualTimer, hook_ipython=False, **kw)
+    s = DeltaSync(record, send=lambda m, b: sent.append((m, b)), set_history=lambda h, force=False: histories.append(h),
+                  clock=clock, hook_ipython=False, **kw)
     return s, sent, histories, clock
 
 
@@ -126,7 +100,7 @@ def test_delta_carries_structure_rows_cells_problems_status():
     _, sent, hist, clock = make_sync(rec)
     assert hist[-1]["seq"] == 0 and not sent
     clock.t += 1
-    rec.emit("run", 0, {"id": 0, "label": "run 1: <b>CNN</b>"})  # leading edge: sent at once
+    rec.emit("run", 0, {"id": 0, "label": "run 1: <b>CNN</b>"})
     rec.emit("panel", 0, {"tag": "Output Activations", "kind": "probability", "big": False, "logy": False,
                           "lens": "OutputActivation"})
     rec.emit("column", 0, {"index": 0, "panel": "Output Activations", "group": "relu1", "key": "activation_rate",
@@ -136,16 +110,13 @@ def test_delta_carries_structure_rows_cells_problems_status():
     rec.emit("row", 0, {"row": 0, "epoch": 1.0, "time": 0.5, "provisional": False})
     rec.emit("cells", 0, 0, np.array([0, 1], np.int32), np.array([0.75, math.nan]))
     rec.emit("problem", 0, {"lens": "LossMetrics", "message": "loss is NaN", "count": 2})
+    assert not sent, "a tick is sent when it ends (its status event), not event by event"
     rec.emit("status", {"run": 0, "epoch": 1.0, "sec_per_epoch": 0.5, "state": "training", "problems": 2})
-    assert len(sent) == 1 and len(ManualTimer.created) == 1
-    ManualTimer.created[0].fire()
-    assert len(sent) == 2
-    first, _ = sent[0]
-    assert first["seq"] == 1 and first["new_runs"] == [{"id": 0, "label": "run 1: <b>CNN</b>"}]
-    msg, buffers = sent[1]
+    assert len(sent) == 1
+    msg, buffers = sent[0]
     json.dumps(msg)  # JSON-safe
-    assert msg["type"] == "delta" and msg["seq"] == 2
-    assert msg["new_runs"] == []
+    assert msg["type"] == "delta" and msg["seq"] == 1
+    assert msg["new_runs"] == [{"id": 0, "label": "run 1: <b>CNN</b>"}]
     assert msg["new_panels"] == [{"run": 0, "tag": "Output Activations", "kind": "probability", "big": False,
                                   "logy": False, "lens": "OutputActivation"}]
     assert [c["key"] for c in msg["new_columns"]] == ["activation_rate", "death_rate"]
@@ -163,41 +134,86 @@ def test_delta_carries_structure_rows_cells_problems_status():
     assert buffers[2] == bytes.fromhex("00000000" "01000000")
 
 
-def test_many_quick_events_coalesce_into_one_message_with_trailing_flush():
+def status(epoch: float) -> tuple:
+    return ("status", {"run": 0, "epoch": epoch, "sec_per_epoch": 0.01, "state": "training", "problems": 0})
+
+
+def fast_tick(rec, clock, i: int, dt: float) -> None:
+    clock.t += dt
+    rec.emit("row", 0, {"row": i, "epoch": float(i + 1), "time": 0.0, "provisional": False})
+    rec.emit("cells", 0, i, np.array([0], np.int32), np.array([float(i)]))
+    rec.emit(*status(i + 1))
+
+
+def test_slow_ticks_are_sent_before_the_tick_returns_even_in_a_cell():
     rec = FakeRecord()
     s, sent, _, clock = make_sync(rec)
-    clock.t += 10
-    rec.emit("row", 0, {"row": 0, "epoch": 1.0, "time": 0.0, "provisional": True})  # leading edge
+    s._cell_thread = threading.get_ident()  # an IPython cell trains on this thread: values may be held back
+    for i in range(5):
+        fast_tick(rec, clock, i, 0.06)
+        assert len(sent) == i + 1 and [c[3] for c in cells_of(sent[-1][1])] == [float(i)]
+
+
+def test_fast_ticks_in_a_cell_wait_at_most_until_a_monitor_call_50_ms_later():
+    rec = FakeRecord()
+    s, sent, _, clock = make_sync(rec)
+    s._cell_thread = threading.get_ident()
+    fast_tick(rec, clock, 0, 1.0)          # first tick: nothing sent for 1 s, so it goes at once
     assert len(sent) == 1
-    for i in range(200):
-        clock.t += 0.0001
-        rec.emit("cells", 0, 0, np.array([i % 5], np.int32), np.array([float(i)]))
-        rec.emit("row", 0, {"row": 0, "epoch": 1.0 + i / 1000, "time": 0.0, "provisional": True})
-    assert len(sent) == 1, "nothing may be sent within 50 ms of the previous message"
-    assert len(ManualTimer.created) == 1, "one trailing timer for the whole burst"
-    assert ManualTimer.created[0].wait == pytest.approx(0.05 - 0.0001, abs=1e-6)
-    ManualTimer.created[0].fire()
+    for i in range(1, 5):
+        fast_tick(rec, clock, i, 0.01)     # 10 ms apart: held back
+    assert len(sent) == 1
+    clock.t += 0.005
+    s.pump()                               # 45 ms after the last message: still held
+    assert len(sent) == 1
+    clock.t += 0.006
+    s.pump()                               # >= 50 ms: a monitor call on the training thread sends them all
     assert len(sent) == 2
     msg, buffers = sent[1]
-    # rows re-flagged many times: only the latest state; cells: last value per (run,row,col)
-    assert msg["rows"] == [{"run": 0, "row": 0, "epoch": 1.199, "time": 0.0, "provisional": True}]
-    assert sorted(cells_of(buffers)) == [(0, 0, c, float(195 + c)) for c in range(5)]
-    assert s.flush() is False  # nothing left
+    assert [c[3] for c in cells_of(buffers)] == [1.0, 2.0, 3.0, 4.0]
+    assert [r["epoch"] for r in msg["rows"]] == [2.0, 3.0, 4.0, 5.0] and msg["status"]["epoch"] == 5
+    fast_tick(rec, clock, 5, 0.01)
+    assert len(sent) == 2
+    s.flush()                              # inspector.flush() / detach() / end of cell
+    assert len(sent) == 3 and s.flush() is False
 
 
-def test_trailing_flush_with_real_timer():
+def test_without_an_end_of_cell_event_nothing_is_held_back():
     rec = FakeRecord()
-    sent: list = []
-    s = DeltaSync(rec, send=lambda m, b: sent.append((m, b)), set_history=lambda h: None, hook_ipython=False)
-    for i in range(30):
-        rec.emit("cells", 0, i, np.array([0], np.int32), np.array([float(i)]))
-    deadline = time.time() + 2
-    while time.time() < deadline and sum(len(cells_of(b)) for _, b in sent) < 30:
-        time.sleep(0.01)
-    got = [c for _, b in sent for c in cells_of(b)]
-    assert [c[3] for c in got] == [float(i) for i in range(30)]
-    assert len(sent) <= 3
-    assert [m["seq"] for m, _ in sent] == list(range(1, len(sent) + 1))
+    s, sent, _, clock = make_sync(rec)
+    assert s._cell_thread is None and not s.holds_back  # a script, marimo: no post_run_cell will come
+    for i in range(20):
+        fast_tick(rec, clock, i, 0.001)
+    assert len(sent) == 20
+    # a cell runs, but training happens in a thread of the user's: that thread is never held back
+    s._cell_thread = threading.get_ident()
+    t = threading.Thread(target=fast_tick, args=(rec, clock, 20, 0.001))
+    t.start()
+    t.join()
+    assert len(sent) == 21
+
+
+def test_the_sync_starts_no_thread_and_sends_from_the_caller():
+    rec = FakeRecord()
+    threads: list = []
+    before = threading.active_count()
+    s = DeltaSync(rec, send=lambda m, b: threads.append(threading.current_thread().name),
+                  set_history=lambda h, force=False: None, hook_ipython=False)
+    clock_t = [0.0]
+    s._clock = lambda: clock_t[0]
+
+    def train():
+        for i in range(30):
+            clock_t[0] += 0.001
+            rec.emit("cells", 0, i, np.array([0], np.int32), np.array([float(i)]))
+            rec.emit(*status(i))
+
+    t = threading.Thread(target=train, name="trainer")
+    t.start()
+    t.join()
+    time.sleep(0.08)
+    assert threading.active_count() == before
+    assert threads and set(threads) == {"trainer"}
     s.close()
 
 
@@ -313,16 +329,25 @@ def test_post_run_cell_hook_registered_and_removed(monkeypatch):
     monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
     rec = FakeRecord()
     hist: list = []
-    s = DeltaSync(rec, send=lambda m, b: None, set_history=hist.append, timer_factory=ManualTimer)
+    sent: list = []
+    s = DeltaSync(rec, send=lambda m, b: sent.append(m), set_history=lambda h, force=False: hist.append(h))
+    assert s.holds_back, "built by a cell on the main thread: its end-of-cell event will come"
+    shell.events.trigger("pre_run_cell", None)
     rec.emit("cells", 0, 0, np.array([0], np.int32), np.array([1.0]))
+    rec.emit(*status(1))
+    rec.emit("cells", 0, 1, np.array([0], np.int32), np.array([2.0]))
+    rec.emit(*status(2))  # a fast tick: held back until the end of the cell
+    assert len(sent) == 1
     shell.events.trigger("post_run_cell", None)
-    assert len(hist) == 2 and hist[-1]["seq"] == 1
+    assert not s.holds_back
+    assert len(sent) == 2 and len(hist) == 2 and hist[-1]["seq"] == 2
     s.close()
     assert rec.subscribers == []
     rec.emit("cells", 0, 0, np.array([0], np.int32), np.array([2.0]))
     shell.events.trigger("post_run_cell", None)
     assert len(hist) == 2
     assert s._post_run_cell not in shell.events.callbacks["post_run_cell"]
+    assert s._pre_run_cell not in shell.events.callbacks["pre_run_cell"]
 
 
 # --- the widget ----------------------------------------------------------------------------------------
@@ -407,24 +432,26 @@ def test_missing_bundle_gives_a_clear_error(monkeypatch, tmp_path):
         MonitorWidget()
 
 
-def test_sync_is_safe_against_concurrent_events():
-    """Events from a worker thread while the timer thread flushes: every cell arrives exactly once, in order."""
+def test_sync_is_safe_against_concurrent_flushes():
+    """A worker thread trains while another calls flush(): every cell arrives exactly once, in order."""
     rec = FakeRecord()
     sent: list = []
-    lock = threading.Lock()
-
-    def send(m, b):
-        with lock:
-            sent.append((m, b))
-
-    s = DeltaSync(rec, send=send, set_history=lambda h: None, interval=0.002, hook_ipython=False)
+    s = DeltaSync(rec, send=lambda m, b: sent.append((m, b)), set_history=lambda h, force=False: None,
+                  hook_ipython=False)
+    s._cell_thread = -1  # hold values back: only the flushing thread and the ticks >= 50 ms apart send
+    done = threading.Event()
 
     def worker():
         for i in range(2000):
             rec.emit("cells", 0, i, np.array([0], np.int32), np.array([float(i)]))
+            if i % 7 == 0:
+                rec.emit(*status(i))
+        done.set()
 
     t = threading.Thread(target=worker)
     t.start()
+    while not done.is_set():
+        s.flush()
     t.join()
     s.close()
     got = [c[3] for _, b in sent for c in cells_of(b)]
@@ -469,12 +496,10 @@ def _wire_fixture(monkeypatch) -> dict:
             rec.open_row(e, provisional=True)
             rec.plot_numerical_values(e, "Loss & Metrics", {"Loss & Metrics": {"train_loss mean": 7.0}})
             clock.t += 1
+            s.pump()  # a monitor call on the training thread sends the provisional row
             rec.plot_numerical_values(e, "Loss & Metrics", {"Loss & Metrics": {"train_loss mean": 8.0}})
         tick(rec, e)
         clock.t += 1
-        for t in ManualTimer.created:
-            if t.started and not t.cancelled:
-                t.fire()
     rec.problem("LossMetrics", "loss is NaN <b>!</b>", 2)
     s.flush()
     for e in (1, 2, 3, 4):
@@ -522,9 +547,11 @@ def test_a_failing_send_never_reaches_the_training_loop():
         calls.append(m["seq"])
         raise OSError("comm closed")
 
-    s = DeltaSync(rec, send=broken_send, set_history=lambda h: None, timer_factory=ManualTimer, hook_ipython=False)
+    s = DeltaSync(rec, send=broken_send, set_history=lambda h, force=False: None, hook_ipython=False)
     with pytest.warns(RuntimeWarning, match="comm closed"):
-        rec.emit("cells", 0, 0, np.array([0], np.int32), np.array([1.0]))  # must not raise
-    rec.emit("cells", 0, 1, np.array([0], np.int32), np.array([2.0]))  # no second warning, no exception
+        rec.emit("cells", 0, 0, np.array([0], np.int32), np.array([1.0]))
+        rec.emit(*status(1))  # must not raise
+    rec.emit("cells", 0, 1, np.array([0], np.int32), np.array([2.0]))
+    rec.emit(*status(2))  # no second warning, no exception
     s._post_run_cell(None)
     assert s.errors >= 2 and calls

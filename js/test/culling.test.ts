@@ -103,7 +103,8 @@ function setup(): { store: Store; model: FakeModel } {
 let nextRow = 3;
 function addEpoch(store: Store): void {
   const r = nextRow++;
-  store.applyDelta(...delta(r + 1, { rows: [{ run: 0, row: r, epoch: r + 1, time: r, provisional: false }] },
+  // seq: the next one (a store never applies a delta across a sequence gap)
+  store.applyDelta(...delta(store.seq + 1, { rows: [{ run: 0, row: r, epoch: r + 1, time: r, provisional: false }] },
     GROUPS.map((_, c) => ({ run: 0, row: r, col: c, val: 0.5 }))));
 }
 

@@ -7,13 +7,15 @@ Format ``monitorch-widget-history`` version 3::
      "runs": [{"id", "label", "module_types": {name: type}, "panels": [Panel], "columns": [Column],
                "epochs": [float], "times": [float], "data": [[float|null, ...] per row],
                "problems": [{"lens", "message", "count"}], "definitions": 2,
-               "findings": [Finding]}]}
+               "findings": [Finding],
+               "unrecorded": {group: [[first epoch, last epoch | null], ...]}}]}   # optional
 
 ``null`` stands for NaN (a gap). Panel and Column fields are those of ``docs/protocol.md``. ``definitions``
 names the measuring rules the values were taken with (README, "What each statistic reads"); version 1
 files (no ``definitions``) load with a :class:`DefinitionsWarning` saying what differs. ``findings`` (version 3)
 are the health checks' results (``js/protocol.ts`` ``Finding``; README "Health checks"); a version 1 or 2 file
-has none saved, so its runs are judged again on load with today's default thresholds.
+has none saved, so its runs are judged again on load with today's default thresholds. ``unrecorded``:
+epochs whose measurement was stopped on purpose (``inspector.stop_recording``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ def to_dict(record: Record) -> dict[str, Any]:
             "data": [[None if math.isnan(v) else float(v) for v in row] for row in data.tolist()],
             "problems": run.problem_list(), "definitions": run.definitions,
             "findings": [f.to_dict() for f in record.health.findings(run.id)],
+            **({"unrecorded": {g: [list(sp) for sp in spans] for g, spans in run.unrecorded.items()}}
+               if run.unrecorded else {}),
         })
     return {"format": FORMAT, "version": VERSION, "definitions": DEFINITIONS, "runs": runs}
 
@@ -117,6 +121,13 @@ def from_dict(doc: Any, source: str = "history") -> Record:
         for p in r.get("problems") or []:
             if isinstance(p, dict):
                 run.problems[(str(p.get("lens")), str(p.get("message")))] = int(p.get("count", 1))
+        unrecorded = r.get("unrecorded") or {}
+        _need(isinstance(unrecorded, dict), f"{where}.unrecorded", "must map a group to its spans")
+        for group, spans in unrecorded.items():
+            _need(isinstance(spans, list) and all(
+                isinstance(sp, list) and len(sp) == 2 and _number(sp[0]) and (sp[1] is None or _number(sp[1]))
+                for sp in spans), f"{where}.unrecorded[{group!r}]", "spans must be [first epoch, last epoch or null]")
+            run.unrecorded[str(group)] = [[float(a), None if b is None else float(b)] for a, b in spans]
         record.runs.append(run)
         if version == VERSION:
             saved = r.get("findings")
@@ -138,3 +149,7 @@ def load(path: str | os.PathLike[str]) -> Record:
     except json.JSONDecodeError as exc:
         raise HistoryFormatError(f"{os.fspath(path)}: not valid JSON (truncated or corrupted?): {exc}") from None
     return from_dict(doc, os.fspath(path))
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)

@@ -35,6 +35,7 @@ def snapshot(record: Record) -> dict[str, Any]:
             "epochs": np.asarray(run.epochs, dtype="<f8").tobytes(),
             "times": np.asarray(run.times, dtype="<f8").tobytes(),
             "data": data.tobytes(),
+            **({"unrecorded": _spans(run.unrecorded)} if run.unrecorded else {}),
         })
     return {"version": SNAPSHOT_VERSION, "runs": runs, "status": record.status(),
             "findings": record.health.as_dicts()}
@@ -57,10 +58,11 @@ class PendingDelta:
         self.problems: dict[tuple[int, str, str], dict[str, Any]] = {}
         self.status: dict[str, Any] | None = None
         self.findings: list[dict[str, Any]] | None = None  # the whole list, when it changed (later wins)
+        self.unrecorded: dict[tuple[int, str], list[Any]] = {}
 
     def empty(self) -> bool:
         return not (self.new_runs or self.new_panels or self.new_columns or self.rows or self.cell_chunks
-                    or self.problems or self.status is not None or self.findings is not None)
+                    or self.problems or self.status is not None or self.findings is not None or self.unrecorded)
 
     def add(self, event: Event) -> None:
         kind = event[0]
@@ -99,6 +101,9 @@ class PendingDelta:
             self.status = _plain(event[1])
         elif kind == "findings":
             self.findings = [_plain(f) for f in event[1]]
+        elif kind == "unrecorded":
+            _, run_id, info = event
+            self.unrecorded[(int(run_id), str(info["group"]))] = [list(s) for s in info["spans"]]
 
     def cells(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Concatenated cells with repeated (run, row, col) reduced to the last value written, order kept."""
@@ -116,6 +121,10 @@ class PendingDelta:
                 keep = np.sort(key.size - 1 - first_from_end)
                 runs, rows, cols, vals = runs[keep], rows[keep], cols[keep], vals[keep]
         return runs, rows, cols, vals
+
+
+def _spans(unrecorded: dict[str, list[list[float | None]]]) -> list[dict[str, Any]]:
+    return [{"group": g, "spans": [list(s) for s in spans]} for g, spans in unrecorded.items() if spans]
 
 
 def _plain(d: Any) -> dict[str, Any]:
@@ -142,6 +151,8 @@ def encode_delta(pending: PendingDelta, seq: int, last_status: dict[str, Any] | 
         "problems": list(pending.problems.values()),
     }
     status = pending.status if pending.status is not None else last_status
+    if pending.unrecorded:  # absent when nothing changed: the group's whole span list replaces the old one
+        msg["unrecorded"] = [{"run": r, "group": g, "spans": spans} for (r, g), spans in pending.unrecorded.items()]
     if status is not None:  # absent rather than null: "no status known yet" must not erase one
         msg["status"] = status
     if pending.findings is not None:  # only when they changed: the front-end replaces its list

@@ -140,9 +140,10 @@ class Record:
             run.open_row = None
 
     def settle(self) -> None:
-        """The code that was training stopped running (end of a notebook cell): show the record as idle."""
+        """The code that was training stopped running (end of a notebook cell): the status reads "done" until
+        the next row opens (training again)."""
         if self.state == "training":
-            self.state = "idle"
+            self.state = "done"
             self._emit_status()
 
     def import_runs(self, other: Record) -> list[Run]:
@@ -181,6 +182,20 @@ class Record:
         self._close_open_row()
         self.state = "done"
         self._emit_status()
+
+    def mark_unrecorded(self, group: str, first: float, last: float | None) -> None:
+        """Series ``group`` of the current run is not measured from epoch ``first`` on (``last`` None: an open
+        span), or its open span starting at ``first`` ends at ``last`` (inclusive). Drawn as "not recorded"."""
+        run = self.current or self.start_run("run 1")
+        spans = run.unrecorded.setdefault(group, [])
+        if last is None:
+            spans.append([float(first), None])
+        else:
+            for span in spans:
+                if span[0] == float(first) and span[1] is None:
+                    span[1] = float(last)
+            spans[:] = [s for s in spans if s[1] is None or s[0] is None or s[1] >= s[0]]
+        self._emit("unrecorded", run.id, {"group": group, "spans": [list(s) for s in spans]})
 
     # --- problems and status ----------------------------------------------------------------------
     def problem(self, lens: str, message: str, count: int) -> None:

@@ -54,6 +54,8 @@ class Run:
     times: list[float] = field(default_factory=list)
     provisional: bool = False
     problems: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: group -> [[first epoch, last epoch or None (still stopped)], ...]: measurement stopped on purpose
+    unrecorded: dict[str, list[list[float | None]]] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     open_row: int | None = None  # the row ticks currently write (None between ticks)
     definitions: int = DEFINITIONS_VERSION  # the measuring rules' version (record/definitions.py)
@@ -133,7 +135,8 @@ class Run:
     def final_copy(self, new_id: int) -> Run:
         """A copy holding only the final rows, under id ``new_id`` (what import and saving keep)."""
         run = Run(id=new_id, label=self.label, module_types=dict(self.module_types),
-                  problems=dict(self.problems), started=self.started, definitions=self.definitions)
+                  problems=dict(self.problems), started=self.started, definitions=self.definitions,
+                  unrecorded={g: [list(s) for s in spans] for g, spans in self.unrecorded.items()})
         for p in self.panels:
             run.add_panel(Panel(**asdict(p)))
         for c in self.columns:

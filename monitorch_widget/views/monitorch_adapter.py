@@ -71,14 +71,23 @@ class WidgetVisualizer:
     def plot_numerical_values(self, epoch: int, main_tag: str, values_dict: Any, ranges_dict: Any = None) -> None:
         self._ensure_run()
         self.record.plot_numerical_values(epoch, main_tag, values_dict, ranges_dict)
+        self._pump()
 
     def plot_probabilities(self, epoch: int, main_tag: str, values_dict: Any) -> None:
         self._ensure_run()
         self.record.plot_probabilities(epoch, main_tag, values_dict)
+        self._pump()
 
     def plot_relations(self, epoch: int, main_tag: str, values_dict: Any) -> None:
         self._ensure_run()
         self.record.plot_relations(epoch, main_tag, values_dict)
+        self._pump()
+
+    def _pump(self) -> None:
+        # monitorch's inspector never ends a row with a status event: each call is a monitor call on the
+        # training thread, where the widget sends what waited (views/sync.py)
+        if self._widget is not None:
+            self._widget._mw_pump()
 
     def reset_fig(self) -> None:
         """monitorch calls this on detach: the next data starts a new run (old ones stay, drawn faint)."""

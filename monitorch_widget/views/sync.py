@@ -1,21 +1,28 @@
-"""Kernel-side sync of a :class:`~monitorch_widget.record.Record` to the widget front-end.
+"""Kernel-side sync of a :class:`~monitorch_widget.record.Record` to the widget front-end, without a thread.
 
 The record publishes every change as a small event (``Record.subscribe``). :class:`DeltaSync` folds those
-events into protocol-2b ``delta`` messages (docs/protocol.md) and sends them through the widget's comm:
+events into protocol-2b ``delta`` messages (docs/protocol.md) and sends them through the widget's comm.
 
-* at most one message per ``interval`` seconds (50 ms); events arriving in between are merged, and a
-  timer guarantees the trailing flush, so the last tick of a burst is never held back;
-* a message carries only what changed since the previous one, so its size does not depend on how many
-  epochs were recorded before;
-* the full ``history`` snapshot (protocol 2a) is refreshed rarely: at most every few seconds (longer when
-  a snapshot is expensive) and always at the end of the cell that ran training (IPython ``post_run_cell``).
+**Every message leaves from the thread that trains** (the one running the record's events, ``pump()``,
+``flush()``, ``finish()``) or from IPython's ``post_run_cell`` (the cell's own thread, before its reply):
+a send from a thread the kernel did not start is lost on ipykernel 7.0.x and not rendered by Colab
+(``/work``'s kernel facts; googlecolab/colabtools#3373). So there is no timer; the rules are:
+
+* a tick (the record's ``status`` event) at least ``interval`` (50 ms) after the previous tick is sent before
+  the tick returns;
+* faster ticks are merged: what is pending goes out at the first ``pump()`` / tick on the training thread at
+  least ``interval`` after the previous message, or at ``flush()``, ``finish()``, or the end of the cell;
+* values are held back only while an IPython cell runs on the thread that emits them (its
+  ``post_run_cell`` is then certain to come). Without end-of-cell events (a plain script, marimo, a
+  training thread or task that outlives its cell) every tick is sent at once.
+
+Front-end requests (a snapshot for a view that saw a sequence gap, stop/resume recording) may arrive on a
+kernel subshell thread while training runs: :meth:`DeltaSync.defer` queues them and the training thread runs
+them at its next ``pump()`` / tick (or the cell's end); when nothing trains, they run at once.
 
 Ordering invariant: messages are numbered by ``seq`` under one lock, and a snapshot is taken only right
 after flushing everything pending, so ``history.seq`` is exactly the last delta contained in it; the
-front-end drops deltas with ``seq <= history.seq``.
-
-The record is read (snapshot) only from the thread that emits its events or from ``post_run_cell``, never
-from the timer thread: the timer only sends what was already copied out of the events.
+front-end drops deltas with ``seq <= history.seq`` and resynchronises on a gap (``seq > its seq + 1``).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import threading
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -30,14 +38,16 @@ from ..record.protocol import PendingDelta, encode_delta
 
 Event = tuple[Any, ...]
 SendFn = Callable[[dict[str, Any], list[bytes]], None]
-HistoryFn = Callable[[dict[str, Any]], None]
+HistoryFn = Callable[[dict[str, Any], bool], None]
 
-#: Minimum seconds between two delta messages.
+#: Minimum seconds between two delta messages while values may be held back (see the module docstring).
 DELTA_INTERVAL = 0.05
 #: Minimum seconds between two throttled history snapshots (end-of-cell snapshots are not throttled).
 SNAPSHOT_MIN_INTERVAL = 3.0
 #: A snapshot may take at most this fraction of wall time: the interval grows with the measured cost.
 SNAPSHOT_MAX_SHARE = 0.02
+#: A thread that emitted events less than this many seconds ago counts as training: requests wait for it.
+TRAINING_WINDOW = 2.0
 
 
 class RecordLike(Protocol):
@@ -47,7 +57,11 @@ class RecordLike(Protocol):
 
 
 class DeltaSync:
-    """Streams a record's events to the front-end as coalesced deltas plus throttled snapshots."""
+    """Streams a record's events to the front-end as coalesced deltas plus throttled snapshots.
+
+    ``send(msg, buffers)`` sends one custom message; ``set_history(snapshot, force)`` publishes a snapshot
+    (``force``: resend it even if equal to the last one: a view asked for it). ``hook_ipython``: use the
+    running IPython's ``pre_run_cell`` / ``post_run_cell`` events when there is one."""
 
     def __init__(
         self,
@@ -58,7 +72,6 @@ class DeltaSync:
         interval: float = DELTA_INTERVAL,
         snapshot_min_interval: float = SNAPSHOT_MIN_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
-        timer_factory: Callable[[float, Callable[[], None]], Any] = threading.Timer,
         hook_ipython: bool = True,
         on_cell_end: Callable[[], None] | None = None,
     ) -> None:
@@ -69,17 +82,22 @@ class DeltaSync:
         self._interval = float(interval)
         self._snapshot_min_interval = float(snapshot_min_interval)
         self._clock = clock
-        self._timer_factory = timer_factory
         self._lock = threading.RLock()
         self._pending = PendingDelta()
+        self._has_pending = False
         self._seq = 0
         self._last_send = -float("inf")
+        self._last_tick = -float("inf")
         self._last_status: dict[str, Any] | None = None
-        self._timer: Any = None
         self._snapshot_at = -float("inf")
         self._snapshot_cost = 0.0
         self._dirty = False  # changes not yet contained in the history trait
         self._closed = False
+        self._requests: deque[Callable[[], None]] = deque()
+        self._owner: int | None = None  # thread that emitted the last event
+        self._owner_at = -float("inf")
+        #: the thread running the current IPython cell (None: no cell runs, or no end-of-cell event exists)
+        self._cell_thread: int | None = None
         self.messages_sent = 0
         self.snapshots_sent = 0
         self.errors = 0
@@ -94,24 +112,28 @@ class DeltaSync:
     def seq(self) -> int:
         return self._seq
 
+    @property
+    def holds_back(self) -> bool:
+        """Whether the calling thread may have values held back (it runs an IPython cell whose end comes)."""
+        return self._cell_thread is not None and threading.get_ident() == self._cell_thread
+
     def flush(self) -> bool:
         """Send everything pending now; True if a message was sent."""
         with self._lock:
-            self._cancel_timer()
-            if self._closed or self._pending.empty():
+            if self._closed or not self._has_pending:
                 return False
             self._seq += 1
             msg, buffers = encode_delta(self._pending, self._seq, self._last_status)
             if "status" in msg:
                 self._last_status = msg["status"]
             self._pending = PendingDelta()
+            self._has_pending = False
             self._last_send = self._clock()
-            # sent under the lock so that seq order is wire order even with the timer thread
-            self._send(msg, buffers)
+            self._send(msg, buffers)  # under the lock: seq order is wire order
             self.messages_sent += 1
             return True
 
-    def refresh_history(self) -> None:
+    def refresh_history(self, force: bool = False) -> None:
         """Flush pending deltas, then publish a full snapshot whose seq is the last delta sent."""
         with self._lock:
             if self._closed:
@@ -122,7 +144,7 @@ class DeltaSync:
             snap["seq"] = self._seq
             if snap.get("status") is not None:
                 self._last_status = snap["status"]
-            self._set_history(snap)
+            self._set_history(snap, force)
             self._snapshot_cost = time.perf_counter() - t0
             self._snapshot_at = self._clock()
             self._dirty = False
@@ -132,15 +154,84 @@ class DeltaSync:
         """Current minimum spacing of throttled snapshots: grows when snapshots get expensive."""
         return max(self._snapshot_min_interval, self._snapshot_cost / SNAPSHOT_MAX_SHARE)
 
+    def pump(self) -> None:
+        """A monitor call on the training thread: run queued front-end requests, send what waited long enough.
+        Cheap when there is nothing to do (two attribute reads)."""
+        if not (self._requests or self._has_pending) or self._closed:
+            return
+        try:
+            self._run_requests()
+            if self._has_pending and (not self.holds_back or self._clock() - self._last_send >= self._interval):
+                self.flush()
+        except Exception as exc:  # noqa: BLE001 - see _report
+            self._report("pump", exc)
+
+    def finish(self) -> None:
+        """Training stopped (detach, the end of ``inspector.iter``): send everything now; without an end-of-cell
+        event to come, also publish a snapshot, since a view that mounted late cannot be known current."""
+        try:
+            self._run_requests()
+            settle = getattr(self._record, "settle", None)
+            if self._cell_thread is None and settle is not None:
+                settle()  # no end-of-cell event will say so: the status reads "done"
+            if self._cell_thread is None and self._dirty:
+                self.refresh_history()
+            else:
+                self.flush()
+        except Exception as exc:  # noqa: BLE001
+            self._report("finish", exc)
+
+    def request_snapshot(self, have_seq: Any = None) -> None:
+        """A view asks for the full record (it mounted late or saw a sequence gap): answered by the training
+        thread (at once when nothing trains) unless the view already holds the latest seq."""
+
+        def answer() -> None:
+            if isinstance(have_seq, int) and not isinstance(have_seq, bool) and have_seq == self._seq \
+                    and not self._has_pending:
+                return
+            self.refresh_history(force=True)
+
+        self.defer(answer)
+
+    def defer(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the training thread: now when called there or when nothing trains, otherwise at the
+        training thread's next ``pump()`` / tick, or at the end of the running cell."""
+        if self._closed:
+            return
+        if self._training_elsewhere():
+            self._requests.append(fn)
+        else:
+            self._requests.append(fn)
+            self._run_requests()
+            self.flush()  # what the request changed (e.g. not-recorded spans) must not wait for a tick
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
             self.flush()
             self._closed = True
-            self._cancel_timer()
+            self._requests.clear()
         self._unsubscribe()
         self._unregister_ipython()
+
+    # --- threads --------------------------------------------------------------------------------
+    def _training_elsewhere(self) -> bool:
+        me = threading.get_ident()
+        if self._cell_thread is not None and me != self._cell_thread:
+            return True  # a cell runs (e.g. a handler on a kernel subshell thread during training)
+        owner = self._owner
+        if owner is None or owner == me or self._clock() - self._owner_at > TRAINING_WINDOW:
+            return False
+        return any(t.ident == owner for t in threading.enumerate())
+
+    def _run_requests(self) -> None:
+        while self._requests:
+            fn = self._requests.popleft()
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - a bad request must not stop training
+                self._report("front-end request", exc)
 
     # --- event path -----------------------------------------------------------------------------
     # Errors here must never reach the training loop (events are emitted from inside it) nor repeat after
@@ -163,36 +254,22 @@ class DeltaSync:
             if self._closed:
                 return
             self._pending.add(event)
+            self._has_pending = True
             self._dirty = True
+            if event[0] != "status":
+                return  # a tick (or a problem report) ends with a status event: decide there
             now = self._clock()
-            # status events end a tick (or a problem report): the record is consistent, a good moment for
-            # a throttled snapshot.
-            if event[0] == "status" and now - self._snapshot_at >= self.snapshot_interval():
+            self._owner, self._owner_at = threading.get_ident(), now
+            since_tick, self._last_tick = now - self._last_tick, now
+        self._run_requests()
+        with self._lock:
+            # the record is consistent at a status event: a good moment for a throttled snapshot
+            if now - self._snapshot_at >= self.snapshot_interval():
                 self.refresh_history()
-                return
-            wait = self._interval - (now - self._last_send)
-            if wait <= 0:
+            elif not self.holds_back or since_tick >= self._interval or now - self._last_send >= self._interval:
                 self.flush()
-            elif self._timer is None:
-                self._timer = self._timer_factory(wait, self._on_timer)
-                if hasattr(self._timer, "daemon"):
-                    self._timer.daemon = True
-                self._timer.start()
 
-    def _on_timer(self) -> None:
-        try:
-            with self._lock:
-                self._timer = None
-                self.flush()
-        except Exception as exc:  # noqa: BLE001
-            self._report("timer", exc)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    # --- IPython end-of-cell snapshot -------------------------------------------------------------
+    # --- IPython cell events ----------------------------------------------------------------------
     def _register_ipython(self) -> None:
         try:
             from IPython import get_ipython
@@ -201,22 +278,31 @@ class DeltaSync:
         ip = get_ipython()
         if ip is None or not hasattr(ip, "events"):
             return
+        ip.events.register("pre_run_cell", self._pre_run_cell)
         ip.events.register("post_run_cell", self._post_run_cell)
         self._ipython = ip
+        if threading.current_thread() is threading.main_thread():
+            self._cell_thread = threading.get_ident()  # built by a cell: its end-of-cell event comes
 
     def _unregister_ipython(self) -> None:
         if self._ipython is not None:
-            try:
-                self._ipython.events.unregister("post_run_cell", self._post_run_cell)
-            except ValueError:
-                pass
+            for name, fn in (("pre_run_cell", self._pre_run_cell), ("post_run_cell", self._post_run_cell)):
+                try:
+                    self._ipython.events.unregister(name, fn)
+                except ValueError:
+                    pass
             self._ipython = None
 
+    def _pre_run_cell(self, *_args: Any) -> None:
+        self._cell_thread = threading.get_ident()
+
     def _post_run_cell(self, *_args: Any) -> None:
+        self._cell_thread = None
         try:
+            self._run_requests()
             settle = getattr(self._record, "settle", None)
             if settle is not None:
-                settle()  # the training cell ended: "training" -> "idle" (emits a status event)
+                settle()  # the training cell ended: "training" -> "done" (emits a status event)
             if self._dirty:
                 self.refresh_history()
             else:

@@ -2,12 +2,15 @@
 
 State on the wire (docs/protocol.md): the ``history`` trait holds a full snapshot with binary columns, the
 custom ``delta`` messages carry per-tick changes (see :mod:`monitorch_widget.views.sync`), and the ``filters``
-trait holds what the user hid in the front-end. One widget per record; it can be displayed any number of
+trait holds what the user hid in the front-end (view-only: hiding never stops a measurement). Custom messages
+from the front-end ask for a snapshot (``resync``) or to stop / resume recording a module (``recording``);
+they are queued and run on the training thread. One widget per record; it can be displayed any number of
 times, and every view shows the same data and filters.
 """
 
 from __future__ import annotations
 
+import functools
 import pathlib
 import uuid
 from collections.abc import Callable
@@ -38,7 +41,9 @@ class MonitorWidget(anywidget.AnyWidget):
         _esm = _ESM_PATH
 
     history = traitlets.Dict(default_value=empty_history()).tag(sync=True)
-    filters = traitlets.Dict(default_value=default_filters()).tag(sync=True)
+    # Changed by the front-end, possibly on a kernel subshell thread while training runs: ipywidgets must not
+    # echo it back from that thread (every message of ours leaves from the training thread; views/sync.py).
+    filters = traitlets.Dict(default_value=default_filters()).tag(sync=True, echo_update=False)
 
     def __init__(self, record: RecordLike | None = None, **kwargs: Any) -> None:
         if not _ESM_PATH.is_file():
@@ -49,7 +54,9 @@ class MonitorWidget(anywidget.AnyWidget):
         super().__init__(**kwargs)
         self._record = record
         self._filter_callbacks: list[Callable[[dict[str, Any]], None]] = []
+        self._recording_callbacks: list[Callable[[str, bool], None]] = []
         self.observe(self._on_filters_trait, names="filters")
+        self.on_msg(self._on_front_end_msg)
         self._sync: DeltaSync | None = None
         if record is not None:
             self._sync = DeltaSync(record, send=self._send_delta, set_history=self._set_history,
@@ -60,8 +67,11 @@ class MonitorWidget(anywidget.AnyWidget):
         if self.comm is not None:
             self.send(content, buffers)
 
-    def _set_history(self, snapshot: dict[str, Any]) -> None:
-        self.history = snapshot
+    def _set_history(self, snapshot: dict[str, Any], force: bool = False) -> None:
+        if force and self.comm is not None and snapshot == self.history:
+            self.send_state("history")  # a view asked: an unchanged trait would not be sent again
+        else:
+            self.history = snapshot
 
     def refresh(self) -> None:
         """Publish a full snapshot now (normally done throttled and at the end of each cell)."""
@@ -69,9 +79,15 @@ class MonitorWidget(anywidget.AnyWidget):
             self._sync.refresh_history()
 
     def flush(self) -> None:
-        """Send pending per-tick changes now instead of within the next 50 ms."""
+        """Send pending per-tick changes now (call it on the thread that trains)."""
         if self._sync is not None:
             self._sync.flush()
+
+    def _mw_pump(self) -> None:
+        """A monitor call on the training thread (views/sync.py: DeltaSync.pump)."""
+        sync = self._sync
+        if sync is not None:
+            sync.pump()
 
     # --- front-end -> kernel --------------------------------------------------------------------
     def on_filters(self, fn: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
@@ -85,10 +101,34 @@ class MonitorWidget(anywidget.AnyWidget):
 
         return remove
 
+    def on_recording(self, fn: Callable[[str, bool], None]) -> Callable[[], None]:
+        """Call ``fn(module, on)`` when a view asks to stop (``on=False``) or resume recording a module; run on
+        the training thread at its next monitor call (at once when nothing trains). Returns an unsubscribe."""
+        self._recording_callbacks.append(fn)
+        return lambda: self._recording_callbacks.remove(fn) if fn in self._recording_callbacks else None
+
     def _on_filters_trait(self, change: dict[str, Any]) -> None:
         value = normalize_filters(change["new"])
         for fn in list(self._filter_callbacks):
-            fn(value)
+            self._on_training_thread(functools.partial(fn, value))
+
+    def _on_front_end_msg(self, _widget: Any, content: Any, _buffers: Any = None) -> None:
+        """Custom messages from a view (docs/protocol.md section 4); may run on a kernel subshell thread."""
+        if not isinstance(content, dict):
+            return
+        kind = content.get("type")
+        if kind == "resync" and self._sync is not None:
+            self._sync.request_snapshot(content.get("seq"))
+        elif kind == "recording" and isinstance(content.get("module"), str):
+            module, on = content["module"], bool(content.get("on"))
+            for cb in list(self._recording_callbacks):
+                self._on_training_thread(functools.partial(cb, module, on))
+
+    def _on_training_thread(self, fn: Callable[[], None]) -> None:
+        if self._sync is not None:
+            self._sync.defer(fn)
+        else:
+            fn()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         # remembered so that callers (the visualizer's show_fig) can avoid displaying it twice
