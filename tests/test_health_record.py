@@ -240,7 +240,7 @@ def test_the_widget_sync_sends_findings_live_and_in_its_snapshot():
     record = Record()
     record.start_run("r")
     sent, histories = [], []
-    sync = DeltaSync(record, lambda msg, bufs: sent.append(msg), histories.append, interval=0.0,
+    sync = DeltaSync(record, lambda msg, bufs: sent.append(msg), lambda snap, force=False: histories.append(snap), interval=0.0,
                      snapshot_min_interval=1e9, hook_ipython=False)
     feed(record, {"relu1": [0.0] * 3, "relu2": [0.5] * 3})
     with_findings = [m for m in sent if "findings" in m]
