@@ -18,6 +18,7 @@ from torch import nn
 from .collect.faults import FaultLog, MonitorNotice, MonitorWarning
 from .collect.progress import IntraEpochUpdates
 from .collect.pushes import Pushes, check_number
+from .collect.rank_exchange import RankExchange, world
 from .collect.transfer import to_host
 from .lens.base import AbstractLens, Call, LensContext
 from .lens.coverage import coverage_notice
@@ -106,13 +107,20 @@ class PyTorchInspector:
     in a notebook), ``'print'`` (default elsewhere), ``'none'``, or any object with monitorch's visualizer
     interface. ``update_every``: refresh the record (and widget) every N training steps with a provisional
     estimate of the running epoch (int), or every N seconds (float); ``None`` (default) only at ticks.
+    ``distributed_timeout``: under ``torch.distributed``, the seconds a rank waits at ``tick_epoch()`` for
+    the other ranks before raising ``DistributedTickError`` (README "Distributed training").
     """
 
     def __init__(self, lenses: list[AbstractLens], *, visualizer: Any = None, module: nn.Module | None = None,
                  depth: int = -1, module_name_prefix: str = ".", train_loss_str: str = "train_loss",
                  non_train_loss_str: str = "val_loss", is_active_fn: int | Callable[[int], bool] = 1,
-                 master_rank: int = 0, update_every: float | None = None) -> None:
+                 master_rank: int = 0, update_every: float | None = None,
+                 distributed_timeout: float = 300.0) -> None:
         self.lenses = _check_lenses(lenses)
+        if isinstance(distributed_timeout, bool) or not isinstance(distributed_timeout, (int, float)) or \
+                not distributed_timeout > 0:
+            raise ValueError(f"distributed_timeout={distributed_timeout!r}: must be a positive number of seconds")
+        self._exchange = RankExchange(float(distributed_timeout), master_rank)
         if not isinstance(depth, int) or depth < -1:
             raise ValueError(f"depth={depth!r}: must be -1 (down to the leaves) or a non-negative int")
         if not isinstance(train_loss_str, str) or not isinstance(non_train_loss_str, str) or \
@@ -274,7 +282,8 @@ class PyTorchInspector:
         slots = {k: v for lens in self.lenses for k, v in lens.slots().items()}
         home = next((s.device for s in streams if s.device is not None), None)
         streams += self._pushes.streams(self._push_names(), home)
-        summaries = to_host(streams, slots)
+        exchange = self._exchange if final and world() is not None else None
+        summaries = to_host(streams, slots, exchange, lambda problem: self.faults.report("distributed", problem))
         self._pushes.set_summaries(summaries)
         out = []
         for lens in self.lenses:
@@ -300,6 +309,8 @@ class PyTorchInspector:
             raise TypeError(f"tick_epoch(epoch=...) must be an int, got {epoch!r}")
         if self.state.is_active:
             number = self.state.counter if epoch is None else epoch
+            if world() is not None:
+                self._exchange.arrive()  # every rank is here before the tick runs anything collective
             results = self._compute()
             record = self.history
             record.open_row(number)
@@ -329,7 +340,8 @@ class PyTorchInspector:
     tick = tick_epoch
 
     def provisional_update(self) -> None:
-        """Write the running estimate of the current epoch as a provisional row (one host copy)."""
+        """Write the running estimate of the current epoch as a provisional row (one host copy). Under
+        ``torch.distributed`` it shows this rank's own batches: ranks refresh at different moments."""
         if not (self.state.attached and self.state.is_active):
             return
         results = self._compute(final=False)

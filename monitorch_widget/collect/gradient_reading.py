@@ -37,6 +37,8 @@ from .optimizer_steps import STEPS
 from .streams import BankRow, StreamBank
 from .units import UnitSpec, parameter_units
 
+_ENGINE = torch.autograd.Variable._execution_engine
+
 
 class GradientSite(Site):
     """One watched parameter: its units, its bank row, and the life of its current gradient."""
@@ -126,15 +128,30 @@ class GradientReader:
         if not self.queued:
             self.queued = True
             try:
-                torch.autograd.Variable._execution_engine.queue_callback(self.on_backward_end)
+                _ENGINE.queue_callback(self._after_engine_callbacks)
             except RuntimeError:  # not inside a backward pass (a hook called by hand)
                 self.on_backward_end()
+
+    def _after_engine_callbacks(self) -> None:
+        # Runs among the engine's final callbacks, queued at the first accumulation -- before those that
+        # finish the gradient: DDP's reducer queues its finalisation (wait for the all-reduce, copy the
+        # averaged bucket into .grad) when its last bucket is ready, FSDP waits for its reduce-scatter in
+        # one too. A callback queued from a callback runs after every one queued during the pass, so the
+        # read below sees the gradient the optimizer will use.
+        try:
+            _ENGINE.queue_callback(self.on_backward_end)
+        except RuntimeError:
+            self.on_backward_end()
 
     def on_backward_end(self) -> None:
         sites, self.dirty, self.queued = self.dirty, [], False
         sites = [s for s in dict.fromkeys(sites) if not s.off and s.param is not None]
         if sites:
-            self._observe(sites, commit=False)
+            try:
+                self._observe(sites, commit=False)
+            except Exception as exc:  # noqa: BLE001 - raised here it would abort the user's backward()
+                self.faults.report(self.lens, f"reading gradients at the end of a backward pass failed with "
+                                   f"{type(exc).__name__}: {exc}; training goes on")
 
     def _end_life(self, site: GradientSite) -> None:
         if not site.stepped and not site.counted:
@@ -204,6 +221,9 @@ class GradientReader:
                 continue
             for pos, s in enumerate(group):
                 s.pending = (layout, layout.generation, row, pos)
+                # What was read is what a later step must find unchanged: a wrapper may have replaced or
+                # rewritten the gradient since its last accumulation (DDP's averaged bucket view).
+                s.remember(s.param.grad)  # type: ignore[arg-type]
                 if commit:
                     self._commit(s)
 

@@ -1,0 +1,157 @@
+"""Scenarios for the 2-rank gloo tests, one process per rank (started by ``spawn.run_ranks``).
+
+``python ranks.py SCENARIO RANK WORLD PORT OUTDIR ARGS_JSON``: joins a gloo group on 127.0.0.1:PORT, runs
+``SCENARIO(rank, world, **args)`` and writes what it returns to ``OUTDIR/rank{RANK}.json``. The global batches
+come from :func:`global_batches`, so a test can compute the expected values without any engine.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from monitorch_widget import MonitorNotice, MonitorWarning, PyTorchInspector
+from monitorch_widget.collect.rank_exchange import DistributedTickError
+from monitorch_widget.lens import LossMetrics, OutputActivation, ParameterGradientActivation
+
+W, B = "Weight Gradient Activation", "Bias Gradient Activation"
+PARAMS = [("0", W), ("0", B), ("2", W), ("2", B), ("4", W)]
+
+
+def make_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 7), nn.ReLU(), nn.Linear(7, 3))
+
+
+def global_batches(epoch: int, steps: int, per_rank: int, world: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Sparse inputs (half the features zero per sample): one rank's gradient has zero entries that the
+    all-reduced gradient does not, so reading before the all-reduce gives different rates."""
+    g = torch.Generator().manual_seed(1000 + epoch)
+    out = []
+    for _ in range(steps):
+        x = torch.randn(per_rank * world, 6, generator=g)
+        x = x * (torch.rand(x.shape, generator=g) > 0.6)
+        out.append((x, torch.randint(0, 3, (per_rank * world,), generator=g)))
+    return out
+
+
+def gradient_series(inspector: PyTorchInspector) -> dict[str, list[list[float]]]:
+    h = inspector.history
+    return {f"{group} {tag}": [h.series(tag, group, "activation_rate").tolist(),
+                               h.series(tag, group, "death_rate").tolist()] for group, tag in PARAMS}
+
+
+def ddp(rank: int, world: int, epochs: int = 2, steps: int = 4, per_rank: int = 3, accumulate: int = 1,
+        bucket_view: bool = False, static_graph: bool = False, attach_wrapped: bool = False,
+        optimizer: bool = False) -> dict[str, Any]:
+    """Train under DDP; ``optimizer=False`` updates by hand (no torch.optim step), so the gradient is read
+    at the end of the backward pass -- the read that must wait for DDP's all-reduce."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    model = make_model()
+    inspector = PyTorchInspector([ParameterGradientActivation()], visualizer="none")
+    if not attach_wrapped:
+        inspector.attach(model)
+    wrapped = DDP(model, gradient_as_bucket_view=bucket_view, static_graph=static_graph)
+    if attach_wrapped:
+        inspector.attach(wrapped)
+    opt = torch.optim.SGD(wrapped.parameters(), lr=0.5)
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in range(epochs):
+        batches = global_batches(epoch, steps * accumulate, per_rank, world)
+        for step in range(steps):
+            for micro in range(accumulate):
+                x, y = batches[step * accumulate + micro]
+                part = slice(rank * per_rank, (rank + 1) * per_rank)
+                if micro < accumulate - 1:
+                    with wrapped.no_sync():
+                        loss_fn(wrapped(x[part]), y[part]).backward()
+                else:
+                    loss_fn(wrapped(x[part]), y[part]).backward()
+            if optimizer:
+                opt.step()
+            else:
+                with torch.no_grad():
+                    for p in model.parameters():
+                        p -= 0.5 * p.grad
+            opt.zero_grad()
+        inspector.tick_epoch()
+    return gradient_series(inspector)
+
+
+def ddp_variants(rank: int, world: int, variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Several DDP runs in one pair of processes (starting a process costs more than a run)."""
+    return [ddp(rank, world, **variant) for variant in variants]
+
+
+def uneven_batches(epoch: int) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Per rank, its batches of ``epoch``: 3 and 2 in epoch 0, 2 and none in epoch 1."""
+    batches = global_batches(epoch, 5, 4, 1)
+    return [batches[:3], batches[3:]] if epoch == 0 else [batches[:2], []]
+
+
+def quirks(rank: int, world: int) -> dict[str, Any]:
+    """Uneven ranks without DDP (each rank's own gradients, no update): rank 1 has fewer batches and none in
+    epoch 1; the validation loss is pushed on rank 0 only, the metric on rank 1 only; median and quartiles."""
+    model = make_model()
+    inspector = PyTorchInspector([
+        LossMetrics(metrics=["acc"], loss_line=["mean", "median"], loss_range="Q1-Q3", metrics_line=["median"]),
+        OutputActivation(activation_aggregation="median", death_aggregation="mean"),
+        ParameterGradientActivation(activation_aggregation="median")], visualizer="none").attach(model)
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in range(2):
+        for i, (x, y) in enumerate(uneven_batches(epoch)[rank]):
+            model.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            inspector.push_loss(loss, train=True)
+            if rank == 0:
+                inspector.push_loss(loss.item() + 1.0, train=False)
+            else:
+                inspector.push_metric("acc", float(i + 10 * epoch))
+        inspector.tick_epoch()
+    run = inspector.history.runs[0]
+    return {f"{c.panel}|{c.group}|{c.key}": run.data[:, j].tolist() for j, c in enumerate(run.columns)}
+
+
+def only_rank0_ticks(rank: int, world: int) -> dict[str, Any]:
+    """The common mistake: ``if rank == 0: inspector.tick_epoch()``."""
+    import time
+
+    model = make_model()
+    inspector = PyTorchInspector([LossMetrics(), OutputActivation()], visualizer="none",
+                                 distributed_timeout=2.0).attach(model)
+    model(torch.randn(4, 6))
+    inspector.push_loss(1.0, train=True)
+    if rank != 0:
+        return {"error": None}
+    started = time.monotonic()
+    try:
+        inspector.tick_epoch()
+    except DistributedTickError as exc:
+        return {"error": str(exc), "seconds": time.monotonic() - started}
+    return {"error": "no error"}
+
+
+def main() -> None:
+    scenario, rank, world, port, outdir, args = sys.argv[1:7]
+    rank_, world_ = int(rank), int(world)
+    warnings.simplefilter("error", MonitorWarning)
+    warnings.simplefilter("ignore", MonitorNotice)
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank_,
+                                         world_size=world_, timeout=datetime.timedelta(seconds=60))
+    result = globals()[scenario](rank_, world_, **json.loads(args))
+    Path(outdir, f"rank{rank_}.json").write_text(json.dumps(result))
+    torch.distributed.barrier()  # neither rank tears its gloo pairs down while the other still uses them
+    torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
