@@ -48,6 +48,7 @@ class GradientSite(Site):
         super().__init__(name, lens, faults, 2, False, bank_row)
         self.param = param
         self.param_name = param_name
+        self.module = module
         self.module_type = type(module).__name__
         self.units: UnitSpec = parameter_units(module, param_name, param.shape)
         self.numel = param.numel()
@@ -59,6 +60,9 @@ class GradientSite(Site):
         self.stepped = False     # a step used this gradient
         self.counted = False     # this gradient was counted without a step (at its end or at a tick)
         self.observed = False    # any gradient was ever counted
+        # False on all ranks but one when the gradient is the same on every rank (DDP's all-reduced one):
+        # one optimizer step is one observation, not one per rank
+        self.counted_here = True
         self.pending: tuple[Layout, int, int, int] | None = None  # (layout, generation, row, position)
         self._register = lambda: param.register_post_accumulate_grad_hook(self._on_accumulate)
         if param.requires_grad:
@@ -104,11 +108,34 @@ class GradientReader:
         self.dirty: list[GradientSite] = []
         self.queued = False
         self._optimizers: dict[int, tuple[tuple[int, ...], list[GradientSite]]] = {}
+        self._wrapper_hook: Any = None
+        self._wrappers: set[int] = set()
         STEPS.listen(self)
 
     def add(self, site: GradientSite) -> None:
         self.sites.append(site)
         self.by_param[id(site.param)] = site
+        if self._wrapper_hook is None and torch.distributed.is_available():
+            # one cheap hook, on the first watched module: it runs inside a DDP forward wherever DDP wraps
+            self._wrapper_hook = site.module.register_forward_pre_hook(self._note_ddp)
+
+    def _note_ddp(self, module: nn.Module, args: Any) -> None:
+        """Inside a DDP forward: its parameters' gradients are all-reduced, the same on every rank of its
+        process group, so only that group's rank 0 counts their observations (the tick sums the ranks)."""
+        ddp = getattr(torch.nn.parallel.DistributedDataParallel, "_active_ddp_module", None)
+        if ddp is None or id(ddp) in self._wrappers:
+            return
+        self._wrappers.add(id(ddp))
+        try:
+            here = torch.distributed.get_rank(ddp.process_group) == 0
+            ignored = set(getattr(ddp, "parameters_to_ignore", ()))
+            for name, param in ddp.module.named_parameters():
+                site = self.by_param.get(id(param))
+                if site is not None and name not in ignored:
+                    site.counted_here = here
+        except Exception as exc:  # noqa: BLE001 - a monitor must never stop training
+            self.faults.report(self.lens, f"inspecting the DDP wrapper failed with {type(exc).__name__}: {exc}; "
+                               "each rank's gradient observations are counted")
 
     # --- backward passes ----------------------------------------------------------------------------
     def on_accumulate(self, site: GradientSite) -> None:
@@ -249,7 +276,7 @@ class GradientReader:
         layout, generation, row, pos = site.pending
         site.pending = None
         if generation == layout.generation:  # else the row was folded before it was decided: dropped
-            layout.present[row, pos] = True
+            layout.present[row, pos] = site.counted_here
             site.observed = True
 
     # --- the tick -------------------------------------------------------------------------------------
@@ -271,6 +298,9 @@ class GradientReader:
 
     def clear(self) -> None:
         STEPS.leave(self)
+        if self._wrapper_hook is not None:
+            self._wrapper_hook.remove()
+            self._wrapper_hook = None
         self.layouts = {}
         self.sites = []
         self.by_param = {}

@@ -50,13 +50,13 @@ def gradient_series(inspector: PyTorchInspector) -> dict[str, list[list[float]]]
 
 def ddp(rank: int, world: int, epochs: int = 2, steps: int = 4, per_rank: int = 3, accumulate: int = 1,
         bucket_view: bool = False, static_graph: bool = False, attach_wrapped: bool = False,
-        optimizer: bool = False) -> dict[str, Any]:
+        optimizer: bool = False, aggregation: str = "mean") -> dict[str, Any]:
     """Train under DDP; ``optimizer=False`` updates by hand (no torch.optim step), so the gradient is read
     at the end of the backward pass -- the read that must wait for DDP's all-reduce."""
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     model = make_model()
-    inspector = PyTorchInspector([ParameterGradientActivation()], visualizer="none")
+    inspector = PyTorchInspector([ParameterGradientActivation(activation_aggregation=aggregation)], visualizer="none")
     if not attach_wrapped:
         inspector.attach(model)
     wrapped = DDP(model, gradient_as_bucket_view=bucket_view, static_graph=static_graph)
