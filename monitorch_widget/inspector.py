@@ -86,6 +86,14 @@ def _unwrap(model: Any) -> nn.Module:
                         "while monitoring")
     while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         model = model.module
+    fsdp1 = getattr(torch.distributed, "fsdp", None) if torch.distributed.is_available() else None
+    fsdp1 = getattr(fsdp1, "FullyShardedDataParallel", None)
+    for name, module in model.named_modules():
+        if fsdp1 is not None and isinstance(module, fsdp1):
+            raise TypeError(f"attach() found FullyShardedDataParallel (FSDP1) at {name or 'the root'}: its flattened "
+                            "parameters hide the gradients and names this monitor reads. Shard with FSDP2 "
+                            "instead (torch.distributed.fsdp.fully_shard), before or after attach, and attach "
+                            "the model itself")
     return model
 
 

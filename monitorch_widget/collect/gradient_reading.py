@@ -34,6 +34,7 @@ from .faults import FaultLog
 from .gradient_layout import Layout
 from .hooks import Site
 from .optimizer_steps import STEPS
+from .sharding import Shards, local, shards_of
 from .streams import BankRow, StreamBank
 from .units import UnitSpec, parameter_units
 
@@ -63,9 +64,26 @@ class GradientSite(Site):
         # False on all ranks but one when the gradient is the same on every rank (DDP's all-reduced one):
         # one optimizer step is one observation, not one per rank
         self.counted_here = True
+        self.shards: Shards | None = None
         self.pending: tuple[Layout, int, int, int] | None = None  # (layout, generation, row, position)
-        self._register = lambda: param.register_post_accumulate_grad_hook(self._on_accumulate)
-        if param.requires_grad:
+        self._register = lambda: self.param.register_post_accumulate_grad_hook(self._on_accumulate)
+        self.bind(param)
+
+    def bind(self, param: nn.Parameter) -> None:
+        """Watch ``param`` (at attach, or the parameter that replaced it: FSDP2's sharded DTensor)."""
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+        self.param = param
+        self.pending, self.grad_ref = None, None
+        try:
+            self.shards = shards_of(param)
+        except ValueError as exc:
+            self.fail(str(exc))
+            return
+        if self.shards is not None:
+            self.counted_here = self.shards.counts_here
+        if param.requires_grad and not self.hidden and self._register is not None:
             self.handle = self._register()
 
     def _on_accumulate(self, param: torch.Tensor) -> None:
@@ -82,9 +100,11 @@ class GradientSite(Site):
             self.handle = self._register()
 
     def same_gradient(self, g: torch.Tensor, extra_versions: int = 0) -> bool:
+        g = local(g)  # a sharded gradient lives (and accumulates) in its local shard
         return self.grad_ref is not None and self.grad_ref() is g and g._version == self.grad_version + extra_versions
 
     def remember(self, g: torch.Tensor) -> None:
+        g = local(g)
         self.grad_ref = weakref.ref(g)
         self.grad_version = g._version
 
@@ -212,9 +232,36 @@ class GradientReader:
         signature = tuple(id(p) for g in groups for p in g["params"][:1]) + tuple(len(g["params"]) for g in groups)
         cached = self._optimizers.get(id(optimizer))
         if cached is None or cached[0] != signature:
+            self.follow_replaced()
             sites = [self.by_param[id(p)] for g in groups for p in g["params"] if id(p) in self.by_param]
             cached = self._optimizers[id(optimizer)] = (signature, sites)
         return cached[1]
+
+    def follow_replaced(self) -> None:
+        """Re-bind the sites whose module now holds another parameter under the same name: ``fully_shard``
+        (FSDP2) replaces every parameter with a sharded DTensor, so an inspector attached before sharding
+        follows the parameters the optimizer is given. Called outside forward/backward (an optimizer's
+        first step, the tick), where FSDP2 modules hold their sharded parameters."""
+        changed = False
+        for s in self.sites:
+            current = s.module._parameters.get(s.param_name, getattr(s.module, s.param_name, None))
+            if current is s.param or s.off:
+                continue
+            if not isinstance(current, nn.Parameter) or current.shape != s.param.shape:
+                s.fail(f"parameter {s.param_name!r} was replaced by a {type(current).__name__} of shape "
+                       f"{tuple(getattr(current, 'shape', ()))} after attach (FullyShardedDataParallel, FSDP1, "
+                       "flattens parameters: not supported); shard with fully_shard (FSDP2) instead, before or "
+                       "after attach")
+                continue
+            self.by_param.pop(id(s.param), None)
+            s.bind(current)
+            self.by_param[id(current)] = s
+            changed = True
+        if changed:
+            for layout in self.layouts.values():
+                self._fold(layout)
+            self.layouts = {}
+            self._optimizers = {}
 
     # --- observations ---------------------------------------------------------------------------------
     def _observe(self, sites: list[GradientSite], commit: bool) -> None:
@@ -230,12 +277,13 @@ class GradientReader:
             if g.shape != s.units.shape:
                 s.fail(f"gradient shape {tuple(g.shape)} differs from the parameter's {s.units.shape}")
                 continue
-            grads.append(g.detach())
+            grads.append(local(g).detach())
             usable.append(s)
-        by_device: dict[torch.device, list[int]] = {}
-        for i, g in enumerate(grads):
-            by_device.setdefault(g.device, []).append(i)
-        for device, members in by_device.items():  # one layout per device (model-parallel parameters)
+        by_device: dict[tuple[torch.device, int], list[int]] = {}
+        for i, g in enumerate(grads):  # one layout per device (model-parallel) and per shard group (FSDP2)
+            shards = usable[i].shards
+            by_device.setdefault((g.device, 0 if shards is None else id(shards.group)), []).append(i)
+        for (device, _), members in by_device.items():
             group = [usable[i] for i in members]
             try:
                 layout = self._layout(group, device)
@@ -255,7 +303,7 @@ class GradientReader:
                     self._commit(s)
 
     def _layout(self, sites: list[GradientSite], device: torch.device) -> Layout:
-        key = (device, *(id(s) for s in sites))
+        key = (device, *(id(s) for s in sites), *(s.shards.key for s in sites if s.shards is not None))
         layout = self.layouts.get(key)
         if layout is None:
             layout = self.layouts[key] = Layout(sites, device, self.eps)
@@ -285,6 +333,7 @@ class GradientReader:
         counted first; a provisional refresh (``update_every``) leaves them undecided."""
         if final:
             STEPS.running = None  # a step that raised never reached its post-hook
+            self.follow_replaced()
             for s in self.sites:
                 s.ensure_hook()
                 if s.pending is not None and not s.stepped and not s.counted:

@@ -91,6 +91,39 @@ def ddp_variants(rank: int, world: int, variants: list[dict[str, Any]]) -> list[
     return [ddp(rank, world, **variant) for variant in variants]
 
 
+def fsdp(rank: int, world: int, attach_before: bool, epochs: int = 2, steps: int = 3, per_rank: int = 3,
+         aggregation: str = "mean") -> dict[str, Any]:
+    """FSDP2 (``fully_shard`` per layer and at the root), attached before or after sharding; Adam steps."""
+    from torch.distributed.fsdp import fully_shard
+
+    model = make_model()
+    inspector = PyTorchInspector([ParameterGradientActivation(death_aggregation=aggregation),
+                                  OutputActivation()], visualizer="none")
+    if attach_before:
+        inspector.attach(model)
+    for layer in (model[0], model[2], model[4]):
+        fully_shard(layer)
+    fully_shard(model)
+    if not attach_before:
+        inspector.attach(model)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in range(epochs):
+        for x, y in global_batches(epoch, steps, per_rank, world):
+            part = slice(rank * per_rank, (rank + 1) * per_rank)
+            loss_fn(model(x[part]), y[part]).backward()
+            opt.step()
+            opt.zero_grad()
+        inspector.tick_epoch()
+    out = gradient_series(inspector)
+    out["groups"] = inspector.history.runs[0].groups(W)
+    return out
+
+
+def fsdp_variants(rank: int, world: int, variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [fsdp(rank, world, **variant) for variant in variants]
+
+
 def uneven_batches(epoch: int) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
     """Per rank, its batches of ``epoch``: 3 and 2 in epoch 0, 2 and none in epoch 1."""
     batches = global_batches(epoch, 5, 4, 1)

@@ -1,0 +1,90 @@
+"""FSDP2 (``fully_shard``) on 2 gloo ranks: gradient statistics from the local shards, equal to those of the
+same model trained unsharded on the same global batches; FSDP1 refused at attach."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ranks import PARAMS, W, global_batches, make_model
+from spawn import run_ranks
+from torch import nn
+
+EPS = 1e-8
+VARIANTS = [{"attach_before": False}, {"attach_before": True}, {"attach_before": False, "aggregation": "Q1"}]
+
+
+def rates(g: torch.Tensor) -> tuple[float, float]:
+    active = g.abs() > EPS
+    if g.dim() <= 1:
+        return active.double().mean().item(), (~active).double().mean().item()
+    return active.double().mean().item(), (~active.reshape(g.shape[0], -1).any(1)).double().mean().item()
+
+
+def expected(epochs: int = 2, steps: int = 3, per_rank: int = 3, world: int = 2, aggregation: str = "mean",
+             **_: object) -> dict[str, list[list[float]]]:
+    """One process, unsharded, no engine: Adam on the global batch's mean loss (the gradient FSDP's
+    reduce-scatter averages); rates of the gradient each step uses."""
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    loss_fn = nn.CrossEntropyLoss()
+    names = {f"{group} {tag}": f"{group}.{'weight' if tag.startswith('Weight') else 'bias'}" for group, tag in PARAMS}
+    out: dict[str, list[list[float]]] = {k: [[], []] for k in names}
+    for epoch in range(epochs):
+        per_epoch: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
+        for x, y in global_batches(epoch, steps, per_rank, world):
+            loss_fn(model(x), y).backward()
+            params = dict(model.named_parameters())
+            for key, pname in names.items():
+                per_epoch[key].append(rates(params[pname].grad))
+            opt.step()
+            opt.zero_grad()
+        for key, pairs in per_epoch.items():
+            dead = [p[1] for p in pairs]
+            out[key][0].append(float(np.mean([p[0] for p in pairs])))
+            out[key][1].append(float(np.quantile(dead, 0.25) if aggregation == "Q1" else np.mean(dead)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def fsdp_runs(tmp_path_factory):
+    return run_ranks("fsdp_variants", tmp_path_factory.mktemp("fsdp"), variants=VARIANTS, timeout=120)
+
+
+@pytest.mark.parametrize("index", range(len(VARIANTS)), ids=["after", "before", "after-Q1"])
+def test_fsdp2_statistics_equal_the_unsharded_model_s(fsdp_runs, index):
+    want = expected(**VARIANTS[index])
+    for rank in fsdp_runs:
+        got = rank[index]
+        assert got.pop("groups") == ["0", "2", "4"]  # the user's names
+        assert got.keys() == want.keys()
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-9, atol=1e-12, err_msg=key)
+
+
+def test_the_data_has_units_dead_on_one_shard_only():
+    """Guard: the last layer's 7 weight rows split 4 + 3; a death rate that ignored one shard's rows or
+    counted a rank's rows twice would differ from the unsharded one (which is neither 0 nor 1)."""
+    want = expected()
+    deaths = want["2 " + W][1] + want["2 Bias Gradient Activation"][1]
+    assert any(0 < d < 1 for d in deaths)
+
+
+def test_fsdp1_is_refused_at_attach_with_a_way_out(monkeypatch):
+    """FSDP1 cannot be built without an accelerator: a stand-in subclass takes its place in
+    ``torch.distributed.fsdp`` (attach looks the class up there)."""
+    import torch.distributed.fsdp
+
+    from monitorch_widget import PyTorchInspector
+    from monitorch_widget.lens import ParameterGradientActivation
+
+    class FullyShardedDataParallel(nn.Module):
+        def __init__(self, module: nn.Module) -> None:
+            super().__init__()
+            self._fsdp_wrapped_module = module
+
+    monkeypatch.setattr(torch.distributed.fsdp, "FullyShardedDataParallel", FullyShardedDataParallel)
+    model = nn.Sequential(FullyShardedDataParallel(make_model()))
+    with pytest.raises(TypeError, match=r"FullyShardedDataParallel \(FSDP1\) at 0:.*fully_shard"):
+        PyTorchInspector([ParameterGradientActivation()], visualizer="none").attach(model)
+    PyTorchInspector([ParameterGradientActivation()], visualizer="none").attach(make_model())  # no false alarm
