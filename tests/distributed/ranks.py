@@ -17,8 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from monitorch_widget import MonitorNotice, MonitorWarning, PyTorchInspector
-from monitorch_widget.collect.rank_exchange import DistributedTickError
+from monitorch_widget import DistributedTickError, MonitorNotice, MonitorWarning, PyTorchInspector
 from monitorch_widget.lens import LossMetrics, OutputActivation, ParameterGradientActivation
 
 W, B = "Weight Gradient Activation", "Bias Gradient Activation"
