@@ -29,6 +29,37 @@ def make_model() -> nn.Module:
     return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 7), nn.ReLU(), nn.Linear(7, 3))
 
 
+class Conv1D(nn.Module):
+    """GPT-2's layout (transformers.pytorch_utils.Conv1D): weight [in, out], units along axis 1."""
+
+    def __init__(self, nx: int, nf: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(nx, nf) * 0.5)
+        self.bias = nn.Parameter(torch.zeros(nf))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight + self.bias
+
+
+class UnitsModel(nn.Module):
+    """Units that a row shard splits: Conv1D (axis 1) and a grouped ConvTranspose (axis 1 within groups)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj = Conv1D(6, 8)
+        self.act = nn.ReLU()
+        self.up = nn.ConvTranspose1d(4, 6, 3, groups=2, bias=False)
+        self.head = nn.Linear(24, 3)
+        with torch.no_grad():  # dead units: two Conv1D columns, the first output channel of each group
+            self.proj.bias[[1, 6]] = -20.0
+            self.up.weight[:, 0] = -self.up.weight[:, 0].abs() - 0.1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.proj(x)).reshape(x.shape[0], 4, 2)
+        return self.head(self.act(self.up(h)).flatten(1))
+
+
 def global_batches(epoch: int, steps: int, per_rank: int, world: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Sparse inputs (half the features zero per sample): one rank's gradient has zero entries that the
     all-reduced gradient does not, so reading before the all-reduce gives different rates."""
@@ -91,16 +122,16 @@ def ddp_variants(rank: int, world: int, variants: list[dict[str, Any]]) -> list[
 
 
 def fsdp(rank: int, world: int, attach_before: bool, epochs: int = 2, steps: int = 3, per_rank: int = 3,
-         aggregation: str = "mean") -> dict[str, Any]:
+         aggregation: str = "mean", units_model: bool = False) -> dict[str, Any]:
     """FSDP2 (``fully_shard`` per layer and at the root), attached before or after sharding; Adam steps."""
     from torch.distributed.fsdp import fully_shard
 
-    model = make_model()
+    model = UnitsModel() if units_model else make_model()
     inspector = PyTorchInspector([ParameterGradientActivation(death_aggregation=aggregation),
                                   OutputActivation()], visualizer="none")
     if attach_before:
         inspector.attach(model)
-    for layer in (model[0], model[2], model[4]):
+    for layer in ((model.proj, model.up) if units_model else (model[0], model[2], model[4])):
         fully_shard(layer)
     fully_shard(model)
     if not attach_before:
@@ -114,6 +145,11 @@ def fsdp(rank: int, world: int, attach_before: bool, epochs: int = 2, steps: int
             opt.step()
             opt.zero_grad()
         inspector.tick_epoch()
+    if units_model:
+        h = inspector.history
+        return {f"{group} {tag}": [h.series(tag, group, "activation_rate").tolist(),
+                                   h.series(tag, group, "death_rate").tolist()]
+                for group, tag in [("proj", W), ("up", W), ("head", W)]}
     out = gradient_series(inspector)
     out["groups"] = inspector.history.runs[0].groups(W)
     return out

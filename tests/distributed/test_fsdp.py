@@ -6,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ranks import PARAMS, W, global_batches, make_model
+from ranks import PARAMS, UnitsModel, W, global_batches, make_model
 from spawn import run_ranks
 from torch import nn
 
 EPS = 1e-8
-VARIANTS = [{"attach_before": False}, {"attach_before": True}, {"attach_before": False, "aggregation": "Q1"}]
+VARIANTS = [{"attach_before": False}, {"attach_before": True}, {"attach_before": False, "aggregation": "Q1"},
+            {"attach_before": True, "units_model": True}]
 
 
 def rates(g: torch.Tensor) -> tuple[float, float]:
@@ -51,9 +52,46 @@ def fsdp_runs(tmp_path_factory):
     return run_ranks("fsdp_variants", tmp_path_factory.mktemp("fsdp"), variants=VARIANTS, timeout=120)
 
 
-@pytest.mark.parametrize("index", range(len(VARIANTS)), ids=["after", "before", "after-Q1"])
+def unit_rates(g: torch.Tensor, units: torch.Tensor) -> tuple[float, float]:
+    """``units``: the unit of each entry of ``g`` (same shape), written out by hand per layer."""
+    active = g.abs() > EPS
+    alive = torch.zeros(int(units.max()) + 1, dtype=torch.bool).index_put_((units.reshape(-1),),
+                                                                           active.reshape(-1), accumulate=True)
+    return active.double().mean().item(), (~alive).double().mean().item()
+
+
+def expected_units(epochs: int = 2, steps: int = 3, per_rank: int = 3, world: int = 2) -> dict[str, list[list[float]]]:
+    """UnitsModel unsharded: Conv1D weight [6, 8] has a unit per column; ConvTranspose1d(4, 6, groups=2) weight
+    [4, 3, 3] has output channel g * 3 + j for input rows of group g = row // 2 and column j."""
+    model = UnitsModel()
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    units = {"proj": torch.arange(8).expand(6, 8),
+             "up": (torch.arange(4)[:, None, None] // 2 * 3 + torch.arange(3)[None, :, None]).expand(4, 3, 3),
+             "head": torch.arange(3)[:, None].expand(3, 24)}
+    out: dict[str, list[list[float]]] = {f"{k} {W}": [[], []] for k in units}
+    for epoch in range(epochs):
+        pairs: dict[str, list[tuple[float, float]]] = {k: [] for k in units}
+        for x, y in global_batches(epoch, steps, per_rank, world):
+            nn.CrossEntropyLoss()(model(x), y).backward()
+            for k, u in units.items():
+                pairs[k].append(unit_rates(getattr(model, k).weight.grad, u))
+            opt.step()
+            opt.zero_grad()
+        for k, p in pairs.items():
+            out[f"{k} {W}"][0].append(float(np.mean([a for a, _ in p])))
+            out[f"{k} {W}"][1].append(float(np.mean([d for _, d in p])))
+    return out
+
+
+@pytest.mark.parametrize("index", range(len(VARIANTS)), ids=["after", "before", "after-Q1", "units"])
 def test_fsdp2_statistics_equal_the_unsharded_model_s(fsdp_runs, index):
-    want = expected(**VARIANTS[index])
+    want = expected_units() if VARIANTS[index].get("units_model") else expected(**VARIANTS[index])
+    if VARIANTS[index].get("units_model"):
+        assert any(0 < d < 1 for k in want for d in want[k][1]), "guard: some units die, not all"
+        for rank in fsdp_runs:
+            for key in want:
+                np.testing.assert_allclose(rank[index][key], want[key], rtol=1e-9, atol=1e-12, err_msg=key)
+        return
     for rank in fsdp_runs:
         got = rank[index]
         assert got.pop("groups") == ["0", "2", "4"]  # the user's names
