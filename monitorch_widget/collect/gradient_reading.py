@@ -340,7 +340,12 @@ class GradientReader:
                     self._commit(s)
                     s.counted = True
         for layout in self.layouts.values():
-            self._fold(layout)
+            try:
+                self._fold(layout)
+            except Exception as exc:  # noqa: BLE001 - (a shard group's sum) the epoch goes on without them
+                for s in layout.sites:
+                    s.fail(f"folding gradient statistics failed with {type(exc).__name__}: {exc}")
+                layout.used, layout.present[:] = 0, False
 
     def reset(self) -> None:
         """A new epoch: rows were folded at the tick; undecided ones stay with their gradients."""

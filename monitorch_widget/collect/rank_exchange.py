@@ -85,7 +85,10 @@ class RankExchange:
         try:
             store.wait(keys, datetime.timedelta(seconds=self.timeout))
         except Exception as exc:  # noqa: BLE001 - a store timeout (RuntimeError / DistStoreError)
-            missing = [k for k in keys if not store.check([k])]
+            try:
+                missing = [k for k in keys if not store.check([k])]
+            except Exception:  # noqa: BLE001 - the store itself is gone (the master rank exited)
+                missing = keys
             if not missing:
                 return
             raise DistributedTickError(

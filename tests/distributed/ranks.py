@@ -189,8 +189,8 @@ def quirks(rank: int, world: int) -> dict[str, Any]:
     return {f"{c.panel}|{c.group}|{c.key}": run.data[:, j].tolist() for j, c in enumerate(run.columns)}
 
 
-def only_rank0_ticks(rank: int, world: int) -> dict[str, Any]:
-    """The common mistake: ``if rank == 0: inspector.tick_epoch()``."""
+def one_rank_ticks(rank: int, world: int, ticker: int = 0) -> dict[str, Any]:
+    """The common mistake: ``if rank == 0: inspector.tick_epoch()`` (``ticker``: the rank that ticks)."""
     import time
 
     model = make_model()
@@ -198,7 +198,7 @@ def only_rank0_ticks(rank: int, world: int) -> dict[str, Any]:
                                  distributed_timeout=2.0).attach(model)
     model(torch.randn(4, 6))
     inspector.push_loss(1.0, train=True)
-    if rank != 0:
+    if rank != ticker:
         return {"error": None}
     started = time.monotonic()
     try:

@@ -70,9 +70,16 @@ def test_quantiles_differ_from_a_single_rank_s_own():
 
 
 def test_a_rank_that_does_not_tick_gives_a_clear_error_within_the_timeout(tmp_path):
-    rank0, rank1 = run_ranks("only_rank0_ticks", tmp_path)
+    rank0, rank1 = run_ranks("one_rank_ticks", tmp_path)
     assert rank1["error"] is None
     assert "rank(s) 1 did not reach tick_epoch()" in rank0["error"]
     assert "Call tick_epoch() on every rank" in rank0["error"]
     assert "distributed_timeout=2 s" in rank0["error"]
     assert 1.5 < rank0["seconds"] < 15
+
+
+def test_the_master_rank_missing_is_named_too(tmp_path):
+    rank0, rank1 = run_ranks("one_rank_ticks", tmp_path, ticker=1)
+    assert rank0["error"] is None
+    assert "rank(s) 0 did not reach tick_epoch()" in rank1["error"]
+    assert 1.5 < rank1["seconds"] < 15
