@@ -51,7 +51,12 @@ def copy_to_host(accumulators: Sequence[Accumulator]) -> list[HostPart | None]:
     return out
 
 
-def _pack(parts: list[HostPart | None], problems: Sequence[str] = ()) -> bytes:
+def describe(acc: Accumulator) -> str:
+    """What an accumulator is, to check that ranks line the same ones up (same lenses, same sites)."""
+    return f"{type(acc).__name__}:{acc.width}:{getattr(acc, 'size', 1)}"
+
+
+def _pack(parts: list[HostPart | None], problems: Sequence[str] = (), layout: Sequence[str] = ()) -> bytes:
     arrays: dict[str, np.ndarray] = {}
     present = []
     for i, part in enumerate(parts):
@@ -61,7 +66,8 @@ def _pack(parts: list[HostPart | None], problems: Sequence[str] = ()) -> bytes:
         arrays[f"s{i}"], arrays[f"e{i}"] = part[0], part[1]
         for slot, values in part[2].items():
             arrays[f"k{i}_{slot}"] = values
-    return encode(arrays, {"present": present, "size": len(parts), "problems": list(problems)})
+    return encode(arrays, {"present": present, "size": len(parts), "problems": list(problems),
+                           "layout": list(layout)})
 
 
 def _unpack(data: bytes) -> tuple[list[HostPart | None], dict]:
@@ -120,9 +126,17 @@ def to_host(accumulators: Sequence[Accumulator], slots: dict[int, list[BankRow]]
     parts = copy_to_host(accumulators)
     if exchange is not None:
         def reduce(blobs: list[bytes]) -> bytes:
-            return _pack(*combine_parts([_unpack(b)[0] for b in blobs]))
+            ranks = [_unpack(b) for b in blobs]
+            differ = [r for r, (_, meta) in enumerate(ranks) if meta["layout"] != ranks[exchange.master][1]["layout"]]
+            if differ:  # lined up by position, their statistics would mix: show the master's own
+                return _pack(ranks[exchange.master][0], [
+                    f"rank(s) {', '.join(map(str, differ))} watch other statistics than rank {exchange.master} (a "
+                    "different model, lenses or inspector on some rank); this epoch shows rank "
+                    f"{exchange.master}'s own batches"])
+            return _pack(*combine_parts([parts for parts, _ in ranks]))
 
-        parts, meta = _unpack(exchange.combine(_pack(parts), reduce))
+        mine = _pack(parts, layout=[describe(acc) for acc in accumulators])
+        parts, meta = _unpack(exchange.combine(mine, reduce))
         for problem in meta["problems"]:
             if report is not None:
                 report(problem)
