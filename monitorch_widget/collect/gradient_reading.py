@@ -37,6 +37,7 @@ from .optimizer_steps import STEPS
 from .sharding import Shards, local, shards_of
 from .streams import BankRow, StreamBank
 from .units import UnitSpec, parameter_units
+from .wrapped import follow_replaced, note_ddp
 
 _ENGINE = torch.autograd.Variable._execution_engine
 
@@ -129,7 +130,7 @@ class GradientReader:
         self.queued = False
         self._optimizers: dict[int, tuple[tuple[int, ...], list[GradientSite]]] = {}
         self._wrapper_hook: Any = None
-        self._wrappers: set[int] = set()
+        self.wrappers: set[int] = set()
         STEPS.listen(self)
 
     def add(self, site: GradientSite) -> None:
@@ -137,25 +138,7 @@ class GradientReader:
         self.by_param[id(site.param)] = site
         if self._wrapper_hook is None and torch.distributed.is_available():
             # one cheap hook, on the first watched module: it runs inside a DDP forward wherever DDP wraps
-            self._wrapper_hook = site.module.register_forward_pre_hook(self._note_ddp)
-
-    def _note_ddp(self, module: nn.Module, args: Any) -> None:
-        """Inside a DDP forward: its parameters' gradients are all-reduced, the same on every rank of its
-        process group, so only that group's rank 0 counts their observations (the tick sums the ranks)."""
-        ddp = getattr(torch.nn.parallel.DistributedDataParallel, "_active_ddp_module", None)
-        if ddp is None or id(ddp) in self._wrappers:
-            return
-        self._wrappers.add(id(ddp))
-        try:
-            here = torch.distributed.get_rank(ddp.process_group) == 0
-            ignored = set(getattr(ddp, "parameters_to_ignore", ()))
-            for name, param in ddp.module.named_parameters():
-                site = self.by_param.get(id(param))
-                if site is not None and name not in ignored:
-                    site.counted_here = here
-        except Exception as exc:  # noqa: BLE001 - a monitor must never stop training
-            self.faults.report(self.lens, f"inspecting the DDP wrapper failed with {type(exc).__name__}: {exc}; "
-                               "each rank's gradient observations are counted")
+            self._wrapper_hook = site.module.register_forward_pre_hook(lambda m, a: note_ddp(self))
 
     # --- backward passes ----------------------------------------------------------------------------
     def on_accumulate(self, site: GradientSite) -> None:
@@ -238,26 +221,8 @@ class GradientReader:
         return cached[1]
 
     def follow_replaced(self) -> None:
-        """Re-bind the sites whose module now holds another parameter under the same name: ``fully_shard``
-        (FSDP2) replaces every parameter with a sharded DTensor, so an inspector attached before sharding
-        follows the parameters the optimizer is given. Called outside forward/backward (an optimizer's
-        first step, the tick), where FSDP2 modules hold their sharded parameters."""
-        changed = False
-        for s in self.sites:
-            current = s.module._parameters.get(s.param_name, getattr(s.module, s.param_name, None))
-            if current is s.param or s.off:
-                continue
-            if not isinstance(current, nn.Parameter) or current.shape != s.param.shape:
-                s.fail(f"parameter {s.param_name!r} was replaced by a {type(current).__name__} of shape "
-                       f"{tuple(getattr(current, 'shape', ()))} after attach (FullyShardedDataParallel, FSDP1, "
-                       "flattens parameters: not supported); shard with fully_shard (FSDP2) instead, before or "
-                       "after attach")
-                continue
-            self.by_param.pop(id(s.param), None)
-            s.bind(current)
-            self.by_param[id(current)] = s
-            changed = True
-        if changed:
+        """Re-bind sites whose module now holds another parameter (``fully_shard``): see :mod:`.wrapped`."""
+        if follow_replaced(self):
             for layout in self.layouts.values():
                 self._fold(layout)
             self.layouts = {}
