@@ -305,6 +305,8 @@ class GradientReader:
                     self._commit(s)
                     s.counted = True
         for layout in self.layouts.values():
+            if not final and layout.group is not None:
+                continue  # a shard group sums its rows in step (the tick, a full buffer); ranks refresh apart
             try:
                 self._fold(layout)
             except Exception as exc:  # noqa: BLE001 - (a shard group's sum) the epoch goes on without them

@@ -122,13 +122,13 @@ def ddp_variants(rank: int, world: int, variants: list[dict[str, Any]]) -> list[
 
 
 def fsdp(rank: int, world: int, attach_before: bool, epochs: int = 2, steps: int = 3, per_rank: int = 3,
-         aggregation: str = "mean", units_model: bool = False) -> dict[str, Any]:
+         aggregation: str = "mean", units_model: bool = False, update_every: int | None = None) -> dict[str, Any]:
     """FSDP2 (``fully_shard`` per layer and at the root), attached before or after sharding; Adam steps."""
     from torch.distributed.fsdp import fully_shard
 
     model = UnitsModel() if units_model else make_model()
     inspector = PyTorchInspector([ParameterGradientActivation(death_aggregation=aggregation),
-                                  OutputActivation()], visualizer="none")
+                                  OutputActivation()], visualizer="none", update_every=update_every)
     if attach_before:
         inspector.attach(model)
     for layer in ((model.proj, model.up) if units_model else (model[0], model[2], model[4])):

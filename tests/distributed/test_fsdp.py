@@ -11,7 +11,8 @@ from spawn import run_ranks
 from torch import nn
 
 EPS = 1e-8
-VARIANTS = [{"attach_before": False}, {"attach_before": True}, {"attach_before": False, "aggregation": "Q1"},
+# update_every: provisional refreshes (each rank's own, at its own moments) leave the shard sums to the tick
+VARIANTS = [{"attach_before": False}, {"attach_before": True, "update_every": 1}, {"attach_before": False, "aggregation": "Q1"},
             {"attach_before": True, "units_model": True}]
 
 
