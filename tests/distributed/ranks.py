@@ -208,6 +208,12 @@ def one_rank_ticks(rank: int, world: int, ticker: int = 0) -> dict[str, Any]:
     return {"error": "no error"}
 
 
+def quirks_and_missing_ticks(rank: int, world: int) -> dict[str, Any]:
+    """All rank-quirk cases in one pair of processes (each inspector meets under its own keys)."""
+    return {"quirks": quirks(rank, world), "rank 0 ticks": one_rank_ticks(rank, world, 0),
+            "rank 1 ticks": one_rank_ticks(rank, world, 1)}
+
+
 def main() -> None:
     scenario, rank, world, port, outdir, args = sys.argv[1:7]
     rank_, world_ = int(rank), int(world)

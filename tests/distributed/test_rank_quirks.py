@@ -13,8 +13,13 @@ EPS = 1e-8
 
 
 @pytest.fixture(scope="module")
-def quirks(tmp_path_factory):
-    return run_ranks("quirks", tmp_path_factory.mktemp("quirks"))
+def ranks(tmp_path_factory):
+    return run_ranks("quirks_and_missing_ticks", tmp_path_factory.mktemp("quirks"))
+
+
+@pytest.fixture
+def quirks(ranks):
+    return [r["quirks"] for r in ranks]
 
 
 def expected_quirks() -> dict[str, list[float]]:
@@ -69,8 +74,8 @@ def test_quantiles_differ_from_a_single_rank_s_own():
     assert all(abs(np.median(own) - combined) > 1e-6 for own in losses)
 
 
-def test_a_rank_that_does_not_tick_gives_a_clear_error_within_the_timeout(tmp_path):
-    rank0, rank1 = run_ranks("one_rank_ticks", tmp_path)
+def test_a_rank_that_does_not_tick_gives_a_clear_error_within_the_timeout(ranks):
+    rank0, rank1 = (r["rank 0 ticks"] for r in ranks)
     assert rank1["error"] is None
     assert "rank(s) 1 did not reach tick_epoch()" in rank0["error"]
     assert "Call tick_epoch() on every rank" in rank0["error"]
@@ -78,8 +83,8 @@ def test_a_rank_that_does_not_tick_gives_a_clear_error_within_the_timeout(tmp_pa
     assert 1.5 < rank0["seconds"] < 15
 
 
-def test_the_master_rank_missing_is_named_too(tmp_path):
-    rank0, rank1 = run_ranks("one_rank_ticks", tmp_path, ticker=1)
+def test_the_master_rank_missing_is_named_too(ranks):
+    rank0, rank1 = (r["rank 1 ticks"] for r in ranks)
     assert rank0["error"] is None
     assert "rank(s) 0 did not reach tick_epoch()" in rank1["error"]
     assert 1.5 < rank1["seconds"] < 15
