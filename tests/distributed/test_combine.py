@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
+from monitorch_widget import PyTorchInspector
 from monitorch_widget.collect.streams import StatStream
 from monitorch_widget.collect.transfer import _pack, combine_parts, copy_to_host, describe, to_host
+from monitorch_widget.lens import LossMetrics
 
 
 def part(values: list[float]):
@@ -61,3 +64,9 @@ def test_ranks_that_watch_other_statistics_are_not_mixed():
     same = _pack([theirs], layout=[describe(stream)])
     summaries = to_host([stream], exchange=TwoRanks(same), report=problems.append)
     assert summaries[id(stream)][0].point("median") == 3.0  # median of 1, 3, 100
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, "60", True, float("nan")])
+def test_distributed_timeout_must_be_a_positive_number_of_seconds(bad):
+    with pytest.raises(ValueError, match="distributed_timeout=.*positive number of seconds"):
+        PyTorchInspector([LossMetrics()], visualizer="none", distributed_timeout=bad)
