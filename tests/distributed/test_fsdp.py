@@ -127,3 +127,21 @@ def test_fsdp1_is_refused_at_attach_with_a_way_out(monkeypatch):
     with pytest.raises(TypeError, match=r"FullyShardedDataParallel \(FSDP1\) at 0:.*fully_shard"):
         PyTorchInspector([ParameterGradientActivation()], visualizer="none").attach(model)
     PyTorchInspector([ParameterGradientActivation()], visualizer="none").attach(make_model())  # no false alarm
+
+
+def test_a_parameter_flattened_away_after_attach_is_reported_not_silently_unread():
+    """What FSDP1 does to a model attached before wrapping: the module's parameter becomes a plain tensor."""
+    from monitorch_widget import MonitorWarning, PyTorchInspector
+    from monitorch_widget.lens import ParameterGradientActivation
+
+    model = make_model()
+    inspector = PyTorchInspector([ParameterGradientActivation()], visualizer="none").attach(model)
+    flat = model[0].weight.detach().clone()
+    del model[0].weight
+    model[0].weight = flat
+    model(torch.randn(3, 6)).sum().backward()
+    with pytest.warns(MonitorWarning, match=r"0: parameter 'weight' was replaced by a Tensor of shape \(8, 6\) after "
+                                            r"attach \(FullyShardedDataParallel, FSDP1.*fully_shard"):
+        inspector.tick_epoch()
+    assert np.isnan(inspector.history.series(W, "0", "activation_rate")[-1])
+    assert not np.isnan(inspector.history.series(W, "2", "activation_rate")[-1])
