@@ -18,6 +18,11 @@ to the version). To count lives that no step uses, each backward pass is read sp
 marks that row as its observation, so the usual loop (backward, step, zero_grad) reads each gradient once.
 Backward passes inside a step (a closure) are read by that step only.
 
+Under distributed wrappers the gradient read is the one the optimizer uses: the end-of-pass read runs after
+every engine callback queued during the pass (DDP's reducer finalisation: the all-reduced gradient), a
+DDP-managed gradient is counted on one rank (:mod:`.wrapped`), and an FSDP2 gradient is read from its local
+shard, its counts summed over the shard group (:mod:`.sharding`).
+
 Everything here runs under ``torch.no_grad()`` on detached gradients (``create_graph=True`` leaves
 gradients that require grad) and allocates outside inference mode.
 """

@@ -8,7 +8,7 @@ Invariants of the hot path (the per-batch hook calls):
 - when a buffer is full, :meth:`RowBuffer.fold` reduces its rows into a :class:`StatStream` with a fixed
   number of device ops (amortised over ``capacity`` batches).
 At a tick, :func:`to_host` concatenates every stream of every lens per device and copies it to the host
-once (after one SUM and one MAX collective when ``torch.distributed`` is initialised).
+once; under ``torch.distributed`` the ranks' host copies are then combined (:mod:`.rank_exchange`).
 """
 
 from __future__ import annotations
