@@ -56,8 +56,8 @@ class Layout:
         width = start
         # sharded gradients (FSDP2): every rank writes its shard's counts into the global unit columns, and
         # the rows are summed over the shard group before they fold (see .sharding)
-        groups = {id(s.shards.group): s.shards.group for s in sites if s.shards is not None}
-        if len(groups) > 1 or (groups and any(s.shards is None for s in sites)):
+        groups = {id(s.shards.group): s.shards.group for s in sites if s.shards is not None and s.shards.group}
+        if len(groups) > 1 or (groups and any(s.shards is None or s.shards.group is None for s in sites)):
             raise ValueError("a layout holds either unsharded parameters or parameters of one shard group")
         self.group = next(iter(groups.values()), None)
         self.reduced = 0  # rows [0, reduced) were summed over the group already (kept across a fold)

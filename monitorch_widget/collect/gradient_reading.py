@@ -252,7 +252,8 @@ class GradientReader:
         by_device: dict[tuple[torch.device, int], list[int]] = {}
         for i, g in enumerate(grads):  # one layout per device (model-parallel) and per shard group (FSDP2)
             shards = usable[i].shards
-            by_device.setdefault((g.device, 0 if shards is None else id(shards.group)), []).append(i)
+            key = 0 if shards is None or shards.group is None else id(shards.group)
+            by_device.setdefault((g.device, key), []).append(i)
         for (device, _), members in by_device.items():
             group = [usable[i] for i in members]
             try:

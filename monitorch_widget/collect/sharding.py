@@ -9,7 +9,7 @@ ranks is dead only if it is zero on every rank, and a row-sharded weight's dead 
 lie and summed. The summed rows are the same on every rank of the group; its rank 0 counts them.
 
 FSDP2 shards dimension 0 the way ``torch.chunk`` does (``ceil(n / world)`` rows per rank, fewer or none
-on the last ranks); a 1-D mesh with ``Shard(d)`` or ``Replicate()`` is supported.
+on the last ranks); one sharded mesh dimension, with any replicated ones (HSDP), is supported.
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ def local(g: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Shards:
-    """Where this rank's shard of a parameter lies: ``dim``, ``offset`` and ``length`` (None: replicated),
-    the process ``group`` to sum counts over, and whether this rank counts the summed observations."""
+    """Where this rank's shard of a parameter lies: ``dim``, ``offset`` and ``length`` (``dim`` None: a
+    replicated whole), the process ``group`` to sum counts over (None: nothing to sum), and whether this rank
+    counts the observations (rank 0 of every mesh dimension)."""
 
     dim: int | None
     offset: int
@@ -54,26 +55,27 @@ class Shards:
 
 
 def shards_of(param: torch.Tensor) -> Shards | None:
-    """None for a plain tensor; raises ``ValueError`` for placements that cannot be read shard by shard."""
+    """None for a plain tensor; raises ``ValueError`` for placements that cannot be read shard by shard.
+
+    Mesh dimensions placed ``Replicate()`` hold copies (HSDP's replica groups): only their rank 0 counts.
+    At most one mesh dimension may shard the parameter (``Shard(d)``, as FSDP2 and HSDP do)."""
     if not is_dtensor(param):
         return None
     mesh, placements = param.device_mesh, param.placements  # type: ignore[attr-defined]
-    if mesh.ndim != 1 or len(placements) != 1:
-        raise ValueError(f"a DTensor parameter on a {mesh.ndim}-D device mesh ({placements}) is not supported; "
-                         "gradient statistics read FSDP2 parameters on a 1-D mesh (fully_shard without HSDP)")
-    group = mesh.get_group(0)
-    rank, size = mesh.get_local_rank(0), mesh.size(0)
-    place = placements[0]
-    if isinstance(place, Replicate):
-        return Shards(None, 0, 0, group, rank == 0)
-    if not isinstance(place, Shard) or type(place) is not Shard:
-        raise ValueError(f"a DTensor parameter placed as {place} is not supported; gradient statistics read "
-                         "Shard(d) and Replicate() placements")
-    dim = place.dim % param.dim()
+    sharded = [d for d, p in enumerate(placements) if not isinstance(p, Replicate)]
+    if len(sharded) > 1 or any(type(placements[d]) is not Shard for d in sharded):
+        raise ValueError(f"a DTensor parameter placed as {tuple(placements)} is not supported; gradient statistics "
+                         "read parameters sharded along one mesh dimension with Shard(d) (FSDP2, HSDP)")
+    first = all(mesh.get_local_rank(d) == 0 for d in range(mesh.ndim))
+    if not sharded:
+        return Shards(None, 0, 0, None, first)
+    m = sharded[0]
+    rank, size = mesh.get_local_rank(m), mesh.size(m)
+    dim = placements[m].dim % param.dim()
     n = param.shape[dim]
     chunk = math.ceil(n / size) if n else 0
     offset = min(rank * chunk, n)
-    return Shards(dim, offset, max(0, min(chunk, n - offset)), group, rank == 0)
+    return Shards(dim, offset, max(0, min(chunk, n - offset)), mesh.get_group(m), first)
 
 
 def local_unit_index(spec: UnitSpec, shards: Shards, device: torch.device) -> torch.Tensor:

@@ -122,7 +122,8 @@ def ddp_variants(rank: int, world: int, variants: list[dict[str, Any]]) -> list[
 
 
 def fsdp(rank: int, world: int, attach_before: bool, epochs: int = 2, steps: int = 3, per_rank: int = 3,
-         aggregation: str = "mean", units_model: bool = False, update_every: int | None = None) -> dict[str, Any]:
+         aggregation: str = "mean", units_model: bool = False, update_every: int | None = None,
+         mesh: list[int] | None = None) -> dict[str, Any]:
     """FSDP2 (``fully_shard`` per layer and at the root), attached before or after sharding; Adam steps."""
     from torch.distributed.fsdp import fully_shard
 
@@ -131,9 +132,14 @@ def fsdp(rank: int, world: int, attach_before: bool, epochs: int = 2, steps: int
                                   OutputActivation()], visualizer="none", update_every=update_every)
     if attach_before:
         inspector.attach(model)
+    kw: dict[str, Any] = {}
+    if mesh is not None:  # HSDP: replicate over mesh dim 0, shard over dim 1
+        from torch.distributed.device_mesh import init_device_mesh
+
+        kw["mesh"] = init_device_mesh("cpu", tuple(mesh), mesh_dim_names=("replicate", "shard"))
     for layer in ((model.proj, model.up) if units_model else (model[0], model[2], model[4])):
-        fully_shard(layer)
-    fully_shard(model)
+        fully_shard(layer, **kw)
+    fully_shard(model, **kw)
     if not attach_before:
         inspector.attach(model)
     opt = torch.optim.Adam(model.parameters(), lr=0.05)

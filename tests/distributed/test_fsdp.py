@@ -13,7 +13,9 @@ from torch import nn
 EPS = 1e-8
 # update_every: provisional refreshes (each rank's own, at its own moments) leave the shard sums to the tick
 VARIANTS = [{"attach_before": False}, {"attach_before": True, "update_every": 1}, {"attach_before": False, "aggregation": "Q1"},
-            {"attach_before": True, "units_model": True}]
+            {"attach_before": True, "units_model": True},
+            # HSDP: two replicas of an unsharded model, and one replica sharded two ways (2-D meshes)
+            {"attach_before": False, "mesh": [2, 1], "aggregation": "Q1"}, {"attach_before": True, "mesh": [1, 2]}]
 
 
 def rates(g: torch.Tensor) -> tuple[float, float]:
@@ -84,7 +86,7 @@ def expected_units(epochs: int = 2, steps: int = 3, per_rank: int = 3, world: in
     return out
 
 
-@pytest.mark.parametrize("index", range(len(VARIANTS)), ids=["after", "before", "after-Q1", "units"])
+@pytest.mark.parametrize("index", range(len(VARIANTS)), ids=["after", "before", "after-Q1", "units", "hsdp-2x1", "hsdp-1x2"])
 def test_fsdp2_statistics_equal_the_unsharded_model_s(fsdp_runs, index):
     want = expected_units() if VARIANTS[index].get("units_model") else expected(**VARIANTS[index])
     if VARIANTS[index].get("units_model"):
