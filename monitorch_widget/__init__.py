@@ -11,6 +11,7 @@ them together.
 
 from . import views as _views  # noqa: F401 - registers the views' conveniences on Record
 from .collect.faults import MonitorNotice, MonitorWarning
+from .collect.rank_exchange import DistributedTickError
 from .inspector import PyTorchInspector
 from .record import HistoryFormatError, Record
 from .views.monitorch_adapter import WidgetVisualizer
@@ -27,5 +28,5 @@ def load(path):
     return _load(path)
 
 
-__all__ = ["HistoryFormatError", "MonitorNotice", "MonitorWarning", "PyTorchInspector", "Record", "WidgetVisualizer",
+__all__ = ["DistributedTickError", "HistoryFormatError", "MonitorNotice", "MonitorWarning", "PyTorchInspector", "Record", "WidgetVisualizer",
            "__version__", "load"]

@@ -23,6 +23,7 @@ from .collect.faults import FaultLog, MonitorNotice, MonitorWarning
 from .collect.modes import monitor_mode
 from .collect.progress import IntraEpochUpdates
 from .collect.pushes import Pushes, check_number
+from .collect.rank_exchange import RankExchange, world
 from .collect.transfer import to_host
 from .lens.base import AbstractLens, Call, LensContext
 from .lens.coverage import coverage_notice
@@ -88,6 +89,14 @@ def _graphs(model: Any) -> CompiledGraphs:
     if not isinstance(model, nn.Module):
         raise TypeError(f"attach() needs a torch.nn.Module, got {type(model).__name__}")
     inner, call_root, whole = peel(model)
+    fsdp1 = getattr(torch.distributed, "fsdp", None) if torch.distributed.is_available() else None
+    fsdp1 = getattr(fsdp1, "FullyShardedDataParallel", None)
+    for name, module in inner.named_modules():
+        if fsdp1 is not None and isinstance(module, fsdp1):
+            raise TypeError(f"attach() found FullyShardedDataParallel (FSDP1) at {name or 'the root'}: its flattened "
+                            "parameters hide the gradients and names this monitor reads. Shard with FSDP2 "
+                            "instead (torch.distributed.fsdp.fully_shard), before or after attach, and attach "
+                            "the model itself")
     return CompiledGraphs(inner, call_root, whole)
 
 
@@ -115,14 +124,20 @@ class PyTorchInspector:
     steps with a provisional estimate of the running epoch (int), or every N seconds (float); ``None``
     (default) only at ticks.
     ``health``: the health checks' thresholds (default ``HealthConfig()``; README "Health checks").
+    ``distributed_timeout``: under ``torch.distributed``, the seconds a rank waits at ``tick_epoch()`` for
+    the other ranks before raising ``DistributedTickError`` (README "Distributed training").
     """
 
     def __init__(self, lenses: list[AbstractLens], *, visualizer: Any = None, module: nn.Module | None = None,
                  depth: int = -1, module_name_prefix: str = ".", train_loss_str: str = "train_loss",
                  non_train_loss_str: str = "val_loss", is_active_fn: int | Callable[[int], bool] = 1,
                  master_rank: int = 0, update_every: float | None = None,
-                 health: HealthConfig | None = None) -> None:
+                 health: HealthConfig | None = None, distributed_timeout: float = 300.0) -> None:
         self.lenses = _check_lenses(lenses)
+        if isinstance(distributed_timeout, bool) or not isinstance(distributed_timeout, (int, float)) or \
+                not distributed_timeout > 0:
+            raise ValueError(f"distributed_timeout={distributed_timeout!r}: must be a positive number of seconds")
+        self._exchange = RankExchange(float(distributed_timeout), master_rank)
         if not isinstance(depth, int) or depth < -1:
             raise ValueError(f"depth={depth!r}: must be -1 (down to the leaves) or a non-negative int")
         if not isinstance(train_loss_str, str) or not isinstance(non_train_loss_str, str) or \
@@ -367,7 +382,8 @@ class PyTorchInspector:
         slots = {k: v for lens in self.lenses for k, v in lens.slots().items()}
         home = next((s.device for s in streams if s.device is not None), None)
         streams += self._pushes.streams(self._push_names(), home)
-        summaries = to_host(streams, slots)
+        exchange = self._exchange if final and world() is not None else None
+        summaries = to_host(streams, slots, exchange, lambda problem: self.faults.report("distributed", problem))
         self._pushes.set_summaries(summaries)
         out = []
         for lens in self.lenses:
@@ -398,6 +414,8 @@ class PyTorchInspector:
             self._next_epoch(epoch)
             return
         number = self.state.counter if epoch is None else epoch
+        if world() is not None:
+            self._exchange.arrive()  # every rank is here before the tick runs anything collective
         results = self._compute()
         record = self.history
         record.open_row(number)
@@ -436,7 +454,8 @@ class PyTorchInspector:
         self._gate.refresh()
 
     def provisional_update(self) -> None:
-        """Write the running estimate of the current epoch as a provisional row (one host copy)."""
+        """Write the running estimate of the current epoch as a provisional row (one host copy). Under
+        ``torch.distributed`` it shows this rank's own batches: ranks refresh at different moments."""
         if not (self.state.attached and self.state.is_active):
             return
         results = self._compute(final=False)

@@ -78,9 +78,9 @@ class GeometryLayout(ObservationRows):
         torch._foreach_copy_([p[1] for p in pairs], grads)
         return row
 
-    def mark(self, row: int, pos: int) -> None:
+    def mark(self, row: int, pos: int, counted: bool = True) -> None:
         """The latest read of parameter ``pos`` (row ``row``) is its observation: it becomes the previous one."""
-        super().mark(row, pos)
+        super().mark(row, pos, counted)
         if self.kind.correlation:
             pair = self.kind.memory.get(id(self.sites[pos]))
             if pair is not None:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .modes import monitor_mode
+from .sharding import local_unit_index, reduce_rows, rows_unit_aligned
 from .streams import StreamBank
 from .units import UnitSpec
 
@@ -53,8 +54,20 @@ class Layout:
             self.columns.append((start, start + spec.units))
             start += spec.units
         width = start
-        self.small = [i for i, s in enumerate(sites) if s.numel <= SMALL]
-        self.large = [i for i, s in enumerate(sites) if s.numel > SMALL]
+        # sharded gradients (FSDP2): every rank writes its shard's counts into the global unit columns, and
+        # the rows are summed over the shard group before they fold (see .sharding)
+        groups = {id(s.shards.group): s.shards.group for s in sites if s.shards is not None and s.shards.group}
+        if len(groups) > 1 or (groups and any(s.shards is None or s.shards.group is None for s in sites)):
+            raise ValueError("a layout holds either unsharded parameters or parameters of one shard group")
+        self.group = next(iter(groups.values()), None)
+        self.reduced = 0  # rows [0, reduced) were summed over the group already (kept across a fold)
+        self.small = [i for i, s in enumerate(sites) if s.numel <= SMALL and self.group is None]
+        self.large = [i for i, s in enumerate(sites) if i not in self.small]
+        self.shard_index: dict[int, torch.Tensor] = {}
+        for i in self.large:
+            shards = sites[i].shards
+            if shards is not None and shards.dim is not None and specs[i].view is not None:
+                self.shard_index[i] = local_unit_index(specs[i], shards, device)
         if self.small:
             self.small_unit = torch.cat([specs[i].unit_index(device) + self.columns[i][0] for i in self.small])
             self.small_param = torch.cat([torch.full((sites[i].numel,), i, dtype=torch.long, device=device)
@@ -79,9 +92,10 @@ class Layout:
     def full(self) -> bool:
         return self.used == self.capacity
 
-    def mark(self, row: int, pos: int) -> None:
-        """Row ``row`` is parameter ``pos``'s observation (decided on the host)."""
-        self.present[row, pos] = True
+    def mark(self, row: int, pos: int, counted: bool = True) -> None:
+        """Row ``row`` is parameter ``pos``'s observation (decided on the host); ``counted``: False on ranks that
+        leave an observation every rank shares (DDP's all-reduced gradient) to one rank."""
+        self.present[row, pos] = counted
 
     @monitor_mode
     def compute(self, grads: list[torch.Tensor]) -> int:
@@ -101,7 +115,17 @@ class Layout:
             g = grads[i]
             spec = self.sites[i].units
             a, b = self.columns[i]
+            shards = self.sites[i].shards
             active = g.abs().gt_(self.eps)
+            if shards is not None and shards.dim is not None:  # this rank's shard of a sharded gradient
+                if rows_unit_aligned(spec, shards):  # whole units: a slice of the columns
+                    counts[a:b].zero_()
+                    a, b = a + shards.offset, a + shards.offset + shards.length
+                elif i in self.shard_index:  # a grouped unit layout: each element's global unit
+                    counts[a:b].zero_().index_add_(0, self.shard_index[i], active.reshape(-1).to(_F32))
+                    torch.sum(g, tuple(range(g.dim())), dtype=_F32, out=check[i])
+                    continue
+                # else: every unit has entries here (units along another dimension): partial counts
             if spec.view is not None:
                 active = active.view(spec.view)
             if spec.dims:
@@ -118,6 +142,8 @@ class Layout:
         empty the buffer (a new generation). Rows in ``keep`` (still undecided: a gradient whose life goes
         on) move to the front; returns their new row numbers."""
         n = self.used
+        if self.group is not None and n > self.reduced:  # every rank of the group folds at the same row
+            reduce_rows(self.counts[self.reduced:n], self.check[self.reduced:n], self.group)
         present = self.present[:n]
         if n and present.any():
             counted = torch.from_numpy(np.ascontiguousarray(present.T)).to(self.device, non_blocking=True)
@@ -135,6 +161,6 @@ class Layout:
             if old != new:
                 self.counts[new].copy_(self.counts[old])
                 self.check[new].copy_(self.check[old])
-        self.used = len(moved)
+        self.used = self.reduced = len(moved)
         self.generation += 1
         return moved

@@ -18,6 +18,11 @@ to the version). To count lives that no step uses, each backward pass is read sp
 marks that row as its observation, so the usual loop (backward, step, zero_grad) reads each gradient once.
 Backward passes inside a step (a closure) are read by that step only.
 
+Under distributed wrappers the gradient read is the one the optimizer uses: the end-of-pass read runs after
+every engine callback queued during the pass (DDP's reducer finalisation: the all-reduced gradient), a
+DDP-managed gradient is counted on one rank (:mod:`.wrapped`), and an FSDP2 gradient is read from its local
+shard, its counts summed over the shard group (:mod:`.sharding`).
+
 Everything here runs under ``torch.no_grad()`` on detached gradients (``create_graph=True`` leaves
 gradients that require grad) and allocates outside inference mode.
 """
@@ -35,8 +40,12 @@ from .faults import FaultLog
 from .gradient_layout import Layout
 from .hooks import Site
 from .optimizer_steps import STEPS
+from .sharding import Shards, local, shards_of
 from .streams import BankRow, StreamBank
 from .units import UnitSpec, parameter_units
+from .wrapped import follow_replaced, note_ddp
+
+_ENGINE = torch.autograd.Variable._execution_engine
 
 
 class GradientSite(Site):
@@ -47,6 +56,7 @@ class GradientSite(Site):
         super().__init__(name, lens, faults, 2, False, bank_row)
         self.param = param
         self.param_name = param_name
+        self.module = module
         self.module_type = type(module).__name__
         self.units: UnitSpec = parameter_units(module, param_name, param.shape)
         self.numel = param.numel()
@@ -58,9 +68,29 @@ class GradientSite(Site):
         self.stepped = False     # a step used this gradient
         self.counted = False     # this gradient was counted without a step (at its end or at a tick)
         self.observed = False    # any gradient was ever counted
+        # False on all ranks but one when the gradient is the same on every rank (DDP's all-reduced one):
+        # one optimizer step is one observation, not one per rank
+        self.counted_here = True
+        self.shards: Shards | None = None
         self.pending: tuple[Any, int, int, int] | None = None  # (layout, generation, row, position)
-        self._register = lambda: param.register_post_accumulate_grad_hook(self._on_accumulate)
-        if param.requires_grad:
+        self._register = lambda: self.param.register_post_accumulate_grad_hook(self._on_accumulate)
+        self.bind(param)
+
+    def bind(self, param: nn.Parameter) -> None:
+        """Watch ``param`` (at attach, or the parameter that replaced it: FSDP2's sharded DTensor)."""
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+        self.param = param
+        self.pending, self.grad_ref = None, None
+        try:
+            self.shards = shards_of(param)
+        except ValueError as exc:
+            self.fail(str(exc))
+            return
+        if self.shards is not None:
+            self.counted_here = self.shards.counts_here
+        if param.requires_grad and not self.hidden and self._register is not None:
             self.handle = self._register()
 
     def _on_accumulate(self, param: torch.Tensor) -> None:
@@ -80,9 +110,11 @@ class GradientSite(Site):
             self.handle = self._register()
 
     def same_gradient(self, g: torch.Tensor, extra_versions: int = 0) -> bool:
+        g = local(g)  # a sharded gradient lives (and accumulates) in its local shard
         return self.grad_ref is not None and self.grad_ref() is g and g._version == self.grad_version + extra_versions
 
     def remember(self, g: torch.Tensor) -> None:
+        g = local(g)
         self.grad_ref = weakref.ref(g)
         self.grad_version = g._version
 
@@ -131,11 +163,16 @@ class GradientReader:
         self.dirty: list[GradientSite] = []
         self.queued = False
         self._optimizers: dict[int, tuple[tuple[int, ...], list[GradientSite]]] = {}
+        self._wrapper_hook: Any = None
+        self.wrappers: set[int] = set()
         STEPS.listen(self)
 
     def add(self, site: GradientSite) -> None:
         self.sites.append(site)
         self.by_param[id(site.param)] = site
+        if self._wrapper_hook is None and torch.distributed.is_available():
+            # one cheap hook, on the first watched module: it runs inside a DDP forward wherever DDP wraps
+            self._wrapper_hook = site.module.register_forward_pre_hook(lambda m, a: note_ddp(self))
 
     # --- backward passes ----------------------------------------------------------------------------
     def on_accumulate(self, site: GradientSite) -> None:
@@ -155,15 +192,30 @@ class GradientReader:
         if not self.queued:
             self.queued = True
             try:
-                torch.autograd.Variable._execution_engine.queue_callback(self.on_backward_end)
+                _ENGINE.queue_callback(self._after_engine_callbacks)
             except RuntimeError:  # not inside a backward pass (a hook called by hand)
                 self.on_backward_end()
+
+    def _after_engine_callbacks(self) -> None:
+        # Runs among the engine's final callbacks, queued at the first accumulation -- before those that
+        # finish the gradient: DDP's reducer queues its finalisation (wait for the all-reduce, copy the
+        # averaged bucket into .grad) when its last bucket is ready, FSDP waits for its reduce-scatter in
+        # one too. A callback queued from a callback runs after every one queued during the pass, so the
+        # read below sees the gradient the optimizer will use.
+        try:
+            _ENGINE.queue_callback(self.on_backward_end)
+        except RuntimeError:
+            self.on_backward_end()
 
     def on_backward_end(self) -> None:
         sites, self.dirty, self.queued = self.dirty, [], False
         sites = [s for s in dict.fromkeys(sites) if not s.off and s.param is not None]
         if sites:
-            self._observe(sites, commit=False)
+            try:
+                self._observe(sites, commit=False)
+            except Exception as exc:  # noqa: BLE001 - raised here it would abort the user's backward()
+                self.faults.report(self.lens, f"reading gradients at the end of a backward pass failed with "
+                                   f"{type(exc).__name__}: {exc}; training goes on")
 
     def _end_life(self, site: GradientSite) -> None:
         if not site.stepped and not site.counted:
@@ -197,9 +249,18 @@ class GradientReader:
         signature = tuple(id(p) for g in groups for p in g["params"][:1]) + tuple(len(g["params"]) for g in groups)
         cached = self._optimizers.get(id(optimizer))
         if cached is None or cached[0] != signature:
+            self.follow_replaced()
             sites = [self.by_param[id(p)] for g in groups for p in g["params"] if id(p) in self.by_param]
             cached = self._optimizers[id(optimizer)] = (signature, sites)
         return cached[1]
+
+    def follow_replaced(self) -> None:
+        """Re-bind sites whose module now holds another parameter (``fully_shard``): see :mod:`.wrapped`."""
+        if follow_replaced(self):
+            for layout in self.layouts.values():
+                self._fold(layout)
+            self.layouts = {}
+            self._optimizers = {}
 
     # --- observations ---------------------------------------------------------------------------------
     def _observe(self, sites: list[GradientSite], commit: bool) -> None:
@@ -215,12 +276,14 @@ class GradientReader:
             if g.shape != s.units.shape:
                 s.fail(f"gradient shape {tuple(g.shape)} differs from the parameter's {s.units.shape}")
                 continue
-            grads.append(g.detach())
+            grads.append(local(g).detach())
             usable.append(s)
-        by_device: dict[torch.device, list[int]] = {}
-        for i, g in enumerate(grads):
-            by_device.setdefault(g.device, []).append(i)
-        for device, members in by_device.items():  # one layout per device (model-parallel parameters)
+        by_device: dict[tuple[torch.device, int], list[int]] = {}
+        for i, g in enumerate(grads):  # one layout per device (model-parallel) and per shard group (FSDP2)
+            shards = usable[i].shards
+            key = 0 if shards is None or shards.group is None else id(shards.group)
+            by_device.setdefault((g.device, key), []).append(i)
+        for (device, _), members in by_device.items():
             group = [usable[i] for i in members]
             try:
                 layout = self._layout(group, device)
@@ -233,11 +296,14 @@ class GradientReader:
                 continue
             for pos, s in enumerate(group):
                 s.pending = (layout, layout.generation, row, pos)
+                # What was read is what a later step must find unchanged: a wrapper may have replaced or
+                # rewritten the gradient since its last accumulation (DDP's averaged bucket view).
+                s.remember(s.param.grad)  # type: ignore[arg-type]
                 if commit:
                     self._commit(s)
 
     def _layout(self, sites: list[GradientSite], device: torch.device) -> Any:
-        key = (device, *(id(s) for s in sites))
+        key = (device, *(id(s) for s in sites), *(s.shards.key for s in sites if s.shards is not None))
         layout = self.layouts.get(key)
         if layout is None:
             layout = self.layouts[key] = self.kind.new(sites, device)
@@ -258,7 +324,7 @@ class GradientReader:
         layout, generation, row, pos = site.pending
         site.pending = None
         if generation == layout.generation:  # else the row was folded before it was decided: dropped
-            layout.mark(row, pos)
+            layout.mark(row, pos, site.counted_here)
             site.observed = True
 
     # --- the tick -------------------------------------------------------------------------------------
@@ -267,13 +333,21 @@ class GradientReader:
         counted first; a provisional refresh (``update_every``) leaves them undecided."""
         if final:
             STEPS.running = None  # a step that raised never reached its post-hook
+            self.follow_replaced()
             for s in self.sites:
                 s.ensure_hook()
                 if s.pending is not None and not s.stepped and not s.counted:
                     self._commit(s)
                     s.counted = True
         for layout in self.layouts.values():
-            self._fold(layout)
+            if not final and layout.group is not None:
+                continue  # a shard group sums its rows in step (the tick, a full buffer); ranks refresh apart
+            try:
+                self._fold(layout)
+            except Exception as exc:  # noqa: BLE001 - (a shard group's sum) the epoch goes on without them
+                for s in layout.sites:
+                    s.fail(f"folding gradient statistics failed with {type(exc).__name__}: {exc}")
+                layout.used, layout.present[:] = 0, False
 
     def reset(self) -> None:
         """A new epoch: rows were folded at the tick; undecided ones stay with their gradients."""
@@ -281,6 +355,9 @@ class GradientReader:
 
     def clear(self) -> None:
         STEPS.leave(self)
+        if self._wrapper_hook is not None:
+            self._wrapper_hook.remove()
+            self._wrapper_hook = None
         self.layouts = {}
         self.sites = []
         self.by_param = {}

@@ -54,8 +54,8 @@ class ObservationRows:
         self.used = row + 1
         return row, self.rows[row]
 
-    def mark(self, row: int, pos: int) -> None:
-        self.present[row, pos] = True
+    def mark(self, row: int, pos: int, counted: bool = True) -> None:
+        self.present[row, pos] = counted
 
     def mark_all(self, row: int) -> None:
         self.present[row] = True

@@ -8,7 +8,7 @@ Invariants of the hot path (the per-batch hook calls):
 - when a buffer is full, :meth:`RowBuffer.fold` reduces its rows into a :class:`StatStream` with a fixed
   number of device ops (amortised over ``capacity`` batches).
 At a tick, :func:`to_host` concatenates every stream of every lens per device and copies it to the host
-once (after one SUM and one MAX collective when ``torch.distributed`` is initialised).
+once; under ``torch.distributed`` the ranks' host copies are then combined (:mod:`.rank_exchange`).
 """
 
 from __future__ import annotations
@@ -92,14 +92,16 @@ class StatStream:
         self.kept = []
         self.kept_rows = 0
 
-    def parts(self) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    def parts(self) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, torch.Tensor]]]:
+        """(sums, extremes, [(slot, kept values [n, width])]): the one slot of a stream is 0."""
         assert self.sums is not None and self.extremes is not None
-        return self.sums, self.extremes, [k.reshape(-1) for k in self.kept]
+        return self.sums, self.extremes, [(0, k) for k in self.kept]
 
-    def read(self, sums: np.ndarray, extremes: np.ndarray, kept: np.ndarray) -> dict[int, list[Summary]]:
-        """Host-side view: one Summary per quantity (column), keyed by ``id(self)``."""
+    def read(self, sums: np.ndarray, extremes: np.ndarray, kept: dict[int, np.ndarray]) -> dict[int, list[Summary]]:
+        """Host-side view: one Summary per quantity (column), keyed by ``id(self)``. ``kept``: slot 0's
+        per-batch values [n, width] (from every rank under torch.distributed), if kept."""
         w = self.width
-        values = kept.reshape(self.kept_rows, w) if self.keep_all else None
+        values = kept.get(0, np.empty((0, w))) if self.keep_all else None
         out = []
         for i in range(w):
             lo, hi = -extremes[i], extremes[w + i]
@@ -272,13 +274,15 @@ class StreamBank:
         self.kept = {}
         self.kept_rows = {}
 
-    def parts(self) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    def parts(self) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, torch.Tensor]]]:
+        """(sums, extremes, [(slot, kept values [n, width])] in slot order)."""
         assert self.sums is not None and self.extremes is not None
-        chunks = [t.reshape(-1) for i in range(self.size) for t in self.kept.get(i, [])]
+        chunks = [(i, t) for i in range(self.size) for t in self.kept.get(i, [])]
         return self.sums.reshape(-1), self.extremes.reshape(-1), chunks
 
     def read_rows(self, slots: list[BankRow], sums: np.ndarray, extremes: np.ndarray,
-                   kept: np.ndarray) -> dict[int, list[Summary]]:
+                  kept: dict[int, np.ndarray]) -> dict[int, list[Summary]]:
+        """Summaries of ``slots``, keyed by ``id(slot)``; ``kept``: per slot, its per-batch values [n, width]."""
         w = self.width
         sums = sums.reshape(self.size, 2 + 2 * w)
         extremes = extremes.reshape(self.size, 2 * w)
@@ -289,19 +293,11 @@ class StreamBank:
         hi = np.where(np.isfinite(hi), hi, np.nan).tolist()
         counts, nonfinite = sums[:, 0].tolist(), sums[:, 1].tolist()
         totals, squares = sums[:, 2:2 + w].tolist(), sums[:, 2 + w:].tolist()
-        offsets, off = {}, 0
-        if self.keep_all:
-            for i in range(self.size):
-                rows = self.kept_rows.get(i, 0)
-                offsets[i] = (off, rows)
-                off += rows * w
+        empty = np.empty((0, w))
         out = {}
         for slot in slots:
             i = slot.index
-            values = None
-            if self.keep_all:
-                o, rows = offsets[i]
-                values = kept[o:o + rows * w].reshape(rows, w)
+            values = kept.get(i, empty) if self.keep_all else None
             out[id(slot)] = [
                 Summary(counts[i], nonfinite[i], totals[i][q], squares[i][q], lo[i][q], hi[i][q],
                         None if values is None else values[:, q][np.isfinite(values[:, q])])

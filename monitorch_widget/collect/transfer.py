@@ -1,17 +1,20 @@
-"""The tick's one host copy: every accumulator of every lens, per device, in one transfer."""
+"""The tick's one host copy: every accumulator of every lens, per device, in one transfer; under
+``torch.distributed`` the host parts of all ranks are then combined (:mod:`.rank_exchange`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
+from .rank_exchange import RankExchange, decode, encode
 from .streams import BankRow, StatStream, StreamBank
 from .summary import Summary
 
 Accumulator = StatStream | StreamBank
-
+#: one accumulator on the host: (sums, extremes, kept per-batch values per slot [n, width])
+HostPart = tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]
 
 
 class Summaries(dict):
@@ -21,38 +24,129 @@ class Summaries(dict):
         return [Summary(0, 0, 0.0, 0.0, float("nan"), float("nan"), np.empty(0)) for _ in range(2)]
 
 
-def to_host(accumulators: Sequence[Accumulator], slots: dict[int, list[BankRow]] | None = None
-            ) -> Summaries:
+def copy_to_host(accumulators: Sequence[Accumulator]) -> list[HostPart | None]:
+    """One host copy per device; None for an accumulator that never saw a batch."""
+    out: list[HostPart | None] = [None] * len(accumulators)
+    by_device: dict[torch.device, list[int]] = {}
+    for i, acc in enumerate(accumulators):
+        if acc.sums is not None:
+            by_device.setdefault(acc.sums.device, []).append(i)
+    for members in by_device.values():
+        parts = [accumulators[i].parts() for i in members]
+        flat = [t for p in parts for t in (p[0], p[1])] + [k.reshape(-1) for p in parts for _, k in p[2]]
+        host = torch.cat([t.to(torch.float64) for t in flat]).cpu().numpy()
+        off = 0
+        for i, (s, e, _) in zip(members, parts):
+            sums = host[off:off + s.numel()]
+            off += s.numel()
+            extremes = host[off:off + e.numel()]
+            off += e.numel()
+            out[i] = (sums, extremes, {})
+        for i, (_, _, kept) in zip(members, parts):
+            chunks: dict[int, list[np.ndarray]] = {}
+            for slot, k in kept:
+                chunks.setdefault(slot, []).append(host[off:off + k.numel()].reshape(k.shape))
+                off += k.numel()
+            out[i][2].update({slot: np.concatenate(c) for slot, c in chunks.items()})  # type: ignore[index]
+    return out
+
+
+def describe(acc: Accumulator) -> str:
+    """What an accumulator is, to check that ranks line the same ones up (same lenses, same sites)."""
+    return f"{type(acc).__name__}:{acc.width}:{getattr(acc, 'size', 1)}"
+
+
+def _pack(parts: list[HostPart | None], problems: Sequence[str] = (), layout: Sequence[str] = ()) -> bytes:
+    arrays: dict[str, np.ndarray] = {}
+    present = []
+    for i, part in enumerate(parts):
+        if part is None:
+            continue
+        present.append(i)
+        arrays[f"s{i}"], arrays[f"e{i}"] = part[0], part[1]
+        for slot, values in part[2].items():
+            arrays[f"k{i}_{slot}"] = values
+    return encode(arrays, {"present": present, "size": len(parts), "problems": list(problems),
+                           "layout": list(layout)})
+
+
+def _unpack(data: bytes) -> tuple[list[HostPart | None], dict]:
+    arrays, meta = decode(data)
+    parts: list[HostPart | None] = [None] * meta["size"]
+    for i in meta["present"]:
+        prefix = f"k{i}_"
+        kept = {int(k[len(prefix):]): v for k, v in arrays.items() if k.startswith(prefix)}
+        parts[i] = (arrays[f"s{i}"], arrays[f"e{i}"], kept)
+    return parts, meta
+
+
+def combine_parts(ranks: list[list[HostPart | None]]) -> tuple[list[HostPart | None], list[str]]:
+    """Every rank's parts (rank order) -> one: moments by SUM / MAX, kept per-batch values concatenated in
+    rank order. A rank without an accumulator (no batch, a loss it never saw) adds nothing to it. Returns
+    the problems found (a rank whose part has another size is left out of that accumulator)."""
+    size = max(len(r) for r in ranks)
+    out: list[HostPart | None] = [None] * size
+    problems = []
+    for i in range(size):
+        first: HostPart | None = None
+        sums: np.ndarray | None = None
+        extremes: np.ndarray | None = None
+        kept: dict[int, list[np.ndarray]] = {}
+        for rank, parts in enumerate(ranks):
+            part = parts[i] if i < len(parts) else None
+            if part is None:
+                continue
+            if first is None:
+                first, sums, extremes = part, part[0].copy(), part[1].copy()
+            elif first[0].shape != part[0].shape or first[1].shape != part[1].shape:
+                problems.append(f"rank {rank} has {part[0].size} statistics where another rank has "
+                                f"{first[0].size} (accumulator {i}); its values are left out")
+                continue
+            else:
+                assert sums is not None and extremes is not None
+                sums += part[0]
+                np.maximum(extremes, part[1], out=extremes)
+            for slot, values in part[2].items():
+                kept.setdefault(slot, []).append(values)
+        if sums is not None and extremes is not None:
+            out[i] = (sums, extremes, {slot: np.concatenate(v) for slot, v in kept.items()})
+    return out, problems
+
+
+def to_host(accumulators: Sequence[Accumulator], slots: dict[int, list[BankRow]] | None = None,
+            exchange: RankExchange | None = None, report: Callable[[str], None] | None = None) -> Summaries:
     """Move every accumulator's epoch statistics to the host in one copy per device.
 
     Returns summaries keyed by ``id(stream)`` for a :class:`StatStream` and by ``id(slot)`` for each slot of
     a :class:`StreamBank` (``slots`` maps ``id(bank)`` to the slots to read). An accumulator that never
-    saw a batch yields no entry. Under an initialised ``torch.distributed`` process group, moments are
-    reduced across ranks first with one SUM and one MAX collective for all accumulators together.
+    saw a batch (on any rank) yields no entry. With an ``exchange`` (under ``torch.distributed``; every
+    rank passes the same list of accumulators, in the same order) the ranks' host parts are combined
+    first, on the master rank, and every rank reads the result; ``report`` receives the problems found.
     """
+    parts = copy_to_host(accumulators)
+    if exchange is not None:
+        def reduce(blobs: list[bytes]) -> bytes:
+            ranks = [_unpack(b) for b in blobs]
+            differ = [r for r, (_, meta) in enumerate(ranks) if meta["layout"] != ranks[exchange.master][1]["layout"]]
+            if differ:  # lined up by position, their statistics would mix: show the master's own
+                return _pack(ranks[exchange.master][0], [
+                    f"rank(s) {', '.join(map(str, differ))} watch other statistics than rank {exchange.master} (a "
+                    "different model, lenses or inspector on some rank); this epoch shows rank "
+                    f"{exchange.master}'s own batches"])
+            return _pack(*combine_parts([parts for parts, _ in ranks]))
+
+        mine = _pack(parts, layout=[describe(acc) for acc in accumulators])
+        parts, meta = _unpack(exchange.combine(mine, reduce))
+        for problem in meta["problems"]:
+            if report is not None:
+                report(problem)
     out = Summaries()
-    by_device: dict[torch.device, list[Accumulator]] = {}
-    for acc in accumulators:
-        if acc.sums is not None:
-            by_device.setdefault(acc.sums.device, []).append(acc)
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    for group in by_device.values():
-        parts = [acc.parts() for acc in group]
-        sums = torch.cat([p[0] for p in parts])
-        extremes = torch.cat([p[1] for p in parts])
-        if distributed:
-            torch.distributed.all_reduce(sums, op=torch.distributed.ReduceOp.SUM)
-            torch.distributed.all_reduce(extremes, op=torch.distributed.ReduceOp.MAX)
-        kept = [k for p in parts for k in p[2]]
-        host = torch.cat([sums, extremes, *kept]).cpu().numpy()
-        s_off, e_off, k_off = 0, sums.numel(), sums.numel() + extremes.numel()
-        for acc, (s, e, k) in zip(group, parts):
-            ns, ne, nk = s.numel(), e.numel(), sum(t.numel() for t in k)
-            args = (host[s_off:s_off + ns], host[e_off:e_off + ne], host[k_off:k_off + nk])
-            s_off, e_off, k_off = s_off + ns, e_off + ne, k_off + nk
-            if isinstance(acc, StreamBank):
-                out.update(acc.read_rows((slots or {}).get(id(acc), []), *args))
-            else:
-                out.update(acc.read(*args))
+    for acc, part in zip(accumulators, parts):
+        if part is None:
+            continue
+        if isinstance(acc, StreamBank):
+            out.update(acc.read_rows((slots or {}).get(id(acc), []), *part))
+        else:
+            out.update(acc.read(*part))
     return out
 

@@ -1,0 +1,60 @@
+"""Parameters a distributed wrapper manages, as the gradient reader (:mod:`.gradient_reading`) must see them.
+
+- **DDP**: after the reducer's all-reduce every rank holds the same gradient, so one optimizer step is one
+  observation, not one per rank: only rank 0 of the DDP's process group counts it (the tick sums the ranks).
+  A DDP module is recognised inside its forward (``DistributedDataParallel._active_ddp_module``), by one
+  forward pre-hook on the first watched module, so attaching before or after wrapping both work.
+- **FSDP2** (``fully_shard``) replaces every parameter with a sharded ``DTensor`` parameter under the same
+  name. Sites follow the parameter their module holds now, outside forward/backward (an optimizer's first
+  step, the tick), where FSDP2 modules hold their sharded parameters. A parameter replaced by something
+  else (FSDP1's flattening) is reported, never silently left unread.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from .gradient_reading import GradientReader
+
+
+def note_ddp(reader: GradientReader) -> None:
+    """Forward pre-hook body: inside a DDP forward, mark the DDP's parameters as counted on its rank 0 only."""
+    ddp = getattr(torch.nn.parallel.DistributedDataParallel, "_active_ddp_module", None)
+    if ddp is None or id(ddp) in reader.wrappers:
+        return
+    reader.wrappers.add(id(ddp))
+    try:
+        here = torch.distributed.get_rank(ddp.process_group) == 0
+        ignored = set(getattr(ddp, "parameters_to_ignore", ()))
+        for name, param in ddp.module.named_parameters():
+            site = reader.by_param.get(id(param))
+            if site is not None and name not in ignored:
+                site.counted_here = here
+    except Exception as exc:  # noqa: BLE001 - a monitor must never stop training
+        reader.faults.report(reader.lens, f"inspecting the DDP wrapper failed with {type(exc).__name__}: {exc}; "
+                             "each rank's gradient observations are counted")
+
+
+def follow_replaced(reader: GradientReader) -> bool:
+    """Re-bind every site whose module holds another parameter of the same shape under its name; returns
+    whether any did (the reader then rebuilds its layouts)."""
+    changed = False
+    for s in reader.sites:
+        current = s.module._parameters.get(s.param_name, getattr(s.module, s.param_name, None))
+        if current is s.param or s.off:
+            continue
+        if not isinstance(current, nn.Parameter) or current.shape != s.param.shape:
+            s.fail(f"parameter {s.param_name!r} was replaced by a {type(current).__name__} of shape "
+                   f"{tuple(getattr(current, 'shape', ()))} after attach (FullyShardedDataParallel, FSDP1, "
+                   "flattens parameters: not supported); shard with fully_shard (FSDP2) instead, before or "
+                   "after attach")
+            continue
+        reader.by_param.pop(id(s.param), None)
+        s.bind(current)
+        reader.by_param[id(current)] = s
+        changed = True
+    return changed

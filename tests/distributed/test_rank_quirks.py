@@ -1,0 +1,90 @@
+"""The tick on 2 gloo ranks when ranks differ: uneven or missing batches, values seen on one rank only,
+quantiles over every rank's batches, and a rank that never ticks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ranks import make_model, uneven_batches
+from spawn import run_ranks
+from torch import nn
+
+EPS = 1e-8
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    return run_ranks("quirks_and_missing_ticks", tmp_path_factory.mktemp("quirks"))
+
+
+@pytest.fixture
+def quirks(ranks):
+    return [r["quirks"] for r in ranks]
+
+
+def expected_quirks() -> dict[str, list[float]]:
+    """By hand, from every batch of both ranks (no inspector, no process group)."""
+    model = make_model()
+    loss_fn = nn.CrossEntropyLoss()
+    out: dict[str, list[float]] = {}
+
+    def add(key: str, value: float) -> None:
+        out.setdefault(key, []).append(value)
+
+    for epoch in range(2):
+        losses, val, acc, relu, grads = [], [], [], [], []
+        for rank, batches in enumerate(uneven_batches(epoch)):
+            for i, (x, y) in enumerate(batches):
+                model.zero_grad(set_to_none=True)
+                hidden = model[1](model[0](x))
+                loss = loss_fn(model[4](model[3](model[2](hidden))), y)
+                loss.backward()
+                losses.append(loss.item())
+                (val if rank == 0 else acc).append(loss.item() + 1.0 if rank == 0 else float(i + 10 * epoch))
+                relu.append(((hidden > EPS).double().mean().item(), (hidden <= EPS).all(0).double().mean().item()))
+                g = model[0].weight.grad
+                grads.append((g.abs() > EPS).double().mean().item())
+        add("Loss|Loss|train_loss mean", float(np.mean(losses)))
+        add("Loss|Loss|train_loss median", float(np.median(losses)))
+        add("Loss|Loss|train_loss Q1", float(np.quantile(losses, 0.25)))
+        add("Loss|Loss|train_loss Q3", float(np.quantile(losses, 0.75)))
+        add("Loss|Loss|val_loss median", float(np.median(val)))
+        add("Metrics|Metrics|acc median", float(np.median(acc)) if acc else float("nan"))
+        add("Output Activations|1|activation_rate", float(np.median([r[0] for r in relu])))
+        add("Output Activations|1|death_rate", float(np.mean([r[1] for r in relu])))
+        add("Weight Gradient Activation|0|activation_rate", float(np.median(grads)))
+    return out
+
+
+def test_uneven_ranks_combine_every_batch_of_every_rank(quirks):
+    want = expected_quirks()
+    assert quirks[0].keys() == quirks[1].keys()
+    for key, values in want.items():
+        for rank in quirks:  # both ranks record the combined values
+            np.testing.assert_allclose(rank[key], values, rtol=1e-9, equal_nan=True, err_msg=key)
+
+
+def test_quantiles_differ_from_a_single_rank_s_own():
+    """Guard: the medians above are not what either rank alone would give."""
+    losses = [[], []]
+    model = make_model()
+    for rank, batches in enumerate(uneven_batches(0)):
+        losses[rank] = [nn.CrossEntropyLoss()(model(x), y).item() for x, y in batches]
+    combined = np.median(losses[0] + losses[1])
+    assert all(abs(np.median(own) - combined) > 1e-6 for own in losses)
+
+
+def test_a_rank_that_does_not_tick_gives_a_clear_error_within_the_timeout(ranks):
+    rank0, rank1 = (r["rank 0 ticks"] for r in ranks)
+    assert rank1["error"] is None
+    assert "rank(s) 1 did not reach tick_epoch()" in rank0["error"]
+    assert "Call tick_epoch() on every rank" in rank0["error"]
+    assert "distributed_timeout=2 s" in rank0["error"]
+    assert 1.5 < rank0["seconds"] < 15
+
+
+def test_the_master_rank_missing_is_named_too(ranks):
+    rank0, rank1 = (r["rank 1 ticks"] for r in ranks)
+    assert rank0["error"] is None
+    assert "rank(s) 0 did not reach tick_epoch()" in rank1["error"]
+    assert 1.5 < rank1["seconds"] < 15
