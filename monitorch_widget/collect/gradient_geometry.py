@@ -36,6 +36,12 @@ class GradientGeometry:
         self.memory: dict[int, list[torch.Tensor]] = {}  # id(site) -> [previous, spare]
 
     def new(self, sites: list[GradientSite], device: torch.device) -> GeometryLayout:
+        sharded = [s.name for s in sites if s.shards is not None and s.shards.group is not None]
+        if sharded:
+            # a norm of one rank's shard is not the parameter's norm; summing squares over the shard group
+            # is not implemented for this lens yet (gradient activation rates do sum their counts)
+            raise ValueError(f"{', '.join(sharded)} are sharded by FSDP2: ParameterGradientGeometry would read "
+                             "one rank's shard only, so it does not watch them (ParameterGradientActivation does)")
         return GeometryLayout(self, sites, device)
 
     @monitor_mode

@@ -340,7 +340,7 @@ class GradientReader:
                     self._commit(s)
                     s.counted = True
         for layout in self.layouts.values():
-            if not final and layout.group is not None:
+            if not final and getattr(layout, "group", None) is not None:
                 continue  # a shard group sums its rows in step (the tick, a full buffer); ranks refresh apart
             try:
                 self._fold(layout)
