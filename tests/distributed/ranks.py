@@ -116,6 +116,37 @@ def ddp(rank: int, world: int, epochs: int = 2, steps: int = 4, per_rank: int = 
     return gradient_series(inspector)
 
 
+def geometry_lenses(optimizer: torch.optim.Optimizer) -> list[Any]:
+    from monitorch_widget.lens import ParameterGradientGeometry, ParameterNorm, ParameterUpdateGeometry
+
+    return [ParameterGradientGeometry(), ParameterNorm(), ParameterUpdateGeometry(optimizer)]
+
+
+def geometry_run(model: nn.Module, trained: nn.Module, rank: int, world: int, epochs: int = 2, steps: int = 3,
+                 per_rank: int = 3) -> dict[str, list[float]]:
+    """Adam on ``trained`` (``model`` itself, or its DDP wrapper) with the geometry lenses; every line series."""
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    inspector = PyTorchInspector(geometry_lenses(opt), visualizer="none", module=trained)
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in range(epochs):
+        for x, y in global_batches(epoch, steps, per_rank, world):
+            part = slice(rank * per_rank, (rank + 1) * per_rank) if trained is not model else slice(None)
+            opt.zero_grad()
+            loss_fn(trained(x[part]), y[part]).backward()
+            opt.step()
+        inspector.tick_epoch()
+    run = inspector.history.runs[-1]
+    return {f"{c['panel']}|{c['group']}|{c['key']}": run.series(c["panel"], c["group"], c["key"]).tolist()
+            for c in run.column_dicts() if c["role"] == "line"}
+
+
+def ddp_geometry(rank: int, world: int) -> dict[str, list[float]]:
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    model = make_model()
+    return geometry_run(model, DDP(model), rank, world)
+
+
 def ddp_variants(rank: int, world: int, variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Several DDP runs in one pair of processes (starting a process costs more than a run)."""
     return [ddp(rank, world, **variant) for variant in variants]

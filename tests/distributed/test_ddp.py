@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ranks import PARAMS, global_batches, make_model
+from ranks import PARAMS, geometry_run, global_batches, make_model
 from spawn import run_ranks
 from torch import nn
 
@@ -86,3 +86,16 @@ def test_ddp_gradient_rates_are_those_of_the_all_reduced_gradient(ddp_runs, inde
 def test_the_data_tells_the_all_reduced_gradient_from_a_rank_own():
     """Guard for the test above: one rank's own gradient has different rates than the all-reduced one."""
     assert per_rank_expected() != pytest.approx(expected()["0 Weight Gradient Activation"][0][0], abs=0.02)
+
+
+def test_geometry_lenses_under_ddp_equal_one_process_on_the_global_batches(tmp_path):
+    """Gradient / parameter / update norms and correlations of the all-reduced gradient, one observation per
+    step (not one per rank): equal to the same lenses in one process on the same global batches."""
+    model = make_model()
+    want = geometry_run(model, model, 0, 2)
+    ranks = run_ranks("ddp_geometry", tmp_path, timeout=120)
+    assert len(want) > 10
+    for got in ranks:
+        assert got.keys() == want.keys()
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-7, err_msg=key)  # float32 sums
