@@ -157,6 +157,8 @@ def _heatmap_section(run: Any, tag: str, prob: bool, logy: bool, groups: list[st
                    + hm.colour_bar(colors, ox + hw - 90, top - 12, 70, fmt(lo), fmt(hi))
                    + (hm.image(hm.levels_of(binned, lo, hi, log), colors, ox, top, hw, n_rows * ROW_H)
                       if binned.size else "")
+                   + f'<rect x="{round(ox)}" y="{round(top)}" width="{round(hw)}" height="{n_rows * ROW_H}" '
+                   f'fill="none" stroke="#ccc"/>'
                    + f'<text x="{round(ox)}" y="{round(top + n_rows * ROW_H + 10)}" font-size="9" fill="{MUTED}">'
                    f'{escape(fmt(first))}</text><text x="{round(ox + hw)}" y="{round(top + n_rows * ROW_H + 10)}" '
                    f'text-anchor="end" font-size="9" fill="{MUTED}">{escape(fmt(last))} epoch</text></g>')
