@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Floors: install the LOWEST version of every runtime dependency that pyproject.toml allows into a separate
-# venv (.venv-floors), then run the unit tests there (not the browser tests, not the notebooks).
-# Extras (monitorch, lightning, transformers, bqplot, ...) are not installed: their tests skip.
+# venv (.venv-floors), then run the unit tests there (not the browser tests, not the notebooks, not
+# tests/integrations: those test the Lightning / Hugging Face extras and expect their frameworks). Other
+# extras (monitorch, bqplot, ...) are not installed either: their tests skip.
 #
 # torch is the exception: its floor's only Linux x86_64 wheel on PyPI is a CUDA build (torch 2.3.1:
 # 779 MB plus ~2.5 GB of nvidia-* wheels); the CPU builds live on download.pytorch.org, which this machine
@@ -45,4 +46,4 @@ pip_q "${FLOORS[@]}" "pytest>=8"
 # holds only the floors.
 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} \
   "$VENV/bin/python" -m pytest -p no:cacheprovider tests --ignore=tests/browser \
-  --ignore=tests/test_notebooks_smoke.py -q "$@"
+  --ignore=tests/test_notebooks_smoke.py --ignore=tests/integrations -q "$@"
