@@ -274,3 +274,21 @@ def test_widget_displays_its_view_then_a_sibling_picture_refreshed_at_cell_end(m
         assert data["text/plain"] == "MonitorWidget(runs=1, epochs=3)"
     finally:
         w.close()
+
+
+def test_numerical_per_layer_panel_spans_its_own_range() -> None:
+    rec = Record()
+    rec.register_tags("Output Norm", _Tag("NUMERICAL", False), lens="OutputNorm")
+    rec.start_run("run 1", {"fc1": "Linear", "fc2": "Linear"})
+    norms = {"fc1": [2.0, 4.0, 6.0], "fc2": [10.0, 8.0, 3.0]}
+    for e in range(1, 4):
+        rec.open_row(e)
+        rec.plot_numerical_values(e, "Output Norm", {g: {"mean": v[e - 1]} for g, v in norms.items()})
+        rec.close_row()
+    svg = sp.record_to_svg(rec)
+    idx, pal = png_indices(cells(heatmap(svg, "Output Norm", "mean")).get("href"))
+    # colour = (value - 2) / (10 - 2) in 32 steps: 2 -> 0, 10 -> 31, 6 -> 16
+    assert idx.tolist() == [[0, 8, 16], [31, 24, 4]]
+    lines = ["".join(t.itertext()) for t in ET.fromstring(svg).iter(SVG_NS + "text")
+             if t.get("class") == "mw-static-worst"]
+    assert lines == ["highest mean at epoch 3: fc1 6, fc2 3"]
