@@ -137,12 +137,15 @@ def _heatmap_section(run: Any, tag: str, prob: bool, logy: bool, groups: list[st
     rows = hm.bins(len(groups), hm.MAX_ROWS)
     n_rows = int(rows.size)
     top = y + 16
+    out.append(f'<g text-anchor="end" font-size="8" fill="{FG}">')
     for i, start in enumerate(rows.tolist()):
         end = int(rows[i + 1]) if i + 1 < n_rows else len(groups)
         label = groups[start] if end - start == 1 else f"{groups[start]} … {groups[end - 1]} ({end - start})"
         shown = label if len(label) <= 30 else label[:29] + "…"
-        out.append(f'<text class="mw-static-layer" x="{PAD + LABEL_W - 4}" y="{round(top + i * ROW_H + ROW_H - 1.5)}" '
-                   f'text-anchor="end" font-size="8" fill="{FG}">{escape(shown)}<title>{escape(label)}</title></text>')
+        title = f"<title>{escape(label)}</title>" if shown != label else ""
+        out.append(f'<text class="mw-static-layer" x="{PAD + LABEL_W - 4}" y="{round(top + i * ROW_H + ROW_H - 1.5)}">'
+                   f'{escape(shown)}{title}</text>')
+    out.append("</g>")
     first, last = (float(run.epochs[0]), float(run.epochs[final - 1])) if final else (0.0, 0.0)
     for j, key in enumerate(keys):
         ox = PAD + LABEL_W + j * (hw + gap)
