@@ -5,9 +5,9 @@ notebook reopened without its widget state) and the ``<noscript>`` part of the H
 overview, not every chart: the big panels (loss, metrics, warnings) as line charts of at most
 ``svg_charts.POINTS`` buckets per series (earlier runs faint, at most ``MAX_EARLIER`` of them), then per
 per-layer panel a line naming the worst layers now and a heatmap per key (layers x epochs, at most
-``svg_heatmap.MAX_ROWS`` x ``MAX_COLS`` cells). Its size therefore does not grow with the history: about
-50 kB for a 50-block model with three lenses and three runs, at 30 or 3,000 epochs (tests/test_static_picture.py;
-time in benchmarks/README.md). Every name from the record is XML-escaped.
+``svg_heatmap.MAX_ROWS`` x ``MAX_COLS`` cells). Its size therefore does not grow with the history: 32-45 kB
+for a 50-block model with three lenses and three runs from 30 to 3,000 epochs (<= 100 kB tested in
+tests/test_static_picture.py; time in benchmarks/README.md). Every name from the record is XML-escaped.
 
 Extra HTML above the picture (the health checks' findings) is registered once with :func:`add_top_section`.
 """
