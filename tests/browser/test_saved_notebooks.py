@@ -249,3 +249,12 @@ def test_4_without_javascript_shows_the_plots(saved: dict[str, Any], chromium_br
         _assert_picture_visible(page, f"nbconvert html ({key}), JavaScript off", decode=False)
     finally:
         context.close()
+
+
+def test_notebook7_live_view_hides_its_sibling_picture(jupyter_notebook: JupyterServer, open_notebook: Any) -> None:
+    nb = open_notebook(jupyter_notebook, CELLS)
+    nb.run_all_and_wait(timeout=180)
+    nb.assert_no_errors()
+    nb.page.locator(".mw-root .mw-panel").first.wait_for(state="visible")
+    assert nb.page.locator(".mw-static-sibling").count() == 1
+    assert not nb.page.locator(".mw-static-sibling").first.is_visible()
