@@ -259,7 +259,7 @@ def test_widget_displays_its_view_then_a_sibling_picture_refreshed_at_cell_end(m
         assert view["application/vnd.jupyter.widget-view+json"]["model_id"] == w.model_id
         assert "text/html" not in view and view_id is None  # the picture is not only inside the widget's bundle
         assert pic_id and pic["text/html"].startswith(f'<div class="mw-static {sp.SIBLING_CLASS}"')
-        assert sp.HIDE_WHEN_LIVE in pic["text/html"] and "epochs" not in pic["text/html"].split("<svg")[0]
+        assert sp.HIDE_WHEN_LIVE + sp.UNTRUSTED_NOTE in pic["text/html"] and "epochs" not in pic["text/html"].split("<svg")[0]
         assert "2 epochs" in pic["text/html"]
         # a cell that changed nothing leaves the picture alone; a new epoch refreshes it in place
         w._mw_refresh_fallback()

@@ -245,7 +245,12 @@ def _top_sections(record: Any) -> str:
 # While a live view of the widget is in the same output area (JupyterLab, Notebook 7: .mw-root is the
 # front-end's root element), the sibling picture is hidden; a dead or absent widget leaves it visible.
 HIDE_WHEN_LIVE = (f"<style>.jp-OutputArea:has(.mw-root)>.jp-OutputArea-child:has(.{SIBLING_CLASS})"
-                  "{display:none}</style>")
+                  "{display:none}.mw-static-untrusted{display:none}</style>")
+# Shown only where the <style> above was stripped: JupyterLab sanitizes an untrusted notebook's HTML (no SVG,
+# no inline images survive it); the same rule hides this note everywhere the picture renders.
+UNTRUSTED_NOTE = ('<div class="mw-static-untrusted" style="font-size:12px;color:#a60">monitorch-widget: the '
+                  'training picture of this output needs a trusted notebook (JupyterLab: File → Trust Notebook, '
+                  'or run the cells again).</div>')
 
 
 def fallback_html(record: Any, *, filters: dict[str, Any] | None = None, sibling: bool = False) -> str:
@@ -258,7 +263,7 @@ def fallback_html(record: Any, *, filters: dict[str, Any] | None = None, sibling
     except Exception as exc:  # noqa: BLE001 - a broken picture must never break display()
         svg = f"<pre>{escape(f'monitorch-widget: static picture unavailable ({exc!r})')}</pre>"
     cls = f"mw-static {SIBLING_CLASS}" if sibling else "mw-static"
-    return (f'<div class="{cls}" style="overflow-x:auto">' + (HIDE_WHEN_LIVE if sibling else "")
+    return (f'<div class="{cls}" style="overflow-x:auto">' + (HIDE_WHEN_LIVE + UNTRUSTED_NOTE if sibling else "")
             + _top_sections(record) + svg +
             '<div style="font-size:11px;color:#888">Static snapshot of the monitorch-widget panels '
             '(the interactive widget needs a running kernel).</div></div>')

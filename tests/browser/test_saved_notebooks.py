@@ -139,6 +139,7 @@ def _assert_picture_visible(page: Any, where: str, decode: bool = True) -> None:
     assert f"{EPOCHS} epochs" in text, f"{where}: the picture is not the last one (end of training): {text[:200]}"
     assert page.locator(".mw-static-sibling .mw-static-layer", has_text="relu5").first.is_visible(), where
     assert "highest death_rate at epoch 5" in text, where
+    assert not page.locator(".mw-static-untrusted").first.is_visible(), f"{where}: the untrusted note shows"
     cells = page.locator(".mw-static-sibling image.mw-static-cells")
     assert cells.count() == 6 and all((cells.nth(i).bounding_box() or {}).get("height", 0) > 20 for i in range(6))
     if not decode:  # (a promise in a page whose scripts are off never settles)
@@ -258,3 +259,26 @@ def test_notebook7_live_view_hides_its_sibling_picture(jupyter_notebook: Jupyter
     nb.page.locator(".mw-root .mw-panel").first.wait_for(state="visible")
     assert nb.page.locator(".mw-static-sibling").count() == 1
     assert not nb.page.locator(".mw-static-sibling").first.is_visible()
+
+
+def test_2b_untrusted_copy_says_to_trust_it_and_then_shows_the_last_picture(
+        saved: dict[str, Any], jupyter_lab: JupyterServer, chromium_browser: Any, screenshot_dir: Path) -> None:
+    """Someone else's notebook (not signed on this server): JupyterLab sanitizes its HTML outputs, which drops
+    every SVG and inline image. The picture's note says what to do; once trusted, the picture shows."""
+    nb_json = json.loads(json.dumps(saved["plain"]))
+    nb_json["cells"].append({"cell_type": "markdown", "metadata": {}, "source": "copied", "id": "copied"})
+    (jupyter_lab.root_dir / "saved-untrusted.ipynb").write_text(json.dumps(nb_json))
+    context, nb = _reopen(jupyter_lab, chromium_browser, screenshot_dir, "saved-untrusted.ipynb")
+    try:
+        note = nb.page.locator(".mw-static-untrusted").first
+        note.wait_for(state="visible", timeout=30_000)
+        assert "Trust Notebook" in note.inner_text()
+        assert nb.page.locator(".mw-static-sibling svg").count() == 0  # what the sanitizer left
+        nb.page.evaluate("() => { window.jupyterapp.commands.execute('notebook:trust'); }")
+        nb.page.locator(".jp-Dialog .jp-mod-accept").click()
+        nb.page.locator(".mw-static-sibling svg").first.wait_for(state="visible", timeout=30_000)
+        _assert_picture_visible(nb.page, "untrusted copy, once trusted")
+        assert not nb.page.locator(".mw-static-untrusted").first.is_visible()
+    finally:
+        context.close()
+        jupyter_lab.shutdown_sessions("saved-untrusted.ipynb")
