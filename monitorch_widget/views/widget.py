@@ -107,8 +107,9 @@ class MonitorWidget(anywidget.AnyWidget):
         with a ``display_id``, brought up to date at the end of every cell that changed the record.
 
         The picture cannot live only in the widget's own bundle: JupyterLab prefers the widget-view mimetype
-        even when the widget's state was not saved (it then shows an error, never the bundle's
-        ``text/html``), and nbconvert does the same when the state was saved. As a sibling output it shows
+        even when the widget's state was not saved (it then draws nothing, never the bundle's ``text/html``),
+        and nbconvert does the same when the state was saved. Unlike before, the view's own output is not
+        re-published at the end of a cell, so live views (and their zoom) persist. As a sibling output it shows
         wherever the widget cannot render, and a style rule in it hides it while a live view of the widget
         is in the same output area (static_picture.HIDE_WHEN_LIVE)."""
         from IPython.display import display
