@@ -14,4 +14,6 @@ npm test --silent || status=1
 # One run: unit, browser (tests/) and the demo notebooks under nbval (asserting cells; see notebooks/).
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} .venv/bin/python -m pytest -p no:cacheprovider tests notebooks \
   --nbval-lax --nbval-sanitize-with scripts/nbval_sanitize.cfg "$@" || status=$?
+# The lowest allowed version of every runtime dependency, in its own venv: unit tests only.
+bash scripts/test_floors.sh || status=1
 exit $status

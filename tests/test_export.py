@@ -1,4 +1,4 @@
-"""Offline HTML export (file contents) and the static SVG fallback, without a browser."""
+"""Offline HTML export (file contents), without a browser."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import base64
 import json
 import math
 import re
-import xml.etree.ElementTree as ET
 from typing import Any
 
 import numpy as np
@@ -14,7 +13,6 @@ import pytest
 
 from monitorch_widget.record import Record
 from monitorch_widget.views import html_export as export
-from monitorch_widget.views.static_picture import fallback_html, iter_groups, record_to_svg
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 EVIL = '</script><script>window.__pwned=1</script> & "q" <b>'
@@ -46,89 +44,7 @@ def make_record(n_epochs: int = 5, layers: tuple[str, ...] = ("conv.relu1", EVIL
     return rec
 
 
-# --- static SVG -------------------------------------------------------------------------------------
-def test_svg_is_valid_xml_with_one_group_per_chart_and_escaped_names() -> None:
-    rec = make_record()
-    svg = record_to_svg(rec)
-    root = ET.fromstring(svg)  # raises on invalid XML, e.g. an unescaped '<' or '&' from a module name
-    assert root.tag == SVG_NS + "svg"
-    groups = [(g.get("data-panel"), g.get("data-group")) for g in iter_groups(root)]
-    assert groups == [("Loss & Metrics", "Loss & Metrics"), ("Output Activations", "conv.relu1"),
-                      ("Output Activations", EVIL), ("Output Activations", "fc.relu2")]
-    # the hostile name is present as text (round-trips through XML escaping), never as markup
-    texts = ["".join(t.itertext()) for t in root.iter(SVG_NS + "text")]
-    assert any(EVIL[:20] in t for t in texts)
-    assert "<script" not in svg and "</script>" not in svg
-    # every series is drawn: two lines per layer (+ faint none), a line and a band in the big panel
-    per_layer = [len(list(g.iter(SVG_NS + "path"))) for g in iter_groups(root)][1:]
-    assert per_layer == [2, 2, 2]
-    assert len(list(iter_groups(root)[0].iter(SVG_NS + "polygon"))) == 1
-
-
-def test_svg_probability_panels_use_unit_range_and_earlier_runs_are_faint() -> None:
-    rec = make_record(runs=2)
-    root = ET.fromstring(record_to_svg(rec))
-    g = next(g for g in iter_groups(root) if g.get("data-group") == "conv.relu1")
-    labels = [t.text for t in g.iter(SVG_NS + "text") if t.get("text-anchor") == "end" and t.text]
-    assert {"0", "0.5", "1"} <= set(labels)
-    paths = list(g.iter(SVG_NS + "path"))
-    faint = [p for p in paths if p.get("stroke-opacity") == "0.3"]
-    assert len(paths) == 4 and len(faint) == 2  # two lines of run 1 (faint) + two of run 2
-    # the death rate 0.0 of the current run sits on the bottom of the plot: y of y=0 equals the frame bottom
-    frame = next(g.iter(SVG_NS + "rect"))
-    bottom = float(frame.get("y")) + float(frame.get("height"))
-    death = [p for p in paths if p.get("stroke-opacity") is None][1]
-    ys = [float(v) for v in re.findall(r"[ML][\d.]+ ([\d.]+)", death.get("d"))]
-    assert ys and all(abs(y - bottom) < 0.11 for y in ys)
-
-
-def test_svg_long_runs_stay_compact_and_filters_apply() -> None:
-    rec = make_record(n_epochs=3000, layers=("a", "b"))
-    svg = record_to_svg(rec)
-    assert len(svg) < 120_000  # min/max per pixel column, not 3000 points per line
-    root = ET.fromstring(svg)
-    assert len(iter_groups(root)) == 3
-    hidden = record_to_svg(rec, filters={"hidden_modules": ["a"], "hidden_panels": ["Loss & Metrics"]})
-    assert [g.get("data-group") for g in iter_groups(ET.fromstring(hidden))] == ["b"]
-
-
-def test_svg_of_empty_record_and_gaps() -> None:
-    assert ET.fromstring(record_to_svg(Record())).tag == SVG_NS + "svg"
-    rec = make_record(n_epochs=6, layers=("a",))
-    rec.runs[0]._data[2:4, :] = np.nan  # a gap of two epochs splits the line into two subpaths
-    root = ET.fromstring(record_to_svg(rec))
-    g = next(g for g in iter_groups(root) if g.get("data-group") == "a")
-    d = next(g.iter(SVG_NS + "path")).get("d")
-    assert d.count("M") == 2
-
-
-def test_widget_bundle_has_view_and_static_fallback() -> None:
-    pytest.importorskip("anywidget")
-    from monitorch_widget.views.widget import _ESM_PATH, MonitorWidget
-
-    if not _ESM_PATH.is_file():
-        pytest.skip("front-end bundle not built (npm run build)")
-    rec = make_record()
-    w = MonitorWidget(rec)
-    try:
-        bundle = w._repr_mimebundle_()
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
-        assert "application/vnd.jupyter.widget-view+json" in data
-        assert data["application/vnd.jupyter.widget-view+json"]["model_id"] == w.model_id
-        html = data["text/html"]
-        assert html.startswith('<div class="mw-static"')
-        svg = html[html.index("<svg"):html.index("</svg>") + 6]
-        assert len(iter_groups(ET.fromstring(svg))) == 4
-        assert data["text/plain"] == "MonitorWidget(runs=1, epochs=5)"  # stable repr (nbval compares it)
-    finally:
-        w.close()
-
-
-def test_fallback_html_never_raises() -> None:
-    class Broken:
-        runs = property(lambda self: 1 / 0)
-
-    assert "static picture unavailable" in fallback_html(Broken())
+# The static SVG (record_to_svg, fallback_html) is tested in tests/test_static_picture.py.
 
 
 # --- HTML export -------------------------------------------------------------------------------------

@@ -135,30 +135,46 @@ class MonitorWidget(anywidget.AnyWidget):
         self._mw_displayed = True
         bundle = super()._repr_mimebundle_(**kwargs)
         # >>> static fallback (monitorch_widget/views/static_picture.py) >>>
-        # Front-ends that cannot run the widget (GitHub, nbviewer, nbconvert HTML without widget state, a
-        # notebook reopened without a kernel) show the richest output they can: a static SVG of the record.
-        # Live front-ends prefer the widget view and never render it.
+        # For hosts that take this bundle directly instead of IPython's display (which publishes the widget
+        # and a sibling picture, _ipython_display_): a static picture as the bundle's text/html.
         bundle = _with_fallback(bundle, self)
         # <<< static fallback <<<
         return bundle
 
-    # >>> static fallback: display with a display_id, refreshed at the end of each cell >>>
+    # >>> static fallback: a sibling output with a display_id, refreshed at the end of each cell >>>
     def _ipython_display_(self, **kwargs: Any) -> None:
-        """Publish the bundle with a ``display_id`` so the fallback picture can be brought up to date at
-        the end of every cell that changed the record (the saved notebook then holds the final plots)."""
+        """Publish two outputs: the widget view, then its static picture as a sibling ``text/html`` output
+        with a ``display_id``, brought up to date at the end of every cell that changed the record.
+
+        The picture cannot live only in the widget's own bundle: JupyterLab prefers the widget-view mimetype
+        even when the widget's state was not saved (it then draws nothing, never the bundle's ``text/html``),
+        and nbconvert does the same when the state was saved. Unlike before, the view's own output is not
+        re-published at the end of a cell, so live views (and their zoom) persist. As a sibling output it shows
+        wherever the widget cannot render, and a style rule in it hides it while a live view of the widget
+        is in the same output area (static_picture.HIDE_WHEN_LIVE)."""
         from IPython.display import display
 
-        display_id = uuid.uuid4().hex
-        bundle = self._repr_mimebundle_(**kwargs)
+        self._mw_displayed = True
+        bundle = super()._repr_mimebundle_(**kwargs)
         data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
-        display(data, metadata=metadata, raw=True, display_id=display_id)
+        display(data, metadata=metadata, raw=True)
+        if self._record is None:
+            return
+        display_id = uuid.uuid4().hex
+        display(self._mw_sibling(), raw=True, display_id=display_id)
         ids: list[str] = self.__dict__.setdefault("_mw_display_ids", [])
         ids.append(display_id)
         self._mw_fallback_seq = self._sync.seq if self._sync is not None else None
 
+    def _mw_sibling(self) -> dict[str, str]:
+        from .static_picture import fallback_html
+
+        html = fallback_html(self._record, filters=normalize_filters(self.filters), sibling=True)
+        return {"text/html": html, "text/plain": "(monitorch-widget static picture)"}
+
     def _mw_refresh_fallback(self, *_args: Any) -> None:
-        """End of a cell: if the record changed since the fallback was last published, update every display
-        of this widget (same widget view, new static picture)."""
+        """End of a cell: if the record changed since the picture was last published, update every sibling
+        picture of this widget's displays (the saved notebook then holds the final plots)."""
         try:
             if self._sync is None or self.comm is None or not getattr(self, "_mw_display_ids", None):
                 return
@@ -168,10 +184,9 @@ class MonitorWidget(anywidget.AnyWidget):
             self._mw_fallback_seq = seq
             from IPython.display import update_display
 
-            bundle = self._repr_mimebundle_()
-            data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+            data = self._mw_sibling()
             for display_id in self._mw_display_ids:
-                update_display(data, metadata=metadata, raw=True, display_id=display_id)
+                update_display(data, raw=True, display_id=display_id)
         except Exception:  # noqa: BLE001, S110 - a stale picture must never break the user's cell
             pass
     # <<< static fallback <<<
