@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from . import attachments
-from .collect.activity import ActivityGate
-from .collect.compiled import COMPILED_ADVICE, CompiledGraphs, peel
-from .collect.compiled import children as compiled_children
+from .collect.activity import ActivityGate, InspectorState
+from .collect.compiled import COMPILED_ADVICE, CompiledGraphs, in_graph
 from .collect.faults import FaultLog, MonitorNotice, MonitorWarning
+from .collect.model_tree import attached_graphs, traverse
 from .collect.modes import monitor_mode
 from .collect.progress import IntraEpochUpdates
 from .collect.pushes import Pushes, check_number
@@ -27,89 +27,14 @@ from .collect.rank_exchange import RankExchange, world
 from .collect.transfer import to_host
 from .lens.base import AbstractLens, Call, LensContext
 from .lens.coverage import coverage_notice
+from .lens.lens_list import check_lenses
 from .lens.loss_metrics import LossMetrics
 from .record import Record
 from .record.health import Finding, HealthConfig, HealthMonitor
 from .recording import RecordingSwitch
+from .views.live import LiveView
 from .views.monitorch_adapter import WidgetVisualizer
 from .views.resolve import reads_record, resolve_visualizer
-
-
-class InspectorState:
-    """``counter``: the epoch the next tick records (starts at 1); ``attached``; ``is_active``."""
-
-    def __init__(self, is_active_fn: int | Callable[[int], bool] = 1) -> None:
-        if isinstance(is_active_fn, bool) or not (isinstance(is_active_fn, int) or callable(is_active_fn)):
-            raise TypeError(f"is_active_fn= must be a positive int n (record every n-th epoch) or a function "
-                            f"epoch -> bool, got {is_active_fn!r}")
-        if isinstance(is_active_fn, int):
-            if is_active_fn < 1:
-                raise ValueError(f"is_active_fn={is_active_fn}: must be >= 1 (1 records every epoch)")
-            n = is_active_fn
-            self.is_active_fn: Callable[[int], bool] = lambda epoch: epoch % n == 0
-        else:
-            self.is_active_fn = is_active_fn
-        self.counter = 1
-        self.attached = False
-
-    def tick(self, n_ticks: int = 1) -> int:
-        self.counter += n_ticks
-        return self.counter
-
-    @property
-    def is_active(self) -> bool:
-        return bool(self.is_active_fn(self.counter))
-
-
-def _check_lenses(lenses: Any) -> list[AbstractLens]:
-    if isinstance(lenses, AbstractLens) or not isinstance(lenses, Iterable):
-        raise TypeError("lenses= must be a list of lenses, e.g. [LossMetrics(loss_fn=loss_fn), OutputActivation()]")
-    lenses = list(lenses)
-    for i, lens in enumerate(lenses):
-        if isinstance(lens, type) and issubclass(lens, AbstractLens):
-            raise TypeError(f"lenses[{i}] is the class {lens.__name__}, not an instance; write {lens.__name__}()")
-        if not isinstance(lens, AbstractLens):
-            origin = type(lens).__module__
-            hint = (" (a lens from the monitorch package: import it from monitorch_widget.lens instead)"
-                    if origin.startswith("monitorch.") else "")
-            raise TypeError(f"lenses[{i}] is a {type(lens).__name__}{hint}; accepted: lenses from "
-                            "monitorch_widget.lens (LossMetrics, OutputActivation, ParameterGradientActivation, "
-                            "OutputNorm, OutputGradientGeometry, ParameterGradientGeometry, ParameterNorm, "
-                            "ParameterUpdateGeometry)")
-    for i, lens in enumerate(lenses):
-        for j in range(i):
-            if lenses[j] is lens:
-                raise ValueError(f"lenses[{i}] is the same {type(lens).__name__} object as lenses[{j}]; "
-                                 "a lens can be given once (create a second instance if you really want two)")
-    return lenses
-
-
-def _graphs(model: Any) -> CompiledGraphs:
-    """The user's module behind wrappers (torch.compile, DDP) and which of its modules run in a graph."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"attach() needs a torch.nn.Module, got {type(model).__name__}")
-    inner, call_root, whole = peel(model)
-    fsdp1 = getattr(torch.distributed, "fsdp", None) if torch.distributed.is_available() else None
-    fsdp1 = getattr(fsdp1, "FullyShardedDataParallel", None)
-    for name, module in inner.named_modules():
-        if fsdp1 is not None and isinstance(module, fsdp1):
-            raise TypeError(f"attach() found FullyShardedDataParallel (FSDP1) at {name or 'the root'}: its flattened "
-                            "parameters hide the gradients and names this monitor reads. Shard with FSDP2 "
-                            "instead (torch.distributed.fsdp.fully_shard), before or after attach, and attach "
-                            "the model itself")
-    return CompiledGraphs(inner, call_root, whole)
-
-
-def _traverse(module: nn.Module, depth: int, sep: str, prefix: str = "") -> Iterator[tuple[nn.Module, str, bool]]:
-    """(module, name, is_leaf) in definition order; leaves are the modules at ``depth`` (or true leaves).
-    Names are the user's: a torch.compile'd submodule is entered under its own name (no ``_orig_mod``)."""
-    children = list(compiled_children(module))
-    if depth == 0 or not children:
-        yield module, prefix, True
-        return
-    for name, child in children:
-        yield from _traverse(child, depth - 1, sep, f"{prefix}{sep}{name}" if prefix else name)
-    yield module, prefix, False
 
 
 class PyTorchInspector:
@@ -133,7 +58,7 @@ class PyTorchInspector:
                  non_train_loss_str: str = "val_loss", is_active_fn: int | Callable[[int], bool] = 1,
                  master_rank: int = 0, update_every: float | None = None,
                  health: HealthConfig | None = None, distributed_timeout: float = 300.0) -> None:
-        self.lenses = _check_lenses(lenses)
+        self.lenses = check_lenses(lenses)
         if isinstance(distributed_timeout, bool) or not isinstance(distributed_timeout, (int, float)) or \
                 not distributed_timeout > 0:
             raise ValueError(f"distributed_timeout={distributed_timeout!r}: must be a positive number of seconds")
@@ -167,10 +92,10 @@ class PyTorchInspector:
         self._warned_metrics: set[str] = set()
         self._recording = RecordingSwitch()
         self._pump_handle: Any = None
-        self._widget_vis: WidgetVisualizer | None = None
         self.visualizer = resolve_visualizer(visualizer, self.history)
-        if isinstance(self.visualizer, WidgetVisualizer) and self.visualizer.record is self.history:
-            self._widget_vis = self.visualizer
+        own = isinstance(self.visualizer, WidgetVisualizer) and self.visualizer.record is self.history
+        self._live = LiveView(self.history, self.visualizer if own else None,
+                              lambda module, on: (self.resume_recording if on else self.stop_recording)(module))
         self._user_visualizer = None if reads_record(self.visualizer, self.history) else self.visualizer
         for lens in self.lenses:
             lens.bind(self._ctx)
@@ -190,48 +115,21 @@ class PyTorchInspector:
     @property
     def widget(self) -> Any:
         """The live widget (one per inspector; display it any number of times)."""
-        if self._widget_vis is None:
-            self._widget_vis = WidgetVisualizer(self.history)
-        widget = self._widget_vis.widget
-        if widget.comm is None:  # closed by the user: a fresh one shows the whole record again
-            self._widget_vis._widget = None
-            widget = self._widget_vis.widget
-        self._bind(widget)
-        return widget
-
-    def _bind(self, widget: Any) -> None:
-        # A view's "stop / resume recording" requests; the widget queues them onto the training thread.
-        if getattr(widget, "_mw_bound_to", None) is not self:
-            widget._mw_bound_to = self
-            widget.on_recording(lambda module, on: (self.resume_recording if on else self.stop_recording)(module))
+        return self._live.widget()
 
     def _pump(self) -> None:
         """Every monitor call on the training thread: the live widget sends what waited and runs the views'
-        queued requests (views/sync.py). No thread of ours ever sends."""
-        vis = self._widget_vis
-        widget = vis._widget if vis is not None else None
-        if widget is not None:
-            if getattr(widget, "_mw_bound_to", None) is not self:
-                self._bind(widget)
-            widget._mw_pump()
+        queued requests (views/live.py). No thread of ours ever sends."""
+        self._live.pump()
 
     def _pump_hook(self, _module: nn.Module, _args: Any) -> None:
-        self._pump()
+        if not in_graph():  # on the compiled wrapper it never is; a model compiled after attach: skip
+            self._pump()
 
     def flush(self) -> None:
         """Send every value the live widget holds back now (it otherwise waits for the next monitor call >= 50 ms
         later, ``detach()`` or the end of the cell). Call it on the thread that trains."""
-        vis = self._widget_vis
-        widget = vis._widget if vis is not None else None
-        if widget is not None:
-            widget.flush()
-
-    def _finish_views(self) -> None:
-        vis = self._widget_vis
-        widget = vis._widget if vis is not None else None
-        sync = getattr(widget, "_sync", None) if widget is not None else None
-        if sync is not None:
-            sync.finish()
+        self._live.flush()
 
     # --- what is measured ------------------------------------------------------------------------------
     def stop_recording(self, *patterns: str) -> set[str]:
@@ -263,13 +161,13 @@ class PyTorchInspector:
         """Hook ``module`` (a new run: epoch counter restarts at 1; earlier runs stay in the record).
 
         ``module`` may be wrapped: ``torch.compile(model)``, DDP, DataParallel (see README "torch.compile")."""
-        graphs = _graphs(module)
+        graphs = attached_graphs(module)
         model = graphs.model
         if self.state.attached:
             self.detach()
         self._ctx.graphs = graphs
         replaced = attachments.claim(model, self)
-        entries = list(_traverse(model, self.depth, self.module_name_prefix))
+        entries = list(traverse(model, self.depth, self.module_name_prefix))
         leaves = [(m, n) for m, n, leaf in entries if leaf]
         inner = [(m, n) for m, n, leaf in entries if not leaf]
         try:
@@ -286,7 +184,7 @@ class PyTorchInspector:
         self._model = model
         # every forward pass of the model is a monitor call: held values go out, queued view requests run
         # (a pre-hook: a request that changes hooks never lands in the middle of a pass)
-        self._pump_handle = model.register_forward_pre_hook(self._pump_hook)
+        self._pump_handle = graphs.call_root.register_forward_pre_hook(self._pump_hook)
         self.state.counter = 1
         self.state.attached = True
         self._pushes.reset()
@@ -328,7 +226,7 @@ class PyTorchInspector:
         self.state.attached = False
         self.state.counter = 1
         self._model = None
-        self._finish_views()
+        self._live.finish()
         return self
 
     def _set_active(self, active: bool) -> None:
@@ -475,7 +373,7 @@ class PyTorchInspector:
             yield item
         if started:
             self.tick()
-            self._finish_views()  # the loop's last tick: nothing may wait for an end-of-cell event
+            self._live.finish()  # the loop's last tick: nothing may wait for an end-of-cell event
 
     def range(self, *args: int, **kwargs: int) -> Iterator[int]:
         return self.iter(range(*args, **kwargs))

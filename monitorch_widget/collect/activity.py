@@ -107,3 +107,29 @@ def _tensors(out: Any) -> list[torch.Tensor]:
     if isinstance(out, dict):
         return [t for t in out.values() if isinstance(t, torch.Tensor)]
     return []
+
+
+class InspectorState:
+    """``counter``: the epoch the next tick records (starts at 1); ``attached``; ``is_active``."""
+
+    def __init__(self, is_active_fn: int | Callable[[int], bool] = 1) -> None:
+        if isinstance(is_active_fn, bool) or not (isinstance(is_active_fn, int) or callable(is_active_fn)):
+            raise TypeError(f"is_active_fn= must be a positive int n (record every n-th epoch) or a function "
+                            f"epoch -> bool, got {is_active_fn!r}")
+        if isinstance(is_active_fn, int):
+            if is_active_fn < 1:
+                raise ValueError(f"is_active_fn={is_active_fn}: must be >= 1 (1 records every epoch)")
+            n = is_active_fn
+            self.is_active_fn: Callable[[int], bool] = lambda epoch: epoch % n == 0
+        else:
+            self.is_active_fn = is_active_fn
+        self.counter = 1
+        self.attached = False
+
+    def tick(self, n_ticks: int = 1) -> int:
+        self.counter += n_ticks
+        return self.counter
+
+    @property
+    def is_active(self) -> bool:
+        return bool(self.is_active_fn(self.counter))
