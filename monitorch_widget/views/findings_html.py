@@ -10,10 +10,14 @@ from html import escape
 from typing import Any
 
 _COLORS = {"critical": "#c62828", "warning": "#b26a00", "info": "#1565c0"}
+_RANK = {"critical": 0, "warning": 1, "info": 2}
+#: Findings listed at most: the static picture must stay small whatever the model (the rest is counted).
+SHOWN = 12
 
 
 def findings_section(record: Any) -> str:
-    """``<section class="mw-findings">`` listing every run's findings (active first), or ``""`` when none (or
+    """``<section class="mw-findings">`` listing the runs' findings (active and severe first, at most
+    :data:`SHOWN`, the rest counted), or ``""`` when none (or
     when ``record`` cannot be read: the section must never break the picture it is part of)."""
     try:
         findings = record.health.findings()
@@ -23,7 +27,8 @@ def findings_section(record: Any) -> str:
     if not findings:
         return ""
     items = []
-    for f in sorted(findings, key=lambda f: (not f.active, f.run, f.since)):
+    ordered = sorted(findings, key=lambda f: (not f.active, _RANK.get(f.severity, 3), -f.run, f.since))
+    for f in ordered[:SHOWN]:
         color = _COLORS.get(f.severity, "#555")
         span = f"since epoch {f.since:g}" if f.active else f"epochs {f.since:g}–{f.until:g}, resolved"
         where = f"<b>{escape(f.layer)}</b> · " if f.layer else ""
@@ -33,6 +38,9 @@ def findings_section(record: Any) -> str:
             f'<span style="color:{color};font-weight:600">{escape(f.severity)}</span> '
             f'{where}{escape(f.check)} <span style="color:#888">({run}, {span})</span>: {escape(f.message)} '
             f'<i>Try: {escape(f.advice)}</i></li>')
+    rest = ordered[SHOWN:]
+    more = (f'<div style="color:#888">… and {len(rest)} more ({sum(f.active for f in rest)} active): '
+            "<code>inspector.findings</code> lists them all</div>" if rest else "")
     return ('<section class="mw-findings" style="font:12px sans-serif;margin:6px 0">'
             '<div style="font-weight:600">Health findings</div>'
-            f'<ul style="margin:2px 0;padding-left:18px">{"".join(items)}</ul></section>')
+            f'<ul style="margin:2px 0;padding-left:18px">{"".join(items)}</ul>{more}</section>')
