@@ -188,8 +188,14 @@ class PyTorchInspector:
                 lens.set_hidden(modules, types)
 
     # --- attach / detach ---------------------------------------------------------------------------
-    def attach(self, model: nn.Module) -> PyTorchInspector:
-        """Hook ``model`` (a new run: epoch counter restarts at 1; earlier runs stay in the record)."""
+    def attach(self, model: nn.Module, *, run_name: str | None = None) -> PyTorchInspector:
+        """Hook ``model`` (a new run: epoch counter restarts at 1; earlier runs stay in the record).
+
+        ``run_name`` labels the run in legends, the status line and saved histories (default
+        ``"run <n>: <model class>"``); a non-string raises ``TypeError``.
+        """
+        if run_name is not None and not isinstance(run_name, str):
+            raise TypeError(f"attach(run_name=...) must be a str or None, got {type(run_name).__name__}")
         model = _unwrap(model)
         if self.state.attached:
             self.detach()
@@ -213,7 +219,8 @@ class PyTorchInspector:
         self._pushes.reset()
         self.faults.clear()
         types = {n: type(m).__name__ for m, n, _ in entries}
-        self.history.start_run(f"run {len(self.history.runs) + 1}: {type(model).__name__}", types)
+        label = run_name if run_name else f"run {len(self.history.runs) + 1}: {type(model).__name__}"
+        self.history.start_run(label, types)
         notice = coverage_notice(model, self.lenses)
         if notice is not None:
             self.faults.report("attach", notice, category=MonitorNotice)

@@ -305,3 +305,22 @@ def test_output_norm_per_sample_l2_mean():
     ins.tick_epoch()
     assert ins.history.series("Output Norm", "1", "mean")[0] == pytest.approx(3.0)
     assert "Mean Output Norm Comparison" in ins.history.panels()
+
+
+def test_attach_run_name_labels_the_run_and_survives_a_saved_history(tmp_path):
+    from monitorch_widget.record.history_file import load
+
+    loss_fn = nn.CrossEntropyLoss()
+    insp = PyTorchInspector([LossMetrics(loss_fn=loss_fn)], visualizer="none")
+    for name in ("baseline", "wider"):
+        model = small_model()
+        insp.attach(model, run_name=name)
+        step(model, loss_fn)
+        insp.tick_epoch()
+    insp.attach(small_model())  # no name: the default label
+    assert [r.label for r in insp.history.runs] == ["baseline", "wider", "run 3: Sequential"]
+    path = tmp_path / "h.json"
+    insp.history.save(path)
+    assert [r.label for r in load(path).runs] == ["baseline", "wider", "run 3: Sequential"]
+    with pytest.raises(TypeError, match="run_name"):
+        insp.attach(small_model(), run_name=3)

@@ -1,0 +1,184 @@
+// A per-layer panel as one heatmap: a row per layer (its name as DOM text), a column per epoch, colour = the
+// panel's rate or value (worst.heatKey). Clicking a row opens that layer's full chart; hovering a cell names
+// layer, epoch and value in a tooltip laid over the canvas (no layout change). Epochs without a value are
+// left blank (gaps).
+
+import { formatValue } from "../chart";
+import type { RunData } from "../store";
+
+export const ROW_H = 12;
+const LABEL_W = 170;
+
+// viridis, five stops (perceptually uniform, readable in light and dark themes and by colour-blind readers)
+const STOPS: [number, number, number][] = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+
+/** The colour of t in [0, 1] as [r, g, b]. */
+export function colormap(t: number): [number, number, number] {
+  const x = Math.min(1, Math.max(0, t)) * (STOPS.length - 1);
+  const i = Math.min(STOPS.length - 2, Math.floor(x));
+  const f = x - i;
+  const a = STOPS[i];
+  const b = STOPS[i + 1];
+  return [0, 1, 2].map((k) => Math.round(a[k] + f * (b[k] - a[k]))) as [number, number, number];
+}
+
+export interface HeatRow {
+  layer: string;
+  col: number;
+}
+
+export interface HeatInput {
+  run: RunData;
+  key: string;
+  rows: HeatRow[];
+  /** Fixed [0, 1] (rates) or from the data. */
+  rate: boolean;
+  logy: boolean;
+  width: number;
+  opened: (layer: string) => boolean;
+  version: number;
+}
+
+/** Colour range of the rows' finite values: [lo, hi] in display units (log10 when logy). */
+export function heatRange(inp: Pick<HeatInput, "run" | "rows" | "rate" | "logy">): [number, number] {
+  if (inp.rate) return [0, 1];
+  let lo = Infinity, hi = -Infinity;
+  for (const r of inp.rows) {
+    const v = inp.run.values[r.col];
+    for (let i = 0; i < inp.run.finalRows; i++) {
+      const x = inp.logy ? (v[i] > 0 ? Math.log10(v[i]) : NaN) : v[i];
+      if (Number.isFinite(x)) {
+        if (x < lo) lo = x;
+        if (x > hi) hi = x;
+      }
+    }
+  }
+  if (!Number.isFinite(lo)) return [0, 1];
+  return hi > lo ? [lo, hi] : [lo - 0.5, hi + 0.5];
+}
+
+function h<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+export class Heatmap {
+  readonly el = h("div", "mw-heatmap");
+  private labels = h("div", "mw-heat-labels");
+  private wrap = h("div", "mw-heat-canvas");
+  private canvas = h("canvas");
+  private tip = h("div", "mw-heat-tip");
+  private scale = h("div", "mw-heat-scale");
+  private labelSig = "";
+  private drawSig = "";
+  private inp: HeatInput | null = null;
+  private range: [number, number] = [0, 1];
+
+  constructor(private onOpen: (layer: string) => void) {
+    this.tip.hidden = true;
+    this.wrap.append(this.canvas, this.tip);
+    const body = h("div", "mw-heat-body");
+    body.append(this.labels, this.wrap);
+    this.el.append(body, this.scale);
+    this.labels.addEventListener("click", (ev) => {
+      const row = (ev.target as HTMLElement).closest?.(".mw-heat-row") as HTMLElement | null;
+      const layer = row?.getAttribute("data-layer");
+      if (layer != null) this.onOpen(layer);
+    });
+    this.canvas.addEventListener("mousemove", (ev) => this.hover(ev));
+    this.canvas.addEventListener("mouseleave", () => {
+      this.tip.hidden = true;
+    });
+    this.canvas.addEventListener("click", (ev) => {
+      const c = this.cellAt(ev);
+      if (c) this.onOpen(c.layer);
+    });
+  }
+
+  update(inp: HeatInput): void {
+    this.inp = inp;
+    const names = inp.rows.map((r) => r.layer);
+    const lsig = JSON.stringify(names);
+    if (lsig !== this.labelSig) {
+      this.labelSig = lsig;
+      this.labels.replaceChildren(...names.map((n) => {
+        const row = h("div", "mw-heat-row", n);
+        row.setAttribute("data-layer", n);
+        row.title = n;
+        return row;
+      }));
+    }
+    for (const row of this.labels.children) {
+      const open = inp.opened(row.getAttribute("data-layer") ?? "");
+      row.classList.toggle("mw-open", open);
+    }
+    const w = Math.max(80, inp.width - LABEL_W - 8);
+    const sig = `${inp.version}|${w}|${inp.key}|${inp.logy}|${lsig}`;
+    if (sig === this.drawSig) return;
+    this.drawSig = sig;
+    this.draw(w);
+  }
+
+  private draw(w: number): void {
+    const inp = this.inp!;
+    const n = inp.run.finalRows;
+    const hgt = Math.max(ROW_H, inp.rows.length * ROW_H);
+    const dpr = (typeof window !== "undefined" && window.devicePixelRatio) || 1;
+    this.canvas.width = Math.round(w * dpr);
+    this.canvas.height = Math.round(hgt * dpr);
+    this.canvas.style.width = `${w}px`;
+    this.canvas.style.height = `${hgt}px`;
+    this.range = heatRange(inp);
+    const [lo, hi] = this.range;
+    const what = inp.logy ? `log10 ${inp.key}` : inp.key;
+    const ep = (i: number): string => formatValue(inp.run.epochs[i]);
+    this.scale.textContent = n > 0
+      ? `colour: ${what}, ${formatValue(lo)} (dark) to ${formatValue(hi)} (bright) · epochs ${ep(0)}–${ep(n - 1)}`
+      : "";
+    const ctx = this.canvas.getContext?.("2d");
+    if (!ctx) return;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, w, hgt);
+    if (n === 0) return;
+    const cw = w / n;
+    inp.rows.forEach((r, j) => {
+      const v = inp.run.values[r.col];
+      for (let i = 0; i < n; i++) {
+        let x = v?.[i];
+        if (x === undefined) continue;
+        if (inp.logy) x = x > 0 ? Math.log10(x) : NaN;
+        if (!Number.isFinite(x)) continue; // no value: a gap
+        const [cr, cg, cb] = colormap((x - lo) / (hi - lo));
+        ctx.fillStyle = `rgb(${cr},${cg},${cb})`;
+        ctx.fillRect(Math.floor(i * cw), j * ROW_H, Math.ceil(cw), ROW_H - 1);
+      }
+    });
+  }
+
+  private cellAt(ev: MouseEvent): { layer: string; row: number; i: number } | null {
+    const inp = this.inp;
+    if (!inp || inp.run.finalRows === 0) return null;
+    const rect = this.canvas.getBoundingClientRect();
+    const j = Math.floor((ev.clientY - rect.top) / ROW_H);
+    const i = Math.floor(((ev.clientX - rect.left) / Math.max(1, rect.width)) * inp.run.finalRows);
+    if (j < 0 || j >= inp.rows.length || i < 0 || i >= inp.run.finalRows) return null;
+    return { layer: inp.rows[j].layer, row: j, i };
+  }
+
+  private hover(ev: MouseEvent): void {
+    const c = this.cellAt(ev);
+    if (!c || !this.inp) {
+      this.tip.hidden = true;
+      return;
+    }
+    const v = this.inp.run.values[this.inp.rows[c.row].col]?.[c.i];
+    this.tip.textContent = `${c.layer} · epoch ${formatValue(this.inp.run.epochs[c.i])}: ${this.inp.key} ${formatValue(v)}`;
+    const rect = this.canvas.getBoundingClientRect();
+    const x = ev.clientX - rect.left;
+    this.tip.style.left = `${Math.min(x + 10, Math.max(0, rect.width - 220))}px`;
+    this.tip.style.top = `${(c.row + 1) * ROW_H + 2}px`;
+    this.tip.hidden = false;
+  }
+}
