@@ -148,7 +148,8 @@ export class Chart {
         if (lo >= 0) bands.push({ series: [i + 1, lo + 1], fill: withAlpha(color, 0.18) });
       }
     });
-    const multiRun = data.series.some((s) => s.role === "old");
+    // big charts name the run in every legend entry; small multiples keep one short line (the runs legend explains dashes)
+    const multiRun = spec.big && data.series.some((s) => s.role === "old");
     const latest = (u: uPlot): void => {
       // not hovering: the legend shows the latest values
       if (u.cursor.idx == null && u.data[0].length > 0) u.setLegend({ idx: u.data[0].length - 1 }, false);
