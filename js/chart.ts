@@ -18,6 +18,8 @@ export function formatValue(v: number | null | undefined): string {
 export interface ChartContext {
   runs: RunStyle;
   xLabel: string;
+  /** Lines join across missing points (wall-time axis) instead of showing gaps. */
+  spanGaps: boolean;
   /** Charts with the same key share crosshair position (uPlot cursor sync). */
   syncKey: string;
   /** The shared x range, or null for the data's own range. */
@@ -44,7 +46,7 @@ function seriesOptions(s: SeriesInfo, theme: Theme, ctx: ChartContext, multiRun:
   };
   switch (s.role) {
     case "line":
-      return { label: multiRun ? `${s.key} · ${ctx.runs.label(s.run)}` : s.key, stroke: color, width: 1.75, value, spanGaps: false };
+      return { label: multiRun ? `${s.key} · ${ctx.runs.label(s.run)}` : s.key, stroke: color, width: 1.75, value, spanGaps: ctx.spanGaps };
     case "lo":
     case "hi":
       // band edges: invisible lines; the band fill is drawn between them (see bands below)
@@ -59,7 +61,7 @@ function seriesOptions(s: SeriesInfo, theme: Theme, ctx: ChartContext, multiRun:
         points: { show: false },
         class: "mw-old",
         value,
-        spanGaps: false,
+        spanGaps: ctx.spanGaps,
       };
     case "prov":
       return {

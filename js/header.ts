@@ -8,6 +8,7 @@ import { dashSample, type RunStyle } from "./overview/runstyle";
 import { downloadText, recordCsv } from "./overview/csv";
 import type { Filters } from "./protocol";
 import type { Store } from "./store";
+import type { XAxisMode } from "./uistate";
 
 function h<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
   const e = document.createElement(tag);
@@ -24,9 +25,23 @@ export class Header {
   private problemsBtn = h("button", "mw-problems");
   private runs = h("div", "mw-runs");
   private csv = h("button", "mw-record-csv", "CSV");
+  private xAxis = h("select", "mw-xaxis");
   private runSig = "";
 
-  constructor(private store: Store, private style: RunStyle, private filters: () => Filters, write: (f: Filters) => void) {
+  constructor(
+    private store: Store,
+    private style: RunStyle,
+    private filters: () => Filters,
+    write: (f: Filters) => void,
+    private x: { get: () => XAxisMode; set: (m: XAxisMode) => void },
+  ) {
+    for (const [v, t] of [["epoch", "x: epoch"], ["time", "x: wall time"]]) {
+      const o = h("option", undefined, t);
+      o.value = v;
+      this.xAxis.appendChild(o);
+    }
+    this.xAxis.title = "what the charts' x axis counts";
+    this.xAxis.addEventListener("change", () => this.x.set(this.xAxis.value as XAxisMode));
     this.problemsBtn.type = "button";
     this.problemsBtn.hidden = true;
     this.problemList.hidden = true;
@@ -34,7 +49,7 @@ export class Header {
     this.csv.type = "button";
     this.csv.title = "download the whole record as CSV";
     this.runs.hidden = true;
-    this.el.append(this.status, this.runs, this.csv);
+    this.el.append(this.status, this.runs, this.xAxis, this.csv);
     this.problemsBtn.addEventListener("click", () => {
       this.problemList.hidden = !this.problemList.hidden;
     });
@@ -49,6 +64,7 @@ export class Header {
   }
 
   render(): void {
+    if (this.xAxis.value !== this.x.get()) this.xAxis.value = this.x.get();
     this.renderStatus();
     this.renderRuns();
   }

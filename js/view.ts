@@ -8,23 +8,22 @@
 // problem messages) is written with textContent or setAttribute, never parsed as HTML.
 
 import type { AnyModel } from "@anywidget/types";
-import { bucketsFor, Chart, type ChartContext, type ChartSize } from "./chart";
-import { type AlignmentCache, buildChartData } from "./chartdata";
+import type { ChartContext, ChartSize } from "./chart";
+import { ChartDrawer } from "./chartdraw";
+import type { AlignmentCache } from "./chartdata";
 import { makeChartSlot, placeAt, placeholder, releaseChart, setData, SMALL, type ChartSlot } from "./chartslot";
 import cssText from "./css";
 import { FilterBox } from "./filterbox";
 import { normalizeFilters, setLogy } from "./filters";
 import { Frames, now } from "./frames";
 import { Header } from "./header";
+import { type LinkContext, openLink, sectionHandlers } from "./links";
 import { Parking } from "./parking";
-import { chartCsv, downloadText, download, fileName } from "./overview/csv";
 import { runStyle } from "./overview/runstyle";
-import { smoothChart } from "./overview/smooth";
 import { FindingsList, WorstSummary } from "./overview/topslot";
-import { worstHolder } from "./overview/worst";
 import { buildLayout, chartId, chartSignature, type ChartSpec, type SectionSpec } from "./panels";
 import type { Filters, WidgetModelTraits } from "./protocol";
-import { buildSection, drawHeatmap, isLossPanel, showMode, type SectionSlot } from "./sections";
+import { buildSection, drawHeatmap, showMode, type SectionSlot } from "./sections";
 import type { Store } from "./store";
 import { readTheme, type Theme, themeKey } from "./theme";
 import { sectionMode, uiChanged, uiState } from "./uistate";
@@ -58,9 +57,16 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
     model.save_changes();
     invalidate();
   };
-  const header = new Header(store, runs, () => filters, writeFilters);
-  const findings = new FindingsList((tag, layer) => openLink(tag, layer));
-  const worst = new WorstSummary((tag, layer) => openLink(tag, layer));
+  const header = new Header(store, runs, () => filters, writeFilters, {
+    get: () => ui.xAxis,
+    set: (m) => {
+      ui.xAxis = m;
+      ui.zoom = null;
+      touch();
+    },
+  });
+  const findings = new FindingsList((tag, layer) => openLink(links, tag, layer));
+  const worst = new WorstSummary((tag, layer) => openLink(links, tag, layer));
   const top = h("div", "mw-top");
   top.append(findings.el, worst.el);
   const filterBox = new FilterBox(ui, () => filters, writeFilters);
@@ -100,6 +106,7 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
   const chartCtx: ChartContext = {
     runs,
     xLabel: "epoch",
+    spanGaps: false,
     syncKey: `mw-sync-${++viewCount}`,
     zoom: () => ui.zoom,
     onZoom: (range) => {
@@ -108,52 +115,17 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
     },
   };
 
-  // ---- a link from the top slot (finding, worst layer): open and show the chart or heatmap row it names
-  function openLink(tag: string | null, layer: string | null): void {
-    const secs = tag !== null ? [tag] : [...sections.keys()];
-    for (const t of secs) {
-      const sec = sections.get(t);
-      if (!sec) continue;
-      const names = layer === null ? [] : [layer, layer.replace(/\.[^.]*$/, "")];
-      const id = names.map((n) => chartId(t, n)).find((i) => charts.has(i));
-      if (layer !== null && id === undefined) continue;
-      if (id !== undefined && sec.el.dataset.mode === "heatmap") ui.opened.add(id);
-      touch();
-      if (layoutDirty) update(now(), Infinity);
-      const target = id !== undefined ? charts.get(id)!.el : sec.el;
-      target.classList.add("mw-flash");
-      setTimeout(() => target.classList.remove("mw-flash"), 1500);
-      target.scrollIntoView?.({ block: "center", behavior: "smooth" });
-      return;
-    }
-  }
+  const drawer = new ChartDrawer(store, ui, runs, chartCtx);
 
-  const sectionHandlers = {
-    logy: (tag: string, on: boolean) => writeFilters(setLogy(filters, tag, on)),
-    mode: (tag: string, mode: "heatmap" | "charts") => {
-      ui.mode.set(tag, mode);
-      touch();
-    },
-    open: (tag: string, layer: string) => {
-      const id = chartId(tag, layer);
-      if (ui.opened.has(id)) ui.opened.delete(id);
-      else ui.opened.add(id);
-      touch();
-      const slot = charts.get(id);
-      if (ui.opened.has(id) && slot) {
-        if (layoutDirty) update(now(), Infinity);
-        slot.el.scrollIntoView?.({ block: "nearest", behavior: "smooth" });
-      }
-    },
-    smoothing: (w: number) => {
-      ui.smoothing = w;
-      touch();
-    },
+  const links: LinkContext = {
+    ui, touch, sections, charts, settle: () => layoutDirty && update(now(), Infinity),
+    logy: (tag, on) => writeFilters(setLogy(filters, tag, on)),
   };
+  const handlers = sectionHandlers(links);
   function sectionSlot(sec: SectionSpec): SectionSlot {
     let slot = sections.get(sec.tag);
     if (!slot) {
-      slot = buildSection(sec, ui, sectionHandlers);
+      slot = buildSection(sec, ui, handlers);
       sections.set(sec.tag, slot);
     }
     return slot;
@@ -176,59 +148,12 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
   function chartSlot(spec: ChartSpec): ChartSlot {
     let slot = charts.get(spec.id);
     if (!slot) {
-      const s: ChartSlot = makeChartSlot(spec, (what) => downloadChart(s, what));
+      const s: ChartSlot = makeChartSlot(spec, (what) => drawer.download(s, what));
       slot = s;
       charts.set(spec.id, slot);
       vis.observe(slot.el);
     }
     return slot;
-  }
-
-  function chartData(spec: ChartSpec, size: ChartSize, cache?: AlignmentCache) {
-    const data = buildChartData(store, spec, bucketsFor(size), cache);
-    return isLossPanel({ tag: spec.panel, big: spec.big, kind: spec.kind }) ? smoothChart(data, ui.smoothing) : data;
-  }
-
-  function downloadChart(slot: ChartSlot, what: "png" | "csv"): void {
-    const spec = slot.spec;
-    if (!spec) return;
-    const name = fileName(spec.panel, spec.big ? "" : spec.group);
-    if (what === "png") {
-      if (slot.chart) download(`${name}.png`, slot.chart.png());
-      return;
-    }
-    const data = chartData(spec, slot.size);
-    const label = (i: number): string => {
-      const s = data.series[i];
-      return `${s.key} ${s.role === "line" ? "" : s.role} (${runs.label(s.run)})`.replace(/ {2}/g, " ");
-    };
-    downloadText(`${name}.csv`, chartCsv(data, chartCtx.xLabel, label));
-  }
-
-  function drawChart(slot: ChartSlot, cache: AlignmentCache): void {
-    const spec = slot.spec!;
-    const size = slot.size;
-    const data = chartData(spec, size, cache);
-    const sig = chartSignature(spec) + themeSig + runs.label(store.current?.id ?? -1);
-    if (slot.chart && slot.sig !== sig) releaseChart(slot);
-    if (!slot.chart) {
-      const cur = store.current;
-      const p = cur?.panels.find((q) => q.tag === spec.panel);
-      // warning panels: the hover names the layer that holds each worst value
-      const annotate = cur && p && spec.big && spec.series.some((s) => s.key.startsWith("worst "))
-        ? (key: string, x: number, run: number) => {
-          const r = store.run(run);
-          return r ? worstHolder(r, p, key)(x) : null;
-        }
-        : undefined;
-      slot.chart = new Chart(slot.target, spec, data, theme, size, { ...chartCtx, annotate });
-      slot.sig = sig;
-      placeholder(slot);
-    } else {
-      slot.chart.setData(data, size);
-    }
-    slot.drawn = slot.want;
-    setData(slot.el, "drawnEpochs", String(data.epochs));
   }
 
   function placeSections(container: HTMLElement, specs: SectionSpec[], size: ChartSize, keep: Set<string>): void {
@@ -344,7 +269,7 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
         left++;
         continue;
       }
-      drawChart(slot, cache);
+      drawer.draw(slot, cache, theme, themeSig);
       drew++;
     }
     setData(root, "pending", String(left));

@@ -215,4 +215,21 @@ describe("runs, filters and reading", () => {
     expect(act === undefined || act.opts.axes[1].label === "rate").toBe(true);
     cleanup();
   });
+
+  it("switches the x axis to wall time for every chart, and back", async () => {
+    const { cleanup } = mount();
+    const sel = host.querySelector<HTMLSelectElement>("select.mw-xaxis")!;
+    sel.value = "time";
+    sel.dispatchEvent(new Event("change"));
+    await tick();
+    const loss = plots.filter((p) => !p.destroyed).find((p) => p.opts.series[1].label === "train_loss")!;
+    expect(loss.opts.axes[0].label).toBe("time (s)");
+    expect(loss.data[0]).toEqual([0.5, 1, 1.5, 2]); // helpers.snapRun: time = epoch / 2
+    sel.value = "epoch";
+    sel.dispatchEvent(new Event("change"));
+    await tick();
+    const again = plots.filter((p) => !p.destroyed).find((p) => p.opts.series[1].label === "train_loss")!;
+    expect(again.data[0]).toEqual([1, 2, 3, 4]);
+    cleanup();
+  });
 });
