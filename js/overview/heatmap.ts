@@ -69,6 +69,8 @@ export class Heatmap {
   private labels = h("div", "mw-heat-labels");
   private wrap = h("div", "mw-heat-canvas");
   private canvas = h("canvas");
+  /** Layers x epochs at one pixel each, scaled onto `canvas`. */
+  private image = h("canvas");
   private tip = h("div", "mw-heat-tip");
   private scale = h("div", "mw-heat-scale");
   private labelSig = "";
@@ -139,22 +141,37 @@ export class Heatmap {
       : "";
     const ctx = this.canvas.getContext?.("2d");
     if (!ctx) return;
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, w, hgt);
-    if (n === 0) return;
-    const cw = w / n;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
+    if (n === 0 || inp.rows.length === 0) return;
+    // one pixel per (epoch, layer) in an image scaled up without smoothing: cost O(layers x epochs) in typed
+    // arrays instead of one fillRect per cell
+    const img = new ImageData(n, inp.rows.length);
+    const px = img.data;
+    const span = hi - lo;
     inp.rows.forEach((r, j) => {
       const v = inp.run.values[r.col];
+      if (!v) return;
       for (let i = 0; i < n; i++) {
-        let x = v?.[i];
-        if (x === undefined) continue;
+        let x = v[i];
         if (inp.logy) x = x > 0 ? Math.log10(x) : NaN;
-        if (!Number.isFinite(x)) continue; // no value: a gap
-        const [cr, cg, cb] = colormap((x - lo) / (hi - lo));
-        ctx.fillStyle = `rgb(${cr},${cg},${cb})`;
-        ctx.fillRect(Math.floor(i * cw), j * ROW_H, Math.ceil(cw), ROW_H - 1);
+        if (!Number.isFinite(x)) continue; // no value: a gap (transparent)
+        const [cr, cg, cb] = colormap((x - lo) / span);
+        const o = 4 * (j * n + i);
+        px[o] = cr;
+        px[o + 1] = cg;
+        px[o + 2] = cb;
+        px[o + 3] = 255;
       }
     });
+    this.image.width = n;
+    this.image.height = inp.rows.length;
+    this.image.getContext("2d")?.putImageData(img, 0, 0);
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(this.image, 0, 0, this.canvas.width, this.canvas.height);
+    // a thin line between rows, so neighbouring layers stay apart
+    ctx.fillStyle = "rgba(128,128,128,0.35)";
+    for (let j = 1; j < inp.rows.length; j++) ctx.fillRect(0, Math.round(j * ROW_H * dpr) - 1, this.canvas.width, 1);
   }
 
   private cellAt(ev: MouseEvent): { layer: string; row: number; i: number } | null {
