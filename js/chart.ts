@@ -171,6 +171,14 @@ export class Chart {
       bands,
       hooks: {
         setCursor: [latest],
+        // the x range shown, as a DOM hook for tests (zoom is shared by every chart)
+        setScale: [
+          (u, key) => {
+            if (key !== "x") return;
+            const { min, max } = u.scales.x;
+            if (min != null && max != null) target.dataset.xRange = `${+min.toPrecision(6)},${+max.toPrecision(6)}`;
+          },
+        ],
         setSelect: [
           (u) => {
             if (u.select.width < 4) return;

@@ -22,6 +22,10 @@ export function colormap(t: number): [number, number, number] {
   return [0, 1, 2].map((k) => Math.round(a[k] + f * (b[k] - a[k]))) as [number, number, number];
 }
 
+/** 256 colours of the colour map, r g b each, for the per-cell loop. */
+const LUT = new Uint8ClampedArray(256 * 3);
+for (let i = 0; i < 256; i++) LUT.set(colormap(i / 255), 3 * i);
+
 export interface HeatRow {
   layer: string;
   col: number;
@@ -74,9 +78,11 @@ export class Heatmap {
   private tip = h("div", "mw-heat-tip");
   private scale = h("div", "mw-heat-scale");
   private labelSig = "";
+  private img: ImageData | null = null;
+  private imgKey = "";
+  private imgCols = 0;
   private drawSig = "";
   private inp: HeatInput | null = null;
-  private range: [number, number] = [0, 1];
 
   constructor(private onOpen: (layer: string) => void) {
     this.tip.hidden = true;
@@ -126,14 +132,18 @@ export class Heatmap {
   private draw(w: number): void {
     const inp = this.inp!;
     const n = inp.run.finalRows;
-    const hgt = Math.max(ROW_H, inp.rows.length * ROW_H);
+    const nRows = inp.rows.length;
+    const hgt = Math.max(ROW_H, nRows * ROW_H);
     const dpr = (typeof window !== "undefined" && window.devicePixelRatio) || 1;
-    this.canvas.width = Math.round(w * dpr);
-    this.canvas.height = Math.round(hgt * dpr);
-    this.canvas.style.width = `${w}px`;
-    this.canvas.style.height = `${hgt}px`;
-    this.range = heatRange(inp);
-    const [lo, hi] = this.range;
+    const cw = Math.round(w * dpr);
+    const ch = Math.round(hgt * dpr);
+    if (this.canvas.width !== cw || this.canvas.height !== ch) {
+      this.canvas.width = cw;
+      this.canvas.height = ch;
+      this.canvas.style.width = `${w}px`;
+      this.canvas.style.height = `${hgt}px`;
+    }
+    const [lo, hi] = heatRange(inp);
     const what = inp.logy ? `log10 ${inp.key}` : inp.key;
     const ep = (i: number): string => formatValue(inp.run.epochs[i]);
     this.scale.textContent = n > 0
@@ -142,36 +152,49 @@ export class Heatmap {
     const ctx = this.canvas.getContext?.("2d");
     if (!ctx) return;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
-    ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
-    if (n === 0 || inp.rows.length === 0) return;
-    // one pixel per (epoch, layer) in an image scaled up without smoothing: cost O(layers x epochs) in typed
-    // arrays instead of one fillRect per cell
-    const img = new ImageData(n, inp.rows.length);
+    ctx.clearRect(0, 0, cw, ch);
+    if (n === 0 || nRows === 0) return;
+    // One pixel per (epoch, layer) in an image scaled up without smoothing. Final rows never change, so a new
+    // epoch colours one new column unless the rows, the key or the colour range changed.
+    const key = `${this.labelSig}|${inp.key}|${inp.logy}|${lo}|${hi}`;
+    let from = this.imgKey === key && n >= this.imgCols ? this.imgCols : 0;
+    if (!this.img || this.img.height !== nRows || this.img.width < n) {
+      const cap = Math.max(64, 2 ** Math.ceil(Math.log2(n)));
+      this.img = new ImageData(cap, nRows);
+      from = 0;
+    } else if (from === 0) this.img.data.fill(0);
+    const img = this.img;
     const px = img.data;
-    const span = hi - lo;
+    const scale = (LUT.length / 3 - 1) / (hi - lo);
     inp.rows.forEach((r, j) => {
       const v = inp.run.values[r.col];
       if (!v) return;
-      for (let i = 0; i < n; i++) {
+      for (let i = from; i < n; i++) {
         let x = v[i];
         if (inp.logy) x = x > 0 ? Math.log10(x) : NaN;
         if (!Number.isFinite(x)) continue; // no value: a gap (transparent)
-        const [cr, cg, cb] = colormap((x - lo) / span);
-        const o = 4 * (j * n + i);
-        px[o] = cr;
-        px[o + 1] = cg;
-        px[o + 2] = cb;
+        const k = 3 * Math.min(LUT.length / 3 - 1, Math.max(0, Math.round((x - lo) * scale)));
+        const o = 4 * (j * img.width + i);
+        px[o] = LUT[k];
+        px[o + 1] = LUT[k + 1];
+        px[o + 2] = LUT[k + 2];
         px[o + 3] = 255;
       }
     });
-    this.image.width = n;
-    this.image.height = inp.rows.length;
-    this.image.getContext("2d")?.putImageData(img, 0, 0);
+    this.imgKey = key;
+    this.imgCols = n;
+    if (this.image.width !== img.width || this.image.height !== nRows) {
+      this.image.width = img.width;
+      this.image.height = nRows;
+      from = 0;
+    }
+    // only the changed columns go to the image canvas
+    this.image.getContext("2d")?.putImageData(img, 0, 0, from, 0, n - from, nRows);
     ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(this.image, 0, 0, this.canvas.width, this.canvas.height);
+    ctx.drawImage(this.image, 0, 0, n, nRows, 0, 0, cw, ch);
     // a thin line between rows, so neighbouring layers stay apart
     ctx.fillStyle = "rgba(128,128,128,0.35)";
-    for (let j = 1; j < inp.rows.length; j++) ctx.fillRect(0, Math.round(j * ROW_H * dpr) - 1, this.canvas.width, 1);
+    for (let j = 1; j < nRows; j++) ctx.fillRect(0, Math.round(j * ROW_H * dpr) - 1, cw, 1);
   }
 
   private cellAt(ev: MouseEvent): { layer: string; row: number; i: number } | null {

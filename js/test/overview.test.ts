@@ -114,3 +114,16 @@ describe("heatmap colours and run styles", () => {
     expect(st.label(0)).toBe("r0");
   });
 });
+
+describe("log y range", () => {
+  it("stays just around the data instead of snapping to decades", async () => {
+    const { tightLogRange } = await import("../chart");
+    const [lo, hi] = tightLogRange(0.2, 0.8);
+    // 5% of the data's span in log space on each side
+    const pad = Math.pow(4, 0.05);
+    expect(lo).toBeCloseTo(0.2 / pad, 12);
+    expect(hi).toBeCloseTo(0.8 * pad, 12);
+    expect(lo).toBeGreaterThan(0.1);
+    expect(hi).toBeLessThan(1);
+  });
+});
