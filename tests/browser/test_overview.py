@@ -183,3 +183,104 @@ def test_export_of_a_deep_model_fits_the_first_screen(chromium_browser: Any, tmp
         check_first_screen(page.locator(".mw-root").first, worst)
     finally:
         context.close()
+
+
+READING_CELLS = [
+    f"""
+import sys; sys.path.insert(0, {HERE!r})
+import torch
+from torch import nn
+from deep_models import deep_mlp
+from monitorch_widget import PyTorchInspector
+from monitorch_widget.lens import LossMetrics, OutputActivation, ParameterGradientActivation
+loss_fn = nn.CrossEntropyLoss()
+inspector = PyTorchInspector([LossMetrics(loss_fn=loss_fn), OutputActivation(), ParameterGradientActivation()],
+                             visualizer='widget')
+display(inspector.widget)
+model = deep_mlp(3, seed=3)
+opt = torch.optim.SGD(model.parameters(), lr=0.05)
+inspector.attach(model)
+x = torch.randn(128, 8); y = (x[:, 0] > 0).long()
+for epoch in (1, 2, 3, 5, 6):  # epoch 4 has no data: a gap
+    for i in range(0, 128, 32):
+        opt.zero_grad(); loss_fn(model(x[i:i + 32]), y[i:i + 32]).backward(); opt.step()
+    inspector.tick_epoch(epoch)
+""",
+    "display(inspector.widget)  # a second view of the same model",
+]
+
+
+def _ranges(root: Any) -> list[str]:
+    return root.locator(".mw-panel:not([hidden]) .mw-chart").evaluate_all(
+        "cs => cs.filter(c => c.offsetHeight > 0).map(c => c.dataset.xRange)")
+
+
+@pytest.mark.parametrize("jupyter_server", ["lab", "notebook"], indirect=True)
+def test_reading_and_interacting(jupyter_server, open_notebook, tmp_path):
+    nb = open_notebook(jupyter_server, READING_CELLS)
+    nb.run_all_and_wait(timeout=300)
+    nb.assert_no_errors()
+    page = nb.page
+    one, two = page.locator(".mw-root").nth(0), page.locator(".mw-root").nth(1)
+    small = one.locator('.mw-panel[data-panel="Output Activations"][data-group="relu1"]')
+    page.wait_for_function("(e) => e.dataset.drawnEpochs === '5'", arg=small.element_handle())
+    # not hovering: the legend shows the latest values
+    assert all(v not in ("", "–") for v in small.locator(".u-value").all_text_contents()[1:3])
+    # hovering a small chart shows the epoch, and nothing moves
+    small.scroll_into_view_if_needed()
+    height = one.evaluate("r => r.getBoundingClientRect().height")
+    box = small.locator(".u-over").bounding_box()
+    page.mouse.move(box["x"] + 2, box["y"] + box["height"] / 2)
+    assert small.locator(".u-value").first.inner_text().strip() == "1"
+    assert one.evaluate("r => r.getBoundingClientRect().height") == height
+    # drag to zoom: every chart of both views shows the same x range, until a double click resets it
+    full = _ranges(one)
+    loss = one.locator(".mw-big .mw-panel").first.locator(".u-over")
+    loss.scroll_into_view_if_needed()
+    lb = loss.bounding_box()
+    page.mouse.move(lb["x"] + lb["width"] * 0.2, lb["y"] + 20)
+    page.mouse.down()
+    page.mouse.move(lb["x"] + lb["width"] * 0.6, lb["y"] + 20, steps=5)
+    page.mouse.up()
+    page.wait_for_function("(r) => { const c = [...r.querySelectorAll('.mw-panel:not([hidden]) .mw-chart')]"
+                           ".filter(c => c.offsetHeight > 0).map(c => c.dataset.xRange);"
+                           " return c.length > 3 && new Set(c).size === 1; }", arg=two.element_handle())
+    zoomed = _ranges(one)
+    assert len(set(zoomed)) == 1 and zoomed != full and set(_ranges(two)) == set(zoomed), (full, zoomed)
+    loss.dblclick()
+    page.wait_for_function("([r, want]) => [...r.querySelectorAll('.mw-big .mw-chart')].every(c => c.dataset.xRange === want)",
+                           arg=[one.element_handle(), full[0]])
+    # the Filters box keeps its open state (in both views) when a filter rebuilds the layout; search
+    one.locator("details.mw-filters > summary").click()
+    one.locator(".mw-search").fill("relu1")
+    labels = one.locator("label[data-module-label]")
+    shown = [labels.nth(i).inner_text() for i in range(labels.count()) if labels.nth(i).is_visible()]
+    assert shown and all("relu1" in s for s in shown), shown
+    one.locator("input[data-filter-type='ReLU']").uncheck()
+    page.wait_for_function("(r) => r.querySelector('section[data-section=\"Output Activations\"]').hidden",
+                           arg=one.element_handle())
+    assert one.locator("details.mw-filters").evaluate("d => d.open")
+    assert two.locator("details.mw-filters").evaluate("d => d.open")
+    # empty sections are hidden: every Output Activations layer is a ReLU; the Linear layers' stay
+    assert one.locator('section[data-section="Weight Gradient Activation"]').is_visible()
+    one.locator("input[data-filter-type='ReLU']").check()
+    # per-chart CSV and PNG, and the whole record as CSV
+    panel = one.locator(".mw-big .mw-panel").first
+    panel.hover()
+    with page.expect_download() as d:
+        panel.locator('button[data-download="csv"]').click()
+    text = Path(d.value.path()).read_text()
+    rows = text.splitlines()
+    # epochs 1-3, 5, 6 and the gap at epoch 4 (no value in any series: drawn as a break in the lines)
+    assert rows[0].startswith("epoch,") and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4", "5", "6"], text
+    assert set(rows[4].split(",")[1:]) == {""}, rows[4]
+    with page.expect_download() as d:
+        panel.locator('button[data-download="png"]').click()
+    assert d.value.suggested_filename.endswith(".png") and Path(d.value.path()).read_bytes()[:4] == b"\x89PNG"
+    with page.expect_download() as d:
+        one.locator("button.mw-record-csv").click()
+    assert Path(d.value.path()).read_text().startswith("run,run_label,epoch,time,")
+    # the x axis as wall time
+    one.locator("select.mw-xaxis").select_option("time")
+    page.wait_for_function("([r, e]) => r.querySelector('.mw-big .mw-chart').dataset.xRange !== e",
+                           arg=[one.element_handle(), full[0]])
