@@ -2,10 +2,11 @@
 // (a re-displayed widget, a notebook re-render) and is shared by every view of the model. Kept beside the
 // model's Store (one per model, see widget.ts) in a WeakMap, so the store itself stays a plain data copy.
 
+import type { XMode } from "./chartdata";
 import type { Store } from "./store";
 
 export type SectionMode = "heatmap" | "charts";
-export type XAxisMode = "epoch" | "time";
+export type XAxisMode = XMode;
 
 export interface UiState {
   /** The Filters box is open. */

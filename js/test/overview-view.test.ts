@@ -188,6 +188,14 @@ describe("runs, filters and reading", () => {
     await tick();
     expect(live().length).toBeGreaterThan(3);
     expect(live().every((p) => p.scaleX && p.scaleX.min === 1 && p.scaleX.max === 3)).toBe(true);
+    // a rebuilt view (same model) starts zoomed
+    const before = plots.length;
+    const again = mountView(new FakeModel() as any, store, host);
+    await tick();
+    const rebuilt = plots.slice(before).filter((p) => !p.destroyed);
+    expect(rebuilt.length).toBeGreaterThan(0);
+    expect(rebuilt.every((p) => p.scaleX && p.scaleX.min === 1 && p.scaleX.max === 3)).toBe(true);
+    again();
     // double click resets (the chart's ready hook wires it)
     p0.opts.hooks.ready[0]({ ...p0, over: p0.root, cursor: { idx: null }, data: [[]] });
     p0.root.dispatchEvent(new Event("dblclick"));
