@@ -37,10 +37,10 @@ function clean(v: number, logy: boolean): number | null {
   return v;
 }
 
-/** What the x axis counts: the epoch, or wall time in seconds since the run started. */
-export type XMode = "epoch" | "time";
+/** What the x axis counts: the epoch, optimizer steps so far, or wall time in seconds since the run started. */
+export type XMode = "epoch" | "step" | "time";
 
-const xsOf = (r: RunData, mode: XMode): Float64Array => (mode === "time" ? r.times : r.epochs);
+const xsOf = (r: RunData, mode: XMode): Float64Array => (mode === "time" ? r.times : mode === "step" ? r.steps : r.epochs);
 
 export function buildChartData(store: Store, spec: ChartSpec, buckets: number, cache?: AlignmentCache, mode: XMode = "epoch"): ChartData {
   const cur = store.current;

@@ -35,7 +35,7 @@ export class ChartDrawer {
       const s = data.series[i];
       return `${s.key} ${s.role === "line" ? "" : s.role} (${this.runs.label(s.run)})`.replace(/ {2}/g, " ");
     };
-    downloadText(`${name}.csv`, chartCsv(data, this.ui.xAxis === "time" ? "time_s" : "epoch", label));
+    downloadText(`${name}.csv`, chartCsv(data, this.ui.xAxis === "time" ? "time_s" : this.ui.xAxis, label));
   }
 
   draw(slot: ChartSlot, cache: AlignmentCache, theme: Theme, themeSig: string): void {
@@ -55,7 +55,7 @@ export class ChartDrawer {
         }
         : undefined;
       // wall time: runs' x values differ, so lines join their own points across the others'
-      const x = ui.xAxis === "time" ? { xLabel: "time (s)", spanGaps: true } : {};
+      const x = ui.xAxis === "time" ? { xLabel: "time (s)", spanGaps: true } : ui.xAxis === "step" ? { xLabel: "step", spanGaps: true } : {};
       slot.chart = new Chart(slot.target, spec, data, theme, size, { ...this.ctx, ...x, annotate });
       slot.sig = sig;
       placeholder(slot);

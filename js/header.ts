@@ -35,7 +35,7 @@ export class Header {
     write: (f: Filters) => void,
     private x: { get: () => XAxisMode; set: (m: XAxisMode) => void },
   ) {
-    for (const [v, t] of [["epoch", "x: epoch"], ["time", "x: wall time"]]) {
+    for (const [v, t] of [["epoch", "x: epoch"], ["step", "x: step"], ["time", "x: wall time"]]) {
       const o = h("option", undefined, t);
       o.value = v;
       this.xAxis.appendChild(o);

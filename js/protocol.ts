@@ -51,6 +51,8 @@ export interface SnapshotRun {
   n_cols: number;
   epochs: Bytes;
   times: Bytes;
+  /** Optimizer steps of the run when each row was written (absent from older kernels: NaN). */
+  steps?: Bytes;
   data: Bytes;
 }
 
@@ -91,6 +93,7 @@ export interface RowInfo {
   row: number;
   epoch: number;
   time: number;
+  step?: number;
   provisional: boolean;
 }
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .collect.faults import FaultLog, MonitorNotice, MonitorWarning
+from .collect.optimizer_steps import STEPS, StepCounter
 from .collect.progress import IntraEpochUpdates
 from .collect.pushes import Pushes, check_number
 from .collect.transfer import to_host
@@ -150,6 +151,7 @@ class PyTorchInspector:
                 lens.introduce_tags(self._user_visualizer)
         self._declared_metrics = {m for lens in self.lenses if isinstance(lens, LossMetrics) for m in lens.metrics}
         self._progress: IntraEpochUpdates | None = None
+        self._steps = StepCounter()
         if update_every is not None:
             self._progress = IntraEpochUpdates(update_every, self.provisional_update, self.faults)
         self._epoch_started = time.time()
@@ -214,6 +216,8 @@ class PyTorchInspector:
                 lens.detach()
             raise
         self._model = model
+        self._steps = StepCounter()  # optimizer steps of this run (the charts' "step" x axis)
+        STEPS.listen(self._steps)
         self.state.counter = 1
         self.state.attached = True
         self._pushes.reset()
@@ -237,6 +241,7 @@ class PyTorchInspector:
             self._progress.detach()
         for lens in self.lenses:
             lens.detach()
+        STEPS.leave(self._steps)
         self._pushes.reset()
         if self.state.attached:
             self.history.end()
@@ -309,7 +314,7 @@ class PyTorchInspector:
             number = self.state.counter if epoch is None else epoch
             results = self._compute()
             record = self.history
-            record.open_row(number)
+            record.open_row(number, step=self._steps.count)
             for lens, calls in results:
                 lens.vizualize(record, number, calls)
                 if self._user_visualizer is not None:
@@ -341,7 +346,7 @@ class PyTorchInspector:
             return
         results = self._compute(final=False)
         record = self.history
-        record.open_row(self.state.counter, provisional=True)
+        record.open_row(self.state.counter, provisional=True, step=self._steps.count)
         for lens, calls in results:
             lens.vizualize(record, self.state.counter, calls)
 

@@ -133,4 +133,23 @@ describe("x axis modes and missing epochs", () => {
     expect(d.ys[3]).toEqual([4, 3, 2, 1]);
     expect(d.ys[0]).toEqual([5, null, undefined, undefined]);
   });
+
+  it("puts the optimizer step count on x in step mode; rows without one are left out", async () => {
+    const { f64 } = await import("./helpers");
+    const s = new Store();
+    s.applyHistory(history(1, [
+      snapRun(0, "a", [LOSS], cols, [1, 2], [[2, 1, 3], [1, 0, 2]], { steps: f64([40, 80]) }),
+      snapRun(1, "b", [LOSS], cols, [1, 2], [[3, 2, 4], [2, 1, 3]]), // an older kernel: no steps
+    ]));
+    const spec = buildLayout(s, emptyFilters()).big[0].charts[0];
+    const d = buildChartData(s, spec, 400, undefined, "step");
+    // the current run (b) has no step counts: only a's points
+    expect(d.x).toEqual([40, 80]);
+    expect(d.ys[0]).toEqual([undefined, undefined]);
+    s.applyDelta(...delta(2, { rows: [{ run: 1, row: 0, epoch: 1, time: 1, step: 30, provisional: false }] }));
+    const d2 = buildChartData(s, spec, 400, undefined, "step");
+    expect(d2.x).toEqual([30, 40, 80]);
+    expect(d2.ys[0]).toEqual([3, undefined, undefined]);
+    expect(d2.ys[3]).toEqual([undefined, 2, 1]);
+  });
 });
