@@ -95,6 +95,13 @@ export class Heatmap {
       const layer = row?.getAttribute("data-layer");
       if (layer != null) this.onOpen(layer);
     });
+    this.labels.addEventListener("keydown", (ev) => {
+      const layer = (ev.target as HTMLElement).getAttribute?.("data-layer");
+      if ((ev.key === "Enter" || ev.key === " ") && layer != null) {
+        ev.preventDefault();
+        this.onOpen(layer);
+      }
+    });
     this.canvas.addEventListener("mousemove", (ev) => this.hover(ev));
     this.canvas.addEventListener("mouseleave", () => {
       this.tip.hidden = true;
@@ -114,7 +121,9 @@ export class Heatmap {
       this.labels.replaceChildren(...names.map((n) => {
         const row = h("div", "mw-heat-row", n);
         row.setAttribute("data-layer", n);
-        row.title = n;
+        row.setAttribute("role", "button");
+        row.tabIndex = 0;
+        row.title = `${n}: open its chart`;
         return row;
       }));
     }

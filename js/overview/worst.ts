@@ -48,10 +48,12 @@ export function rankings(panels: Panel[], keysOf: (tag: string) => string[]): Ra
     const keys = keysOf(p.tag);
     if (keys.includes("death_rate")) out.push({ tag: p.tag, key: "death_rate", worst: "max", label: "highest death rate" });
     if (keys.includes("activation_rate")) out.push({ tag: p.tag, key: "activation_rate", worst: "min", label: "lowest activation rate" });
-    if (p.kind === "numerical" && /norm/i.test(p.tag) && keys.length > 0) {
-      const key = keys.find((k) => /norm|mean/i.test(k)) ?? keys[0];
-      out.push({ tag: p.tag, key, worst: "max", label: `largest ${key}` });
-    }
+    if (p.kind !== "numerical" || keys.length === 0) continue;
+    // norms (of outputs, parameters, gradients, updates): the largest is the one to look at; a norm panel
+    // whose keys do not say "norm" (OutputNorm's "mean") ranks its first key
+    const norms = keys.filter((k) => /norm/i.test(k));
+    if (norms.length === 0 && /norm/i.test(p.tag)) norms.push(keys.find((k) => /mean/i.test(k)) ?? keys[0]);
+    for (const key of norms) out.push({ tag: p.tag, key, worst: "max", label: `largest ${key}` });
   }
   return out;
 }

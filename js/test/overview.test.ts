@@ -45,6 +45,11 @@ describe("worst layers", () => {
     const r = rankings(run.panels, (t) => [...(cols.get(t)?.keys() ?? [])]);
     expect(r.map((x) => [x.tag, x.key, x.worst])).toEqual([[ACT.tag, "death_rate", "max"], [ACT.tag, "activation_rate", "min"]]);
     expect(heatKey(["activation_rate", "death_rate"])).toBe("death_rate");
+    // norm panels: keys naming a norm rank largest-first; a norm panel without such keys ranks its mean
+    const num = (tag: string) => panel(tag, { kind: "numerical" });
+    const keys: Record<string, string[]> = { "Update Geometry": ["update_norm", "cosine"], "Output Norm": ["mean"], Other: ["x"] };
+    const got = rankings([num("Update Geometry"), num("Output Norm"), num("Other")], (t) => keys[t]);
+    expect(got.map((x) => [x.tag, x.key, x.worst])).toEqual([["Update Geometry", "update_norm", "max"], ["Output Norm", "mean", "max"]]);
     expect(heatKey(["mean"])).toBe("mean");
   });
 
