@@ -73,8 +73,6 @@ export class Heatmap {
   private labels = h("div", "mw-heat-labels");
   private wrap = h("div", "mw-heat-canvas");
   private canvas = h("canvas");
-  /** Layers x epochs at one pixel each, scaled onto `canvas`. */
-  private image = h("canvas");
   private tip = h("div", "mw-heat-tip");
   private scale = h("div", "mw-heat-scale");
   private labelSig = "";
@@ -142,29 +140,27 @@ export class Heatmap {
     const inp = this.inp!;
     const n = inp.run.finalRows;
     const nRows = inp.rows.length;
-    const hgt = Math.max(ROW_H, nRows * ROW_H);
-    const dpr = (typeof window !== "undefined" && window.devicePixelRatio) || 1;
-    const cw = Math.round(w * dpr);
-    const ch = Math.round(hgt * dpr);
-    if (this.canvas.width !== cw || this.canvas.height !== ch) {
-      this.canvas.width = cw;
-      this.canvas.height = ch;
-      this.canvas.style.width = `${w}px`;
-      this.canvas.style.height = `${hgt}px`;
-    }
+    // the canvas holds one pixel per (epoch, layer); CSS stretches it (image-rendering: pixelated) to the
+    // view's width and ROW_H per layer, so a tick costs a few typed-array writes, not a canvas-sized redraw
+    this.canvas.style.width = `${w}px`;
+    this.canvas.style.height = `${Math.max(ROW_H, nRows * ROW_H)}px`;
     const [lo, hi] = heatRange(inp);
     const what = inp.logy ? `log10 ${inp.key}` : inp.key;
     const ep = (i: number): string => formatValue(inp.run.epochs[i]);
     this.scale.textContent = n > 0
       ? `colour: ${what}, ${formatValue(lo)} (dark) to ${formatValue(hi)} (bright) · epochs ${ep(0)}–${ep(n - 1)}`
       : "";
+    const cw = Math.max(1, n);
+    const ch = Math.max(1, nRows);
+    const resized = this.canvas.width !== cw || this.canvas.height !== ch;
+    if (resized) {
+      this.canvas.width = cw; // clears it
+      this.canvas.height = ch;
+    }
     const ctx = this.canvas.getContext?.("2d");
-    if (!ctx) return;
-    ctx.setTransform(1, 0, 0, 1, 0, 0);
-    ctx.clearRect(0, 0, cw, ch);
-    if (n === 0 || nRows === 0) return;
-    // One pixel per (epoch, layer) in an image scaled up without smoothing. Final rows never change, so a new
-    // epoch colours one new column unless the rows, the key or the colour range changed.
+    if (!ctx || n === 0 || nRows === 0) return;
+    // Final rows never change, so a new epoch colours one new column unless the rows, the key or the colour
+    // range changed.
     const key = `${this.labelSig}|${inp.key}|${inp.logy}|${lo}|${hi}`;
     let from = this.imgKey === key && n >= this.imgCols ? this.imgCols : 0;
     if (!this.img || this.img.height !== nRows || this.img.width < n) {
@@ -174,7 +170,8 @@ export class Heatmap {
     } else if (from === 0) this.img.data.fill(0);
     const img = this.img;
     const px = img.data;
-    const scale = (LUT.length / 3 - 1) / (hi - lo);
+    const top = LUT.length / 3 - 1;
+    const scale = top / (hi - lo);
     inp.rows.forEach((r, j) => {
       const v = inp.run.values[r.col];
       if (!v) return;
@@ -182,7 +179,7 @@ export class Heatmap {
         let x = v[i];
         if (inp.logy) x = x > 0 ? Math.log10(x) : NaN;
         if (!Number.isFinite(x)) continue; // no value: a gap (transparent)
-        const k = 3 * Math.min(LUT.length / 3 - 1, Math.max(0, Math.round((x - lo) * scale)));
+        const k = 3 * Math.min(top, Math.max(0, Math.round((x - lo) * scale)));
         const o = 4 * (j * img.width + i);
         px[o] = LUT[k];
         px[o + 1] = LUT[k + 1];
@@ -192,18 +189,9 @@ export class Heatmap {
     });
     this.imgKey = key;
     this.imgCols = n;
-    if (this.image.width !== img.width || this.image.height !== nRows) {
-      this.image.width = img.width;
-      this.image.height = nRows;
-      from = 0;
-    }
-    // only the changed columns go to the image canvas
-    this.image.getContext("2d")?.putImageData(img, 0, 0, from, 0, n - from, nRows);
-    ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(this.image, 0, 0, n, nRows, 0, 0, cw, ch);
-    // a thin line between rows, so neighbouring layers stay apart
-    ctx.fillStyle = "rgba(128,128,128,0.35)";
-    for (let j = 1; j < nRows; j++) ctx.fillRect(0, Math.round(j * ROW_H * dpr) - 1, cw, 1);
+    // a resized canvas was cleared: put every column back; otherwise only the new ones
+    const dx = resized ? 0 : from;
+    ctx.putImageData(img, 0, 0, dx, 0, n - dx, nRows);
   }
 
   private cellAt(ev: MouseEvent): { layer: string; row: number; i: number } | null {
