@@ -187,7 +187,9 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
         cs.hidden = hidden;
         cs.spec = c;
         cs.size = size;
-        cs.want = `${version}|${chartSignature(c)}${themeSig}|${size.width}x${size.height}`;
+        // what a drawing must match: only needed for a chart that can be drawn (a heatmap section's closed
+        // rows are many and never drawn)
+        if (!hidden) cs.want = `${version}|${chartSignature(c)}${themeSig}|${size.width}x${size.height}`;
         placeholder(cs);
         // cheap, so kept current for every chart, drawn or not (hidden ones keep their last drawing)
         if (!hidden) {
