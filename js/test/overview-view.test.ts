@@ -240,4 +240,15 @@ describe("runs, filters and reading", () => {
     expect(again.data[0]).toEqual([1, 2, 3, 4]);
     cleanup();
   });
+
+  it("collapses a repeated problem into one line with its count", async () => {
+    const { store, cleanup } = mount();
+    store.applyDelta(...delta(2, { problems: [{ run: 0, lens: "OutputActivation", message: "relu3: NaN batches", count: 7 }] }));
+    await tick();
+    const btn = host.querySelector<HTMLButtonElement>(".mw-problems")!;
+    expect(btn.textContent).toBe("⚠ 1 problem");
+    btn.click();
+    expect(all(".mw-problem-list li").map((li) => li.textContent)).toEqual(["OutputActivation: relu3: NaN batches (×7)"]);
+    cleanup();
+  });
 });
