@@ -21,7 +21,7 @@ export interface ChartSlot {
 
 export const SMALL: ChartSize = { width: 250, height: 140 };
 /** Height of a chart's legend under the plot, for placeholders of charts not drawn yet. */
-const LEGEND_SMALL = 16;
+const LEGEND_SMALL = 37;
 const LEGEND_BIG = 24;
 
 function h<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
