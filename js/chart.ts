@@ -3,6 +3,7 @@
 
 import uPlot from "uplot";
 import type { ChartData, SeriesInfo } from "./chartdata";
+import type { RunStyle } from "./overview/runstyle";
 import type { ChartSpec } from "./panels";
 import type { UnrecordedSpan } from "./protocol";
 import { unrecordedPlugin } from "./recording";
@@ -15,24 +16,54 @@ export function formatValue(v: number | null | undefined): string {
   return String(Number(v.toPrecision(4)));
 }
 
-function seriesOptions(s: SeriesInfo, theme: Theme, runLabel: (id: number) => string, chart: Chart): uPlot.Series {
+/** What a chart needs from its view besides its data: run styles, axis titles, shared cursor and zoom. */
+export interface ChartContext {
+  runs: RunStyle;
+  xLabel: string;
+  /** Lines join across missing points (wall-time axis) instead of showing gaps. */
+  spanGaps: boolean;
+  /** Charts with the same key share crosshair position (uPlot cursor sync). */
+  syncKey: string;
+  /** The shared x range, or null for the data's own range. */
+  zoom: () => [number, number] | null;
+  /** The user selected an x range (drag), or reset it (double click: null). */
+  onZoom: (range: [number, number] | null) => void;
+  /** Extra hover text for a series at an x value (the warning panels name the layer), or null. */
+  annotate?: (key: string, x: number, run: number) => string | null;
+}
+
+/** Title of a chart's y axis, from what it shows. */
+export function yTitle(spec: ChartSpec): string {
+  if (spec.kind === "probability") return "rate";
+  if (/loss/i.test(spec.panel)) return "loss";
+  if (/norm/i.test(spec.panel)) return "norm";
+  return "value";
+}
+
+function seriesOptions(s: SeriesInfo, theme: Theme, ctx: ChartContext, multiRun: boolean, chart: Chart): uPlot.Series {
   const color = theme.palette[s.line % theme.palette.length];
-  const value = (_u: uPlot, v: number | null): string => formatValue(v);
+  const value = (_u: uPlot, v: number | null, _si: number, idx: number | null): string => {
+    const note = ctx.annotate && idx != null && v != null ? ctx.annotate(s.key, chart.x[idx], s.run) : null;
+    return note ? `${formatValue(v)} · ${note}` : formatValue(v);
+  };
   switch (s.role) {
     case "line":
-      return { label: s.key, stroke: color, width: 1.75, value, spanGaps: false };
+      return { label: multiRun ? `${s.key} · ${ctx.runs.label(s.run)}` : s.key, stroke: color, width: 1.75, value, spanGaps: ctx.spanGaps };
     case "lo":
     case "hi":
       // band edges: invisible lines; the band fill is drawn between them (see bands below)
       return { label: `${s.key} ${s.role}`, stroke: withAlpha(color, 0.3), width: 0, points: { show: false }, class: "mw-aux", value };
     case "old":
+      // an earlier run: the key's colour, the run's own dash, its own legend entry and hover value
       return {
-        label: `${s.key} (${runLabel(s.run)})`,
-        stroke: withAlpha(color, 0.35),
-        width: 1,
+        label: `${s.key} · ${ctx.runs.label(s.run)}`,
+        stroke: withAlpha(color, 0.8),
+        width: 1.25,
+        dash: ctx.runs.dash(s.run),
         points: { show: false },
-        class: "mw-aux",
+        class: "mw-old",
         value,
+        spanGaps: ctx.spanGaps,
       };
     case "prov":
       return {
@@ -53,6 +84,14 @@ function seriesOptions(s: SeriesInfo, theme: Theme, runLabel: (id: number) => st
         },
       };
   }
+}
+
+/** A log-scale y range just around the data (uPlot's default snaps to whole decades). */
+export function tightLogRange(min: number | null, max: number | null): [number, number] {
+  if (min == null || max == null || !(min > 0) || !(max > 0)) return [0.1, 10];
+  if (min === max) return [min / 1.5, max * 1.5];
+  const pad = Math.pow(max / min, 0.05);
+  return [min / pad, max * pad];
 }
 
 const EPOCH_INCRS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1e3, 2e3, 2.5e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6];
@@ -79,6 +118,9 @@ export class Chart {
   provIndex = -1;
   /** Epoch spans drawn as "not recorded" (js/recording.ts); set before setData. */
   unrecorded: UnrecordedSpan[] = [];
+  /** x values as last drawn (for hover annotations). */
+  x: number[] = [];
+  private ctx: ChartContext;
 
   constructor(
     target: HTMLElement,
@@ -86,13 +128,17 @@ export class Chart {
     data: ChartData,
     theme: Theme,
     size: ChartSize,
-    runLabel: (id: number) => string,
+    ctx: ChartContext,
   ) {
+    this.ctx = ctx;
     const axis = (): uPlot.Axis => ({
       stroke: theme.muted,
       grid: { stroke: theme.grid, width: 1 },
       ticks: { stroke: theme.grid, width: 1 },
       font: "11px sans-serif",
+      labelFont: "11px sans-serif",
+      labelSize: 14,
+      labelGap: 0,
     });
     const yScale: uPlot.Scale =
       spec.kind === "probability"
@@ -100,7 +146,7 @@ export class Chart {
         : spec.ylim
           ? { auto: false, range: spec.ylim }
           : spec.logy
-          ? { distr: 3, log: 10 }
+          ? { distr: 3, log: 10, range: (_u, min, max) => tightLogRange(min, max) }
           : {};
     const bands: uPlot.Band[] = [];
     data.series.forEach((s, i) => {
@@ -110,39 +156,85 @@ export class Chart {
         if (lo >= 0) bands.push({ series: [i + 1, lo + 1], fill: withAlpha(color, 0.18) });
       }
     });
+    // big charts name the run in every legend entry; small multiples keep one short line (the runs legend explains dashes)
+    const multiRun = spec.big && data.series.some((s) => s.role === "old");
+    const latest = (u: uPlot): void => {
+      // not hovering: the legend shows the latest values
+      if (u.cursor.idx == null && u.data[0].length > 0) u.setLegend({ idx: u.data[0].length - 1 }, false);
+    };
     const opts: uPlot.Options = {
       width: size.width,
       height: size.height,
       legend: { show: true, live: true },
-      cursor: { drag: { x: true, y: false } },
+      cursor: { drag: { x: true, y: false }, sync: { key: ctx.syncKey, setSeries: false } },
       scales: { x: { time: false }, y: yScale },
       // epochs are whole numbers: no 2.5-epoch ticks (intra-epoch points still sit between them)
-      axes: [{ ...axis(), incrs: EPOCH_INCRS }, { ...axis(), size: Y_AXIS_PX }],
-      series: [{ label: "epoch", value: (_u, v) => formatValue(v) }, ...data.series.map((s) => seriesOptions(s, theme, runLabel, this))],
+      axes: [
+        { ...axis(), incrs: ctx.xLabel === "epoch" ? EPOCH_INCRS : undefined, label: spec.big ? ctx.xLabel : undefined, labelSize: spec.big ? 14 : 0 },
+        { ...axis(), size: Y_AXIS_PX, label: yTitle(spec) },
+      ],
+      series: [{ label: ctx.xLabel, value: (_u, v) => formatValue(v) }, ...data.series.map((s) => seriesOptions(s, theme, ctx, multiRun, this))],
       bands,
       plugins: [unrecordedPlugin(() => this.unrecorded, theme.muted)],
+      hooks: {
+        setCursor: [latest],
+        // the x range shown, as a DOM hook for tests (zoom is shared by every chart)
+        setScale: [
+          (u, key) => {
+            if (key !== "x") return;
+            const { min, max } = u.scales.x;
+            if (min != null && max != null) target.dataset.xRange = `${+min.toPrecision(6)},${+max.toPrecision(6)}`;
+          },
+        ],
+        setSelect: [
+          (u) => {
+            if (u.select.width < 4) return;
+            const a = u.posToVal(u.select.left, "x");
+            const b = u.posToVal(u.select.left + u.select.width, "x");
+            ctx.onZoom([Math.min(a, b), Math.max(a, b)]);
+          },
+        ],
+        ready: [
+          (u) => {
+            u.over.addEventListener("dblclick", () => ctx.onZoom(null));
+            latest(u);
+          },
+        ],
+      },
     };
     this.provIndex = data.provIndex;
+    this.x = data.x;
     // uPlot normally draws in a microtask after the call; drawing inside batch() happens now, so the view
     // can keep its per-frame time budget (and no second, deferred draw is queued).
     this.u = new uPlot(opts, toAligned(data), (u, init) => {
       target.appendChild(u.root);
       u.batch(() => init());
     });
+    const z = ctx.zoom();
+    if (z !== null) this.u.batch(() => this.u.setScale("x", { min: z[0], max: z[1] }));
   }
 
   /** New data (and optionally a new size), drawn synchronously; scales are reset to the new data. */
   setData(data: ChartData, size?: ChartSize): void {
     this.provIndex = data.provIndex;
+    this.x = data.x;
     const u = this.u;
+    const zoom = this.ctx.zoom();
     u.batch(() => {
       if (size && (u.width !== size.width || u.height !== size.height)) u.setSize(size);
-      u.setData(toAligned(data), true);
+      u.setData(toAligned(data), zoom === null);
+      if (zoom !== null) u.setScale("x", { min: zoom[0], max: zoom[1] });
+      if (u.cursor.idx == null && data.x.length > 0) u.setLegend({ idx: data.x.length - 1 }, false);
     });
   }
 
   setSize(size: ChartSize): void {
     this.u.batch(() => this.u.setSize(size));
+  }
+
+  /** The canvas (plot, axes, titles) as a PNG data URL. */
+  png(): string {
+    return this.u.ctx.canvas.toDataURL("image/png");
   }
 
   destroy(): void {

@@ -37,7 +37,12 @@ function clean(v: number, logy: boolean): number | null {
   return v;
 }
 
-export function buildChartData(store: Store, spec: ChartSpec, buckets: number, cache?: AlignmentCache): ChartData {
+/** What the x axis counts: the epoch, optimizer steps so far, or wall time in seconds since the run started. */
+export type XMode = "epoch" | "step" | "time";
+
+const xsOf = (r: RunData, mode: XMode): Float64Array => (mode === "time" ? r.times : mode === "step" ? r.steps : r.epochs);
+
+export function buildChartData(store: Store, spec: ChartSpec, buckets: number, cache?: AlignmentCache, mode: XMode = "epoch"): ChartData {
   const cur = store.current;
   const series: SeriesInfo[] = [];
   const empty: ChartData = { x: [], ys: [], series, epochs: 0, provisional: false, provIndex: -1 };
@@ -78,7 +83,7 @@ export function buildChartData(store: Store, spec: ChartSpec, buckets: number, c
     srcs.push({ run: cur, col: s.col, rows: "prov" });
   }
 
-  const al = alignment(cur, srcs.map((s) => s.run), cache);
+  const al = alignment(cur, srcs.map((s) => s.run), mode, cache);
   const x = al.x;
   const plan = planFor(al, buckets);
   const provIndex = plan ? (al.provIndex === x.length - 1 ? plan.x.length - 1 : -1) : al.provIndex;
@@ -101,6 +106,7 @@ export function buildChartData(store: Store, spec: ChartSpec, buckets: number, c
     } else if (!vals) count = 0;
     if (plan) return rows === "final" && vals ? reduceColumn(plan, idx, vals, spec.logy) : reduceSeries(plan, count, at, value);
     const y: Val[] = new Array(x.length).fill(undefined);
+    for (const g of al.gaps) y[g] = null;
     for (let i = 0; i < count; i++) {
       const j = at(i);
       if (j >= 0) y[j] = value(i);
@@ -118,6 +124,8 @@ export interface Alignment {
   index: Map<RunData, Int32Array>;
   /** Index in x of the current run's provisional row, or -1. */
   provIndex: number;
+  /** Indices in x of epochs no run has (drawn as gaps). */
+  gaps: number[];
   /** Downsampling plans by bucket count. */
   plans: Map<number, BucketPlan | null>;
 }
@@ -144,13 +152,13 @@ function lowerBound(x: ArrayLike<number>, v: number): number {
   return lo;
 }
 
-function alignment(cur: RunData, runs: RunData[], cache?: AlignmentCache): Alignment {
+function alignment(cur: RunData, runs: RunData[], mode: XMode, cache?: AlignmentCache): Alignment {
   const distinct = [...new Set(runs)].sort((a, b) => a.id - b.id);
-  const key = distinct.map((r) => r.id).join(",");
+  const key = mode + ":" + distinct.map((r) => r.id).join(",");
   const hit = cache?.get(key);
   if (hit) return hit;
   const rowsOf = (r: RunData): number => r.finalRows;
-  const provEpoch = cur.provisional && distinct.includes(cur) ? cur.epochs[cur.nRows - 1] : NaN;
+  const provEpoch = cur.provisional && distinct.includes(cur) ? xsOf(cur, mode)[cur.nRows - 1] : NaN;
   let total = Number.isFinite(provEpoch) ? 1 : 0;
   for (const r of distinct) total += rowsOf(r);
   // typed-array sort is numeric and fast; then drop duplicates and non-finite values
@@ -158,7 +166,7 @@ function alignment(cur: RunData, runs: RunData[], cache?: AlignmentCache): Align
   let k = 0;
   for (const r of distinct) {
     const n = rowsOf(r);
-    all.set(r.epochs.subarray(0, n), k);
+    all.set(xsOf(r, mode).subarray(0, n), k);
     k += n;
   }
   if (Number.isFinite(provEpoch)) all[k++] = provEpoch;
@@ -169,13 +177,36 @@ function alignment(cur: RunData, runs: RunData[], cache?: AlignmentCache): Align
     if (!Number.isFinite(v)) continue;
     if (x.length === 0 || x[x.length - 1] !== v) x.push(v);
   }
+  // epochs without data: an x with no value in any series (null: a gap in every line), where the epoch axis
+  // jumps by more than 1.5x its smallest step (ticks every 10 epochs are not gaps, a skipped epoch is)
+  const gaps: number[] = [];
+  if (mode === "epoch" && x.length > 2) {
+    let step = Infinity;
+    const ints = x.filter(Number.isInteger);
+    for (let i = 1; i < ints.length; i++) step = Math.min(step, ints[i] - ints[i - 1]);
+    if (Number.isFinite(step)) {
+      const withGaps: number[] = [x[0]];
+      for (let i = 1; i < x.length; i++) {
+        const a = x[i - 1], b = x[i];
+        if (b - a > 1.5 * step && Number.isInteger(a) && Number.isInteger(b)) {
+          gaps.push(withGaps.length);
+          withGaps.push(a + step);
+        }
+        withGaps.push(b);
+      }
+      if (gaps.length) {
+        x.length = 0;
+        for (const v of withGaps) x.push(v);
+      }
+    }
+  }
   const index = new Map<RunData, Int32Array>();
   for (const r of distinct) {
     const n = rowsOf(r);
     const idx = new Int32Array(n);
     let j = 0;
     for (let i = 0; i < n; i++) {
-      const e = r.epochs[i];
+      const e = xsOf(r, mode)[i];
       if (!Number.isFinite(e)) {
         idx[i] = -1;
         continue;
@@ -186,7 +217,7 @@ function alignment(cur: RunData, runs: RunData[], cache?: AlignmentCache): Align
     }
     index.set(r, idx);
   }
-  const al: Alignment = { x, index, provIndex: Number.isFinite(provEpoch) ? lowerBound(x, provEpoch) : -1, plans: new Map() };
+  const al: Alignment = { x, gaps, index, provIndex: Number.isFinite(provEpoch) ? lowerBound(x, provEpoch) : -1, plans: new Map() };
   cache?.set(key, al);
   return al;
 }

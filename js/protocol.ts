@@ -53,6 +53,8 @@ export interface SnapshotRun {
   n_cols: number;
   epochs: Bytes;
   times: Bytes;
+  /** Optimizer steps of the run when each row was written (absent from older kernels: NaN). */
+  steps?: Bytes;
   data: Bytes;
   /** Groups whose measurement was stopped on purpose (absent: none); see UnrecordedSpan. */
   unrecorded?: { group: string; spans: UnrecordedSpan[] }[];
@@ -98,6 +100,7 @@ export interface RowInfo {
   row: number;
   epoch: number;
   time: number;
+  step?: number;
   provisional: boolean;
 }
 

@@ -26,6 +26,8 @@ export class RunData {
   private cap = 0;
   epochs = new Float64Array(0);
   times = new Float64Array(0);
+  /** Optimizer steps so far at each row (NaN where the kernel did not count them). */
+  steps = new Float64Array(0);
   /** values[c] has length >= nRows; entries past nRows are NaN. */
   values: Float64Array[] = [];
 
@@ -54,6 +56,7 @@ export class RunData {
     };
     this.epochs = resize(this.epochs);
     this.times = resize(this.times);
+    this.steps = resize(this.steps);
     this.values = this.values.map(resize);
     this.cap = cap;
   }
@@ -80,10 +83,11 @@ export class RunData {
     else this.panels.push(p);
   }
 
-  setRow(r: { row: number; epoch: number; time: number; provisional: boolean }): void {
+  setRow(r: { row: number; epoch: number; time: number; step?: number; provisional: boolean }): void {
     this.ensureRows(r.row + 1);
     this.epochs[r.row] = r.epoch;
     this.times[r.row] = r.time;
+    this.steps[r.row] = typeof r.step === "number" ? r.step : NaN;
     if (r.provisional) this.provisionalRow = r.row;
     else if (this.provisionalRow === r.row) this.provisionalRow = -1;
   }
@@ -221,6 +225,7 @@ function runFromSnapshot(s: SnapshotRun): RunData {
   if (nRows > 0) {
     r.epochs.set(readFloat64(s.epochs, nRows));
     r.times.set(readFloat64(s.times, nRows));
+    if (s.steps) r.steps.set(readFloat64(s.steps, nRows));
   }
   if (nRows > 0 && nCols > 0) {
     const data = readFloat64(s.data, nRows * nCols);

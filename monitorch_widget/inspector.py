@@ -21,6 +21,7 @@ from .collect.compiled import COMPILED_ADVICE, CompiledGraphs, in_graph
 from .collect.faults import FaultLog, MonitorNotice, MonitorWarning
 from .collect.model_tree import attached_graphs, traverse
 from .collect.modes import monitor_mode
+from .collect.optimizer_steps import STEPS, StepCounter
 from .collect.progress import IntraEpochUpdates
 from .collect.pushes import Pushes, check_number
 from .collect.rank_exchange import RankExchange, world
@@ -105,6 +106,7 @@ class PyTorchInspector:
                 lens.introduce_tags(self._user_visualizer)
         self._declared_metrics = {m for lens in self.lenses if isinstance(lens, LossMetrics) for m in lens.metrics}
         self._progress: IntraEpochUpdates | None = None
+        self._steps = StepCounter()
         if update_every is not None:
             self._progress = IntraEpochUpdates(update_every, self.provisional_update, self.faults)
         self._epoch_started = time.time()
@@ -157,10 +159,15 @@ class PyTorchInspector:
         self._recording.resume(RecordingSwitch.check(patterns, "resume_recording(pattern, ...)"))
 
     # --- attach / detach ---------------------------------------------------------------------------
-    def attach(self, module: nn.Module) -> PyTorchInspector:
+    def attach(self, module: nn.Module, *, run_name: str | None = None) -> PyTorchInspector:
         """Hook ``module`` (a new run: epoch counter restarts at 1; earlier runs stay in the record).
 
-        ``module`` may be wrapped: ``torch.compile(model)``, DDP, DataParallel (see README "torch.compile")."""
+        ``module`` may be wrapped: ``torch.compile(model)``, DDP, DataParallel (see README "torch.compile").
+        ``run_name`` labels the run in legends, the status line and saved histories (default
+        ``"run <n>: <model class>"``); a non-string raises ``TypeError``.
+        """
+        if run_name is not None and not isinstance(run_name, str):
+            raise TypeError(f"attach(run_name=...) must be a str or None, got {type(run_name).__name__}")
         graphs = attached_graphs(module)
         model = graphs.model
         if self.state.attached:
@@ -185,12 +192,15 @@ class PyTorchInspector:
         # every forward pass of the model is a monitor call: held values go out, queued view requests run
         # (a pre-hook: a request that changes hooks never lands in the middle of a pass)
         self._pump_handle = graphs.call_root.register_forward_pre_hook(self._pump_hook)
+        self._steps = StepCounter()  # optimizer steps of this run (the charts' "step" x axis)
+        STEPS.listen(self._steps)
         self.state.counter = 1
         self.state.attached = True
         self._pushes.reset()
         self.faults.clear()
         types = {n: type(m).__name__ for m, n, _ in entries}
-        self.history.start_run(f"run {len(self.history.runs) + 1}: {type(model).__name__}", types)
+        label = run_name if run_name else f"run {len(self.history.runs) + 1}: {type(model).__name__}"
+        self.history.start_run(label, types)
         notice = coverage_notice(model, self.lenses)
         if notice is not None:
             self.faults.report("attach", notice, category=MonitorNotice)
@@ -216,6 +226,7 @@ class PyTorchInspector:
         for lens in self.lenses:
             lens.detach()
         self._ctx.graphs = CompiledGraphs(nn.Module())  # holds no reference to the model
+        STEPS.leave(self._steps)
         self._pushes.reset()
         if self.state.attached:
             self.history.end()
@@ -316,7 +327,7 @@ class PyTorchInspector:
             self._exchange.arrive()  # every rank is here before the tick runs anything collective
         results = self._compute()
         record = self.history
-        record.open_row(number)
+        record.open_row(number, step=self._steps.count)
         for lens, calls in results:
             lens.vizualize(record, number, calls)
             if self._user_visualizer is not None:
@@ -358,7 +369,7 @@ class PyTorchInspector:
             return
         results = self._compute(final=False)
         record = self.history
-        record.open_row(self.state.counter, provisional=True)
+        record.open_row(self.state.counter, provisional=True, step=self._steps.count)
         for lens, calls in results:
             lens.vizualize(record, self.state.counter, calls)
         self._pump()

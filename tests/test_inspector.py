@@ -303,3 +303,54 @@ def test_output_norm_per_sample_l2_mean():
     ins.tick_epoch()
     assert ins.history.series("Output Norm", "1", "mean")[0] == pytest.approx(3.0)
     assert "Mean Output Norm Comparison" in ins.history.panels()
+
+
+def test_attach_run_name_labels_the_run_and_survives_a_saved_history(tmp_path):
+    from monitorch_widget.record.history_file import load
+
+    loss_fn = nn.CrossEntropyLoss()
+    insp = PyTorchInspector([LossMetrics(loss_fn=loss_fn)], visualizer="none")
+    for name in ("baseline", "wider"):
+        model = small_model()
+        insp.attach(model, run_name=name)
+        step(model, loss_fn)
+        insp.tick_epoch()
+    insp.attach(small_model())  # no name: the default label
+    assert [r.label for r in insp.history.runs] == ["baseline", "wider", "run 3: Sequential"]
+    path = tmp_path / "h.json"
+    insp.history.save(path)
+    assert [r.label for r in load(path).runs] == ["baseline", "wider", "run 3: Sequential"]
+    with pytest.raises(TypeError, match="run_name"):
+        insp.attach(small_model(), run_name=3)
+
+
+def test_rows_carry_the_runs_optimizer_step_count_through_the_wire_and_saved_histories(tmp_path):
+    import json
+
+    from monitorch_widget.record.history_file import load
+    from monitorch_widget.record.protocol import snapshot
+
+    loss_fn = nn.CrossEntropyLoss()
+    insp = PyTorchInspector([LossMetrics(loss_fn=loss_fn)], visualizer="none")
+    for run, batches in enumerate((4, 3)):
+        model = small_model()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        insp.attach(model)
+        for _epoch in range(3):
+            for _ in range(batches):
+                opt.zero_grad()
+                step(model, loss_fn, opt)
+            insp.tick_epoch()
+        # counted per run, by hand: `batches` optimizer steps per epoch
+        assert insp.history.runs[run].steps == [batches * 1.0, batches * 2.0, batches * 3.0]
+    insp.detach()
+    snap = snapshot(insp.history)
+    assert np.frombuffer(snap["runs"][1]["steps"], dtype="<f8").tolist() == [3.0, 6.0, 9.0]
+    path = tmp_path / "h.json"
+    insp.history.save(path)
+    assert load(path).runs[0].steps == [4.0, 8.0, 12.0]
+    doc = json.loads(path.read_text())
+    for r in doc["runs"]:
+        del r["steps"]  # a history saved before the step count
+    path.write_text(json.dumps(doc))
+    assert all(np.isnan(load(path).runs[0].steps))

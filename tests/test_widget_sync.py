@@ -121,7 +121,7 @@ def test_delta_carries_structure_rows_cells_problems_status():
                                   "logy": False, "lens": "OutputActivation"}]
     assert [c["key"] for c in msg["new_columns"]] == ["activation_rate", "death_rate"]
     assert msg["new_columns"][0]["run"] == 0 and msg["new_columns"][1]["index"] == 1
-    assert msg["rows"] == [{"run": 0, "row": 0, "epoch": 1.0, "time": 0.5, "provisional": False}]
+    assert msg["rows"] == [{"run": 0, "row": 0, "epoch": 1.0, "time": 0.5, "step": None, "provisional": False}]
     assert msg["problems"] == [{"run": 0, "lens": "LossMetrics", "message": "loss is NaN", "count": 2}]
     assert msg["status"]["epoch"] == 1.0 and msg["status"]["problems"] == 2
     assert msg["cells"] == {"count": 2}
@@ -363,7 +363,7 @@ def test_widget_history_is_wire_ready_and_repr_is_stable():
         assert "0x" not in repr(w)
         state, paths, buffers = _remove_buffers(w.get_state())
         json.dumps(state)
-        assert len(buffers) == 6  # epochs, times, data for each of 2 runs
+        assert len(buffers) == 8  # epochs, times, steps, data for each of 2 runs
         assert ["history", "runs", 1, "data"] in paths
         snap = w.history
         assert snap["seq"] == 0 and len(snap["runs"]) == 2

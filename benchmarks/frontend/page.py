@@ -121,7 +121,8 @@ _FRAME_JS = """
   }));
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const root = document.querySelector('.mw-root');
-  const panels = [...document.querySelectorAll('.mw-panel')];
+  // charts the view shows (a per-layer panel with many layers is a heatmap by default: its charts stay hidden)
+  const panels = [...document.querySelectorAll('.mw-panel')].filter((p) => !p.hidden);
   const onScreen = () => panels.filter((p) => {
     if (p.hidden) return false;
     const r = p.getBoundingClientRect();
@@ -264,7 +265,7 @@ def run(layers: int = 100, epochs: int = 1000, ticks: int = 30, loads: int = 5, 
                 page.wait_for_function("() => window.__mwFirstFrame !== undefined || window.__mw.error", timeout=30_000)
                 got = page.evaluate("() => ({ok: window.__mw.ready, err: window.__mw.error, r: window.__mw.renderMs,"
                                     " l: window.__mw.layoutMs, f: window.__mwFirstFrame, n: document.querySelectorAll('.mw-panel').length,"
-                                    " e: document.querySelector('.mw-panel[data-panel=\"Output Activations\"]')"
+                                    " e: document.querySelector('.mw-big .mw-panel')"
                                     "    .dataset.epochs, d: [...document.querySelectorAll('.mw-panel')]"
                                     "    .filter((p) => p.dataset.drawnEpochs).length})")
                 if not got["ok"]:
@@ -275,7 +276,7 @@ def run(layers: int = 100, epochs: int = 1000, ticks: int = 30, loads: int = 5, 
                 drawn_first.append(got["d"])
                 layouts.append(got["l"])
                 first_frames.append(got["f"])
-            probe = ".mw-panel[data-panel='Output Activations']"
+            probe = ".mw-big .mw-panel"
             got_ticks = page.evaluate(_TICK_JS, [[{"msg": d["msg"], "buffers": d["buffers"]} for d in deltas], probe,
                                            gap_ms])
             res, floor = got_ticks["ticks"], got_ticks["floor"]

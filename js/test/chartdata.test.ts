@@ -107,3 +107,49 @@ describe("buildChartData", () => {
     expect(small.epochs).toBe(3000);
   });
 });
+
+describe("x axis modes and missing epochs", () => {
+  it("marks an epoch no run has as a gap in every line; ticks every 10 epochs are not gaps", () => {
+    const s = new Store();
+    s.applyHistory(history(1, [
+      snapRun(0, "a", [LOSS], cols, [1, 2, 4, 5], [[1, 0, 2], [2, 1, 3], [4, 3, 5], [5, 4, 6]]),
+    ]));
+    const spec = buildLayout(s, emptyFilters()).big[0].charts[0];
+    const d = buildChartData(s, spec, 400);
+    expect(d.x).toEqual([1, 2, 3, 4, 5]);
+    expect(d.ys[0]).toEqual([1, 2, null, 4, 5]);
+    const t = new Store();
+    t.applyHistory(history(1, [snapRun(0, "a", [LOSS], cols, [10, 20, 30], [[1, 0, 2], [2, 1, 3], [3, 2, 4]])]));
+    const d2 = buildChartData(t, buildLayout(t, emptyFilters()).big[0].charts[0], 400);
+    expect(d2.x).toEqual([10, 20, 30]);
+    expect(d2.ys[0]).toEqual([1, 2, 3]);
+  });
+
+  it("puts wall time (seconds since the run started) on x in time mode", () => {
+    const s = twoRuns(); // helpers: time = 0.5 * epoch
+    const spec = buildLayout(s, emptyFilters()).big[0].charts[0];
+    const d = buildChartData(s, spec, 400, undefined, "time");
+    expect(d.x).toEqual([0.5, 1, 1.5, 2]);
+    expect(d.ys[3]).toEqual([4, 3, 2, 1]);
+    expect(d.ys[0]).toEqual([5, null, undefined, undefined]);
+  });
+
+  it("puts the optimizer step count on x in step mode; rows without one are left out", async () => {
+    const { f64 } = await import("./helpers");
+    const s = new Store();
+    s.applyHistory(history(1, [
+      snapRun(0, "a", [LOSS], cols, [1, 2], [[2, 1, 3], [1, 0, 2]], { steps: f64([40, 80]) }),
+      snapRun(1, "b", [LOSS], cols, [1, 2], [[3, 2, 4], [2, 1, 3]]), // an older kernel: no steps
+    ]));
+    const spec = buildLayout(s, emptyFilters()).big[0].charts[0];
+    const d = buildChartData(s, spec, 400, undefined, "step");
+    // the current run (b) has no step counts: only a's points
+    expect(d.x).toEqual([40, 80]);
+    expect(d.ys[0]).toEqual([undefined, undefined]);
+    s.applyDelta(...delta(2, { rows: [{ run: 1, row: 0, epoch: 1, time: 1, step: 30, provisional: false }] }));
+    const d2 = buildChartData(s, spec, 400, undefined, "step");
+    expect(d2.x).toEqual([30, 40, 80]);
+    expect(d2.ys[0]).toEqual([3, undefined, undefined]);
+    expect(d2.ys[3]).toEqual([undefined, 2, 1]);
+  });
+});

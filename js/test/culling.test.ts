@@ -28,6 +28,11 @@ const { plots, FakePlot, clock } = vi.hoisted(() => {
     }
     drawn() { this.draws++; clock.t += clock.perDraw; }
     batch(fn: (u: any) => void) { fn(this); }
+    cursor: { idx: number | null } = { idx: null };
+    legendIdx: number | null = null;
+    scaleX: { min: number; max: number } | null = null;
+    setLegend(o: { idx: number }) { this.legendIdx = o.idx; }
+    setScale(_k: string, r: { min: number; max: number }) { this.scaleX = r; }
     setData(d: any) { this.data = d; this.drawn(); }
     setSize(s: { width: number; height: number }) { this.width = s.width; this.height = s.height; }
     destroy() { this.destroyed = true; }

@@ -90,7 +90,7 @@ describe("not recorded spans", () => {
     const s = new Store();
     const run = { ...snapRun(0, "run 1", [P], cols, [1, 2], [[0.5], [NaN]]), unrecorded: [{ group: "fc1", spans: [[2, null]] as [number, number | null][] }] };
     s.applyHistory(history(1, [run], null));
-    const spec = { id: "x", panel: P.tag, group: "fc1", kind: "probability" as const, big: false, logy: false, canLog: false, moduleType: "ReLU", series: [], hidden: false };
+    const spec = { id: "x", panel: P.tag, group: "fc1", kind: "probability" as const, big: false, logy: false, canLog: false, ylim: null, moduleType: "ReLU", series: [], hidden: false };
     expect(unrecordedFor(s, spec)).toEqual([[2, null]]);
     s.applyDelta(...delta(2, { unrecorded: [{ run: 0, group: "fc1", spans: [[2, 3]] }] }));
     expect(unrecordedFor(s, spec)).toEqual([[2, 3]]);

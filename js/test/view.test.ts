@@ -24,6 +24,11 @@ const { plots, FakePlot } = vi.hoisted(() => {
       plots.push(this);
     }
     batch(fn: (u: any) => void) { fn(this); }
+    cursor: { idx: number | null } = { idx: null };
+    legendIdx: number | null = null;
+    scaleX: { min: number; max: number } | null = null;
+    setLegend(o: { idx: number }) { this.legendIdx = o.idx; }
+    setScale(_k: string, r: { min: number; max: number }) { this.scaleX = r; }
     setData(d: any) { this.data = d; this.draws++; }
     setSize(s: { width: number; height: number }) { this.width = s.width; this.height = s.height; }
     destroy() { this.destroyed = true; }
@@ -110,11 +115,11 @@ describe("view", () => {
     expect(status.textContent).toContain("run 2: CNN");
     expect(status.textContent).toContain("epoch 3");
     expect(status.textContent).toContain("0.25 s/epoch");
-    // probability panels are fixed to [0, 1]; the loss chart draws the old run faintly
+    // probability panels are fixed to [0, 1]; the loss chart draws the old run with its own dash and legend entry
     const actPlot = plots.find((p) => p.opts.series.some((s: any) => s.label === "death_rate"))!;
     expect(actPlot.opts.scales.y.range).toEqual([0, 1]);
-    const lossPlot = plots.find((p) => p.opts.series[1].label === "train_loss mean")!;
-    expect(lossPlot.opts.series.map((s: any) => s.label)).toEqual(["epoch", "train_loss mean", "train_loss mean (run 1: Old)", "train_loss mean (running)"]);
+    const lossPlot = plots.find((p) => p.opts.series[1].label === "train_loss mean · run 2: CNN")!;
+    expect(lossPlot.opts.series.map((s: any) => s.label)).toEqual(["epoch", "train_loss mean · run 2: CNN", "train_loss mean · run 1: Old", "train_loss mean (running)"]);
     expect(lossPlot.data[0]).toEqual([1, 2, 3]);
     expect(lossPlot.data[1]).toEqual([1, 0.5, 1 / 3]);
     expect(lossPlot.data[2]).toEqual([1, 0.5, undefined]);
@@ -224,7 +229,7 @@ describe("view", () => {
     expect(loss.dataset.epochs).toBe("3");
     expect(loss.dataset.provisional).toBe("1");
     expect(plots.length).toBe(nPlots); // same charts, new data
-    const lossPlot = plots.find((p) => p.opts.series[1].label === "train_loss mean")!;
+    const lossPlot = plots.find((p) => p.opts.series[1].label === "train_loss mean · run 2: CNN")!;
     expect(lossPlot.data[0]).toEqual([1, 2, 3, 3.5]);
     expect(lossPlot.data[3]).toEqual([undefined, undefined, 1 / 3, 0.3]);
     store.applyDelta(...delta(4, {

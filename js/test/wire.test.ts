@@ -25,7 +25,7 @@ function bytes(b64: string): DataView {
 
 function history(): History {
   const h = structuredClone(fx.history);
-  for (const r of h.runs) for (const k of ["epochs", "times", "data"]) r[k] = bytes(r[k]);
+  for (const r of h.runs) for (const k of ["epochs", "times", "steps", "data"]) r[k] = bytes(r[k]);
   return h;
 }
 

@@ -54,3 +54,14 @@ class _Steps:
 
 
 STEPS = _Steps()
+
+
+class StepCounter:
+    """Counts the ``torch.optim`` steps taken while it listens (every optimizer's ``step()``; a step a
+    GradScaler skips is not counted, as it fires no hook). The record's per-row step count (x axis "step")."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.count += 1

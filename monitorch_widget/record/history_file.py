@@ -5,7 +5,8 @@ Format ``monitorch-widget-history`` version 3::
     {"format": "monitorch-widget-history", "version": 3,
      "definitions": {"version": 2, "gradient_observation": "...", "units": "...", "activation_channels": "..."},
      "runs": [{"id", "label", "module_types": {name: type}, "panels": [Panel], "columns": [Column],
-               "epochs": [float], "times": [float], "data": [[float|null, ...] per row],
+               "epochs": [float], "times": [float], "steps": [float|null] (optional: optimizer steps so far),
+               "data": [[float|null, ...] per row],
                "problems": [{"lens", "message", "count"}], "definitions": 2,
                "findings": [Finding],
                "unrecorded": {group: [[first epoch, last epoch | null], ...]}}]}   # optional
@@ -47,6 +48,7 @@ def to_dict(record: Record) -> dict[str, Any]:
             "id": run.id, "label": run.label, "module_types": dict(run.module_types),
             "panels": [asdict(p) for p in run.panels], "columns": [asdict(c) for c in run.columns],
             "epochs": run.epochs[:final], "times": run.times[:final],
+            "steps": [None if math.isnan(s) else s for s in run.steps[:final]],
             "data": [[None if math.isnan(v) else float(v) for v in row] for row in data.tolist()],
             "problems": run.problem_list(), "definitions": run.definitions,
             "findings": [f.to_dict() for f in record.health.findings(run.id)],
@@ -115,7 +117,12 @@ def from_dict(doc: Any, source: str = "history") -> Record:
               f"every data row must have {n_cols} values (one per column)")
         try:
             arr = np.array([[np.nan if v is None else float(v) for v in row] for row in data], dtype=np.float64)
-            run.set_rows([float(e) for e in epochs], [float(t) for t in times], arr.reshape(len(data), n_cols))
+            steps = r.get("steps")  # optional (histories saved before the step count have none)
+            _need(steps is None or (isinstance(steps, list) and len(steps) == len(epochs)), where,
+                  "\"steps\" must be a list as long as \"epochs\"")
+            step_list = [np.nan if s is None else float(s) for s in steps] if steps is not None else None
+            run.set_rows([float(e) for e in epochs], [float(t) for t in times], arr.reshape(len(data), n_cols),
+                         step_list)
         except (TypeError, ValueError) as exc:
             raise HistoryFormatError(f"{where}: non-numeric value in epochs/times/data ({exc})") from None
         for p in r.get("problems") or []:

@@ -11,6 +11,7 @@ Pure data: no widget, comm or IPython here (the record room must not know its vi
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -34,11 +35,17 @@ def snapshot(record: Record) -> dict[str, Any]:
             "problems": run.problem_list(), "n_rows": run.n_rows, "n_cols": len(run.columns),
             "epochs": np.asarray(run.epochs, dtype="<f8").tobytes(),
             "times": np.asarray(run.times, dtype="<f8").tobytes(),
+            "steps": np.asarray(run.steps, dtype="<f8").tobytes(),
             "data": data.tobytes(),
             **({"unrecorded": _spans(run.unrecorded)} if run.unrecorded else {}),
         })
     return {"version": SNAPSHOT_VERSION, "runs": runs, "status": record.status(),
             "findings": record.health.as_dicts()}
+
+
+def _step(value: Any) -> float | None:
+    """A row's optimizer-step count for JSON: null when not counted (NaN is not valid JSON)."""
+    return None if value is None or math.isnan(float(value)) else float(value)
 
 
 def empty_history() -> dict[str, Any]:
@@ -80,7 +87,8 @@ class PendingDelta:
             row = int(info["row"])
             self.rows[(int(run_id), row)] = {
                 "run": int(run_id), "row": row, "epoch": float(info["epoch"]),
-                "time": float(info.get("time", float("nan"))), "provisional": bool(info.get("provisional", False)),
+                "time": float(info.get("time", float("nan"))), "step": _step(info.get("step")),
+                "provisional": bool(info.get("provisional", False)),
             }
         elif kind == "cells":
             _, run_id, row, cols, vals = event

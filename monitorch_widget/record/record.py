@@ -87,8 +87,9 @@ class Record:
         self._emit_status()
         return run
 
-    def open_row(self, epoch: float, *, provisional: bool = False) -> int:
-        """Make the row for ``epoch`` current; a provisional row for the same epoch is cleared and reused."""
+    def open_row(self, epoch: float, *, provisional: bool = False, step: float = float("nan")) -> int:
+        """Make the row for ``epoch`` current; a provisional row for the same epoch is cleared and reused.
+        ``step``: optimizer steps taken in the run so far (NaN when not counted)."""
         run = self.current or self.start_run("run 1")
         if run.open_row is not None and (run.provisional or run.epochs[run.open_row] == epoch):
             row = run.open_row
@@ -103,9 +104,10 @@ class Record:
             run.open_row = row
         run.provisional = provisional
         run.times[row] = time.time() - run.started
+        run.steps[row] = float(step)
         self.state = "training"
         self._emit("row", run.id, {"row": row, "epoch": float(epoch), "time": run.times[row],
-                                   "provisional": provisional})
+                                   "step": run.steps[row], "provisional": provisional})
         return row
 
     def close_row(self) -> None:
@@ -120,7 +122,7 @@ class Record:
         run.open_row = None
         if was_provisional:
             self._emit("row", run.id, {"row": row, "epoch": run.epochs[row], "time": run.times[row],
-                                       "provisional": False})
+                                       "step": run.steps[row], "provisional": False})
         self.health.evaluate(run, row)
         self._emit_status()
 
@@ -167,7 +169,7 @@ class Record:
             cols = np.arange(len(run.columns), dtype=np.int32)
             for row in range(run.n_rows):
                 self._emit("row", run.id, {"row": row, "epoch": run.epochs[row], "time": run.times[row],
-                                           "provisional": False})
+                                           "step": run.steps[row], "provisional": False})
                 self._emit("cells", run.id, row, cols, run.data[row].copy())
             added.append(run)
             self.health.set_findings(run.id, [replace(f, id=f"{run.id}:{f.id.split(':', 1)[1]}", run=run.id)

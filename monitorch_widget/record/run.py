@@ -52,6 +52,8 @@ class Run:
     columns: list[Column] = field(default_factory=list)
     epochs: list[float] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
+    #: optimizer steps taken in this run when each row was written (NaN: not counted, e.g. an older history)
+    steps: list[float] = field(default_factory=list)
     provisional: bool = False
     problems: dict[tuple[str, str], int] = field(default_factory=dict)
     #: group -> [[first epoch, last epoch or None (still stopped)], ...]: measurement stopped on purpose
@@ -110,10 +112,11 @@ class Run:
         self._col_index[(column.panel, column.group, column.key, column.role)] = column.index
         return column
 
-    def append_row(self, epoch: float, elapsed: float) -> int:
+    def append_row(self, epoch: float, elapsed: float, step: float = float("nan")) -> int:
         row = self.n_rows
         self.epochs.append(float(epoch))
         self.times.append(elapsed)
+        self.steps.append(float(step))
         self._ensure(row + 1, len(self.columns))
         return row
 
@@ -124,9 +127,11 @@ class Run:
         self._ensure(row + 1, len(self.columns))
         self._data[row, cols] = values
 
-    def set_rows(self, epochs: list[float], times: list[float], data: np.ndarray) -> None:
+    def set_rows(self, epochs: list[float], times: list[float], data: np.ndarray,
+                 steps: list[float] | None = None) -> None:
         """Replace every row at once (a loaded or imported history): ``data`` is [len(epochs), n_cols]."""
         self.epochs, self.times = list(epochs), list(times)
+        self.steps = list(steps) if steps is not None else [float("nan")] * len(self.epochs)
         self.provisional, self.open_row = False, None
         self._ensure(max(len(epochs), 1), max(len(self.columns), 1))
         if len(epochs):
@@ -142,7 +147,7 @@ class Run:
         for c in self.columns:
             run.add_column(Column(**asdict(c)))
         final = self.final_rows
-        run.set_rows(self.epochs[:final], self.times[:final], self.data[:final])
+        run.set_rows(self.epochs[:final], self.times[:final], self.data[:final], self.steps[:final])
         return run
 
     # --- reading ----------------------------------------------------------------------------------

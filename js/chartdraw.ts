@@ -1,0 +1,78 @@
+// Drawing one chart slot from the store: its data (x axis mode, loss smoothing), its uPlot (rebuilt when its
+// signature changes), the warning panels' hover naming the worst layer, and its PNG / CSV downloads.
+
+import { bucketsFor, Chart, type ChartContext, type ChartSize } from "./chart";
+import { type AlignmentCache, buildChartData, type ChartData } from "./chartdata";
+import { placeholder, releaseChart, setData, type ChartSlot } from "./chartslot";
+import { chartCsv, download, downloadText, fileName } from "./overview/csv";
+import type { RunStyle } from "./overview/runstyle";
+import { syncRecordingToggle, unrecordedFor } from "./recording";
+import { smoothChart } from "./overview/smooth";
+import { worstHolder } from "./overview/worst";
+import { chartSignature, type ChartSpec } from "./panels";
+import { isLossPanel } from "./sections";
+import type { Store } from "./store";
+import type { Theme } from "./theme";
+import type { UiState } from "./uistate";
+
+export class ChartDrawer {
+  constructor(private store: Store, private ui: UiState, private runs: RunStyle, private ctx: ChartContext) {}
+
+  data(spec: ChartSpec, size: ChartSize, cache?: AlignmentCache): ChartData {
+    const data = buildChartData(this.store, spec, bucketsFor(size), cache, this.ui.xAxis);
+    return isLossPanel({ tag: spec.panel, big: spec.big, kind: spec.kind }) ? smoothChart(data, this.ui.smoothing) : data;
+  }
+
+  download(slot: ChartSlot, what: "png" | "csv"): void {
+    const spec = slot.spec;
+    if (!spec) return;
+    const name = fileName(spec.panel, spec.big ? "" : spec.group);
+    if (what === "png") {
+      if (slot.chart) download(`${name}.png`, slot.chart.png());
+      return;
+    }
+    const data = this.data(spec, slot.size);
+    const label = (i: number): string => {
+      const s = data.series[i];
+      return `${s.key} ${s.role === "line" ? "" : s.role} (${this.runs.label(s.run)})`.replace(/ {2}/g, " ");
+    };
+    downloadText(`${name}.csv`, chartCsv(data, this.ui.xAxis === "time" ? "time_s" : this.ui.xAxis, label));
+  }
+
+  draw(slot: ChartSlot, cache: AlignmentCache, theme: Theme, themeSig: string): void {
+    const { store, ui } = this;
+    const spec = slot.spec!;
+    const size = slot.size;
+    const data = this.data(spec, size, cache);
+    const sig = chartSignature(spec) + themeSig + this.runs.label(store.current?.id ?? -1) + ui.xAxis;
+    if (slot.chart && slot.sig !== sig) releaseChart(slot);
+    // epochs whose measurement was stopped on purpose: hatched "not recorded" spans (js/recording.ts)
+    const marks = unrecordedFor(store, spec);
+    const toggle = slot.el.querySelector<HTMLElement>(":scope > .mw-rec");
+    if (toggle) syncRecordingToggle(toggle, marks);
+    if (!slot.chart) {
+      const p = store.current?.panels.find((q) => q.tag === spec.panel);
+      // warning panels: the hover names the layer that holds each worst value
+      const annotate = ui.xAxis === "epoch" && p && spec.big && spec.series.some((s) => s.key.startsWith("worst "))
+        ? (key: string, x: number, run: number) => {
+          const r = store.run(run);
+          return r ? worstHolder(r, p, key)(x) : null;
+        }
+        : undefined;
+      // wall time: runs' x values differ, so lines join their own points across the others'
+      const x = ui.xAxis === "time" ? { xLabel: "time (s)", spanGaps: true } : ui.xAxis === "step" ? { xLabel: "step", spanGaps: true } : {};
+      slot.chart = new Chart(slot.target, spec, data, theme, size, { ...this.ctx, ...x, annotate });
+      slot.sig = sig;
+      placeholder(slot);
+      if (marks.length) {
+        slot.chart.unrecorded = marks;
+        slot.chart.u.redraw(false);
+      }
+    } else {
+      slot.chart.unrecorded = marks;
+      slot.chart.setData(data, size);
+    }
+    slot.drawn = slot.want;
+    setData(slot.el, "drawnEpochs", String(data.epochs));
+  }
+}

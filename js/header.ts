@@ -1,0 +1,119 @@
+// The header of one view: the status line (run, epoch, speed, state), the problems flag (repeated problems
+// collapse into one line each, with a count), the runs legend (one entry per run with its dash; clicking an
+// earlier run hides or shows it) and the whole-record CSV download.
+
+import { formatValue } from "./chart";
+import { setShown } from "./filters";
+import { dashSample, type RunStyle } from "./overview/runstyle";
+import { downloadText, recordCsv } from "./overview/csv";
+import type { Filters } from "./protocol";
+import type { Store } from "./store";
+import type { XAxisMode } from "./uistate";
+
+function h<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+export class Header {
+  readonly el = h("div", "mw-header");
+  readonly problemList = h("ul", "mw-problem-list");
+  private status = h("div", "mw-status");
+  private statusText = h("span", "mw-status-text");
+  private problemsBtn = h("button", "mw-problems");
+  private runs = h("div", "mw-runs");
+  private csv = h("button", "mw-record-csv", "CSV");
+  private xAxis = h("select", "mw-xaxis");
+  private runSig = "";
+
+  constructor(
+    private store: Store,
+    private style: RunStyle,
+    private filters: () => Filters,
+    write: (f: Filters) => void,
+    private x: { get: () => XAxisMode; set: (m: XAxisMode) => void },
+  ) {
+    for (const [v, t] of [["epoch", "x: epoch"], ["step", "x: step"], ["time", "x: wall time"]]) {
+      const o = h("option", undefined, t);
+      o.value = v;
+      this.xAxis.appendChild(o);
+    }
+    this.xAxis.title = "what the charts' x axis counts";
+    this.xAxis.addEventListener("change", () => this.x.set(this.xAxis.value as XAxisMode));
+    this.problemsBtn.type = "button";
+    this.problemsBtn.hidden = true;
+    this.problemList.hidden = true;
+    this.status.append(this.statusText, this.problemsBtn);
+    this.csv.type = "button";
+    this.csv.title = "download the whole record as CSV";
+    this.runs.hidden = true;
+    this.el.append(this.status, this.runs, this.xAxis, this.csv);
+    this.problemsBtn.addEventListener("click", () => {
+      this.problemList.hidden = !this.problemList.hidden;
+    });
+    this.csv.addEventListener("click", () => downloadText("monitorch-record.csv", recordCsv(this.store)));
+    this.runs.addEventListener("click", (ev) => {
+      const b = (ev.target as HTMLElement).closest?.("[data-run]") as HTMLElement | null;
+      if (!b || b.getAttribute("data-current") === "1") return;
+      const id = Number(b.getAttribute("data-run"));
+      const f = this.filters();
+      write(setShown(f, "hidden_runs", id, f.hidden_runs.includes(id)));
+    });
+  }
+
+  render(): void {
+    if (this.xAxis.value !== this.x.get()) this.xAxis.value = this.x.get();
+    this.renderStatus();
+    this.renderRuns();
+  }
+
+  private renderStatus(): void {
+    const { store } = this;
+    const s = store.status;
+    const cur = store.current;
+    const run = s?.run != null ? store.run(s.run) ?? cur : cur;
+    const parts: string[] = [run ? run.label : "no run yet"];
+    if (s?.epoch != null) parts.push(`epoch ${s.epoch}`);
+    else if (run) parts.push(`epoch ${run.finalRows}`);
+    if (s?.sec_per_epoch != null && Number.isFinite(s.sec_per_epoch)) parts.push(`${formatValue(s.sec_per_epoch)} s/epoch`);
+    if (s?.state) parts.push(s.state);
+    this.statusText.textContent = parts.join(" · ");
+    const st = this.status.dataset;
+    st.state = s?.state ?? "idle";
+    st.run = run ? String(run.id) : "";
+    st.epoch = s?.epoch != null ? String(s.epoch) : run ? String(run.finalRows) : "0";
+    const probs = run?.problems ?? [];
+    const n = Math.max(s?.problems ?? 0, probs.length);
+    st.problems = String(n);
+    this.problemsBtn.hidden = n === 0;
+    this.problemsBtn.textContent = `⚠ ${n} problem${n === 1 ? "" : "s"}`;
+    const lines = probs.map((p) => `${p.lens}: ${p.message}${p.count > 1 ? ` (×${p.count})` : ""}`);
+    this.problemsBtn.title = lines.join("\n");
+    this.problemList.replaceChildren(...lines.map((t) => h("li", undefined, t)));
+    if (n === 0) this.problemList.hidden = true;
+  }
+
+  /** One entry per run once there are two or more. */
+  private renderRuns(): void {
+    const { store } = this;
+    const hidden = this.filters().hidden_runs;
+    const sig = JSON.stringify([store.runs.map((r) => [r.id, r.label]), hidden]);
+    if (sig === this.runSig) return;
+    this.runSig = sig;
+    this.runs.hidden = store.runs.length < 2;
+    const cur = store.current;
+    this.runs.replaceChildren(...store.runs.map((r) => {
+      const b = h("button", "mw-run");
+      b.type = "button";
+      b.setAttribute("data-run", String(r.id));
+      const isCur = r === cur;
+      b.setAttribute("data-current", isCur ? "1" : "0");
+      b.setAttribute("data-hidden", hidden.includes(r.id) ? "1" : "0");
+      b.title = isCur ? "the current run (defines the charts)" : "click to hide or show this run";
+      b.append(dashSample(this.style.dash(r.id), "currentColor"), h("span", "mw-run-label", r.label));
+      return b;
+    }));
+  }
+}

@@ -1,0 +1,116 @@
+// The overview's top slot: health-check findings (issue 16, js/protocol.ts Finding) and the "worst layers"
+// summary. Both name layers as DOM text and link to the chart or heatmap row they are about through
+// `open(tag, layer)`. Record text is written with textContent only.
+
+import { formatValue } from "../chart";
+import type { Finding } from "../protocol";
+import type { Store } from "../store";
+import { lastRowWithData, lineColumns, rankings, worstAt } from "./worst";
+
+export type OpenLink = (tag: string | null, layer: string | null) => void;
+
+const SEVERITY_ORDER: Record<Finding["severity"], number> = { critical: 0, warning: 1, info: 2 };
+const SEVERITY_MARK: Record<Finding["severity"], string> = { critical: "⛔", warning: "⚠", info: "ℹ" };
+/** Layers named per ranking in the summary. */
+export const WORST_N = 3;
+
+function h<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function link(tag: string | null, layer: string | null, text: string, open: OpenLink): HTMLButtonElement {
+  const b = h("button", "mw-link", text);
+  b.type = "button";
+  if (tag !== null) b.setAttribute("data-tag", tag);
+  if (layer !== null) b.setAttribute("data-layer", layer);
+  b.addEventListener("click", () => open(tag, layer));
+  return b;
+}
+
+/** Findings, open ones first (by severity), then resolved ones; rebuilt only when the list changed. */
+export class FindingsList {
+  readonly el = h("ul", "mw-findings");
+  private sig = "";
+
+  constructor(private open: OpenLink) {
+    this.el.hidden = true;
+  }
+
+  render(findings: Finding[], runLabel: (id: number) => string, multiRun: boolean): void {
+    const sig = JSON.stringify(findings);
+    if (sig === this.sig) return;
+    this.sig = sig;
+    const sorted = [...findings].sort((a, b) =>
+      Number(a.until !== null) - Number(b.until !== null) || SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity] || a.since - b.since);
+    this.el.replaceChildren(...sorted.map((f) => this.item(f, runLabel, multiRun)));
+    this.el.hidden = sorted.length === 0;
+  }
+
+  private item(f: Finding, runLabel: (id: number) => string, multiRun: boolean): HTMLLIElement {
+    const li = h("li", "mw-finding");
+    li.setAttribute("data-id", f.id);
+    li.setAttribute("data-severity", f.severity);
+    li.setAttribute("data-resolved", f.until !== null ? "1" : "0");
+    if (f.layer !== null) li.setAttribute("data-layer", f.layer);
+    if (f.tag !== null) li.setAttribute("data-tag", f.tag);
+    li.appendChild(h("span", "mw-sev", SEVERITY_MARK[f.severity] ?? "•"));
+    li.appendChild(link(f.tag, f.layer, f.layer ?? f.tag ?? f.check, this.open));
+    const when = f.until !== null ? `epochs ${f.since}–${f.until}, resolved` : `since epoch ${f.since}`;
+    li.appendChild(h("span", "mw-when", multiRun ? `${runLabel(f.run)}, ${when}` : when));
+    li.appendChild(h("span", "mw-msg", f.message));
+    if (f.advice) li.appendChild(h("span", "mw-advice", f.advice));
+    return li;
+  }
+}
+
+/** The "worst layers" summary of the current run, at the last epoch with data. */
+export class WorstSummary {
+  readonly el = h("div", "mw-worst");
+  private sig = "";
+
+  constructor(private open: OpenLink) {
+    this.el.hidden = true;
+  }
+
+  render(store: Store, shown: (tag: string) => boolean): void {
+    const run = store.current;
+    const sig = run ? `${store.version}` : "";
+    if (sig === this.sig) return;
+    this.sig = sig;
+    const lines: HTMLElement[] = [];
+    if (run) {
+      const cols = lineColumns(run);
+      const keysOf = (tag: string): string[] => [...(cols.get(tag)?.keys() ?? [])];
+      for (const r of rankings(run.panels, keysOf)) {
+        if (!shown(r.tag)) continue;
+        const groups = cols.get(r.tag)?.get(r.key);
+        if (!groups || groups.size < 2) continue;
+        const row = lastRowWithData(run, groups.values());
+        if (row < 0) continue;
+        const worst = worstAt(run, groups, row, r.worst, WORST_N);
+        if (worst.length === 0) continue;
+        const line = h("div", "mw-worst-line");
+        line.setAttribute("data-tag", r.tag);
+        line.setAttribute("data-key", r.key);
+        line.appendChild(h("span", "mw-worst-what", `${r.tag}, ${r.label} (epoch ${run.epochs[row]}):`));
+        worst.forEach((w, i) => {
+          const item = h("span", "mw-worst-item");
+          item.setAttribute("data-rank", String(i + 1));
+          item.append(link(r.tag, w.layer, w.layer, this.open), h("span", "mw-value", formatValue(w.value)));
+          line.appendChild(item);
+        });
+        // layers tied with the last one named are counted, not hidden
+        const edge = worst[worst.length - 1].value;
+        const ties = worstAt(run, groups, row, r.worst, groups.size).filter((w) => w.value === edge).length
+          - worst.filter((w) => w.value === edge).length;
+        if (ties > 0) line.appendChild(h("span", "mw-worst-more", `and ${ties} more at ${formatValue(edge)}`));
+        lines.push(line);
+      }
+    }
+    this.el.replaceChildren(...(lines.length ? [h("div", "mw-worst-title", "Worst layers"), ...lines] : []));
+    this.el.hidden = lines.length === 0;
+  }
+}
