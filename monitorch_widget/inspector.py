@@ -212,7 +212,7 @@ class PyTorchInspector:
         if replaced is not None:
             self.faults.report("attach", replaced, category=MonitorNotice)
         self._recording.new_run(self.lenses, self.history)
-        self._gate.attach(graphs.call_root)  # outside the graph of a compiled model
+        self._gate.attach(graphs.call_root, self.state.per_pass)  # outside the graph of a compiled model
         self._epoch_started = time.time()
         if self._progress is not None:
             self._progress.attach(graphs.call_root)  # outside the graph of a compiled model

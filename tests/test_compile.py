@@ -17,7 +17,15 @@ from torch._dynamo.utils import counters
 
 import monitorch_widget as mw
 from monitorch_widget import MonitorWarning
-from monitorch_widget.lens import LossMetrics, OutputActivation, OutputNorm, ParameterGradientActivation
+from monitorch_widget.lens import (
+    LossMetrics,
+    OutputActivation,
+    OutputGradientGeometry,
+    OutputNorm,
+    ParameterGradientActivation,
+    ParameterGradientGeometry,
+    ParameterNorm,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::monitorch_widget.MonitorNotice")
 
@@ -93,13 +101,16 @@ def test_parameter_and_loss_lenses_on_a_compiled_model_match_uncompiled_without_
     torch.manual_seed(0)
     base = Net()
     plain = copy.deepcopy(base)
-    ref, _ = _train(plain, plain, [LossMetrics(loss_fn=nn.CrossEntropyLoss()), ParameterGradientActivation()])
+    lenses = lambda: [LossMetrics(loss_fn=nn.CrossEntropyLoss()), ParameterGradientActivation(),  # noqa: E731
+                      ParameterGradientGeometry(), ParameterNorm()]
+    ref, _ = _train(plain, plain, lenses())
     model = copy.deepcopy(base)
     compiled = torch.compile(model)
-    got, stats = _train(compiled, model, [LossMetrics(loss_fn=nn.CrossEntropyLoss()), ParameterGradientActivation()])
+    got, stats = _train(compiled, model, lenses())
     assert stats["first"] >= 1, "the model was not compiled at all"
     assert stats["recompiles"] == 0 and stats["graphs"] == 0 and stats["breaks"] == 0, stats
-    for panel in ("Loss", "Weight Gradient Activation"):
+    for panel in ("Loss", "Weight Gradient Activation", "Weight Gradient Norm", "Weight Gradient Correlation",
+                  "Weight Norm"):
         want, have = _series(ref, panel), _series(got, panel)
         assert want.keys() == have.keys() and want, panel
         for key in want:
@@ -145,10 +156,13 @@ def test_forward_hook_lenses_refuse_modules_inside_the_graph_at_attach():
     torch.manual_seed(0)
     model = Net()
     compiled = torch.compile(model)
-    lenses = [OutputActivation(), OutputNorm(), ParameterGradientActivation()]
+    lenses = [OutputActivation(), OutputNorm(), OutputGradientGeometry(), ParameterGradientActivation()]
     with pytest.warns(MonitorWarning) as caught:
         inspector, stats = _train(compiled, model, lenses, epochs=2)
     texts = [str(w.message) for w in caught]
+    said_ogg = [t for t in texts if "[OutputGradientGeometry]" in t]
+    assert len(said_ogg) == 1 and "torch.compile graph" in said_ogg[0] and "block.fc" in said_ogg[0], texts
+    assert lenses[2].sites == []
     for lens in ("OutputActivation", "OutputNorm"):
         said = [t for t in texts if f"[{lens}]" in t]
         assert len(said) == 1 and "torch.compile graph" in said[0] and "relu, block.act" in said[0], texts

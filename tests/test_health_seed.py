@@ -9,8 +9,11 @@ layer findings.
 
 from __future__ import annotations
 
+import pytest
 import seed_models as seed
 import torch
+
+pytest.importorskip("monitorch", reason="monitorch (optional extra) is not installed")
 from monitorch.inspector import PyTorchInspector as MonitorchInspector
 from monitorch.lens import LossMetrics as MonitorchLoss
 from monitorch.lens import OutputActivation as MonitorchOutputActivation

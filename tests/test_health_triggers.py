@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+pytest.importorskip("monitorch", reason="monitorch (optional extra) is not installed")
 from monitorch.inspector import PyTorchInspector as MonitorchInspector
 from monitorch.lens import LossMetrics as MonitorchLoss
 from monitorch.lens import ParameterGradientGeometry, ParameterNorm, ParameterUpdateGeometry

@@ -30,23 +30,47 @@ function link(tag: string | null, layer: string | null, text: string, open: Open
   return b;
 }
 
-/** Findings, open ones first (by severity), then resolved ones; rebuilt only when the list changed. */
+/** Findings listed before "show all": a deep model can have dozens, and the top slot must stay short. */
+export const FINDINGS_SHOWN = 5;
+
+/** Findings, open ones first (by severity), then resolved ones; rebuilt only when the list changed. The first
+ * FINDINGS_SHOWN are listed, the rest behind a "show all" toggle. */
 export class FindingsList {
   readonly el = h("ul", "mw-findings");
   private sig = "";
+  private expanded = false;
+  private last: [Finding[], (id: number) => string, boolean] = [[], String, false];
 
   constructor(private open: OpenLink) {
     this.el.hidden = true;
   }
 
   render(findings: Finding[], runLabel: (id: number) => string, multiRun: boolean): void {
-    const sig = JSON.stringify(findings);
+    const sig = JSON.stringify(findings) + this.expanded;
     if (sig === this.sig) return;
     this.sig = sig;
+    this.last = [findings, runLabel, multiRun];
     const sorted = [...findings].sort((a, b) =>
       Number(a.until !== null) - Number(b.until !== null) || SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity] || a.since - b.since);
-    this.el.replaceChildren(...sorted.map((f) => this.item(f, runLabel, multiRun)));
+    const shown = this.expanded ? sorted : sorted.slice(0, FINDINGS_SHOWN);
+    const items: HTMLElement[] = shown.map((f) => this.item(f, runLabel, multiRun));
+    if (sorted.length > FINDINGS_SHOWN) items.push(this.toggle(sorted));
+    this.el.replaceChildren(...items);
     this.el.hidden = sorted.length === 0;
+  }
+
+  private toggle(sorted: Finding[]): HTMLLIElement {
+    const li = h("li", "mw-findings-more");
+    const rest = sorted.slice(FINDINGS_SHOWN);
+    const open = rest.filter((f) => f.until === null).length;
+    const b = h("button", "mw-link", this.expanded ? "show fewer" : `show ${rest.length} more (${open} open)`);
+    b.type = "button";
+    b.addEventListener("click", () => {
+      this.expanded = !this.expanded;
+      this.render(...this.last);
+    });
+    li.appendChild(b);
+    return li;
   }
 
   private item(f: Finding, runLabel: (id: number) => string, multiRun: boolean): HTMLLIElement {

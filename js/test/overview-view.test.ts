@@ -251,4 +251,22 @@ describe("runs, filters and reading", () => {
     expect(all(".mw-problem-list li").map((li) => li.textContent)).toEqual(["OutputActivation: relu3: NaN batches (×7)"]);
     cleanup();
   });
+
+  it("lists the first findings and keeps the rest behind a toggle, so the top slot stays short", async () => {
+    const { store, cleanup } = mount();
+    const many: Finding[] = Array.from({ length: 9 }, (_, i) => ({
+      id: `f${i}`, run: 0, check: "dead_layer", severity: i < 2 ? "critical" : "warning", layer: `block${i}.relu`,
+      tag: ACT.tag, since: 1, until: i === 8 ? 2 : null, value: 0.5, message: "dying", advice: "try dropout",
+    }));
+    store.applyDelta(...delta(2, { findings: many }));
+    await tick();
+    expect(all(".mw-finding").length).toBe(5);
+    const more = host.querySelector<HTMLButtonElement>(".mw-findings-more button")!;
+    expect(more.textContent).toBe("show 4 more (3 open)");
+    more.click();
+    expect(all(".mw-finding").length).toBe(9);
+    host.querySelector<HTMLButtonElement>(".mw-findings-more button")!.click();
+    expect(all(".mw-finding").length).toBe(5);
+    cleanup();
+  });
 });

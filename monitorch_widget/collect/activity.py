@@ -38,10 +38,13 @@ class ActivityGate:
         self._failed = False
         self._no_output_hooks = False
 
-    def attach(self, model: nn.Module) -> None:
+    def attach(self, model: nn.Module, per_pass: bool = True) -> None:
+        """Ask now; with ``per_pass``, also at every forward / backward pass of ``model``. An ``is_active_fn``
+        given as an int n depends on the epoch counter alone, so asking it at ticks is enough: no hooks."""
         self.detach()
-        self._handles = [model.register_forward_pre_hook(self._on_forward),
-                         model.register_forward_hook(self._on_output)]
+        if per_pass:
+            self._handles = [model.register_forward_pre_hook(self._on_forward),
+                             model.register_forward_hook(self._on_output)]
         self.refresh(force=True)
 
     def detach(self) -> None:
@@ -123,6 +126,8 @@ class InspectorState:
             self.is_active_fn: Callable[[int], bool] = lambda epoch: epoch % n == 0
         else:
             self.is_active_fn = is_active_fn
+        #: a function may answer differently within an epoch (``lambda _: model.training``): asked per pass
+        self.per_pass = not isinstance(is_active_fn, int)
         self.counter = 1
         self.attached = False
 

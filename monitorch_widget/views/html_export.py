@@ -151,7 +151,8 @@ def render_html(record: Any, *, title: str | None = None, filters: dict[str, Any
         try:
             from .static_picture import record_to_svg
 
-            noscript = f"<noscript>{record_to_svg(record)}</noscript>"
+            # the page's overview lists the findings itself (its top slot); without JavaScript, this does
+            noscript = f"<noscript>{findings_section(record)}{record_to_svg(record)}</noscript>"
         except Exception:  # noqa: BLE001 - the static picture is a nicety; the page works without it
             noscript = ""
     return "".join([
@@ -161,7 +162,6 @@ def render_html(record: Any, *, title: str | None = None, filters: dict[str, Any
         "<meta name=\"generator\" content=\"monitorch-widget\">\n",
         f"<title>{html.escape(title)}</title>\n<style>{_PAGE_CSS}</style>\n</head>\n<body>\n",
         f"<header class=\"mw-export-head\"><h1>{html.escape(title)}</h1><p>{html.escape(sub)}</p></header>\n",
-        findings_section(record), "\n",
         "<div id=\"mw-boot\">Loading panels…</div>\n<div id=\"mw-app\"></div>\n",
         noscript, "\n",
         f"<script type=\"application/json\" id=\"mw-payload\">{_json_for_script(payload)}</script>\n",
