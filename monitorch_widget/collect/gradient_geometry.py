@@ -14,13 +14,15 @@ gradient itself may be gone). Without ``correlation``: only the rows (a few floa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .geometry import size_scale, write_geometry
+from .geometry import geometry_partials, size_scale, write_geometry
 from .modes import monitor_mode
-from .observation_rows import ObservationRows
+from .observation_rows import ObservationRows, ShardParts
+from .streams import StreamBank
 
 if TYPE_CHECKING:
     from .gradient_reading import GradientSite
@@ -36,13 +38,12 @@ class GradientGeometry:
         self.memory: dict[int, list[torch.Tensor]] = {}  # id(site) -> [previous, spare]
 
     def new(self, sites: list[GradientSite], device: torch.device) -> GeometryLayout:
-        sharded = [s.name for s in sites if s.shards is not None and s.shards.group is not None]
-        if sharded:
-            # a norm of one rank's shard is not the parameter's norm; summing squares over the shard group
-            # is not implemented for this lens yet (gradient activation rates do sum their counts)
-            raise ValueError(f"{', '.join(sharded)} are sharded by FSDP2: ParameterGradientGeometry would read "
-                             "one rank's shard only, so it does not watch them (ParameterGradientActivation does)")
-        return GeometryLayout(self, sites, device)
+        groups = {id(s.shards.group): s.shards.group for s in sites if s.shards is not None and s.shards.group}
+        if not groups:
+            return GeometryLayout(self, sites, device)
+        if len(groups) > 1 or any(s.shards is None or s.shards.group is None for s in sites):
+            raise ValueError("a layout holds either unsharded parameters or parameters of one shard group")
+        return ShardedGeometryLayout(self, sites, device, next(iter(groups.values())))
 
     @monitor_mode
     def buffers(self, site: GradientSite, g: torch.Tensor) -> list[torch.Tensor]:
@@ -91,3 +92,31 @@ class GeometryLayout(ObservationRows):
             pair = self.kind.memory.get(id(self.sites[pos]))
             if pair is not None:
                 pair[0], pair[1] = pair[1], pair[0]
+
+
+class ShardedGeometryLayout(GeometryLayout):
+    """FSDP2: each rank holds a shard of every gradient. Observations are written as additive parts (squared
+    norms, inner products with the previous shard) and summed over the shard ``group`` before they become
+    norms and correlations (:class:`~.observation_rows.ShardParts`). Nothing is gathered."""
+
+    @monitor_mode
+    def __init__(self, kind: GradientGeometry, sites: list[GradientSite], device: torch.device, group: Any) -> None:
+        super().__init__(kind, sites, device)
+        self.group = group  # the reader skips provisional folds of a shard group's layouts (ranks refresh apart)
+        self.shard_parts = ShardParts(self, kind.correlation, group)
+
+    @monitor_mode
+    def compute(self, grads: list[torch.Tensor]) -> int:
+        row, _ = self.next_row()
+        pairs = [self.kind.buffers(s, g) for s, g in zip(self.sites, grads)] if self.kind.correlation else None
+        geometry_partials(self.shard_parts.parts[row], grads, [p[0] for p in pairs] if pairs else None)
+        if pairs:
+            torch._foreach_copy_([p[1] for p in pairs], grads)
+        return row
+
+    @monitor_mode
+    def fold(self, bank: StreamBank, keep: Sequence[int] = ()) -> dict[int, int]:
+        self.shard_parts.finish(self.scale)
+        moved = super().fold(bank, keep)
+        self.shard_parts.moved(moved)
+        return moved

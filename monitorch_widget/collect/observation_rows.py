@@ -12,10 +12,12 @@ non-finite observation of that site only.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from .geometry import finish_geometry
 from .modes import monitor_mode
 from .streams import BankRow, StreamBank
 
@@ -79,3 +81,37 @@ class ObservationRows:
         self.used = len(moved)
         self.generation += 1
         return moved
+
+
+class ShardParts:
+    """The additive parts of observations of tensors held in shards (FSDP2), before they become values.
+
+    ``parts`` [capacity, 1 or 3, sites] float32 (:func:`.geometry.geometry_partials`: squared norms, and with a
+    correlation inner products and the previous tensor's squared norms). At a fold, every rank of the shard
+    ``group`` sums its new rows (one collective, which every rank reaches at the same row: the tick, a full
+    buffer) and :func:`.geometry.finish_geometry` turns the sums into the values the rows fold."""
+
+    @monitor_mode
+    def __init__(self, rows: ObservationRows, correlation: bool, group: Any) -> None:
+        self.rows = rows
+        self.group = group
+        self.parts = torch.zeros(rows.capacity, 3 if correlation else 1, max(len(rows.slots), 1), dtype=_F32,
+                                 device=rows.device)
+        self.reduced = 0  # rows [0, reduced) hold summed parts (and their values)
+
+    @monitor_mode
+    def finish(self, scale: torch.Tensor | float | None) -> None:
+        """Sum the new rows over the group and write their values (call right before ``rows.fold``)."""
+        n = self.rows.used
+        if n > self.reduced:
+            parts = self.parts[self.reduced:n]
+            torch.distributed.all_reduce(parts, group=self.group)
+            finish_geometry(self.rows.values[self.reduced:n].transpose(0, 1), parts.transpose(0, 1), scale)
+            self.reduced = n
+
+    def moved(self, moved: dict[int, int]) -> None:
+        """``rows.fold`` kept rows ``moved`` (old -> new): their parts move with them."""
+        for old, new in moved.items():
+            if old != new:
+                self.parts[new].copy_(self.parts[old])
+        self.reduced = len(moved)

@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 
-from .geometry import write_geometry
 from .modes import monitor_mode
 from .parameter_sets import Group, ParameterSet
 
@@ -63,8 +62,7 @@ class UpdateReader(ParameterSet):
             delta = group.buffers[_SNAPSHOT]
             torch._foreach_sub_(delta, group.params)  # before - after = -update
             row, values = group.next_row(self.bank)
-            write_geometry(values, delta, group.buffers[_PREVIOUS] if self.correlation else None, group.scale)
-            group.rows.mark_all(row)
+            group.write(row, values, delta, group.buffers[_PREVIOUS] if self.correlation else None)
             if self.correlation:
                 self.swap(group, _SNAPSHOT, _PREVIOUS)
 
@@ -97,5 +95,4 @@ class NormReader(ParameterSet):
     def _read(self) -> None:
         for group in self.groups():
             row, values = group.next_row(self.bank)
-            write_geometry(values, group.params, None, group.scale)
-            group.rows.mark_all(row)
+            group.write(row, values, group.params, None)

@@ -16,10 +16,11 @@ import torch
 from torch import nn
 
 from .faults import FaultLog
-from .geometry import size_scale
+from .geometry import geometry_partials, size_scale, write_geometry
 from .hooks import Site
 from .modes import monitor_mode
-from .observation_rows import ObservationRows
+from .observation_rows import ObservationRows, ShardParts
+from .sharding import local, shards_of
 from .streams import BankRow, StreamBank
 
 
@@ -32,25 +33,55 @@ class ParameterSite(Site):
         self.module_name = module_name
         self.module_type = type(module).__name__
         self.param_name = param_name
+        self.module = module
         self.param = param
         self.bank_row = slot
+        self.shards = shards_of(param)  # FSDP2: where this rank's shard lies (raises for unsupported layouts)
+
+    def follow(self) -> None:
+        """The module holds another parameter under this name (``fully_shard`` after attach): read that one."""
+        current = self.module._parameters.get(self.param_name)
+        if current is not None and current is not self.param:
+            self.param = current
+            self.shards = shards_of(current)
 
 
 class Group:
-    """The sites of one device that are on, their tensors, the rows they write into, and any buffers."""
+    """The sites of one device (and one FSDP2 shard group) that are on, their tensors -- the local shards of
+    sharded parameters -- the rows they write into, and any buffers."""
 
-    def __init__(self, sites: list[ParameterSite], width: int, normalize: bool) -> None:
+    def __init__(self, sites: list[ParameterSite], width: int, normalize: bool, group: Any = None) -> None:
         self.sites = sites
-        self.params = [s.param.detach() for s in sites]
+        self.params = [local(s.param.detach()) for s in sites]
         self.device = self.params[0].device
         self.rows = ObservationRows([s.bank_row for s in sites], self.device, width)
-        self.scale = size_scale(self.params, normalize, self.device)
+        self.scale = size_scale([s.param for s in sites], normalize, self.device)  # the whole parameters' sizes
         self.buffers: list[list[torch.Tensor]] = []  # per buffer kind, aligned with sites (see ParameterSet)
+        # sharded: observations are parts summed over the shard group; its rank 0 counts them (.sharding)
+        self.shard_parts = ShardParts(self.rows, width == 2, group) if group is not None else None
+        self.counts_here = all(s.shards is None or s.shards.counts_here for s in sites)
 
     def next_row(self, bank: StreamBank) -> tuple[int, torch.Tensor]:
         if self.rows.full:
-            self.rows.fold(bank)
+            self.fold(bank)
         return self.rows.next_row()
+
+    def write(self, row: int, values: torch.Tensor, tensors: list[torch.Tensor],
+              previous: list[torch.Tensor] | None) -> None:
+        """Observation ``row``: norms (and correlations with ``previous``) of ``tensors``, counted here."""
+        if self.shard_parts is None:
+            write_geometry(values, tensors, previous, self.scale)
+        else:
+            geometry_partials(self.shard_parts.parts[row], tensors, previous)
+        if self.counts_here:
+            self.rows.mark_all(row)
+
+    def fold(self, bank: StreamBank) -> None:
+        if self.shard_parts is not None:
+            self.shard_parts.finish(self.scale)
+        moved = self.rows.fold(bank)
+        if self.shard_parts is not None:
+            self.shard_parts.moved(moved)
 
 
 class ParameterSet:
@@ -67,7 +98,7 @@ class ParameterSet:
         self.n_buffers = buffers
         self.sites: list[ParameterSite] = []
         self._memory: dict[int, list[torch.Tensor]] = {}
-        self._key: tuple[tuple[int, str], ...] | None = None
+        self._key: tuple[tuple[int, str, int], ...] | None = None
         self._groups: list[Group] = []
         self._retired: list[Group] = []  # groups replaced while holding unfolded rows
 
@@ -76,8 +107,10 @@ class ParameterSet:
 
     def groups(self) -> list[Group]:
         """The current groups (rebuilt when a site was added, turned on or off, or its parameter moved)."""
+        for s in self.sites:
+            s.follow()
         on = [s for s in self.sites if not s.off]
-        key = tuple((id(s), str(s.param.device)) for s in on)
+        key = tuple((id(s), str(s.param.device), id(s.param)) for s in on)
         if key != self._key:
             self._retired += [g for g in self._groups if g.rows.used]
             self._key = key
@@ -86,16 +119,19 @@ class ParameterSet:
 
     @monitor_mode
     def _build(self, sites: list[ParameterSite]) -> list[Group]:
-        by_device: dict[torch.device, list[ParameterSite]] = {}
+        by_device: dict[tuple[torch.device, int], list[ParameterSite]] = {}
+        shard_groups: dict[int, Any] = {}
         for s in sites:
-            by_device.setdefault(s.param.device, []).append(s)
+            sg = s.shards.group if s.shards is not None else None
+            shard_groups[id(sg)] = sg
+            by_device.setdefault((s.param.device, id(sg)), []).append(s)
         groups = []
-        for members in by_device.values():
-            group = Group(members, self.width, self.normalize)
-            for s in members:
+        for (_, sg_id), members in by_device.items():
+            group = Group(members, self.width, self.normalize, shard_groups[sg_id])
+            for s, p in zip(members, group.params):
                 mem = self._memory.get(id(s))
-                if mem is None or mem[0].shape != s.param.shape or mem[0].device != s.param.device:
-                    mem = self._memory[id(s)] = [torch.zeros_like(s.param.detach()) for _ in range(self.n_buffers)]
+                if mem is None or mem[0].shape != p.shape or mem[0].device != p.device:
+                    mem = self._memory[id(s)] = [torch.zeros_like(p) for _ in range(self.n_buffers)]
             group.buffers = [[self._memory[id(s)][k] for s in members] for k in range(self.n_buffers)]
             groups.append(group)
         return groups
@@ -120,7 +156,7 @@ class ParameterSet:
 
     def flush(self) -> None:
         for group in self._retired + self._groups:
-            group.rows.fold(self.bank)
+            group.fold(self.bank)
         self._retired = []
 
     def bytes_held(self) -> int:

@@ -192,6 +192,54 @@ def fsdp(rank: int, world: int, attach_before: bool, epochs: int = 2, steps: int
     return out
 
 
+def gradient_geometry_series(inspector: PyTorchInspector) -> dict[str, list[float]]:
+    run = inspector.history.runs[-1]
+    return {f"{c['panel']}|{c['group']}|{c['key']}|{c['role']}": run.series(c["panel"], c["group"], c["key"],
+                                                                         c["role"]).tolist()
+            for c in run.column_dicts()}
+
+
+def parameter_lenses(optimizer: torch.optim.Optimizer | None) -> list[Any]:
+    from monitorch_widget.lens import ParameterGradientGeometry, ParameterNorm, ParameterUpdateGeometry
+
+    return [ParameterGradientGeometry(parameters=["weight", "bias"]), ParameterNorm(),
+            ParameterUpdateGeometry(optimizer)]
+
+
+def gradient_geometry_run(model: nn.Module, split: bool, opt: torch.optim.Optimizer, inspector: PyTorchInspector,
+                          rank: int, world: int, epochs: int = 2, steps: int = 3, per_rank: int = 3
+                          ) -> dict[str, list[float]]:
+    """Adam steps on ``model`` (sharded or not) over the global batches (this rank's part when ``split``); every
+    line and band series of the inspector's run."""
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in range(epochs):
+        for x, y in global_batches(epoch, steps, per_rank, world):
+            part = slice(rank * per_rank, (rank + 1) * per_rank) if split else slice(None)
+            loss_fn(model(x[part]), y[part]).backward()
+            opt.step()
+            opt.zero_grad()
+        inspector.tick_epoch()
+    return gradient_geometry_series(inspector)
+
+
+def fsdp_gradient_geometry(rank: int, world: int, attach_before: bool) -> dict[str, list[float]]:
+    """FSDP2 with the parameter geometry lenses: gradient norms and correlations from the shards' summed parts,
+    parameter norms and updates of the sharded parameters."""
+    from torch.distributed.fsdp import fully_shard
+
+    model = make_model()
+    inspector = None
+    if attach_before:  # (the update lens needs the optimizer, which FSDP2 wants built after sharding)
+        inspector = PyTorchInspector(parameter_lenses(None)[:2], visualizer="none", module=model)
+    for layer in (model[0], model[2], model[4]):
+        fully_shard(layer)
+    fully_shard(model)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    if inspector is None:
+        inspector = PyTorchInspector(parameter_lenses(opt), visualizer="none", module=model)
+    return gradient_geometry_run(model, True, opt, inspector, rank, world)
+
+
 def fsdp_variants(rank: int, world: int, variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [fsdp(rank, world, **variant) for variant in variants]
 

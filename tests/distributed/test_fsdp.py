@@ -147,3 +147,26 @@ def test_a_parameter_flattened_away_after_attach_is_reported_not_silently_unread
         inspector.tick_epoch()
     assert np.isnan(inspector.history.series(W, "0", "activation_rate")[-1])
     assert not np.isnan(inspector.history.series(W, "2", "activation_rate")[-1])
+
+
+@pytest.mark.parametrize("attach_before", [False, True], ids=["after", "before"])
+def test_fsdp2_geometry_lenses_equal_the_unsharded_model_s(tmp_path, attach_before):
+    """Gradient norms / correlations: each rank measures its shards' parts (squared norms, inner products),
+    summed over the shard group; parameter norms and updates of the sharded parameters. Every series equals
+    what one process gets on the same global batches."""
+    from ranks import gradient_geometry_run, parameter_lenses
+
+    from monitorch_widget import PyTorchInspector
+
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    reference = PyTorchInspector(parameter_lenses(opt), visualizer="none", module=model)
+    want = gradient_geometry_run(model, False, opt, reference, 0, 2)
+    ranks = run_ranks("fsdp_gradient_geometry", tmp_path, attach_before=attach_before, timeout=120)
+    assert len(want) >= 30 and {"Weight Gradient Correlation", "Weight Norm", "Weight Update Norm"} <= {
+        k.split("|")[0] for k in want}
+    for got in ranks:
+        # attached before sharding, the update lens is left out (it needs the sharded parameters' optimizer)
+        assert got.keys() == {k for k in want if attach_before is False or "Update" not in k}
+        for key in got:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-6, err_msg=key)  # float32 sums
