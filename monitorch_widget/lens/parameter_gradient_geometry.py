@@ -8,14 +8,12 @@ from torch import nn
 
 from ..collect.gradient_geometry import GradientGeometry
 from ..collect.gradient_reading import GradientReader, GradientSite
-from ..collect.streams import StreamBank
-from ..collect.summary import Summary, needs_all_values
-from .base import Call, TagAttributes
-from .geometry_calls import Aggregations, check_flags, geometry_calls, norm_tags
-from .parameter_lens import ParameterLens
+from ..collect.summary import Summary
+from .base import Call
+from .sequence_geometry import SequenceGeometryLens
 
 
-class ParameterGradientGeometry(ParameterLens):
+class ParameterGradientGeometry(SequenceGeometryLens):
     """Per observation of a parameter's gradient, its L2 norm (or RMS with ``normalize_by_size``) and, with
     ``compute_correlation``, <g_prev, g> / (||g_prev|| ||g|| + 1e-8) with the previous observation (0 for the
     first one of an epoch). Same arguments, tags (``<Parameter> Gradient Norm``, ``<Parameter> Gradient
@@ -39,30 +37,16 @@ class ParameterGradientGeometry(ParameterLens):
     ValueError at attach when no parameter of the model matches.
     """
 
+    WHAT = "Gradient"
+
     def __init__(self, inplace: bool = True, normalize_by_size: bool = False, log_scale: bool = False,
                  compute_correlation: bool = True, parameters: str | Iterable[str] = ("weight", "bias"),
                  line_aggregation: str | Iterable[str] = "mean",
                  range_aggregation: str | Iterable[str] | None = ("std", "min-max")) -> None:
-        super().__init__(parameters)
-        check_flags(inplace=inplace, normalize_by_size=normalize_by_size, log_scale=log_scale,
-                    compute_correlation=compute_correlation)
-        self._agg = Aggregations(line_aggregation, range_aggregation)
-        self._normalize = normalize_by_size
-        self._log = log_scale
-        self._correlation = compute_correlation
-        self._keep_all = (not inplace) or needs_all_values(self._agg.methods)
-        self._bank = StreamBank(2 if compute_correlation else 1, self._keep_all)
+        super().__init__(parameters, inplace, normalize_by_size, log_scale, compute_correlation, line_aggregation,
+                         range_aggregation)
         self._reader: GradientReader | None = None
         self._kind = GradientGeometry(normalize_by_size, compute_correlation)
-
-    @staticmethod
-    def tag_for(parameter: str, what: str) -> str:
-        return f"{parameter} Gradient {what}".title()
-
-    def tags(self) -> list[tuple[str, TagAttributes]]:
-        return [tag for p in self._parameters for tag in
-                norm_tags(self.tag_for(p, "Norm"), self.tag_for(p, "Correlation") if self._correlation else None,
-                          self._log)]
 
     def watches_parameter(self, param_name: str) -> bool:
         return self.pattern_of(param_name) is not None
@@ -80,7 +64,7 @@ class ParameterGradientGeometry(ParameterLens):
         if self._reader is not None:
             self._reader.clear()
             self._reader = None
-        self._bank = StreamBank(2 if self._correlation else 1, self._keep_all)
+        self._bank = self._new_bank()
         self._kind = GradientGeometry(self._normalize, self._correlation)
 
     def bytes_held(self) -> int:
@@ -92,6 +76,5 @@ class ParameterGradientGeometry(ParameterLens):
         for pattern in self._parameters:
             # a parameter frozen since attach shows up once it has had a gradient
             sites = [s for s in self.sites_of(pattern) if s.observed or s.param.requires_grad]
-            calls += geometry_calls(self, sites, summaries, self._agg, self.tag_for(pattern, "Norm"),
-                                    self.tag_for(pattern, "Correlation") if self._correlation else None)
+            calls += self.geometry_calls(pattern, sites, summaries)
         return calls

@@ -9,14 +9,13 @@ from torch import nn
 
 from ..collect.parameter_reads import UpdateReader
 from ..collect.parameter_sets import ParameterSite
-from ..collect.streams import StreamBank
-from ..collect.summary import Summary, needs_all_values
-from .base import Call, TagAttributes
-from .geometry_calls import Aggregations, check_flags, flush_sites, geometry_calls, norm_tags
-from .parameter_lens import ParameterLens
+from ..collect.summary import Summary
+from .base import Call
+from .geometry_calls import flush_sites
+from .sequence_geometry import SequenceGeometryLens
 
 
-class ParameterUpdateGeometry(ParameterLens):
+class ParameterUpdateGeometry(SequenceGeometryLens):
     """Per step of ``optimizer``, the L2 norm (or RMS with ``normalize_by_size``) of the update
     u = p_after - p_before of each watched parameter and, with ``compute_correlation``,
     <u_prev, u> / (||u_prev|| ||u|| + 1e-8) with the previous step's update (0 for the first one of an epoch).
@@ -40,6 +39,8 @@ class ParameterUpdateGeometry(ParameterLens):
     the model matches.
     """
 
+    WHAT = "Update"
+
     def __init__(self, optimizer: torch.optim.Optimizer | None, inplace: bool = True,
                  normalize_by_size: bool = False, log_scale: bool = False, compute_correlation: bool = True,
                  parameters: str | Iterable[str] = ("weight", "bias"), line_aggregation: str | Iterable[str] = "mean",
@@ -48,26 +49,10 @@ class ParameterUpdateGeometry(ParameterLens):
             raise TypeError(f"ParameterUpdateGeometry(optimizer=...) must be a torch.optim.Optimizer (the one whose "
                             f"steps update the model) or None (then call inspect_update()); got "
                             f"{type(optimizer).__name__}")
-        super().__init__(parameters)
-        check_flags(inplace=inplace, normalize_by_size=normalize_by_size, log_scale=log_scale,
-                    compute_correlation=compute_correlation)
+        super().__init__(parameters, inplace, normalize_by_size, log_scale, compute_correlation, line_aggregation,
+                         range_aggregation)
         self.optimizer = optimizer
-        self._agg = Aggregations(line_aggregation, range_aggregation)
-        self._normalize = normalize_by_size
-        self._log = log_scale
-        self._correlation = compute_correlation
-        self._keep_all = (not inplace) or needs_all_values(self._agg.methods)
-        self._bank = StreamBank(2 if compute_correlation else 1, self._keep_all)
         self._reader: UpdateReader | None = None
-
-    @staticmethod
-    def tag_for(parameter: str, what: str) -> str:
-        return f"{parameter} Update {what}".title()
-
-    def tags(self) -> list[tuple[str, TagAttributes]]:
-        return [tag for p in self._parameters for tag in
-                norm_tags(self.tag_for(p, "Norm"), self.tag_for(p, "Correlation") if self._correlation else None,
-                          self._log)]
 
     def _reader_(self) -> UpdateReader:
         if self._reader is None:
@@ -108,11 +93,10 @@ class ParameterUpdateGeometry(ParameterLens):
         if self._reader is not None:
             self._reader.clear()
             self._reader = None
-        self._bank = StreamBank(2 if self._correlation else 1, self._keep_all)
+        self._bank = self._new_bank()
 
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
         calls = []
         for pattern in self._parameters:
-            calls += geometry_calls(self, self.sites_of(pattern), summaries, self._agg, self.tag_for(pattern, "Norm"),
-                                    self.tag_for(pattern, "Correlation") if self._correlation else None)
+            calls += self.geometry_calls(pattern, self.sites_of(pattern), summaries)
         return calls
