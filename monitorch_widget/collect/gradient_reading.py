@@ -115,7 +115,9 @@ class GradientSite(Site):
 
     def remember(self, g: torch.Tensor) -> None:
         g = local(g)
-        self.grad_ref = weakref.ref(g)
+        ref = self.grad_ref
+        if ref is None or ref() is not g:  # a new weakref only for a new gradient tensor (3 calls per step)
+            self.grad_ref = weakref.ref(g)
         self.grad_version = g._version
 
     def remove(self) -> None:

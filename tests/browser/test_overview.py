@@ -98,6 +98,8 @@ def test_deep_model_overview(jupyter_server, open_notebook):
     root = page.locator(".mw-root").first
     page.wait_for_function(
         f"() => document.querySelector('.mw-status')?.dataset.epoch === '{EPOCHS}'", timeout=30_000)
+    # the cell ended: training stopped, the status says so
+    page.wait_for_function("() => document.querySelector('.mw-status')?.dataset.state === 'done'", timeout=30_000)
     # size and first screen: the widget fits 3000 px; the dying layer is named in its top 1000 px
     check_first_screen(root, worst)
     # heatmap by default, one row per layer, names as text
