@@ -4,6 +4,7 @@
 import type { Chart, ChartSize } from "./chart";
 import type { ChartSpec } from "./panels";
 import { recordingToggle } from "./recording";
+import { h } from "./dom";
 
 export interface ChartSlot {
   el: HTMLElement;
@@ -25,12 +26,6 @@ export const SMALL: ChartSize = { width: 250, height: 140 };
 const LEGEND_SMALL = 37;
 const LEGEND_BIG = 24;
 
-function h<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 /** A new slot for `spec`; `onDownload` gets "png" or "csv" when its buttons are clicked; `send` carries a small
  * chart's stop / resume recording request to the kernel (js/recording.ts). */

@@ -7,13 +7,8 @@ import type { Filters } from "./protocol";
 import type { Layout } from "./panels";
 import type { UiState } from "./uistate";
 import { setShown } from "./filters";
+import { h } from "./dom";
 
-function h<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 type Item = { attr: string; value: string; label: string; shown: () => boolean };
 

@@ -9,13 +9,8 @@ import { downloadText, recordCsv } from "./overview/csv";
 import type { Filters } from "./protocol";
 import type { Store } from "./store";
 import type { XAxisMode } from "./uistate";
+import { h } from "./dom";
 
-function h<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 export class Header {
   readonly el = h("div", "mw-header");

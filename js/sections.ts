@@ -7,13 +7,8 @@ import { heatKey } from "./overview/worst";
 import type { SectionSpec } from "./panels";
 import type { RunData } from "./store";
 import type { SectionMode, UiState } from "./uistate";
+import { h } from "./dom";
 
-function h<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 export interface SectionSlot {
   el: HTMLElement;

@@ -28,6 +28,7 @@ import type { Store } from "./store";
 import { readTheme, type Theme, themeKey } from "./theme";
 import { sectionMode, uiChanged, uiState } from "./uistate";
 import { Visibility } from "./visibility";
+import { h } from "./dom";
 
 export { FRAME_BUDGET_MS } from "./frames";
 export { PARK_AFTER_MS } from "./parking";
@@ -37,12 +38,6 @@ type Model = Pick<AnyModel<WidgetModelTraits>, "get" | "set" | "save_changes" | 
 
 let viewCount = 0;
 
-function h<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 export function mountView(model: Model, store: Store, el: HTMLElement): () => void {
   const ui = uiState(store);

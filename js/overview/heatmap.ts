@@ -5,6 +5,7 @@
 
 import { formatValue } from "../chart";
 import type { RunData } from "../store";
+import { h } from "../dom";
 
 export const ROW_H = 12;
 const LABEL_W = 170;
@@ -61,12 +62,6 @@ export function heatRange(inp: Pick<HeatInput, "run" | "rows" | "rate" | "logy">
   return hi > lo ? [lo, hi] : [lo - 0.5, hi + 0.5];
 }
 
-function h<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 export class Heatmap {
   readonly el = h("div", "mw-heatmap");

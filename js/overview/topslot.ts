@@ -6,6 +6,7 @@ import { formatValue } from "../chart";
 import type { Finding } from "../protocol";
 import type { Store } from "../store";
 import { lastRowWithData, lineColumns, rankings, worstAt } from "./worst";
+import { h } from "../dom";
 
 export type OpenLink = (tag: string | null, layer: string | null) => void;
 
@@ -14,12 +15,6 @@ const SEVERITY_MARK: Record<Finding["severity"], string> = { critical: "⛔", wa
 /** Layers named per ranking in the summary. */
 export const WORST_N = 3;
 
-function h<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 function link(tag: string | null, layer: string | null, text: string, open: OpenLink): HTMLButtonElement {
   const b = h("button", "mw-link", text);
