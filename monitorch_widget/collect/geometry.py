@@ -12,9 +12,9 @@ of one tensor (a gradient, an update, a parameter):
 
 :func:`write_geometry` writes row 0 (norms) and row 1 (correlations) of an observation for n tensors: the
 norms with multi-tensor ops (``torch._foreach_norm``), the inner products with one ``torch.dot`` per tensor
-(see :func:`dots`), on the tensors' device, into preallocated rows; nothing is read on the host. It goes
-through additive parts (squared norms, inner products; :func:`geometry_partials`, :func:`finish_geometry`) so
-that a tensor held in shards is measured by summing its shards' parts.
+(see :func:`dots`), on the tensors' device, into preallocated rows; nothing is read on the host. A tensor held
+in shards (FSDP2) is measured from additive parts (squared norms, inner products: :func:`geometry_partials`)
+summed over the shards, then :func:`finish_geometry` -- the same formula.
 """
 
 from __future__ import annotations
@@ -56,6 +56,32 @@ def size_scale(tensors: Sequence[torch.Tensor], normalize: bool, device: torch.d
     return torch.tensor([1.0 / math.sqrt(max(t.numel(), 1)) for t in tensors], dtype=_F32, device=device)
 
 
+def _combine(row: torch.Tensor, raw: torch.Tensor, products: torch.Tensor | None, before: torch.Tensor | None,
+             scale: torch.Tensor | float | None) -> None:
+    """The one formula: ``row[0]`` = ``raw`` norms (times ``scale``); with ``products`` (<X_{k-1}, X_k>) and
+    ``before`` (||X_{k-1}||, a fresh tensor: changed in place), ``row[1]`` = the correlations."""
+    if scale is None:
+        row[0].copy_(raw)
+    else:
+        torch.mul(raw, scale, out=row[0])
+    if products is not None and before is not None:
+        # a non-finite previous tensor (after a NaN gradient) restarts the sequence like a zero one: only the
+        # non-finite observation itself is left out, not the next one too
+        products = torch.where(torch.isfinite(before), products, 0.0)
+        torch.div(products, before.nan_to_num_(0.0, 0.0, 0.0).mul_(raw).add_(EPS), out=row[1])
+
+
+def write_geometry(row: torch.Tensor, tensors: Sequence[torch.Tensor], previous: Sequence[torch.Tensor] | None,
+                   scale: torch.Tensor | float | None) -> None:
+    """Write ``row[0]`` = norms (times ``scale``: [n] or one number) and, when ``previous`` is given, ``row[1]`` =
+    correlations with it. ``row``: [width, n] float32 on the tensors' device."""
+    raw = norms(tensors)
+    if previous is None:
+        _combine(row, raw, None, None, scale)
+    else:
+        _combine(row, raw, dots(previous, tensors), norms(previous), scale)
+
+
 def geometry_partials(out: torch.Tensor, tensors: Sequence[torch.Tensor],
                       previous: Sequence[torch.Tensor] | None) -> None:
     """Write the additive parts of an observation into ``out`` ([1 or 3, n] float32): ``out[0]`` = squared
@@ -69,25 +95,10 @@ def geometry_partials(out: torch.Tensor, tensors: Sequence[torch.Tensor],
 
 
 def finish_geometry(row: torch.Tensor, parts: torch.Tensor, scale: torch.Tensor | float | None) -> None:
-    """``row[0]`` = norms (times ``scale``) and, when ``parts`` has 3 rows, ``row[1]`` = correlations, from
-    :func:`geometry_partials`' parts ([1 or 3, ...] -> [1 or 2, ...], any trailing shape)."""
+    """What :func:`write_geometry` writes, from summed :func:`geometry_partials` parts ([1 or 3, ...] ->
+    ``row`` [1 or 2, ...], any trailing shape)."""
     raw = torch.sqrt(parts[0])
-    if scale is None:
-        row[0].copy_(raw)
-    else:
-        torch.mul(raw, scale, out=row[0])
     if parts.shape[0] == 3:
-        before = torch.sqrt(parts[2])
-        # a non-finite previous tensor (after a NaN gradient) restarts the sequence like a zero one: only the
-        # non-finite observation itself is left out, not the next one too
-        products = torch.where(torch.isfinite(before), parts[1], 0.0)
-        torch.div(products, before.nan_to_num_(0.0, 0.0, 0.0).mul_(raw).add_(EPS), out=row[1])
-
-
-def write_geometry(row: torch.Tensor, tensors: Sequence[torch.Tensor], previous: Sequence[torch.Tensor] | None,
-                   scale: torch.Tensor | float | None) -> None:
-    """Write ``row[0]`` = norms (times ``scale``: [n] or one number) and, when ``previous`` is given, ``row[1]`` =
-    correlations with it. ``row``: [width, n] float32 on the tensors' device."""
-    parts = torch.empty(3 if previous is not None else 1, len(tensors), dtype=_F32, device=row.device)
-    geometry_partials(parts, tensors, previous)
-    finish_geometry(row, parts, scale)
+        _combine(row, raw, parts[1], torch.sqrt(parts[2]), scale)
+    else:
+        _combine(row, raw, None, None, scale)
