@@ -1,7 +1,7 @@
 """PyTorchInspector: attaches lenses to a model, ticks epochs, feeds the record and the visualizer.
 
-Tick path (once per epoch): every lens folds its device buffers -> :func:`accum.to_host` copies all
-streams to the host in one transfer per device -> lenses turn the summaries into monitorch-style calls ->
+Tick path (once per epoch): every lens hands its buffers' rows to its banks -> :func:`transfer.to_host` copies
+them to the host in one transfer per device and folds them there -> lenses turn the summaries into monitorch-style calls ->
 the record stores them as one row -> views (widget sync, print, a user's visualizer) follow.
 """
 
@@ -289,8 +289,7 @@ class PyTorchInspector:
             lens.flush(final)
         streams = [s for lens in self.lenses for s in lens.streams()]
         slots = {k: v for lens in self.lenses for k, v in lens.slots().items()}
-        home = next((s.device for s in streams if s.device is not None), None)
-        streams += self._pushes.streams(self._push_names(), home)
+        streams += self._pushes.streams(self._push_names())
         exchange = self._exchange if final and world() is not None else None
         summaries = to_host(streams, slots, exchange, lambda problem: self.faults.report("distributed", problem))
         self._pushes.set_summaries(summaries)

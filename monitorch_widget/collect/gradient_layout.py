@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from .fold_math import unit_rates
 from .modes import monitor_mode
 from .sharding import local_unit_index, reduce_rows, rows_unit_aligned
-from .streams import StreamBank
+from .streams import Pending, StreamBank
 from .units import UnitSpec
 
 if TYPE_CHECKING:
@@ -138,25 +139,34 @@ class Layout:
 
     @monitor_mode
     def fold(self, bank: StreamBank, keep: Sequence[int] = ()) -> dict[int, int]:
-        """Fold the rows' present entries into ``bank`` as per-observation (activation, death) rates and
-        empty the buffer (a new generation). Rows in ``keep`` (still undecided: a gradient whose life goes
-        on) move to the front; returns their new row numbers."""
+        """Fold the rows' present entries into ``bank`` as per-observation (activation, death) rates
+        (:func:`.fold_math.unit_rates`) and empty the buffer (a new generation). Rows in ``keep`` (still
+        undecided: a gradient whose life goes on) move to the front; returns their new row numbers. At a tick
+        (``bank.at_tick``) the rows go to the host as they are and fold there; in the middle of an epoch (a
+        full buffer) they fold on the device."""
         n = self.used
         if self.group is not None and n > self.reduced:  # every rank of the group folds at the same row
             reduce_rows(self.counts[self.reduced:n], self.check[self.reduced:n], self.group)
         present = self.present[:n]
-        if n and present.any():
-            counted = torch.from_numpy(np.ascontiguousarray(present.T)).to(self.device, non_blocking=True)
-            rows = self.counts[:n]
-            sites = len(self.sites)
-            active = rows.new_zeros(n, sites).index_add_(1, self.column_param, rows)
-            dead = rows.new_zeros(n, sites).index_add_(1, self.column_param, (rows == 0).to(_F32))
-            values = torch.stack([active.double() * self.activation_scale, dead.double() * self.death_scale],
-                                 2).transpose(0, 1)
-            valid = torch.isfinite(self.check[:n]).T
-            bank.fold_rows(self.bank_rows, [s.bank_row.index for s in self.sites], values, valid, counted)
-        self.present[:n] = False
         moved = {old: new for new, old in enumerate(sorted(set(keep)))}
+        if n and present.any():
+            starts, lasts, act, death, slots = self._fold_index()
+            if bank.at_tick:
+                counts, check = self.counts, self.check
+                if any(old != new for old, new in moved.items()):  # the moves below overwrite rows
+                    counts, check = counts[:n].clone(), check[:n].clone()
+                counted = present.T.copy()
+
+                def reduce(host_counts: np.ndarray, host_check: np.ndarray) -> tuple[np.ndarray, ...]:
+                    values = unit_rates(host_counts, starts, lasts, act, death)
+                    return values, np.isfinite(host_check).T, counted
+
+                bank.defer(Pending("layout", slots, ((counts, n), (check, n)), reduce))
+            else:
+                values = unit_rates(self.counts[:n], *self._device_index())
+                counted_t = torch.from_numpy(np.ascontiguousarray(present.T)).to(self.device, non_blocking=True)
+                bank.fold_slots(slots, values, torch.isfinite(self.check[:n]).T, counted_t)
+        self.present[:n] = False
         for old, new in moved.items():
             if old != new:
                 self.counts[new].copy_(self.counts[old])
@@ -164,3 +174,27 @@ class Layout:
         self.used = self.reduced = len(moved)
         self.generation += 1
         return moved
+
+    def _fold_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[int]]:
+        """Host copies of what a fold needs, made once per layout: each parameter's first and last column
+        (parameters own consecutive columns, one per unit, in ``sites`` order), the activation and death
+        scales (1 / (units * per_unit), 1 / units) and the bank rows."""
+        cached = getattr(self, "_host_index", None)
+        if cached is None:
+            specs = [s.units for s in self.sites]
+            stops = np.cumsum([sp.units for sp in specs], dtype=np.int64)
+            cached = self._host_index = (
+                stops - np.array([sp.units for sp in specs], dtype=np.int64), stops - 1,
+                np.array([1.0 / (sp.units * sp.per_unit) for sp in specs]),
+                np.array([1.0 / sp.units for sp in specs]),
+                [s.bank_row.index for s in self.sites])
+        return cached
+
+    def _device_index(self) -> tuple[torch.Tensor, ...]:
+        """The same (columns and scales) on the layout's device, for folds in the middle of an epoch."""
+        cached = getattr(self, "_device_fold_index", None)
+        if cached is None:
+            # non_blocking from host memory: this runs in a hook when a buffer fills
+            cached = self._device_fold_index = tuple(torch.from_numpy(a).to(self.device, non_blocking=True)
+                                                     for a in self._fold_index()[:4])
+        return cached

@@ -76,11 +76,12 @@ class Site:
         self.faults.report(self.lens, f"{self.name}: {message}; this series stops here, training goes on")
 
     def flush(self) -> None:
-        """Fold what the buffer holds. (A lens folds its rate sites in blocks instead: AbstractLens.flush.)"""
+        """Tick: hand the buffer's filled rows to the bank; they fold on the host (collect/host_fold.py)."""
         if self.buf is not None and self.buf.n:
-            self.buf.fold_rates(self.stream)
+            self.buf.defer_rates(self.stream)
 
     def reset(self) -> None:
+        """A new epoch (no device op: the rows are overwritten, the stream drops its moments)."""
         if self.buf is not None:
             self.buf.n = 0
         self.stream.reset()
@@ -226,7 +227,7 @@ class ScalarSite(Site):
 
     def flush(self) -> None:
         if self.buf is not None and self.buf.n:
-            self.buf.fold_scalars(self.stream)
+            self.buf.defer_scalars(self.stream)
 
 
 class Unsupported(Exception):

@@ -1,9 +1,9 @@
 """Values pushed explicitly (``push_loss`` / ``push_metric``) during an epoch.
 
 Python numbers are kept as floats; tensors are kept as detached 0-d tensors on their device (pushing a
-loss tensor costs no host sync). At the tick, :meth:`Pushes.streams` turns every name into a
-:class:`~monitorch_widget.collect.streams.StatStream`, so pushed values travel to the host (and across ranks) in
-the same single transfer as everything the hooks gathered.
+loss tensor costs no host sync). At the tick, :meth:`Pushes.streams` hands every name's values to its
+:class:`~monitorch_widget.collect.streams.StatStream`: floats fold on the host directly, tensors ride the tick's
+single copy to the host with everything the hooks gathered (and across ranks, the same exchange).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .streams import StatStream
+from .streams import Pending, StatStream
 from .summary import Summary
 
 
@@ -35,6 +35,9 @@ def check_number(value: Any, argument: str) -> float | torch.Tensor:
 
 
 class Pushes:
+    """This epoch's pushed values per name, and one :class:`StatStream` per name that folds them at the tick
+    (made once per name: the tick allocates nothing per name)."""
+
     def __init__(self) -> None:
         self.values: dict[str, list[float | torch.Tensor]] = {}
         self._streams: dict[str, StatStream] = {}
@@ -43,23 +46,25 @@ class Pushes:
     def push(self, name: str, value: float | torch.Tensor) -> None:
         self.values.setdefault(name, []).append(value)
 
-    def streams(self, names: list[str], device: torch.device | None) -> list[StatStream]:
-        """One stream per name, in the given order (the same on every rank), holding this epoch's values."""
-        self._streams = {}
+    def streams(self, names: list[str]) -> list[StatStream]:
+        """One stream per name, in the given order (the same on every rank), holding this epoch's values:
+        Python floats as one host array, tensors as they are (they ride the tick's copy to the host)."""
+        out = []
         for name in names:
-            stream = StatStream(1, keep_all=True)
-            items = self.values.get(name, [])
-            tensors = [v for v in items if isinstance(v, torch.Tensor)]
-            home = tensors[0].device if tensors else (device or torch.device("cpu"))
-            if items:
-                col = torch.stack([v.to(home, torch.float64) if isinstance(v, torch.Tensor)
-                                   else torch.tensor(v, dtype=torch.float64, device=home) for v in items])
-            else:
-                col = torch.empty(0, dtype=torch.float64, device=home)
-            # An empty fold still allocates the stream, so every rank contributes the same layout.
-            stream.fold(col[:, None], torch.isfinite(col))
-            self._streams[name] = stream
-        return list(self._streams.values())
+            stream = self._streams.get(name)
+            if stream is None:
+                stream = self._streams[name] = StatStream(1, keep_all=True)
+            stream.reset()
+            items = self.values.get(name, ())
+            floats = [v for v in items if not isinstance(v, torch.Tensor)]
+            if floats:
+                col = np.array(floats, dtype=np.float64)
+                stream.defer(Pending("values", 0, ((col[:, None], None), (np.isfinite(col), None))))
+            for v in items:
+                if isinstance(v, torch.Tensor):
+                    stream.defer(Pending("scalars", 0, ((v.reshape(1, 1), None),)))
+            out.append(stream)
+        return out
 
     def set_summaries(self, summaries: dict[int, list[Summary]]) -> None:
         self._summaries = {name: summaries[id(s)][0] for name, s in self._streams.items()}
@@ -70,5 +75,4 @@ class Pushes:
 
     def reset(self) -> None:
         self.values = {}
-        self._streams = {}
         self._summaries = {}

@@ -1,20 +1,19 @@
-"""The tick's one host copy: every accumulator of every lens, per device, in one transfer; under
-``torch.distributed`` the host parts of all ranks are then combined (:mod:`.rank_exchange`)."""
+"""The tick's host parts: every accumulator of every lens, copied once per device and folded on the host
+(:mod:`.host_fold`); under ``torch.distributed`` the host parts of all ranks are then combined
+(:mod:`.rank_exchange`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import torch
 
+from .host_fold import HostPart, fold_on_host
 from .rank_exchange import RankExchange, decode, encode
 from .streams import BankRow, StatStream, StreamBank
 from .summary import Summary
 
-Accumulator = StatStream | StreamBank
-#: one accumulator on the host: (sums, extremes, kept per-batch values per slot [n, width])
-HostPart = tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]
+Accumulator = StreamBank  # a StatStream is a bank of one slot
 
 
 class Summaries(dict):
@@ -25,30 +24,9 @@ class Summaries(dict):
 
 
 def copy_to_host(accumulators: Sequence[Accumulator]) -> list[HostPart | None]:
-    """One host copy per device; None for an accumulator that never saw a batch."""
-    out: list[HostPart | None] = [None] * len(accumulators)
-    by_device: dict[torch.device, list[int]] = {}
-    for i, acc in enumerate(accumulators):
-        if acc.sums is not None:
-            by_device.setdefault(acc.sums.device, []).append(i)
-    for members in by_device.values():
-        parts = [accumulators[i].parts() for i in members]
-        flat = [t for p in parts for t in (p[0], p[1])] + [k.reshape(-1) for p in parts for _, k in p[2]]
-        host = torch.cat([t.to(torch.float64) for t in flat]).cpu().numpy()
-        off = 0
-        for i, (s, e, _) in zip(members, parts):
-            sums = host[off:off + s.numel()]
-            off += s.numel()
-            extremes = host[off:off + e.numel()]
-            off += e.numel()
-            out[i] = (sums, extremes, {})
-        for i, (_, _, kept) in zip(members, parts):
-            chunks: dict[int, list[np.ndarray]] = {}
-            for slot, k in kept:
-                chunks.setdefault(slot, []).append(host[off:off + k.numel()].reshape(k.shape))
-                off += k.numel()
-            out[i][2].update({slot: np.concatenate(c) for slot, c in chunks.items()})  # type: ignore[index]
-    return out
+    """Each accumulator's host part of this epoch, folded on the host (:func:`.host_fold.fold_on_host`);
+    None for an accumulator that saw no batch."""
+    return fold_on_host(accumulators)
 
 
 def describe(acc: Accumulator) -> str:
@@ -144,9 +122,9 @@ def to_host(accumulators: Sequence[Accumulator], slots: dict[int, list[BankRow]]
     for acc, part in zip(accumulators, parts):
         if part is None:
             continue
-        if isinstance(acc, StreamBank):
-            out.update(acc.read_rows((slots or {}).get(id(acc), []), *part))
-        else:
+        if isinstance(acc, StatStream):
             out.update(acc.read(*part))
+        else:
+            out.update(acc.read_rows((slots or {}).get(id(acc), []), *part))
     return out
 

@@ -12,19 +12,15 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from torch import nn
 
-from ..collect.buffers import fold_buffers
 from ..collect.compiled import COMPILED_ADVICE, CompiledGraphs
 from ..collect.faults import FaultLog
 from ..collect.hooks import Site
 from ..collect.streams import BankRow, StreamBank
 from ..collect.summary import Summary
-
-if TYPE_CHECKING:
-    from ..collect.streams import StatStream
 
 
 class TagType(Enum):
@@ -129,9 +125,9 @@ class AbstractLens:
     def sites(self) -> list[Site]:
         return self._sites
 
-    def streams(self) -> list[StatStream | StreamBank]:
+    def streams(self) -> list[StreamBank]:
         """Each accumulator once: the lens' bank (rate sites) and scalar sites' own streams."""
-        seen: dict[int, StatStream | StreamBank] = {}
+        seen: dict[int, StreamBank] = {}
         for site in self._sites:
             acc = site.stream.bank if isinstance(site.stream, BankRow) else site.stream
             seen.setdefault(id(acc), acc)
@@ -145,33 +141,23 @@ class AbstractLens:
         return out
 
     def flush(self, final: bool = True) -> None:
-        """Fold every site's buffer: at the tick (``final``) or for a provisional refresh. Rate sites whose
-        buffers have the same shape and fill and whose rows are consecutive fold together as one block
-        (see collect.buffers.fold_buffers); gradient readers fold their own layouts."""
+        """Hand every site's filled rows to the lens' banks: at the tick (``final``) or for a provisional
+        refresh. Nothing folds here: the rows fold on the host, grouped across sites of equal shape, in the
+        tick's copy (collect/host_fold.py); gradient readers hand their layouts' rows over the same way."""
         self.report_in_graph()
         for reader in self._readers():
-            reader.flush(final)
-        run: list[Site] = []
+            bank = getattr(reader, "bank", None)
+            if bank is not None:
+                bank.at_tick = True
+            try:
+                reader.flush(final)
+            finally:
+                if bank is not None:
+                    bank.at_tick = False
         for site in self._sites:
-            buf, slot = site.buf, site.stream
-            if buf is None or not buf.n:
-                continue
-            if not isinstance(slot, BankRow):
+            buf = site.buf
+            if buf is not None and buf.n:
                 site.flush()
-                continue
-            if run:
-                last = run[-1]
-                if not (last.stream.bank is slot.bank and last.stream.index + 1 == slot.index  # type: ignore[union-attr]
-                        and last.buf.n == buf.n and last.buf.channels == buf.channels  # type: ignore[union-attr]
-                        and last.buf.device == buf.device):  # type: ignore[union-attr]
-                    fold_buffers([s.stream for s in run], [s.buf for s in run])  # type: ignore[misc]
-                    run = []
-            run.append(site)
-        if run:
-            fold_buffers([s.stream for s in run], [s.buf for s in run])  # type: ignore[misc]
-        for acc in self.streams():
-            if isinstance(acc, StreamBank):
-                acc.commit()
 
     def reset_epoch(self) -> None:
         for reader in self._readers():

@@ -1,0 +1,124 @@
+"""The tick's one copy to the host, and the fold of every pending row there.
+
+:func:`fold_on_host` takes every accumulator of every lens (:class:`~.streams.StreamBank`): their device
+moments, staged values and pending rows. Tensors on the CPU are read in place (numpy views: the rows are
+folded before any hook writes again); every other device concatenates its tensors and copies them once.
+Pending rows of all accumulators are then grouped by kind and shape, each group reduced to per-batch values
+and folded with :func:`~.fold_math.fold_moments` (numpy): the number of host ops grows with the number of
+distinct shapes, not with the number of sites.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .fold_math import fold_moments, rate_values
+from .modes import monitor_mode
+from .streams import Pending, StreamBank
+
+#: one accumulator on the host: (sums, extremes, kept per-batch values per slot [n, width])
+HostPart = tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]
+_VIEWABLE = (torch.float32, torch.float64, torch.bool)
+
+
+def _transfer(requests: list[tuple[Any, int | None]]) -> list[np.ndarray]:
+    """Host arrays of (tensor or array, filled rows or None): in place on the CPU, one copy per other device."""
+    out: list[Any] = [None] * len(requests)
+    remote: dict[torch.device, list[int]] = {}
+    for i, (t, n) in enumerate(requests):
+        if isinstance(t, torch.Tensor):
+            if t.device.type != "cpu":
+                remote.setdefault(t.device, []).append(i)
+                continue
+            t = t.numpy() if t.dtype in _VIEWABLE else t.to(torch.float64).numpy()
+        out[i] = t if n is None else t[:n]
+    for members in remote.values():
+        parts = [requests[i][0] if requests[i][1] is None else requests[i][0][:requests[i][1]] for i in members]
+        # cat promotes float32 and bool to float64 when a float64 tensor is among them, exactly
+        flat = [p.reshape(-1) if p.dtype in _VIEWABLE else p.reshape(-1).to(torch.float64) for p in parts]
+        host = torch.cat(flat).cpu().numpy()
+        off = 0
+        for i, p in zip(members, parts):
+            a = host[off:off + p.numel()].reshape(p.shape)
+            off += p.numel()
+            out[i] = a != 0 if p.dtype == torch.bool else a
+    return out
+
+
+def _reduce(kind: str, entries: list[Pending], arrays: list[list[np.ndarray]]) -> tuple[Any, Any, Any]:
+    """A group of pending entries of one kind and shape -> values [g, n, w], valid [g, n], counted or None."""
+    if kind == "values":
+        return np.stack([a[0] for a in arrays]).astype(np.float64), np.stack([a[1] for a in arrays]), None
+    if kind == "scalars":
+        values = np.stack([a[0] for a in arrays]).astype(np.float64)
+        return values, np.isfinite(values[..., 0]), None
+    if kind == "rates":
+        rows = np.stack([a[0] for a in arrays])
+        sizes = np.array([e.extra for e in entries], dtype=np.float64)
+        values, valid = rate_values(rows, 1.0 / (rows.shape[-1] * sizes), np.stack([a[1] for a in arrays]))
+        return values, valid, None
+    (entry,), (host,) = entries, arrays
+    return entry.extra(*host)  # 'layout': the layout reduces its own rows
+
+
+@monitor_mode
+def fold_on_host(accumulators: Sequence[StreamBank]) -> list[HostPart | None]:
+    """Fold what every accumulator holds for this tick into its host moments; returns each one's host part
+    (None for one that saw no batch this epoch)."""
+    requests: list[tuple[Any, int | None]] = []
+    device_parts: list[tuple[int, int, list[tuple[int, int]]] | None] = []
+    items: list[tuple[StreamBank, Pending, int]] = []  # (accumulator, entry, first request)
+    for acc in accumulators:
+        if acc.sums is not None:
+            assert acc.extremes is not None
+            first = len(requests)
+            requests += [(acc.sums, None), (acc.extremes, None)]
+            kept = []
+            for slot, chunks in acc.kept.items():
+                for chunk in chunks:
+                    kept.append((slot, len(requests)))
+                    requests.append((chunk, None))
+            device_parts.append((first, first + 1, kept))
+        else:
+            device_parts.append(None)
+        entries = [Pending("values", slot, ((v, None), (ok, None))) for slot, v, ok in acc.staged] + acc.pending
+        acc.staged, acc.pending = [], []
+        for entry in entries:
+            items.append((acc, entry, len(requests)))
+            requests += entry.arrays
+    host = _transfer(requests)
+    groups: dict[tuple[str, Any], list[tuple[StreamBank, Pending, list[np.ndarray]]]] = {}
+    for acc, entry, first in items:
+        arrays = host[first:first + len(entry.arrays)]
+        key = (entry.kind, id(entry) if entry.kind == "layout" else tuple(a.shape for a in arrays))
+        groups.setdefault(key, []).append((acc, entry, arrays))
+    for key, group in groups.items():
+        values, valid, counted = _reduce(key[0], [g[1] for g in group], [g[2] for g in group])
+        keep = any(g[0].keep_all for g in group)
+        sums, extremes, masked = fold_moments(values, valid, counted, keep)
+        if key[0] == "layout":
+            acc, entry = group[0][0], group[0][1]
+            acc.add_host(list(entry.slot), sums, extremes, masked)  # type: ignore[arg-type]
+            continue
+        by_acc: dict[int, tuple[StreamBank, list[int], list[int]]] = {}
+        for j, (acc, entry, _) in enumerate(group):
+            rows = by_acc.setdefault(id(acc), (acc, [], []))
+            rows[1].append(j)
+            rows[2].append(entry.slot)
+        for acc, rows_j, slots in by_acc.values():
+            if len(rows_j) == len(group):
+                acc.add_host(slots, sums, extremes, masked)
+            else:
+                acc.add_host(slots, sums[rows_j], extremes[rows_j], None if masked is None else masked[rows_j])
+    out: list[HostPart | None] = []
+    for acc, dev in zip(accumulators, device_parts):
+        if dev is None and acc.host_sums is None:
+            out.append(None)
+            continue
+        copied = None if dev is None else (host[dev[0]], host[dev[1]], [(s, host[i]) for s, i in dev[2]])
+        out.append(acc.part(copied))
+    return out
