@@ -3,8 +3,8 @@
 The same functions fold on the device (a buffer that fills in the middle of an epoch: no host sync in a hook)
 and on the host (the tick, where every buffer's raw rows arrive in one copy per device and fold grouped,
 a few numpy ops per group of equal shape instead of a few device ops per site). They use only operations
-spelled the same in both namespaces (``where``, ``isfinite``, ``amax``, ``stack``, ``concatenate``, the
-``sum``/``cumsum`` methods with ``dtype=``); :func:`namespace` picks ``torch`` or ``numpy`` from the input.
+spelled the same in both namespaces (``where``, ``isfinite``, ``stack``, ``concatenate``, ``swapaxes``,
+the ``sum`` method with ``dtype=``) and two primitives spelled per namespace (:func:`amax`, :func:`segment_sums`); :func:`namespace` picks ``torch`` or ``numpy`` from the input.
 
 Per-batch values of ``w`` quantities fold into (see :class:`~.streams.StreamBank`):
 
@@ -33,25 +33,26 @@ def as_f64(x: Any) -> Any:
     return x.double() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
 
 
+def amax(x: Any, axis: int) -> Any:
+    # numpy's method form: np.amax goes through a Python wrapper that costs more than the reduction here
+    return x.amax(axis) if isinstance(x, torch.Tensor) else x.max(axis)
+
+
 def fold_moments(values: Any, valid: Any, counted: Any = None, keep: bool = False) -> tuple[Any, Any, Any]:
     """values [..., n, w] (float64); valid [..., n] (bool); counted [..., n] (bool) or None (every batch is one)
     -> (sums [..., 2 + 2w], extremes [..., 2w], masked [..., n, w] or None unless ``keep``)."""
     xp = namespace(values)
     if counted is None:
-        ok = valid
-        nonfinite = (~valid).sum(-1, dtype=xp.float64)
+        ok, out = valid[..., None], ~valid[..., None]
     else:
-        ok = valid & counted
-        nonfinite = (counted & ~valid).sum(-1, dtype=xp.float64)
-    okw = ok[..., None]
+        ok, out = (valid & counted)[..., None], (counted & ~valid)[..., None]
     # NaN * 0 is NaN: batches left out may hold non-finite values, so mask by selection
-    z = xp.where(okw, values, 0.0)
-    count = ok.sum(-1, dtype=xp.float64)
-    sums = xp.concatenate([count[..., None], nonfinite[..., None], z.sum(-2), (z * z).sum(-2)], -1)
-    hi = xp.amax(xp.where(okw, values, -np.inf), -2)
-    lo = xp.amax(xp.where(okw, -values, -np.inf), -2)
-    masked = xp.where(okw, values, np.nan) if keep else None
-    return sums, xp.concatenate([lo, hi], -1), masked
+    z = xp.where(ok, values, 0.0)
+    # one reduction for [count, nonfinite, sums, sums of squares] (0/1 flags are exact in any float type)
+    sums = xp.concatenate([ok * 1.0, out * 1.0, z, z * z], -1).sum(-2)
+    extremes = amax(xp.where(ok, xp.concatenate([-values, values], -1), -np.inf), -2)
+    masked = xp.where(ok, values, np.nan) if keep else None
+    return sums, extremes, masked
 
 
 def rate_values(rows: Any, inv_size: Any, check: Any) -> tuple[Any, Any]:
@@ -68,9 +69,13 @@ def rate_values(rows: Any, inv_size: Any, check: Any) -> tuple[Any, Any]:
     return xp.stack([act, dead], -1), xp.isfinite(check)
 
 
-def segment_sums(cumulative: Any, rows: Any, starts: Any, lasts: Any) -> Any:
-    """Sums of the column segments ``[starts[i], lasts[i]]`` (inclusive, non-empty) of ``rows`` [..., W], from
-    ``cumulative`` = its cumulative sum along the last axis: c[last] - c[start] + rows[start]."""
+def segment_sums(rows: Any, starts: Any, lasts: Any) -> Any:
+    """Float64 sums of the consecutive column segments ``[starts[i], lasts[i]]`` (inclusive, non-empty, covering
+    every column in order) of ``rows`` [..., W]. One primitive, two spellings: numpy's ``add.reduceat``; on
+    torch, differences of the cumulative sum, c[last] - c[start] + rows[start] (exact for integer counts)."""
+    if not isinstance(rows, torch.Tensor):
+        return np.add.reduceat(rows, starts, axis=-1, dtype=np.float64)
+    cumulative = rows.cumsum(-1, dtype=torch.float64)
     return cumulative[..., lasts] - cumulative[..., starts] + rows[..., starts]
 
 
@@ -83,7 +88,6 @@ def unit_rates(counts: Any, starts: Any, lasts: Any, activation_scale: Any, deat
     without an active entry. Cumulative sums run in float64, so integer counts stay exact.
     """
     xp = namespace(counts)
-    active = segment_sums(counts.cumsum(-1, dtype=xp.float64), counts, starts, lasts)
-    zero = counts == 0
-    dead = segment_sums(zero.cumsum(-1, dtype=xp.float64), zero, starts, lasts)
+    active = segment_sums(counts, starts, lasts)
+    dead = segment_sums(counts == 0, starts, lasts)
     return xp.swapaxes(xp.stack([active * activation_scale, dead * death_scale], -1), 0, 1)

@@ -49,17 +49,21 @@ def _transfer(requests: list[tuple[Any, int | None]]) -> list[np.ndarray]:
     return out
 
 
+def _stack(arrays: list[list[np.ndarray]], i: int) -> np.ndarray:
+    return arrays[0][i][None] if len(arrays) == 1 else np.stack([a[i] for a in arrays])
+
+
 def _reduce(kind: str, entries: list[Pending], arrays: list[list[np.ndarray]]) -> tuple[Any, Any, Any]:
     """A group of pending entries of one kind and shape -> values [g, n, w], valid [g, n], counted or None."""
     if kind == "values":
-        return np.stack([a[0] for a in arrays]).astype(np.float64), np.stack([a[1] for a in arrays]), None
+        return _stack(arrays, 0).astype(np.float64, copy=False), _stack(arrays, 1), None
     if kind == "scalars":
-        values = np.stack([a[0] for a in arrays]).astype(np.float64)
+        values = _stack(arrays, 0).astype(np.float64, copy=False)
         return values, np.isfinite(values[..., 0]), None
     if kind == "rates":
-        rows = np.stack([a[0] for a in arrays])
+        rows = _stack(arrays, 0)
         sizes = np.array([e.extra for e in entries], dtype=np.float64)
-        values, valid = rate_values(rows, 1.0 / (rows.shape[-1] * sizes), np.stack([a[1] for a in arrays]))
+        values, valid = rate_values(rows, 1.0 / (rows.shape[-1] * sizes), _stack(arrays, 1))
         return values, valid, None
     (entry,), (host,) = entries, arrays
     return entry.extra(*host)  # 'layout': the layout reduces its own rows
@@ -96,24 +100,16 @@ def fold_on_host(accumulators: Sequence[StreamBank]) -> list[HostPart | None]:
         arrays = host[first:first + len(entry.arrays)]
         key = (entry.kind, id(entry) if entry.kind == "layout" else tuple(a.shape for a in arrays))
         groups.setdefault(key, []).append((acc, entry, arrays))
+    # Each group reduces to per-batch values; then all values of one width fold at once, the shorter
+    # ones padded with batches that are no observation (counted False).
+    by_width: dict[int, list[tuple[Any, Any, Any, list[tuple[StreamBank, int]]]]] = {}
     for key, group in groups.items():
         values, valid, counted = _reduce(key[0], [g[1] for g in group], [g[2] for g in group])
-        keep = any(g[0].keep_all for g in group)
-        sums, extremes, masked = fold_moments(values, valid, counted, keep)
-        if key[0] == "layout":
-            acc, entry = group[0][0], group[0][1]
-            acc.add_host(list(entry.slot), sums, extremes, masked)  # type: ignore[arg-type]
-            continue
-        by_acc: dict[int, tuple[StreamBank, list[int], list[int]]] = {}
-        for j, (acc, entry, _) in enumerate(group):
-            rows = by_acc.setdefault(id(acc), (acc, [], []))
-            rows[1].append(j)
-            rows[2].append(entry.slot)
-        for acc, rows_j, slots in by_acc.values():
-            if len(rows_j) == len(group):
-                acc.add_host(slots, sums, extremes, masked)
-            else:
-                acc.add_host(slots, sums[rows_j], extremes[rows_j], None if masked is None else masked[rows_j])
+        owners = [(group[0][0], slot) for slot in group[0][1].slot] if key[0] == "layout" else \
+            [(acc, entry.slot) for acc, entry, _ in group]
+        by_width.setdefault(values.shape[-1], []).append((values, valid, counted, owners))
+    for parts in by_width.values():
+        _fold_width(parts)
     out: list[HostPart | None] = []
     for acc, dev in zip(accumulators, device_parts):
         if dev is None and acc.host_sums is None:
@@ -122,3 +118,34 @@ def fold_on_host(accumulators: Sequence[StreamBank]) -> list[HostPart | None]:
         copied = None if dev is None else (host[dev[0]], host[dev[1]], [(s, host[i]) for s, i in dev[2]])
         out.append(acc.part(copied))
     return out
+
+
+def _fold_width(parts: list[tuple[Any, Any, Any, list[tuple[StreamBank, int]]]]) -> None:
+    """Fold reduced groups of one width ([g, n, w] values each) at once and add them to their owners."""
+    if len(parts) == 1:
+        values, valid, counted, owners = parts[0]
+        lengths = [values.shape[1]] * len(owners)
+    else:
+        rows, n, w = sum(p[0].shape[0] for p in parts), max(p[0].shape[1] for p in parts), parts[0][0].shape[2]
+        values, valid, counted = np.zeros((rows, n, w)), np.zeros((rows, n), bool), np.zeros((rows, n), bool)
+        owners, lengths = [], []
+        a = 0
+        for v, ok, c, who in parts:
+            b, m = a + v.shape[0], v.shape[1]
+            values[a:b, :m], valid[a:b, :m], counted[a:b, :m] = v, ok, True if c is None else c
+            owners += who
+            lengths += [m] * len(who)
+            a = b
+    keep = any(acc.keep_all for acc, _ in owners)
+    sums, extremes, masked = fold_moments(values, valid, counted, keep)
+    by_acc: dict[int, tuple[StreamBank, list[int], list[int]]] = {}
+    for j, (acc, slot) in enumerate(owners):
+        entry = by_acc.setdefault(id(acc), (acc, [], []))
+        entry[1].append(j)
+        entry[2].append(slot)
+    for acc, rows_j, slots in by_acc.values():
+        kept = None if masked is None or not acc.keep_all else [masked[j, :lengths[j]] for j in rows_j]
+        if len(rows_j) == len(owners):
+            acc.add_host(slots, sums, extremes, kept)
+        else:
+            acc.add_host(slots, sums[rows_j], extremes[rows_j], kept)

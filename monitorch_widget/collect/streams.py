@@ -143,10 +143,15 @@ class StreamBank:
         """Rows to fold on the host at this tick's copy (views stay untouched until then)."""
         self.pending.append(entry)
 
-    def add_host(self, slots: list[int], sums: np.ndarray, extremes: np.ndarray, masked: np.ndarray | None) -> None:
-        """Add host-folded moments of ``slots`` (rows of ``sums``/``extremes``/``masked``) to this epoch's."""
+    def add_host(self, slots: list[int], sums: np.ndarray, extremes: np.ndarray,
+                 kept: list[np.ndarray] | None) -> None:
+        """Add host-folded moments of ``slots`` (rows of ``sums``/``extremes``; ``kept``: each one's masked
+        per-batch values [n, width]) to this epoch's."""
         w = self.width
-        if self.host_sums is None:
+        if self.host_sums is None and len(slots) == self.size and slots == list(range(self.size)):
+            # the first fold of the epoch, every slot in order (the usual tick): the rows as they are
+            self.host_sums, self.host_extremes = sums, extremes
+        elif self.host_sums is None:
             self.host_sums = np.zeros((self.size, 2 + 2 * w))
             self.host_extremes = np.full((self.size, 2 * w), -np.inf)
         elif self.host_sums.shape[0] < self.size:  # a slot added later
@@ -154,21 +159,28 @@ class StreamBank:
             self.host_sums = np.concatenate([self.host_sums, np.zeros((grow, 2 + 2 * w))])
             self.host_extremes = np.concatenate([self.host_extremes, np.full((grow, 2 * w), -np.inf)])
         assert self.host_extremes is not None
-        if len(set(slots)) == len(slots):
+        if self.host_sums is sums:
+            pass
+        elif len(set(slots)) == len(slots):
             self.host_sums[slots] += sums
             self.host_extremes[slots] = np.maximum(self.host_extremes[slots], extremes)
         else:
             np.add.at(self.host_sums, slots, sums)
             np.maximum.at(self.host_extremes, slots, extremes)
-        if masked is not None and self.keep_all:
-            for j, slot in enumerate(slots):
-                self.host_kept.setdefault(slot, []).append(masked[j])
+        if kept is not None and self.keep_all:
+            for slot, values in zip(slots, kept):
+                self.host_kept.setdefault(slot, []).append(values)
 
     def part(self, device: tuple[np.ndarray, np.ndarray, list[tuple[int, np.ndarray]]] | None
              ) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
         """This epoch's host part (sums, extremes, kept values per slot): host moments plus the copy of the
         device moments (``device``: sums, extremes, kept chunks; None without in-epoch device folds)."""
         w, n = self.width, self.size
+        if device is None and self.host_sums is not None and self.host_sums.shape[0] == n:
+            # the usual case (no fold on the device this epoch): this epoch's host moments as they are
+            assert self.host_extremes is not None
+            return self.host_sums.reshape(-1), self.host_extremes.reshape(-1), \
+                {k: np.concatenate(c) for k, c in self.host_kept.items()}
         sums = np.zeros((n, 2 + 2 * w))
         extremes = np.full((n, 2 * w), -np.inf)
         chunks: dict[int, list[np.ndarray]] = {}
