@@ -17,8 +17,8 @@ from torch import nn
 
 from monitorch_widget import PyTorchInspector
 from monitorch_widget.collect import buffers, gradient_layout
-from monitorch_widget.collect.faults import MonitorWarning
 from monitorch_widget.collect.buffers import RowBuffer
+from monitorch_widget.collect.faults import MonitorWarning
 from monitorch_widget.collect.fold_math import fold_moments, unit_rates
 from monitorch_widget.collect.pushes import Pushes
 from monitorch_widget.collect.streams import StatStream, StreamBank
