@@ -42,6 +42,8 @@ class RowBuffer:
         self.checks = list(self.check.unbind(0))
         self.row_sizes = [1] * self.capacity
         self.n = 0
+        # On the CPU the tick reads the rows in place: numpy views made once
+        self.host_views = (self.data.numpy(), self.check.numpy()) if self.device.type == "cpu" else None
 
     @monitor_mode
     def fold_rates(self, stream: StatStream | BankRow) -> None:
@@ -73,11 +75,12 @@ class RowBuffer:
         """Tick: hand the filled rows over as they are; the host reduces them (:func:`.fold_math.rate_values`)."""
         bank, slot = _target(stream)
         n = self.n
-        bank.defer(Pending("rates", slot, ((self.data, n), (self.check, n)), self.row_sizes[:n]))
+        data, check = self.host_views or (self.data, self.check)
+        bank.defer(Pending("rates", slot, ((data, n), (check, n)), self.row_sizes[:n]))
         self.n = 0
 
     def defer_scalars(self, stream: StatStream | BankRow) -> None:
         """Tick: hand the filled rows (one value each) over as they are."""
         bank, slot = _target(stream)
-        bank.defer(Pending("scalars", slot, ((self.data, self.n),)))
+        bank.defer(Pending("scalars", slot, ((self.host_views[0] if self.host_views else self.data, self.n),)))
         self.n = 0

@@ -98,16 +98,23 @@ def fold_on_host(accumulators: Sequence[StreamBank]) -> list[HostPart | None]:
     groups: dict[tuple[str, Any], list[tuple[StreamBank, Pending, list[np.ndarray]]]] = {}
     for acc, entry, first in items:
         arrays = host[first:first + len(entry.arrays)]
-        key = (entry.kind, id(entry) if entry.kind == "layout" else tuple(a.shape for a in arrays))
+        key = (entry.kind, id(entry) if entry.kind == "layout" else arrays[0].shape)  # the others follow it
         groups.setdefault(key, []).append((acc, entry, arrays))
     # Each group reduces to per-batch values; then all values of one width fold at once, the shorter
-    # ones padded with batches that are no observation (counted False).
-    by_width: dict[int, list[tuple[Any, Any, Any, list[tuple[StreamBank, int]]]]] = {}
+    # ones padded with batches that are no observation (counted False). A group's rows belong to runs of
+    # entries of one accumulator (``blocks``: accumulator, its slots), in order.
+    by_width: dict[int, list[tuple[Any, Any, Any, list[tuple[StreamBank, list[int]]]]]] = {}
     for key, group in groups.items():
         values, valid, counted = _reduce(key[0], [g[1] for g in group], [g[2] for g in group])
-        owners = [(group[0][0], slot) for slot in group[0][1].slot] if key[0] == "layout" else \
-            [(acc, entry.slot) for acc, entry, _ in group]
-        by_width.setdefault(values.shape[-1], []).append((values, valid, counted, owners))
+        blocks: list[tuple[StreamBank, list[int]]] = []
+        if key[0] == "layout":
+            blocks.append((group[0][0], list(group[0][1].slot)))
+        else:
+            for acc, entry, _ in group:
+                if not blocks or blocks[-1][0] is not acc:
+                    blocks.append((acc, []))
+                blocks[-1][1].append(entry.slot)
+        by_width.setdefault(values.shape[-1], []).append((values, valid, counted, blocks))
     for parts in by_width.values():
         _fold_width(parts)
     out: list[HostPart | None] = []
@@ -120,32 +127,25 @@ def fold_on_host(accumulators: Sequence[StreamBank]) -> list[HostPart | None]:
     return out
 
 
-def _fold_width(parts: list[tuple[Any, Any, Any, list[tuple[StreamBank, int]]]]) -> None:
-    """Fold reduced groups of one width ([g, n, w] values each) at once and add them to their owners."""
+def _fold_width(parts: list[tuple[Any, Any, Any, list[tuple[StreamBank, list[int]]]]]) -> None:
+    """Fold reduced groups of one width ([g, n, w] values each) at once and add them to their accumulators."""
     if len(parts) == 1:
-        values, valid, counted, owners = parts[0]
-        lengths = [values.shape[1]] * len(owners)
+        values, valid, counted, _ = parts[0]
     else:
         rows, n, w = sum(p[0].shape[0] for p in parts), max(p[0].shape[1] for p in parts), parts[0][0].shape[2]
         values, valid, counted = np.zeros((rows, n, w)), np.zeros((rows, n), bool), np.zeros((rows, n), bool)
-        owners, lengths = [], []
         a = 0
-        for v, ok, c, who in parts:
+        for v, ok, c, _ in parts:
             b, m = a + v.shape[0], v.shape[1]
             values[a:b, :m], valid[a:b, :m], counted[a:b, :m] = v, ok, True if c is None else c
-            owners += who
-            lengths += [m] * len(who)
             a = b
-    keep = any(acc.keep_all for acc, _ in owners)
+    keep = any(acc.keep_all for p in parts for acc, _ in p[3])
     sums, extremes, masked = fold_moments(values, valid, counted, keep)
-    by_acc: dict[int, tuple[StreamBank, list[int], list[int]]] = {}
-    for j, (acc, slot) in enumerate(owners):
-        entry = by_acc.setdefault(id(acc), (acc, [], []))
-        entry[1].append(j)
-        entry[2].append(slot)
-    for acc, rows_j, slots in by_acc.values():
-        kept = None if masked is None or not acc.keep_all else [masked[j, :lengths[j]] for j in rows_j]
-        if len(rows_j) == len(owners):
-            acc.add_host(slots, sums, extremes, kept)
-        else:
-            acc.add_host(slots, sums[rows_j], extremes[rows_j], kept)
+    a = 0
+    for v, _, _, blocks in parts:
+        m = v.shape[1]
+        for acc, slots in blocks:
+            b = a + len(slots)
+            kept = [masked[j, :m] for j in range(a, b)] if masked is not None and acc.keep_all else None
+            acc.add_host(slots, sums[a:b], extremes[a:b], kept)
+            a = b

@@ -125,20 +125,34 @@ class AbstractLens:
     def sites(self) -> list[Site]:
         return self._sites
 
-    def streams(self) -> list[StreamBank]:
-        """Each accumulator once: the lens' bank (rate sites) and scalar sites' own streams."""
+    def _structure(self) -> tuple[list[StreamBank], dict[int, list[BankRow]], list[Any]]:
+        """(accumulators, bank slots, gradient readers) of the sites, found once per set of sites: a site's
+        stream and reader never change, and sites are only ever appended (or the list replaced, at detach)."""
+        cached = self.__dict__.get("_structure_cache")
+        if cached is not None and cached[0] is self._sites and cached[1] == len(self._sites):
+            return cached[2]  # type: ignore[no-any-return]
         seen: dict[int, StreamBank] = {}
-        for site in self._sites:
-            acc = site.stream.bank if isinstance(site.stream, BankRow) else site.stream
-            seen.setdefault(id(acc), acc)
-        return list(seen.values())
-
-    def slots(self) -> dict[int, list[BankRow]]:
-        out: dict[int, list[BankRow]] = {}
+        slots: dict[int, list[BankRow]] = {}
+        readers: dict[int, Any] = {}
         for site in self._sites:
             if isinstance(site.stream, BankRow):
-                out.setdefault(id(site.stream.bank), []).append(site.stream)
+                seen.setdefault(id(site.stream.bank), site.stream.bank)
+                slots.setdefault(id(site.stream.bank), []).append(site.stream)
+            else:
+                seen.setdefault(id(site.stream), site.stream)
+            reader = getattr(site, "reader", None)
+            if reader is not None:
+                readers.setdefault(id(reader), reader)
+        out = (list(seen.values()), slots, list(readers.values()))
+        self._structure_cache = (self._sites, len(self._sites), out)
         return out
+
+    def streams(self) -> list[StreamBank]:
+        """Each accumulator once: the lens' bank (rate sites) and scalar sites' own streams."""
+        return list(self._structure()[0])
+
+    def slots(self) -> dict[int, list[BankRow]]:
+        return self._structure()[1]
 
     def flush(self, final: bool = True) -> None:
         """Hand every site's filled rows to the lens' banks: at the tick (``final``) or for a provisional
@@ -169,12 +183,7 @@ class AbstractLens:
 
     def _readers(self) -> list[Any]:
         """Each gradient reader of this lens once (its sites share it)."""
-        seen: dict[int, Any] = {}
-        for site in self._sites:
-            reader = getattr(site, "reader", None)
-            if reader is not None:
-                seen.setdefault(id(reader), reader)
-        return list(seen.values())
+        return self._structure()[2]
 
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
         """Epoch calls from ``summaries`` (keyed by ``id(stream)``)."""

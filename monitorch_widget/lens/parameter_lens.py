@@ -97,4 +97,13 @@ class ParameterLens(AbstractLens):
 
     def sites_of(self, pattern: str) -> list[Any]:
         """The sites of one ``parameters`` entry, in model order."""
-        return [s for s in self._sites if self.pattern_of(getattr(s, "param_name", "")) == pattern]
+        # every tick asks for every site: match each parameter name once (``parameters`` never changes)
+        known: dict[str, str | None] = self.__dict__.setdefault("_pattern_of_name", {})
+        out = []
+        for s in self._sites:
+            name = getattr(s, "param_name", "")
+            if name not in known:
+                known[name] = self.pattern_of(name)
+            if known[name] == pattern:
+                out.append(s)
+        return out
