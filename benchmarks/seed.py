@@ -1,6 +1,6 @@
 """The headline: the seed tutorial's own workload, epoch by epoch.
 
-    .venv/bin/python -m benchmarks.seed [--reps 9] [--epochs 20] [--threads 1]
+    .venv/bin/python -m benchmarks.seed [--reps 9] [--epochs 20] [--threads 1] [--clock wall|cpu]
 
 The seed's 2-D MLP on 56 training samples at batch size 8 (7 optimizer steps per epoch), a validation pass
 on 24 samples under ``model.eval()`` + ``no_grad``, one pushed metric, then ``tick_epoch()``. This is where a
@@ -23,13 +23,12 @@ import argparse
 import copy
 import random
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from .common import import_monitorch, import_ours, seed_lenses, silenced
+from .common import import_monitorch, import_ours, now, seed_lenses, set_clock, silenced
 from .workloads import mlp2d
 
 TRAIN, VAL, BATCH = 56, 24, 8
@@ -48,7 +47,7 @@ class Variant:
     def epochs(self, data: tuple[torch.Tensor, ...], n: int) -> None:
         x, y, xv, yv = data
         ins = self.inspector
-        t_block = time.perf_counter()
+        t_block = now()
         ticks = 0.0
         for _ in range(n):
             self.model.train()
@@ -63,10 +62,10 @@ class Variant:
                 accuracy = (out.argmax(1) == yv).float().mean().item()
             if ins is not None:
                 ins.push_metric("accuracy", accuracy)  # type: ignore[attr-defined]
-                t0 = time.perf_counter()
+                t0 = now()
                 ins.tick_epoch()  # type: ignore[attr-defined]
-                ticks += time.perf_counter() - t0
-        self.epoch_times.append((time.perf_counter() - t_block) / n)
+                ticks += now() - t0
+        self.epoch_times.append((now() - t_block) / n)
         self.tick_times.append(ticks / n)
 
 
@@ -112,7 +111,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: CPU time of this process, robust on a loaded shared machine")
     args = ap.parse_args(argv)
+    set_clock(args.clock)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     base = mlp2d()
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
                 v.epochs((x, y, xv, yv), args.epochs)
     bare = variants[0]
     print(f"seed workload: 2-D MLP, {TRAIN // BATCH} steps/epoch + validation + tick, threads={args.threads}, "
-          f"{args.reps} interleaved repetitions of {args.epochs} epochs")
+          f"{args.reps} interleaved repetitions of {args.epochs} epochs, clock={args.clock}")
     print(f"{'variant':<12} {'ms/epoch':>9} {'x bare':>7} {'95% interval':>14} {'tick ms':>8}")
     for v in variants:
         ratios = [t / b for t, b in zip(v.epoch_times, bare.epoch_times)]

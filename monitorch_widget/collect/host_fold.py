@@ -62,8 +62,13 @@ def _reduce(kind: str, entries: list[Pending], arrays: list[list[np.ndarray]]) -
         return values, np.isfinite(values[..., 0]), None
     if kind == "rates":
         rows = _stack(arrays, 0)
-        sizes = np.array([e.extra for e in entries], dtype=np.float64)
-        values, valid = rate_values(rows, 1.0 / (rows.shape[-1] * sizes), _stack(arrays, 1))
+        sizes = [e.extra for e in entries]
+        first = sizes[0][0]
+        if all(size.count(first) == len(size) for size in sizes):  # the usual case: one batch size throughout
+            inv: Any = 1.0 / (rows.shape[-1] * first)
+        else:
+            inv = 1.0 / (rows.shape[-1] * np.array(sizes, dtype=np.float64))
+        values, valid = rate_values(rows, inv, _stack(arrays, 1))
         return values, valid, None
     (entry,), (host,) = entries, arrays
     return entry.extra(*host)  # 'layout': the layout reduces its own rows
@@ -131,6 +136,11 @@ def _fold_width(parts: list[tuple[Any, Any, Any, list[tuple[StreamBank, list[int
     """Fold reduced groups of one width ([g, n, w] values each) at once and add them to their accumulators."""
     if len(parts) == 1:
         values, valid, counted, _ = parts[0]
+    elif len({p[0].shape[1] for p in parts}) == 1:  # equal numbers of batches: side by side
+        values = np.concatenate([p[0] for p in parts])
+        valid = np.concatenate([p[1] for p in parts])
+        counted = None if all(p[2] is None for p in parts) else \
+            np.concatenate([np.ones(p[1].shape, bool) if p[2] is None else p[2] for p in parts])
     else:
         rows, n, w = sum(p[0].shape[0] for p in parts), max(p[0].shape[1] for p in parts), parts[0][0].shape[2]
         values, valid, counted = np.zeros((rows, n, w)), np.zeros((rows, n), bool), np.zeros((rows, n), bool)

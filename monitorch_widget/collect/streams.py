@@ -159,8 +159,13 @@ class StreamBank:
             self.host_sums = np.concatenate([self.host_sums, np.zeros((grow, 2 + 2 * w))])
             self.host_extremes = np.concatenate([self.host_extremes, np.full((grow, 2 * w), -np.inf)])
         assert self.host_extremes is not None
+        first = slots[0]
         if self.host_sums is sums:
             pass
+        elif slots == list(range(first, first + len(slots))):  # consecutive slots (sites in model order)
+            self.host_sums[first:first + len(slots)] += sums
+            part = self.host_extremes[first:first + len(slots)]
+            np.maximum(part, extremes, out=part)
         elif len(set(slots)) == len(slots):
             self.host_sums[slots] += sums
             self.host_extremes[slots] = np.maximum(self.host_extremes[slots], extremes)
