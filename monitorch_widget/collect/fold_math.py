@@ -48,8 +48,8 @@ def fold_moments(values: Any, valid: Any, counted: Any = None, keep: bool = Fals
         ok, out = (valid & counted)[..., None], (counted & ~valid)[..., None]
     # NaN * 0 is NaN: batches left out may hold non-finite values, so mask by selection
     z = xp.where(ok, values, 0.0)
-    # one reduction for [count, nonfinite, sums, sums of squares] (0/1 flags are exact in any float type)
-    sums = xp.concatenate([ok * 1.0, out * 1.0, z, z * z], -1).sum(-2)
+    # one reduction for [count, nonfinite, sums, sums of squares]: the flags promote to float64 (exact 0/1)
+    sums = xp.concatenate([ok, out, z, z * z], -1).sum(-2)
     extremes = amax(xp.where(ok, xp.concatenate([-values, values], -1), -np.inf), -2)
     masked = xp.where(ok, values, np.nan) if keep else None
     return sums, extremes, masked

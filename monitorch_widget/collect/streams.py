@@ -17,6 +17,7 @@ are then combined across ranks (:mod:`.transfer`, :mod:`.rank_exchange`).
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -222,24 +223,24 @@ class StreamBank:
     def _read(self, keys: list[tuple[int, int]], sums: np.ndarray, extremes: np.ndarray,
               kept: dict[int, np.ndarray]) -> dict[int, list[Summary]]:
         w = self.width
-        sums = sums.reshape(-1, 2 + 2 * w)
-        extremes = extremes.reshape(-1, 2 * w)
-        # Vectorised once, then plain Python numbers per slot: this runs for every layer at every tick.
-        lo = -extremes[:, :w]
-        hi = extremes[:, w:]
-        lo = np.where(np.isfinite(lo), lo, np.nan).tolist()
-        hi = np.where(np.isfinite(hi), hi, np.nan).tolist()
-        counts, nonfinite = sums[:, 0].tolist(), sums[:, 1].tolist()
-        totals, squares = sums[:, 2:2 + w].tolist(), sums[:, 2 + w:].tolist()
+        # Two conversions to Python numbers for every slot at once: this runs for every layer at every tick.
+        rows = sums.reshape(-1, 2 + 2 * w).tolist()
+        ends = extremes.reshape(-1, 2 * w).tolist()
         empty = np.empty((0, w))
         out = {}
         for key, i in keys:
+            s, e = rows[i], ends[i]
             values = kept.get(i, empty) if self.keep_all else None
             out[key] = [
-                Summary(counts[i], nonfinite[i], totals[i][q], squares[i][q], lo[i][q], hi[i][q],
+                Summary(s[0], s[1], s[2 + q], s[2 + w + q], _finite(-e[q]), _finite(e[w + q]),
                         None if values is None else values[:, q][np.isfinite(values[:, q])])
                 for q in range(w)]
         return out
+
+
+def _finite(x: float) -> float:
+    """An extreme of a slot without finite batches is ±inf: NaN, as everywhere else."""
+    return x if math.isfinite(x) else math.nan
 
 
 class StatStream(StreamBank):
