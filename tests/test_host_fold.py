@@ -20,6 +20,7 @@ from monitorch_widget.collect import buffers, gradient_layout
 from monitorch_widget.collect.buffers import RowBuffer
 from monitorch_widget.collect.faults import MonitorWarning
 from monitorch_widget.collect.fold_math import fold_moments, unit_rates
+from monitorch_widget.collect.host_fold import copy_once
 from monitorch_widget.collect.pushes import Pushes
 from monitorch_widget.collect.streams import StatStream, StreamBank
 from monitorch_widget.collect.transfer import combine_parts, copy_to_host, to_host
@@ -220,3 +221,18 @@ def test_gradient_rates_by_layout_match_torch_with_a_non_finite_step(monkeypatch
         assert_summary(a, torch.tensor(act, dtype=torch.float64))
         assert_summary(d, torch.tensor(dead, dtype=torch.float64))
     assert a.nonfinite == 0 and captured[id(next(s for s in lens.sites if s.param is params["2.weight"]).stream)][0].nonfinite == 1
+
+
+def test_one_copy_per_device_keeps_shapes_values_and_flags():
+    # the path of every non-CPU device (one concatenation, one copy), run here on CPU tensors
+    parts = [torch.tensor([[1.5, float("nan")], [2.0, -3.0]], dtype=torch.float32),
+             torch.tensor([True, False, True]), torch.tensor([0.1, 1e300], dtype=torch.float64),
+             torch.tensor([[7]], dtype=torch.int64), torch.tensor([0.5], dtype=torch.bfloat16), torch.zeros(0, 2)]
+    host = copy_once(parts)
+    for tensor, array in zip(parts, host):
+        assert array.shape == tuple(tensor.shape)
+        if tensor.dtype == torch.bool:
+            assert array.dtype == np.bool_
+            np.testing.assert_array_equal(array, tensor.numpy())
+        else:
+            np.testing.assert_array_equal(array, tensor.double().numpy())

@@ -38,14 +38,22 @@ def _transfer(requests: list[tuple[Any, int | None]]) -> list[np.ndarray]:
         out[i] = t if n is None else t[:n]
     for members in remote.values():
         parts = [requests[i][0] if requests[i][1] is None else requests[i][0][:requests[i][1]] for i in members]
-        # cat promotes float32 and bool to float64 when a float64 tensor is among them, exactly
-        flat = [p.reshape(-1) if p.dtype in _VIEWABLE else p.reshape(-1).to(torch.float64) for p in parts]
-        host = torch.cat(flat).cpu().numpy()
-        off = 0
-        for i, p in zip(members, parts):
-            a = host[off:off + p.numel()].reshape(p.shape)
-            off += p.numel()
-            out[i] = a != 0 if p.dtype == torch.bool else a
+        for i, a in zip(members, copy_once(parts)):
+            out[i] = a
+    return out
+
+
+def copy_once(parts: list[torch.Tensor]) -> list[np.ndarray]:
+    """Tensors of one device -> host arrays of the same shapes, in one concatenation and one copy. Float32 and
+    bool values promote to float64 (exactly) when a float64 tensor is among them; bools come back as bools."""
+    flat = [p.reshape(-1) if p.dtype in _VIEWABLE else p.reshape(-1).to(torch.float64) for p in parts]
+    host = torch.cat(flat).cpu().numpy()
+    out = []
+    off = 0
+    for p in parts:
+        a = host[off:off + p.numel()].reshape(p.shape)
+        off += p.numel()
+        out.append(a != 0 if p.dtype == torch.bool else a)
     return out
 
 
