@@ -170,15 +170,22 @@ def test_the_fold_is_the_same_on_torch_and_numpy():
         for t, a in zip(on_torch, on_numpy):
             np.testing.assert_allclose(t.numpy(), a, rtol=1e-12, equal_nan=True)
     counts = torch.randint(0, 3, (5, 9), generator=gen).float()
-    starts, lasts = np.array([0, 2, 3]), np.array([1, 2, 8])
+    starts, stops = np.array([0, 2, 3]), np.array([2, 3, 9])
     scales = np.array([1 / 8, 1 / 2, 1 / 18]), np.array([1 / 2, 1.0, 1 / 6])
-    on_numpy = unit_rates(counts.numpy(), starts, lasts, *scales)
-    on_torch = unit_rates(counts, torch.from_numpy(starts), torch.from_numpy(lasts),
+    on_numpy = unit_rates(counts.numpy(), starts, stops, *scales)
+    on_torch = unit_rates(counts, torch.from_numpy(starts), torch.from_numpy(stops),
                           *(torch.from_numpy(s) for s in scales))
     np.testing.assert_allclose(on_torch.numpy(), on_numpy, rtol=1e-12)
     # parameter 2 owns columns 3..8 (6 units of 3 entries): activation = active / 18, death = empty units / 6
     assert on_numpy[2, 4, 0] == pytest.approx(counts[4, 3:].sum().item() / 18)
     assert on_numpy[2, 4, 1] == pytest.approx((counts[4, 3:] == 0).double().mean().item())
+    # a parameter without units (nn.Linear(3, 0)) owns no column: its segment sums to 0 on both
+    starts, stops = np.array([0, 2, 2]), np.array([2, 2, 9])
+    on_numpy = unit_rates(counts.numpy(), starts, stops, *scales)
+    on_torch = unit_rates(counts, torch.from_numpy(starts), torch.from_numpy(stops),
+                          *(torch.from_numpy(s) for s in scales))
+    np.testing.assert_allclose(on_torch.numpy(), on_numpy, rtol=1e-12)
+    assert on_numpy[1, :, 0].tolist() == [0.0] * 5 and on_numpy[2, 1, 0] == pytest.approx(counts[1, 2:].sum() / 18)
 
 
 @pytest.mark.parametrize("rows", [4, 256], ids=["folds-mid-epoch", "one-buffer"])
@@ -236,3 +243,15 @@ def test_one_copy_per_device_keeps_shapes_values_and_flags():
             np.testing.assert_array_equal(array, tensor.numpy())
         else:
             np.testing.assert_array_equal(array, tensor.double().numpy())
+
+
+def test_a_parameter_without_entries_reads_nan_and_keeps_its_series(recwarn):
+    model = nn.Sequential(nn.Linear(3, 0), nn.Linear(0, 2), nn.Linear(2, 2))
+    ins = PyTorchInspector([ParameterGradientActivation()], visualizer="none").attach(model)
+    model(torch.randn(4, 3)).sum().backward()
+    ins.tick_epoch()
+    tag = "Weight Gradient Activation"
+    assert math.isnan(ins.history.series(tag, "0", "activation_rate")[0])
+    # the last layer's input is all zeros (bias only): no weight gradient entry is active
+    assert ins.history.series(tag, "2", "activation_rate")[0] == 0.0
+    assert not [w for w in recwarn if "failed" in str(w.message)]

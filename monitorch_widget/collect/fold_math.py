@@ -69,25 +69,29 @@ def rate_values(rows: Any, inv_size: Any, check: Any) -> tuple[Any, Any]:
     return xp.stack([act, dead], -1), xp.isfinite(check)
 
 
-def segment_sums(rows: Any, starts: Any, lasts: Any) -> Any:
-    """Float64 sums of the consecutive column segments ``[starts[i], lasts[i]]`` (inclusive, non-empty, covering
-    every column in order) of ``rows`` [..., W]. One primitive, two spellings: numpy's ``add.reduceat``; on
-    torch, differences of the cumulative sum, c[last] - c[start] + rows[start] (exact for integer counts)."""
+def segment_sums(rows: Any, starts: Any, stops: Any) -> Any:
+    """Float64 sums of the consecutive column segments ``[starts[i], stops[i])`` (in order, covering every
+    column; a parameter without units has an empty one, summing to 0) of ``rows`` [..., W]. One primitive,
+    two spellings: numpy's ``add.reduceat`` when no segment is empty; otherwise differences of the cumulative
+    sum, c[stop] - c[start] with c[0] = 0 (exact for integer counts)."""
     if not isinstance(rows, torch.Tensor):
-        return np.add.reduceat(rows, starts, axis=-1, dtype=np.float64)
-    cumulative = rows.cumsum(-1, dtype=torch.float64)
-    return cumulative[..., lasts] - cumulative[..., starts] + rows[..., starts]
+        if bool((stops > starts).all()):
+            return np.add.reduceat(rows, starts, axis=-1, dtype=np.float64)
+        cumulative = np.concatenate([np.zeros((*rows.shape[:-1], 1)), rows.cumsum(-1, dtype=np.float64)], -1)
+    else:
+        cumulative = torch.nn.functional.pad(rows.cumsum(-1, dtype=torch.float64), (1, 0))
+    return cumulative[..., stops] - cumulative[..., starts]
 
 
-def unit_rates(counts: Any, starts: Any, lasts: Any, activation_scale: Any, death_scale: Any) -> Any:
+def unit_rates(counts: Any, starts: Any, stops: Any, activation_scale: Any, death_scale: Any) -> Any:
     """Per-parameter (activation rate, death rate) of gradients (monitorch's ParameterGradientActivation).
 
     counts [n, W]: per unit (column), the gradient entries above eps; parameter ``i`` owns columns
-    ``starts[i] .. lasts[i]``; activation_scale [S] = 1 / (units * entries per unit), death_scale [S] =
+    ``starts[i]`` to ``stops[i]`` (exclusive); activation_scale [S] = 1 / (units * entries per unit), death_scale [S] =
     1 / units. Returns [S, n, 2] float64: activation = active entries / all entries, death = share of units
     without an active entry. Cumulative sums run in float64, so integer counts stay exact.
     """
     xp = namespace(counts)
-    active = segment_sums(counts, starts, lasts)
-    dead = segment_sums(counts == 0, starts, lasts)
+    active = segment_sums(counts, starts, stops)
+    dead = segment_sums(counts == 0, starts, stops)
     return xp.swapaxes(xp.stack([active * activation_scale, dead * death_scale], -1), 0, 1)

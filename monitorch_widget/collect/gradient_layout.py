@@ -150,7 +150,7 @@ class Layout:
         present = self.present[:n]
         moved = {old: new for new, old in enumerate(sorted(set(keep)))}
         if n and present.any():
-            starts, lasts, act, death, slots = self._fold_index()
+            starts, stops, act, death, slots = self._fold_index()
             if bank.at_tick:
                 counts, check = self.counts, self.check
                 if any(old != new for old, new in moved.items()):  # the moves below overwrite rows
@@ -158,7 +158,7 @@ class Layout:
                 counted = present.T.copy()
 
                 def reduce(host_counts: np.ndarray, host_check: np.ndarray) -> tuple[np.ndarray, ...]:
-                    values = unit_rates(host_counts, starts, lasts, act, death)
+                    values = unit_rates(host_counts, starts, stops, act, death)
                     return values, np.isfinite(host_check).T, counted
 
                 bank.defer(Pending("layout", slots, ((counts, n), (check, n)), reduce))
@@ -176,18 +176,18 @@ class Layout:
         return moved
 
     def _fold_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[int]]:
-        """Host copies of what a fold needs, made once per layout: each parameter's first and last column
+        """Host copies of what a fold needs, made once per layout: each parameter's columns ``[start, stop)``
         (parameters own consecutive columns, one per unit, in ``sites`` order), the activation and death
-        scales (1 / (units * per_unit), 1 / units) and the bank rows."""
+        scales (1 / (units * per_unit), 1 / units; inf for a parameter without entries, whose rates are then
+        NaN) and the bank rows."""
         cached = getattr(self, "_host_index", None)
         if cached is None:
-            specs = [s.units for s in self.sites]
-            stops = np.cumsum([sp.units for sp in specs], dtype=np.int64)
-            cached = self._host_index = (
-                stops - np.array([sp.units for sp in specs], dtype=np.int64), stops - 1,
-                np.array([1.0 / (sp.units * sp.per_unit) for sp in specs]),
-                np.array([1.0 / sp.units for sp in specs]),
-                [s.bank_row.index for s in self.sites])
+            units = np.array([s.units.units for s in self.sites], dtype=np.int64)
+            per_unit = np.array([s.units.per_unit for s in self.sites], dtype=np.float64)
+            stops = np.cumsum(units)
+            with np.errstate(divide="ignore"):
+                cached = self._host_index = (stops - units, stops, 1.0 / (units * per_unit), 1.0 / units,
+                                             [s.bank_row.index for s in self.sites])
         return cached
 
     def _device_index(self) -> tuple[torch.Tensor, ...]:
