@@ -77,7 +77,7 @@ def segment_sums(rows: Any, starts: Any, stops: Any) -> Any:
     if not isinstance(rows, torch.Tensor):
         if bool((stops > starts).all()):
             return np.add.reduceat(rows, starts, axis=-1, dtype=np.float64)
-        cumulative = np.concatenate([np.zeros((*rows.shape[:-1], 1)), rows.cumsum(-1, dtype=np.float64)], -1)
+        cumulative: Any = np.concatenate([np.zeros((*rows.shape[:-1], 1)), rows.cumsum(-1, dtype=np.float64)], -1)
     else:
         cumulative = torch.nn.functional.pad(rows.cumsum(-1, dtype=torch.float64), (1, 0))
     return cumulative[..., stops] - cumulative[..., starts]
