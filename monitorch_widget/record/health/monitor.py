@@ -45,6 +45,7 @@ class _RunState:
         self.problems: dict[tuple[str, str], int] = {}
         self.evaluated = -1  # last evaluated row
         self.columns: dict[tuple[str, str | None], tuple[int, Any]] = {}  # RowView's column lookups
+        self.scans: dict[Any, Any] = {}  # RowView's running folds over final rows (scans.py)
 
 
 class HealthMonitor:
@@ -102,7 +103,7 @@ class HealthMonitor:
             return False
         state.evaluated = row
         view = RowView(run, row, self.loss_names,
-                       [k for k, n in run.problems.items() if state.problems.get(k, 0) < n], state.columns)
+                       [k for k, n in run.problems.items() if state.problems.get(k, 0) < n], state.columns, state.scans)
         state.problems = dict(run.problems)
         enabled = self.config.enabled if self.config.enabled is not None else CHECKS
         holding: dict[tuple[str, str | None], Condition] = {}
