@@ -10,6 +10,7 @@
 * Ingest: a tag's column plan is reused only for a call of the same shape; every value lands in the column a
   plain (tag, group, key) lookup names.
 * ``PendingDelta.cells``: equal to a plain dictionary replay (last write wins, in the order of last writes).
+* The print view's epoch line: the same with its column cache as without, while columns and runs are added.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from monitorch_widget.record import Record
 from monitorch_widget.record.health import monitor
 from monitorch_widget.record.health.layers import _median_without
 from monitorch_widget.record.protocol import PendingDelta
+from monitorch_widget.views.print import epoch_line
 
 REFERENCE = {"dead_layer": ref.dead_layer, "dying_layer": ref.dying_layer, "dying_trend": ref.dying_trend,
              "confident_softmax": ref.confident_softmax, "nonfinite": ref.nonfinite, "divergence": ref.divergence,
@@ -241,3 +243,19 @@ def test_pending_cells_equal_a_plain_last_write_wins_replay():
         want = sorted(plain.items(), key=lambda kv: kv[1][0])
         assert list(zip(runs.tolist(), rows.tolist(), cols.tolist())) == [k for k, _ in want]
         assert vals.tolist() == [v for _, (_, v) in want]
+
+
+def test_print_line_keeps_up_with_new_columns_and_runs():
+    record = Record()
+    record.register_tags("Loss", TagAttributes(logy=False, big_plot=True, annotate=False, type=TagType.NUMERICAL))
+    labels: dict[str, Any] = {}
+    for run in ("a", "b"):
+        record.start_run(run)
+        for epoch in range(1, 7):
+            record.open_row(epoch)
+            record.plot_numerical_values(epoch, "Loss", {"Loss": {"train_loss mean": 1 / epoch}})
+            if epoch >= 4:  # a second line appears mid-run
+                record.plot_numerical_values(epoch, "Loss", {"Loss": {"val_loss mean": 2 / epoch}})
+            record.close_row()
+            assert epoch_line(record, labels) == epoch_line(record)
+    assert epoch_line(record, labels) == "epoch 6 | train_loss mean 0.1667 | val_loss mean 0.3333"
