@@ -2,15 +2,17 @@
 
 This is how ``record/health/`` computed them before the checks became incremental (running folds over final
 rows, ``scans.py``); ``test_health_incremental.py`` replays runs through both and requires identical findings.
-The gradient checks did not change and are not repeated here.
+The gradient checks did not change and are not repeated here; ``apply`` is ``HealthMonitor._apply`` as it was.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from monitorch_widget.record.health.config import HealthConfig
-from monitorch_widget.record.health.finding import Condition, pct, sci
+from monitorch_widget.record.health.finding import Condition, Finding, pct, sci
 from monitorch_widget.record.health.layers import (
     _CONSTANT_ADVICE,
     _DEAD_ADVICE,
@@ -211,3 +213,39 @@ def overfitting(view: RowView, cfg: HealthConfig) -> list[Condition]:
         "kept falling (Prechelt's GL criterion).",
         "stop early (keep the weights of the best validation epoch), add regularisation (dropout, weight decay, "
         "augmentation), or get more data")]
+
+
+# HealthMonitor._apply as it was: conditions -> findings (streaks, ids, until)
+def apply(self: Any, run_id: int, epoch: float, state: Any,
+           holding: dict[tuple[str, str | None], Condition]) -> bool:
+    findings = self._findings.setdefault(run_id, {})
+    changed = False
+    streaks = {}
+    for key in holding:
+        first, n = state.streaks.get(key, (epoch, 0))
+        streaks[key] = (first, n + 1)
+    state.streaks = streaks
+    for key, cond in holding.items():
+        first, n = streaks[key]
+        if n < cond.need:
+            continue
+        fid = f"{run_id}:{cond.check}:{cond.layer if cond.layer is not None else '-'}"
+        since = cond.since if cond.since is not None else first
+        old = findings.get(fid)
+        if old is not None and old.active:
+            new = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag, old.since, None,
+                          cond.value, cond.message, cond.advice)
+            if new.severity != old.severity or new.message != old.message or new.value != old.value:
+                changed = True
+            findings[fid] = new
+        else:
+            findings.pop(fid, None)  # reopened: moves to the end, in the order raised
+            findings[fid] = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag, since, None,
+                                    cond.value, cond.message, cond.advice)
+            changed = True
+    held = {f"{run_id}:{c}:{layer if layer is not None else '-'}" for (c, layer) in holding}
+    for fid, f in findings.items():
+        if f.active and fid not in held:
+            f.until = epoch
+            changed = True
+    return changed

@@ -101,7 +101,8 @@ def scenario(seed: int) -> dict[str, Any]:
         rows.append((calls, events))
     configs = {e: rng.choice([
         {"plateau_threshold": 1.0}, {"plateau_patience": 2, "dying_window": 2, "dead_epochs": 1},
-        {"plateau_threshold": 0.05}, {"accuracy_metric": "val_accuracy"}, {"dying_gap": 0.05, "dying_ratio": 1.0}])
+        {"plateau_threshold": 0.05}, {"accuracy_metric": "val_accuracy"}, {"dying_gap": 0.05, "dying_ratio": 1.0},
+        {"dead_epochs": 6, "dying_epochs": 5}])
         for e in rng.sample(range(n), 2)}
     own_lenses = rng.random() < 0.5  # panels named by our lenses (else: fed by monitorch's inspector)
     return {"types": {f"act{k}": t for k, t in enumerate(types)} | {"softmax": "Softmax"}, "rows": rows,
@@ -145,6 +146,7 @@ def test_incremental_checks_say_what_whole_column_checks_say(seed, monkeypatch):
     fast = replay(sc)
     for name, fn in REFERENCE.items():
         monkeypatch.setitem(monitor.CHECK_FUNCTIONS, name, fn)
+    monkeypatch.setattr(monitor.HealthMonitor, "_apply", ref.apply)
     slow = replay(sc)
     assert len(fast) == len(slow)
     for row, (a, b) in enumerate(zip(fast, slow)):

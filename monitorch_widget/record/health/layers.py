@@ -77,19 +77,22 @@ def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
 
 
 def _median_without(ranked: list[float], value: float) -> float:
-    """``np.median`` of the sorted finite values ``ranked`` with one occurrence of ``value`` left out, in O(1).
+    """``np.median`` of the sorted finite values ``ranked`` with one occurrence of ``value`` left out, in O(1):
+    leaving out the p-th value shifts the middle of the rest by one place when p is at or below it.
 
     Same float64 result as numpy (2.x), which averages the middle pair, or takes the middle value, as a sum
     started at 0.0 (so -0.0 reads 0.0)."""
-    skip = bisect.bisect_left(ranked, value)
-    m = len(ranked) - 1
-
-    def at(i: int) -> float:
-        return ranked[i] if i < skip else ranked[i + 1]
-
-    if m % 2:
-        return 0.0 + at(m // 2)
-    return (0.0 + at(m // 2 - 1) + at(m // 2)) / 2
+    p = bisect.bisect_left(ranked, value)
+    h = (len(ranked) - 1) // 2
+    if len(ranked) % 2 == 0:  # an odd number of others: their middle one
+        return 0.0 + (ranked[h + 1] if p <= h else ranked[h])
+    if p < h:  # an even number of others: their middle pair
+        a, b = ranked[h], ranked[h + 1]
+    elif p == h:
+        a, b = ranked[h - 1], ranked[h + 1]
+    else:
+        a, b = ranked[h - 1], ranked[h]
+    return (0.0 + a + b) / 2
 
 
 def dying_trend(view: RowView, cfg: HealthConfig) -> list[Condition]:
