@@ -261,3 +261,13 @@ def test_print_line_keeps_up_with_new_columns_and_runs():
             record.close_row()
             assert epoch_line(record, labels) == epoch_line(record)
     assert epoch_line(record, labels) == "epoch 6 | train_loss mean 0.1667 | val_loss mean 0.3333"
+
+
+def test_pending_cells_copy_what_the_emitter_may_reuse():
+    pending = PendingDelta()
+    cols, vals = np.array([0, 1], dtype=np.int32), np.array([0.5, 0.25])
+    pending.add(("cells", 0, 0, cols, vals))
+    cols[:] = 7  # a writeable array may be reused once the callback returned
+    vals[:] = 9.0
+    runs, rows, got_cols, got_vals = pending.cells()
+    assert got_cols.tolist() == [0, 1] and got_vals.tolist() == [0.5, 0.25]

@@ -92,13 +92,14 @@ class PendingDelta:
             }
         elif kind == "cells":
             _, run_id, row, cols, vals = event
-            cols = np.asarray(cols, dtype=np.int32).ravel()
-            # copy: the record may reuse its arrays after the callback returns
-            vals = np.array(vals, dtype=np.float64).ravel()
+            # copies: an emitter may reuse its arrays after the callback returns, unless it handed them over
+            # read-only (the record's own: a column plan's indices and each call's fresh values)
+            cols = _kept(cols, np.int32)
+            vals = _kept(vals, np.float64)
             if cols.shape != vals.shape:
                 raise ValueError(f"cells event with {cols.size} columns but {vals.size} values")
             if cols.size:
-                self.cell_chunks.append((int(run_id), int(row), cols.copy(), vals))
+                self.cell_chunks.append((int(run_id), int(row), cols, vals))
         elif kind == "problem":
             _, run_id, info = event
             key = (int(run_id), str(info["lens"]), str(info["message"]))
@@ -131,6 +132,14 @@ class PendingDelta:
                 keep = np.sort(key.size - 1 - first_from_end)
                 runs, rows, cols, vals = runs[keep], rows[keep], cols[keep], vals[keep]
         return runs, rows, cols, vals
+
+
+def _kept(a: Any, dtype: type) -> np.ndarray:
+    """``a`` as a 1-D array of ``dtype`` that nobody writes later: a read-only array of that dtype as it is,
+    anything else copied."""
+    if type(a) is np.ndarray and a.dtype == dtype and a.ndim == 1 and not a.flags.writeable:
+        return a
+    return np.array(a, dtype=dtype).ravel()
 
 
 def _spans(unrecorded: dict[str, list[list[float | None]]]) -> list[dict[str, Any]]:

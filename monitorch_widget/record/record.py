@@ -62,6 +62,8 @@ class Record:
 
     # --- subscription -----------------------------------------------------------------------------
     def subscribe(self, fn: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``fn(event)`` for every change (``docs/protocol.md``); returns an unsubscribe function. The
+        arrays of a ``cells`` event are never written again by the record (an ingested call's are read-only)."""
         self._subscribers.append(fn)
 
         def unsubscribe() -> None:
@@ -277,6 +279,7 @@ class Record:
             vals = [_as_float(v) for v in raw]
         arr = np.array(vals, dtype=np.float64)
         run.write(row, idx, arr)
+        arr.flags.writeable = False  # handed over to the subscribers as it is (protocol.PendingDelta keeps it)
         self._emit("cells", run.id, row, idx, arr)
 
     def _panel(self, run: Run, tag: str, kind: str) -> None:
@@ -347,7 +350,7 @@ class _Plan:
     def __init__(self, groups: tuple[str, ...], keys: tuple[tuple[str, ...], ...],
                  bands: tuple[tuple[str, tuple[Any, ...]], ...], columns: np.ndarray) -> None:
         self.groups, self.keys, self.bands, self.columns = groups, keys, bands, columns
-        columns.flags.writeable = False  # shared by every call's "cells" event: subscribers copy (PendingDelta)
+        columns.flags.writeable = False  # shared by every call's "cells" event, never written
 
     @classmethod
     def of(cls, values: Mapping[Any, Mapping[Any, Any]], ranges: Mapping[Any, Mapping[Any, Any]] | None,
