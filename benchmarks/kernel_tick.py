@@ -13,9 +13,10 @@ CPU time, which leaves out the neighbours on a shared machine).
 
 **No front-end is connected**: the widget's messages go out on iopub through ipykernel's IOPub thread and the
 client drops them, which is what a kernel pays for them (serialising, signing, the socket); no browser draws.
-Reported: the median over all timed ticks (>= 40 by default) with a bootstrap 95% interval of the median,
-the median CPU time, the median CPU time outside ``inspector._compute`` (the record, its health checks, the
-widget's sync and the comm: everything from ``record.open_row`` on), the 90th percentile and the maximum (a
+Reported: the medians over all timed ticks (>= 40 by default), each with a bootstrap 95% interval, of the wall
+time, the CPU time and the CPU time outside ``inspector._compute`` (everything after the collect side's
+fold: the lenses' calls replayed into the record, the record, its health checks, the widget's sync and the
+comm, the per-epoch resets), the 90th percentile and the maximum (a
 throttled full snapshot or a coalesced delta lands in the tail), and the comm messages per tick.
 
 Workloads:
@@ -207,20 +208,21 @@ def main(argv: list[str] | None = None) -> None:
                     km.shutdown_kernel(now=True)
             for root in roots:
                 wall, cpu, msgs, rest = results[root]
-                med = statistics.median(wall)
-                lo, hi = bootstrap(wall)
                 q = sorted(wall)
-                rows.append([workload, str(root), len(wall), med * 1e3, lo * 1e3, hi * 1e3,
-                             statistics.median(cpu) * 1e3, statistics.median(rest) * 1e3,
-                             q[int(0.9 * (len(q) - 1))] * 1e3, q[-1] * 1e3, sum(msgs) / len(msgs)])
-    head = ["workload", "root", "ticks", "median ms", "95% lo", "95% hi", "cpu median ms", "cpu outside _compute ms",
-            "p90 ms", "max ms", "msgs/tick"]
+                rows.append([workload, str(root), str(len(wall)), *(_median_ci(v) for v in (wall, cpu, rest)),
+                             f"{q[int(0.9 * (len(q) - 1))] * 1e3:.2f}", f"{q[-1] * 1e3:.2f}",
+                             f"{sum(msgs) / len(msgs):.2f}"])
+    head = ["workload", "root", "ticks", "wall ms [95%]", "cpu ms [95%]", "cpu outside _compute ms [95%]",
+            "wall p90 ms", "wall max ms", "msgs/tick"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f} | {r[6]:.3f} | {r[7]:.3f} | "
-              f"{r[8]:.3f} | {r[9]:.2f} | {r[10]:.2f} |")
+        print("| " + " | ".join(r) + " |")
 
+
+def _median_ci(values: list[float]) -> str:
+    lo, hi = bootstrap(values)
+    return f"{statistics.median(values) * 1e3:.3f} [{lo * 1e3:.3f}-{hi * 1e3:.3f}]"
 
 if __name__ == "__main__":
     main()
