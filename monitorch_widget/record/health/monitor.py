@@ -99,7 +99,9 @@ class HealthMonitor:
     # --- evaluation --------------------------------------------------------------------------------
     def evaluate(self, run: Run, row: int) -> bool:
         """Run the checks on final row ``row`` of ``run``; returns whether its findings changed."""
-        state = self._state.setdefault(run.id, _RunState())
+        state = self._state.get(run.id)
+        if state is None:
+            state = self._state[run.id] = _RunState()
         if row <= state.evaluated:
             return False
         state.evaluated = row
