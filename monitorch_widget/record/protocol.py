@@ -61,7 +61,7 @@ class PendingDelta:
         self.new_panels: list[dict[str, Any]] = []
         self.new_columns: list[dict[str, Any]] = []
         self.rows: dict[tuple[int, int], dict[str, Any]] = {}
-        self.cell_chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.cell_chunks: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # (run, row, columns, values)
         self.problems: dict[tuple[int, str, str], dict[str, Any]] = {}
         self.status: dict[str, Any] | None = None
         self.findings: list[dict[str, Any]] | None = None  # the whole list, when it changed (later wins)
@@ -92,15 +92,14 @@ class PendingDelta:
             }
         elif kind == "cells":
             _, run_id, row, cols, vals = event
-            cols = np.asarray(cols, dtype=np.int32).ravel()
-            # copy: the record may reuse its arrays after the callback returns
-            vals = np.array(vals, dtype=np.float64).ravel()
+            # copies: an emitter may reuse its arrays after the callback returns, unless it handed them over
+            # read-only (the record's own: a column plan's indices and each call's fresh values)
+            cols = _kept(cols, np.int32)
+            vals = _kept(vals, np.float64)
             if cols.shape != vals.shape:
                 raise ValueError(f"cells event with {cols.size} columns but {vals.size} values")
-            k = cols.size
-            if k:
-                self.cell_chunks.append((np.full(k, int(run_id), np.int32), np.full(k, int(row), np.int32),
-                                         cols.copy(), vals))
+            if cols.size:
+                self.cell_chunks.append((int(run_id), int(row), cols, vals))
         elif kind == "problem":
             _, run_id, info = event
             key = (int(run_id), str(info["lens"]), str(info["message"]))
@@ -118,7 +117,11 @@ class PendingDelta:
         if not self.cell_chunks:
             z = np.zeros(0, np.int32)
             return z, z, z, np.zeros(0, np.float64)
-        runs, rows, cols, vals = (np.concatenate(parts) for parts in zip(*self.cell_chunks))
+        run_ids, row_ids, col_parts, val_parts = zip(*self.cell_chunks)
+        sizes = [c.size for c in col_parts]
+        runs = np.repeat(np.array(run_ids, dtype=np.int32), sizes)
+        rows = np.repeat(np.array(row_ids, dtype=np.int32), sizes)
+        cols, vals = np.concatenate(col_parts), np.concatenate(val_parts)
         # Indices too large to pack into one int64 key are left as they are: every write is kept and,
         # applied in order, the last one still wins.
         packable = bool((rows < (1 << 21)).all() and (cols < (1 << 21)).all() and (runs < (1 << 21)).all())
@@ -131,17 +134,26 @@ class PendingDelta:
         return runs, rows, cols, vals
 
 
+def _kept(a: Any, dtype: type) -> np.ndarray:
+    """``a`` as a 1-D array of ``dtype`` that nobody writes later: a read-only array of that dtype as it is,
+    anything else copied."""
+    if type(a) is np.ndarray and a.dtype == dtype and a.ndim == 1 and not a.flags.writeable:
+        return a
+    return np.array(a, dtype=dtype).ravel()
+
+
 def _spans(unrecorded: dict[str, list[list[float | None]]]) -> list[dict[str, Any]]:
     return [{"group": g, "spans": [list(s) for s in spans]} for g, spans in unrecorded.items() if spans]
 
 
 def _plain(d: Any) -> dict[str, Any]:
     """A JSON-safe shallow copy (numpy scalars -> Python numbers)."""
-    out: dict[str, Any] = {}
-    for k, v in dict(d).items():
+    out = dict(d)
+    if not all(type(k) is str for k in out):
+        out = {str(k): v for k, v in out.items()}
+    for k, v in out.items():
         if isinstance(v, np.generic):
-            v = v.item()
-        out[str(k)] = v
+            out[k] = v.item()  # a value replaced, no key added: iterating stays valid
     return out
 
 
@@ -165,8 +177,8 @@ def encode_delta(pending: PendingDelta, seq: int, last_status: dict[str, Any] | 
         msg["status"] = status
     if pending.findings is not None:  # only when they changed: the front-end replaces its list
         msg["findings"] = pending.findings
-    buffers = [runs.astype("<i4").tobytes(), rows.astype("<i4").tobytes(), cols.astype("<i4").tobytes(),
-               vals.astype("<f8").tobytes()]
+    buffers = [np.asarray(runs, "<i4").tobytes(), np.asarray(rows, "<i4").tobytes(),
+               np.asarray(cols, "<i4").tobytes(), np.asarray(vals, "<f8").tobytes()]
     return msg, buffers
 
 

@@ -124,8 +124,10 @@ class Run:
         self._data[row, :] = np.nan
 
     def write(self, row: int, cols: np.ndarray, values: np.ndarray) -> None:
-        self._ensure(row + 1, len(self.columns))
-        self._data[row, cols] = values
+        r, c = self._data.shape
+        if row >= r or len(self.columns) > c:
+            self._ensure(row + 1, len(self.columns))
+        self._data[row].put(cols, values)  # as data[row, cols] = values (the last of repeated columns wins)
 
     def set_rows(self, epochs: list[float], times: list[float], data: np.ndarray,
                  steps: list[float] | None = None) -> None:

@@ -27,21 +27,32 @@ def _short(panel: str) -> str:
     return ""
 
 
-def epoch_line(record: Record) -> str:
-    """A compact summary of the latest final epoch: big panels' values (loss, metrics, warnings)."""
+def epoch_line(record: Record, _labels: dict[str, Any] | None = None) -> str:
+    """A compact summary of the latest final epoch: big panels' values (loss, metrics, warnings).
+
+    ``_labels``: a cache of which columns the line shows, kept while the run and its number of columns and panels
+    stay (columns and panels only grow)."""
     run = record.current
     if run is None or run.n_rows == 0:
         return "(no epoch recorded yet)"
     row = run.n_rows - 1 - (1 if run.provisional else 0)
     if row < 0:
         return "(no epoch recorded yet)"
-    big = {p.tag for p in run.panels if p.big and p.kind != "relations"}
+    shape = (len(run.columns), len(run.panels))
+    cached = _labels.get("run") if _labels is not None else None
+    if cached is not None and cached[0] is run and cached[1] == shape:
+        shown = cached[2]
+    else:
+        big = {p.tag for p in run.panels if p.big and p.kind != "relations"}
+        shown = [(f"{_short(c.panel)}{c.key}", c.index) for c in run.columns if c.role == "line" and c.panel in big]
+        if _labels is not None:
+            _labels["run"] = (run, shape, shown)
+    values = run.data[row].tolist()
     parts = [f"epoch {int(run.epochs[row])}"]
-    for col in run.columns:
-        if col.role == "line" and col.panel in big:
-            value = run.data[row, col.index]
-            if not math.isnan(value):
-                parts.append(f"{_short(col.panel)}{col.key} {_fmt(value)}")
+    for label, index in shown:
+        value = values[index]
+        if not math.isnan(value):
+            parts.append(f"{label} {_fmt(value)}")
     problems = sum(run.problems.values())
     if problems:
         parts.append(f"problems {problems}")
@@ -61,10 +72,11 @@ class PrintVisualizer(RecordView):
         super().__init__(record)
         self.stream = stream
         self._shown: dict[str, bool] = {}  # finding id -> whether it was active when last printed
+        self._labels: dict[str, Any] = {}  # epoch_line's columns of the current run
 
     def on_epoch(self) -> None:
         out = self.stream or sys.stdout
-        print(epoch_line(self.record), file=out, flush=True)
+        print(epoch_line(self.record, self._labels), file=out, flush=True)
         for line in self.finding_lines():
             print(line, file=out, flush=True)
 

@@ -8,7 +8,7 @@ conditions held for long enough into findings, keeps each finding's id while its
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 SEVERITIES = ("critical", "warning", "info")
@@ -35,6 +35,7 @@ class Finding:
     value: float | None
     message: str
     advice: str
+    _wire: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def active(self) -> bool:
@@ -42,11 +43,18 @@ class Finding:
         return self.until is None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (non-finite ``value`` -> None)."""
-        value = self.value if self.value is not None and math.isfinite(self.value) else None
-        return {"id": self.id, "run": self.run, "check": self.check, "severity": self.severity, "layer": self.layer,
+        """A JSON-safe dict (non-finite ``value`` -> None), a new one at each call.
+
+        Built once per finding: the monitor replaces a finding whose condition changed and only ever sets
+        ``until`` on one it keeps (which rebuilds it); a finding is read-only for everyone else."""
+        wire = self._wire
+        if wire is None or wire["until"] != self.until:
+            value = self.value if self.value is not None and math.isfinite(self.value) else None
+            wire = self._wire = {
+                "id": self.id, "run": self.run, "check": self.check, "severity": self.severity, "layer": self.layer,
                 "tag": self.tag, "since": self.since, "until": self.until, "value": value, "message": self.message,
                 "advice": self.advice}
+        return dict(wire)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Finding:

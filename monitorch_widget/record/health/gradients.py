@@ -67,7 +67,7 @@ def exploding_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
     now = view.row_values(cols)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN window has no median: no jump
-        medians = np.nanmedian(view.run.data[lo:view.row, cols], axis=0)
+        medians = np.nanmedian(view.data[lo:view.row, cols], axis=0)
         jumped = np.flatnonzero((medians > 0) & (now >= cfg.exploding_jump * medians))
     out = []
     for k in jumped:

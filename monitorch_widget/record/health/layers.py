@@ -6,11 +6,14 @@ Death rate: the share of a layer's units never active (|y| <= eps) in a batch, a
 
 from __future__ import annotations
 
-import numpy as np
+import bisect
+import functools
+import math
 
 from .config import HealthConfig
 from .finding import Condition, pct
 from .rows import GRADIENT_ACTIVATION, OUTPUT_ACTIVATIONS, RowView, Skipped, dead_checked, finite, is_softmax
+from .scans import FirstFinite
 
 _DEAD_ADVICE = ("add dropout before this layer (the seed tutorial's remedy), lower the learning rate, or make the "
                 "layer narrower; LeakyReLU keeps a gradient on silent units")
@@ -36,30 +39,35 @@ def _death_layers(view: RowView) -> tuple[str, list[tuple[str, int]]]:
 
 def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     panel, layers = _death_layers(view)
-    values = view.row_values([idx for _, idx in layers])
+    row = view.values()
     out = []
-    for k in np.flatnonzero(values >= cfg.dead_rate):  # NaN compares False
-        layer, d = layers[k][0], float(values[k])
+    rule = f"at least {pct(cfg.dead_rate)} for {cfg.dead_epochs} epochs"
+    for layer, idx in layers:
+        d = row[idx]
+        if not d >= cfg.dead_rate:  # NaN compares False
+            continue
         critical = d >= cfg.dead_critical_rate
         out.append(Condition(
             "dead_layer", "critical" if critical else "warning", layer, panel, d,
-            f"{pct(d)} of its units stay silent for whole batches (dead layer: at least {pct(cfg.dead_rate)} for "
-            f"{cfg.dead_epochs} epochs{'; the layer is nearly constant' if critical else ''}).",
+            f"{pct(d)} of its units stay silent for whole batches (dead layer: {rule}"
+            f"{'; the layer is nearly constant' if critical else ''}).",
             _CONSTANT_ADVICE if critical else _DEAD_ADVICE, need=cfg.dead_epochs))
     return out
 
 
 def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     panel, layers = _death_layers(view)
-    values = view.row_values([idx for _, idx in layers])
-    ok = np.flatnonzero(np.isfinite(values))
-    if ok.size < 2:
+    row = view.values()
+    values = [row[idx] for _, idx in layers]
+    ranked = sorted(v for v in values if math.isfinite(v))
+    if len(ranked) < 2:
         return []
     out = []
     # a candidate is at least dying_gap above a median that is >= 0 (the prefilter keeps this O(layers))
-    for k in ok[values[ok] >= cfg.dying_gap]:
-        layer, d = layers[k][0], float(values[k])
-        median = float(np.median(values[ok[ok != k]]))
+    for (layer, _), d in zip(layers, values):
+        if not (d >= cfg.dying_gap and math.isfinite(d)):
+            continue
+        median = _median_without(ranked, d)
         if d >= median + cfg.dying_gap and d >= cfg.dying_ratio * median:
             out.append(Condition(
                 "dying_layer", "warning", layer, panel, d,
@@ -68,28 +76,55 @@ def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     return out
 
 
+def _median_without(ranked: list[float], value: float) -> float:
+    """``np.median`` of the sorted finite values ``ranked`` with one occurrence of ``value`` left out, in O(1):
+    leaving out the p-th value shifts the middle of the rest by one place when p is at or below it.
+
+    Same float64 result as numpy (2.x), which averages the middle pair, or takes the middle value, as a sum
+    started at 0.0 (so -0.0 reads 0.0)."""
+    p = bisect.bisect_left(ranked, value)
+    h = (len(ranked) - 1) // 2
+    if len(ranked) % 2 == 0:  # an odd number of others: their middle one
+        return 0.0 + (ranked[h + 1] if p <= h else ranked[h])
+    if p < h:  # an even number of others: their middle pair
+        a, b = ranked[h], ranked[h + 1]
+    elif p == h:
+        a, b = ranked[h - 1], ranked[h + 1]
+    else:
+        a, b = ranked[h - 1], ranked[h]
+    return (0.0 + a + b) / 2
+
+
 def dying_trend(view: RowView, cfg: HealthConfig) -> list[Condition]:
     panel, layers = _death_layers(view)
     start = view.row - cfg.dying_window + 1
     if start < 0 or not layers:
         return []
-    loss = view.upto(view.train_loss())
-    l0, l1 = float(loss[start]), float(loss[view.row])
+    loss_idx = view.train_loss()
+    l0, l1 = float(view.data[start, loss_idx]), view.now(loss_idx)
     if not (finite(l0) and finite(l1)) or l0 == 0:
         return []
     improvement = (l0 - l1) / abs(l0)
     if improvement >= cfg.stalled_improvement:
         return []
-    cols = [idx for _, idx in layers]
-    first, last = view.run.data[start, cols], view.row_values(cols)
+    first, last = view.data[start].tolist(), view.values()
     out = []
-    for k in np.flatnonzero(last - first >= cfg.dying_rise):  # NaN compares False
-        layer, d0, d1 = layers[k][0], float(first[k]), float(last[k])
-        out.append(Condition(
-            "dying_trend", "warning", layer, panel, d1,
-            f"its death rate rose from {pct(d0)} to {pct(d1)} over {cfg.dying_window} epochs while the "
-            f"training loss improved by only {improvement:.1%}.", _TREND_ADVICE, since=view.epoch_of(start)))
+    for layer, idx in layers:
+        d0, d1 = first[idx], last[idx]
+        if d1 - d0 >= cfg.dying_rise:  # NaN compares False
+            out.append(Condition(
+                "dying_trend", "warning", layer, panel, d1,
+                f"its death rate rose from {pct(d0)} to {pct(d1)} over {cfg.dying_window} epochs while the "
+                f"training loss improved by only {improvement:.1%}.", _TREND_ADVICE, since=view.epoch_of(start)))
     return out
+
+
+def _accuracy_or_why(view: RowView, name: str | None) -> int | str:
+    """The accuracy metric's column, or why it is missing (remembered like the column while columns stay)."""
+    try:
+        return view.accuracy(name)
+    except Skipped as why:
+        return str(why)
 
 
 def confident_softmax(view: RowView, cfg: HealthConfig) -> list[Condition]:
@@ -99,18 +134,20 @@ def confident_softmax(view: RowView, cfg: HealthConfig) -> list[Condition]:
         (g, i) for g, i, t in view.layers(OUTPUT_ACTIVATIONS, "activation_rate") if is_softmax(g, t)])
     if not softmaxes:
         return []
-    acc_idx = view.accuracy(cfg.accuracy_metric)
+    acc_idx = view.memo(("accuracy", cfg.accuracy_metric), lambda: _accuracy_or_why(view, cfg.accuracy_metric))
+    if isinstance(acc_idx, str):
+        raise Skipped(acc_idx)
     acc = view.now(acc_idx)
     if not finite(acc) or acc >= cfg.low_accuracy:
         return []
     out = []
     for layer, idx in softmaxes:
-        col = view.upto(idx)
-        seen = col[np.isfinite(col)]
+        seen = view.scan(("first", idx), functools.partial(FirstFinite, idx))
+        seen.advance(view.data, view.row + 1)
         rate = view.now(idx)
-        if seen.size < 2 or not finite(rate):
+        if seen.count < 2 or not finite(rate):
             continue
-        first = float(seen[0])
+        first = seen.first
         if rate <= cfg.confident_share * first:
             out.append(Condition(
                 "confident_softmax", "warning", layer, OUTPUT_ACTIVATIONS, rate,

@@ -45,6 +45,8 @@ class _RunState:
         self.problems: dict[tuple[str, str], int] = {}
         self.evaluated = -1  # last evaluated row
         self.columns: dict[tuple[str, str | None], tuple[int, Any]] = {}  # RowView's column lookups
+        self.scans: dict[Any, Any] = {}  # RowView's running folds over final rows (scans.py)
+        self.ids: dict[tuple[str, str | None], str] = {}  # (check, layer) -> finding id
 
 
 class HealthMonitor:
@@ -97,12 +99,14 @@ class HealthMonitor:
     # --- evaluation --------------------------------------------------------------------------------
     def evaluate(self, run: Run, row: int) -> bool:
         """Run the checks on final row ``row`` of ``run``; returns whether its findings changed."""
-        state = self._state.setdefault(run.id, _RunState())
+        state = self._state.get(run.id)
+        if state is None:
+            state = self._state[run.id] = _RunState()
         if row <= state.evaluated:
             return False
         state.evaluated = row
         view = RowView(run, row, self.loss_names,
-                       [k for k, n in run.problems.items() if state.problems.get(k, 0) < n], state.columns)
+                       [k for k, n in run.problems.items() if state.problems.get(k, 0) < n], state.columns, state.scans)
         state.problems = dict(run.problems)
         enabled = self.config.enabled if self.config.enabled is not None else CHECKS
         holding: dict[tuple[str, str | None], Condition] = {}
@@ -132,16 +136,18 @@ class HealthMonitor:
                holding: dict[tuple[str, str | None], Condition]) -> bool:
         findings = self._findings.setdefault(run_id, {})
         changed = False
-        streaks = {}
-        for key in holding:
-            first, n = state.streaks.get(key, (epoch, 0))
-            streaks[key] = (first, n + 1)
-        state.streaks = streaks
+        previous, streaks = state.streaks, {}
+        held = set()
         for key, cond in holding.items():
-            first, n = streaks[key]
+            first, n = previous.get(key, (epoch, 0))
+            n += 1
+            streaks[key] = (first, n)
+            fid = state.ids.get(key)
+            if fid is None:
+                fid = state.ids[key] = f"{run_id}:{cond.check}:{cond.layer if cond.layer is not None else '-'}"
+            held.add(fid)
             if n < cond.need:
                 continue
-            fid = f"{run_id}:{cond.check}:{cond.layer if cond.layer is not None else '-'}"
             since = cond.since if cond.since is not None else first
             old = findings.get(fid)
             if old is not None and old.active:
@@ -155,7 +161,7 @@ class HealthMonitor:
                 findings[fid] = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag, since, None,
                                         cond.value, cond.message, cond.advice)
                 changed = True
-        held = {f"{run_id}:{c}:{layer if layer is not None else '-'}" for (c, layer) in holding}
+        state.streaks = streaks
         for fid, f in findings.items():
             if f.active and fid not in held:
                 f.until = epoch

@@ -42,10 +42,15 @@ class RowView:
 
     def __init__(self, run: Run, row: int, loss_names: tuple[str, str],
                  new_problems: list[tuple[str, str]] | None = None,
-                 cache: dict[tuple[str, str | None], tuple[int, Any]] | None = None) -> None:
+                 cache: dict[tuple[str, str | None], tuple[int, Any]] | None = None,
+                 scans: dict[Any, Any] | None = None) -> None:
         self.run = run
         # column lookups per (panel, key), valid while the run has the same number of columns (they only grow)
         self._cache = cache if cache is not None else {}
+        # running folds over final rows (scans.py), kept across the run's rows
+        self._scans = scans if scans is not None else {}
+        self._values: list[float] | None = None
+        self.data = run.data  # [rows, columns] float64 (a view: do not write)
         self.new_problems = new_problems or []  # (lens, message) of problems reported since the previous row
         self.row = row
         self.epoch = float(run.epochs[row])
@@ -59,11 +64,25 @@ class RowView:
         return self.run.column(panel, group, key, "line")
 
     def now(self, idx: int) -> float:
-        return float(self.run.data[self.row, idx])
+        return self.values()[idx]
+
+    def values(self) -> list[float]:
+        """This row's values as Python floats (read once per row and shared by the checks: cheaper than numpy
+        calls on a few values; the same float64 numbers)."""
+        if self._values is None:
+            self._values = self.data[self.row].tolist()
+        return self._values
+
+    def scan(self, key: Any, make: Callable[[], Any]) -> Any:
+        """The running fold stored under ``key`` (built by ``make()`` on first use), kept across rows."""
+        found = self._scans.get(key)
+        if found is None:
+            found = self._scans[key] = make()
+        return found
 
     def upto(self, idx: int) -> np.ndarray:
         """Values of column ``idx`` from the first row to this one (a view: do not write)."""
-        return self.run.data[: self.row + 1, idx]
+        return self.data[: self.row + 1, idx]
 
     def epoch_of(self, row: int) -> float:
         return float(self.run.epochs[row])
@@ -103,7 +122,7 @@ class RowView:
 
     def row_values(self, cols: list[int]) -> np.ndarray:
         """This row's values of ``cols`` (a copy)."""
-        return self.run.data[self.row, cols] if cols else np.zeros(0)
+        return self.data[self.row, cols] if cols else np.zeros(0)
 
     def panel_lens(self, panel: str) -> str | None:
         return self.run.panel(panel).lens if self.run.has_panel(panel) else None
@@ -165,4 +184,4 @@ def is_softmax(group: str, module_type: str | None) -> bool:
 
 
 def finite(v: float) -> bool:
-    return not math.isnan(v) and not math.isinf(v)
+    return math.isfinite(v)
