@@ -126,7 +126,7 @@ class PyTorchInspector:
 
     def _pump_hook(self, _module: nn.Module, _args: Any) -> None:
         if not in_graph():  # on the compiled wrapper it never is; a model compiled after attach: skip
-            self._pump()
+            self._live.pump()
 
     def flush(self) -> None:
         """Send every value the live widget holds back now (it otherwise waits for the next monitor call >= 50 ms

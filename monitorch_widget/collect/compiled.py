@@ -19,7 +19,7 @@ traced hook is only a flag store (replayed after each call, no guard, no recompi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -48,9 +48,10 @@ def compiles_itself(module: nn.Module) -> bool:
     return getattr(module, "_compiled_call_impl", None) is not None
 
 
-def in_graph() -> bool:
-    """True while dynamo traces the caller; every forward hook checks it first (see the module docstring)."""
-    return torch.compiler.is_compiling()
+#: ``in_graph()``: True while dynamo traces the caller; every hook checks it first (see the module docstring).
+#: It *is* ``torch.compiler.is_compiling`` (which dynamo folds to ``True``), not a wrapper around it: hooks call
+#: it on every batch, and a Python frame less is a tenth of a microsecond per hook call.
+in_graph: Callable[[], bool] = torch.compiler.is_compiling
 
 
 def peel(model: nn.Module) -> tuple[nn.Module, nn.Module, bool]:

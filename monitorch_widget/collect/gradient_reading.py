@@ -46,6 +46,7 @@ from .units import UnitSpec, parameter_units
 from .wrapped import follow_replaced, note_ddp
 
 _ENGINE = torch.autograd.Variable._execution_engine
+_STRIDED = torch.strided
 
 
 class GradientSite(Site):
@@ -72,6 +73,7 @@ class GradientSite(Site):
         # one optimizer step is one observation, not one per rank
         self.counted_here = True
         self.shards: Shards | None = None
+        self.sharded = False  # a DTensor parameter: its gradient is read from its local shard (.sharding)
         self.pending: tuple[Any, int, int, int] | None = None  # (layout, generation, row, position)
         self._register = lambda: self.param.register_post_accumulate_grad_hook(self._on_accumulate)
         self.bind(param)
@@ -88,12 +90,14 @@ class GradientSite(Site):
         except ValueError as exc:
             self.fail(str(exc))
             return
+        self.sharded = self.shards is not None
         if self.shards is not None:
             self.counted_here = self.shards.counts_here
         if param.requires_grad and not self.hidden and self._register is not None:
             self.handle = self._register()
 
     def _on_accumulate(self, param: torch.Tensor) -> None:
+        # The hot path (once per parameter per backward pass): flags and attribute reads, no helper calls.
         if in_graph():  # compiled autograd traces this hook: say so at the tick instead
             self.in_graph = True
             return
@@ -110,11 +114,14 @@ class GradientSite(Site):
             self.handle = self._register()
 
     def same_gradient(self, g: torch.Tensor, extra_versions: int = 0) -> bool:
-        g = local(g)  # a sharded gradient lives (and accumulates) in its local shard
-        return self.grad_ref is not None and self.grad_ref() is g and g._version == self.grad_version + extra_versions
+        if self.sharded:
+            g = local(g)  # a sharded gradient lives (and accumulates) in its local shard
+        ref = self.grad_ref
+        return ref is not None and ref() is g and g._version == self.grad_version + extra_versions
 
     def remember(self, g: torch.Tensor) -> None:
-        g = local(g)
+        if self.sharded:
+            g = local(g)
         ref = self.grad_ref
         if ref is None or ref() is not g:  # a new weakref only for a new gradient tensor (3 calls per step)
             self.grad_ref = weakref.ref(g)
@@ -164,7 +171,9 @@ class GradientReader:
         self.layouts: dict[tuple[Any, ...], Any] = {}
         self.dirty: list[GradientSite] = []
         self.queued = False
-        self._optimizers: dict[int, tuple[tuple[int, ...], list[GradientSite]]] = {}
+        # (sites, device, layout) of the last unsharded observation: the usual loop observes the same set
+        self._last_layout: tuple[list[GradientSite], torch.device, Any] | None = None
+        self._optimizers: dict[int, tuple[list[int], list[GradientSite]]] = {}
         self._wrapper_hook: Any = None
         self.wrappers: set[int] = set()
         STEPS.listen(self)
@@ -181,14 +190,20 @@ class GradientReader:
         g = site.param.grad
         if g is None:
             return
-        if site.same_gradient(g, 1):  # accumulated in place: the same gradient's life goes on
-            site.grad_version = g._version
+        running = STEPS.running
+        # same_gradient(g, 1) and remember(g), written out for an unsharded gradient (the hot path)
+        lg = local(g) if site.sharded else g
+        ref = site.grad_ref
+        if ref is not None and ref() is lg and lg._version == site.grad_version + 1:
+            site.grad_version = g._version  # accumulated in place: the same gradient's life goes on
         else:  # a new gradient: the previous one was discarded
-            if STEPS.running is None:
+            if running is None:
                 self._end_life(site)
             site.stepped = site.counted = False
-            site.remember(g)
-        if STEPS.running is not None:
+            if ref is None or ref() is not lg:
+                site.grad_ref = weakref.ref(lg)
+            site.grad_version = lg._version
+        if running is not None:
             return  # a closure inside a step: the step reads it
         self.dirty.append(site)
         if not self.queued:
@@ -220,9 +235,10 @@ class GradientReader:
                                    f"{type(exc).__name__}: {exc}; training goes on")
 
     def _end_life(self, site: GradientSite) -> None:
-        if not site.stepped and not site.counted:
-            self._commit(site)
-        site.pending = None
+        if site.pending is not None:
+            if not site.stepped and not site.counted:
+                self._commit(site)
+            site.pending = None
 
     # --- optimizer steps ----------------------------------------------------------------------------
     def on_step(self, optimizer: torch.optim.Optimizer) -> None:
@@ -232,23 +248,44 @@ class GradientReader:
                 return
             fresh = []
             for s in sites:
-                s.ensure_hook()
-                if s.pending is not None and s.same_gradient(s.param.grad):  # type: ignore[arg-type]
-                    self._commit(s)  # read at the end of the backward pass, unchanged since
-                else:
+                if s.handle is None:
+                    s.ensure_hook()
+                pending = s.pending
+                if pending is None:
                     fresh.append(s)
+                    continue
+                if s.sharded:
+                    same = s.same_gradient(s.param.grad)  # type: ignore[arg-type]
+                else:  # same_gradient(g), written out
+                    g, ref = s.param.grad, s.grad_ref
+                    same = ref is not None and ref() is g and g._version == s.grad_version  # type: ignore[union-attr]
+                if not same:
+                    fresh.append(s)
+                    continue
+                # read at the end of the backward pass, unchanged since: that row is this step's observation
+                s.pending = None
+                layout, generation, row, pos = pending
+                if generation == layout.generation:  # else folded before it was decided: dropped (_commit)
+                    layout.mark(row, pos, s.counted_here)
+                    s.observed = True
+                s.stepped = True  # remember(g) is a no-op: g is the remembered gradient, unchanged
             if fresh:
                 self._observe(fresh, commit=True)
-            for s in sites:
-                s.stepped = True
-                s.remember(s.param.grad)  # type: ignore[arg-type]
+                for s in fresh:
+                    s.stepped = True
+                    s.remember(s.param.grad)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - a monitor must never stop training
             self.faults.report(self.lens, f"reading gradients at the optimizer step failed with "
                                f"{type(exc).__name__}: {exc}; training goes on")
 
     def _sites_of(self, optimizer: torch.optim.Optimizer) -> list[GradientSite]:
         groups = optimizer.param_groups
-        signature = tuple(id(p) for g in groups for p in g["params"][:1]) + tuple(len(g["params"]) for g in groups)
+        signature = [len(groups)]  # a group added, or its first parameter or its size changed: look again
+        for g in groups:
+            params = g["params"]
+            signature.append(len(params))
+            if params:
+                signature.append(id(params[0]))
         cached = self._optimizers.get(id(optimizer))
         if cached is None or cached[0] != signature:
             self.follow_replaced()
@@ -262,47 +299,75 @@ class GradientReader:
             for layout in self.layouts.values():
                 self._fold(layout)
             self.layouts = {}
+            self._last_layout = None
             self._optimizers = {}
 
     # --- observations ---------------------------------------------------------------------------------
     def _observe(self, sites: list[GradientSite], commit: bool) -> None:
         grads: list[torch.Tensor] = []
         usable: list[GradientSite] = []
+        sharded = False
         for s in sites:
             g = s.param.grad
             if g is None:
                 continue
-            if g.is_sparse or g.layout != torch.strided:
+            if g.layout != _STRIDED:  # sparse: COO (is_sparse), CSR, ...
                 s.fail("gradient is sparse; gradient statistics need dense gradients")
                 continue
             if g.shape != s.units.shape:
                 s.fail(f"gradient shape {tuple(g.shape)} differs from the parameter's {s.units.shape}")
                 continue
-            grads.append(local(g).detach())
+            if s.sharded:
+                g, sharded = local(g), True
+            grads.append(g.detach() if g.requires_grad else g)  # requires grad after create_graph=True
             usable.append(s)
+        if not usable:
+            return
+        device = grads[0].device
+        if not sharded and all(g.device == device for g in grads):  # the usual case: one layout
+            self._observe_on(usable, grads, device, commit)
+            return
         by_device: dict[tuple[torch.device, int], list[int]] = {}
         for i, g in enumerate(grads):  # one layout per device (model-parallel) and per shard group (FSDP2)
             shards = usable[i].shards
             key = 0 if shards is None or shards.group is None else id(shards.group)
             by_device.setdefault((g.device, key), []).append(i)
         for (device, _), members in by_device.items():
-            group = [usable[i] for i in members]
-            try:
+            self._observe_on([usable[i] for i in members], [grads[i] for i in members], device, commit)
+
+    def _observe_on(self, group: list[GradientSite], grads: list[torch.Tensor], device: torch.device,
+                    commit: bool) -> None:
+        """One observation row of ``group`` (sites of one layout: one device, one shard group)."""
+        try:
+            last = self._last_layout
+            if last is not None and last[0] == group and last[1] == device:
+                layout = last[2]  # the same parameters as last time (every backward pass of the usual loop)
+            else:
                 layout = self._layout(group, device)
-                if layout.full:
-                    self._fold(layout)
-                row = layout.compute([grads[i] for i in members])
-            except Exception as exc:  # noqa: BLE001
-                for s in group:
-                    s.fail(f"gradient statistics failed with {type(exc).__name__}: {exc}")
-                continue
-            for pos, s in enumerate(group):
-                s.pending = (layout, layout.generation, row, pos)
-                # What was read is what a later step must find unchanged: a wrapper may have replaced or
-                # rewritten the gradient since its last accumulation (DDP's averaged bucket view).
-                s.remember(s.param.grad)  # type: ignore[arg-type]
-                if commit:
-                    self._commit(s)
+                if not any(s.sharded for s in group):
+                    self._last_layout = (group, device, layout)
+            if layout.full:
+                self._fold(layout)
+            row = layout.compute(grads)
+        except Exception as exc:  # noqa: BLE001
+            for s in group:
+                s.fail(f"gradient statistics failed with {type(exc).__name__}: {exc}")
+            return
+        generation = layout.generation
+        for pos, s in enumerate(group):
+            s.pending = (layout, generation, row, pos)
+            # What was read is what a later step must find unchanged: a wrapper may have replaced or
+            # rewritten the gradient since its last accumulation (DDP's averaged bucket view).
+            g = s.param.grad
+            if s.sharded:
+                s.remember(g)  # type: ignore[arg-type]
+            else:  # remember(g), written out
+                ref = s.grad_ref
+                if ref is None or ref() is not g:
+                    s.grad_ref = weakref.ref(g)  # type: ignore[arg-type]
+                s.grad_version = g._version  # type: ignore[union-attr]
+            if commit:
+                self._commit(s)
 
     def _layout(self, sites: list[GradientSite], device: torch.device) -> Any:
         key = (device, *(id(s) for s in sites), *(s.shards.key for s in sites if s.shards is not None))
@@ -361,6 +426,7 @@ class GradientReader:
             self._wrapper_hook.remove()
             self._wrapper_hook = None
         self.layouts = {}
+        self._last_layout = None
         self.sites = []
         self.by_param = {}
         self._optimizers = {}

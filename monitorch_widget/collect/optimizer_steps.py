@@ -26,6 +26,9 @@ class StepListener(Protocol):
 class _Steps:
     def __init__(self) -> None:
         self.listeners: weakref.WeakSet[Any] = weakref.WeakSet()
+        # What the post-hook iterates: weak references, rebuilt when a listener comes or goes (iterating a
+        # WeakSet costs a generator and a guard per step).
+        self._refs: tuple[weakref.ref[Any], ...] = ()
         self.handles: list[RemovableHandle] = []
         #: id of the optimizer whose step() is running (between its pre- and post-hook), else None. Backward
         #: passes inside a step (a closure) belong to that step: they are read at its end.
@@ -33,11 +36,13 @@ class _Steps:
 
     def listen(self, listener: StepListener) -> None:
         self.listeners.add(listener)
+        self._refs = tuple(weakref.ref(x) for x in self.listeners)
         if not self.handles:
             self.handles = [register_optimizer_step_pre_hook(self._pre), register_optimizer_step_post_hook(self._post)]
 
     def leave(self, listener: StepListener) -> None:
         self.listeners.discard(listener)
+        self._refs = tuple(weakref.ref(x) for x in self.listeners)
         if not self.listeners:
             for handle in self.handles:
                 handle.remove()
@@ -49,8 +54,10 @@ class _Steps:
 
     def _post(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self.running = None
-        for listener in list(self.listeners):
-            listener.on_step(optimizer)
+        for ref in self._refs:
+            listener = ref()
+            if listener is not None:
+                listener.on_step(optimizer)
 
 
 STEPS = _Steps()

@@ -38,7 +38,7 @@ class _LossHook:
             return
         try:
             training = torch.is_grad_enabled() if self.from_grad else module.training
-            y = out.detach()
+            y = out.detach() if out.requires_grad else out
             if y.numel() != 1:
                 if not self.averaged_warned:
                     self.averaged_warned = True
@@ -46,7 +46,8 @@ class _LossHook:
                                        "their mean is recorded per batch")
                 y = y.float().mean()
             site = self.train if training else self.val
-            site.slot(y.device).copy_(y.reshape(1))
+            # the row is [1]: copy_ broadcasts a 0-d or [1] value (the usual loss) without a reshape
+            site.slot(y.device).copy_(y if y.dim() <= 1 else y.reshape(1))
         except Exception as exc:  # noqa: BLE001
             self.off = True
             self.faults.report(self.lens, f"loss hook failed with {type(exc).__name__}: {exc}; loss is no longer "

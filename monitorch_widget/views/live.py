@@ -46,8 +46,12 @@ class LiveView:
             widget.on_recording(self.on_recording)
 
     def pump(self) -> None:
-        """A monitor call on the training thread."""
-        widget = self.built
+        """A monitor call on the training thread (every forward pass of the model: two attribute reads when no
+        widget was built)."""
+        visualizer = self.visualizer
+        if visualizer is None:
+            return
+        widget = visualizer._widget
         if widget is not None:
             self._bind(widget)
             widget._mw_pump()
