@@ -8,7 +8,9 @@ device: columns ``[start, stop)`` of ``counts`` belong to parameter ``i``, colum
 Invariants:
 - computing a row costs a fixed number of device ops: parameters up to ``SMALL`` elements are concatenated
   and reduced together with two ``index_add_`` (counts per unit, ``|g|`` summed per parameter), larger ones
-  each with one comparison and two reductions; nothing is read on the host;
+  each with the check's sum, ``|g|`` into a reused scratch buffer, an in-place comparison and the per-unit
+  sum; nothing is read on the host. When the model runs compiled, the whole row is one compiled call that
+  reads each gradient once (:mod:`.compiled_counts`), with the same values;
 - whether a row is an observation *for a parameter* is decided later, on the host (``present``): a row
   computed speculatively at the end of a backward pass becomes one only if no optimizer step reads that
   gradient afterwards (see :mod:`.gradient_reading`);
@@ -24,6 +26,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from . import compiled_counts
+from .compiled import runs_compiled
+from .compiled_counts import CompiledRow
 from .modes import monitor_mode
 from .sharding import local_unit_index, reduce_rows, rows_unit_aligned
 from .streams import StreamBank
@@ -36,13 +41,17 @@ _F32 = torch.float32
 SMALL = 1 << 14  # elements; bigger gradients are cheaper to reduce where they are than to concatenate
 _BUFFER_BYTES = 256 * 1024
 _MAX_ROWS = 256
+SCRATCH_CAP = 1 << 22  # elements of the per-layout |g| buffer (16 MiB in float32)
 
 
 class Layout:
     """Buffers and fixed index tensors for one ordered set of parameters on one device."""
 
     @monitor_mode
-    def __init__(self, sites: list[GradientSite], device: torch.device, eps: float) -> None:
+    def __init__(self, sites: list[GradientSite], device: torch.device, eps: float,
+                 fused: bool | None = None) -> None:
+        """``fused``: compute rows with one compiled function (:mod:`.compiled_counts`); None: when a watched
+        module runs inside a torch.compile graph and some gradient is large (FSDP2 shard layouts: never)."""
         self.sites = sites
         self.device = device
         self.generation = 0  # bumped at every fold: row numbers handed out before it are stale
@@ -87,6 +96,13 @@ class Layout:
         self.check_rows = list(self.check.unbind(0))
         self.present = np.zeros((self.capacity, len(sites)), dtype=bool)
         self.used = 0
+        # |g| of one large gradient at a time, per dtype: a fresh temporary per parameter per read costs a
+        # page-faulted allocation on CPU (~10x the abs itself at 1 MB); bigger gradients use temporaries
+        self.scratch_numel = max((sites[i].numel for i in self.large if sites[i].numel <= SCRATCH_CAP), default=0)
+        self.scratch: dict[torch.dtype, torch.Tensor] = {}
+        if fused is None:
+            fused = compiled_counts.ENABLED and bool(self.large) and runs_compiled(s.module for s in sites)
+        self.fused = CompiledRow(specs, self.small) if fused and self.group is None else None
 
     @property
     def full(self) -> bool:
@@ -102,6 +118,9 @@ class Layout:
         """Write one row from ``grads`` (aligned with ``sites``, detached); returns the row number."""
         row = self.used
         counts, check = self.counts_rows[row], self.check_rows[row]
+        if self.fused is not None and self.fused.write(grads, self.eps, counts, check):
+            self.used = row + 1
+            return row
         if self.small:
             parts = [grads[i].reshape(-1) for i in self.small]
             if len({p.dtype for p in parts}) > 1:
@@ -116,14 +135,15 @@ class Layout:
             spec = self.sites[i].units
             a, b = self.columns[i]
             shards = self.sites[i].shards
-            active = g.abs().gt_(self.eps)
+            # the check first: it brings g into the cache for |g| (g fresh from the backward pass is cold)
+            torch.sum(g, tuple(range(g.dim())), dtype=_F32, out=check[i])
+            active = self._magnitude(g).gt_(self.eps)  # |g| > eps as 0/1 in g's dtype
             if shards is not None and shards.dim is not None:  # this rank's shard of a sharded gradient
                 if rows_unit_aligned(spec, shards):  # whole units: a slice of the columns
                     counts[a:b].zero_()
                     a, b = a + shards.offset, a + shards.offset + shards.length
                 elif i in self.shard_index:  # a grouped unit layout: each element's global unit
                     counts[a:b].zero_().index_add_(0, self.shard_index[i], active.reshape(-1).to(_F32))
-                    torch.sum(g, tuple(range(g.dim())), dtype=_F32, out=check[i])
                     continue
                 # else: every unit has entries here (units along another dimension): partial counts
             if spec.view is not None:
@@ -132,9 +152,18 @@ class Layout:
                 torch.sum(active, spec.dims, dtype=_F32, out=spec.counts_out(counts[a:b]))
             else:  # one element per unit
                 counts[a:b].copy_(active.reshape(-1))
-            torch.sum(g, tuple(range(g.dim())), dtype=_F32, out=check[i])
         self.used = row + 1
         return row
+
+    def _magnitude(self, g: torch.Tensor) -> torch.Tensor:
+        """``|g|`` (contiguous, g's dtype), written into the layout's scratch buffer when it fits."""
+        n = g.numel()
+        if n > self.scratch_numel:
+            return g.abs()
+        buf = self.scratch.get(g.dtype)
+        if buf is None:
+            buf = self.scratch[g.dtype] = torch.empty(self.scratch_numel, dtype=g.dtype, device=self.device)
+        return torch.abs(g, out=buf[:n].view(g.shape))
 
     @monitor_mode
     def fold(self, bank: StreamBank, keep: Sequence[int] = ()) -> dict[int, int]:
