@@ -16,7 +16,7 @@ from torch._dynamo.utils import counters
 
 import monitorch_widget as mw
 from monitorch_widget.collect import compiled_counts
-from monitorch_widget.collect.gradient_layout import SMALL, Layout
+from monitorch_widget.collect.gradient_layout import FUSE_MIN, SMALL, Layout
 from monitorch_widget.collect.units import parameter_units
 from monitorch_widget.lens import ParameterGradientActivation
 
@@ -85,6 +85,16 @@ def model_parts() -> list[tuple[nn.Module, str]]:
             (small, "bias"), (big, "bias")]
 
 
+def big_parts() -> list[tuple[nn.Module, str]]:
+    """Gradients of FUSE_MIN elements or more (the compiled row reads these), one per unit layout."""
+    return [(nn.Linear(520, 512), "weight"), (nn.ConvTranspose2d(128, 64, 8, groups=2), "weight"),
+            (Conv1D(512, 520), "weight"), (nn.Linear(1, 270_000), "bias")]
+
+
+def all_parts() -> list[tuple[nn.Module, str]]:
+    return big_parts() + model_parts()
+
+
 def layout_for(parts: list[tuple[nn.Module, str]], fused: bool) -> Layout:
     return Layout([site(m, n, i) for i, (m, n) in enumerate(parts)], CPU, EPS, fused=fused)
 
@@ -107,23 +117,27 @@ def assert_row(layout: Layout, row: int, parts, grads) -> None:
 
 
 DTYPE_SETS = {
-    "float32": [torch.float32] * 7,
-    "mixed": [torch.bfloat16, torch.float16, torch.float64, torch.float32, torch.bfloat16, torch.float32,
+    "float32": [torch.float32] * 11,
+    "mixed": [torch.bfloat16, torch.float16, torch.float64, torch.float32,
+              torch.bfloat16, torch.float16, torch.float64, torch.float32, torch.bfloat16, torch.float32,
               torch.float16],
 }
 
 
 def test_the_parts_cover_every_path():
-    layout = layout_for(model_parts(), fused=False)
-    assert layout.large == [0, 1, 2, 3] and layout.small == [4, 5, 6]
+    layout = layout_for(all_parts(), fused=True)
+    assert layout.fused_params == [0, 1, 2, 3] and layout.large == list(range(8)) and layout.small == [8, 9, 10]
     specs = [s.units for s in layout.sites]
-    assert specs[1].view is not None and specs[2].dims == (0,) and specs[3].dims == ()
-    assert all(s.numel > SMALL for s in layout.sites[:4])
+    for k in (0, 4):  # compiled and eager: a plain weight, a reshaped view, units along axis 1, one per unit
+        assert specs[k].dims == (1,) and specs[k + 1].view is not None and specs[k + 2].dims == (0,)
+        assert specs[k + 3].dims == ()
+    assert all(s.numel >= FUSE_MIN for s in layout.sites[:4])
+    assert all(SMALL < s.numel < FUSE_MIN for s in layout.sites[4:8])
 
 
 @pytest.mark.parametrize("dtypes", DTYPE_SETS.values(), ids=DTYPE_SETS.keys())
 def test_eager_row_equals_counts_by_hand(dtypes):
-    parts = model_parts()
+    parts = all_parts()
     layout = layout_for(parts, fused=False)
     for seed in range(2):  # the scratch buffer is reused by the next read
         grads = gradients(parts, dtypes, seed)
@@ -131,17 +145,17 @@ def test_eager_row_equals_counts_by_hand(dtypes):
 
 
 def test_eager_row_reads_non_contiguous_gradients_and_marks_nan_inf_per_parameter():
-    parts = model_parts()
+    parts = all_parts()
     layout = layout_for(parts, fused=False)
     grads = gradients(parts, DTYPE_SETS["float32"])
-    grads[0] = grads[0].t().contiguous().t()  # same values, column-major
-    grads[1] = grads[1].contiguous(memory_format=torch.channels_last)
-    grads[0][3, 5] = float("nan")
-    grads[2][0, 0] = float("inf")
-    grads[5][1] = float("-inf")  # a small parameter
+    grads[4] = grads[4].t().contiguous().t()  # same values, column-major
+    grads[5] = grads[5].contiguous(memory_format=torch.channels_last)
+    grads[4][3, 5] = float("nan")
+    grads[6][0, 0] = float("inf")
+    grads[9][1] = float("-inf")  # a small parameter
     row = layout.compute(grads)
     assert_row(layout, row, parts, grads)
-    assert torch.isfinite(layout.check[row]).tolist() == [False, True, False, True, True, False, True]
+    assert torch.isfinite(layout.check[row]).tolist() == [True] * 4 + [False, True, False, True, True, False, True]
 
 
 @pytest.fixture
@@ -154,7 +168,7 @@ def fresh_dynamo():
 
 @pytest.mark.parametrize("dtypes", DTYPE_SETS.values(), ids=DTYPE_SETS.keys())
 def test_compiled_row_equals_eager_and_counts_by_hand_without_recompiles(dtypes, fresh_dynamo):
-    parts = model_parts()
+    parts = all_parts()
     fused, eager = layout_for(parts, fused=True), layout_for(parts, fused=False)
     assert fused.fused is not None and eager.fused is None
     for seed in range(4):
@@ -162,7 +176,8 @@ def test_compiled_row_equals_eager_and_counts_by_hand_without_recompiles(dtypes,
         if seed == 2:
             grads[1].view(-1)[7] = float("nan")
             grads[3][11] = float("inf")
-            grads[4][0, 0] = float("nan")
+            grads[2][0, 0] = float("-inf")
+            grads[8][0, 0] = float("nan")
         r, s = fused.compute(grads), eager.compute(grads)
         assert fused.fused.error is None, fused.fused.error
         assert_row(fused, r, parts, grads)
@@ -178,8 +193,19 @@ def test_compiled_row_equals_eager_and_counts_by_hand_without_recompiles(dtypes,
     assert sum(counters["graph_break"].values()) == 0
 
 
+def test_a_compiled_row_reads_a_gradient_whose_memory_layout_changed(fresh_dynamo):
+    parts = all_parts()
+    layout = layout_for(parts, fused=True)
+    grads = gradients(parts, DTYPE_SETS["float32"])
+    assert_row(layout, layout.compute(grads), parts, grads)
+    grads[0] = grads[0].t().contiguous().t()  # column-major now: dynamo's stride guard compiles it once more
+    grads[1] = grads[1].contiguous(memory_format=torch.channels_last)
+    assert_row(layout, layout.compute(grads), parts, grads)
+    assert layout.fused is not None and layout.fused.error is None
+
+
 def test_a_second_layout_compiles_its_own_row_and_recompiles_nothing(fresh_dynamo):
-    parts = model_parts()
+    parts = all_parts()
     first, second = layout_for(parts, fused=True), layout_for(parts[:2], fused=True)
     grads = gradients(parts, DTYPE_SETS["float32"])
     first.compute(grads)
@@ -195,7 +221,7 @@ def test_a_row_that_cannot_compile_falls_back_to_the_same_eager_values(monkeypat
         raise RuntimeError("no C++ compiler")
 
     monkeypatch.setattr(torch, "compile", broken)
-    parts = model_parts()
+    parts = all_parts()
     layout = layout_for(parts, fused=True)
     grads = gradients(parts, DTYPE_SETS["mixed"])
     assert_row(layout, layout.compute(grads), parts, grads)
@@ -204,12 +230,12 @@ def test_a_row_that_cannot_compile_falls_back_to_the_same_eager_values(monkeypat
 
 
 def test_layouts_fuse_only_for_compiled_models_with_a_large_gradient(fresh_dynamo):
-    big, small = nn.Linear(130, 128), nn.Linear(3, 2)
+    big, small = nn.Linear(520, 512), nn.Linear(130, 128)
     assert Layout([site(big, "weight", 0)], CPU, EPS).fused is None  # not compiled
     big.compile()  # compiled in place
     assert Layout([site(big, "weight", 0)], CPU, EPS).fused is not None
     small.compile()
-    assert Layout([site(small, "weight", 0)], CPU, EPS).fused is None  # nothing large: not worth a compile
+    assert Layout([site(small, "weight", 0)], CPU, EPS).fused is None  # below FUSE_MIN: four eager passes are as fast
     compiled_counts.ENABLED = False
     try:
         assert Layout([site(big, "weight", 0)], CPU, EPS).fused is None
@@ -219,7 +245,7 @@ def test_layouts_fuse_only_for_compiled_models_with_a_large_gradient(fresh_dynam
 
 def test_a_compiled_model_reads_its_large_gradients_in_the_compiled_row(fresh_dynamo):
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(16, 160), nn.ReLU(), nn.Linear(160, 128), nn.ReLU(), nn.Linear(128, 4))
+    model = nn.Sequential(nn.Linear(16, 520), nn.ReLU(), nn.Linear(520, 512), nn.ReLU(), nn.Linear(512, 4))
     compiled = torch.compile(model)
     ins = mw.PyTorchInspector([ParameterGradientActivation()], visualizer="none", module=compiled)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

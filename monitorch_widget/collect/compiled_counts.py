@@ -41,24 +41,13 @@ _IDS = count()
 ENABLED = True
 
 
-def compare_in_f32(dtypes: Sequence[torch.dtype], small: set[int]) -> list[bool]:
-    """Per gradient: whether the eager path compares it in float32 (the concatenated small-parameter group
-    when its dtypes differ) rather than in its own dtype."""
-    mixed = len({dtypes[i] for i in small}) > 1
-    return [mixed and i in small for i in range(len(dtypes))]
-
-
-def row_function(specs: Sequence[UnitSpec], small: set[int]) -> Callable[..., Any]:
-    """``row(grads, eps) -> (counts [sum of units] f32, check [len(grads)] f32)``.
-
-    ``eps[i]`` is eps already in the dtype gradient ``i`` is compared in (:func:`compare_in_f32`)."""
+def row_function(specs: Sequence[UnitSpec]) -> Callable[..., Any]:
+    """``row(grads, eps) -> (counts [sum of units] f32, check [len(grads)] f32)``; ``eps[i]`` is eps already
+    in gradient ``i``'s dtype (the eager comparison ``|g| > eps`` runs in the gradient's dtype)."""
 
     def row(grads: list[torch.Tensor], eps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         counts, checks = [], []
-        f32_compare = compare_in_f32([g.dtype for g in grads], small)  # at trace time: dtypes are guarded
-        for g, e, spec, f32 in zip(grads, eps, specs, f32_compare):
-            if f32:
-                g = g.to(_F32)
+        for g, e, spec in zip(grads, eps, specs):
             if spec.view is not None:
                 g = g.reshape(spec.view)
             active = g.abs() > e
@@ -76,35 +65,26 @@ def row_function(specs: Sequence[UnitSpec], small: set[int]) -> Callable[..., An
 
 
 class CompiledRow:
-    """The compiled row of one layout: ``write`` fills a counts row and a check row, or returns False (and
-    stays off) when compiling or running failed, with the reason in ``error``."""
+    """The compiled part of one layout's row: ``read`` returns (counts, check) of the given gradients, or
+    None (and stays off) when compiling or running failed, with the reason in ``error``."""
 
-    def __init__(self, specs: Sequence[UnitSpec], small: Sequence[int]) -> None:
+    def __init__(self, specs: Sequence[UnitSpec]) -> None:
         self.specs = list(specs)
-        self.small = set(small)
         self.fn: Callable[..., Any] | None = None
         self.eps: dict[tuple[torch.dtype, ...], list[torch.Tensor]] = {}
         self.error: str | None = None
 
-    def _eps(self, grads: list[torch.Tensor], eps: torch.Tensor) -> list[torch.Tensor]:
-        dtypes = tuple(g.dtype for g in grads)
-        cached = self.eps.get(dtypes)
-        if cached is None:  # the eager comparison rounds the float32 eps to the gradient's dtype
-            f32 = compare_in_f32(dtypes, self.small)
-            cached = self.eps[dtypes] = [eps if f else eps.to(d) for d, f in zip(dtypes, f32)]
-        return cached
-
-    def write(self, grads: list[torch.Tensor], eps: torch.Tensor, counts: torch.Tensor, check: torch.Tensor) -> bool:
+    def read(self, grads: list[torch.Tensor], eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         if self.error is not None:
-            return False
+            return None
         try:
-            eps_list = self._eps(grads, eps)
+            dtypes = tuple(g.dtype for g in grads)
+            eps_list = self.eps.get(dtypes)
+            if eps_list is None:  # the eager comparison rounds the float32 eps to the gradient's dtype
+                eps_list = self.eps[dtypes] = [eps.to(d) for d in dtypes]
             if self.fn is None:
-                self.fn = torch.compile(row_function(self.specs, self.small), dynamic=False, fullgraph=True)
-            c, k = self.fn(grads, eps_list)
+                self.fn = torch.compile(row_function(self.specs), dynamic=False, fullgraph=True)
+            return self.fn(grads, eps_list)
         except Exception as exc:  # noqa: BLE001 - no compiler, an unsupported device: the eager path is exact
             self.error = f"{type(exc).__name__}: {exc}"
-            return False
-        counts.copy_(c)
-        check.copy_(k)
-        return True
+            return None

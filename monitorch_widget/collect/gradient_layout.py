@@ -42,6 +42,10 @@ SMALL = 1 << 14  # elements; bigger gradients are cheaper to reduce where they a
 _BUFFER_BYTES = 256 * 1024
 _MAX_ROWS = 256
 SCRATCH_CAP = 1 << 22  # elements of the per-layout |g| buffer (16 MiB in float32)
+# elements from which a gradient of a compiled model is read by the compiled row: measured on one CPU thread,
+# one fused pass beats four eager ones at 512x512 (~30 vs ~80 µs) and not at 256x256 (where compiling would
+# only add latency)
+FUSE_MIN = 1 << 18
 
 
 class Layout:
@@ -50,8 +54,9 @@ class Layout:
     @monitor_mode
     def __init__(self, sites: list[GradientSite], device: torch.device, eps: float,
                  fused: bool | None = None) -> None:
-        """``fused``: compute rows with one compiled function (:mod:`.compiled_counts`); None: when a watched
-        module runs inside a torch.compile graph and some gradient is large (FSDP2 shard layouts: never)."""
+        """``fused``: read gradients of ``FUSE_MIN`` elements or more with one compiled call
+        (:mod:`.compiled_counts`); None: when a watched module runs inside a torch.compile graph (FSDP2 shard
+        layouts: never)."""
         self.sites = sites
         self.device = device
         self.generation = 0  # bumped at every fold: row numbers handed out before it are stale
@@ -96,13 +101,22 @@ class Layout:
         self.check_rows = list(self.check.unbind(0))
         self.present = np.zeros((self.capacity, len(sites)), dtype=bool)
         self.used = 0
-        # |g| of one large gradient at a time, per dtype: a fresh temporary per parameter per read costs a
-        # page-faulted allocation on CPU (~10x the abs itself at 1 MB); bigger gradients use temporaries
-        self.scratch_numel = max((sites[i].numel for i in self.large if sites[i].numel <= SCRATCH_CAP), default=0)
-        self.scratch: dict[torch.dtype, torch.Tensor] = {}
+        # parameters read by one compiled call (.compiled_counts): those big enough to gain from one pass
+        self.fused_params = [i for i in self.large if sites[i].numel >= FUSE_MIN] if self.group is None else []
         if fused is None:
-            fused = compiled_counts.ENABLED and bool(self.large) and runs_compiled(s.module for s in sites)
-        self.fused = CompiledRow(specs, self.small) if fused and self.group is None else None
+            fused = compiled_counts.ENABLED and runs_compiled(s.module for s in sites)
+        self.fused: CompiledRow | None = None
+        if fused and self.fused_params:
+            self.fused = CompiledRow([specs[i] for i in self.fused_params])
+            self.fused_columns = torch.cat([torch.arange(*self.columns[i], device=device) for i in self.fused_params])
+            self.fused_index = torch.tensor(self.fused_params, dtype=torch.long, device=device)
+        self.fused_set = frozenset(self.fused_params if self.fused is not None else ())
+        # |g| of one large gradient at a time, per dtype: a fresh temporary per parameter per read costs a
+        # page-faulted allocation on CPU (~10x the abs itself at 1 MB); bigger gradients (and those the
+        # compiled row reads, should it fail) use temporaries
+        self.scratch_numel = max((sites[i].numel for i in self.large
+                                  if sites[i].numel <= SCRATCH_CAP and i not in self.fused_set), default=0)
+        self.scratch: dict[torch.dtype, torch.Tensor] = {}
 
     @property
     def full(self) -> bool:
@@ -118,9 +132,6 @@ class Layout:
         """Write one row from ``grads`` (aligned with ``sites``, detached); returns the row number."""
         row = self.used
         counts, check = self.counts_rows[row], self.check_rows[row]
-        if self.fused is not None and self.fused.write(grads, self.eps, counts, check):
-            self.used = row + 1
-            return row
         if self.small:
             parts = [grads[i].reshape(-1) for i in self.small]
             if len({p.dtype for p in parts}) > 1:
@@ -130,7 +141,13 @@ class Layout:
             counts.index_add_(0, self.small_unit, magnitude.gt(self.eps).to(_F32))
             check.zero_()
             check.index_add_(0, self.small_param, magnitude.to(_F32))
+        done = self.fused.read([grads[i] for i in self.fused_params], self.eps) if self.fused is not None else None
+        if done is not None:
+            counts.index_copy_(0, self.fused_columns, done[0])
+            check.index_copy_(0, self.fused_index, done[1])
         for i in self.large:
+            if done is not None and i in self.fused_set:
+                continue
             g = grads[i]
             spec = self.sites[i].units
             a, b = self.columns[i]
