@@ -1,15 +1,15 @@
 """A torch.compile'd model: the compiled step with the parameter and loss lenses vs the compiled bare step.
 
-    .venv/bin/python -m benchmarks.compiled [--reps 9] [--steps 40] [--threads 1] [--clock wall|cpu] [--all]
+    .venv/bin/python -m benchmarks.compiled [--reps 9] [--steps 40] [--threads 1] [--clock wall|cpu] [--eager]
 
 Copies of one MLP are compiled once each (same weights, same batches); blocks of ``--steps`` optimizer steps
 rotate between them (interleaved, so machine noise hits all alike). Reported: median ms per step of each, and
 the median of the per-pair ratios to bare with a bootstrap 95% interval. Target (issue 12): <= 1.05x.
 Dynamo's recompile counter is printed too: it must stay 0 after warm-up.
 
-Variants: ``bare``; ``ours`` (the gradient statistic compiled with the model, collect/compiled_counts.py); with
-``--all`` also ``ours, eager statistic`` (the eager formulation with its scratch buffer) and ``before``
-(the eager formulation with a fresh temporary per gradient, as before the scratch buffer).
+Variants: ``compiled bare``; ``compiled + lenses`` (large gradients read by the compiled row,
+collect/compiled_counts.py); with ``--eager`` also ``eager statistic`` (the same lenses with the eager
+formulation, four passes per large gradient: the code before the compiled row), in the same rotation.
 """
 
 from __future__ import annotations
@@ -40,20 +40,19 @@ def lenses() -> list:
 
 
 @contextlib.contextmanager
-def statistic(fused: bool, scratch: bool) -> Iterator[None]:
-    """Layouts made inside (at the first backward pass) use the given formulation."""
-    from monitorch_widget.collect import compiled_counts, gradient_layout
-    saved = compiled_counts.ENABLED, gradient_layout.SCRATCH_CAP
+def statistic(fused: bool) -> Iterator[None]:
+    """Layouts made inside (at the first backward pass) read large gradients compiled or eagerly."""
+    from monitorch_widget.collect import compiled_counts
+    saved = compiled_counts.ENABLED
     compiled_counts.ENABLED = fused
-    gradient_layout.SCRATCH_CAP = saved[1] if scratch else 0
     try:
         yield
     finally:
-        compiled_counts.ENABLED, gradient_layout.SCRATCH_CAP = saved
+        compiled_counts.ENABLED = saved
 
 
 class Variant:
-    def __init__(self, name: str, base: nn.Module, monitored: bool, fused: bool = True, scratch: bool = True) -> None:
+    def __init__(self, name: str, base: nn.Module, monitored: bool, fused: bool = True) -> None:
         import monitorch_widget as mw
         self.name = name
         self.model = copy.deepcopy(base)
@@ -61,7 +60,7 @@ class Variant:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
         self.inspector = None
         self.loss_fn: nn.Module = nn.CrossEntropyLoss()
-        self.formulation = (fused, scratch)
+        self.fused = fused
         if monitored:
             ls = lenses()
             self.loss_fn = ls[0]._loss_fn
@@ -69,7 +68,7 @@ class Variant:
 
     def warm_up(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
         t0 = time.perf_counter()
-        with statistic(*self.formulation):
+        with statistic(self.fused):
             self.steps(batches, time.perf_counter)
         return time.perf_counter() - t0
 
@@ -97,7 +96,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="cpu: time.process_time (robust to other jobs on a shared machine)")
-    ap.add_argument("--all", action="store_true", help="also the eager statistic and the before-scratch variant")
+    ap.add_argument("--eager", action="store_true", help="also the lenses with the eager gradient statistic")
     args = ap.parse_args()
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     torch.set_num_threads(args.threads)
@@ -106,9 +105,8 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     batches = [(torch.randn(64, 64, generator=g), torch.randint(0, 10, (64,), generator=g)) for _ in range(args.steps)]
     variants = [Variant("compiled bare", base, False), Variant("compiled + lenses", base, True)]
-    if args.all:
-        variants += [Variant("  eager statistic", base, True, fused=False),
-                     Variant("  before (eager, temporaries)", base, True, fused=False, scratch=False)]
+    if args.eager:
+        variants.append(Variant("  eager statistic", base, True, fused=False))
     first = {v.name: v.warm_up(batches[:3]) for v in variants}  # compile + warm up
     counters.clear()
     times: dict[str, list[float]] = {v.name: [] for v in variants}

@@ -139,7 +139,7 @@ def test_the_parts_cover_every_path():
 def test_eager_row_equals_counts_by_hand(dtypes):
     parts = all_parts()
     layout = layout_for(parts, fused=False)
-    for seed in range(2):  # the scratch buffer is reused by the next read
+    for seed in range(2):
         grads = gradients(parts, dtypes, seed)
         assert_row(layout, layout.compute(grads), parts, grads)
 

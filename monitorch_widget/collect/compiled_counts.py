@@ -1,9 +1,12 @@
-"""A layout's gradient-activation row as one ``torch.compile``'d function (for models that run compiled).
+"""Large gradients of a layout's row read by one ``torch.compile``'d call (for models that run compiled).
 
 :meth:`.gradient_layout.Layout.compute` in eager mode reads each large gradient four times (``|g|``, the
 comparison with eps, the per-unit sum, the non-finite check). Compiled, each parameter's count per unit and
-its check come out of one loop over the gradient (inductor fuses them), and the whole row is one call: on one
-CPU thread a 512x512 float32 gradient costs ~30 µs instead of ~80 µs, plus ~20 µs per row for the call.
+its check come out of one loop over the gradient (inductor fuses them), and the gradients of one row are one
+call. Measured on one CPU thread (float32): 512x512 gradients cost ~30 µs each instead of ~80 µs warm in
+cache, ~25% less fresh from a backward pass (where inductor's reductions read memory at about half the speed
+of ATen's ``sum``), plus ~25 µs per call; at 256x256 there is no gain. So only gradients of
+``gradient_layout.FUSE_MIN`` (2^18) elements or more are read here; the rest of the row stays eager.
 
 Used when a watched module runs inside a torch.compile graph (:func:`.compiled.runs_compiled`): the user
 already pays for compilation there. Facts and choices:
@@ -12,16 +15,19 @@ already pays for compilation there. Facts and choices:
   layout is a first compile (``unique_graphs``), never a recompile, and no layout counts against dynamo's
   recompile limit of another. Shapes are fixed per layout (``dynamic=False``; parameters do not change shape,
   whatever the user's model does with ``dynamic=True``), ``fullgraph=True``.
-* The first call compiles: ~7 s on one CPU thread for 16 parameters (inductor's C++ build; a warm inductor
-  cache makes it ~1 s), at the end of the first backward pass, when the user's own backward graph has just
-  been compiled too. If compiling or running fails (no C++ compiler, an unsupported device), the layout falls
-  back to the eager formulation for good (``error`` says why); the values are the same either way.
+* The first call compiles, at the end of the first backward pass, right after the user's own graphs: for
+  six 512x512 gradients ~3 s more on top of the model's 33 s (a fresh inductor cache, a loaded 2-core
+  machine; ``benchmarks/compiled.py``'s warm-up column), 0.3-1 s with a warm cache; 48 gradients alone took 41 s
+  wall from a cold cache with no worker pool running (6: 32 s). If compiling or running fails (no C++
+  compiler, an unsupported device), the layout falls back to the eager formulation for good (``error`` says
+  why); the values are the same either way.
 * A guard failure later (a gradient that changes dtype or memory layout) recompiles the function once per
   change, as any compiled function would; after dynamo's recompile limit it runs eagerly (still exact).
 * Values equal the eager ones: counts are the same integers (the comparison runs in the dtype the eager path
   uses, eps rounded to it beforehand); the check is non-finite iff the gradient had NaN/Inf (or its float32
   sum overflowed), as in eager mode, though the finite sums may round differently (only finiteness is read).
-* FSDP2 shard layouts stay eager (their per-element unit index and aligned slices are a few ops anyway).
+* Dtypes: any floating dtype; the comparison runs in the gradient's dtype as in eager mode. FSDP2 shard
+  layouts (``shards``, ``shard_index``, ``rows_unit_aligned``) stay eager: nothing of theirs changed.
 """
 
 from __future__ import annotations

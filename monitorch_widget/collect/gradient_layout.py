@@ -8,9 +8,9 @@ device: columns ``[start, stop)`` of ``counts`` belong to parameter ``i``, colum
 Invariants:
 - computing a row costs a fixed number of device ops: parameters up to ``SMALL`` elements are concatenated
   and reduced together with two ``index_add_`` (counts per unit, ``|g|`` summed per parameter), larger ones
-  each with the check's sum, ``|g|`` into a reused scratch buffer, an in-place comparison and the per-unit
-  sum; nothing is read on the host. When the model runs compiled, the whole row is one compiled call that
-  reads each gradient once (:mod:`.compiled_counts`), with the same values;
+  each with one comparison and two reductions; nothing is read on the host. When the model runs compiled,
+  gradients of ``FUSE_MIN`` elements or more are read by one compiled call for the row, each gradient once
+  (:mod:`.compiled_counts`), with the same values;
 - whether a row is an observation *for a parameter* is decided later, on the host (``present``): a row
   computed speculatively at the end of a backward pass becomes one only if no optimizer step reads that
   gradient afterwards (see :mod:`.gradient_reading`);
@@ -41,7 +41,6 @@ _F32 = torch.float32
 SMALL = 1 << 14  # elements; bigger gradients are cheaper to reduce where they are than to concatenate
 _BUFFER_BYTES = 256 * 1024
 _MAX_ROWS = 256
-SCRATCH_CAP = 1 << 22  # elements of the per-layout |g| buffer (16 MiB in float32)
 # elements from which a gradient of a compiled model is read by the compiled row: measured on one CPU thread,
 # one fused pass beats four eager ones at 512x512 (~30 vs ~80 µs) and not at 256x256 (where compiling would
 # only add latency)
@@ -111,12 +110,6 @@ class Layout:
             self.fused_columns = torch.cat([torch.arange(*self.columns[i], device=device) for i in self.fused_params])
             self.fused_index = torch.tensor(self.fused_params, dtype=torch.long, device=device)
         self.fused_set = frozenset(self.fused_params if self.fused is not None else ())
-        # |g| of one large gradient at a time, per dtype: a fresh temporary per parameter per read costs a
-        # page-faulted allocation on CPU (~10x the abs itself at 1 MB); bigger gradients (and those the
-        # compiled row reads, should it fail) use temporaries
-        self.scratch_numel = max((sites[i].numel for i in self.large
-                                  if sites[i].numel <= SCRATCH_CAP and i not in self.fused_set), default=0)
-        self.scratch: dict[torch.dtype, torch.Tensor] = {}
 
     @property
     def full(self) -> bool:
@@ -152,15 +145,14 @@ class Layout:
             spec = self.sites[i].units
             a, b = self.columns[i]
             shards = self.sites[i].shards
-            # the check first: it brings g into the cache for |g| (g fresh from the backward pass is cold)
-            torch.sum(g, tuple(range(g.dim())), dtype=_F32, out=check[i])
-            active = self._magnitude(g).gt_(self.eps)  # |g| > eps as 0/1 in g's dtype
+            active = g.abs().gt_(self.eps)
             if shards is not None and shards.dim is not None:  # this rank's shard of a sharded gradient
                 if rows_unit_aligned(spec, shards):  # whole units: a slice of the columns
                     counts[a:b].zero_()
                     a, b = a + shards.offset, a + shards.offset + shards.length
                 elif i in self.shard_index:  # a grouped unit layout: each element's global unit
                     counts[a:b].zero_().index_add_(0, self.shard_index[i], active.reshape(-1).to(_F32))
+                    torch.sum(g, tuple(range(g.dim())), dtype=_F32, out=check[i])
                     continue
                 # else: every unit has entries here (units along another dimension): partial counts
             if spec.view is not None:
@@ -169,18 +161,9 @@ class Layout:
                 torch.sum(active, spec.dims, dtype=_F32, out=spec.counts_out(counts[a:b]))
             else:  # one element per unit
                 counts[a:b].copy_(active.reshape(-1))
+            torch.sum(g, tuple(range(g.dim())), dtype=_F32, out=check[i])
         self.used = row + 1
         return row
-
-    def _magnitude(self, g: torch.Tensor) -> torch.Tensor:
-        """``|g|`` (contiguous, g's dtype), written into the layout's scratch buffer when it fits."""
-        n = g.numel()
-        if n > self.scratch_numel:
-            return g.abs()
-        buf = self.scratch.get(g.dtype)
-        if buf is None:
-            buf = self.scratch[g.dtype] = torch.empty(self.scratch_numel, dtype=g.dtype, device=self.device)
-        return torch.abs(g, out=buf[:n].view(g.shape))
 
     @monitor_mode
     def fold(self, bank: StreamBank, keep: Sequence[int] = ()) -> dict[int, int]:
