@@ -243,19 +243,23 @@ def test_layouts_fuse_only_for_compiled_models_with_a_large_gradient(fresh_dynam
         compiled_counts.ENABLED = True
 
 
-def test_a_compiled_model_reads_its_large_gradients_in_the_compiled_row(fresh_dynamo):
+@pytest.mark.parametrize("dynamic", [None, True], ids=["default", "dynamic-shapes"])
+def test_a_compiled_model_reads_its_large_gradients_in_the_compiled_row(dynamic, fresh_dynamo):
+    """The row's shapes are the parameters': a model compiled with dynamic shapes (batch sizes vary) changes
+    nothing for it."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(16, 520), nn.ReLU(), nn.Linear(520, 512), nn.ReLU(), nn.Linear(512, 4))
-    compiled = torch.compile(model)
+    compiled = torch.compile(model, dynamic=dynamic)
     ins = mw.PyTorchInspector([ParameterGradientActivation()], visualizer="none", module=compiled)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     gen = torch.Generator().manual_seed(0)
     act, dead = [], []
     for step in range(3):
         opt.zero_grad()
-        x = torch.randn(8, 16, generator=gen)
+        n = 8 if dynamic is None or step != 1 else 5
+        x = torch.randn(n, 16, generator=gen)
         x[:, :4] = 0  # some inputs off: dead weight-gradient columns, not rows
-        nn.functional.cross_entropy(compiled(x), torch.randint(0, 4, (8,), generator=gen)).backward()
+        nn.functional.cross_entropy(compiled(x), torch.randint(0, 4, (n,), generator=gen)).backward()
         g = model[2].weight.grad.detach().clone()
         active = g.abs() > EPS
         act.append(active.double().mean().item())
