@@ -19,7 +19,8 @@ traced hook is only a flag store (replayed after each call, no guard, no recompi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -30,6 +31,7 @@ except ImportError:  # pragma: no cover - torch without dynamo
     _OptimizedModule = ()  # type: ignore[assignment,misc]
 
 _WRAPPER_SEGMENT = "_orig_mod"
+_ATTACHED: weakref.WeakSet[CompiledGraphs] = weakref.WeakSet()  # the graphs of every attached model
 
 #: What a forward-hook lens says about modules inside a graph (at attach, or when compiled after attach).
 COMPILED_ADVICE = ("forward hooks inside a compiled graph would recompile it on every batch (or break it at "
@@ -112,6 +114,7 @@ class CompiledGraphs:
         self.model = model
         self.call_root = call_root if call_root is not None else model
         self._traced: set[int] = set()
+        _ATTACHED.add(self)
         if whole:
             self._mark(model)
         else:
@@ -136,3 +139,10 @@ class CompiledGraphs:
     def eager(self, module: nn.Module) -> nn.Module:
         """Where to hook ``module``'s output outside the graph: the wrapper for the compiled model itself."""
         return self.call_root if module is self.model else module
+
+
+def runs_compiled(modules: Iterable[nn.Module]) -> bool:
+    """True if any of ``modules`` runs inside a torch.compile graph, as known at attach (any attached model's
+    :class:`CompiledGraphs`) or compiled in place since (``module.compile()``)."""
+    graphs = list(_ATTACHED)
+    return any(compiles_itself(m) or any(g.traced(m) for g in graphs) for m in modules)
