@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .geometry import geometry_partials, size_scale, write_geometry
+from .geometry import geometry_partials, size_scale, write_parts
 from .modes import monitor_mode
-from .observation_rows import ObservationRows, ShardParts
+from .observation_rows import GeometryParts, ObservationRows
 from .streams import StreamBank
 
 if TYPE_CHECKING:
@@ -64,7 +64,11 @@ class GradientGeometry:
 
 
 class GeometryLayout(ObservationRows):
-    """Rows of (norm[, correlation]) for one ordered set of parameters on one device."""
+    """Rows of (norm[, correlation]) for one ordered set of parameters on one device. A read writes the parts
+    (norms, inner products with the previous observations, their norms: 3 + n small ops); the fold finishes
+    every row written since the last one at once (:class:`~.observation_rows.GeometryParts`)."""
+
+    group: Any = None
 
     @monitor_mode
     def __init__(self, kind: GradientGeometry, sites: list[GradientSite], device: torch.device) -> None:
@@ -72,18 +76,24 @@ class GeometryLayout(ObservationRows):
         self.kind = kind
         self.sites = sites
         self.scale = size_scale([s.param for s in sites], kind.normalize, device)
+        self.parts = GeometryParts(self, kind.correlation, self.group)
 
     @monitor_mode
     def compute(self, grads: list[torch.Tensor]) -> int:
         """Write one row from ``grads`` (aligned with ``sites``, detached); returns the row number."""
-        row, values = self.next_row()
+        row, _ = self.next_row()
+        parts = self.parts.rows_parts[row]
         if not self.kind.correlation:
-            write_geometry(values, grads, None, self.scale)
+            self.write(parts, grads, None)
             return row
         pairs = [self.kind.buffers(s, g) for s, g in zip(self.sites, grads)]
-        write_geometry(values, grads, [p[0] for p in pairs], self.scale)
+        # the previous observation's norms are recomputed: which read became the observation is decided later
+        self.write(parts, grads, [p[0] for p in pairs])
         torch._foreach_copy_([p[1] for p in pairs], grads)
         return row
+
+    def write(self, parts: torch.Tensor, grads: list[torch.Tensor], previous: list[torch.Tensor] | None) -> None:
+        write_parts(parts, grads, previous)
 
     def mark(self, row: int, pos: int, counted: bool = True) -> None:
         """The latest read of parameter ``pos`` (row ``row``) is its observation: it becomes the previous one."""
@@ -93,30 +103,23 @@ class GeometryLayout(ObservationRows):
             if pair is not None:
                 pair[0], pair[1] = pair[1], pair[0]
 
+    @monitor_mode
+    def fold(self, bank: StreamBank, keep: Sequence[int] = ()) -> dict[int, int]:
+        self.parts.finish(self.scale)
+        moved = super().fold(bank, keep)
+        self.parts.moved(moved)
+        return moved
+
 
 class ShardedGeometryLayout(GeometryLayout):
     """FSDP2: each rank holds a shard of every gradient. Observations are written as additive parts (squared
     norms, inner products with the previous shard) and summed over the shard ``group`` before they become
-    norms and correlations (:class:`~.observation_rows.ShardParts`). Nothing is gathered."""
+    norms and correlations (:class:`~.observation_rows.GeometryParts`). Nothing is gathered."""
 
     @monitor_mode
     def __init__(self, kind: GradientGeometry, sites: list[GradientSite], device: torch.device, group: Any) -> None:
-        super().__init__(kind, sites, device)
         self.group = group  # the reader skips provisional folds of a shard group's layouts (ranks refresh apart)
-        self.shard_parts = ShardParts(self, kind.correlation, group)
+        super().__init__(kind, sites, device)
 
-    @monitor_mode
-    def compute(self, grads: list[torch.Tensor]) -> int:
-        row, _ = self.next_row()
-        pairs = [self.kind.buffers(s, g) for s, g in zip(self.sites, grads)] if self.kind.correlation else None
-        geometry_partials(self.shard_parts.parts[row], grads, [p[0] for p in pairs] if pairs else None)
-        if pairs:
-            torch._foreach_copy_([p[1] for p in pairs], grads)
-        return row
-
-    @monitor_mode
-    def fold(self, bank: StreamBank, keep: Sequence[int] = ()) -> dict[int, int]:
-        self.shard_parts.finish(self.scale)
-        moved = super().fold(bank, keep)
-        self.shard_parts.moved(moved)
-        return moved
+    def write(self, parts: torch.Tensor, grads: list[torch.Tensor], previous: list[torch.Tensor] | None) -> None:
+        geometry_partials(parts, grads, previous)

@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from .faults import FaultLog
-from .geometry import geometry_partials, size_scale, write_geometry
+from .geometry import geometry_partials, size_scale, write_parts
 from .hooks import Site
 from .modes import monitor_mode
-from .observation_rows import ObservationRows, ShardParts
+from .observation_rows import GeometryParts, ObservationRows
 from .sharding import local, shards_of
 from .streams import BankRow, StreamBank
 
@@ -57,31 +57,37 @@ class Group:
         self.rows = ObservationRows([s.bank_row for s in sites], self.device, width)
         self.scale = size_scale([s.param for s in sites], normalize, self.device)  # the whole parameters' sizes
         self.buffers: list[list[torch.Tensor]] = []  # per buffer kind, aligned with sites (see ParameterSet)
-        # sharded: observations are parts summed over the shard group; its rank 0 counts them (.sharding)
-        self.shard_parts = ShardParts(self.rows, width == 2, group) if group is not None else None
+        # the parts of each observation, finished at the fold; sharded: summed over the shard group first, whose
+        # rank 0 counts them (.sharding)
+        self.parts = GeometryParts(self.rows, width == 2, group)
         self.counts_here = all(s.shards is None or s.shards.counts_here for s in sites)
+        # [n] norms of the ``previous`` tensors the next observation correlates with, when this group wrote
+        # them (the previous observation's row); None: computed from the tensors
+        self.before: torch.Tensor | None = None
 
-    def next_row(self, bank: StreamBank) -> tuple[int, torch.Tensor]:
+    def next_row(self, bank: StreamBank) -> int:
         if self.rows.full:
             self.fold(bank)
-        return self.rows.next_row()
+        return self.rows.next_row()[0]
 
-    def write(self, row: int, values: torch.Tensor, tensors: list[torch.Tensor],
-              previous: list[torch.Tensor] | None) -> None:
-        """Observation ``row``: norms (and correlations with ``previous``) of ``tensors``, counted here."""
-        if self.shard_parts is None:
-            write_geometry(values, tensors, previous, self.scale)
-        else:
-            geometry_partials(self.shard_parts.parts[row], tensors, previous)
+    def write(self, row: int, tensors: list[torch.Tensor], previous: list[torch.Tensor] | None) -> None:
+        """Observation ``row``: norms (and correlations with ``previous``) of ``tensors``, counted here. With
+        ``previous``, the caller's next ``previous`` must be these ``tensors``, unchanged (a sequence)."""
+        parts = self.parts.rows_parts[row]
+        if self.parts.group is None:
+            write_parts(parts, tensors, previous, self.before)
+            if previous is not None:
+                self.before = parts[0]
+        else:  # a shard's rows are summed in place at the fold: its parts are never copied forward
+            geometry_partials(parts, tensors, previous)
         if self.counts_here:
             self.rows.mark_all(row)
 
     def fold(self, bank: StreamBank) -> None:
-        if self.shard_parts is not None:
-            self.shard_parts.finish(self.scale)
+        self.before = None  # its row is about to be reused
+        self.parts.finish(self.scale)
         moved = self.rows.fold(bank)
-        if self.shard_parts is not None:
-            self.shard_parts.moved(moved)
+        self.parts.moved(moved)
 
 
 class ParameterSet:
