@@ -12,10 +12,11 @@ with ``compute_correlation=False``; ``pgg`` / ``pgg-nocorr`` ``ParameterGradient
 otherwise (``compute_correlation=True`` is the default of the three geometry lenses).
 
 Workloads: ``seed`` - the seed's 2-D MLP, 56 samples at batch size 8 (7 Adam steps per epoch) then
-``tick_epoch()``; ``deep10`` - ``deep_mlp(10)`` (10 x Linear(256, 256) + ReLU), batch 64, 10 Adam steps per
+``tick_epoch()`` (no validation pass: it costs the same with and without a lens); ``deep10`` - ``deep_mlp(10)`` (10 x Linear(256, 256) + ReLU), batch 64, 10 Adam steps per
 epoch, then ``tick_epoch()``. Each variant (bare; ours and monitorch per lens) trains its own copy of the same
-weights on the same batches; one *block* is ``--epochs`` epochs. After a warm-up block each, the variants run
-their blocks in rotated order, ``--reps`` times. The inspector holds only the lens measured (ours with
+weights on the same batches; one *block* is ``--epochs`` epochs. Per lens, after a warm-up block each, the
+three variants run their blocks in rotated order, ``--reps`` times (``gc.collect()`` before each block, untimed);
+then both inspectors are detached (our optimizer-step hooks are process-wide) before the next lens. The inspector holds only the lens measured (ours with
 ``visualizer='none'``, monitorch with its 'print' visualizer, silenced), so its tick is part of the lens' cost.
 
 Reported per lens: ms per epoch (median over repetitions) of bare, ours and monitorch, the overheads
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import os
 import random
 import statistics
@@ -124,10 +126,11 @@ def overhead_ratio(pairs: Sequence[tuple[float, float]]) -> float:
     return statistics.median(p[0] for p in pairs) / theirs if theirs > 0 else float("inf")
 
 
-def run(wl: Workload, lens_keys: list[str], reps: int, epochs: int, clock: Callable[[], float]) -> list[str]:
-    variants = [Variant("bare", wl, None, None)]
-    for key in lens_keys:
-        variants += [Variant(f"ours {key}", wl, "ours", key), Variant(f"monitorch {key}", wl, "monitorch", key)]
+def compare(wl: Workload, key: str, reps: int, epochs: int, clock: Callable[[], float]) -> str:
+    """One lens: bare, ours and monitorch, interleaved; the inspectors are detached before the next lens (our
+    optimizer-step hooks are process-wide: a live inspector would also cost every other variant's steps)."""
+    variants = [Variant("bare", wl, None, None), Variant(f"ours {key}", wl, "ours", key),
+                Variant(f"monitorch {key}", wl, "monitorch", key)]
     with silenced():
         for v in variants:
             v.block(wl, 1, clock)
@@ -135,21 +138,19 @@ def run(wl: Workload, lens_keys: list[str], reps: int, epochs: int, clock: Calla
         for rep in range(reps):
             k = rep % len(variants)
             for v in variants[k:] + variants[:k]:
+                gc.collect()
                 v.block(wl, epochs, clock)
-    bare = variants[0].times
-    lines = []
-    for i, key in enumerate(lens_keys):
-        ours, theirs = variants[1 + 2 * i].times, variants[2 + 2 * i].times
-        pairs = [(o - b, m - b) for o, m, b in zip(ours, theirs, bare)]
-        ratio = overhead_ratio(pairs)
-        lo, hi = bootstrap(pairs, overhead_ratio)
-        verdict = "PASS" if hi <= 0.5 else ("miss" if lo > 0.5 else "within noise")
-        lines.append(f"| {wl.name} | {LENSES[key][0]}{'' if '-' not in key else ' (no corr.)'} "
-                     f"| {statistics.median(bare) * 1e3:.3f} | {statistics.median(ours) * 1e3:.3f} "
-                     f"| {statistics.median(theirs) * 1e3:.3f} | {statistics.median(p[0] for p in pairs) * 1e3:.3f} "
-                     f"| {statistics.median(p[1] for p in pairs) * 1e3:.3f} | {ratio:.2f} | {lo:.2f}-{hi:.2f} "
-                     f"| {verdict} |")
-    return lines
+        for v in variants[1:]:
+            v.inspector.detach()
+    bare, ours, theirs = (v.times for v in variants)
+    pairs = [(o - b, m - b) for o, m, b in zip(ours, theirs, bare)]
+    ratio = overhead_ratio(pairs)
+    lo, hi = bootstrap(pairs, overhead_ratio)
+    verdict = "PASS" if hi <= 0.5 else ("miss" if lo > 0.5 else "within noise")
+    return (f"| {wl.name} | {LENSES[key][0]}{'' if '-' not in key else ' (no corr.)'} "
+            f"| {statistics.median(bare) * 1e3:.3f} | {statistics.median(ours) * 1e3:.3f} "
+            f"| {statistics.median(theirs) * 1e3:.3f} | {statistics.median(p[0] for p in pairs) * 1e3:.3f} "
+            f"| {statistics.median(p[1] for p in pairs) * 1e3:.3f} | {ratio:.2f} | {lo:.2f}-{hi:.2f} | {verdict} |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -176,8 +177,9 @@ def main(argv: list[str] | None = None) -> None:
           "| monitorch overhead ms | ratio | 95% interval | <= 0.5 |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.workloads.split(","):
-        for line in run(workloads()[name.strip()](), keys, args.reps, args.epochs, CLOCKS[args.clock]):
-            print(line, flush=True)
+        wl = workloads()[name.strip()]()
+        for key in keys:
+            print(compare(wl, key, args.reps, args.epochs, CLOCKS[args.clock]), flush=True)
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 
