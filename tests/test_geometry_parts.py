@@ -192,3 +192,30 @@ def test_gradient_geometry_across_folds(monkeypatch):
     for name, seq in grads.items():
         norms, corrs = by_hand(seq)
         check(rec, 1, "Weight Gradient Norm", "Weight Gradient Correlation", name, norms, corrs)
+
+
+def test_gradient_geometry_when_a_step_rereads_some_gradients(monkeypatch):
+    """A gradient changed in place after the backward pass (here: one weight's, on odd steps) is read again by
+    the step, in a layout of its own; the previous norms the other layout copies must follow that read."""
+    monkeypatch.setattr(observation_rows, "_MAX_ROWS", 4)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ins, rec = inspector(ParameterGradientGeometry(parameters=["weight"]), model)
+    g = torch.Generator().manual_seed(4)
+    for epoch in (1, 2):
+        used = {"0": [], "2": []}
+        for step in range(9):
+            x, y = torch.randn(8, 4, generator=g), torch.randint(0, 3, (8,), generator=g)
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            if step % 2:
+                model[0].weight.grad.mul_(-0.5)  # the step uses this gradient, not the one the backward left
+            for name in used:
+                used[name].append(model[int(name)].weight.grad.clone())
+            opt.step()
+        ins.tick_epoch()
+        for name, seq in used.items():
+            norms, corrs = by_hand(seq)
+            assert min(corrs[1:]) < 0 if name == "0" else True  # the flipped gradients anti-correlate
+            check(rec, epoch, "Weight Gradient Norm", "Weight Gradient Correlation", name, norms, corrs)

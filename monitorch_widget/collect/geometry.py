@@ -47,7 +47,11 @@ def dots(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], out: torch.Tensor
     ``torch.dot`` on CPU (49 vs 5.5 us for N = 32k); a dot allocates nothing, unlike ``sum(a * b)``."""
     products = []
     for x, y in zip(a, b):
-        u, v = x.reshape(-1), y.reshape(-1)
+        u = x if x.dim() == 1 else x.reshape(-1)  # flat views of the monitor's own buffers come as they are
+        v = y if y.dim() == 1 else y.reshape(-1)
+        if u.dtype is _F32 and v.dtype is _F32:
+            products.append(torch.dot(u, v))
+            continue
         try:
             products.append(torch.dot(u, v).to(_F32))
         except RuntimeError:  # a dtype without a dot kernel on this device: in float32

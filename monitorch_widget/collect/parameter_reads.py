@@ -62,7 +62,7 @@ class UpdateReader(ParameterSet):
             delta = group.buffers[_SNAPSHOT]
             torch._foreach_sub_(delta, group.params)  # before - after = -update
             row = group.next_row(self.bank)
-            group.write(row, delta, group.buffers[_PREVIOUS] if self.correlation else None)
+            group.write(row, group.flat[_SNAPSHOT], group.flat[_PREVIOUS] if self.correlation else None)
             if self.correlation:
                 self.swap(group, _SNAPSHOT, _PREVIOUS)
 

@@ -57,6 +57,7 @@ class Group:
         self.rows = ObservationRows([s.bank_row for s in sites], self.device, width)
         self.scale = size_scale([s.param for s in sites], normalize, self.device)  # the whole parameters' sizes
         self.buffers: list[list[torch.Tensor]] = []  # per buffer kind, aligned with sites (see ParameterSet)
+        self.flat: list[list[torch.Tensor]] = []  # the same buffers as 1-D views (no reshape per observation)
         # the parts of each observation, finished at the fold; sharded: summed over the shard group first, whose
         # rank 0 counts them (.sharding)
         self.parts = GeometryParts(self.rows, width == 2, group)
@@ -104,7 +105,7 @@ class ParameterSet:
         self.n_buffers = buffers
         self.sites: list[ParameterSite] = []
         self._memory: dict[int, list[torch.Tensor]] = {}
-        self._key: tuple[tuple[int, str, int], ...] | None = None
+        self._key: tuple[tuple[int, int, torch.device, torch.dtype], ...] | None = None
         self._groups: list[Group] = []
         self._retired: list[Group] = []  # groups replaced while holding unfolded rows
 
@@ -112,11 +113,13 @@ class ParameterSet:
         self.sites.append(site)
 
     def groups(self) -> list[Group]:
-        """The current groups (rebuilt when a site was added, turned on or off, or its parameter moved)."""
+        """The current groups (rebuilt when a site was added, turned on or off, or its parameter moved or
+        changed dtype)."""
         for s in self.sites:
             s.follow()
         on = [s for s in self.sites if not s.off]
-        key = tuple((id(s), str(s.param.device), id(s.param)) for s in on)
+        # a parameter moved by module.to() keeps its identity: its device and dtype are part of the key
+        key = tuple((id(s), id(s.param), s.param.device, s.param.dtype) for s in on)
         if key != self._key:
             self._retired += [g for g in self._groups if g.rows.used]
             self._key = key
@@ -137,14 +140,18 @@ class ParameterSet:
             for s, p in zip(members, group.params):
                 mem = self._memory.get(id(s))
                 if mem is None or mem[0].shape != p.shape or mem[0].device != p.device:
-                    mem = self._memory[id(s)] = [torch.zeros_like(p) for _ in range(self.n_buffers)]
+                    # contiguous whatever the parameter's strides: each also serves as a flat view
+                    mem = self._memory[id(s)] = [torch.zeros(p.shape, dtype=p.dtype, device=p.device)
+                                                 for _ in range(self.n_buffers)]
             group.buffers = [[self._memory[id(s)][k] for s in members] for k in range(self.n_buffers)]
+            group.flat = [[t.view(-1) for t in kind] for kind in group.buffers]
             groups.append(group)
         return groups
 
     def swap(self, group: Group, a: int, b: int) -> None:
         """Exchange buffer kinds ``a`` and ``b`` of every site of ``group`` (a pointer swap, no copy)."""
         group.buffers[a], group.buffers[b] = group.buffers[b], group.buffers[a]
+        group.flat[a], group.flat[b] = group.flat[b], group.flat[a]
         for s, x, y in zip(group.sites, group.buffers[a], group.buffers[b]):
             mem = self._memory[id(s)]
             mem[a], mem[b] = x, y
