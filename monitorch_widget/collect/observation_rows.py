@@ -1,10 +1,12 @@
 """Per-observation rows of a fixed set of sites on one device: what the geometry lenses write into.
 
 An *observation* writes, for every site of the set at once, ``width`` float32 values (a norm, a correlation)
-into one row of ``values`` [capacity, width, sites]; nothing is read on the host. Whether an entry counts is
-decided on the host (``present``): the parameter-update and output-gradient readers mark whole rows at once,
-the gradient reader marks a parameter's entry when that gradient's use is decided
-(:mod:`.gradient_reading`). A full buffer, and every tick, folds the present entries into the lens'
+into one row of ``values`` [capacity, width, sites]; nothing is read on the host. The geometry readers write
+the row's parts instead (:class:`GeometryParts`: norms, inner products, previous norms), and the fold turns
+all new rows into values at once. Whether an entry counts is decided on the host (``present``): the
+parameter-update readers mark whole rows at once, an output-gradient site its own entry (the sites of one
+lens share the rows, each filling its own column from the top), the gradient reader marks a parameter's entry
+when that gradient's use is decided (:mod:`.gradient_reading`). A full buffer, and every tick, folds the present entries into the lens'
 :class:`~.streams.StreamBank` in a fixed number of device ops; an entry with a non-finite value counts as a
 non-finite observation of that site only.
 """
