@@ -31,7 +31,8 @@ class OutputGradientGeometry(AbstractLens):
     Cost: 4 small device ops per module per backward pass (1 without correlation), no host sync; at each fold
     (every tick, and after 32 observations of a module) a fixed number of ops for all modules together.
     Memory: with ``compute_correlation``, one copy of each watched module's output gradient (the previous one:
-    about the size of its activations for one batch); without, a few floats per observation.
+    about the size of its activations for one batch); without, a few floats per observation; on the host, at
+    most 96 cached 0-d views per module (3 per row of the 32 its share of the row buffer holds).
 
     Raises TypeError / ValueError for non-boolean flags and unknown aggregation names.
     """
