@@ -12,9 +12,14 @@ of one tensor (a gradient, an update, a parameter):
 
 :func:`write_geometry` writes row 0 (norms) and row 1 (correlations) of an observation for n tensors: the
 norms with multi-tensor ops (``torch._foreach_norm``), the inner products with one ``torch.dot`` per tensor
-(see :func:`dots`), on the tensors' device, into preallocated rows; nothing is read on the host. A tensor held
-in shards (FSDP2) is measured from additive parts (squared norms, inner products: :func:`geometry_partials`)
-summed over the shards, then :func:`finish_geometry` -- the same formula.
+(see :func:`dots`), on the tensors' device, into preallocated rows; nothing is read on the host.
+
+Per-observation paths write *parts* instead and leave the division to the fold, where one call finishes every
+row written since the last fold (:class:`~.observation_rows.GeometryParts`): :func:`write_parts` writes the
+raw norms, the inner products and the previous tensor's norms (copied from the previous observation's row
+where the caller knows it, not recomputed), 3 + n small ops instead of ~13 + n. A tensor held in shards
+(FSDP2) is measured from additive parts (squared norms, inner products: :func:`geometry_partials`) summed over
+the shards. Both end in :func:`finish_geometry`, which applies the one formula (``_combine``).
 """
 
 from __future__ import annotations
@@ -28,25 +33,30 @@ _F32 = torch.float32
 EPS = 1e-8  # monitorch's eps for the correlation's denominator
 
 
-def norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """[n] float32 L2 norms, one multi-tensor op."""
-    return torch.stack(torch._foreach_norm(list(tensors), 2, dtype=_F32))
+def norms(tensors: Sequence[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
+    """[n] float32 L2 norms, one multi-tensor op (written into ``out`` when given)."""
+    return torch.stack(torch._foreach_norm(list(tensors), 2, dtype=_F32), out=out)
 
 
-def dots(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
-    """[n] float32 inner products <a_i, b_i> (equal shapes), one ``torch.dot`` per pair.
+def dots(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
+    """[n] float32 inner products <a_i, b_i> (equal shapes), one ``torch.dot`` per pair (written into ``out``
+    when given).
 
     Per tensor on purpose: torch has no multi-tensor reduction with a sign (``_foreach_norm`` /
     ``_foreach_powsum`` sum |x|^p), and ``torch._foreach_mm`` of [1, N] x [N, 1] measured 9x slower than
     ``torch.dot`` on CPU (49 vs 5.5 us for N = 32k); a dot allocates nothing, unlike ``sum(a * b)``."""
-    out = []
+    products = []
     for x, y in zip(a, b):
-        u, v = x.reshape(-1), y.reshape(-1)
+        u = x if x.dim() == 1 else x.reshape(-1)  # flat views of the monitor's own buffers come as they are
+        v = y if y.dim() == 1 else y.reshape(-1)
+        if u.dtype is _F32 and v.dtype is _F32:
+            products.append(torch.dot(u, v))
+            continue
         try:
-            out.append(torch.dot(u, v).to(_F32))
+            products.append(torch.dot(u, v).to(_F32))
         except RuntimeError:  # a dtype without a dot kernel on this device: in float32
-            out.append(torch.dot(u.to(_F32), v.to(_F32)))
-    return torch.stack(out)
+            products.append(torch.dot(u.to(_F32), v.to(_F32)))
+    return torch.stack(products, out=out)
 
 
 def size_scale(tensors: Sequence[torch.Tensor], normalize: bool, device: torch.device) -> torch.Tensor | None:
@@ -71,10 +81,46 @@ def _combine(row: torch.Tensor, raw: torch.Tensor, products: torch.Tensor | None
         torch.div(products, before.nan_to_num_(0.0, 0.0, 0.0).mul_(raw).add_(EPS), out=row[1])
 
 
+def write_parts(out: torch.Tensor, tensors: Sequence[torch.Tensor], previous: Sequence[torch.Tensor] | None,
+                before: torch.Tensor | None = None) -> None:
+    """Write the raw parts of one observation of n tensors into ``out`` ([1 or 3, n] float32), to be turned
+    into values later, for many observations at once, by :func:`finish_geometry` (``squared=False``):
+    ``out[0]`` = norms and, with ``previous``, ``out[1]`` = inner products with it and ``out[2]`` = its norms
+    -- copied from ``before`` ([n], the norms the previous observation wrote) when given, else computed."""
+    norms(tensors, out=out[0])
+    if previous is not None:
+        dots(previous, tensors, out=out[1])
+        if before is None:
+            norms(previous, out=out[2])
+        else:
+            out[2].copy_(before)
+
+
+def write_parts_one(out: Sequence[torch.Tensor], x: torch.Tensor, previous: torch.Tensor | None,
+                    before: torch.Tensor | None = None) -> None:
+    """:func:`write_parts` for one tensor, into the 0-d views ``out`` = (norm[, inner product, previous norm])
+    of one row: one ``torch.linalg.vector_norm`` and one ``torch.dot`` with ``out=``, and a copy of ``before``
+    (a 0-d tensor: the previous observation's norm, written by this function) when given."""
+    torch.linalg.vector_norm(x, dtype=_F32, out=out[0])
+    if previous is None:
+        return
+    if x.dtype == _F32 and previous.dtype == _F32:
+        torch.dot(previous.reshape(-1), x.reshape(-1), out=out[1])
+    else:
+        out[1].copy_(dots([previous], [x])[0])
+    if before is None:
+        torch.linalg.vector_norm(previous, dtype=_F32, out=out[2])
+    else:
+        out[2].copy_(before)
+
+
 def write_geometry(row: torch.Tensor, tensors: Sequence[torch.Tensor], previous: Sequence[torch.Tensor] | None,
                    scale: torch.Tensor | float | None) -> None:
     """Write ``row[0]`` = norms (times ``scale``: [n] or one number) and, when ``previous`` is given, ``row[1]`` =
-    correlations with it. ``row``: [width, n] float32 on the tensors' device."""
+    correlations with it, at once. ``row``: [width, n] float32 on the tensors' device."""
+    if previous is None and scale is None:
+        norms(tensors, out=row[0])
+        return
     raw = norms(tensors)
     if previous is None:
         _combine(row, raw, None, None, scale)
@@ -87,18 +133,20 @@ def geometry_partials(out: torch.Tensor, tensors: Sequence[torch.Tensor],
     """Write the additive parts of an observation into ``out`` ([1 or 3, n] float32): ``out[0]`` = squared
     norms and, with ``previous``, ``out[1]`` = inner products with it and ``out[2]`` = its squared norms. Parts
     of one tensor held in pieces (FSDP2 shards) add up to the parts of the whole: sum them, then
-    :func:`finish_geometry`."""
+    :func:`finish_geometry` with ``squared=True``."""
     torch.square(norms(tensors), out=out[0])
     if previous is not None:
-        out[1].copy_(dots(previous, tensors))
+        dots(previous, tensors, out=out[1])
         torch.square(norms(previous), out=out[2])
 
 
-def finish_geometry(row: torch.Tensor, parts: torch.Tensor, scale: torch.Tensor | float | None) -> None:
-    """What :func:`write_geometry` writes, from summed :func:`geometry_partials` parts ([1 or 3, ...] ->
-    ``row`` [1 or 2, ...], any trailing shape)."""
-    raw = torch.sqrt(parts[0])
+def finish_geometry(row: torch.Tensor, parts: torch.Tensor, scale: torch.Tensor | float | None,
+                    squared: bool = True) -> None:
+    """What :func:`write_geometry` writes, from parts ([1 or 3, ...] -> ``row`` [1 or 2, ...], any trailing
+    shape): summed :func:`geometry_partials` (``squared``) or :func:`write_parts` (raw)."""
+    raw = torch.sqrt(parts[0]) if squared else parts[0]
     if parts.shape[0] == 3:
-        _combine(row, raw, parts[1], torch.sqrt(parts[2]), scale)
+        before = torch.sqrt(parts[2]) if squared else parts[2].clone()
+        _combine(row, raw, parts[1], before, scale)
     else:
         _combine(row, raw, None, None, scale)

@@ -11,8 +11,9 @@ Per observation (:mod:`.geometry`): ||g|| (or ||g|| / sqrt(numel), the RMS) and,
 <g_prev, g> / (||g_prev|| ||g|| + eps) with the previous gradient of the same module. Memory with
 ``correlation``: one copy of the module's output gradient (the previous one). A gradient whose shape differs
 from the previous one (a smaller last batch) has nothing to correlate with: the previous one is zeroed, so
-its correlation is 0, like the first gradient of an epoch. No host synchronisation: ~12 small device ops
-per observation into a preallocated row.
+its correlation is 0, like the first gradient of an epoch. No host synchronisation: 4 small device ops per
+observation (norm, inner product, the previous norm copied from the previous row, the copy of the gradient)
+into a preallocated row of parts, finished for all rows at once at the fold (:mod:`.geometry`).
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from torch import nn
 
 from .compiled import in_graph
 from .faults import FaultLog
-from .geometry import write_geometry
+from .geometry import write_parts_one
 from .hooks import Site
 from .modes import monitor_mode
-from .observation_rows import ObservationRows
+from .observation_rows import GeometryParts, ObservationRows
 from .streams import BankRow
 
 
@@ -43,17 +44,17 @@ def first_tensor(out: Any) -> torch.Tensor | None:
 class OutputGradientSite(Site):
     """Forward hook on one module; a tensor hook on its output reads the output's gradient."""
 
-    def __init__(self, name: str, module: nn.Module, lens: str, faults: FaultLog, slot: BankRow, *,
-                 normalize: bool, correlation: bool) -> None:
-        super().__init__(name, lens, faults, 2 if correlation else 1, False, slot)
+    def __init__(self, name: str, module: nn.Module, lens: str, faults: FaultLog, slot: BankRow,
+                 rows: OutputGradientRows) -> None:
+        super().__init__(name, lens, faults, rows.width, False, slot)
         self.slot = slot
         self.module_type = type(module).__name__
-        self.normalize = normalize
-        self.correlation = correlation
-        self.width = 2 if correlation else 1
+        self.correlation = rows.correlation
         self.seen = False  # an output of this module required grad at least once
-        self.rows: ObservationRows | None = None
+        self.shared = rows
+        self.column = rows.add(self)
         self.previous: torch.Tensor | None = None
+        self.before: torch.Tensor | None = None  # ||previous||: the previous observation's norm (a 0-d row view)
         self._register = lambda: module.register_forward_hook(self)
         self.handle = self._register()
 
@@ -83,36 +84,101 @@ class OutputGradientSite(Site):
     @monitor_mode
     def _observe(self, grad: torch.Tensor) -> None:
         g = grad.detach()
-        rows = self.rows
-        if rows is None or rows.device != g.device:
-            if rows is not None:
-                rows.fold(self.slot.bank)
-            rows = self.rows = ObservationRows([self.slot], g.device, self.width)
-        elif rows.full:
-            rows.fold(self.slot.bank)
-        row, values = rows.next_row()
-        scale = 1.0 / math.sqrt(max(g.numel(), 1)) if self.normalize else None
+        col = self.column
+        rows = self.shared.rows_for(g.device)
+        row = rows.next_row(col)
+        out = rows.parts.scalars(row, col)
+        if rows.parts.row_scale is not None:  # normalize_by_size: the RMS; a last smaller batch has its own size
+            rows.parts.row_scale[row, col] = 1.0 / math.sqrt(max(g.numel(), 1))
         if self.correlation:
             prev = self.previous
             if prev is None or prev.shape != g.shape or prev.dtype != g.dtype or prev.device != g.device:
                 prev = self.previous = torch.zeros_like(g)
-            write_geometry(values, [g], [prev], scale)
+                self.before = None
+            write_parts_one(out, g, prev, self.before)
+            self.before = out[0]
             prev.copy_(g)
         else:
-            write_geometry(values, [g], None, scale)
-        rows.mark_all(row)
+            write_parts_one(out, g, None)
+        rows.rows.present[row, col] = True
 
     def flush(self) -> None:
-        if self.rows is not None:
-            self.rows.fold(self.slot.bank)
+        """Nothing of its own: the lens folds its :class:`OutputGradientRows` once for all its sites."""
 
     @monitor_mode
     def reset(self) -> None:
         """A new epoch: the previous gradient is zero again (monitorch's first correlation of an epoch is 0)."""
         if self.previous is not None:
             self.previous.zero_()
+        self.before = None
 
     def remove(self) -> None:
         super().remove()
-        self.rows = None
         self.previous = None
+        self.before = None
+
+
+class _DeviceRows:
+    """The rows of every site of one lens on one device: column ``i`` is site ``i``; each site fills its own
+    rows from the top (its own row counter), so the buffer folds once for all of them."""
+
+    CAPACITY = 32  # observations per site between folds (the 0-d views of used rows are kept: at most 3 per entry)
+
+    @monitor_mode
+    def __init__(self, owner: OutputGradientRows, device: torch.device) -> None:
+        self.owner = owner
+        self.sites = list(owner.sites)
+        self.rows = ObservationRows([s.slot for s in self.sites], device, owner.width, capacity=self.CAPACITY)
+        self.parts = GeometryParts(self.rows, owner.correlation, per_row_scale=owner.normalize)
+        self.counts = [0] * len(self.sites)
+
+    def next_row(self, col: int) -> int:
+        row = self.counts[col]
+        if row == self.rows.capacity:
+            self.fold()
+            row = 0
+        self.counts[col] = row + 1
+        if row >= self.rows.used:
+            self.rows.used = row + 1
+        return row
+
+    @monitor_mode
+    def fold(self) -> None:
+        if not self.rows.used:
+            return
+        for site in self.sites:
+            site.before = None  # its row is about to be reused
+        self.parts.finish(None)
+        self.rows.fold(self.sites[0].slot.bank)
+        self.parts.moved({})
+        self.counts = [0] * len(self.sites)
+
+
+class OutputGradientRows:
+    """Where the output-gradient sites of one lens write their observations (a :class:`_DeviceRows` per
+    device they were seen on) and what each observation is: ``width`` = 2 with ``correlation``, else 1;
+    ``normalize``: the RMS. The lens folds it at every tick (:meth:`flush`)."""
+
+    def __init__(self, normalize: bool, correlation: bool) -> None:
+        self.normalize = normalize
+        self.correlation = correlation
+        self.width = 2 if correlation else 1
+        self.sites: list[OutputGradientSite] = []
+        self.by_device: dict[torch.device, _DeviceRows] = {}
+
+    def add(self, site: OutputGradientSite) -> int:
+        """The column of a new site."""
+        self.sites.append(site)
+        return len(self.sites) - 1
+
+    def rows_for(self, device: torch.device) -> _DeviceRows:
+        rows = self.by_device.get(device)
+        if rows is None or len(rows.sites) != len(self.sites):  # first on this device, or a site added since
+            if rows is not None:
+                rows.fold()
+            rows = self.by_device[device] = _DeviceRows(self, device)
+        return rows
+
+    def flush(self) -> None:
+        for rows in self.by_device.values():
+            rows.fold()

@@ -61,8 +61,8 @@ class UpdateReader(ParameterSet):
         for group in groups or ():
             delta = group.buffers[_SNAPSHOT]
             torch._foreach_sub_(delta, group.params)  # before - after = -update
-            row, values = group.next_row(self.bank)
-            group.write(row, values, delta, group.buffers[_PREVIOUS] if self.correlation else None)
+            row = group.next_row(self.bank)
+            group.write(row, group.flat[_SNAPSHOT], group.flat[_PREVIOUS] if self.correlation else None)
             if self.correlation:
                 self.swap(group, _SNAPSHOT, _PREVIOUS)
 
@@ -73,6 +73,8 @@ class UpdateReader(ParameterSet):
             previous = [mem[_PREVIOUS] for mem in self._memory.values()]
             if previous:
                 torch._foreach_zero_(previous)
+            for group in self._groups:
+                group.before = None
 
     def clear(self) -> None:
         for handle in self.handles:
@@ -94,5 +96,5 @@ class NormReader(ParameterSet):
     @monitor_mode
     def _read(self) -> None:
         for group in self.groups():
-            row, values = group.next_row(self.bank)
-            group.write(row, values, group.params, None)
+            row = group.next_row(self.bank)
+            group.write(row, group.params, None)

@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from .faults import FaultLog
-from .geometry import geometry_partials, size_scale, write_geometry
+from .geometry import geometry_partials, size_scale, write_parts
 from .hooks import Site
 from .modes import monitor_mode
-from .observation_rows import ObservationRows, ShardParts
+from .observation_rows import GeometryParts, ObservationRows
 from .sharding import local, shards_of
 from .streams import BankRow, StreamBank
 
@@ -57,31 +57,38 @@ class Group:
         self.rows = ObservationRows([s.bank_row for s in sites], self.device, width)
         self.scale = size_scale([s.param for s in sites], normalize, self.device)  # the whole parameters' sizes
         self.buffers: list[list[torch.Tensor]] = []  # per buffer kind, aligned with sites (see ParameterSet)
-        # sharded: observations are parts summed over the shard group; its rank 0 counts them (.sharding)
-        self.shard_parts = ShardParts(self.rows, width == 2, group) if group is not None else None
+        self.flat: list[list[torch.Tensor]] = []  # the same buffers as 1-D views (no reshape per observation)
+        # the parts of each observation, finished at the fold; sharded: summed over the shard group first, whose
+        # rank 0 counts them (.sharding)
+        self.parts = GeometryParts(self.rows, width == 2, group)
         self.counts_here = all(s.shards is None or s.shards.counts_here for s in sites)
+        # [n] norms of the ``previous`` tensors the next observation correlates with, when this group wrote
+        # them (the previous observation's row); None: computed from the tensors
+        self.before: torch.Tensor | None = None
 
-    def next_row(self, bank: StreamBank) -> tuple[int, torch.Tensor]:
+    def next_row(self, bank: StreamBank) -> int:
         if self.rows.full:
             self.fold(bank)
-        return self.rows.next_row()
+        return self.rows.next_row()[0]
 
-    def write(self, row: int, values: torch.Tensor, tensors: list[torch.Tensor],
-              previous: list[torch.Tensor] | None) -> None:
-        """Observation ``row``: norms (and correlations with ``previous``) of ``tensors``, counted here."""
-        if self.shard_parts is None:
-            write_geometry(values, tensors, previous, self.scale)
-        else:
-            geometry_partials(self.shard_parts.parts[row], tensors, previous)
+    def write(self, row: int, tensors: list[torch.Tensor], previous: list[torch.Tensor] | None) -> None:
+        """Observation ``row``: norms (and correlations with ``previous``) of ``tensors``, counted here. With
+        ``previous``, the caller's next ``previous`` must be these ``tensors``, unchanged (a sequence)."""
+        parts = self.parts.rows_parts[row]
+        if self.parts.group is None:
+            write_parts(parts, tensors, previous, self.before)
+            if previous is not None:
+                self.before = parts[0]
+        else:  # a shard's rows are summed in place at the fold: its parts are never copied forward
+            geometry_partials(parts, tensors, previous)
         if self.counts_here:
             self.rows.mark_all(row)
 
     def fold(self, bank: StreamBank) -> None:
-        if self.shard_parts is not None:
-            self.shard_parts.finish(self.scale)
+        self.before = None  # its row is about to be reused
+        self.parts.finish(self.scale)
         moved = self.rows.fold(bank)
-        if self.shard_parts is not None:
-            self.shard_parts.moved(moved)
+        self.parts.moved(moved)
 
 
 class ParameterSet:
@@ -98,7 +105,7 @@ class ParameterSet:
         self.n_buffers = buffers
         self.sites: list[ParameterSite] = []
         self._memory: dict[int, list[torch.Tensor]] = {}
-        self._key: tuple[tuple[int, str, int], ...] | None = None
+        self._key: tuple[tuple[int, int, torch.device, torch.dtype], ...] | None = None
         self._groups: list[Group] = []
         self._retired: list[Group] = []  # groups replaced while holding unfolded rows
 
@@ -106,11 +113,13 @@ class ParameterSet:
         self.sites.append(site)
 
     def groups(self) -> list[Group]:
-        """The current groups (rebuilt when a site was added, turned on or off, or its parameter moved)."""
+        """The current groups (rebuilt when a site was added, turned on or off, or its parameter moved or
+        changed dtype)."""
         for s in self.sites:
             s.follow()
         on = [s for s in self.sites if not s.off]
-        key = tuple((id(s), str(s.param.device), id(s.param)) for s in on)
+        # a parameter moved by module.to() keeps its identity: its device and dtype are part of the key
+        key = tuple((id(s), id(s.param), s.param.device, s.param.dtype) for s in on)
         if key != self._key:
             self._retired += [g for g in self._groups if g.rows.used]
             self._key = key
@@ -131,14 +140,18 @@ class ParameterSet:
             for s, p in zip(members, group.params):
                 mem = self._memory.get(id(s))
                 if mem is None or mem[0].shape != p.shape or mem[0].device != p.device:
-                    mem = self._memory[id(s)] = [torch.zeros_like(p) for _ in range(self.n_buffers)]
+                    # contiguous whatever the parameter's strides: each also serves as a flat view
+                    mem = self._memory[id(s)] = [torch.zeros(p.shape, dtype=p.dtype, device=p.device)
+                                                 for _ in range(self.n_buffers)]
             group.buffers = [[self._memory[id(s)][k] for s in members] for k in range(self.n_buffers)]
+            group.flat = [[t.view(-1) for t in kind] for kind in group.buffers]
             groups.append(group)
         return groups
 
     def swap(self, group: Group, a: int, b: int) -> None:
         """Exchange buffer kinds ``a`` and ``b`` of every site of ``group`` (a pointer swap, no copy)."""
         group.buffers[a], group.buffers[b] = group.buffers[b], group.buffers[a]
+        group.flat[a], group.flat[b] = group.flat[b], group.flat[a]
         for s, x, y in zip(group.sites, group.buffers[a], group.buffers[b]):
             mem = self._memory[id(s)]
             mem[a], mem[b] = x, y

@@ -26,8 +26,9 @@ class ParameterGradientGeometry(SequenceGeometryLens):
     k observations of partial sums).
 
     Cost: per backward pass, one ``torch._foreach_norm`` over all watched gradients of a device (plus, with
-    correlation, one ``_foreach_norm`` of the previous ones, one ``torch.dot`` per parameter and one
-    ``_foreach_copy_``); no host sync. Memory with ``compute_correlation``: two gradient-sized buffers per
+    correlation, one ``torch.dot`` per parameter, one ``_foreach_copy_`` and a copy of the previous observations'
+    norms from their rows: nothing recomputed); the division happens at the fold, for all rows at once
+    (:mod:`monitorch_widget.collect.geometry`); no host sync. Memory with ``compute_correlation``: two gradient-sized buffers per
     watched parameter (2x the watched parameters' size: the previous observation, and the latest read while
     its use is undecided; measured 2.00x by ``benchmarks/geometry_memory.py``); without, a few floats per
     observation. ``parameters``: names or glob patterns

@@ -29,7 +29,9 @@ class ParameterUpdateGeometry(SequenceGeometryLens):
     :meth:`inspect_update` to observe the change since its previous call (monitorch's behaviour).
 
     Cost per step: one ``_foreach_copy_`` and one ``_foreach_sub_`` over the watched parameters, one
-    ``_foreach_norm`` (two, and one ``torch.dot`` per parameter, with correlation), per device; no host sync. Memory: one
+    ``_foreach_norm`` (and, with correlation, one ``torch.dot`` per parameter and a copy of the previous
+    update's norms from its row), per device; the division happens at the fold, for all rows at once; no
+    host sync. Memory: one
     copy of the watched parameters, two with ``compute_correlation`` (the snapshot and the previous update):
     2.0x the watched parameters' bytes (1.0x without correlation), measured by ``benchmarks/geometry_memory.py``;
     allocated at the first step.
