@@ -192,7 +192,7 @@ class PyTorchInspector:
         # every forward pass of the model is a monitor call: held values go out, queued view requests run
         # (a pre-hook: a request that changes hooks never lands in the middle of a pass)
         self._pump_handle = graphs.call_root.register_forward_pre_hook(self._pump_hook)
-        self._steps = StepCounter()  # optimizer steps of this run (the charts' "step" x axis)
+        self._steps = StepCounter(model)  # optimizer steps of this run (the charts' "step" x axis)
         STEPS.listen(self._steps)
         self.state.counter = 1
         self.state.attached = True

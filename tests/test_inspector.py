@@ -354,3 +354,32 @@ def test_rows_carry_the_runs_optimizer_step_count_through_the_wire_and_saved_his
         del r["steps"]  # a history saved before the step count
     path.write_text(json.dumps(doc))
     assert all(np.isnan(load(path).runs[0].steps))
+
+
+def test_step_axis_counts_only_the_attached_models_optimizer_steps():
+    # Two models trained side by side in one process (run comparison): each inspector's "step" x axis
+    # counts the optimizer steps that update its own model, not the other model's.
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2)) for _ in range(2)]
+    opts = [torch.optim.SGD(m.parameters(), lr=0.1) for m in models]
+    inspectors = [PyTorchInspector([ParameterGradientActivation()], visualizer="none", module=m) for m in models]
+    x, y = torch.randn(8, 2), torch.randint(0, 2, (8,))
+    steps_per_epoch = (3, 5)
+    for _ in range(2):
+        for k in range(max(steps_per_epoch)):
+            for model, opt, n in zip(models, opts, steps_per_epoch):
+                if k < n:
+                    opt.zero_grad()
+                    nn.functional.cross_entropy(model(x), y).backward()
+                    opt.step()
+        for ins in inspectors:
+            ins.tick_epoch()
+    assert inspectors[0].history.current.steps == [3.0, 6.0]
+    assert inspectors[1].history.current.steps == [5.0, 10.0]
+    # an optimizer created after attach (a new one per epoch, a scheduler restart) is recognised too
+    opt2 = torch.optim.Adam(models[0].parameters())
+    opt2.zero_grad()
+    nn.functional.cross_entropy(models[0](x), y).backward()
+    opt2.step()
+    inspectors[0].tick_epoch()
+    assert inspectors[0].history.current.steps == [3.0, 6.0, 7.0]

@@ -40,7 +40,9 @@ if TYPE_CHECKING:
 
 _F32 = torch.float32
 SMALL = 1 << 14  # elements; bigger gradients are cheaper to reduce where they are than to concatenate
-_BUFFER_BYTES = 256 * 1024
+# One layout holds a row of every watched unit per observation: 4 MiB of rows (at least 4) keep a deep model's
+# buffer from filling (and folding on the device) every few steps; 50 x Linear(256, 256) holds 81 rows.
+_BUFFER_BYTES = 4 * 1024 * 1024
 _MAX_ROWS = 256
 # elements from which a gradient of a compiled model is read by the compiled row: measured on one CPU thread,
 # one fused pass beats four eager ones at 512x512 (~30 vs ~80 µs) and not at 256x256 (where compiling would

@@ -15,6 +15,7 @@ import weakref
 from typing import Any, Protocol
 
 import torch
+from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from torch.utils.hooks import RemovableHandle
 
@@ -64,11 +65,28 @@ STEPS = _Steps()
 
 
 class StepCounter:
-    """Counts the ``torch.optim`` steps taken while it listens (every optimizer's ``step()``; a step a
-    GradScaler skips is not counted, as it fires no hook). The record's per-row step count (x axis "step")."""
+    """Counts the ``torch.optim`` steps that update a parameter of ``model`` while it listens (a step a
+    GradScaler skips is not counted, as it fires no hook): the record's per-row step count (x axis "step").
+    Steps of other optimizers in the process (a second model and its inspector, a bare baseline) are not
+    counted. Without a model every step counts."""
 
-    def __init__(self) -> None:
+    def __init__(self, model: nn.Module | None = None) -> None:
         self.count = 0
+        self._model = None if model is None else weakref.ref(model)
+        # id(optimizer) -> (signature of its parameter groups, whether it updates one of the model's parameters)
+        self._mine: dict[int, tuple[tuple[int, ...], bool]] = {}
 
     def on_step(self, optimizer: torch.optim.Optimizer) -> None:
-        self.count += 1
+        if self._model is None:
+            self.count += 1
+            return
+        groups = optimizer.param_groups
+        signature = tuple(id(p) for g in groups for p in g["params"][:1]) + tuple(len(g["params"]) for g in groups)
+        known = self._mine.get(id(optimizer))
+        if known is None or known[0] != signature:
+            model = self._model()
+            # the model's parameters now (FSDP2 may have replaced them since attach)
+            watched = set() if model is None else {id(p) for p in model.parameters()}
+            known = self._mine[id(optimizer)] = (signature, any(id(p) in watched for g in groups for p in g["params"]))
+        if known[1]:
+            self.count += 1
