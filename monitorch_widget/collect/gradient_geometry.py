@@ -25,7 +25,7 @@ from .observation_rows import GeometryParts, ObservationRows
 from .streams import StreamBank
 
 if TYPE_CHECKING:
-    from .gradient_reading import GradientSite
+    from .gradient_site import GradientSite
 
 
 class GradientGeometry:

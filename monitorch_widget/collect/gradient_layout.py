@@ -21,7 +21,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ from .streams import Pending, StreamBank
 from .units import UnitSpec
 
 if TYPE_CHECKING:
-    from .gradient_reading import GradientSite
+    from .gradient_site import GradientSite
 
 _F32 = torch.float32
 SMALL = 1 << 14  # elements; bigger gradients are cheaper to reduce where they are than to concatenate
@@ -229,3 +229,26 @@ class Layout:
             cached = self._device_fold_index = tuple(torch.from_numpy(a).to(self.device, non_blocking=True)
                                                      for a in self._fold_index()[:4])
         return cached
+
+
+class LayoutKind(Protocol):
+    """What a reader's observations compute: makes the buffers of one parameter set on one device (a
+    :class:`~.gradient_layout.Layout`-like object: ``compute``, ``mark``, ``fold``, ``full``, ``generation``),
+    and is told when an epoch starts."""
+
+    def new(self, sites: list[GradientSite], device: torch.device) -> Any: ...
+
+    def reset(self) -> None: ...
+
+
+class ActivityCounts:
+    """Per-unit counts of |g| > eps (gradient activation): :class:`~.gradient_layout.Layout`."""
+
+    def __init__(self, eps: float) -> None:
+        self.eps = eps
+
+    def new(self, sites: list[GradientSite], device: torch.device) -> Layout:
+        return Layout(sites, device, self.eps)
+
+    def reset(self) -> None:
+        pass

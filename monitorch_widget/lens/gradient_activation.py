@@ -7,7 +7,8 @@ from collections.abc import Iterable
 
 from torch import nn
 
-from ..collect.gradient_reading import GradientReader, GradientSite
+from ..collect.gradient_reading import GradientReader
+from ..collect.gradient_site import GradientSite
 from ..collect.streams import StreamBank
 from ..collect.summary import Summary, as_method_list, needs_all_values
 from .base import Call, TagAttributes, TagType, new_warning, rate_calls

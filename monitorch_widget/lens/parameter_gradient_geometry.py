@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from torch import nn
 
 from ..collect.gradient_geometry import GradientGeometry
-from ..collect.gradient_reading import GradientReader, GradientSite
+from ..collect.gradient_reading import GradientReader
+from ..collect.gradient_site import GradientSite
 from ..collect.summary import Summary
 from .base import Call
 from .sequence_geometry import SequenceGeometryLens

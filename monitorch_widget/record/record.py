@@ -25,6 +25,7 @@ import numpy as np
 from . import protocol
 from .definitions import V1_DIFFERENCES, DefinitionsWarning
 from .health import HealthMonitor
+from .ingest import IngestPlan, as_float, band_owner
 from .run import Column, Panel, Run
 
 Event = tuple[Any, ...]
@@ -55,7 +56,7 @@ class Record:
         self._tags: dict[str, Panel] = {}
         self._subscribers: list[Callable[[Event], None]] = []
         self.state = "idle"
-        self._plans: dict[tuple[int, str], _Plan] = {}  # (run id, tag) -> the columns its last call wrote
+        self._plans: dict[tuple[int, str], IngestPlan] = {}  # (run id, tag) -> the columns its last call wrote
         # health checks judge each row once it is final (README, "Health checks")
         self.health = HealthMonitor(notify=lambda: self._emit("findings", self.health.as_dicts()),
                                     report=lambda source, message: self.problem(source, message, 1))
@@ -264,19 +265,19 @@ class Record:
                 line_keys = [str(k) for k in values.get(group, {})]
                 for names, (lo, hi) in bands.items():
                     lo_name, hi_name = (str(n) for n in names)
-                    owner = _band_owner(lo_name, line_keys)
+                    owner = band_owner(lo_name, line_keys)
                     cols.append(self._column(run, tag, str(group), lo_name, "lo", owner))
                     raw.append(lo)
                     cols.append(self._column(run, tag, str(group), hi_name, "hi", owner))
                     raw.append(hi)
             idx = np.asarray(cols, dtype=np.int32)
-            self._plans[(run.id, tag)] = _Plan.of(values, ranges, idx)
+            self._plans[(run.id, tag)] = IngestPlan.of(values, ranges, idx)
         if not idx.size:
             return
         try:
             vals = [float(v) for v in raw]
         except (TypeError, ValueError):
-            vals = [_as_float(v) for v in raw]
+            vals = [as_float(v) for v in raw]
         arr = np.array(vals, dtype=np.float64)
         run.write(row, idx, arr)
         arr.flags.writeable = False  # handed over to the subscribers as it is (protocol.PendingDelta keeps it)
@@ -338,58 +339,6 @@ class Record:
         return f"Record(runs={len(self.runs)}, epochs={[r.n_rows for r in self.runs]})"
 
 
-class _Plan:
-    """Which columns one tag's call wrote, by the shape of its arguments (groups, keys and band names in
-    order). A later call of the same tag in the same run with an equal shape writes the same columns, so its
-    values are read without looking up each column (what a tick's record side spent most of its time on).
-    Names are compared with ``==`` against the ``str`` names the columns were made from (monitorch's
-    visualizer interface passes ``str``; any other key type makes a new plan at each call, as before)."""
-
-    __slots__ = ("groups", "keys", "bands", "columns")
-
-    def __init__(self, groups: tuple[str, ...], keys: tuple[tuple[str, ...], ...],
-                 bands: tuple[tuple[str, tuple[Any, ...]], ...], columns: np.ndarray) -> None:
-        self.groups, self.keys, self.bands, self.columns = groups, keys, bands, columns
-        columns.flags.writeable = False  # shared by every call's "cells" event, never written
-
-    @classmethod
-    def of(cls, values: Mapping[Any, Mapping[Any, Any]], ranges: Mapping[Any, Mapping[Any, Any]] | None,
-           columns: np.ndarray) -> _Plan:
-        groups = tuple(str(g) for g in values)
-        keys = tuple(tuple(str(k) for k in lines) for lines in values.values())
-        bands = tuple((str(g), tuple(tuple(str(n) for n in names) for names in b)) for g, b in (ranges or {}).items())
-        return cls(groups, keys, bands, columns)
-
-    def match(self, values: Mapping[Any, Mapping[Any, Any]],
-              ranges: Mapping[Any, Mapping[Any, Any]] | None) -> list[Any] | None:
-        """The call's raw values in column order, or None when its shape differs from this plan's."""
-        if tuple(values) != self.groups:
-            return None
-        raw: list[Any] = []
-        for lines, keys in zip(values.values(), self.keys):
-            if tuple(lines) != keys:
-                return None
-            raw += lines.values()
-        if not ranges:
-            return raw if not self.bands else None
-        if len(ranges) != len(self.bands):
-            return None
-        for (group, by_names), (name, names) in zip(ranges.items(), self.bands):
-            if group != name or tuple(by_names) != names:
-                return None
-            for lo, hi in by_names.values():
-                raw.append(lo)
-                raw.append(hi)
-        return raw
-
-
-def _as_float(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def _limits(ylim: Any) -> list[float] | None:
     """monitorch's ``ylim`` (either order, e.g. its correlation tags' ``(1, -1)``) as [lo, hi], or None."""
     try:
@@ -397,13 +346,3 @@ def _limits(ylim: Any) -> list[float] | None:
     except (TypeError, ValueError):
         return None
     return [lo, hi] if math.isfinite(lo) and math.isfinite(hi) and lo < hi else None
-
-
-def _band_owner(lo_name: str, line_keys: list[str]) -> str | None:
-    """The line a band surrounds: same prefix before the last space ('train_loss -σ' -> 'train_loss mean'),
-    or the group's first line when the band names have no prefix (OutputNorm's '-σ')."""
-    prefix = lo_name.rsplit(" ", 1)[0] + " " if " " in lo_name else ""
-    for key in line_keys:
-        if key.startswith(prefix):
-            return key
-    return line_keys[0] if line_keys else None

@@ -1,0 +1,76 @@
+"""How one visualizer call lands in a run's columns: the column plan of a tag's call, band owners, values.
+
+monitorch's visualizer interface passes nested dicts (group -> key -> value, and group -> (lo name, hi name)
+-> (lo, hi)); the record turns each call into (column indices, values). The first call of a tag in a run
+looks its columns up by name; later calls of the same shape reuse the :class:`IngestPlan`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+
+class IngestPlan:
+    """Which columns one tag's call wrote, by the shape of its arguments (groups, keys and band names in
+    order). A later call of the same tag in the same run with an equal shape writes the same columns, so its
+    values are read without looking up each column (what a tick's record side spent most of its time on).
+    Names are compared with ``==`` against the ``str`` names the columns were made from (monitorch's
+    visualizer interface passes ``str``; any other key type makes a new plan at each call, as before)."""
+
+    __slots__ = ("groups", "keys", "bands", "columns")
+
+    def __init__(self, groups: tuple[str, ...], keys: tuple[tuple[str, ...], ...],
+                 bands: tuple[tuple[str, tuple[Any, ...]], ...], columns: np.ndarray) -> None:
+        self.groups, self.keys, self.bands, self.columns = groups, keys, bands, columns
+        columns.flags.writeable = False  # shared by every call's "cells" event, never written
+
+    @classmethod
+    def of(cls, values: Mapping[Any, Mapping[Any, Any]], ranges: Mapping[Any, Mapping[Any, Any]] | None,
+           columns: np.ndarray) -> IngestPlan:
+        groups = tuple(str(g) for g in values)
+        keys = tuple(tuple(str(k) for k in lines) for lines in values.values())
+        bands = tuple((str(g), tuple(tuple(str(n) for n in names) for names in b)) for g, b in (ranges or {}).items())
+        return cls(groups, keys, bands, columns)
+
+    def match(self, values: Mapping[Any, Mapping[Any, Any]],
+              ranges: Mapping[Any, Mapping[Any, Any]] | None) -> list[Any] | None:
+        """The call's raw values in column order, or None when its shape differs from this plan's."""
+        if tuple(values) != self.groups:
+            return None
+        raw: list[Any] = []
+        for lines, keys in zip(values.values(), self.keys):
+            if tuple(lines) != keys:
+                return None
+            raw += lines.values()
+        if not ranges:
+            return raw if not self.bands else None
+        if len(ranges) != len(self.bands):
+            return None
+        for (group, by_names), (name, names) in zip(ranges.items(), self.bands):
+            if group != name or tuple(by_names) != names:
+                return None
+            for lo, hi in by_names.values():
+                raw.append(lo)
+                raw.append(hi)
+        return raw
+
+
+def as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def band_owner(lo_name: str, line_keys: list[str]) -> str | None:
+    """The line a band surrounds: same prefix before the last space ('train_loss -σ' -> 'train_loss mean'),
+    or the group's first line when the band names have no prefix (OutputNorm's '-σ')."""
+    prefix = lo_name.rsplit(" ", 1)[0] + " " if " " in lo_name else ""
+    for key in line_keys:
+        if key.startswith(prefix):
+            return key
+    return line_keys[0] if line_keys else None
