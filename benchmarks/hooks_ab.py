@@ -1,6 +1,6 @@
 """Before/after of the hooks' per-step cost: this checkout against another git revision, in one process.
 
-    .venv/bin/python -m benchmarks.hooks_ab --base /work/main --rev main --workload mlp2d --reps 21
+    .venv/bin/python -m benchmarks.hooks_ab --rev 27a7d7c --workload mlp2d --reps 21   # base: this checkout
     .venv/bin/python -m benchmarks.hooks_ab --workload seed --lenses G      # one lens (L, O, G or any mix)
 
 The base revision's ``monitorch_widget`` is extracted (``git archive``) into a temporary folder and imported
@@ -132,7 +132,7 @@ def bootstrap(ratios: list[float], n: int = 2000) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--base", default="/work/main", help="a git checkout of the revision to compare with")
+    ap.add_argument("--base", default=".", help="the git checkout holding --rev (default: this one)")
     ap.add_argument("--rev", default="HEAD", help="its revision (default HEAD: committed code)")
     ap.add_argument("--workload", default="mlp2d")
     ap.add_argument("--lenses", default="LOG", help="L=LossMetrics, O=OutputActivation, G=gradient activation")
