@@ -29,7 +29,6 @@ gradients that require grad) and allocates outside inference mode.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import torch
@@ -37,7 +36,7 @@ import torch
 from .faults import FaultLog
 from .gradient_layout import ActivityCounts, Layout, LayoutKind
 from .gradient_site import GradientSite
-from .optimizer_steps import STEPS
+from .optimizer_steps import STEPS, groups_signature
 from .sharding import local
 from .streams import StreamBank
 from .wrapped import follow_replaced, note_ddp
@@ -81,18 +80,13 @@ class GradientReader:
         if g is None:
             return
         running = STEPS.running
-        # same_gradient(g, 1) and remember(g), written out for an unsharded gradient (the hot path)
-        lg = local(g) if site.sharded else g
-        ref = site.grad_ref
-        if ref is not None and ref() is lg and lg._version == site.grad_version + 1:
-            site.grad_version = g._version  # accumulated in place: the same gradient's life goes on
+        if site.same_gradient(g, 1):  # accumulated in place: the same gradient's life goes on
+            site.grad_version = g._version
         else:  # a new gradient: the previous one was discarded
             if running is None:
                 self._end_life(site)
             site.stepped = site.counted = False
-            if ref is None or ref() is not lg:
-                site.grad_ref = weakref.ref(lg)
-            site.grad_version = lg._version
+            site.remember(g)
         if running is not None:
             return  # a closure inside a step: the step reads it
         self.dirty.append(site)
@@ -140,24 +134,11 @@ class GradientReader:
             for s in sites:
                 if s.handle is None:
                     s.ensure_hook()
-                pending = s.pending
-                if pending is None:
-                    fresh.append(s)
-                    continue
-                if s.sharded:
-                    same = s.same_gradient(s.param.grad)  # type: ignore[arg-type]
-                else:  # same_gradient(g), written out
-                    g, ref = s.param.grad, s.grad_ref
-                    same = ref is not None and ref() is g and g._version == s.grad_version  # type: ignore[union-attr]
-                if not same:
+                if s.pending is None or not s.same_gradient(s.param.grad):  # type: ignore[arg-type]
                     fresh.append(s)
                     continue
                 # read at the end of the backward pass, unchanged since: that row is this step's observation
-                s.pending = None
-                layout, generation, row, pos = pending
-                if generation == layout.generation:  # else folded before it was decided: dropped (_commit)
-                    layout.mark(row, pos, s.counted_here)
-                    s.observed = True
+                self._commit(s)
                 s.stepped = True  # remember(g) is a no-op: g is the remembered gradient, unchanged
             if fresh:
                 self._observe(fresh, commit=True)
@@ -170,12 +151,7 @@ class GradientReader:
 
     def _sites_of(self, optimizer: torch.optim.Optimizer) -> list[GradientSite]:
         groups = optimizer.param_groups
-        signature = [len(groups)]  # a group added, or its first parameter or its size changed: look again
-        for g in groups:
-            params = g["params"]
-            signature.append(len(params))
-            if params:
-                signature.append(id(params[0]))
+        signature = groups_signature(optimizer)  # a group added, or a parameter list swapped: look again
         cached = self._optimizers.get(id(optimizer))
         if cached is None or cached[0] != signature:
             self.follow_replaced()
@@ -248,14 +224,7 @@ class GradientReader:
             s.pending = (layout, generation, row, pos)
             # What was read is what a later step must find unchanged: a wrapper may have replaced or
             # rewritten the gradient since its last accumulation (DDP's averaged bucket view).
-            g = s.param.grad
-            if s.sharded:
-                s.remember(g)  # type: ignore[arg-type]
-            else:  # remember(g), written out
-                ref = s.grad_ref
-                if ref is None or ref() is not g:
-                    s.grad_ref = weakref.ref(g)  # type: ignore[arg-type]
-                s.grad_version = g._version  # type: ignore[union-attr]
+            s.remember(s.param.grad)  # type: ignore[arg-type]
             if commit:
                 self._commit(s)
 

@@ -64,6 +64,19 @@ class _Steps:
 STEPS = _Steps()
 
 
+def groups_signature(optimizer: torch.optim.Optimizer) -> list[int]:
+    """What identifies an optimizer's parameter set cheaply, for caches keyed by ``id(optimizer)``: the number of
+    groups and each group's size and first parameter (a group added or a parameter list swapped changes it)."""
+    groups = optimizer.param_groups
+    signature = [len(groups)]
+    for g in groups:
+        params = g["params"]
+        signature.append(len(params))
+        if params:
+            signature.append(id(params[0]))
+    return signature
+
+
 class StepCounter:
     """Counts the ``torch.optim`` steps that update a parameter of ``model`` while it listens (a step a
     GradScaler skips is not counted, as it fires no hook): the record's per-row step count (x axis "step").
@@ -74,19 +87,19 @@ class StepCounter:
         self.count = 0
         self._model = None if model is None else weakref.ref(model)
         # id(optimizer) -> (signature of its parameter groups, whether it updates one of the model's parameters)
-        self._mine: dict[int, tuple[tuple[int, ...], bool]] = {}
+        self._mine: dict[int, tuple[list[int], bool]] = {}
 
     def on_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self._model is None:
             self.count += 1
             return
-        groups = optimizer.param_groups
-        signature = tuple(id(p) for g in groups for p in g["params"][:1]) + tuple(len(g["params"]) for g in groups)
+        signature = groups_signature(optimizer)
         known = self._mine.get(id(optimizer))
         if known is None or known[0] != signature:
             model = self._model()
             # the model's parameters now (FSDP2 may have replaced them since attach)
             watched = set() if model is None else {id(p) for p in model.parameters()}
-            known = self._mine[id(optimizer)] = (signature, any(id(p) in watched for g in groups for p in g["params"]))
+            known = self._mine[id(optimizer)] = (signature, any(id(p) in watched for g in optimizer.param_groups
+                                                                for p in g["params"]))
         if known[1]:
             self.count += 1
