@@ -27,3 +27,29 @@ def rates_by_hand(batch: np.ndarray, channel_axis: int = 1, eps: float = 1e-8) -
     active = np.moveaxis(active, channel_axis, 0).reshape(active.shape[channel_axis], -1)
     per_channel = active.mean(axis=1)
     return float(per_channel.mean()), float((per_channel == 0).mean())
+
+
+class Recorder:
+    """A monitorch visualizer that keeps the latest value of every (epoch, tag, group, key or band names)."""
+
+    def __init__(self):
+        self.values = {}
+
+    def register_tags(self, tag, attrs):
+        pass
+
+    def plot_numerical_values(self, epoch, tag, values, ranges=None):
+        for group, lines in values.items():
+            for key, v in lines.items():
+                self.values[(epoch, tag, group, key)] = v
+        for group, bands in (ranges or {}).items():
+            for names, (lo, hi) in bands.items():
+                self.values[(epoch, tag, group, names)] = (lo, hi)
+
+    def plot_probabilities(self, epoch, tag, values):
+        self.plot_relations(epoch, tag, values)
+
+    def plot_relations(self, epoch, tag, values):
+        for group, lines in values.items():
+            for key, v in lines.items():
+                self.values[(epoch, tag, group, key)] = v

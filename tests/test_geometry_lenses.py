@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from helpers import Recorder
 from torch import nn
 
 import monitorch_widget
@@ -16,30 +17,6 @@ from monitorch_widget.lens import (
     ParameterNorm,
     ParameterUpdateGeometry,
 )
-
-
-class Recorder:
-    def __init__(self):
-        self.values = {}
-
-    def register_tags(self, tag, attrs):
-        pass
-
-    def plot_numerical_values(self, epoch, tag, values, ranges=None):
-        for group, lines in values.items():
-            for key, v in lines.items():
-                self.values[(epoch, tag, group, key)] = v
-        for group, bands in (ranges or {}).items():
-            for names, (lo, hi) in bands.items():
-                self.values[(epoch, tag, group, names)] = (lo, hi)
-
-    def plot_probabilities(self, epoch, tag, values):
-        self.plot_relations(epoch, tag, values)
-
-    def plot_relations(self, epoch, tag, values):
-        for group, lines in values.items():
-            for key, v in lines.items():
-                self.values[(epoch, tag, group, key)] = v
 
 
 def inspector(lenses, model):

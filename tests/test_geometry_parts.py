@@ -8,34 +8,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from helpers import Recorder
 from torch import nn
 
 from monitorch_widget import MonitorWarning, PyTorchInspector
 from monitorch_widget.collect import observation_rows, output_gradients
 from monitorch_widget.collect.geometry import finish_geometry, write_geometry, write_parts, write_parts_one
 from monitorch_widget.lens import OutputGradientGeometry, ParameterGradientGeometry, ParameterUpdateGeometry
-
-
-class Recorder:
-    def __init__(self):
-        self.values = {}
-
-    def register_tags(self, tag, attrs):
-        pass
-
-    def plot_numerical_values(self, epoch, tag, values, ranges=None):
-        for group, lines in values.items():
-            for key, v in lines.items():
-                self.values[(epoch, tag, group, key)] = v
-        for group, bands in (ranges or {}).items():
-            for names, (lo, hi) in bands.items():
-                self.values[(epoch, tag, group, names)] = (lo, hi)
-
-    def plot_probabilities(self, epoch, tag, values):
-        pass
-
-    def plot_relations(self, epoch, tag, values):
-        pass
 
 
 def inspector(lens, model):
