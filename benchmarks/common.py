@@ -6,10 +6,11 @@ import contextlib
 import io
 import math
 import os
+import random
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 # The clock every benchmark reads. 'cpu' = CPU time of this process (all its threads): robust on a
@@ -125,3 +126,12 @@ def print_table(headers: list[str], rows: list[list[str]], file=None) -> str:
     text = buf.getvalue()
     print(text, file=file, end='', flush=True)
     return text
+
+
+def bootstrap(samples: Sequence[Any], stat: Callable[[Sequence[Any]], float] = statistics.median, n: int = 2000,
+              seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of ``stat`` (default: the median) over ``samples`` resampled with replacement; the
+    one every benchmark reports (a target is met when the upper end is at or below it)."""
+    rng = random.Random(seed)
+    values = sorted(stat(rng.choices(samples, k=len(samples))) for _ in range(n))
+    return values[int(0.025 * n)], values[int(0.975 * n) - 1]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import random
 import statistics
 import time
 from collections.abc import Iterator
@@ -25,6 +24,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 from torch._dynamo.utils import counters
+
+from .common import bootstrap
 
 
 def model(width: int = 512, blocks: int = 6) -> nn.Module:
@@ -82,11 +83,6 @@ class Variant:
             self.inspector.tick_epoch()  # one tick per block: the seed ticks once per few steps too
         return (clock() - t0) / len(batches)
 
-
-def bootstrap(ratios: list[float], n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    rng = random.Random(seed)
-    meds = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(n))
-    return meds[int(0.025 * n)], meds[int(0.975 * n) - 1]
 
 
 def main() -> None:

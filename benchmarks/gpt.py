@@ -34,8 +34,8 @@ from typing import Any
 
 import torch
 
-from .common import silenced
-from .lenses import CLOCKS, bootstrap
+from .common import bootstrap, silenced
+from .lenses import CLOCKS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.gpt_client import GPT, batches  # noqa: E402 - the client itself, shared with its test

@@ -22,7 +22,6 @@ import copy
 import gc
 import importlib
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .common import bootstrap
 from .workloads import CNN, deep_mlp, mlp2d
 
 
@@ -123,11 +123,6 @@ def workload(name: str) -> tuple[nn.Module, list[tuple[torch.Tensor, torch.Tenso
                        for _ in range(4)], None, 1
     raise SystemExit(f"--workload {name!r}: one of mlp2d, seed, deep50, cnn")
 
-
-def bootstrap(ratios: list[float], n: int = 2000) -> tuple[float, float]:
-    rng = random.Random(0)
-    meds = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(n))
-    return meds[int(0.025 * n)], meds[int(0.975 * n) - 1]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,14 +35,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import statistics
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
+
+from .common import bootstrap
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,32 +141,21 @@ def start_kernel(tmp: Path, root: Path, name: str) -> tuple[Any, Any]:
 
 
 def run_cell(kc: Any, code: str, timeout: float = 600) -> str:
-    """Execute ``code``; its stdout (iopub messages of other kinds, the widget's included, are dropped)."""
-    msg_id = kc.execute(code)
+    """Execute ``code`` (jupyter_client's ``execute_interactive``); its stdout. Other iopub messages, the
+    widget's included, are dropped."""
     out: list[str] = []
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            msg = kc.get_iopub_msg(timeout=1)
-        except Exception:  # noqa: BLE001 - queue.Empty: keep waiting
-            continue
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        kind = msg["msg_type"]
-        if kind == "stream" and msg["content"]["name"] == "stdout":
+
+    def keep(msg: dict) -> None:
+        if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":
             out.append(msg["content"]["text"])
-        elif kind == "error":
-            raise RuntimeError("cell failed:\n" + "\n".join(msg["content"]["traceback"]))
-        elif kind == "status" and msg["content"]["execution_state"] == "idle":
-            return "".join(out)
-    raise TimeoutError(f"cell did not finish in {timeout} s")
+        elif msg["msg_type"] == "error":
+            out.append("\n".join(msg["content"]["traceback"]))
 
+    reply = kc.execute_interactive(code, output_hook=keep, timeout=timeout)
+    if reply["content"]["status"] != "ok":
+        raise RuntimeError("cell failed:\n" + "".join(out))
+    return "".join(out)
 
-def bootstrap(values: list[float], n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% interval of the median."""
-    rng = random.Random(seed)
-    meds = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(n))
-    return meds[int(0.025 * n)], meds[int(0.975 * n) - 1]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,7 +31,6 @@ import argparse
 import copy
 import gc
 import os
-import random
 import statistics
 import time
 import warnings
@@ -41,7 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .common import import_monitorch, import_ours, silenced
+from .common import bootstrap, import_monitorch, import_ours, silenced
 from .workloads import deep_mlp, mlp2d
 
 CLOCKS: dict[str, Callable[[], float]] = {"cpu": time.process_time, "wall": time.perf_counter}
@@ -111,13 +110,6 @@ class Variant:
                 ins.tick_epoch()
         self.times.append((clock() - t0) / epochs)
 
-
-def bootstrap(samples: Sequence[Any], stat: Callable[[Sequence[Any]], float], n: int = 2000,
-              seed: int = 0) -> tuple[float, float]:
-    """95% bootstrap interval of ``stat`` over ``samples`` (resampled with replacement)."""
-    rng = random.Random(seed)
-    values = sorted(stat(rng.choices(samples, k=len(samples))) for _ in range(n))
-    return values[int(0.025 * n)], values[int(0.975 * n) - 1]
 
 
 def overhead_ratio(pairs: Sequence[tuple[float, float]]) -> float:

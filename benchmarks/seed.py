@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import random
 import statistics
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from .common import import_monitorch, import_ours, now, seed_lenses, set_clock, silenced
+from .common import bootstrap, import_monitorch, import_ours, now, seed_lenses, set_clock, silenced
 from .workloads import mlp2d
 
 TRAIN, VAL, BATCH = 56, 24, 8
@@ -98,12 +97,6 @@ def _monitorch() -> Callable[[nn.Module, nn.Module], object] | None:
 
     return make
 
-
-def bootstrap(ratios: list[float], n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% interval of the median ratio."""
-    rng = random.Random(seed)
-    meds = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(n))
-    return meds[int(0.025 * n)], meds[int(0.975 * n) - 1]
 
 
 def main(argv: list[str] | None = None) -> None:
