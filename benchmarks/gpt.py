@@ -49,9 +49,10 @@ LENS_SETS = {
 
 
 class Variant:
-    def __init__(self, name: str, base: GPT, compiled: bool, package: str | None, lenses: tuple[str, ...]) -> None:
+    def __init__(self, name: str, base: GPT, compiled: bool, package: str | None, lenses: tuple[str, ...],
+                 device: torch.device | None = None) -> None:
         self.name = name
-        self.model = copy.deepcopy(base)
+        self.model = copy.deepcopy(base).to(device or torch.device("cpu"))
         self.run = torch.compile(self.model) if compiled else self.model
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=3e-3, weight_decay=0.0)
         self.inspector: Any = None
