@@ -44,6 +44,22 @@ def _profile(model, opt, loss_fn, x, y, steps: int, cuda: bool) -> tuple[Counter
     return calls, host, kernels
 
 
+def _profile_tick(insp, cuda: bool) -> tuple[Counter, float, float]:
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    if cuda:
+        torch.cuda.synchronize()
+    with profile(activities=acts) as prof:
+        insp.tick_epoch()
+        if cuda:
+            torch.cuda.synchronize()
+    calls: Counter = Counter()
+    for e in prof.key_averages():
+        calls[e.key] += e.count
+    host = sum(e.self_cpu_time_total for e in prof.key_averages())
+    kernels = sum(e.count for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA)
+    return calls, host, kernels
+
+
 def kernel_counts(device: torch.device, steps: int = 5) -> tuple[list[list[str]], list[str]]:
     """Return (table rows: variant, kernels/step, launch calls/step, copies/step, profiled host us/step;
     lines 'op: +calls per step' for the ops ours adds)."""
@@ -53,7 +69,9 @@ def kernel_counts(device: torch.device, steps: int = 5) -> tuple[list[list[str]]
     base = CNN().to(device)
     x = torch.randn(256, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (256,), device=device)
-    rows, per = [], {}
+    rows: list[list[str]] = []
+    per: dict[str, Counter] = {}
+    added: list[str] = []
     for name in ('bare', 'ours'):
         model = copy.deepcopy(base)
         opt = torch.optim.Adam(model.parameters())
@@ -67,11 +85,15 @@ def kernel_counts(device: torch.device, steps: int = 5) -> tuple[list[list[str]]
             insp.tick_epoch()
         calls, host, kernels = _profile(model, opt, loss_fn, x, y, steps, cuda)
         per[name] = calls
-        rows.append([name, f'{kernels:.0f}', f'{sum(calls[k] for k in LAUNCH) / steps:.0f}',
+        rows.append([f'{name}: one training step', f'{kernels:.0f}', f'{sum(calls[k] for k in LAUNCH) / steps:.0f}',
                      f'{sum(calls[k] for k in COPY) / steps:.0f}', f'{host:.0f}'])
         if insp is not None:
+            calls, host, kernels = _profile_tick(insp, cuda)
+            rows.append(['ours: one tick (after 5 steps)', f'{kernels:.0f}', f'{sum(calls[k] for k in LAUNCH):.0f}',
+                         f'{sum(calls[k] for k in COPY):.0f}', f'{host:.0f}'])
+            added.append('tick: ' + ', '.join(f'{k}: {c}' for k, c in calls.most_common()
+                                              if k.startswith('aten::') and c >= 2)[:600])
             insp.detach()
-    added = []
     for k in sorted(per['ours'], key=lambda k: per['bare'][k] - per['ours'][k]):
         d = (per['ours'][k] - per['bare'][k]) / steps
         if k.startswith('aten::') and d >= 0.5:
