@@ -13,7 +13,9 @@
 2. Kernel launches and copies per step of the seed CNN, bare vs ours, and the ops ours adds
    (``benchmarks/gpu_kernels.py``): a small model's GPU step is bound by the host's launches.
 3. Timing, seed CNN: bare / empty hooks / ours / monitorch, A/B interleaved blocks of K steps + tick,
-   medians and bootstrap intervals, ratios vs bare. Target: CNN ours <= 1.03x bare.
+   medians and bootstrap intervals, ratios vs bare. Target: CNN ours <= 1.03x bare. Then
+   (``benchmarks/gpu_grouping.py``) ours with gradients concatenated up to 2^10 (the default), 2^17 and
+   2^22 elements, on the CNN and the eager GPT.
 4. The GPT client (``benchmarks/gpu_gpt.py``), eager and ``torch.compile``'d: host syncs per training
    step, recompiles after warm-up, ms per step ours vs bare.
 5. mlp2d / deep-50 timing rows (informational), while ``--budget-s`` is not spent.
@@ -50,6 +52,7 @@ from benchmarks.common import (
     set_clock,
 )
 from benchmarks.gpu_gpt import gpt_section
+from benchmarks.gpu_grouping import grouping
 from benchmarks.gpu_kernels import kernel_counts
 from benchmarks.steps import bench_workload, paired_ratio, summarize
 from benchmarks.workloads import CNN, Workload, all_workloads
@@ -141,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--repeats', type=int, default=15, help='interleaved blocks per variant')
     p.add_argument('--only-cnn', action='store_true', help='skip the informational mlp2d / deep-50 rows')
     p.add_argument('--no-gpt', action='store_true', help='skip the GPT client (eager and compiled)')
+    p.add_argument('--no-grouping', action='store_true', help='skip the SMALL (gradient grouping) comparison')
     p.add_argument('--no-compile', action='store_true', help='GPT client eager only')
     p.add_argument('--budget-s', type=float, default=240, help='skip mlp2d / deep-50 once this much time is spent')
     args = p.parse_args(argv)
@@ -169,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     print_table(['loop', 'kernels', 'launch calls', 'memcpy calls', 'profiled host us'], krows)
     print('\naten ops ours adds per step: ' + ', '.join(added))
     timing(device, ['cnn'], args.repeats, messages)
+    if not args.no_grouping:
+        k = 50 if device.type == 'cuda' else 2
+        size = GPT_SIZE if device.type == 'cuda' else GPT_SMOKE
+        print(f'\n## Gradients concatenated up to SMALL elements (benchmarks/gpu_grouping.py; blocks of {k} steps '
+              f'+ tick, {args.repeats} interleaved repetitions)\n')
+        print_table(['workload', 'variant', 'ms/step', 'x bare', '95% interval'],
+                    grouping(device, args.repeats, k, size))
     if not args.no_gpt:
         size = GPT_SIZE if device.type == 'cuda' else GPT_SMOKE
         sync_rows, rows, gpt_code = gpt_section(device, args.repeats, size=size,
