@@ -123,7 +123,8 @@ export class Store {
   /** Runs in the order they first appeared (which is id order in practice). */
   runs: RunData[] = [];
   status: Status | null = null;
-  /** Health-check findings of every run (replaced whole by each message that carries them). */
+  /** Health-check findings of every run, in the kernel's order (by run, then as raised): replaced whole by a
+   * snapshot, merged by a delta (mergeFindings). A new array whenever they change. */
   findings: Finding[] = [];
   /** Increases on every applied change; views compare it to skip redundant redraws. */
   version = 0;
@@ -207,11 +208,37 @@ export class Store {
     for (const p of msg.problems ?? []) this.ensureRun(p.run).setProblem(p);
     for (const u of msg.unrecorded ?? []) this.ensureRun(u.run).unrecorded.set(u.group, u.spans);
     if (msg.status !== undefined) this.status = msg.status;
-    if (Array.isArray(msg.findings)) this.findings = msg.findings;
+    if (Array.isArray(msg.findings) || Array.isArray(msg.findings_removed))
+      this.findings = mergeFindings(this.findings, msg.findings ?? [], msg.findings_removed ?? []);
     this.seq = msg.seq;
     this.changed();
     return true;
   }
+}
+
+/**
+ * A delta's findings merged into `list` (docs/protocol.md 2b, protocol v2): the ids in `removed` are dropped
+ * first (a reopened finding, which the kernel lists last of its run; a run whose findings were replaced), then
+ * each upsert replaces the finding with its id in place, or is appended. The result is ordered by run (stably),
+ * as the kernel's snapshot lists them, so a live view and a late one break display ties alike.
+ */
+export function mergeFindings(list: readonly Finding[], upserts: readonly Finding[], removed: readonly string[]): Finding[] {
+  const drop = new Set(removed);
+  const out = drop.size ? list.filter((f) => !drop.has(f.id)) : [...list];
+  const at = new Map(out.map((f, i) => [f.id, i]));
+  let appended = false;
+  for (const f of upserts) {
+    const i = at.get(f.id);
+    if (i !== undefined) {
+      out[i] = f;
+    } else {
+      at.set(f.id, out.length);
+      out.push(f);
+      appended = true;
+    }
+  }
+  // Array.prototype.sort is stable: within a run the order stays the order raised
+  return appended ? out.sort((a, b) => a.run - b.run) : out;
 }
 
 function runFromSnapshot(s: SnapshotRun): RunData {
