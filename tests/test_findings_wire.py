@@ -20,16 +20,18 @@ FIXTURE = Path(__file__).resolve().parent.parent / "js" / "test" / "fixtures" / 
 
 
 class Wire:
-    """The record's events merged into one pending delta until ``message()`` encodes it (as DeltaSync does)."""
+    """The record's events merged into one pending delta until ``message()`` encodes it, with what the front-end
+    holds kept as DeltaSync keeps it (``patches=False``: every upsert whole)."""
 
-    def __init__(self, record: Record) -> None:
+    def __init__(self, record: Record, patches: bool = True) -> None:
         self.pending = PendingDelta()
         self.seq = 0
+        self.sent: dict[str, dict[str, Any]] | None = {} if patches else None
         record.subscribe(lambda event: self.pending.add(event))
 
     def message(self) -> tuple[dict[str, Any], list[bytes]]:
         self.seq += 1
-        msg, bufs = encode_delta(self.pending, self.seq, None)
+        msg, bufs = encode_delta(self.pending, self.seq, None, self.sent)
         self.pending = PendingDelta()
         return json.loads(json.dumps(msg, allow_nan=False)), bufs
 
@@ -41,8 +43,9 @@ def merged(findings: list[dict[str, Any]], msg: dict[str, Any]) -> list[dict[str
     for f in msg.get("findings", []):
         ids = [g["id"] for g in out]
         if f["id"] in ids:
-            out[ids.index(f["id"])] = f
+            out[ids.index(f["id"])] = {**out[ids.index(f["id"])], **f}
         else:
+            assert {"run", "check", "severity", "message", "since"} <= set(f), f"partial upsert of unheld {f}"
             out.append(f)
     return sorted(out, key=lambda f: f["run"])
 
@@ -68,16 +71,28 @@ def test_a_delta_carries_only_the_finding_that_changed_and_a_snapshot_carries_al
     feed(record, {"relu1": [0.5], "relu2": [0.6]})  # only relu2's death rate moves
     msg, _ = wire.message()
     assert changed(full, record.health.as_dicts()) == ["0:dead_layer:relu2"]
-    assert [(f["id"], f["value"], f["until"]) for f in msg["findings"]] == [("0:dead_layer:relu2", 0.6, None)]
+    [patch] = msg["findings"]  # relu2 is held by the front-end: its id and what changed
+    assert patch == {"id": "0:dead_layer:relu2", "value": 0.6, "message": patch["message"]} and "60%" in patch["message"]
     feed(record, {"relu1": [0.5], "relu2": [0.6]})  # nothing changes: no findings at all
     msg, _ = wire.message()
     assert "findings" not in msg and "findings_removed" not in msg
     feed(record, {"relu1": [0.1], "relu2": [0.6]})  # relu1 resolves at epoch 6: an upsert with `until`
     msg, _ = wire.message()
-    assert [(f["id"], f["since"], f["until"]) for f in msg["findings"]] == [("0:dead_layer:relu1", 1.0, 6.0)]
+    assert msg["findings"] == [{"id": "0:dead_layer:relu1", "until": 6.0}]
     snap = record.snapshot()["findings"]
     assert [f["id"] for f in snap if f["check"] == "dead_layer"] == ["0:dead_layer:relu1", "0:dead_layer:relu2"]
     assert snap == record.health.as_dicts() and {f["id"] for f in msg["findings"]} < {f["id"] for f in snap}
+
+
+def test_without_what_the_front_end_holds_every_upsert_is_whole():
+    record = Record()
+    record.start_run("r")
+    wire = Wire(record, patches=False)
+    feed(record, {"relu1": [0.5] * 3})
+    wire.message()
+    feed(record, {"relu1": [0.6]})
+    msg, _ = wire.message()
+    assert msg["findings"] == [f for f in record.health.as_dicts() if f["id"] == "0:dead_layer:relu1"]
 
 
 def scenario(record: Record, wire: Wire) -> list[tuple[dict[str, Any], list[bytes], list[dict[str, Any]]]]:
@@ -163,3 +178,27 @@ def test_findings_fixture_for_front_end_is_current():
     assert [d["buffers"] for d in saved["deltas"]] == [d["buffers"] for d in fx["deltas"]]
     assert [d["findings"] for d in saved["deltas"]] == [d["findings"] for d in fx["deltas"]]
     assert saved["expected"] == fx["expected"]
+
+
+def test_after_a_snapshot_the_deltas_patch_what_it_carried():
+    """The widget's sync: a view that starts from a snapshot (re-display, reload, resync) and applies the deltas
+    after it holds the record's full list, though the deltas only carry changed fields of findings it holds."""
+    record = Record()
+    record.start_run("r")
+    sent: list[dict[str, Any]] = []
+    histories: list[dict[str, Any]] = []
+    sync = DeltaSync(record, lambda msg, bufs: sent.append(json.loads(json.dumps(msg))),
+                     lambda snap, force=False: histories.append(snap), interval=0.0, snapshot_min_interval=1e9,
+                     hook_ipython=False)
+    feed(record, {"relu1": [0.5] * 3, "relu2": [0.5] * 3})
+    sync.refresh_history()
+    view = list(histories[-1]["findings"])
+    assert [f["id"] for f in view if f["check"] == "dead_layer"] == ["0:dead_layer:relu1", "0:dead_layer:relu2"]
+    n = len(sent)
+    feed(record, {"relu1": [0.5, 0.5, 0.1], "relu2": [0.7, 0.8, 0.9]})
+    for m in sent[n:]:
+        view = merged(view, m)
+    assert view == record.health.as_dicts()
+    upserts = [f for m in sent[n:] for f in m.get("findings", [])]
+    assert {"id", "value", "message"} <= set(upserts[0]) and "advice" not in upserts[0]  # a patch
+    sync.close()

@@ -38,8 +38,10 @@ describe("findings from the Python record", () => {
       else expect(s.findings).not.toBe(before); // a new array: views comparing identity redraw
       expect(s.findings).toEqual(d.findings);
     }
-    // the deltas carried one finding each, never the whole list
+    // the deltas carried one finding each, never the whole list; an update of a held one only what changed
     expect(fx.deltas.map((d) => d.msg.findings?.length ?? 0)).toEqual([0, 0, 1, 1, 1, 1, 1, 0, 1, 1]);
+    expect(Object.keys(fx.deltas[4].msg.findings![0]).sort()).toEqual(["id", "message", "value"]);
+    expect(Object.keys(fx.deltas[5].msg.findings![0]).sort()).toEqual(["id", "until"]);
     // relu2 reopened at 9 moved after relu3; relu1 resolved and reopened within the last (coalesced) message
     expect(s.findings.map((f) => f.layer)).toEqual(["relu3", "relu2", "relu1"]);
     expect(s.findings).toEqual(fx.expected);
@@ -61,19 +63,33 @@ describe("findings from the Python record", () => {
 describe("mergeFindings", () => {
   it("replaces an upserted id in place, appends new ids, and closes by upsert", () => {
     const list = [finding(0, "a"), finding(0, "b")];
-    const out = mergeFindings(list, [finding(0, "a", null, 0.7), finding(0, "c"), finding(0, "b", 4)], []);
+    const out = mergeFindings(list, [finding(0, "a", null, 0.7), finding(0, "c"), finding(0, "b", 4)], [])!;
     expect(out.map((f) => [f.layer, f.until, f.value])).toEqual([["a", null, 0.7], ["b", 4, 0.5], ["c", null, 0.5]]);
     expect(list.map((f) => f.value)).toEqual([0.5, 0.5]); // the old array is not written
   });
 
   it("drops removed ids before the upserts, so a removed-and-upserted finding moves last", () => {
     const list = [finding(0, "a", 3), finding(0, "b"), finding(0, "c")];
-    expect(mergeFindings(list, [finding(0, "a")], ["0:dead_layer:a"]).map((f) => f.layer)).toEqual(["b", "c", "a"]);
-    expect(mergeFindings(list, [], ["0:dead_layer:b", "9:x:-"]).map((f) => f.layer)).toEqual(["a", "c"]);
+    expect(mergeFindings(list, [finding(0, "a")], ["0:dead_layer:a"])!.map((f) => f.layer)).toEqual(["b", "c", "a"]);
+    expect(mergeFindings(list, [], ["0:dead_layer:b", "9:x:-"])!.map((f) => f.layer)).toEqual(["a", "c"]);
+  });
+
+  it("applies a held finding's changed fields over it; a partial one for an id not held makes the store stale", () => {
+    const list = [finding(0, "a"), finding(0, "b")];
+    const out = mergeFindings(list, [{ id: "0:dead_layer:b", value: 0.9, message: "90%" }], [])!;
+    expect(out[1]).toEqual({ ...finding(0, "b"), value: 0.9, message: "90%" });
+    expect(out[0]).toBe(list[0]);
+    expect(mergeFindings(list, [{ id: "0:dead_layer:zz", value: 0.9 }], [])).toBeNull();
+    const s = new Store();
+    s.applyHistory({ ...history(1, []), findings: list });
+    expect(s.applyDelta({ type: "delta", seq: 2, findings: [{ id: "0:dead_layer:zz", value: 0.9 }] })).toBe(false);
+    expect(s.stale).toBe(true);
+    expect(s.seq).toBe(1);
+    expect(s.findings).toBe(s.findings); // untouched
   });
 
   it("keeps the findings grouped by run in run order, as the kernel's snapshot lists them", () => {
-    const out = mergeFindings([finding(1, "x"), finding(2, "y")], [finding(0, "z"), finding(1, "w")], []);
+    const out = mergeFindings([finding(1, "x"), finding(2, "y")], [finding(0, "z"), finding(1, "w")], [])!;
     expect(out.map((f) => f.id)).toEqual(["0:dead_layer:z", "1:dead_layer:x", "1:dead_layer:w", "2:dead_layer:y"]);
   });
 });

@@ -173,8 +173,13 @@ def _plain(d: Any) -> dict[str, Any]:
     return out
 
 
-def encode_delta(pending: PendingDelta, seq: int, last_status: dict[str, Any] | None) -> tuple[dict[str, Any], list[bytes]]:
-    """The protocol-2b message and its four little-endian buffers."""
+def encode_delta(pending: PendingDelta, seq: int, last_status: dict[str, Any] | None,
+                 findings_sent: dict[str, dict[str, Any]] | None = None) -> tuple[dict[str, Any], list[bytes]]:
+    """The protocol-2b message and its four little-endian buffers.
+
+    ``findings_sent``: the findings the front-end holds (the last snapshot's, merged with every delta since; by
+    id), updated here: an upsert of a finding it holds then carries only ``id`` and the fields that changed. None:
+    every upsert whole (also valid)."""
     runs, rows, cols, vals = pending.cells()
     msg: dict[str, Any] = {
         "type": "delta",
@@ -193,11 +198,34 @@ def encode_delta(pending: PendingDelta, seq: int, last_status: dict[str, Any] | 
         msg["status"] = status
     if pending.findings_removed:  # absent when none: applied before the upserts
         msg["findings_removed"] = list(pending.findings_removed)
-    if pending.findings:  # only the findings raised, changed or resolved since the previous message (upserts)
-        msg["findings"] = list(pending.findings.values())
+    if findings_sent is not None:
+        upserts = _patches(pending, findings_sent)
+    else:
+        upserts = list(pending.findings.values())
+    if upserts:  # only the findings raised, changed or resolved since the previous message
+        msg["findings"] = upserts
     buffers = [np.asarray(runs, "<i4").tobytes(), np.asarray(rows, "<i4").tobytes(),
                np.asarray(cols, "<i4").tobytes(), np.asarray(vals, "<f8").tobytes()]
     return msg, buffers
+
+
+def _patches(pending: PendingDelta, sent: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pending upserts against what the front-end holds (``sent``, brought up to date): a finding it lacks
+    whole, one it holds as ``{"id", changed fields...}`` (a dead layer's rate and message move every epoch; its
+    advice, tag, since... do not), one whose fields are all unchanged not at all."""
+    for fid in pending.findings_removed:
+        sent.pop(fid, None)
+    out = []
+    for fid, f in pending.findings.items():
+        old = sent.get(fid)
+        sent[fid] = f
+        if old is None:
+            out.append(f)
+            continue
+        patch = {k: v for k, v in f.items() if old.get(k) != v}
+        if patch:
+            out.append({"id": fid, **patch})
+    return out
 
 
 def decode_delta_buffers(buffers: list[bytes | memoryview]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
