@@ -17,7 +17,10 @@ and ``time.perf_counter`` (wall), by wrapping, on that kernel's own objects:
 * bytes per message (the signed frames, buffers included) and messages per tick.
 
 Then ipykernel's fixed cost of one comm message, apart from anything of ours: 200 sends of a minimal custom
-message (``{"type": "noop"}``, no buffers) on the widget's comm, each timed the same way.
+message (``{"type": "noop"}``, no buffers) on the widget's comm, each timed the same way, 2 ms apart (the
+IOPub thread writes it out while this thread sleeps); and ``handoff``: the wall time one send adds to a thread
+that goes on with 1 ms of pure-Python work right after it (as a tick does after its delta), i.e. the send plus
+the GIL time ipykernel's IOPub thread takes to write the message out, for an empty and a 20 kB message.
 Reported: medians (bootstrap 95% interval for the tick), in ms.
 """
 
@@ -105,6 +108,24 @@ def noop(n):
         out.append({k + "_cpu": v[0] for k, v in parts.items()} | {k + "_wall": v[1] for k, v in parts.items()})
         _t.sleep(0.002)  # let the IOPub thread drain, as between ticks
     return out
+
+def _busy(seconds):  # pure-Python work that holds the GIL, like the rest of a tick after its delta
+    end = _t.thread_time() + seconds
+    while _t.thread_time() < end:
+        pass
+
+def handoff(n, size):
+    # wall of (send + 1 ms of this thread's CPU) minus wall of (1 ms of CPU) alone: the send's own time plus the
+    # GIL time the IOPub thread takes from a busy training thread to write the message out
+    out = []
+    content = {"type": "noop", "pad": "x" * size}
+    for _ in range(n):
+        t0 = _t.perf_counter(); _busy(0.001); alone = _t.perf_counter() - t0
+        _t.sleep(0.002)
+        t0 = _t.perf_counter(); w.comm.send({"method": "custom", "content": content}); _busy(0.001)
+        out.append({"handoff_wall": _t.perf_counter() - t0 - alone})
+        _t.sleep(0.002)
+    return out
 """
 
 KEYS = ["tick_wall", "tick_cpu", "sync_cpu", "encode_cpu", "comm.send_cpu", "comm.send_wall", "serialize_cpu",
@@ -147,15 +168,13 @@ def main(argv: list[str] | None = None) -> None:
                     for root, widget, _km, kc in kernels[k:] + kernels[:k]:
                         code = f"parted({args.ticks})" if widget else \
                             f"[{{'tick_wall': a, 'tick_cpu': b}} for a, b, *_ in zip(*epochs({args.ticks}))]"
-                        out = run_cell(kc, f"import json as _j; print('MW_RESULT ' + _j.dumps({code}))")
-                        line = next(ln for ln in out.splitlines() if ln.startswith("MW_RESULT "))
-                        results[(root, widget)].extend(json.loads(line[len("MW_RESULT "):]))
+                        results[(root, widget)].extend(_run(kc, code))
                 for root, widget, _km, kc in kernels:
                     if widget:
-                        out = run_cell(kc, "import json as _j; print('MW_RESULT ' + _j.dumps(noop(200)))")
-                        line = next(ln for ln in out.splitlines() if ln.startswith("MW_RESULT "))
-                        got = json.loads(line[len("MW_RESULT "):])
-                        noops.append([workload, str(root), *(_med(got, k) for k in KEYS[4:])])
+                        got = _run(kc, "noop(200)")
+                        busy = [_run(kc, f"handoff(100, {size})") for size in (0, 20000)]
+                        noops.append([workload, str(root), *(_med(got, k) for k in KEYS[4:]),
+                                      *(_med(b, "handoff_wall") for b in busy)])
             finally:
                 for _r, _w, km, kc in kernels:
                     kc.stop_channels()
@@ -168,7 +187,14 @@ def main(argv: list[str] | None = None) -> None:
     _table(["workload", "root", "visualizer", "ticks", "tick wall [95%]", "tick cpu [95%]", *KEYS[2:],
             "msgs/tick", "bytes/tick"], rows)
     print("\nipykernel's fixed cost of one minimal comm message (200 sends, medians, ms):")
-    _table(["workload", "root", *KEYS[4:]], noops)
+    _table(["workload", "root", *KEYS[4:], "handoff_wall (busy thread)", "handoff_wall, 20 kB"], noops)
+
+
+def _run(kc: Any, expr: str) -> Any:
+    """The value of the Python expression ``expr`` in the kernel (through JSON)."""
+    out = run_cell(kc, f"import json as _j; print('MW_RESULT ' + _j.dumps({expr}))")
+    line = next(ln for ln in out.splitlines() if ln.startswith("MW_RESULT "))
+    return json.loads(line[len("MW_RESULT "):])
 
 
 def _ci(ticks: list[dict[str, float]], key: str) -> str:
