@@ -21,7 +21,8 @@ message (``{"type": "noop"}``, no buffers) on the widget's comm, each timed the 
 IOPub thread writes it out while this thread sleeps); and ``handoff``: the wall time one send adds to a thread
 that goes on with 1 ms of pure-Python work right after it (as a tick does after its delta), i.e. the send plus
 the GIL time ipykernel's IOPub thread takes to write the message out, for an empty and a 20 kB message.
-Reported: medians (bootstrap 95% interval for the tick), in ms.
+Reported: medians (bootstrap 95% interval for the tick), in ms; messages per tick as a mean (a throttled
+snapshot, the ``history`` trait, adds a few per cent), bytes per tick as a median (the snapshot's are not).
 """
 
 from __future__ import annotations
@@ -183,9 +184,9 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append([workload, str(root), "widget" if widget else "none", str(len(ticks)),
                              _ci(ticks, "tick_wall"), _ci(ticks, "tick_cpu"), *(_med(ticks, k) for k in KEYS[2:]),
                              f"{statistics.mean(t.get('msgs', 0) for t in ticks):.2f}",
-                             f"{statistics.mean(t.get('bytes', 0) for t in ticks):.0f}"])
+                             f"{statistics.median(t.get('bytes', 0) for t in ticks):.0f}"])
     _table(["workload", "root", "visualizer", "ticks", "tick wall [95%]", "tick cpu [95%]", *KEYS[2:],
-            "msgs/tick", "bytes/tick"], rows)
+            "msgs/tick", "bytes/tick (median)"], rows)
     print("\nipykernel's fixed cost of one minimal comm message (200 sends, medians, ms):")
     _table(["workload", "root", *KEYS[4:], "handoff_wall (busy thread)", "handoff_wall, 20 kB"], noops)
 
