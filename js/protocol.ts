@@ -66,7 +66,8 @@ export type UnrecordedSpan = [number, number | null];
 /**
  * A health-check result (issue 16). A snapshot carries the whole current list; a delta (protocol v2) only the
  * findings raised, changed or resolved since the previous message (upserts by `id`, a held one as its changed
- * fields) and `findings_removed` (store.ts mergeFindings). `until` is null while the condition holds and the epoch it ended once resolved.
+ * fields) and `findings_removed` (store.ts mergeFindings). `until` is null while the condition holds and the
+ * epoch it ended once resolved.
  */
 export interface Finding {
   /** Stable across ticks: the same check on the same layer of the same run keeps its id. */
