@@ -11,10 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from test_health_record import feed
+
 from monitorch_widget.record import Record
 from monitorch_widget.record.protocol import PendingDelta, encode_delta
 from monitorch_widget.views.sync import DeltaSync
-from tests.test_health_record import feed
 
 FIXTURE = Path(__file__).resolve().parent.parent / "js" / "test" / "fixtures" / "findings.json"
 
