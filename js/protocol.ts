@@ -64,9 +64,10 @@ export interface SnapshotRun {
 export type UnrecordedSpan = [number, number | null];
 
 /**
- * A health-check result (issue 16). The kernel always sends the whole current list (in the snapshot, and in a
- * delta whenever it changed): findings are few, so replacing beats patching. `until` is null while the
- * condition holds and the epoch it ended once resolved.
+ * A health-check result (issue 16). A snapshot carries the whole current list; a delta (protocol v2) only the
+ * findings raised, changed or resolved since the previous message (upserts by `id`, a held one as its changed
+ * fields) and `findings_removed` (store.ts mergeFindings). `until` is null while the condition holds and the
+ * epoch it ended once resolved.
  */
 export interface Finding {
   /** Stable across ticks: the same check on the same layer of the same run keeps its id. */
@@ -86,6 +87,9 @@ export interface Finding {
   /** What to try, one sentence. */
   advice: string;
 }
+
+/** A delta's finding: a whole Finding, or the id of one the view holds and the fields that changed. */
+export type FindingUpsert = Partial<Finding> & { id: string };
 
 export interface History {
   version: number;
@@ -114,7 +118,11 @@ export interface DeltaMessage {
   cells?: { count: number };
   problems?: (Problem & { run: number })[];
   status?: Status | null;
-  findings?: Finding[];
+  /** Findings raised, changed or resolved since the previous delta (upserts by id; absent: none): whole, or
+   * for a finding the view holds, its id and the fields that changed. */
+  findings?: FindingUpsert[];
+  /** Finding ids to drop before the upserts apply (a reopened finding moves last of its run; absent: none). */
+  findings_removed?: string[];
   /** A group's whole span list, replacing the one the run had. */
   unrecorded?: { run: number; group: string; spans: UnrecordedSpan[] }[];
 }

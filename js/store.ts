@@ -9,7 +9,7 @@
 // grow by doubling, so appending a row is amortised O(columns) and no value is ever dropped.
 
 import { decodeCells, readFloat64 } from "./decode";
-import type { Column, DeltaMessage, Finding, History, Panel, Problem, RowInfo, SnapshotRun, Status, Bytes, UnrecordedSpan } from "./protocol";
+import type { Column, DeltaMessage, Finding, FindingUpsert, History, Panel, Problem, RowInfo, SnapshotRun, Status, Bytes, UnrecordedSpan } from "./protocol";
 
 export class RunData {
   readonly id: number;
@@ -123,7 +123,8 @@ export class Store {
   /** Runs in the order they first appeared (which is id order in practice). */
   runs: RunData[] = [];
   status: Status | null = null;
-  /** Health-check findings of every run (replaced whole by each message that carries them). */
+  /** Health-check findings of every run, in the kernel's order (by run, then as raised): replaced whole by a
+   * snapshot, merged by a delta (mergeFindings). A new array whenever they change. */
   findings: Finding[] = [];
   /** Increases on every applied change; views compare it to skip redundant redraws. */
   version = 0;
@@ -187,6 +188,15 @@ export class Store {
       this.stale = true;
       return false;
     }
+    let findings = this.findings;
+    if (Array.isArray(msg.findings) || Array.isArray(msg.findings_removed)) {
+      const merged = mergeFindings(this.findings, msg.findings ?? [], msg.findings_removed ?? []);
+      if (merged === null) {
+        this.stale = true; // a change to a finding this store never got: only a snapshot can repair it
+        return false;
+      }
+      findings = merged;
+    }
     for (const r of msg.new_runs ?? []) this.ensureRun(r.id, r.label);
     for (const p of msg.new_panels ?? []) {
       const { run, ...panel } = p;
@@ -207,11 +217,45 @@ export class Store {
     for (const p of msg.problems ?? []) this.ensureRun(p.run).setProblem(p);
     for (const u of msg.unrecorded ?? []) this.ensureRun(u.run).unrecorded.set(u.group, u.spans);
     if (msg.status !== undefined) this.status = msg.status;
-    if (Array.isArray(msg.findings)) this.findings = msg.findings;
+    this.findings = findings;
     this.seq = msg.seq;
     this.changed();
     return true;
   }
+}
+
+/**
+ * A delta's findings merged into `list` (docs/protocol.md 2b, protocol v2): the ids in `removed` are dropped
+ * first (a reopened finding, which the kernel lists last of its run; a run whose findings were replaced), then
+ * each upsert updates the finding with its id in place (a held finding may come as its id and the fields that
+ * changed), or is appended (whole). The result is ordered by run (stably), as the kernel's snapshot lists them,
+ * so a live view and a late one break display ties alike. Null when an upsert is partial for an id not held
+ * (this store missed a message): the caller asks for a snapshot.
+ */
+export function mergeFindings(list: readonly Finding[], upserts: readonly FindingUpsert[], removed: readonly string[]): Finding[] | null {
+  const drop = new Set(removed);
+  const out = drop.size ? list.filter((f) => !drop.has(f.id)) : [...list];
+  const at = new Map(out.map((f, i) => [f.id, i]));
+  let appended = false;
+  for (const f of upserts) {
+    const i = at.get(f.id);
+    if (i !== undefined) {
+      out[i] = { ...out[i], ...f };
+    } else if (isWhole(f)) {
+      at.set(f.id, out.length);
+      out.push(f);
+      appended = true;
+    } else {
+      return null;
+    }
+  }
+  // Array.prototype.sort is stable: within a run the order stays the order raised
+  return appended ? out.sort((a, b) => a.run - b.run) : out;
+}
+
+function isWhole(f: FindingUpsert): f is Finding {
+  return typeof f.run === "number" && typeof f.check === "string" && typeof f.severity === "string" &&
+    typeof f.message === "string" && typeof f.since === "number";
 }
 
 function runFromSnapshot(s: SnapshotRun): RunData {

@@ -217,9 +217,10 @@ def overfitting(view: RowView, cfg: HealthConfig) -> list[Condition]:
 
 # HealthMonitor._apply as it was: conditions -> findings (streaks, ids, until)
 def apply(self: Any, run_id: int, epoch: float, state: Any,
-           holding: dict[tuple[str, str | None], Condition]) -> bool:
+           holding: dict[tuple[str, str | None], Condition]) -> tuple[list[Finding], list[str]]:
     findings = self._findings.setdefault(run_id, {})
-    changed = False
+    changed: list[Finding] = []
+    reopened: list[str] = []
     streaks = {}
     for key in holding:
         first, n = state.streaks.get(key, (epoch, 0))
@@ -236,16 +237,17 @@ def apply(self: Any, run_id: int, epoch: float, state: Any,
             new = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag, old.since, None,
                           cond.value, cond.message, cond.advice)
             if new.severity != old.severity or new.message != old.message or new.value != old.value:
-                changed = True
+                changed.append(new)
             findings[fid] = new
         else:
-            findings.pop(fid, None)  # reopened: moves to the end, in the order raised
+            if findings.pop(fid, None) is not None:  # reopened: moves to the end, in the order raised
+                reopened.append(fid)
             findings[fid] = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag, since, None,
                                     cond.value, cond.message, cond.advice)
-            changed = True
+            changed.append(findings[fid])
     held = {f"{run_id}:{c}:{layer if layer is not None else '-'}" for (c, layer) in holding}
     for fid, f in findings.items():
         if f.active and fid not in held:
             f.until = epoch
-            changed = True
-    return changed
+            changed.append(f)
+    return changed, reopened

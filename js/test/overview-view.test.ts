@@ -134,7 +134,7 @@ describe("deep model overview", () => {
     await tick();
     expect(chartEl("block7.relu").hidden).toBe(false);
     expect(chartEl("block7.relu").classList.contains("mw-flash")).toBe(true);
-    store.applyDelta(...delta(3, { findings: [] }));
+    store.applyDelta(...delta(3, { findings_removed: ["dead", "old"] }));
     await tick();
     expect(all(".mw-finding").length).toBe(0);
     cleanup();

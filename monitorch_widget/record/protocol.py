@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from .record import Record
 
 Event = tuple[Any, ...]
-SNAPSHOT_VERSION = 1
+#: Protocol version (docs/protocol.md): 2 since a delta carries only the findings that changed (upserts by id
+#: plus removed ids) instead of the whole list.
+SNAPSHOT_VERSION = 2
 
 
 def snapshot(record: Record) -> dict[str, Any]:
@@ -64,12 +66,15 @@ class PendingDelta:
         self.cell_chunks: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # (run, row, columns, values)
         self.problems: dict[tuple[int, str, str], dict[str, Any]] = {}
         self.status: dict[str, Any] | None = None
-        self.findings: list[dict[str, Any]] | None = None  # the whole list, when it changed (later wins)
+        # findings upserted since the last message by id (new ones in the order the front-end appends them), and
+        # ids removed (applied before the upserts: an id in both is dropped, then appended again)
+        self.findings: dict[str, dict[str, Any]] = {}
+        self.findings_removed: dict[str, None] = {}
         self.unrecorded: dict[tuple[int, str], list[Any]] = {}
 
     def empty(self) -> bool:
         return not (self.new_runs or self.new_panels or self.new_columns or self.rows or self.cell_chunks
-                    or self.problems or self.status is not None or self.findings is not None or self.unrecorded)
+                    or self.problems or self.status is not None or self.findings or self.findings_removed or self.unrecorded)
 
     def add(self, event: Event) -> None:
         kind = event[0]
@@ -107,10 +112,21 @@ class PendingDelta:
         elif kind == "status":
             self.status = _plain(event[1])
         elif kind == "findings":
-            self.findings = [_plain(f) for f in event[1]]
+            self._merge_findings(event[1], event[2])
         elif kind == "unrecorded":
             _, run_id, info = event
             self.unrecorded[(int(run_id), str(info["group"]))] = [list(s) for s in info["spans"]]
+
+    def _merge_findings(self, upserts: list[dict[str, Any]], removed: list[str]) -> None:
+        """Merge one ``findings`` event: ``removed`` ids (dropped first: a reopened finding, which moves last; a
+        run's replaced findings), then ``upserts`` (``Finding.to_dict`` dicts, JSON-safe and fresh, kept as
+        they are). An upsert of a pending id replaces it in place; a removed id leaves the pending upserts and
+        is appended again by a later upsert, so the front-end's appends keep the kernel's order."""
+        for fid in removed:
+            self.findings.pop(fid, None)
+            self.findings_removed[fid] = None
+        for f in upserts:
+            self.findings[f["id"]] = f
 
     def cells(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Concatenated cells with repeated (run, row, col) reduced to the last value written, order kept."""
@@ -157,8 +173,13 @@ def _plain(d: Any) -> dict[str, Any]:
     return out
 
 
-def encode_delta(pending: PendingDelta, seq: int, last_status: dict[str, Any] | None) -> tuple[dict[str, Any], list[bytes]]:
-    """The protocol-2b message and its four little-endian buffers."""
+def encode_delta(pending: PendingDelta, seq: int, last_status: dict[str, Any] | None,
+                 findings_sent: dict[str, dict[str, Any]] | None = None) -> tuple[dict[str, Any], list[bytes]]:
+    """The protocol-2b message and its four little-endian buffers.
+
+    ``findings_sent``: the findings the front-end holds (the last snapshot's, merged with every delta since; by
+    id), updated here: an upsert of a finding it holds then carries only ``id`` and the fields that changed. None:
+    every upsert whole (also valid)."""
     runs, rows, cols, vals = pending.cells()
     msg: dict[str, Any] = {
         "type": "delta",
@@ -175,11 +196,36 @@ def encode_delta(pending: PendingDelta, seq: int, last_status: dict[str, Any] | 
         msg["unrecorded"] = [{"run": r, "group": g, "spans": spans} for (r, g), spans in pending.unrecorded.items()]
     if status is not None:  # absent rather than null: "no status known yet" must not erase one
         msg["status"] = status
-    if pending.findings is not None:  # only when they changed: the front-end replaces its list
-        msg["findings"] = pending.findings
+    if pending.findings_removed:  # absent when none: applied before the upserts
+        msg["findings_removed"] = list(pending.findings_removed)
+    if findings_sent is not None:
+        upserts = _patches(pending, findings_sent)
+    else:
+        upserts = list(pending.findings.values())
+    if upserts:  # only the findings raised, changed or resolved since the previous message
+        msg["findings"] = upserts
     buffers = [np.asarray(runs, "<i4").tobytes(), np.asarray(rows, "<i4").tobytes(),
                np.asarray(cols, "<i4").tobytes(), np.asarray(vals, "<f8").tobytes()]
     return msg, buffers
+
+
+def _patches(pending: PendingDelta, sent: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pending upserts against what the front-end holds (``sent``, brought up to date): a finding it lacks
+    whole, one it holds as ``{"id", changed fields...}`` (a dead layer's rate and message move every epoch; its
+    advice, tag, since... do not), one whose fields are all unchanged not at all."""
+    for fid in pending.findings_removed:
+        sent.pop(fid, None)
+    out = []
+    for fid, f in pending.findings.items():
+        old = sent.get(fid)
+        sent[fid] = f
+        if old is None:
+            out.append(f)
+            continue
+        patch = {k: v for k, v in f.items() if old.get(k) != v}
+        if patch:
+            out.append({"id": fid, **patch})
+    return out
 
 
 def decode_delta_buffers(buffers: list[bytes | memoryview]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

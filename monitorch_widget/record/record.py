@@ -58,7 +58,9 @@ class Record:
         self.state = "idle"
         self._plans: dict[tuple[int, str], IngestPlan] = {}  # (run id, tag) -> the columns its last call wrote
         # health checks judge each row once it is final (README, "Health checks")
-        self.health = HealthMonitor(notify=lambda: self._emit("findings", self.health.as_dicts()),
+        # a findings event carries only what changed: (upserted findings as protocol dicts, removed ids)
+        self.health = HealthMonitor(notify=lambda changed, removed: self._emit(
+                                        "findings", [f.to_dict() for f in changed], list(removed)),
                                     report=lambda source, message: self.problem(source, message, 1))
 
     # --- subscription -----------------------------------------------------------------------------
@@ -177,9 +179,7 @@ class Record:
                 self._emit("cells", run.id, row, cols, run.data[row].copy())
             added.append(run)
             self.health.set_findings(run.id, [replace(f, id=f"{run.id}:{f.id.split(':', 1)[1]}", run=run.id)
-                                              for f in other.health.findings(src.id)])
-        if added:
-            self._emit("findings", self.health.as_dicts())
+                                              for f in other.health.findings(src.id)])  # emits them
         self._emit_status()
         return added
 

@@ -85,6 +85,9 @@ class DeltaSync:
         self._lock = threading.RLock()
         self._pending = PendingDelta()
         self._has_pending = False
+        # the findings the front-end holds after the last message (its snapshot merged with the deltas since):
+        # a delta then sends a held finding's changed fields only (record/protocol.py encode_delta)
+        self._findings_sent: dict[str, dict[str, Any]] = {}
         self._seq = 0
         self._last_send = -float("inf")
         self._last_tick = -float("inf")
@@ -123,7 +126,7 @@ class DeltaSync:
             if self._closed or not self._has_pending:
                 return False
             self._seq += 1
-            msg, buffers = encode_delta(self._pending, self._seq, self._last_status)
+            msg, buffers = encode_delta(self._pending, self._seq, self._last_status, self._findings_sent)
             if "status" in msg:
                 self._last_status = msg["status"]
             self._pending = PendingDelta()
@@ -142,6 +145,7 @@ class DeltaSync:
             t0 = time.perf_counter()
             snap = dict(self._record.snapshot())
             snap["seq"] = self._seq
+            self._findings_sent = {f["id"]: f for f in snap.get("findings") or []}
             if snap.get("status") is not None:
                 self._last_status = snap["status"]
             self._set_history(snap, force)

@@ -49,11 +49,13 @@ class Finding:
         ``until`` on one it keeps (which rebuilds it); a finding is read-only for everyone else."""
         wire = self._wire
         if wire is None or wire["until"] != self.until:
-            value = self.value if self.value is not None and math.isfinite(self.value) else None
+            # plain Python numbers (a check may hand over numpy scalars): the wire sends these dicts as they are
+            value = float(self.value) if self.value is not None and math.isfinite(self.value) else None
             wire = self._wire = {
-                "id": self.id, "run": self.run, "check": self.check, "severity": self.severity, "layer": self.layer,
-                "tag": self.tag, "since": self.since, "until": self.until, "value": value, "message": self.message,
-                "advice": self.advice}
+                "id": self.id, "run": int(self.run), "check": self.check, "severity": self.severity,
+                "layer": self.layer, "tag": self.tag, "since": float(self.since),
+                "until": None if self.until is None else float(self.until), "value": value,
+                "message": self.message, "advice": self.advice}
         return dict(wire)
 
     @classmethod

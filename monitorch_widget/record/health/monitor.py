@@ -52,11 +52,14 @@ class _RunState:
 class HealthMonitor:
     """The record's health checks. ``configure`` changes thresholds; ``findings()`` reads the results.
 
-    ``notify`` is called with no argument whenever any run's findings changed (the record turns that into a
-    ``findings`` event); ``report`` receives ``(source, message)`` when a check itself fails.
+    ``notify(changed, dropped)`` is called whenever findings changed: ``changed`` the findings raised, reopened,
+    updated or resolved (raised and reopened ones in the order raised: they go last of their run), ``dropped``
+    the ids to forget before ``changed`` is applied (a reopened finding, which moves last; a run's findings
+    replaced by ``set_findings``). The record turns both into a ``findings`` event. ``report`` receives
+    ``(source, message)`` when a check itself fails.
     """
 
-    def __init__(self, notify: Callable[[], None] | None = None,
+    def __init__(self, notify: Callable[[list[Finding], list[str]], None] | None = None,
                  report: Callable[[str, str], None] | None = None) -> None:
         self.config = HealthConfig()
         self.loss_names: tuple[str, str] = ("train_loss", "val_loss")
@@ -91,10 +94,14 @@ class HealthMonitor:
         return [f.to_dict() for f in self.findings()]
 
     def set_findings(self, run: int, findings: list[Finding]) -> None:
-        """Install saved findings for run ``run`` (a loaded or imported history); they are not re-evaluated."""
+        """Install saved findings for run ``run`` (a loaded or imported history); they are not re-evaluated.
+        Notifies the run's previous findings as dropped and the new ones as changed, in their order."""
+        old = self._findings.get(run, {})
         self._findings[run] = {f.id: f for f in findings}
         state = self._state.setdefault(run, _RunState())
         state.evaluated = 1 << 62  # its rows are final and already judged
+        if (old or findings) and self._notify is not None:
+            self._notify(list(self._findings[run].values()), list(old))
 
     # --- evaluation --------------------------------------------------------------------------------
     def evaluate(self, run: Run, row: int) -> bool:
@@ -122,10 +129,10 @@ class HealthMonitor:
                     self._failed.add(name)
                     self._report("health", f"check {name} failed with {type(exc).__name__}: {exc}")
         self.skipped = skipped
-        changed = self._apply(run.id, view.epoch, state, holding)
+        changed, reopened = self._apply(run.id, view.epoch, state, holding)
         if changed and self._notify is not None:
-            self._notify()
-        return changed
+            self._notify(changed, reopened)
+        return bool(changed)
 
     def replay(self, run: Run) -> None:
         """Evaluate every final row of ``run`` in order (a history saved before findings existed)."""
@@ -133,9 +140,13 @@ class HealthMonitor:
             self.evaluate(run, row)
 
     def _apply(self, run_id: int, epoch: float, state: _RunState,
-               holding: dict[tuple[str, str | None], Condition]) -> bool:
+               holding: dict[tuple[str, str | None], Condition]) -> tuple[list[Finding], list[str]]:
+        """Update run ``run_id``'s findings from the conditions holding at ``epoch``. Returns the findings that
+        changed (raised, reopened, updated, resolved; the raised and reopened ones in the order raised) and the
+        ids of the reopened ones (they move last of their run)."""
         findings = self._findings.setdefault(run_id, {})
-        changed = False
+        changed: list[Finding] = []
+        reopened: list[str] = []
         previous, streaks = state.streaks, {}
         held = set()
         for key, cond in holding.items():
@@ -154,19 +165,20 @@ class HealthMonitor:
                 new = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag, old.since, None,
                               cond.value, cond.message, cond.advice)
                 if new.severity != old.severity or new.message != old.message or new.value != old.value:
-                    changed = True
+                    changed.append(new)
                 findings[fid] = new
             else:
-                findings.pop(fid, None)  # reopened: moves to the end, in the order raised
+                if findings.pop(fid, None) is not None:  # reopened: moves to the end, in the order raised
+                    reopened.append(fid)
                 findings[fid] = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag, since, None,
                                         cond.value, cond.message, cond.advice)
-                changed = True
+                changed.append(findings[fid])
         state.streaks = streaks
         for fid, f in findings.items():
             if f.active and fid not in held:
                 f.until = epoch
-                changed = True
-        return changed
+                changed.append(f)
+        return changed, reopened
 
     def forget(self, run_id: int) -> None:
         self._state.pop(run_id, None)
