@@ -54,8 +54,6 @@ _MAX_ROWS = 256
 # one fused pass beats four eager ones at 512x512 (~30 vs ~80 µs) and not at 256x256 (where compiling would
 # only add latency)
 FUSE_MIN = 1 << 18
-# elements: up to this, |g| of a large gradient is written into a reused buffer (16 MiB of float32 at most)
-SCRATCH_MAX = 1 << 22
 
 
 class Layout:
@@ -131,7 +129,6 @@ class Layout:
             self.fused_columns = torch.cat([torch.arange(*self.columns[i], device=device) for i in self.fused_params])
             self.fused_index = torch.tensor(self.fused_params, dtype=torch.long, device=device)
         self.fused_set = frozenset(self.fused_params if self.fused is not None else ())
-        self.scratch: dict[torch.dtype, torch.Tensor] = {}  # |g| of large gradients (see _scratch)
 
     @property
     def full(self) -> bool:
@@ -173,8 +170,7 @@ class Layout:
             spec = self.sites[i].units
             a, b = self.columns[i]
             shards = self.sites[i].shards
-            scratch = self._scratch(g)
-            magnitude = torch.abs(g, out=scratch) if scratch is not None else g.abs()
+            magnitude = g.abs()
             if g.dtype == _F32 and self.group is None:
                 torch.amax(magnitude, out=check[i])
             else:  # 0 or NaN: a float64 max may exceed float32, a shard group sums the entries
@@ -196,22 +192,6 @@ class Layout:
                 counts[a:b].copy_(active.reshape(-1))
         self.used = row + 1
         return row
-
-    def _scratch(self, g: torch.Tensor) -> torch.Tensor | None:
-        """A reused buffer shaped like ``g`` for ``|g|`` (contiguous), or None above ``SCRATCH_MAX`` elements.
-
-        A fresh ``g.abs()`` per gradient and step costs an allocation: on the CPU, blocks of 128 KiB or more
-        come from mmap, so every step page-faults the whole temporary in again (a 512x64 gradient read right
-        after a backward pass: ~140 vs ~60 µs). One buffer per dtype serves every large gradient of the layout
-        (they are read one after another); it holds as many elements as the largest of them."""
-        numel = g.numel()
-        if numel > SCRATCH_MAX:
-            return None
-        buf = self.scratch.get(g.dtype)
-        if buf is None or buf.numel() < numel:
-            top = max(self.sites[i].numel for i in self.large if self.sites[i].numel <= SCRATCH_MAX)
-            buf = self.scratch[g.dtype] = torch.empty(max(top, numel), dtype=g.dtype, device=g.device)
-        return buf[:numel].view(g.shape)
 
     @monitor_mode
     def fold(self, bank: StreamBank, keep: Sequence[int] = ()) -> dict[int, int]:
