@@ -173,8 +173,10 @@ class Layout:
             magnitude = g.abs()
             if g.dtype == _F32 and self.group is None:
                 torch.amax(magnitude, out=check[i])
-            else:  # 0 or NaN: a float64 max may exceed float32, a shard group sums the entries
+            elif g.numel():  # 0 or NaN: a float64 max may exceed float32, a shard group sums the entries
                 torch.mul(torch.amax(magnitude), self.zero_t, out=check[i])
+            else:  # an empty local shard has no max
+                check[i].zero_()
             active = magnitude.gt_(self.eps)
             if shards is not None and shards.dim is not None:  # this rank's shard of a sharded gradient
                 if rows_unit_aligned(spec, shards):  # whole units: a slice of the columns
