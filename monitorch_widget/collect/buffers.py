@@ -23,7 +23,8 @@ class RowBuffer:
     """Preallocated per-batch rows on the data's device, written by hooks with ``out=``.
 
     ``rows[i]`` holds, for batch i, one count per channel (number of elements above eps);
-    ``checks[i]`` holds a sum over the batch's raw values, non-finite iff the batch had NaN/Inf;
+    ``checks[i]`` holds the batch's largest magnitude (or 0), non-finite iff the batch had NaN/Inf (a max,
+    never a sum: a sum of large finite values overflows);
     ``row_sizes[i]`` (host int) is the number of elements per channel in batch i, so a channel's rate is
     ``rows[i, c] / row_sizes[i]``. A scalar site's buffer (channels == 1) holds the value itself.
     A full buffer reduces on the device (``fold_*``: per-batch values, staged in the bank); at a tick its

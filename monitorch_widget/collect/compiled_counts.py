@@ -1,9 +1,9 @@
 """Large gradients of a layout's row read by one ``torch.compile``'d call (for models that run compiled).
 
 :meth:`.gradient_layout.Layout.compute` in eager mode reads each large gradient four times (``|g|``, the
-comparison with eps, the per-unit sum, the non-finite check). Compiled, each parameter's count per unit and
-its check come out of one loop over the gradient (inductor fuses them), and the gradients of one row are one
-call. Measured on one CPU thread (float32): 512x512 gradients cost ~30 µs each instead of ~80 µs warm in
+comparison with eps, the per-unit sum, the non-finite check: ``max |g|``). Compiled, each parameter's count per unit and
+its check (a scaled sum) come out of one loop over the gradient (inductor fuses them), and the gradients of
+one row are one call. Measured on one CPU thread (float32): 512x512 gradients cost ~30 µs each instead of ~80 µs warm in
 cache, ~25% less fresh from a backward pass (where inductor's reductions read memory at about half the speed
 of ATen's ``sum``), plus ~25 µs per call; at 256x256 there is no gain. So only gradients of
 ``gradient_layout.FUSE_MIN`` (2^18) elements or more are read here; the rest of the row stays eager.
@@ -24,8 +24,9 @@ already pays for compilation there. Facts and choices:
 * A guard failure later (a gradient that changes dtype or memory layout) recompiles the function once per
   change, as any compiled function would; after dynamo's recompile limit it runs eagerly (still exact).
 * Values equal the eager ones: counts are the same integers (the comparison runs in the dtype the eager path
-  uses, eps rounded to it beforehand); the check is non-finite iff the gradient had NaN/Inf (or its float32
-  sum overflowed), as in eager mode, though the finite sums may round differently (only finiteness is read).
+  uses, eps rounded to it beforehand); the check is 0, or NaN iff the gradient had NaN/Inf, exactly as finite as the
+  eager check (only finiteness is read): the sum of ``g * 2^-100``, which cannot overflow for finite entries
+  (a float32 sum of large finite entries did).
 * Dtypes: any floating dtype; the comparison runs in the gradient's dtype as in eager mode. FSDP2 shard
   layouts (``shards``, ``shard_index``, ``rows_unit_aligned``) stay eager: nothing of theirs changed.
 """
@@ -42,6 +43,9 @@ import torch
 from .units import UnitSpec
 
 _F32 = torch.float32
+_F64 = torch.float64
+_TINY = 2.0 ** -100
+_NAN = float("nan")
 _IDS = count()
 #: False: layouts made from now on keep the eager formulation even for compiled models (to compare the two)
 ENABLED = True
@@ -59,11 +63,18 @@ def row_function(specs: Sequence[UnitSpec]) -> Callable[..., Any]:
             active = g.abs() > e
             if spec.dims:  # per unit: the count and the partial sums of the check in one loop
                 counts.append(active.sum(spec.dims, dtype=_F32).reshape(-1))
-                checks.append(g.sum(spec.dims, dtype=_F32).sum())
             else:
                 counts.append(active.reshape(-1).to(_F32))
-                checks.append(g.sum(dtype=_F32))
-        return torch.cat(counts), torch.stack(checks)
+            # The check: the sum of g * 2^-100, accumulated in float32 (float64 for float64 gradients) in the same
+            # loop as the count. Scaled, finite entries cannot add up to inf (at most 2^31 entries of 2.7e8), so
+            # the sum is NaN/Inf iff an entry is. (The plain float32 sum overflowed for large finite gradients;
+            # inductor folds ``x * 0`` to 0; its NaN-aware max or a float64 accumulator cost more per element.)
+            acc = _F64 if g.dtype == _F64 else _F32
+            scaled = g * _TINY
+            checks.append(scaled.sum(spec.dims, dtype=acc).sum() if spec.dims else scaled.sum(dtype=acc))
+        # 0, or NaN iff the gradient had NaN/Inf (a finite float64 sum may exceed float32)
+        check = torch.stack([c.to(_F64) for c in checks])
+        return torch.cat(counts), torch.where(torch.isfinite(check), 0.0, _NAN).to(_F32)
 
     # a code object of its own: dynamo keeps its compiled code (and counts recompiles) per code object
     code = row.__code__.replace(co_name=f"gradient_row_{next(_IDS)}")

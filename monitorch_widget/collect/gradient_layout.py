@@ -6,16 +6,19 @@ of a backward pass) and writes, per parameter, the number of gradient entries ab
 device: columns ``[start, stop)`` of ``counts`` belong to parameter ``i``, column ``i`` of ``check`` too.
 
 Invariants:
-- computing a row costs a fixed number of device ops: parameters up to ``SMALL`` elements are concatenated
-  and reduced together with two ``index_add_`` (counts per unit, ``|g|`` summed per parameter), larger ones
-  each with one comparison and two reductions; nothing is read on the host. When the model runs compiled,
+- computing a row costs a fixed number of device ops: parameters up to ``SMALL`` elements are flattened into
+  one vector and reduced together with one ``index_add_`` into the row (counts per unit and, per parameter,
+  the sum of ``|g| * 0``), larger ones each with one comparison and two reductions; nothing is read on the
+  host. When the model runs compiled,
   gradients of ``FUSE_MIN`` elements or more are read by one compiled call for the row, each gradient once
   (:mod:`.compiled_counts`), with the same values;
 - whether a row is an observation *for a parameter* is decided later, on the host (``present``): a row
   computed speculatively at the end of a backward pass becomes one only if no optimizer step reads that
   gradient afterwards (see :mod:`.gradient_reading`);
-- a parameter's entry is non-finite iff its gradient had NaN/Inf (the sum of ``|g|`` is then NaN/Inf): the
-  batch is left out of *that* parameter's rates only.
+- a parameter's entry is non-finite iff its gradient had NaN/Inf: the batch is left out of *that* parameter's
+  rates only. The entry is exact: ``max |g|`` (float32 gradients of an unsharded layout) or ``max |g| * 0``
+  / the sum of ``|g| * 0`` (0 or NaN), never a sum of values, which overflows to inf for large finite
+  gradients (two float32 entries of 2e38); 0-or-NaN entries also sum over a shard group without overflow.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class Layout:
         self.device = device
         self.generation = 0  # bumped at every fold: row numbers handed out before it are stale
         self.eps = torch.tensor(eps, dtype=_F32, device=device)
+        self.zero_t = torch.zeros((), dtype=_F32, device=device)
         specs: list[UnitSpec] = [s.units for s in sites]
         self.columns: list[tuple[int, int]] = []
         start = 0
@@ -87,13 +91,22 @@ class Layout:
             shards = sites[i].shards
             if shards is not None and shards.dim is not None and specs[i].view is not None:
                 self.shard_index[i] = local_unit_index(specs[i], shards, device)
-        if self.small:
-            self.small_unit = torch.cat([specs[i].unit_index(device) + self.columns[i][0] for i in self.small])
-            self.small_param = torch.cat([torch.full((sites[i].numel,), i, dtype=torch.long, device=device)
-                                          for i in self.small])
         self.capacity = max(4, min(_MAX_ROWS, _BUFFER_BYTES // (4 * max(width + len(sites), 1))))
-        self.counts = torch.zeros(self.capacity, width, dtype=_F32, device=device)
-        self.check = torch.zeros(self.capacity, len(sites), dtype=_F32, device=device)
+        if self.small:
+            # One row holds [counts | check]: the small parameters' counts and checks are one index_add_ of
+            # ``source`` = [|g| > eps, |g| * 0] (each small element twice) into it.
+            n_small = sum(sites[i].numel for i in self.small)
+            self.small_index = torch.cat(
+                [specs[i].unit_index(device) + self.columns[i][0] for i in self.small]
+                + [torch.full((sites[i].numel,), width + i, dtype=torch.long, device=device) for i in self.small])
+            self.source = torch.empty(2 * n_small, dtype=_F32, device=device)
+            self.source_halves = self.source[:n_small], self.source[n_small:]
+            rows = torch.zeros(self.capacity, width + len(sites), dtype=_F32, device=device)
+            self.counts, self.check = rows[:, :width], rows[:, width:]
+            self.rows = list(rows.unbind(0))
+        else:  # contiguous apart: a shard group sums them with one collective each
+            self.counts = torch.zeros(self.capacity, width, dtype=_F32, device=device)
+            self.check = torch.zeros(self.capacity, len(sites), dtype=_F32, device=device)
         # per column: which parameter it belongs to; per parameter: units and elements per unit
         self.column_param = torch.cat([torch.full((b - a,), i, dtype=torch.long, device=device)
                                        for i, (a, b) in enumerate(self.columns)])
@@ -132,14 +145,20 @@ class Layout:
         row = self.used
         counts, check = self.counts_rows[row], self.check_rows[row]
         if self.small:
-            parts = [grads[i].reshape(-1) for i in self.small]
-            if len({p.dtype for p in parts}) > 1:
-                parts = [p.to(_F32) for p in parts]
-            magnitude = torch.cat(parts).abs_() if len(parts) > 1 else parts[0].abs()
-            counts.zero_()
-            counts.index_add_(0, self.small_unit, magnitude.gt(self.eps).to(_F32))
-            check.zero_()
-            check.index_add_(0, self.small_param, magnitude.to(_F32))
+            parts = [grads[i] for i in self.small]
+            active, flags = self.source_halves
+            if len({p.dtype for p in parts}) > 1:  # mixed dtypes: widened exactly, compared in float32
+                magnitude = _flatten([p.to(torch.float64) for p in parts]).abs_()
+                torch.mul(magnitude, self.zero_t, out=flags)  # before float32 rounds 1e300 to inf
+                torch.gt(magnitude.to(_F32), self.eps, out=active)
+            else:
+                # |g| of all of them in a new vector (one part: a view of the gradient, so not in place)
+                magnitude = _flatten(parts).abs_() if len(parts) > 1 else parts[0].reshape(-1).abs()
+                torch.gt(magnitude, self.eps, out=active)  # compared in the gradients' dtype, as the large ones
+                torch.mul(magnitude, self.zero_t, out=flags)  # 0, or NaN where |g| is NaN/inf
+            whole = self.rows[row]
+            whole.zero_()
+            whole.index_add_(0, self.small_index, self.source)
         done = self.fused.read([grads[i] for i in self.fused_params], self.eps) if self.fused is not None else None
         if done is not None:
             counts.index_copy_(0, self.fused_columns, done[0])
@@ -151,14 +170,20 @@ class Layout:
             spec = self.sites[i].units
             a, b = self.columns[i]
             shards = self.sites[i].shards
-            active = g.abs().gt_(self.eps)
+            magnitude = g.abs()
+            if g.dtype == _F32 and self.group is None:
+                torch.amax(magnitude, out=check[i])
+            elif g.numel():  # 0 or NaN: a float64 max may exceed float32, a shard group sums the entries
+                torch.mul(torch.amax(magnitude), self.zero_t, out=check[i])
+            else:  # an empty local shard has no max
+                check[i].zero_()
+            active = magnitude.gt_(self.eps)
             if shards is not None and shards.dim is not None:  # this rank's shard of a sharded gradient
                 if rows_unit_aligned(spec, shards):  # whole units: a slice of the columns
                     counts[a:b].zero_()
                     a, b = a + shards.offset, a + shards.offset + shards.length
                 elif i in self.shard_index:  # a grouped unit layout: each element's global unit
                     counts[a:b].zero_().index_add_(0, self.shard_index[i], active.reshape(-1).to(_F32))
-                    torch.sum(g, tuple(range(g.dim())), dtype=_F32, out=check[i])
                     continue
                 # else: every unit has entries here (units along another dimension): partial counts
             if spec.view is not None:
@@ -167,7 +192,6 @@ class Layout:
                 torch.sum(active, spec.dims, dtype=_F32, out=spec.counts_out(counts[a:b]))
             else:  # one element per unit
                 counts[a:b].copy_(active.reshape(-1))
-            torch.sum(g, tuple(range(g.dim())), dtype=_F32, out=check[i])
         self.used = row + 1
         return row
 
@@ -232,6 +256,17 @@ class Layout:
             cached = self._device_fold_index = tuple(torch.from_numpy(a).to(self.device, non_blocking=True)
                                                      for a in self._fold_index()[:4])
         return cached
+
+
+def _flatten(parts: list[torch.Tensor]) -> torch.Tensor:
+    """A new 1-D tensor of the ``parts`` (one dtype) one after another: one C++ call (the one DDP's bucketing
+    uses) instead of a reshape per part and a cat."""
+    if _FLATTEN is not None:
+        return _FLATTEN(parts)
+    return torch.cat([p.reshape(-1) for p in parts])
+
+
+_FLATTEN = getattr(torch._C._nn, "flatten_dense_tensors", None)
 
 
 class LayoutKind(Protocol):

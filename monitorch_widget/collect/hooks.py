@@ -25,6 +25,7 @@ from .scratch import ScratchPool
 from .streams import BankRow, StatStream
 
 _F32 = torch.float32
+_MAX, _MAX_TIMES_0, _EMPTY = 0, 1, 2  # ActivationSite.check_how
 
 
 class Site:
@@ -111,6 +112,7 @@ class ActivationSite(Site):
         self.eps = eps
         # A 0-d tensor: comparing with it skips wrapping a Python float on every call (several µs).
         self.eps_t = torch.tensor(eps, dtype=_F32)
+        self.zero_t = torch.zeros((), dtype=_F32)
         self.channel_last = channel_last
         self.nonneg = nonneg
         self.ndim = -1
@@ -121,6 +123,7 @@ class ActivationSite(Site):
         # The output shape and dtype the fast path was prepared for (scratch view, elements per channel).
         self.shape: torch.Size | None = None
         self.dtype: torch.dtype | None = None
+        self.check_how = _MAX  # how the NaN/Inf check is written for this shape and dtype (see __call__)
         self.row_size = 1
         self._register = lambda: module.register_forward_hook(self)
         self.handle = self._register()
@@ -147,18 +150,33 @@ class ActivationSite(Site):
             if n == buf.capacity:  # type: ignore[union-attr]
                 buf.fold_rates(self.stream)  # type: ignore[union-attr]
                 n = 0
+            # The check: the largest |y| (y itself for a non-negative output, never -inf there), NaN/Inf iff
+            # some element is -- a max cannot overflow, unlike a sum of large finite values. Float32 outputs
+            # write it straight into the row (_MAX); other dtypes write max * 0 (_MAX_TIMES_0: 0 or NaN, as
+            # a float64 max above float32's range would turn inf when stored); an empty output has no max.
+            check = buf.checks[n]  # type: ignore[union-attr]
+            how = self.check_how
             # The 0/1 mask stays in y's floating dtype: summing a bool tensor is a slow path on CPU.
-            if scratch is not None:
-                mask = torch.gt(y, self.eps_t, out=scratch) if self.nonneg else \
-                    torch.abs(y, out=scratch).gt_(self.eps_t)
-            elif self.nonneg:
-                mask = torch.gt(y, self.eps_t, out=torch.empty_like(y))
+            if self.nonneg:
+                if how == _MAX:
+                    torch.amax(y, out=check)
+                elif how == _MAX_TIMES_0:
+                    torch.mul(torch.amax(y), self.zero_t, out=check)
+                else:
+                    check.zero_()
+                mask = torch.gt(y, self.eps_t, out=scratch if scratch is not None else torch.empty_like(y))
             else:
-                mask = y.abs().gt_(self.eps_t)
-            # The rows are float32, so both sums accumulate in float32 (a reduction with ``out=`` and no
+                mask = torch.abs(y, out=scratch) if scratch is not None else y.abs()
+                if how == _MAX:
+                    torch.amax(mask, out=check)
+                elif how == _MAX_TIMES_0:
+                    torch.mul(torch.amax(mask), self.zero_t, out=check)
+                else:
+                    check.zero_()
+                mask.gt_(self.eps_t)
+            # The rows are float32, so the count accumulates in float32 (a reduction with ``out=`` and no
             # ``dtype`` takes the output's dtype; passing dtype= costs ~1.5 us of argument parsing per call).
             torch.sum(mask, self.dims, keepdim=self.keepdim, out=buf.rows[n])  # type: ignore[union-attr]
-            torch.sum(y, None, out=buf.checks[n])  # type: ignore[union-attr]
             buf.row_sizes[n] = self.row_size  # type: ignore[union-attr]
             buf.n = n + 1  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - a monitor must never stop training
@@ -169,6 +187,7 @@ class ActivationSite(Site):
         if y.dim() != self.ndim or y.shape[self.cdim] != self.channels:
             self._reshape(y)  # another layout of channels: a new buffer (a new batch size keeps it)
         self.shape, self.dtype = y.shape, y.dtype
+        self.check_how = _EMPTY if y.numel() == 0 else _MAX if y.dtype == _F32 else _MAX_TIMES_0
         self.row_size = y.numel() // self.channels
         scratch = self.scratch
         if (scratch is None or scratch.shape != y.shape or scratch.dtype != y.dtype) and self.pool is not None:
