@@ -33,7 +33,10 @@ _F64 = torch.float64
 class Pending(NamedTuple):
     """Rows handed over at a tick, folded on the host. ``arrays``: (tensor or array, filled rows or None);
     ``kind``: 'values' ([n, w] values, [n] valid), 'scalars' ([n, 1] values, valid iff finite), 'rates'
-    (RowBuffer rows [n, C] and checks [n]; ``extra`` the row sizes) or 'layout' (``extra`` reduces it)."""
+    (RowBuffer rows [n, C] and checks [n]; ``extra`` the row sizes) or 'layout' (a gradient layout's unit
+    counts [n, W], checks [n, params] and observation mask [n, params]; ``extra`` its fold index: columns
+    ``starts``/``stops``, activation and death scales per parameter, bank rows). Folded by
+    :mod:`.fold_plan`."""
     kind: str
     slot: Any  # the bank row; a layout's: the list of its sites' bank rows
     arrays: tuple[tuple[Any, int | None], ...]

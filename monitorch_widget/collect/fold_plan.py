@@ -1,0 +1,237 @@
+"""The tick's host fold as a fixed sequence of numpy calls over every pending row at once, whatever its shape.
+
+Every pending entry of every accumulator (:class:`~.streams.Pending`, on the host by now) becomes one or
+more *fold rows*: the per-batch values [n, w] of one bank slot. A :class:`FoldPlan` holds, for one
+arrangement of entries (which accumulators, kinds, slots and shapes: stable from the first epoch on),
+index arrays that turn all of them into one padded [rows, n_max, w_max] block, folded by one call of
+:func:`~.fold_math.fold_moments`:
+
+1. the count arrays (rate rows [n, C], gradient layouts' unit counts [n, W]) are concatenated flat, and cut
+   into segments -- one per batch and channel set (a rate row), one per observation and parameter (a
+   layout's columns ``[start, stop)``) -- summed by :func:`~.fold_math.segment_sums` (two calls: entries
+   above eps, empty units) and turned into rates by :func:`~.fold_math.count_rates`;
+2. every other array (checks, scalar rows, pushed values, valid flags, a layout's ``counted`` mask) is
+   concatenated flat in float64; the values, ``valid`` and ``counted`` flags of every fold row are gathered
+   from these with one index each (a batch past a row's own n: no observation, ``counted`` False);
+3. one :func:`~.fold_math.fold_moments`; one gather puts each accumulator's moments in its own columns.
+
+About 25 numpy calls per tick, whatever the number of sites and shapes; the values are the ones the
+per-shape fold gives, bit for bit (the same exact integer counts and scales, the same sequential sums over
+batches: padding adds exact zeros at the end). Row sizes (elements per channel, which may change from batch
+to batch) are read at every tick; anything else that differs builds a new plan (:func:`plan_for`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .fold_math import count_rates, fold_moments, segment_sums
+from .streams import Pending, StreamBank
+
+_PLANS: OrderedDict[tuple[Any, ...], FoldPlan] = OrderedDict()
+_MAX_PLANS = 16  # several inspectors ticking in turn keep their plans
+
+
+def signature(items: Sequence[tuple[StreamBank, Pending, Sequence[np.ndarray]]]) -> tuple[Any, ...]:
+    """What a plan depends on: per entry its accumulator (identity, width, slots, keep), kind, slot(s) and
+    the shapes of its host arrays; a layout's fold index by identity (the plan keeps it alive)."""
+    key: list[Any] = []
+    for acc, entry, arrays in items:
+        slot = id(entry.slot) if entry.kind == "layout" else entry.slot
+        key.append((id(acc), acc.width, acc.size, acc.keep_all, entry.kind, slot,
+                    id(entry.extra) if entry.kind == "layout" else None, *[a.shape for a in arrays]))
+    return tuple(key)
+
+
+def plan_for(items: Sequence[tuple[StreamBank, Pending, Sequence[np.ndarray]]]) -> FoldPlan:
+    key = signature(items)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _PLANS[key] = FoldPlan(items)
+        if len(_PLANS) > _MAX_PLANS:
+            _PLANS.popitem(last=False)
+    else:
+        _PLANS.move_to_end(key)
+    return plan
+
+
+class FoldPlan:
+    """Index arrays that fold one arrangement of pending entries (see the module docstring)."""
+
+    def __init__(self, items: Sequence[tuple[StreamBank, Pending, Sequence[np.ndarray]]]) -> None:
+        # keep what the signature names by identity alive (ids stay unique while the plan lives)
+        self.pinned = [(e.slot, e.extra) for _, e, _ in items if e.kind == "layout"]
+        # 1. where each array goes: flat offsets in the count concatenation (xc) or the value one (xv)
+        count_arrays: list[int] = []
+        value_arrays: list[int] = []
+        xc_off: dict[int, int] = {}
+        xv_off: dict[int, int] = {}
+        n_xc = n_xv = 0
+        flat = 0
+        for _, entry, arrays in items:
+            for a, array in enumerate(arrays):
+                is_count = a == 0 and entry.kind in ("rates", "layout")
+                if is_count:
+                    xc_off[flat], n_xc = n_xc, n_xc + array.size
+                    count_arrays.append(flat)
+                else:
+                    xv_off[flat], n_xv = n_xv, n_xv + array.size
+                    value_arrays.append(flat)
+                flat += 1
+        self.count_arrays, self.value_arrays = count_arrays, value_arrays
+        # 2. count segments and fold rows
+        starts: list[np.ndarray] = []
+        lengths: list[np.ndarray] = []
+        act_scale: list[np.ndarray] = []
+        dead_scale: list[np.ndarray] = []
+        self.rate_segments: list[tuple[int, int, int]] = []  # (first segment, n, channels) of each rates entry
+        self.rate_entries: list[int] = []
+        n_seg = 0
+        # positions in the value source (segment rates 2 * segments, then xv, then a 0) and the flag source
+        # (isfinite(xv), xv != 0, False, True) are final once every segment is known: collect symbolic first
+        pending_rows: list[tuple[str, Any]] = []
+        banks: dict[int, tuple[StreamBank, list[int], list[Any]]] = {}  # id -> (bank, fold rows, slots)
+        flat = 0
+        for i, (acc, entry, arrays) in enumerate(items):
+            first_row = len(pending_rows)
+            kind = entry.kind
+            if kind == "rates":
+                n, c = arrays[0].shape
+                base = xc_off[flat]
+                starts.append(base + c * np.arange(n))
+                lengths.append(np.full(n, c))
+                act_scale.append(np.zeros(n))  # 1 / (C * size): from the row sizes at every tick
+                dead_scale.append(np.full(n, 1.0 / c))
+                self.rate_segments.append((n_seg, n, c))
+                self.rate_entries.append(i)
+                pending_rows.append(("segments", (n_seg, n, 1, xv_off[flat + 1], 1, None, 0)))
+                n_seg += n
+                slots = [entry.slot]
+            elif kind == "layout":
+                seg_starts, seg_stops, act, death = entry.extra[:4]
+                n, width = arrays[0].shape
+                params = len(seg_starts)
+                base = xc_off[flat]
+                row_base = base + width * np.arange(n)
+                starts.append((row_base[:, None] + np.asarray(seg_starts)[None, :]).reshape(-1))
+                lengths.append(np.broadcast_to(np.asarray(seg_stops) - np.asarray(seg_starts), (n, params)).reshape(-1))
+                act_scale.append(np.broadcast_to(np.asarray(act, dtype=np.float64), (n, params)).reshape(-1))
+                dead_scale.append(np.broadcast_to(np.asarray(death, dtype=np.float64), (n, params)).reshape(-1))
+                for p in range(params):  # parameter p: segment n_seg + r * params + p, check/counted [r, p]
+                    pending_rows.append(("segments", (n_seg + p, n, params, xv_off[flat + 1] + p, params,
+                                                      xv_off[flat + 2] + p, params)))
+                n_seg += n * params
+                slots = list(entry.slot)
+            elif kind == "scalars":
+                n = arrays[0].shape[0]
+                pending_rows.append(("scalars", (xv_off[flat], n)))
+                slots = [entry.slot]
+            elif kind == "values":
+                n, w = arrays[0].shape
+                pending_rows.append(("values", (xv_off[flat], n, w, xv_off[flat + 1])))
+                slots = [entry.slot]
+            else:
+                raise ValueError(f"unknown pending kind {kind!r}")
+            flat += len(arrays)
+            bank = banks.setdefault(id(acc), (acc, [], []))
+            bank[1].extend(range(first_row, len(pending_rows)))
+            bank[2].extend(slots)
+        self.n_seg = n_seg
+        if n_seg:
+            self.seg_starts = np.concatenate(starts).astype(np.intp)
+            seg_lengths = np.concatenate(lengths)
+            self.seg_stops = self.seg_starts + seg_lengths
+            self.nonempty = bool((seg_lengths > 0).all())
+            self.act_scale = np.concatenate(act_scale)
+            self.dead_scale = np.concatenate(dead_scale)
+        self.sizes: list[Any] | None = None  # the row sizes act_scale was last filled from
+        width = max(acc.width for acc, _, _ in items)
+        self.width = width
+        zero = 2 * n_seg + n_xv  # the value source's trailing 0.0
+        false, true = 2 * n_xv, 2 * n_xv + 1
+        n_max = max(spec[1] for _, spec in pending_rows)
+        g = len(pending_rows)
+        vidx = np.full((g, n_max, width), zero, dtype=np.intp)
+        valid = np.full((g, n_max), false, dtype=np.intp)
+        counted = np.full((g, n_max), false, dtype=np.intp)
+        self.n_of_row = []
+        for j, (kind, spec) in enumerate(pending_rows):
+            if kind == "segments":
+                seg0, n, stride, check0, check_stride, counted0, counted_stride = spec
+                segs = seg0 + stride * np.arange(n)
+                vidx[j, :n, 0], vidx[j, :n, 1] = 2 * segs, 2 * segs + 1
+                valid[j, :n] = check0 + check_stride * np.arange(n)
+                counted[j, :n] = true if counted0 is None else n_xv + counted0 + counted_stride * np.arange(n)
+            elif kind == "scalars":
+                off, n = spec
+                vidx[j, :n, 0] = 2 * n_seg + off + np.arange(n)
+                valid[j, :n] = off + np.arange(n)
+                counted[j, :n] = true
+            else:  # values [n, w] and valid flags [n]
+                off, n, w, valid_off = spec
+                vidx[j, :n, :w] = 2 * n_seg + off + w * np.arange(n)[:, None] + np.arange(w)[None, :]
+                valid[j, :n] = n_xv + valid_off + np.arange(n)
+                counted[j, :n] = true
+            self.n_of_row.append(spec[1])
+        self.vidx, self.valid_idx, self.counted_idx = vidx, valid, counted
+        # 3. each bank's columns of the folded moments: [count, nonfinite, sums, sums of squares], [-min, max]
+        s_width, e_width = 2 + 2 * width, 2 * width
+        s_index: list[np.ndarray] = []
+        e_index: list[np.ndarray] = []
+        self.banks: list[tuple[StreamBank, list[Any], int, int, int, int, list[int] | None]] = []
+        s_at = e_at = 0
+        for acc, fold_rows, slots in banks.values():
+            w = acc.width
+            r = np.asarray(fold_rows, dtype=np.intp)[:, None]
+            s_cols = np.r_[0, 1, 2:2 + w, 2 + width:2 + width + w]
+            e_cols = np.r_[0:w, width:width + w]
+            s_index.append((r * s_width + s_cols).reshape(-1))
+            e_index.append((r * e_width + e_cols).reshape(-1))
+            rows_here = len(fold_rows)
+            self.banks.append((acc, slots, s_at, rows_here, e_at, w, fold_rows if acc.keep_all else None))
+            s_at += rows_here * (2 + 2 * w)
+            e_at += rows_here * 2 * w
+        self.s_index = np.concatenate(s_index)
+        self.e_index = np.concatenate(e_index)
+        self.keep = any(acc.keep_all for acc, _, _ in items)
+
+    def _rate_scales(self, items: Sequence[tuple[StreamBank, Pending, Sequence[np.ndarray]]]) -> None:
+        """1 / (C * elements per channel) of every rate segment, from this tick's row sizes."""
+        sizes = [items[i][1].extra for i in self.rate_entries]
+        if sizes == self.sizes:
+            return
+        for (seg0, n, c), size in zip(self.rate_segments, sizes):
+            # the same float the per-buffer path computes: 1.0 / (C * size), the product exact
+            self.act_scale[seg0:seg0 + n] = 1.0 / (c * np.asarray(size, dtype=np.float64))
+        self.sizes = [list(s) for s in sizes]
+
+    def run(self, items: Sequence[tuple[StreamBank, Pending, Sequence[np.ndarray]]],
+            arrays: Sequence[np.ndarray]) -> None:
+        """Fold ``items`` (``arrays``: every entry's host arrays, in order) into their accumulators' host moments."""
+        if self.n_seg:
+            self._rate_scales(items)
+            xc = np.concatenate([arrays[i] for i in self.count_arrays], axis=None)
+            active = segment_sums(xc, self.seg_starts, self.seg_stops, self.nonempty)
+            empty = segment_sums(xc == 0, self.seg_starts, self.seg_stops, self.nonempty)
+            rates = count_rates(active, empty, self.act_scale, self.dead_scale).reshape(-1)
+        else:
+            rates = np.empty(0)
+        xv = np.concatenate([arrays[i] for i in self.value_arrays], axis=None, dtype=np.float64) \
+            if self.value_arrays else np.empty(0)
+        source = np.concatenate([rates, xv, (0.0,)])
+        flags = np.concatenate([np.isfinite(xv), xv != 0, (False, True)])
+        sums, extremes, masked = fold_moments(source[self.vidx], flags[self.valid_idx], flags[self.counted_idx],
+                                              self.keep)
+        all_sums = sums.reshape(-1)[self.s_index]
+        all_extremes = extremes.reshape(-1)[self.e_index]
+        for acc, slots, s_at, rows, e_at, w, kept_rows in self.banks:
+            kept = None
+            if kept_rows is not None:
+                assert masked is not None
+                kept = [masked[j, :self.n_of_row[j], :w] for j in kept_rows]
+            acc.add_host(slots, all_sums[s_at:s_at + rows * (2 + 2 * w)].reshape(rows, 2 + 2 * w),
+                         all_extremes[e_at:e_at + rows * 2 * w].reshape(rows, 2 * w), kept)
