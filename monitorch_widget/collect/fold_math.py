@@ -55,13 +55,13 @@ def fold_moments(values: Any, valid: Any, counted: Any = None, keep: bool = Fals
     return sums, extremes, masked
 
 
-def count_rates(active: Any, empty: Any, activation_scale: Any, death_scale: Any) -> Any:
-    """The rate statistic of counted entries, the one definition every rate path uses: [..., 2] float64 of
-    (activation rate, death rate) = (active * activation_scale, empty * death_scale), where ``active`` [...]
-    counts the entries above eps, ``empty`` [...] the units (channels) without one, activation_scale = 1 /
-    (units * entries per unit) and death_scale = 1 / units (monitorch's OutputActivation and
-    ParameterGradientActivation). Multiplications keep an exact 0 exact."""
-    return namespace(active).stack([active * activation_scale, empty * death_scale], -1)
+def count_rates(active: Any, empty: Any, activation_scale: Any, death_scale: Any) -> tuple[Any, Any]:
+    """The rate statistic of counted entries, the one definition every rate path uses: (activation rate,
+    death rate) = (active * activation_scale, empty * death_scale), where ``active`` counts the entries above
+    eps, ``empty`` the units (channels) without one, activation_scale = 1 / (units * entries per unit) and
+    death_scale = 1 / units (monitorch's OutputActivation and ParameterGradientActivation). Multiplications
+    keep an exact 0 exact; float64 in, float64 out."""
+    return active * activation_scale, empty * death_scale
 
 
 def rate_values(rows: Any, inv_size: Any, check: Any) -> tuple[Any, Any]:
@@ -69,13 +69,13 @@ def rate_values(rows: Any, inv_size: Any, check: Any) -> tuple[Any, Any]:
 
     rows [..., n, C]: per channel, the number of elements above eps in the batch; ``inv_size`` [..., n] or a
     float: 1 / (C * elements per channel); check [..., n]: non-finite iff the batch had NaN/Inf.
-    Returns values [..., n, 2] (float64, :func:`count_rates`) and valid [..., n]. Activation rate = active
+    Returns values [..., n, 2] (float64, :func:`count_rates` stacked) and valid [..., n]. Activation rate = active
     elements / all elements; death rate = share of channels with no active element.
     """
     xp = namespace(rows)
     active = rows.sum(-1, dtype=xp.float64)
     empty = (rows == 0).sum(-1, dtype=xp.float64)
-    return count_rates(active, empty, inv_size, 1.0 / rows.shape[-1]), xp.isfinite(check)
+    return xp.stack(count_rates(active, empty, inv_size, 1.0 / rows.shape[-1]), -1), xp.isfinite(check)
 
 
 def segment_sums(rows: Any, starts: Any, stops: Any, nonempty: bool | None = None) -> Any:
@@ -103,4 +103,5 @@ def unit_rates(counts: Any, starts: Any, stops: Any, activation_scale: Any, deat
     """
     active = segment_sums(counts, starts, stops)
     empty = segment_sums(counts == 0, starts, stops)
-    return namespace(counts).swapaxes(count_rates(active, empty, activation_scale, death_scale), 0, 1)
+    xp = namespace(counts)
+    return xp.swapaxes(xp.stack(count_rates(active, empty, activation_scale, death_scale), -1), 0, 1)

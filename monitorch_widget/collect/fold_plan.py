@@ -36,22 +36,23 @@ _PLANS: OrderedDict[tuple[Any, ...], FoldPlan] = OrderedDict()
 _MAX_PLANS = 16  # several inspectors ticking in turn keep their plans
 
 
-def signature(items: Sequence[tuple[StreamBank, Pending, Sequence[np.ndarray]]]) -> tuple[Any, ...]:
-    """What a plan depends on: per entry its accumulator (identity, width, slots, keep), kind, slot(s) and
-    the shapes of its host arrays; a layout's fold index by identity (the plan keeps it alive)."""
-    key: list[Any] = []
-    for acc, entry, arrays in items:
-        slot = id(entry.slot) if entry.kind == "layout" else entry.slot
-        key.append((id(acc), acc.width, acc.size, acc.keep_all, entry.kind, slot,
-                    id(entry.extra) if entry.kind == "layout" else None, *[a.shape for a in arrays]))
+def signature(entries: Sequence[tuple[StreamBank, Pending]], arrays: Sequence[np.ndarray]) -> tuple[Any, ...]:
+    """What a plan depends on: per entry its accumulator (identity, width, slots, keep), kind, slot(s) and a
+    layout's fold index by identity (the plan keeps it alive); the shapes of all host arrays."""
+    key: list[Any] = [
+        (id(acc), acc.width, acc.size, acc.keep_all, entry.kind, entry.slot, None) if entry.kind != "layout" else
+        (id(acc), acc.width, acc.size, acc.keep_all, entry.kind, id(entry.slot), id(entry.extra))
+        for acc, entry in entries]
+    key.append(tuple([a.shape for a in arrays]))
     return tuple(key)
 
 
-def plan_for(items: Sequence[tuple[StreamBank, Pending, Sequence[np.ndarray]]]) -> FoldPlan:
-    key = signature(items)
+def plan_for(entries: Sequence[tuple[StreamBank, Pending]], arrays: Sequence[np.ndarray]) -> FoldPlan:
+    """The plan for this arrangement (``arrays``: every entry's host arrays, in order), made on first sight."""
+    key = signature(entries, arrays)
     plan = _PLANS.get(key)
     if plan is None:
-        plan = _PLANS[key] = FoldPlan(items)
+        plan = _PLANS[key] = FoldPlan(entries, arrays)
         if len(_PLANS) > _MAX_PLANS:
             _PLANS.popitem(last=False)
     else:
@@ -62,27 +63,29 @@ def plan_for(items: Sequence[tuple[StreamBank, Pending, Sequence[np.ndarray]]]) 
 class FoldPlan:
     """Index arrays that fold one arrangement of pending entries (see the module docstring)."""
 
-    def __init__(self, items: Sequence[tuple[StreamBank, Pending, Sequence[np.ndarray]]]) -> None:
+    def __init__(self, entries: Sequence[tuple[StreamBank, Pending]], host: Sequence[np.ndarray]) -> None:
+        items = []
+        at = 0
+        for acc, entry in entries:
+            items.append((acc, entry, host[at:at + len(entry.arrays)]))
+            at += len(entry.arrays)
         # keep what the signature names by identity alive (ids stay unique while the plan lives)
         self.pinned = [(e.slot, e.extra) for _, e, _ in items if e.kind == "layout"]
-        # 1. where each array goes: flat offsets in the count concatenation (xc) or the value one (xv)
+        # 1. every array's flat offset in x, one float64 concatenation: count arrays (rate rows, layout counts)
+        # first, then the others
         count_arrays: list[int] = []
         value_arrays: list[int] = []
-        xc_off: dict[int, int] = {}
-        xv_off: dict[int, int] = {}
-        n_xc = n_xv = 0
         flat = 0
         for _, entry, arrays in items:
-            for a, array in enumerate(arrays):
-                is_count = a == 0 and entry.kind in ("rates", "layout")
-                if is_count:
-                    xc_off[flat], n_xc = n_xc, n_xc + array.size
-                    count_arrays.append(flat)
-                else:
-                    xv_off[flat], n_xv = n_xv, n_xv + array.size
-                    value_arrays.append(flat)
+            for a in range(len(arrays)):
+                (count_arrays if a == 0 and entry.kind in ("rates", "layout") else value_arrays).append(flat)
                 flat += 1
-        self.count_arrays, self.value_arrays = count_arrays, value_arrays
+        self.order = count_arrays + value_arrays
+        x_off: dict[int, int] = {}
+        n_x = 0
+        for i in self.order:
+            x_off[i], n_x = n_x, n_x + host[i].size
+        self.n_xc = sum(host[i].size for i in count_arrays)
         # 2. count segments and fold rows
         starts: list[np.ndarray] = []
         lengths: list[np.ndarray] = []
@@ -91,8 +94,9 @@ class FoldPlan:
         self.rate_segments: list[tuple[int, int, int]] = []  # (first segment, n, channels) of each rates entry
         self.rate_entries: list[int] = []
         n_seg = 0
-        # positions in the value source (segment rates 2 * segments, then xv, then a 0) and the flag source
-        # (isfinite(xv), xv != 0, False, True) are final once every segment is known: collect symbolic first
+        # positions in the value source (activation rates of the segments, their death rates, then x, then a
+        # 0) and the flag source
+        # (isfinite(x), x != 0, False, True) are final once every segment is known: collect symbolic first
         pending_rows: list[tuple[str, Any]] = []
         banks: dict[int, tuple[StreamBank, list[int], list[Any]]] = {}  # id -> (bank, fold rows, slots)
         flat = 0
@@ -101,38 +105,38 @@ class FoldPlan:
             kind = entry.kind
             if kind == "rates":
                 n, c = arrays[0].shape
-                base = xc_off[flat]
+                base = x_off[flat]
                 starts.append(base + c * np.arange(n))
                 lengths.append(np.full(n, c))
                 act_scale.append(np.zeros(n))  # 1 / (C * size): from the row sizes at every tick
                 dead_scale.append(np.full(n, 1.0 / c))
                 self.rate_segments.append((n_seg, n, c))
                 self.rate_entries.append(i)
-                pending_rows.append(("segments", (n_seg, n, 1, xv_off[flat + 1], 1, None, 0)))
+                pending_rows.append(("segments", (n_seg, n, 1, x_off[flat + 1], 1, None, 0)))
                 n_seg += n
                 slots = [entry.slot]
             elif kind == "layout":
                 seg_starts, seg_stops, act, death = entry.extra[:4]
                 n, width = arrays[0].shape
                 params = len(seg_starts)
-                base = xc_off[flat]
+                base = x_off[flat]
                 row_base = base + width * np.arange(n)
                 starts.append((row_base[:, None] + np.asarray(seg_starts)[None, :]).reshape(-1))
                 lengths.append(np.broadcast_to(np.asarray(seg_stops) - np.asarray(seg_starts), (n, params)).reshape(-1))
                 act_scale.append(np.broadcast_to(np.asarray(act, dtype=np.float64), (n, params)).reshape(-1))
                 dead_scale.append(np.broadcast_to(np.asarray(death, dtype=np.float64), (n, params)).reshape(-1))
                 for p in range(params):  # parameter p: segment n_seg + r * params + p, check/counted [r, p]
-                    pending_rows.append(("segments", (n_seg + p, n, params, xv_off[flat + 1] + p, params,
-                                                      xv_off[flat + 2] + p, params)))
+                    pending_rows.append(("segments", (n_seg + p, n, params, x_off[flat + 1] + p, params,
+                                                      x_off[flat + 2] + p, params)))
                 n_seg += n * params
                 slots = list(entry.slot)
             elif kind == "scalars":
                 n = arrays[0].shape[0]
-                pending_rows.append(("scalars", (xv_off[flat], n)))
+                pending_rows.append(("scalars", (x_off[flat], n)))
                 slots = [entry.slot]
             elif kind == "values":
                 n, w = arrays[0].shape
-                pending_rows.append(("values", (xv_off[flat], n, w, xv_off[flat + 1])))
+                pending_rows.append(("values", (x_off[flat], n, w, x_off[flat + 1])))
                 slots = [entry.slot]
             else:
                 raise ValueError(f"unknown pending kind {kind!r}")
@@ -151,8 +155,8 @@ class FoldPlan:
         self.sizes: list[Any] | None = None  # the row sizes act_scale was last filled from
         width = max(acc.width for acc, _, _ in items)
         self.width = width
-        zero = 2 * n_seg + n_xv  # the value source's trailing 0.0
-        false, true = 2 * n_xv, 2 * n_xv + 1
+        zero = 2 * n_seg + n_x  # the value source's trailing 0.0
+        false, true = 2 * n_x, 2 * n_x + 1
         n_max = max(spec[1] for _, spec in pending_rows)
         g = len(pending_rows)
         vidx = np.full((g, n_max, width), zero, dtype=np.intp)
@@ -163,9 +167,9 @@ class FoldPlan:
             if kind == "segments":
                 seg0, n, stride, check0, check_stride, counted0, counted_stride = spec
                 segs = seg0 + stride * np.arange(n)
-                vidx[j, :n, 0], vidx[j, :n, 1] = 2 * segs, 2 * segs + 1
+                vidx[j, :n, 0], vidx[j, :n, 1] = segs, n_seg + segs
                 valid[j, :n] = check0 + check_stride * np.arange(n)
-                counted[j, :n] = true if counted0 is None else n_xv + counted0 + counted_stride * np.arange(n)
+                counted[j, :n] = true if counted0 is None else n_x + counted0 + counted_stride * np.arange(n)
             elif kind == "scalars":
                 off, n = spec
                 vidx[j, :n, 0] = 2 * n_seg + off + np.arange(n)
@@ -174,34 +178,39 @@ class FoldPlan:
             else:  # values [n, w] and valid flags [n]
                 off, n, w, valid_off = spec
                 vidx[j, :n, :w] = 2 * n_seg + off + w * np.arange(n)[:, None] + np.arange(w)[None, :]
-                valid[j, :n] = n_xv + valid_off + np.arange(n)
+                valid[j, :n] = n_x + valid_off + np.arange(n)
                 counted[j, :n] = true
             self.n_of_row.append(spec[1])
-        self.vidx, self.valid_idx, self.counted_idx = vidx, valid, counted
+        self.vidx, self.flag_idx = vidx, np.stack([valid, counted])  # one gather for both flag sets
         # 3. each bank's columns of the folded moments: [count, nonfinite, sums, sums of squares], [-min, max]
         s_width, e_width = 2 + 2 * width, 2 * width
         s_index: list[np.ndarray] = []
         e_index: list[np.ndarray] = []
-        self.banks: list[tuple[StreamBank, list[Any], int, int, int, int, list[int] | None]] = []
+        self.banks: list[tuple[StreamBank, list[Any], int, int, int, int, list[int] | None, bool]] = []
         s_at = e_at = 0
         for acc, fold_rows, slots in banks.values():
             w = acc.width
+            if sorted(slots) == list(range(acc.size)):  # every slot once (a layout lists them in backward order)
+                fold_rows = [row for _, row in sorted(zip(slots, fold_rows))]
+                slots = list(range(acc.size))
             r = np.asarray(fold_rows, dtype=np.intp)[:, None]
             s_cols = np.r_[0, 1, 2:2 + w, 2 + width:2 + width + w]
             e_cols = np.r_[0:w, width:width + w]
             s_index.append((r * s_width + s_cols).reshape(-1))
             e_index.append((r * e_width + e_cols).reshape(-1))
             rows_here = len(fold_rows)
-            self.banks.append((acc, slots, s_at, rows_here, e_at, w, fold_rows if acc.keep_all else None))
+            # every slot once, in order: the bank's first fold of an epoch takes the rows as they are
+            whole = slots == list(range(acc.size))
+            self.banks.append((acc, slots, s_at, rows_here, e_at, w, fold_rows if acc.keep_all else None, whole))
             s_at += rows_here * (2 + 2 * w)
             e_at += rows_here * 2 * w
         self.s_index = np.concatenate(s_index)
         self.e_index = np.concatenate(e_index)
         self.keep = any(acc.keep_all for acc, _, _ in items)
 
-    def _rate_scales(self, items: Sequence[tuple[StreamBank, Pending, Sequence[np.ndarray]]]) -> None:
+    def _rate_scales(self, entries: Sequence[tuple[StreamBank, Pending]]) -> None:
         """1 / (C * elements per channel) of every rate segment, from this tick's row sizes."""
-        sizes = [items[i][1].extra for i in self.rate_entries]
+        sizes = [entries[i][1].extra for i in self.rate_entries]
         if sizes == self.sizes:
             return
         for (seg0, n, c), size in zip(self.rate_segments, sizes):
@@ -209,29 +218,34 @@ class FoldPlan:
             self.act_scale[seg0:seg0 + n] = 1.0 / (c * np.asarray(size, dtype=np.float64))
         self.sizes = [list(s) for s in sizes]
 
-    def run(self, items: Sequence[tuple[StreamBank, Pending, Sequence[np.ndarray]]],
-            arrays: Sequence[np.ndarray]) -> None:
-        """Fold ``items`` (``arrays``: every entry's host arrays, in order) into their accumulators' host moments."""
+    def run(self, entries: Sequence[tuple[StreamBank, Pending]], arrays: Sequence[np.ndarray]) -> None:
+        """Fold ``entries`` (``arrays``: every entry's host arrays, in order; more may follow) into their
+        accumulators' host moments."""
+        x = np.concatenate([arrays[i] for i in self.order], axis=None, dtype=np.float64)
         if self.n_seg:
-            self._rate_scales(items)
-            xc = np.concatenate([arrays[i] for i in self.count_arrays], axis=None)
-            active = segment_sums(xc, self.seg_starts, self.seg_stops, self.nonempty)
-            empty = segment_sums(xc == 0, self.seg_starts, self.seg_stops, self.nonempty)
-            rates = count_rates(active, empty, self.act_scale, self.dead_scale).reshape(-1)
+            self._rate_scales(entries)
+            counts = x[:self.n_xc]
+            active = segment_sums(counts, self.seg_starts, self.seg_stops, self.nonempty)
+            empty = segment_sums(counts == 0, self.seg_starts, self.seg_stops, self.nonempty)
+            source = np.concatenate([*count_rates(active, empty, self.act_scale, self.dead_scale), x, (0.0,)])
         else:
-            rates = np.empty(0)
-        xv = np.concatenate([arrays[i] for i in self.value_arrays], axis=None, dtype=np.float64) \
-            if self.value_arrays else np.empty(0)
-        source = np.concatenate([rates, xv, (0.0,)])
-        flags = np.concatenate([np.isfinite(xv), xv != 0, (False, True)])
-        sums, extremes, masked = fold_moments(source[self.vidx], flags[self.valid_idx], flags[self.counted_idx],
-                                              self.keep)
+            source = np.concatenate([x, (0.0,)])
+        flags = np.concatenate([np.isfinite(x), x != 0, (False, True)])[self.flag_idx]
+        sums, extremes, masked = fold_moments(source[self.vidx], flags[0], flags[1], self.keep)
         all_sums = sums.reshape(-1)[self.s_index]
         all_extremes = extremes.reshape(-1)[self.e_index]
-        for acc, slots, s_at, rows, e_at, w, kept_rows in self.banks:
+        n_of_row = self.n_of_row
+        for acc, slots, s_at, rows, e_at, w, kept_rows, whole in self.banks:
+            bank_sums = all_sums[s_at:s_at + rows * (2 + 2 * w)].reshape(rows, 2 + 2 * w)
+            bank_extremes = all_extremes[e_at:e_at + rows * 2 * w].reshape(rows, 2 * w)
+            if whole and acc.host_sums is None:  # the usual tick: what add_host would do, without its checks
+                acc.host_sums, acc.host_extremes = bank_sums, bank_extremes
+                if kept_rows is not None:
+                    assert masked is not None
+                    acc.host_kept = {slot: [masked[j, :n_of_row[j], :w]] for slot, j in zip(slots, kept_rows)}
+                continue
             kept = None
             if kept_rows is not None:
                 assert masked is not None
-                kept = [masked[j, :self.n_of_row[j], :w] for j in kept_rows]
-            acc.add_host(slots, all_sums[s_at:s_at + rows * (2 + 2 * w)].reshape(rows, 2 + 2 * w),
-                         all_extremes[e_at:e_at + rows * 2 * w].reshape(rows, 2 * w), kept)
+                kept = [masked[j, :n_of_row[j], :w] for j in kept_rows]
+            acc.add_host(slots, bank_sums, bank_extremes, kept)

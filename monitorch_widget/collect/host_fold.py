@@ -30,6 +30,9 @@ def _transfer(requests: list[tuple[Any, int | None]]) -> list[np.ndarray]:
     out: list[Any] = [None] * len(requests)
     remote: dict[torch.device, list[int]] = {}
     for i, (t, n) in enumerate(requests):
+        if type(t) is np.ndarray:  # the usual request: a RowBuffer's host view
+            out[i] = t if n is None else t[:n]
+            continue
         if isinstance(t, torch.Tensor):
             if t.device.type != "cpu":
                 remote.setdefault(t.device, []).append(i)
@@ -65,13 +68,15 @@ def fold_on_host(accumulators: Sequence[StreamBank]) -> list[HostPart | None]:
     entries: list[tuple[StreamBank, Pending]] = []
     for acc in accumulators:
         if acc.staged:
-            entries += [(acc, Pending("values", slot, ((v, None), (ok, None)))) for slot, v, ok in acc.staged]
+            for slot, v, ok in acc.staged:
+                entries.append((acc, Pending("values", slot, ((v, None), (ok, None)))))
+                requests += ((v, None), (ok, None))
             acc.staged = []
         if acc.pending:
-            entries += [(acc, entry) for entry in acc.pending]
+            for entry in acc.pending:
+                entries.append((acc, entry))
+                requests += entry.arrays
             acc.pending = []
-    for _, entry in entries:
-        requests += entry.arrays
     n_entry_arrays = len(requests)
     device_parts: list[tuple[int, int, list[tuple[int, int]]] | None] = []
     for acc in accumulators:
@@ -89,14 +94,9 @@ def fold_on_host(accumulators: Sequence[StreamBank]) -> list[HostPart | None]:
             device_parts.append(None)
     host = _transfer(requests) if requests else []
     if entries:
-        items = []
-        at = 0
-        for acc, entry in entries:
-            k = len(entry.arrays)
-            items.append((acc, entry, host[at:at + k]))
-            at += k
         # one plan per arrangement of entries, kept across ticks (collect/fold_plan.py)
-        plan_for(items).run(items, host[:n_entry_arrays])
+        entry_arrays = host[:n_entry_arrays] if len(host) > n_entry_arrays else host
+        plan_for(entries, entry_arrays).run(entries, entry_arrays)
     out: list[HostPart | None] = []
     for acc, dev in zip(accumulators, device_parts):
         if dev is None and acc.host_sums is None:

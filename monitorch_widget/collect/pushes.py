@@ -41,7 +41,7 @@ class Pushes:
     def __init__(self) -> None:
         self.values: dict[str, list[float | torch.Tensor]] = {}
         self._streams: dict[str, StatStream] = {}
-        self._summaries: dict[str, Summary] = {}
+        self._summaries: dict[int, list[Summary]] = {}
 
     def push(self, name: str, value: float | torch.Tensor) -> None:
         self.values.setdefault(name, []).append(value)
@@ -67,10 +67,13 @@ class Pushes:
         return out
 
     def set_summaries(self, summaries: dict[int, list[Summary]]) -> None:
-        self._summaries = {name: summaries[id(s)][0] for name, s in self._streams.items()}
+        # looked up when asked for (a lens reads a few names): the tick builds no summary of a name nobody reads
+        self._summaries = summaries
 
     def summary(self, name: str) -> Summary | None:
-        s = self._summaries.get(name)
+        stream = self._streams.get(name)
+        found = self._summaries.get(id(stream)) if stream is not None else None
+        s = found[0] if found else None
         return s if s is not None and (s.count or s.nonfinite) else None
 
     def reset(self) -> None:

@@ -189,7 +189,7 @@ class StreamBank:
             # the usual case (no fold on the device this epoch): this epoch's host moments as they are
             assert self.host_extremes is not None
             return self.host_sums.reshape(-1), self.host_extremes.reshape(-1), \
-                {k: np.concatenate(c) for k, c in self.host_kept.items()}
+                {k: c[0] if len(c) == 1 else np.concatenate(c) for k, c in self.host_kept.items()}
         sums = np.zeros((n, 2 + 2 * w))
         extremes = np.full((n, 2 * w), -np.inf)
         chunks: dict[int, list[np.ndarray]] = {}
