@@ -11,9 +11,11 @@ index arrays that turn all of them into one padded [rows, n_max, w_max] block, f
    layout's columns ``[start, stop)``) -- summed by :func:`~.fold_math.segment_sums` (two calls: entries
    above eps, empty units) and turned into rates by :func:`~.fold_math.count_rates`;
 2. every other array (checks, scalar rows, pushed values, valid flags, a layout's ``counted`` mask) is
-   concatenated flat in float64; the values, ``valid`` and ``counted`` flags of every fold row are gathered
-   from these with one index each (a batch past a row's own n: no observation, ``counted`` False);
-3. one :func:`~.fold_math.fold_moments`; one gather puts each accumulator's moments in its own columns.
+   concatenated flat in float64; the values of every fold row are gathered from the rates and these with one
+   index, its ``valid`` and ``counted`` flags with another (a batch past a row's own n: no observation,
+   ``counted`` False);
+3. one :func:`~.fold_math.fold_moments`; two gathers put each accumulator's moments in its own columns, in
+   slot order (the bank takes them as they are).
 
 About 25 numpy calls per tick, whatever the number of sites and shapes; the values are the ones the
 per-shape fold gives, bit for bit (the same exact integer counts and scales, the same sequential sums over
@@ -71,8 +73,8 @@ class FoldPlan:
             at += len(entry.arrays)
         # keep what the signature names by identity alive (ids stay unique while the plan lives)
         self.pinned = [(e.slot, e.extra) for _, e, _ in items if e.kind == "layout"]
-        # 1. every array's flat offset in x, one float64 concatenation: count arrays (rate rows, layout counts)
-        # first, then the others
+        # 1. every array's flat offset: count arrays (rate rows, layout counts) in the concatenation xc, the
+        # others in x (float64)
         count_arrays: list[int] = []
         value_arrays: list[int] = []
         flat = 0
@@ -80,12 +82,13 @@ class FoldPlan:
             for a in range(len(arrays)):
                 (count_arrays if a == 0 and entry.kind in ("rates", "layout") else value_arrays).append(flat)
                 flat += 1
-        self.order = count_arrays + value_arrays
-        x_off: dict[int, int] = {}
-        n_x = 0
-        for i in self.order:
+        self.count_order, self.value_order = count_arrays, value_arrays
+        x_off: dict[int, int] = {}  # a count array's offset in xc, any other's in x
+        n_xc = n_x = 0
+        for i in count_arrays:
+            x_off[i], n_xc = n_xc, n_xc + host[i].size
+        for i in value_arrays:
             x_off[i], n_x = n_x, n_x + host[i].size
-        self.n_xc = sum(host[i].size for i in count_arrays)
         # 2. count segments and fold rows
         starts: list[np.ndarray] = []
         lengths: list[np.ndarray] = []
@@ -221,10 +224,11 @@ class FoldPlan:
     def run(self, entries: Sequence[tuple[StreamBank, Pending]], arrays: Sequence[np.ndarray]) -> None:
         """Fold ``entries`` (``arrays``: every entry's host arrays, in order; more may follow) into their
         accumulators' host moments."""
-        x = np.concatenate([arrays[i] for i in self.order], axis=None, dtype=np.float64)
+        x = np.concatenate([arrays[i] for i in self.value_order], axis=None, dtype=np.float64)
         if self.n_seg:
             self._rate_scales(entries)
-            counts = x[:self.n_xc]
+            # in float64 first: add.reduceat casting float32 per segment costs twice the concatenation
+            counts = np.concatenate([arrays[i] for i in self.count_order], axis=None, dtype=np.float64)
             active = segment_sums(counts, self.seg_starts, self.seg_stops, self.nonempty)
             empty = segment_sums(counts == 0, self.seg_starts, self.seg_stops, self.nonempty)
             source = np.concatenate([*count_rates(active, empty, self.act_scale, self.dead_scale), x, (0.0,)])

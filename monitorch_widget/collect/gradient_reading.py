@@ -261,7 +261,8 @@ class GradientReader:
             STEPS.running = None  # a step that raised never reached its post-hook
             self.follow_replaced()
             for s in self.sites:
-                s.ensure_hook()
+                if s.handle is None:
+                    s.ensure_hook()
                 if s.pending is not None and not s.stepped and not s.counted:
                     self._commit(s)
                     s.counted = True

@@ -231,19 +231,17 @@ class StreamBank:
         ends = extremes.reshape(-1, 2 * w).tolist()
         empty = np.empty((0, w))
         out = {}
+        isfinite = math.isfinite
         for key, i in keys:
             s, e = rows[i], ends[i]
             values = kept.get(i, empty) if self.keep_all else None
+            # an extreme of a slot without finite batches is +-inf: NaN, as everywhere else
             out[key] = [
-                Summary(s[0], s[1], s[2 + q], s[2 + w + q], _finite(-e[q]), _finite(e[w + q]),
-                        None if values is None else values[:, q][np.isfinite(values[:, q])])
+                Summary(s[0], s[1], s[2 + q], s[2 + w + q], -e[q] if isfinite(e[q]) else math.nan,
+                        e[w + q] if isfinite(e[w + q]) else math.nan, None,
+                        None if values is None else values[:, q])
                 for q in range(w)]
         return out
-
-
-def _finite(x: float) -> float:
-    """An extreme of a slot without finite batches is ±inf: NaN, as everywhere else."""
-    return x if math.isfinite(x) else math.nan
 
 
 class StatStream(StreamBank):
