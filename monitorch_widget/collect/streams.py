@@ -226,22 +226,39 @@ class StreamBank:
     def _read(self, keys: list[tuple[int, int]], sums: np.ndarray, extremes: np.ndarray,
               kept: dict[int, np.ndarray]) -> dict[int, list[Summary]]:
         w = self.width
-        # Two conversions to Python numbers for every slot at once: this runs for every layer at every tick.
-        rows = sums.reshape(-1, 2 + 2 * w).tolist()
-        ends = extremes.reshape(-1, 2 * w).tolist()
-        empty = np.empty((0, w))
+        # A few array ops and two conversions to Python numbers for every slot at once: this runs for every
+        # layer at every tick. Per slot, quantity q reads [count, nonfinite, sum_q, sumsq_q, min_q, max_q].
+        table = sums.reshape(-1, 2 + 2 * w)
+        ends = extremes.reshape(-1, 2 * w)
+        # an extreme of a slot without finite batches is +-inf: NaN, as everywhere else; minima come negated
+        ends = np.where(np.isfinite(ends), ends * self._signs(), math.nan)
+        rows = np.concatenate([table, ends], 1).tolist()
         out = {}
-        isfinite = math.isfinite
+        if not self.keep_all:
+            if w == 2:  # the rate banks: (activation, death) of every layer
+                for key, i in keys:
+                    s = rows[i]
+                    out[key] = [Summary(s[0], s[1], s[2], s[4], s[6], s[8]), Summary(s[0], s[1], s[3], s[5], s[7], s[9])]
+                return out
+            for key, i in keys:
+                s = rows[i]
+                out[key] = [Summary(s[0], s[1], s[2 + q], s[2 + w + q], s[2 + 2 * w + q], s[2 + 3 * w + q])
+                            for q in range(w)]
+            return out
+        empty = np.empty((0, w))
         for key, i in keys:
-            s, e = rows[i], ends[i]
-            values = kept.get(i, empty) if self.keep_all else None
-            # an extreme of a slot without finite batches is +-inf: NaN, as everywhere else
-            out[key] = [
-                Summary(s[0], s[1], s[2 + q], s[2 + w + q], -e[q] if isfinite(e[q]) else math.nan,
-                        e[w + q] if isfinite(e[w + q]) else math.nan, None,
-                        None if values is None else values[:, q])
-                for q in range(w)]
+            s = rows[i]
+            values = kept.get(i, empty)
+            out[key] = [Summary(s[0], s[1], s[2 + q], s[2 + w + q], s[2 + 2 * w + q], s[2 + 3 * w + q], None,
+                                values[:, q]) for q in range(w)]
         return out
+
+    def _signs(self) -> np.ndarray:
+        """[-1] * width + [1] * width: turns the extremes' [-min, max] into [min, max]."""
+        signs = self.__dict__.get("_extreme_signs")
+        if signs is None:
+            signs = self._extreme_signs = np.repeat([-1.0, 1.0], self.width)
+        return signs  # type: ignore[no-any-return]
 
 
 class StatStream(StreamBank):
