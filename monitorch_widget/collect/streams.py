@@ -230,6 +230,8 @@ class StreamBank:
         # layer at every tick. Per slot, quantity q reads [count, nonfinite, sum_q, sumsq_q, min_q, max_q].
         table = sums.reshape(-1, 2 + 2 * w)
         ends = extremes.reshape(-1, 2 * w)
+        if len(keys) < 8:  # a few slots (a loss, a metric): four array ops would cost more than the loop
+            return self._read_few(keys, table.tolist(), ends.tolist(), kept)
         # an extreme of a slot without finite batches is +-inf: NaN, as everywhere else; minima come negated
         ends = np.where(np.isfinite(ends), ends * self._signs(), math.nan)
         rows = np.concatenate([table, ends], 1).tolist()
@@ -251,6 +253,23 @@ class StreamBank:
             values = kept.get(i, empty)
             out[key] = [Summary(s[0], s[1], s[2 + q], s[2 + w + q], s[2 + 2 * w + q], s[2 + 3 * w + q], None,
                                 values[:, q]) for q in range(w)]
+        return out
+
+    def _read_few(self, keys: list[tuple[int, int]], rows: list[list[float]], ends: list[list[float]],
+                  kept: dict[int, np.ndarray]) -> dict[int, list[Summary]]:
+        w = self.width
+        empty = np.empty((0, w))
+        out = {}
+        isfinite = math.isfinite
+        for key, i in keys:
+            s, e = rows[i], ends[i]
+            values = kept.get(i, empty) if self.keep_all else None
+            # an extreme of a slot without finite batches is +-inf: NaN, as everywhere else
+            out[key] = [
+                Summary(s[0], s[1], s[2 + q], s[2 + w + q], -e[q] if isfinite(e[q]) else math.nan,
+                        e[w + q] if isfinite(e[w + q]) else math.nan, None,
+                        None if values is None else values[:, q])
+                for q in range(w)]
         return out
 
     def _signs(self) -> np.ndarray:
