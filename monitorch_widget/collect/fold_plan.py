@@ -17,7 +17,8 @@ index arrays that turn all of them into one padded [rows, n_max, w_max] block, f
 3. one :func:`~.fold_math.fold_moments`; two gathers put each accumulator's moments in its own columns, in
    slot order (the bank takes them as they are).
 
-About 25 numpy calls per tick, whatever the number of sites and shapes; the values are the ones the
+About 30 numpy calls per tick (13 of them :func:`~.fold_math.fold_moments`'), whatever the number of sites
+and shapes; the values are the ones the
 per-shape fold gives, bit for bit (the same exact integer counts and scales, the same sequential sums over
 batches: padding adds exact zeros at the end). Row sizes (elements per channel, which may change from batch
 to batch) are read at every tick; anything else that differs builds a new plan (:func:`plan_for`).
@@ -97,9 +98,9 @@ class FoldPlan:
         self.rate_segments: list[tuple[int, int, int]] = []  # (first segment, n, channels) of each rates entry
         self.rate_entries: list[int] = []
         n_seg = 0
-        # positions in the value source (activation rates of the segments, their death rates, then x, then a
-        # 0) and the flag source
-        # (isfinite(x), x != 0, False, True) are final once every segment is known: collect symbolic first
+        # positions in the value source (activation rates of the segments, their death rates, then x, then a 0)
+        # and in the flag source (isfinite(x), x != 0, False, True) are final once every segment is known:
+        # each fold row is noted symbolically first
         pending_rows: list[tuple[str, Any]] = []
         banks: dict[int, tuple[StreamBank, list[int], list[Any]]] = {}  # id -> (bank, fold rows, slots)
         flat = 0

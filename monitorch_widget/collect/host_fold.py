@@ -4,7 +4,7 @@
 moments, staged values and pending rows. Tensors on the CPU are read in place (numpy views: the rows are
 folded before any hook writes again); every other device concatenates its tensors and copies them once.
 Pending rows of all accumulators then fold at once, whatever their shapes, by a plan of index arrays
-made for their arrangement and kept across ticks (:mod:`.fold_plan`): about 25 numpy calls per tick, however
+made for their arrangement and kept across ticks (:mod:`.fold_plan`): about 30 numpy calls per tick, however
 many sites and shapes.
 """
 
