@@ -151,8 +151,8 @@ def test_the_plan_is_kept_across_ticks_and_reads_each_ticks_row_sizes():
             expected.append([rates_by_torch(k, s) for k, s in zip(counts, sizes)])
         items_before = dict(fold_plan._PLANS)
         summaries = to_host([bank], {id(bank): slots})
-        plans.append(next(p for k, p in fold_plan._PLANS.items() if k not in items_before)
-                     if len(fold_plan._PLANS) > len(items_before) else None)
+        made = [p for k, p in fold_plan._PLANS.items() if k not in items_before]
+        plans.append(made[0] if made else None)
         for slot, want in zip(slots, expected):
             act, dead = summaries[id(slot)]
             assert_summary(act, [w[0] for w in want], keep=False)

@@ -56,13 +56,16 @@ class Pushes:
                 stream = self._streams[name] = StatStream(1, keep_all=True)
             stream.reset()
             items = self.values.get(name, ())
-            floats = [v for v in items if not isinstance(v, torch.Tensor)]
-            if floats:
-                col = np.array(floats, dtype=np.float64)
-                stream.defer(Pending("values", 0, ((col[:, None], None), (np.isfinite(col), None))))
-            for v in items:
-                if isinstance(v, torch.Tensor):
-                    stream.defer(Pending("scalars", 0, ((v.reshape(1, 1), None),)))
+            if not items:
+                out.append(stream)
+                continue
+            floats = [[v] for v in items if not isinstance(v, torch.Tensor)]
+            if floats:  # one row per value: a batch is valid iff its value is finite
+                stream.defer(Pending("scalars", 0, ((np.array(floats, dtype=np.float64), None),)))
+            if len(floats) < len(items):
+                for v in items:
+                    if isinstance(v, torch.Tensor):
+                        stream.defer(Pending("scalars", 0, ((v.reshape(1, 1), None),)))
             out.append(stream)
         return out
 
