@@ -55,27 +55,37 @@ def fold_moments(values: Any, valid: Any, counted: Any = None, keep: bool = Fals
     return sums, extremes, masked
 
 
+def count_rates(active: Any, empty: Any, activation_scale: Any, death_scale: Any) -> tuple[Any, Any]:
+    """The rate statistic of counted entries, the one definition every rate path uses: (activation rate,
+    death rate) = (active * activation_scale, empty * death_scale), where ``active`` counts the entries above
+    eps, ``empty`` the units (channels) without one, activation_scale = 1 / (units * entries per unit) and
+    death_scale = 1 / units (monitorch's OutputActivation and ParameterGradientActivation). Multiplications
+    keep an exact 0 exact; float64 in, float64 out."""
+    return active * activation_scale, empty * death_scale
+
+
 def rate_values(rows: Any, inv_size: Any, check: Any) -> tuple[Any, Any]:
     """Per-batch (activation rate, death rate) of output channels (monitorch's OutputActivation).
 
     rows [..., n, C]: per channel, the number of elements above eps in the batch; ``inv_size`` [..., n] or a
     float: 1 / (C * elements per channel); check [..., n]: non-finite iff the batch had NaN/Inf.
-    Returns values [..., n, 2] (float64) and valid [..., n]. Activation rate = active elements / all elements;
-    death rate = share of channels with no active element. (Multiplications keep an exact 0 exact.)
+    Returns values [..., n, 2] (float64, :func:`count_rates` stacked) and valid [..., n]. Activation rate = active
+    elements / all elements; death rate = share of channels with no active element.
     """
     xp = namespace(rows)
-    act = rows.sum(-1, dtype=xp.float64) * inv_size
-    dead = (rows == 0).sum(-1, dtype=xp.float64) * (1.0 / rows.shape[-1])
-    return xp.stack([act, dead], -1), xp.isfinite(check)
+    active = rows.sum(-1, dtype=xp.float64)
+    empty = (rows == 0).sum(-1, dtype=xp.float64)
+    return xp.stack(count_rates(active, empty, inv_size, 1.0 / rows.shape[-1]), -1), xp.isfinite(check)
 
 
-def segment_sums(rows: Any, starts: Any, stops: Any) -> Any:
+def segment_sums(rows: Any, starts: Any, stops: Any, nonempty: bool | None = None) -> Any:
     """Float64 sums of the consecutive column segments ``[starts[i], stops[i])`` (in order, covering every
     column; a parameter without units has an empty one, summing to 0) of ``rows`` [..., W]. One primitive,
-    two spellings: numpy's ``add.reduceat`` when no segment is empty; otherwise differences of the cumulative
-    sum, c[stop] - c[start] with c[0] = 0 (exact for integer counts)."""
+    two spellings: numpy's ``add.reduceat`` when no segment is empty (``nonempty``: known by the caller, else
+    looked up); otherwise differences of the cumulative sum, c[stop] - c[start] with c[0] = 0 (exact for
+    integer counts)."""
     if not isinstance(rows, torch.Tensor):
-        if bool((stops > starts).all()):
+        if nonempty if nonempty is not None else bool((stops > starts).all()):
             return np.add.reduceat(rows, starts, axis=-1, dtype=np.float64)
         cumulative: Any = np.concatenate([np.zeros((*rows.shape[:-1], 1)), rows.cumsum(-1, dtype=np.float64)], -1)
     else:
@@ -91,7 +101,7 @@ def unit_rates(counts: Any, starts: Any, stops: Any, activation_scale: Any, deat
     1 / units. Returns [S, n, 2] float64: activation = active entries / all entries, death = share of units
     without an active entry. Cumulative sums run in float64, so integer counts stay exact.
     """
-    xp = namespace(counts)
     active = segment_sums(counts, starts, stops)
-    dead = segment_sums(counts == 0, starts, stops)
-    return xp.swapaxes(xp.stack([active * activation_scale, dead * death_scale], -1), 0, 1)
+    empty = segment_sums(counts == 0, starts, stops)
+    xp = namespace(counts)
+    return xp.swapaxes(xp.stack(count_rates(active, empty, activation_scale, death_scale), -1), 0, 1)

@@ -208,19 +208,16 @@ class Layout:
         present = self.present[:n]
         moved = {old: new for new, old in enumerate(sorted(set(keep)))}
         if n and present.any():
-            starts, stops, act, death, slots = self._fold_index()
+            index = self._fold_index()
             if bank.at_tick:
                 counts, check = self.counts, self.check
                 if any(old != new for old, new in moved.items()):  # the moves below overwrite rows
                     counts, check = counts[:n].clone(), check[:n].clone()
-                counted = present.T.copy()
-
-                def reduce(host_counts: np.ndarray, host_check: np.ndarray) -> tuple[np.ndarray, ...]:
-                    values = unit_rates(host_counts, starts, stops, act, death)
-                    return values, np.isfinite(host_check).T, counted
-
-                bank.defer(Pending("layout", slots, ((counts, n), (check, n)), reduce))
+                # the host folds the rows with unit_rates' statistic (collect/fold_plan.py): present [n, params]
+                # marks the observations, ``extra`` is _fold_index() (starts, stops, activation and death scales, slots)
+                bank.defer(Pending("layout", index[4], ((counts, n), (check, n), (present.copy(), None)), index))
             else:
+                slots = index[4]
                 values = unit_rates(self.counts[:n], *self._device_index())
                 counted_t = torch.from_numpy(np.ascontiguousarray(present.T)).to(self.device, non_blocking=True)
                 bank.fold_slots(slots, values, torch.isfinite(self.check[:n]).T, counted_t)

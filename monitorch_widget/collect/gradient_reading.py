@@ -235,10 +235,11 @@ class GradientReader:
             layout = self.layouts[key] = self.kind.new(sites, device)
         return layout
 
-    def _fold(self, layout: Layout) -> None:
-        """Fold ``layout``; rows still pending for some parameter survive, renumbered."""
-        pending = [s for s in self.sites if s.pending is not None and s.pending[0] is layout
-                   and s.pending[1] == layout.generation]
+    def _fold(self, layout: Layout, candidates: list[GradientSite] | None = None) -> None:
+        """Fold ``layout``; rows still pending for some parameter survive, renumbered. ``candidates``: the sites
+        that may still hold a pending row (default: all)."""
+        pending = [s for s in (self.sites if candidates is None else candidates) if s.pending is not None
+                   and s.pending[0] is layout and s.pending[1] == layout.generation]
         moved = layout.fold(self.bank, [s.pending[2] for s in pending])  # type: ignore[index]
         for s in pending:
             _, _, row, pos = s.pending  # type: ignore[misc]
@@ -257,19 +258,25 @@ class GradientReader:
     def flush(self, final: bool = True) -> None:
         """Fold every layout into the bank. At the tick (``final``) the gradients no step used yet are
         counted first; a provisional refresh (``update_every``) leaves them undecided."""
+        undecided: list[GradientSite] | None = None  # at the tick: the sites whose row stays pending
         if final:
             STEPS.running = None  # a step that raised never reached its post-hook
             self.follow_replaced()
+            undecided = []
             for s in self.sites:
-                s.ensure_hook()
-                if s.pending is not None and not s.stepped and not s.counted:
-                    self._commit(s)
-                    s.counted = True
+                if s.handle is None:
+                    s.ensure_hook()
+                if s.pending is not None:
+                    if not s.stepped and not s.counted:
+                        self._commit(s)
+                        s.counted = True
+                    else:
+                        undecided.append(s)
         for layout in self.layouts.values():
             if not final and getattr(layout, "group", None) is not None:
                 continue  # a shard group sums its rows in step (the tick, a full buffer); ranks refresh apart
             try:
-                self._fold(layout)
+                self._fold(layout, undecided)
             except Exception as exc:  # noqa: BLE001 - (a shard group's sum) the epoch goes on without them
                 for s in layout.sites:
                     s.fail(f"folding gradient statistics failed with {type(exc).__name__}: {exc}")

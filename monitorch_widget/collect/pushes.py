@@ -41,7 +41,7 @@ class Pushes:
     def __init__(self) -> None:
         self.values: dict[str, list[float | torch.Tensor]] = {}
         self._streams: dict[str, StatStream] = {}
-        self._summaries: dict[str, Summary] = {}
+        self._summaries: dict[int, list[Summary]] = {}
 
     def push(self, name: str, value: float | torch.Tensor) -> None:
         self.values.setdefault(name, []).append(value)
@@ -56,21 +56,27 @@ class Pushes:
                 stream = self._streams[name] = StatStream(1, keep_all=True)
             stream.reset()
             items = self.values.get(name, ())
-            floats = [v for v in items if not isinstance(v, torch.Tensor)]
-            if floats:
-                col = np.array(floats, dtype=np.float64)
-                stream.defer(Pending("values", 0, ((col[:, None], None), (np.isfinite(col), None))))
-            for v in items:
-                if isinstance(v, torch.Tensor):
-                    stream.defer(Pending("scalars", 0, ((v.reshape(1, 1), None),)))
+            if not items:
+                out.append(stream)
+                continue
+            floats = [[v] for v in items if not isinstance(v, torch.Tensor)]
+            if floats:  # one row per value: a batch is valid iff its value is finite
+                stream.defer(Pending("scalars", 0, ((np.array(floats, dtype=np.float64), None),)))
+            if len(floats) < len(items):
+                for v in items:
+                    if isinstance(v, torch.Tensor):
+                        stream.defer(Pending("scalars", 0, ((v.reshape(1, 1), None),)))
             out.append(stream)
         return out
 
     def set_summaries(self, summaries: dict[int, list[Summary]]) -> None:
-        self._summaries = {name: summaries[id(s)][0] for name, s in self._streams.items()}
+        # looked up when asked for (a lens reads a few names): the tick builds no summary of a name nobody reads
+        self._summaries = summaries
 
     def summary(self, name: str) -> Summary | None:
-        s = self._summaries.get(name)
+        stream = self._streams.get(name)
+        found = self._summaries.get(id(stream)) if stream is not None else None
+        s = found[0] if found else None
         return s if s is not None and (s.count or s.nonfinite) else None
 
     def reset(self) -> None:

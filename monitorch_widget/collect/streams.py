@@ -33,7 +33,10 @@ _F64 = torch.float64
 class Pending(NamedTuple):
     """Rows handed over at a tick, folded on the host. ``arrays``: (tensor or array, filled rows or None);
     ``kind``: 'values' ([n, w] values, [n] valid), 'scalars' ([n, 1] values, valid iff finite), 'rates'
-    (RowBuffer rows [n, C] and checks [n]; ``extra`` the row sizes) or 'layout' (``extra`` reduces it)."""
+    (RowBuffer rows [n, C] and checks [n]; ``extra`` the row sizes) or 'layout' (a gradient layout's unit
+    counts [n, W], checks [n, params] and observation mask [n, params]; ``extra`` its fold index: columns
+    ``starts``/``stops``, activation and death scales per parameter, bank rows). Folded by
+    :mod:`.fold_plan`."""
     kind: str
     slot: Any  # the bank row; a layout's: the list of its sites' bank rows
     arrays: tuple[tuple[Any, int | None], ...]
@@ -186,7 +189,7 @@ class StreamBank:
             # the usual case (no fold on the device this epoch): this epoch's host moments as they are
             assert self.host_extremes is not None
             return self.host_sums.reshape(-1), self.host_extremes.reshape(-1), \
-                {k: np.concatenate(c) for k, c in self.host_kept.items()}
+                {k: c[0] if len(c) == 1 else np.concatenate(c) for k, c in self.host_kept.items()}
         sums = np.zeros((n, 2 + 2 * w))
         extremes = np.full((n, 2 * w), -np.inf)
         chunks: dict[int, list[np.ndarray]] = {}
@@ -223,24 +226,58 @@ class StreamBank:
     def _read(self, keys: list[tuple[int, int]], sums: np.ndarray, extremes: np.ndarray,
               kept: dict[int, np.ndarray]) -> dict[int, list[Summary]]:
         w = self.width
-        # Two conversions to Python numbers for every slot at once: this runs for every layer at every tick.
-        rows = sums.reshape(-1, 2 + 2 * w).tolist()
-        ends = extremes.reshape(-1, 2 * w).tolist()
+        # A few array ops and two conversions to Python numbers for every slot at once: this runs for every
+        # layer at every tick. Per slot, quantity q reads [count, nonfinite, sum_q, sumsq_q, min_q, max_q].
+        table = sums.reshape(-1, 2 + 2 * w)
+        ends = extremes.reshape(-1, 2 * w)
+        if len(keys) < 8:  # a few slots (a loss, a metric): four array ops would cost more than the loop
+            return self._read_few(keys, table.tolist(), ends.tolist(), kept)
+        # an extreme of a slot without finite batches is +-inf: NaN, as everywhere else; minima come negated
+        ends = np.where(np.isfinite(ends), ends * self._signs(), math.nan)
+        rows = np.concatenate([table, ends], 1).tolist()
+        out = {}
+        if not self.keep_all:
+            if w == 2:  # the rate banks: (activation, death) of every layer
+                for key, i in keys:
+                    s = rows[i]
+                    out[key] = [Summary(s[0], s[1], s[2], s[4], s[6], s[8]), Summary(s[0], s[1], s[3], s[5], s[7], s[9])]
+                return out
+            for key, i in keys:
+                s = rows[i]
+                out[key] = [Summary(s[0], s[1], s[2 + q], s[2 + w + q], s[2 + 2 * w + q], s[2 + 3 * w + q])
+                            for q in range(w)]
+            return out
+        empty = np.empty((0, w))
+        for key, i in keys:
+            s = rows[i]
+            values = kept.get(i, empty)
+            out[key] = [Summary(s[0], s[1], s[2 + q], s[2 + w + q], s[2 + 2 * w + q], s[2 + 3 * w + q], None,
+                                values[:, q]) for q in range(w)]
+        return out
+
+    def _read_few(self, keys: list[tuple[int, int]], rows: list[list[float]], ends: list[list[float]],
+                  kept: dict[int, np.ndarray]) -> dict[int, list[Summary]]:
+        w = self.width
         empty = np.empty((0, w))
         out = {}
+        isfinite = math.isfinite
         for key, i in keys:
             s, e = rows[i], ends[i]
             values = kept.get(i, empty) if self.keep_all else None
+            # an extreme of a slot without finite batches is +-inf: NaN, as everywhere else
             out[key] = [
-                Summary(s[0], s[1], s[2 + q], s[2 + w + q], _finite(-e[q]), _finite(e[w + q]),
-                        None if values is None else values[:, q][np.isfinite(values[:, q])])
+                Summary(s[0], s[1], s[2 + q], s[2 + w + q], -e[q] if isfinite(e[q]) else math.nan,
+                        e[w + q] if isfinite(e[w + q]) else math.nan, None,
+                        None if values is None else values[:, q])
                 for q in range(w)]
         return out
 
-
-def _finite(x: float) -> float:
-    """An extreme of a slot without finite batches is ±inf: NaN, as everywhere else."""
-    return x if math.isfinite(x) else math.nan
+    def _signs(self) -> np.ndarray:
+        """[-1] * width + [1] * width: turns the extremes' [-min, max] into [min, max]."""
+        signs = self.__dict__.get("_extreme_signs")
+        if signs is None:
+            signs = self._extreme_signs = np.repeat([-1.0, 1.0], self.width)
+        return signs  # type: ignore[no-any-return]
 
 
 class StatStream(StreamBank):

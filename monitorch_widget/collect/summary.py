@@ -41,10 +41,12 @@ class Summary:
     ``count`` excludes non-finite batches, which are counted separately in ``nonfinite``.
     """
 
-    __slots__ = ("count", "maximum", "minimum", "nonfinite", "total", "total_sq", "values")
+    __slots__ = ("_raw", "_values", "count", "maximum", "minimum", "nonfinite", "total", "total_sq")
 
     def __init__(self, count: float, nonfinite: float, total: float, total_sq: float,
-                 minimum: float, maximum: float, values: np.ndarray | None = None):
+                 minimum: float, maximum: float, values: np.ndarray | None = None, raw: np.ndarray | None = None):
+        """``values``: the finite per-batch values, or ``raw``: the kept per-batch values with batches left out
+        as NaN, filtered when first needed (a quantile: most ticks never ask)."""
         # counts are sums of 0/1 in float64: exact integers
         self.count = int(count)
         self.nonfinite = int(nonfinite)
@@ -52,7 +54,16 @@ class Summary:
         self.total_sq = total_sq
         self.minimum = minimum
         self.maximum = maximum
-        self.values = values
+        self._values = values
+        self._raw = raw
+
+    @property
+    def values(self) -> np.ndarray | None:
+        """The finite per-batch values (None when they were not kept)."""
+        if self._values is None and self._raw is not None:
+            self._values = self._raw[np.isfinite(self._raw)]
+            self._raw = None
+        return self._values
 
     @classmethod
     def of(cls, values: Iterable[float], keep: bool = True) -> Summary:
@@ -97,6 +108,7 @@ class Summary:
         raise ValueError(f"unknown range aggregation {method!r}; accepted: {', '.join(RANGE_METHODS)}")
 
     def _all(self, method: str) -> np.ndarray:
-        if self.values is None:
+        values = self.values
+        if values is None:
             raise RuntimeError(f"aggregation {method!r} needs every per-batch value, which this lens did not keep")
-        return self.values
+        return values

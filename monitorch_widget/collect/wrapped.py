@@ -44,7 +44,9 @@ def follow_replaced(reader: GradientReader) -> bool:
     whether any did (the reader then rebuilds its layouts)."""
     changed = False
     for s in reader.sites:
-        current = s.module._parameters.get(s.param_name, getattr(s.module, s.param_name, None))
+        current = s.module._parameters.get(s.param_name)
+        if current is None:  # (getattr only then: a module's __getattr__ costs a Python call per site and tick)
+            current = getattr(s.module, s.param_name, None)
         if current is s.param or s.off:
             continue
         if not isinstance(current, nn.Parameter) or current.shape != s.param.shape:

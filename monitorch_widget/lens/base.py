@@ -190,7 +190,17 @@ class AbstractLens:
         raise NotImplementedError
 
     def vizualize(self, visualizer: Any, epoch: int, calls: list[Call]) -> None:
-        """Replay ``calls`` on a monitorch-style visualizer, with fresh dicts each call."""
+        """Replay ``calls`` on a monitorch-style visualizer, with fresh dicts each call (the record, which reads
+        them in place, gets the calls' own: ``reads_calls_in_place``)."""
+        if getattr(visualizer, "reads_calls_in_place", False):
+            for call in calls:
+                if call.method == "numerical":
+                    visualizer.plot_numerical_values(epoch, call.tag, call.values, call.ranges)
+                elif call.method == "probability":
+                    visualizer.plot_probabilities(epoch, call.tag, call.values)
+                else:
+                    visualizer.plot_relations(epoch, call.tag, call.values)
+            return
         for call in calls:
             values = OrderedDict((k, dict(v)) for k, v in call.values.items())
             if call.method == "numerical":

@@ -51,6 +51,10 @@ KINDS = {"NUMERICAL": "numerical", "PROBABILITY": "probability", "RELATIONS": "r
 class Record:
     """All runs of one inspector. Also a monitorch-style visualizer (the calls feed the current run)."""
 
+    #: a lens hands the record its calls' dicts as they are (no fresh copies, as a user's visualizer gets): the
+    #: record reads them during the call and keeps no reference to them
+    reads_calls_in_place = True
+
     def __init__(self) -> None:
         self.runs: list[Run] = []
         self._tags: dict[str, Panel] = {}
