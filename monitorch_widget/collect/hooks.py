@@ -99,7 +99,8 @@ class Site:
 
 
 class ActivationSite(Site):
-    """Forward hook: per channel, how many output elements are above eps in this batch."""
+    """Forward hook: per channel, how many output elements are above eps in this batch. An empty output (a batch
+    of no rows) is no observation: it has no rate."""
 
 
     def __init__(self, name: str, module: nn.Module, lens: str, faults: FaultLog, *, pass_rule: int, eps: float,
@@ -145,6 +146,8 @@ class ActivationSite(Site):
             scratch = self.scratch
             if scratch is None or y.shape != self.shape or y.dtype != self.dtype:
                 scratch = self._prepare(y)  # a new shape or dtype (or no pooled scratch): the slow path
+            if self.check_how == _EMPTY:  # a batch of no rows (an expert no token reached): no observation
+                return
             buf = self.buf
             n = buf.n  # type: ignore[union-attr]
             if n == buf.capacity:  # type: ignore[union-attr]
@@ -153,26 +156,22 @@ class ActivationSite(Site):
             # The check: the largest |y| (y itself for a non-negative output, never -inf there), NaN/Inf iff
             # some element is -- a max cannot overflow, unlike a sum of large finite values. Float32 outputs
             # write it straight into the row (_MAX); other dtypes write max * 0 (_MAX_TIMES_0: 0 or NaN, as
-            # a float64 max above float32's range would turn inf when stored); an empty output has no max.
+            # a float64 max above float32's range would turn inf when stored).
             check = buf.checks[n]  # type: ignore[union-attr]
             how = self.check_how
             # The 0/1 mask stays in y's floating dtype: summing a bool tensor is a slow path on CPU.
             if self.nonneg:
                 if how == _MAX:
                     torch.amax(y, out=check)
-                elif how == _MAX_TIMES_0:
-                    torch.mul(torch.amax(y), self.zero_t, out=check)
                 else:
-                    check.zero_()
+                    torch.mul(torch.amax(y), self.zero_t, out=check)
                 mask = torch.gt(y, self.eps_t, out=scratch if scratch is not None else torch.empty_like(y))
             else:
                 mask = torch.abs(y, out=scratch) if scratch is not None else y.abs()
                 if how == _MAX:
                     torch.amax(mask, out=check)
-                elif how == _MAX_TIMES_0:
-                    torch.mul(torch.amax(mask), self.zero_t, out=check)
                 else:
-                    check.zero_()
+                    torch.mul(torch.amax(mask), self.zero_t, out=check)
                 mask.gt_(self.eps_t)
             # The rows are float32, so the count accumulates in float32 (a reduction with ``out=`` and no
             # ``dtype`` takes the output's dtype; passing dtype= costs ~1.5 us of argument parsing per call).
@@ -188,7 +187,7 @@ class ActivationSite(Site):
             self._reshape(y)  # another layout of channels: a new buffer (a new batch size keeps it)
         self.shape, self.dtype = y.shape, y.dtype
         self.check_how = _EMPTY if y.numel() == 0 else _MAX if y.dtype == _F32 else _MAX_TIMES_0
-        self.row_size = y.numel() // self.channels
+        self.row_size = y.numel() // self.channels if self.channels else 0
         scratch = self.scratch
         if (scratch is None or scratch.shape != y.shape or scratch.dtype != y.dtype) and self.pool is not None:
             scratch = self.scratch = self.pool.view(self, y)

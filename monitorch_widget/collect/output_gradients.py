@@ -11,7 +11,8 @@ Per observation (:mod:`.geometry`): ||g|| (or ||g|| / sqrt(numel), the RMS) and,
 <g_prev, g> / (||g_prev|| ||g|| + eps) with the previous gradient of the same module. Memory with
 ``correlation``: one copy of the module's output gradient (the previous one). A gradient whose shape differs
 from the previous one (a smaller last batch) has nothing to correlate with: the previous one is zeroed, so
-its correlation is 0, like the first gradient of an epoch. No host synchronisation: 4 small device ops per
+its correlation is 0, like the first gradient of an epoch. An empty gradient (a batch of no rows) is no
+observation. No host synchronisation: 4 small device ops per
 observation (norm, inner product, the previous norm copied from the previous row, the copy of the gradient)
 into a preallocated row of parts, finished for all rows at once at the fold (:mod:`.geometry`).
 """
@@ -84,6 +85,8 @@ class OutputGradientSite(Site):
     @monitor_mode
     def _observe(self, grad: torch.Tensor) -> None:
         g = grad.detach()
+        if g.numel() == 0:  # a batch of no rows: no observation, and the previous gradient stays for the next
+            return
         col = self.column
         rows = self.shared.rows_for(g.device)
         row = rows.next_row(col)

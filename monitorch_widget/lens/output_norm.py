@@ -36,6 +36,8 @@ class NormSite(ScalarSite):
             return
         try:
             y = out.detach()
+            if y.numel() == 0:  # a batch of no rows: no observation (its mean norm would be NaN)
+                return
             per_sample = torch.linalg.vector_norm(y.reshape(y.shape[0], -1), dim=1, dtype=torch.float32)
             if self.normalize:
                 per_sample = per_sample * (1.0 / math.sqrt(max(y[0].numel(), 1)))
