@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import torch
+
 # The clock every benchmark reads. 'cpu' = CPU time of this process (all its threads): robust on a
 # shared machine, where wall time mostly measures the neighbours; 'wall' = time.perf_counter.
 _CLOCKS = {'cpu': time.process_time, 'wall': time.perf_counter}
@@ -135,3 +137,21 @@ def bootstrap(samples: Sequence[Any], stat: Callable[[Sequence[Any]], float] = s
     rng = random.Random(seed)
     values = sorted(stat(rng.choices(samples, k=len(samples))) for _ in range(n))
     return values[int(0.025 * n)], values[int(0.975 * n) - 1]
+
+
+def train_epoch(model, opt, loss_fn, data, val=None) -> float:
+    """One epoch of the A/B benchmarks: a step per batch of ``data``, then, with ``val`` = (x, y), a validation
+    pass under ``model.eval()`` + ``no_grad``; returns its accuracy (0.5 without ``val``)."""
+    model.train()
+    for x, y in data:
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+    if val is None:
+        return 0.5
+    model.eval()
+    with torch.no_grad():
+        out = model(val[0])
+        loss_fn(out, val[1])
+        return (out.argmax(1) == val[1]).float().mean().item()
+

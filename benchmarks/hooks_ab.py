@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .common import bootstrap
+from .common import bootstrap, train_epoch
 from .workloads import CNN, deep_mlp, mlp2d
 
 
@@ -79,30 +79,19 @@ class Variant:
         clock = time.process_time
         start, tick = clock(), 0.0
         for _ in range(epochs):
-            self.model.train()
-            for x, y in data:
-                self.opt.zero_grad()
-                self.loss_fn(self.model(x), y).backward()
-                self.opt.step()
-            accuracy = 0.5
-            if val is not None:
-                self.model.eval()
-                with torch.no_grad():
-                    out = self.model(val[0])
-                    self.loss_fn(out, val[1])
-                    accuracy = (out.argmax(1) == val[1]).float().mean().item()
+            accuracy = train_epoch(self.model, self.opt, self.loss_fn, data, val)
             if ins is not None:
                 if self.metric:
                     ins.push_metric("accuracy", accuracy)
                 t = clock()
                 ins.tick_epoch()
-                tick += t - clock()
+                tick += clock() - t
         elapsed = clock() - start
         if ins is not None:
             ins.detach()
         per = epochs if val is not None else epochs * len(data)  # per epoch (seed) or per step
         self.times.append(elapsed / per)
-        self.ticks.append(-tick / per)
+        self.ticks.append(tick / per)
 
 
 def workload(name: str) -> tuple[nn.Module, list[tuple[torch.Tensor, torch.Tensor]], Any, int]:

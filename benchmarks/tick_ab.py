@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .common import bootstrap
+from .common import bootstrap, train_epoch
 from .hooks_ab import import_base, lenses
 from .workloads import deep_mlp, mlp2d
 
@@ -61,19 +61,7 @@ class Variant:
         gc.collect()
         here = []
         for _ in range(epochs):
-            self.model.train()
-            for x, y in data:
-                self.opt.zero_grad()
-                self.loss_fn(self.model(x), y).backward()
-                self.opt.step()
-            accuracy = 0.5
-            if val is not None:
-                self.model.eval()
-                with torch.no_grad():
-                    out = self.model(val[0])
-                    self.loss_fn(out, val[1])
-                    accuracy = (out.argmax(1) == val[1]).float().mean().item()
-            ins.push_metric("accuracy", accuracy)
+            ins.push_metric("accuracy", train_epoch(self.model, self.opt, self.loss_fn, data, val))
             t = time.process_time()
             ins.tick_epoch()
             here.append(time.process_time() - t)
