@@ -131,17 +131,23 @@ def test_the_deltas_rebuild_the_full_list_in_order_through_reopening_and_coalesc
     assert reopened == {9: ["0:dead_layer:relu2"], 10: ["0:dead_layer:relu1"]}  # 10: resolved and reopened in it
 
 
+def _widget_sync(record: Record) -> tuple[DeltaSync, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The widget's sync on ``record``, sending at once: (sync, deltas sent as JSON, snapshots sent)."""
+    sent: list[dict[str, Any]] = []
+    histories: list[dict[str, Any]] = []
+    sync = DeltaSync(record, lambda msg, bufs: sent.append(json.loads(json.dumps(msg))),
+                     lambda snap, force=False: histories.append(snap), interval=0.0, snapshot_min_interval=1e9,
+                     hook_ipython=False)
+    return sync, sent, histories
+
+
 def test_imported_runs_send_their_findings_and_a_late_view_gets_the_whole_list():
     source = Record()
     source.start_run("old")
     feed(source, {"relu1": [0.5] * 4, "relu2": [0.1] * 4})
     record = Record()
     record.start_run("r")
-    sent: list[dict[str, Any]] = []
-    histories: list[dict[str, Any]] = []
-    sync = DeltaSync(record, lambda msg, bufs: sent.append(json.loads(json.dumps(msg))),
-                     lambda snap, force=False: histories.append(snap), interval=0.0, snapshot_min_interval=1e9,
-                     hook_ipython=False)
+    sync, sent, histories = _widget_sync(record)
     feed(record, {"relu1": [0.1] * 3, "relu2": [0.5] * 3})
     record.import_runs(source)
     feed_more = [f for m in sent for f in m.get("findings", [])]
@@ -186,11 +192,7 @@ def test_after_a_snapshot_the_deltas_patch_what_it_carried():
     after it holds the record's full list, though the deltas only carry changed fields of findings it holds."""
     record = Record()
     record.start_run("r")
-    sent: list[dict[str, Any]] = []
-    histories: list[dict[str, Any]] = []
-    sync = DeltaSync(record, lambda msg, bufs: sent.append(json.loads(json.dumps(msg))),
-                     lambda snap, force=False: histories.append(snap), interval=0.0, snapshot_min_interval=1e9,
-                     hook_ipython=False)
+    sync, sent, histories = _widget_sync(record)
     feed(record, {"relu1": [0.5] * 3, "relu2": [0.5] * 3})
     sync.refresh_history()
     view = list(histories[-1]["findings"])
