@@ -6,7 +6,8 @@ per device), the post-hook subtracts them in place (the snapshot becomes -u; nor
 depend on the sign) and writes ||u|| (or RMS) and <u_prev, u> / (||u_prev|| ||u|| + eps) with multi-tensor
 ops (:mod:`.geometry`); the buffers of u and u_prev then swap. Memory: one copy of the watched parameters
 (two with ``correlation``: the snapshot and the previous update), allocated at the first step. A step
-GradScaler skips fires neither hook (no observation). Without an optimizer, :meth:`UpdateReader.inspect`
+GradScaler skips fires neither hook (no observation), and a parameter a step does not update (not held by
+the optimizer, or without a gradient) makes no observation at that step. Without an optimizer, :meth:`UpdateReader.inspect`
 measures the change since its previous call (monitorch's ``inspect_update``).
 
 :class:`NormReader` -- ||p|| (or RMS) of every watched parameter, one multi-tensor norm per device, read at
@@ -34,11 +35,18 @@ class UpdateReader(ParameterSet):
         self.armed: list[Group] | None = None  # the groups snapshotted and not yet observed
         self.handles: list[Any] = []
 
-    def hook(self, optimizer: torch.optim.Optimizer) -> None:
-        self.handles = [optimizer.register_step_pre_hook(lambda *_: self.guarded("snapshot before the step",
-                                                                                 self.snapshot)),
-                        optimizer.register_step_post_hook(lambda *_: self.guarded("reading the update",
-                                                                                  self.observe))]
+    def hook(self, optimizer: torch.optim.Optimizer | None) -> None:
+        """Observe the steps of ``optimizer`` from now on (and no longer those of the previous one); None:
+        observe only :meth:`inspect` calls."""
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        self.armed = None  # a step of the previous optimizer that is under way is not observed
+        if optimizer is not None:
+            self.handles = [optimizer.register_step_pre_hook(
+                                lambda opt, *_: self.guarded("snapshot before the step", lambda: self.snapshot(opt))),
+                            optimizer.register_step_post_hook(lambda *_: self.guarded("reading the update",
+                                                                                      self.observe))]
 
     def inspect(self) -> None:
         """The change since the previous call (the first call only takes the snapshot)."""
@@ -49,8 +57,16 @@ class UpdateReader(ParameterSet):
         self.snapshot()
 
     @monitor_mode
-    def snapshot(self) -> None:
-        groups = self.groups()
+    def snapshot(self, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Copy the watched parameters before a step of ``optimizer``: only those the step updates, i.e. the
+        ones it holds whose ``.grad`` is not None (every ``torch.optim`` optimizer skips a parameter without a
+        gradient: a module no batch reached, a frozen one, another optimizer's). The others make no
+        observation, and their next correlation is with their own previous update. None (``inspect``): all."""
+        taking = None
+        if optimizer is not None:
+            stepped = {id(p) for g in optimizer.param_groups for p in g["params"] if p.grad is not None}
+            taking = lambda site: id(site.param) in stepped  # noqa: E731
+        groups = self.groups(taking)
         for group in groups:
             torch._foreach_copy_(group.buffers[_SNAPSHOT], group.params)
         self.armed = groups if groups else None
@@ -77,10 +93,7 @@ class UpdateReader(ParameterSet):
                 group.before = None
 
     def clear(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles = []
-        self.armed = None
+        self.hook(None)
         super().clear()
 
 

@@ -112,12 +112,12 @@ class ParameterSet:
     def add(self, site: ParameterSite) -> None:
         self.sites.append(site)
 
-    def groups(self) -> list[Group]:
-        """The current groups (rebuilt when a site was added, turned on or off, or its parameter moved or
-        changed dtype)."""
+    def groups(self, taking: Callable[[ParameterSite], bool] | None = None) -> list[Group]:
+        """The current groups of the sites that are on and, with ``taking``, that it accepts (rebuilt when a
+        site was added, turned on or off, accepted or not, or its parameter moved or changed dtype)."""
         for s in self.sites:
             s.follow()
-        on = [s for s in self.sites if not s.off]
+        on = [s for s in self.sites if not s.off and (taking is None or taking(s))]
         # a parameter moved by module.to() keeps its identity: its device and dtype are part of the key
         key = tuple((id(s), id(s.param), s.param.device, s.param.dtype) for s in on)
         if key != self._key:
