@@ -316,7 +316,9 @@ class PyTorchInspector:
         if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int)):
             raise TypeError(f"tick_epoch(epoch=...) must be an int, got {epoch!r}")
         self._pump()  # queued view requests (stop/resume recording) act before the epoch is computed
-        if not self.state.is_active:
+        active = self.state.is_active
+        self._gate.ticked(active)
+        if not active:
             # monitorch: an inactive tick only moves the counter; what the hooks gathered while active (and
             # the pushed values) wait for the next active tick
             self._next_epoch(epoch)
