@@ -194,6 +194,7 @@ class PyTorchInspector:
         self._pump_handle = graphs.call_root.register_forward_pre_hook(self._pump_hook)
         self._steps = StepCounter(model)  # optimizer steps of this run (the charts' "step" x axis)
         STEPS.listen(self._steps)
+        self._ctx.steps = self._steps
         self.state.counter = 1
         self.state.attached = True
         self._pushes.reset()

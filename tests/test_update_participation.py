@@ -6,19 +6,23 @@ optimizer never touches the discriminator. The lens recorded a zero update for e
 norm's mean of a module used every other step, and making every correlation of it 0: each one is with a zero
 update) and a zero update every epoch for the discriminator, which the health check then read as "the learning
 rate may be too low". Also, assigning ``lens.optimizer`` a new optimizer mid-training left the new one's
-steps unobserved (the hooks stayed on the old one). The expected values below are computed with plain torch
+steps unobserved (the hooks stayed on the old one), and a new optimizer the lens was not told about is
+unobserved without a word: it is now named once. The expected values below are computed with plain torch
 from the parameters before and after each step.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import monitorch_widget as mw
+from monitorch_widget import MonitorNotice
 from monitorch_widget.lens import ParameterUpdateGeometry
 
 
@@ -113,7 +117,8 @@ def test_assigning_a_new_optimizer_mid_training_observes_its_steps_only():
     new = torch.optim.Adam(model.parameters(), lr=1e-2)
     lens.optimizer = new
     want2 = _by_hand(epoch(new))
-    epoch(old)  # the old optimizer's steps are no longer observed
+    with pytest.warns(MonitorNotice, match="lens.optimizer = new_optimizer"):
+        epoch(old)  # the old optimizer's steps are no longer observed (and the lens says so)
     norms = ins.history.series("Weight Update Norm", "0", "mean")
     corrs = ins.history.series("Weight Update Correlation", "0", "mean")
     assert norms[:2] == pytest.approx([want1[0], want2[0]], rel=1e-5)
@@ -121,4 +126,57 @@ def test_assigning_a_new_optimizer_mid_training_observes_its_steps_only():
     assert math.isnan(norms[2])
     with pytest.raises(TypeError, match="torch.optim.Optimizer"):
         lens.optimizer = "adam"
+    ins.detach()
+
+
+def _notices(caught) -> list[str]:
+    return [str(w.message) for w in caught
+            if issubclass(w.category, MonitorNotice) and "[ParameterUpdateGeometry]" in str(w.message)]
+
+
+@pytest.mark.parametrize("assign", [False, True], ids=["not-told", "assigned"])
+def test_a_replaced_optimizer_the_lens_was_not_told_about_is_named_once(assign):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    lens = ParameterUpdateGeometry(opt)
+    ins = mw.PyTorchInspector([lens], visualizer="none", module=model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for epoch in range(3):
+            if epoch == 1:  # a notebook cell re-run builds a new optimizer
+                opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+                if assign:
+                    lens.optimizer = opt
+            for _ in range(2):
+                opt.zero_grad()
+                model(torch.randn(5, 4)).pow(2).mean().backward()
+                opt.step()
+            ins.tick_epoch()
+        ins.tick_epoch()  # an epoch without any step: nothing to say
+    norms = ins.history.series("Weight Update Norm", "0", "mean")
+    notices = _notices(caught)
+    if assign:
+        assert not np.isnan(norms[:3]).any() and notices == []
+    else:
+        assert np.isnan(norms[1:]).all()  # the new optimizer's steps are not observed...
+        assert len(notices) == 1 and "lens.optimizer = new_optimizer" in notices[0]  # ...and that is said once
+    ins.detach()
+
+
+def test_no_notice_when_the_lens_optimizer_steps_next_to_another():
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"G": nn.Linear(4, 4), "D": nn.Linear(4, 1)})
+    opt_g = torch.optim.SGD(model["G"].parameters(), 0.1)
+    opt_d = torch.optim.SGD(model["D"].parameters(), 0.1)
+    ins = mw.PyTorchInspector([ParameterUpdateGeometry(opt_g)], visualizer="none", module=model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            for opt in (opt_d, opt_g):
+                opt.zero_grad()
+                model["D"](model["G"](torch.randn(8, 4))).mean().backward()
+                opt.step()
+            ins.tick_epoch()
+    assert _notices(caught) == []
     ins.detach()

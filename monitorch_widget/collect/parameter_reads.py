@@ -34,6 +34,7 @@ class UpdateReader(ParameterSet):
         self.correlation = correlation
         self.armed: list[Group] | None = None  # the groups snapshotted and not yet observed
         self.handles: list[Any] = []
+        self.steps = 0  # observations since the last reset (steps of the hooked optimizer, inspect() calls)
 
     def hook(self, optimizer: torch.optim.Optimizer | None) -> None:
         """Observe the steps of ``optimizer`` from now on (and no longer those of the previous one); None:
@@ -73,6 +74,7 @@ class UpdateReader(ParameterSet):
 
     @monitor_mode
     def observe(self) -> None:
+        self.steps += 1
         groups, self.armed = self.armed, None
         for group in groups or ():
             delta = group.buffers[_SNAPSHOT]
@@ -85,6 +87,7 @@ class UpdateReader(ParameterSet):
     @monitor_mode
     def reset(self) -> None:
         """A new epoch: the previous update is zero again (monitorch's first correlation of an epoch is 0)."""
+        self.steps = 0
         if self.correlation:
             previous = [mem[_PREVIOUS] for mem in self._memory.values()]
             if previous:

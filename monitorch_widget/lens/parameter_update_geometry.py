@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from ..collect.faults import MonitorNotice
 from ..collect.parameter_reads import UpdateReader
 from ..collect.parameter_sets import ParameterSite
 from ..collect.summary import Summary
@@ -52,6 +53,7 @@ class ParameterUpdateGeometry(SequenceGeometryLens):
         super().__init__(parameters, inplace, normalize_by_size, log_scale, compute_correlation, line_aggregation,
                          range_aggregation)
         self._reader: UpdateReader | None = None
+        self._epoch_start = 0  # the model's optimizer-step count when the epoch began
         self.optimizer = optimizer
 
     @property
@@ -97,10 +99,25 @@ class ParameterUpdateGeometry(SequenceGeometryLens):
     def flush(self, final: bool = True) -> None:
         if self._reader is not None:
             self._reader.flush()
+            if final:
+                self._check_optimizer()
         flush_sites(self, final)
+
+    def _check_optimizer(self) -> None:
+        """An epoch in which other optimizers stepped the model and ours never did: most likely a new
+        optimizer replaced it (a notebook cell re-run, a fine-tuning phase), its steps unobserved. Named once."""
+        steps = self.ctx.steps
+        if (self.optimizer is not None and self._reader is not None and self._reader.steps == 0
+                and steps is not None and steps.count > self._epoch_start):
+            self.ctx.faults.report(
+                self.lens_name, f"its optimizer ({type(self.optimizer).__name__}) took no step this epoch while "
+                "other optimizers updated the model, so no update was measured; if it was replaced, assign "
+                "the new one: lens.optimizer = new_optimizer", category=MonitorNotice)
 
     def reset_epoch(self) -> None:
         super().reset_epoch()
+        steps = self._ctx.steps if self._ctx is not None else None
+        self._epoch_start = steps.count if steps is not None else 0
         if self._reader is not None:
             self._reader.reset()
 
@@ -110,6 +127,7 @@ class ParameterUpdateGeometry(SequenceGeometryLens):
             self._reader.clear()
             self._reader = None
         self._bank = self._new_bank()
+        self._epoch_start = 0  # the next attach counts its steps from 0
 
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
         calls = []
