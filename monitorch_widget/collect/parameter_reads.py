@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from .modes import monitor_mode
+from .optimizer_steps import groups_signature
 from .parameter_sets import Group, ParameterSet
 
 _SNAPSHOT, _PREVIOUS = 0, 1
@@ -35,6 +36,7 @@ class UpdateReader(ParameterSet):
         self.armed: list[Group] | None = None  # the groups snapshotted and not yet observed
         self.handles: list[Any] = []
         self.steps = 0  # observations since the last reset (steps of the hooked optimizer, inspect() calls)
+        self._held: tuple[list[int], set[int]] | None = None  # (groups signature, ids of the optimizer's params)
 
     def hook(self, optimizer: torch.optim.Optimizer | None) -> None:
         """Observe the steps of ``optimizer`` from now on (and no longer those of the previous one); None:
@@ -43,6 +45,7 @@ class UpdateReader(ParameterSet):
             handle.remove()
         self.handles = []
         self.armed = None  # a step of the previous optimizer that is under way is not observed
+        self._held = None
         if optimizer is not None:
             self.handles = [optimizer.register_step_pre_hook(
                                 lambda opt, *_: self.guarded("snapshot before the step", lambda: self.snapshot(opt))),
@@ -65,8 +68,11 @@ class UpdateReader(ParameterSet):
         observation, and their next correlation is with their own previous update. None (``inspect``): all."""
         taking = None
         if optimizer is not None:
-            stepped = {id(p) for g in optimizer.param_groups for p in g["params"] if p.grad is not None}
-            taking = lambda site: id(site.param) in stepped  # noqa: E731
+            signature = groups_signature(optimizer)  # the held set is rebuilt only when the groups change
+            if self._held is None or self._held[0] != signature:
+                self._held = (signature, {id(p) for g in optimizer.param_groups for p in g["params"]})
+            held = self._held[1]
+            taking = lambda site: id(site.param) in held and site.param.grad is not None  # noqa: E731
         groups = self.groups(taking)
         for group in groups:
             torch._foreach_copy_(group.buffers[_SNAPSHOT], group.params)
