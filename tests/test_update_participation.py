@@ -180,3 +180,37 @@ def test_no_notice_when_the_lens_optimizer_steps_next_to_another():
             ins.tick_epoch()
     assert _notices(caught) == []
     ins.detach()
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda ps: torch.optim.SGD(ps, lr=0.1),
+    lambda ps: torch.optim.LBFGS(ps, lr=0.1, max_iter=3),
+], ids=["sgd-closure", "lbfgs"])
+def test_a_step_whose_closure_makes_the_gradients_is_observed(make_opt):
+    """Lightning's automatic optimisation and LBFGS run forward and backward inside ``step(closure)``: at the
+    step's pre-hook the gradients are still None, so which parameters the step updates is decided after it."""
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"a": nn.Linear(4, 4), "b": nn.Linear(4, 4)})
+    opt = make_opt(model.parameters())
+    ins = mw.PyTorchInspector([ParameterUpdateGeometry(opt)], visualizer="none", module=model)
+    updates = []
+    for _ in range(3):
+        x = torch.randn(5, 4)
+
+        def closure(x: torch.Tensor = x) -> torch.Tensor:
+            opt.zero_grad()
+            loss = model["a"](x).pow(2).mean()  # "b" takes no part: its .grad stays None
+            loss.backward()
+            return loss
+
+        opt.zero_grad(set_to_none=True)
+        before = model["a"].weight.detach().clone()
+        opt.step(closure)
+        updates.append(model["a"].weight.detach() - before)
+    ins.tick_epoch()
+    norm, corr = _by_hand(updates)
+    h = ins.history
+    assert h.series("Weight Update Norm", "a", "mean")[-1] == pytest.approx(norm, rel=1e-5)
+    assert h.series("Weight Update Correlation", "a", "mean")[-1] == pytest.approx(corr, rel=1e-4, abs=1e-7)
+    assert math.isnan(h.series("Weight Update Norm", "b", "mean")[-1])
+    ins.detach()

@@ -37,6 +37,7 @@ class UpdateReader(ParameterSet):
         self.handles: list[Any] = []
         self.steps = 0  # observations since the last reset (steps of the hooked optimizer, inspect() calls)
         self._held: tuple[list[int], set[int]] | None = None  # (groups signature, ids of the optimizer's params)
+        self._stepping = False  # the armed snapshot is an optimizer step's (not an inspect() call's)
 
     def hook(self, optimizer: torch.optim.Optimizer | None) -> None:
         """Observe the steps of ``optimizer`` from now on (and no longer those of the previous one); None:
@@ -62,33 +63,56 @@ class UpdateReader(ParameterSet):
 
     @monitor_mode
     def snapshot(self, optimizer: torch.optim.Optimizer | None = None) -> None:
-        """Copy the watched parameters before a step of ``optimizer``: only those the step updates, i.e. the
-        ones it holds whose ``.grad`` is not None (every ``torch.optim`` optimizer skips a parameter without a
-        gradient: a module no batch reached, a frozen one, another optimizer's). The others make no
-        observation, and their next correlation is with their own previous update. None (``inspect``): all."""
+        """Copy the watched parameters ``optimizer`` holds before its step (None, ``inspect``: all of them).
+        Which of them the step updates is known only after it (a closure -- LBFGS, Lightning -- makes the
+        gradients inside the step): see :meth:`observe`."""
         taking = None
         if optimizer is not None:
             signature = groups_signature(optimizer)  # the held set is rebuilt only when the groups change
             if self._held is None or self._held[0] != signature:
                 self._held = (signature, {id(p) for g in optimizer.param_groups for p in g["params"]})
             held = self._held[1]
-            taking = lambda site: id(site.param) in held and site.param.grad is not None  # noqa: E731
+            taking = lambda site: id(site.param) in held  # noqa: E731
         groups = self.groups(taking)
         for group in groups:
             torch._foreach_copy_(group.buffers[_SNAPSHOT], group.params)
         self.armed = groups if groups else None
+        self._stepping = optimizer is not None
 
     @monitor_mode
     def observe(self) -> None:
+        """After a step: the update of every snapshotted parameter the step updated -- one whose ``.grad`` is
+        not None now (every ``torch.optim`` optimizer skips a parameter without a gradient: a module no batch
+        reached, a frozen one). The others make no observation, and their next correlation is with their own
+        previous update."""
         self.steps += 1
         groups, self.armed = self.armed, None
         for group in groups or ():
             delta = group.buffers[_SNAPSHOT]
             torch._foreach_sub_(delta, group.params)  # before - after = -update
+            took = [s.param.grad is not None for s in group.sites] if self._stepping else None
+            if took is not None and all(took):
+                took = None
+            if took is not None and not any(took):
+                continue
             row = group.next_row(self.bank)
-            group.write(row, group.flat[_SNAPSHOT], group.flat[_PREVIOUS] if self.correlation else None)
+            group.write(row, group.flat[_SNAPSHOT], group.flat[_PREVIOUS] if self.correlation else None, took)
             if self.correlation:
-                self.swap(group, _SNAPSHOT, _PREVIOUS)
+                if took is None:
+                    self.swap(group, _SNAPSHOT, _PREVIOUS)
+                else:
+                    self._swap_taken(group, took)
+
+    def _swap_taken(self, group: Group, took: list[bool]) -> None:
+        """:meth:`swap` of the snapshot and the previous update for the sites that ``took`` the step only."""
+        a, b = _SNAPSHOT, _PREVIOUS
+        for i, s in enumerate(group.sites):
+            if took[i]:
+                x, y = group.buffers[a][i], group.buffers[b][i]
+                group.buffers[a][i], group.buffers[b][i] = y, x
+                group.flat[a][i], group.flat[b][i] = group.flat[b][i], group.flat[a][i]
+                mem = self._memory[id(s)]
+                mem[a], mem[b] = y, x
 
     @monitor_mode
     def reset(self) -> None:
