@@ -23,6 +23,7 @@ def claim(model: nn.Module, inspector: Any) -> str | None:
     if previous is None or previous is inspector or getattr(previous, "_model", None) is not model:
         return None
     previous.detach()
+    previous.replaced_on = type(model).__name__  # its next tick_epoch() says why it is detached
     previous._live.close()  # its views belonged to the replaced inspector (usually the re-run cell's old output)
     return (f"{type(model).__name__} was attached to another inspector: that one was detached (its record "
             "keeps its runs) and its widget closed; one inspector per model")

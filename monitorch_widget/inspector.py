@@ -194,8 +194,10 @@ class PyTorchInspector:
         self._pump_handle = graphs.call_root.register_forward_pre_hook(self._pump_hook)
         self._steps = StepCounter(model)  # optimizer steps of this run (the charts' "step" x axis)
         STEPS.listen(self._steps)
+        self._ctx.steps = self._steps
         self.state.counter = 1
         self.state.attached = True
+        self.replaced_on: str | None = None
         self._pushes.reset()
         self.faults.clear()
         types = {n: type(m).__name__ for m, n, _ in entries}
@@ -311,12 +313,17 @@ class PyTorchInspector:
     def tick_epoch(self, epoch: int | None = None) -> None:
         """End the epoch: aggregate what the hooks gathered, append one row to the record, redraw."""
         if not self.state.attached:
+            replaced = getattr(self, "replaced_on", None)
             raise RuntimeError("tick_epoch() needs an attached model: call inspector.attach(model) first"
-                               + (" (the inspector was detached)" if self.history.runs else ""))
+                               + (f" (another inspector was attached to this {replaced}, which detached this one: "
+                                  "one inspector per model; tick that one)" if replaced else
+                                  " (the inspector was detached)" if self.history.runs else ""))
         if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int)):
             raise TypeError(f"tick_epoch(epoch=...) must be an int, got {epoch!r}")
         self._pump()  # queued view requests (stop/resume recording) act before the epoch is computed
-        if not self.state.is_active:
+        active = self.state.is_active
+        self._gate.ticked(active)
+        if not active:
             # monitorch: an inactive tick only moves the counter; what the hooks gathered while active (and
             # the pushed values) wait for the next active tick
             self._next_epoch(epoch)

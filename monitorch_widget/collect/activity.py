@@ -10,6 +10,11 @@ which the hooks read (no tensor is read, nothing is synchronised). Hooks of modu
 model's forward (a separate loss module) follow the answer of the latest pass.
 
 A failing ``is_active_fn`` is reported once (the last answer stays) and training goes on.
+
+A tick while ``is_active_fn`` says no only moves the epoch counter (monitorch's rule), so with
+``lambda _: model.training`` a loop that ticks after its evaluation passes, still in eval mode, would never
+record anything: every tick is inactive while the training passes keep gathering. :meth:`ActivityGate.ticked`
+names that once (a :class:`~.faults.MonitorNotice`) at the first inactive tick after passes that gathered.
 """
 
 from __future__ import annotations
@@ -22,7 +27,12 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from .compiled import in_graph
-from .faults import FaultLog
+from .faults import FaultLog, MonitorNotice
+
+DEFERRED_TICK = ("tick_epoch() came while is_active_fn said no, after passes it said yes to: as in monitorch, "
+                 "that tick records nothing and what they gathered waits for the next tick while it says yes. "
+                 "With is_active_fn=lambda _: model.training, call model.train() before tick_epoch() (after the "
+                 "evaluation passes), or every epoch is left unrecorded")
 
 
 class ActivityGate:
@@ -37,6 +47,8 @@ class ActivityGate:
         self._in_backward = False
         self._failed = False
         self._no_output_hooks = False
+        #: a forward or backward pass since the last active tick was answered yes (its values were gathered)
+        self.gathered = False
 
     def attach(self, model: nn.Module, per_pass: bool = True) -> None:
         """Ask now; with ``per_pass``, also at every forward / backward pass of ``model``. An ``is_active_fn``
@@ -68,12 +80,20 @@ class ActivityGate:
             self.apply(active)
         return active
 
+    def ticked(self, active: bool) -> None:
+        """A tick, ``active`` or not: an inactive one after passes that gathered is named once."""
+        if active:
+            self.gathered = False
+        elif self.gathered:
+            self.faults.report("is_active_fn", DEFERRED_TICK, category=MonitorNotice)
+
     # --- hooks ------------------------------------------------------------------------------------------
     def _on_forward(self, module: nn.Module, args: Any) -> None:
         if in_graph():  # a model compiled after attach: the answer read here would become a guard
             return
         self._in_backward = False  # a new graph (re-arms also after a backward pass that raised)
-        self.refresh()
+        if self.refresh():
+            self.gathered = True
 
     def _on_output(self, module: nn.Module, args: Any, out: Any) -> None:
         if in_graph() or self._no_output_hooks or not torch.is_grad_enabled():
@@ -95,7 +115,8 @@ class ActivityGate:
             torch.autograd.Variable._execution_engine.queue_callback(self._end_backward)
         except RuntimeError:  # called outside a backward pass (by hand)
             self._in_backward = False
-        self.refresh()
+        if self.refresh():
+            self.gathered = True
 
     def _end_backward(self) -> None:
         self._in_backward = False

@@ -33,9 +33,31 @@ _F32 = torch.float32
 EPS = 1e-8  # monitorch's eps for the correlation's denominator
 
 
+def norm_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype to take ``x``'s norm in: float32 (half / bfloat16 sums would overflow or lose digits), but
+    float64 for a float64 tensor, which torch refuses to narrow inside a norm (``dtype=float32`` raises)."""
+    return x.dtype if x.dtype is torch.float64 else _F32
+
+
 def norms(tensors: Sequence[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
-    """[n] float32 L2 norms, one multi-tensor op (written into ``out`` when given)."""
-    return torch.stack(torch._foreach_norm(list(tensors), 2, dtype=_F32), out=out)
+    """[n] float32 L2 norms, one multi-tensor op (written into ``out`` when given). A float64 tensor among
+    them (``model.double()``) is measured in float64, its norm rounded to float32."""
+    tensors = list(tensors)
+    try:
+        return torch.stack(torch._foreach_norm(tensors, 2, dtype=_F32), out=out)
+    except RuntimeError:  # the float32 norm refuses to narrow a float64 tensor
+        if not any(t.dtype is torch.float64 for t in tensors):
+            raise
+        wide = torch.stack(torch._foreach_norm(tensors, 2, dtype=torch.float64))
+        return wide.to(_F32) if out is None else out.copy_(wide)
+
+
+def norm_into(x: torch.Tensor, out: torch.Tensor) -> None:
+    """``out`` (a float32 0-d tensor) = ||x||_2, taken in :func:`norm_dtype`."""
+    if x.dtype is torch.float64:
+        out.copy_(torch.linalg.vector_norm(x))
+    else:
+        torch.linalg.vector_norm(x, dtype=_F32, out=out)
 
 
 def dots(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
@@ -101,7 +123,7 @@ def write_parts_one(out: Sequence[torch.Tensor], x: torch.Tensor, previous: torc
     """:func:`write_parts` for one tensor, into the 0-d views ``out`` = (norm[, inner product, previous norm])
     of one row: one ``torch.linalg.vector_norm`` and one ``torch.dot`` with ``out=``, and a copy of ``before``
     (a 0-d tensor: the previous observation's norm, written by this function) when given."""
-    torch.linalg.vector_norm(x, dtype=_F32, out=out[0])
+    norm_into(x, out[0])
     if previous is None:
         return
     if x.dtype == _F32 and previous.dtype == _F32:
@@ -109,7 +131,7 @@ def write_parts_one(out: Sequence[torch.Tensor], x: torch.Tensor, previous: torc
     else:
         out[1].copy_(dots([previous], [x])[0])
     if before is None:
-        torch.linalg.vector_norm(previous, dtype=_F32, out=out[2])
+        norm_into(previous, out[2])
     else:
         out[2].copy_(before)
 

@@ -131,10 +131,11 @@ class GradientReader:
             if not sites:
                 return
             fresh = []
+            scaled = STEPS.scaled  # unscaled in place by a GradScaler, version unchanged: read again
             for s in sites:
                 if s.handle is None:
                     s.ensure_hook()
-                if s.pending is None or not s.same_gradient(s.param.grad):  # type: ignore[arg-type]
+                if scaled or s.pending is None or not s.same_gradient(s.param.grad):  # type: ignore[arg-type]
                     fresh.append(s)
                     continue
                 # read at the end of the backward pass, unchanged since: that row is this step's observation

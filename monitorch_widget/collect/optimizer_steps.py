@@ -7,17 +7,50 @@ SAM), unscaled by a GradScaler, clipped if the user clipped. A step GradScaler s
 
 The hooks are process-wide, so they are registered once, while at least one reader is listening, and
 removed when the last one leaves; each reader filters by the parameters it watches.
+
+A step driven by ``GradScaler.step`` (``_amp_foreach_non_finite_check_and_unscale_`` unscales the gradients in
+place without bumping their version counters, and a fused optimizer unscales them inside its kernel) is told as
+such (:attr:`_Steps.scaled`): a reader must not reuse what it read at the end of the backward pass, which was
+the scaled gradient. The pre-hook finds the scaler among its few calling frames (a code-object comparison per
+frame, no tensor touched).
 """
 
 from __future__ import annotations
 
+import sys
 import weakref
+from types import FrameType
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from torch.utils.hooks import RemovableHandle
+
+
+def _scaler_codes() -> frozenset[Any]:
+    try:
+        from torch.amp.grad_scaler import GradScaler
+    except ImportError:  # pragma: no cover - every supported torch has it
+        return frozenset()
+    return frozenset(getattr(GradScaler, name).__code__ for name in ("step", "_maybe_opt_step")
+                     if hasattr(GradScaler, name))
+
+
+_SCALER_CODES = _scaler_codes()
+
+
+def _called_by_scaler(depth: int = 8) -> bool:
+    """Whether one of the ``depth`` frames above the step pre-hook's caller is ``GradScaler.step`` (the
+    optimizer's hook wrapper, an LR scheduler's counting wrapper and ``_maybe_opt_step`` sit in between)."""
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(depth):
+        if frame is None:
+            return False
+        if frame.f_code in _SCALER_CODES:
+            return True
+        frame = frame.f_back
+    return False
 
 
 class StepListener(Protocol):
@@ -34,6 +67,8 @@ class _Steps:
         #: id of the optimizer whose step() is running (between its pre- and post-hook), else None. Backward
         #: passes inside a step (a closure) belong to that step: they are read at its end.
         self.running: int | None = None
+        #: the running (or just finished) step was driven by a GradScaler: its gradients were unscaled in place
+        self.scaled = False
 
     def listen(self, listener: StepListener) -> None:
         self.listeners.add(listener)
@@ -52,6 +87,7 @@ class _Steps:
 
     def _pre(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self.running = id(optimizer)
+        self.scaled = _called_by_scaler()
 
     def _post(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self.running = None

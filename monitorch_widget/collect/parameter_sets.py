@@ -71,18 +71,26 @@ class Group:
             self.fold(bank)
         return self.rows.next_row()[0]
 
-    def write(self, row: int, tensors: list[torch.Tensor], previous: list[torch.Tensor] | None) -> None:
-        """Observation ``row``: norms (and correlations with ``previous``) of ``tensors``, counted here. With
-        ``previous``, the caller's next ``previous`` must be these ``tensors``, unchanged (a sequence)."""
+    def write(self, row: int, tensors: list[torch.Tensor], previous: list[torch.Tensor] | None,
+              taken: list[bool] | None = None) -> None:
+        """Observation ``row``: norms (and correlations with ``previous``) of ``tensors``, counted here for
+        every site, or for the sites ``taken`` marks. With ``previous``, the caller's next ``previous`` must be
+        these ``tensors``, unchanged (a sequence) -- for the sites not ``taken``, their old ``previous``."""
         parts = self.parts.rows_parts[row]
         if self.parts.group is None:
             write_parts(parts, tensors, previous, self.before)
             if previous is not None:
-                self.before = parts[0]
+                # some sites keep their old previous tensor: their norms are not this row's, recompute next time
+                self.before = parts[0] if taken is None else None
         else:  # a shard's rows are summed in place at the fold: its parts are never copied forward
             geometry_partials(parts, tensors, previous)
         if self.counts_here:
-            self.rows.mark_all(row)
+            if taken is None:
+                self.rows.mark_all(row)
+            else:
+                for pos, counted in enumerate(taken):
+                    if counted:
+                        self.rows.mark(row, pos)
 
     def fold(self, bank: StreamBank) -> None:
         self.before = None  # its row is about to be reused
@@ -112,12 +120,12 @@ class ParameterSet:
     def add(self, site: ParameterSite) -> None:
         self.sites.append(site)
 
-    def groups(self) -> list[Group]:
-        """The current groups (rebuilt when a site was added, turned on or off, or its parameter moved or
-        changed dtype)."""
+    def groups(self, taking: Callable[[ParameterSite], bool] | None = None) -> list[Group]:
+        """The current groups of the sites that are on and, with ``taking``, that it accepts (rebuilt when a
+        site was added, turned on or off, accepted or not, or its parameter moved or changed dtype)."""
         for s in self.sites:
             s.follow()
-        on = [s for s in self.sites if not s.off]
+        on = [s for s in self.sites if not s.off and (taking is None or taking(s))]
         # a parameter moved by module.to() keeps its identity: its device and dtype are part of the key
         key = tuple((id(s), id(s.param), s.param.device, s.param.dtype) for s in on)
         if key != self._key:

@@ -55,6 +55,9 @@ class LensContext:
         self.non_train_loss_str = non_train_loss_str
         #: which modules of the attached model run inside a torch.compile graph (set at each attach)
         self.graphs = CompiledGraphs(nn.Module())
+        #: the run's count of optimizer steps that updated the model (``collect.optimizer_steps.StepCounter``,
+        #: set at each attach; None before the first)
+        self.steps: Any = None
 
 
 class AbstractLens:

@@ -2,7 +2,8 @@
 
 Checked only for the kinds of thing the user asked about: trainable parameters when a parameter lens
 (``ParameterGradientActivation``) runs, activation-like leaf modules when an activation lens
-(``OutputActivation``) runs; plus the watched activations whose rates carry no information (smooth ones,
+(``OutputActivation``) runs, modules of an ``include=`` type that hold submodules (not leaves, so not
+hooked); plus the watched activations whose rates carry no information (smooth ones,
 see :mod:`.kinds`).
 """
 
@@ -54,4 +55,17 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | N
             parts.append(f"{len(smooth)} watched activation(s) are smooth ({_names(smooth)}): their outputs are "
                          "almost never within eps of zero, so activation rates stay near 1 and death rates near 0 "
                          "whatever training does; read their OutputNorm instead")
+    include_lenses = [lens for lens in lenses if getattr(lens, "_include", ())]
+    if include_lenses:
+        # include=[T] where T modules hold submodules (nn.MultiheadAttention: out_proj; a user's block): output
+        # lenses hook leaf modules only (monitorch's rule), so these would be skipped without a word
+        hooked_here = {site.name for lens in include_lenses for site in lens.sites}
+        inner = [f"{name} ({type(m).__name__})" for name, m in named_modules(model)
+                 if name and name not in hooked_here and any(True for _ in m.children())
+                 and any(isinstance(m, lens._include) for lens in include_lenses)]  # type: ignore[attr-defined]
+        if inner:
+            parts.append(f"{len(inner)} module(s) of an include= type hold submodules, and output lenses watch leaf "
+                         f"modules only (as monitorch): {_names(inner)} not watched; make them leaves with "
+                         f"PyTorchInspector(depth=...) at their depth (dots in the name + 1; their output must then be a "
+                         "tensor)")
     return "; ".join(parts) if parts else None

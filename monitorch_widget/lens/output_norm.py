@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..collect.compiled import in_graph
+from ..collect.geometry import norm_dtype
 from ..collect.hooks import ScalarSite
 from ..collect.passes import is_counted_pass, pass_rule_for
 from ..collect.summary import RANGE_NAMES, Summary, as_method_list, needs_all_values
@@ -38,7 +39,9 @@ class NormSite(ScalarSite):
             y = out.detach()
             if y.numel() == 0:  # a batch of no rows: no observation (its mean norm would be NaN)
                 return
-            per_sample = torch.linalg.vector_norm(y.reshape(y.shape[0], -1), dim=1, dtype=torch.float32)
+            per_sample = torch.linalg.vector_norm(y.reshape(y.shape[0], -1), dim=1, dtype=norm_dtype(y))
+            if per_sample.dtype is not torch.float32:  # a float64 output: its norms rounded for the float32 row
+                per_sample = per_sample.float()
             if self.normalize:
                 per_sample = per_sample * (1.0 / math.sqrt(max(y[0].numel(), 1)))
             torch.mean(per_sample, 0, keepdim=True, out=self.slot(y.device))

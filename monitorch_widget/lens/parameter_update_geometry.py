@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from ..collect.faults import MonitorNotice
 from ..collect.parameter_reads import UpdateReader
 from ..collect.parameter_sets import ParameterSite
 from ..collect.summary import Summary
@@ -25,7 +26,9 @@ class ParameterUpdateGeometry(SequenceGeometryLens):
     Read by ``optimizer``'s step pre- and post-hooks (:mod:`monitorch_widget.collect.parameter_reads`): the
     update is exactly what each step changed, the first step included (monitorch differences the parameters
     between consecutive post-step hooks, so it has no value for the first step and counts changes made between
-    steps into the next one). A step GradScaler skips is not an observation. With ``optimizer=None``, call
+    steps into the next one). A step GradScaler skips is not an observation, and neither is a step for a
+    parameter it does not update (one the optimizer does not hold, or whose ``.grad`` is None: a module no batch
+    reached, a frozen one). With ``optimizer=None``, call
     :meth:`inspect_update` to observe the change since its previous call (monitorch's behaviour).
 
     Cost per step: one ``_foreach_copy_`` and one ``_foreach_sub_`` over the watched parameters, one
@@ -47,14 +50,27 @@ class ParameterUpdateGeometry(SequenceGeometryLens):
                  normalize_by_size: bool = False, log_scale: bool = False, compute_correlation: bool = True,
                  parameters: str | Iterable[str] = ("weight", "bias"), line_aggregation: str | Iterable[str] = "mean",
                  range_aggregation: str | Iterable[str] | None = ("std", "min-max")) -> None:
+        super().__init__(parameters, inplace, normalize_by_size, log_scale, compute_correlation, line_aggregation,
+                         range_aggregation)
+        self._reader: UpdateReader | None = None
+        self._epoch_start = 0  # the model's optimizer-step count when the epoch began
+        self.optimizer = optimizer
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer | None:
+        """The optimizer whose steps are observed. Assigning another one (a new optimizer mid-training, or
+        before a re-attach) observes its steps from the next one on, and no longer the old one's."""
+        return self._optimizer
+
+    @optimizer.setter
+    def optimizer(self, optimizer: torch.optim.Optimizer | None) -> None:
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"ParameterUpdateGeometry(optimizer=...) must be a torch.optim.Optimizer (the one whose "
                             f"steps update the model) or None (then call inspect_update()); got "
                             f"{type(optimizer).__name__}")
-        super().__init__(parameters, inplace, normalize_by_size, log_scale, compute_correlation, line_aggregation,
-                         range_aggregation)
-        self.optimizer = optimizer
-        self._reader: UpdateReader | None = None
+        self._optimizer = optimizer
+        if self._reader is not None:
+            self._reader.hook(optimizer)
 
     def _reader_(self) -> UpdateReader:
         if self._reader is None:
@@ -83,10 +99,25 @@ class ParameterUpdateGeometry(SequenceGeometryLens):
     def flush(self, final: bool = True) -> None:
         if self._reader is not None:
             self._reader.flush()
+            if final:
+                self._check_optimizer()
         flush_sites(self, final)
+
+    def _check_optimizer(self) -> None:
+        """An epoch in which other optimizers stepped the model and ours never did: most likely a new
+        optimizer replaced it (a notebook cell re-run, a fine-tuning phase), its steps unobserved. Named once."""
+        steps = self.ctx.steps
+        if (self.optimizer is not None and self._reader is not None and self._reader.steps == 0
+                and steps is not None and steps.count > self._epoch_start):
+            self.ctx.faults.report(
+                self.lens_name, f"its optimizer ({type(self.optimizer).__name__}) took no step this epoch while "
+                "other optimizers updated the model, so no update was measured; if it was replaced, assign "
+                "the new one: lens.optimizer = new_optimizer", category=MonitorNotice)
 
     def reset_epoch(self) -> None:
         super().reset_epoch()
+        steps = self._ctx.steps if self._ctx is not None else None
+        self._epoch_start = steps.count if steps is not None else 0
         if self._reader is not None:
             self._reader.reset()
 
@@ -96,6 +127,7 @@ class ParameterUpdateGeometry(SequenceGeometryLens):
             self._reader.clear()
             self._reader = None
         self._bank = self._new_bank()
+        self._epoch_start = 0  # the next attach counts its steps from 0
 
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
         calls = []

@@ -1,0 +1,39 @@
+"""Two inspectors on one model: the second replaces the first (one inspector per model), and the first one's
+``tick_epoch()`` then says why it is detached instead of only that it is.
+
+Found on real code: a notebook whose second cell built another inspector for the same model, then ticked both;
+the first raised "the inspector was detached" with no reason. The second one's values are checked by hand.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from monitorch_widget import MonitorNotice, PyTorchInspector
+from monitorch_widget.lens import OutputActivation
+
+
+def test_the_replaced_inspector_says_why_it_cannot_tick():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+    first = PyTorchInspector([OutputActivation()], visualizer="none", module=model)
+    with pytest.warns(MonitorNotice, match="attached to another inspector"):
+        second = PyTorchInspector([OutputActivation()], visualizer="none", module=model)
+    xs = [torch.randn(6, 4) for _ in range(2)]
+    for x in xs:
+        model(x).sum().backward()
+    with pytest.raises(RuntimeError, match="another inspector was attached to this Sequential"):
+        first.tick_epoch()
+    second.tick_epoch()
+    with torch.no_grad():
+        want = sum(float((model(x) > 1e-8).float().mean()) for x in xs) / len(xs)
+    assert second.history.series("Output Activations", "1", "activation_rate")[-1] == pytest.approx(want, rel=1e-6)
+    with pytest.warns(MonitorNotice, match="attached to another inspector"):
+        first.attach(model)  # taking the model back: the first one ticks again, the second is the replaced one
+    model(xs[0]).sum().backward()
+    first.tick_epoch()
+    with pytest.raises(RuntimeError, match="another inspector was attached"):
+        second.tick_epoch()
+    first.detach()
