@@ -98,6 +98,9 @@ class PyTorchInspector:
         self._live = LiveView(self.history, self.visualizer if own else None,
                               lambda module, on: (self.resume_recording if on else self.stop_recording)(module))
         self._user_visualizer = None if reads_record(self.visualizer, self.history) else self.visualizer
+        taken = attachments.claim_lenses(self.lenses, self)  # before binding: the old owner detaches first
+        if taken is not None:
+            self.faults.report("attach", taken, category=MonitorNotice)
         for lens in self.lenses:
             lens.bind(self._ctx)
             for tag, attrs in lens.tags():
@@ -174,6 +177,9 @@ class PyTorchInspector:
             self.detach()
         self._ctx.graphs = graphs
         replaced = attachments.claim(model, self)
+        taken = attachments.claim_lenses(self.lenses, self)  # taking its lenses back from another inspector
+        for lens in self.lenses:
+            lens.bind(self._ctx)
         entries = list(traverse(model, self.depth, self.module_name_prefix))
         leaves = [(m, n) for m, n, leaf in entries if leaf]
         inner = [(m, n) for m, n, leaf in entries if not leaf]
@@ -211,8 +217,9 @@ class PyTorchInspector:
                 self.faults.report(lens.lens_name, f"{len(lens.refused)} module(s) run inside a torch.compile graph "
                                    f"and are not watched ({', '.join(lens.refused[:8])}"
                                    f"{' and more' if len(lens.refused) > 8 else ''}): {COMPILED_ADVICE}")
-        if replaced is not None:
-            self.faults.report("attach", replaced, category=MonitorNotice)
+        for notice in (replaced, taken):
+            if notice is not None:
+                self.faults.report("attach", notice, category=MonitorNotice)
         self._recording.new_run(self.lenses, self.history)
         self._gate.attach(graphs.call_root, self.state.per_pass)  # outside the graph of a compiled model
         self._epoch_started = time.time()
@@ -315,8 +322,7 @@ class PyTorchInspector:
         if not self.state.attached:
             replaced = getattr(self, "replaced_on", None)
             raise RuntimeError("tick_epoch() needs an attached model: call inspector.attach(model) first"
-                               + (f" (another inspector was attached to this {replaced}, which detached this one: "
-                                  "one inspector per model; tick that one)" if replaced else
+                               + (f" ({replaced})" if replaced else
                                   " (the inspector was detached)" if self.history.runs else ""))
         if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int)):
             raise TypeError(f"tick_epoch(epoch=...) must be an int, got {epoch!r}")

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from monitorch_widget import MonitorNotice, PyTorchInspector
-from monitorch_widget.lens import OutputActivation
+from monitorch_widget.lens import LossMetrics, OutputActivation, ParameterNorm
 
 
 def test_the_replaced_inspector_says_why_it_cannot_tick():
@@ -37,3 +37,36 @@ def test_the_replaced_inspector_says_why_it_cannot_tick():
     with pytest.raises(RuntimeError, match="another inspector was attached"):
         second.tick_epoch()
     first.detach()
+
+
+def test_lens_objects_given_to_a_second_inspector_move_to_it():
+    """A re-run cell that builds a new inspector (and model) from lens objects an earlier cell made: the earlier
+    inspector is detached with a notice instead of both sharing the lenses' sites (it recorded NaN and
+    ParameterNorm failed with IndexError). The new one's loss and parameter norms are checked by hand."""
+    loss_fn = nn.MSELoss()
+    lenses = [LossMetrics(loss_fn=loss_fn), OutputActivation(), ParameterNorm()]
+
+    def cell():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        inspector = PyTorchInspector(lenses, visualizer="none", module=model)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        losses = []
+        for _ in range(3):
+            opt.zero_grad()
+            loss = loss_fn(model(torch.randn(8, 4)), torch.randn(8, 2))
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        inspector.tick_epoch()
+        return inspector, model, losses
+
+    first, _, _ = cell()
+    with pytest.warns(MonitorNotice, match="belonged to another attached inspector"):
+        second, model, losses = cell()
+    assert second.history.series("Loss", "Loss", "train_loss mean")[-1] == pytest.approx(sum(losses) / 3, rel=1e-6)
+    want = float(torch.linalg.vector_norm(model[0].weight.detach()))
+    assert second.history.series("Weight Norm", "0", "mean")[-1] == pytest.approx(want, rel=1e-5)
+    with pytest.raises(RuntimeError, match="another inspector took its lens objects"):
+        first.tick_epoch()
+    second.detach()
