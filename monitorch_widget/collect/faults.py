@@ -7,8 +7,32 @@ the problem to the record, where the widget's status line shows it.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Callable
+from types import FrameType
+
+import torch
+
+# Frames in these packages are the monitor's, PyTorch's or a training framework's: never the line a user wrote.
+_OWN = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
+        os.path.dirname(os.path.abspath(torch.__file__)) + os.sep)
+_FRAMEWORKS = ("lightning", "pytorch_lightning", "transformers", "accelerate")
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning issued by this function's caller point at the user's line: the
+    first frame outside this package, torch and the training frameworks (a hook's warning at the user's
+    ``loss.backward()`` or ``model(x)``, a tick's at ``tick_epoch()``, a Lightning run's at ``trainer.fit``);
+    2 (the caller's caller) when every frame is inside."""
+    files = [getattr(sys.modules.get(name), "__file__", None) for name in _FRAMEWORKS]
+    inner = _OWN + tuple(os.path.dirname(os.path.abspath(f)) + os.sep for f in files if isinstance(f, str))
+    frame: FrameType | None = sys._getframe(2)  # the caller's caller: stacklevel 2
+    level = 2
+    while frame is not None and frame.f_code.co_filename.startswith(inner):
+        frame, level = frame.f_back, level + 1
+    return level if frame is not None else 2
 
 
 class MonitorWarning(UserWarning):
@@ -34,7 +58,7 @@ class FaultLog:
         first = key not in self.counts
         self.counts[key] = self.counts.get(key, 0) + 1
         if first and warn:
-            warnings.warn(f"monitorch_widget [{lens}]: {message}", category, stacklevel=3)
+            warnings.warn(f"monitorch_widget [{lens}]: {message}", category, stacklevel=user_stacklevel())
         for fn in self._listeners:
             fn(lens, message, self.counts[key])
 
