@@ -367,3 +367,30 @@ def test_our_own_geometry_lenses_trigger_the_same_gradient_and_update_findings()
     vanishing = by_check(ins.findings, "vanishing_gradient")
     assert "0" in vanishing and str(len(deep) - 1) not in vanishing
     assert "after clipping" in vanishing["0"].message or "the optimizer" in vanishing["0"].message
+
+
+def test_weights_that_do_not_move_are_named_as_such_not_as_a_low_learning_rate():
+    """A layer whose parameter group has lr 0 (or whose gradients are all zero) has an update ratio of exactly 0:
+    the finding says its weights did not move and what to check, not "raise the learning rate"."""
+    X, y = regression()
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 1))
+    opt = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.01},
+                           {"params": model[2].parameters(), "lr": 0.0}])
+    from monitorch_widget.lens import ParameterNorm as OurNorm
+    from monitorch_widget.lens import ParameterUpdateGeometry as OurUpdates
+
+    ins = PyTorchInspector([OurNorm(), OurUpdates(opt)], visualizer="none", module=model)
+    frozen = model[2].weight.detach().clone()
+    for _ in range(2):
+        for i in range(0, 256, 32):
+            opt.zero_grad()
+            nn.functional.mse_loss(model(X[i:i + 32]), y[i:i + 32]).backward()
+            opt.step()
+        ins.tick_epoch()
+    assert torch.equal(model[2].weight, frozen)  # by hand: lr 0 left it where it was
+    ratios = by_check(ins.findings, "update_ratio")
+    assert ratios["2"].severity == "warning" and ratios["2"].value == 0.0
+    assert "did not move" in ratios["2"].message and "learning rate may be too low" not in ratios["2"].message
+    assert "0" not in ratios or "did not move" not in ratios["0"].message
+    ins.detach()

@@ -105,6 +105,13 @@ def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
                 f"each step moves its weights by {sci(r)} of their norm, far above the usual ~1e-3 (CS231n); "
                 "the learning rate is likely too high.",
                 "lower the learning rate (by 10x to start), or add warm-up; keep the ratio near 1e-3"))
+        elif r == 0:  # not a small step but none: "raise the learning rate" would mislead
+            out.append(Condition(
+                "update_ratio", "warning", layer, UPDATE_NORM, r,
+                "its weights did not move in this epoch's steps: its gradients were zero (a dead layer, or a "
+                "branch the loss does not reach) or its learning rate is 0.",
+                "check its gradient activation (dead units), that the loss depends on it, and its parameter "
+                "group's lr"))
         elif r < cfg.update_ratio_low:
             out.append(Condition(
                 "update_ratio", "info", layer, UPDATE_NORM, r,
