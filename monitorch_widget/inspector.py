@@ -15,24 +15,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import attachments
+from . import attachments, ticking
 from .collect.activity import ActivityGate, InspectorState
-from .collect.compiled import COMPILED_ADVICE, CompiledGraphs, in_graph
+from .collect.compiled import CompiledGraphs, in_graph
 from .collect.faults import FaultLog, MonitorNotice, MonitorWarning
 from .collect.model_tree import attached_graphs, traverse
-from .collect.modes import monitor_mode
 from .collect.optimizer_steps import STEPS, StepCounter
 from .collect.progress import IntraEpochUpdates
 from .collect.pushes import Pushes, check_number
 from .collect.rank_exchange import RankExchange, world
-from .collect.transfer import to_host
-from .lens.base import AbstractLens, Call, LensContext
-from .lens.coverage import coverage_notice
+from .lens.base import AbstractLens, LensContext
+from .lens.coverage import attach_reports
 from .lens.lens_list import check_lenses
 from .lens.loss_metrics import LossMetrics
 from .record import Record
 from .record.health import Finding, HealthConfig, HealthMonitor
 from .recording import RecordingSwitch
+from .ticking import Results
 from .views.live import LiveView
 from .views.monitorch_adapter import WidgetVisualizer
 from .views.resolve import reads_record, resolve_visualizer
@@ -145,16 +144,8 @@ class PyTorchInspector:
 
         Raises ``TypeError`` for a non-string pattern and ``ValueError`` when an attached model has no module
         that a pattern matches. Call it on the training thread (views' requests are queued there)."""
-        pats = RecordingSwitch.check(patterns, "stop_recording(pattern, ...)")
-        if self.state.attached:
-            unmatched = [p for p in pats if not RecordingSwitch.groups(self.lenses, [p])]
-            if unmatched:
-                known = sorted({s.name for lens in self.lenses for s in lens.sites})
-                raise ValueError(f"stop_recording: {unmatched} match no watched module; watched: {known[:12]}"
-                                 f"{' ...' if len(known) > 12 else ''}")
-            return self._recording.stop(pats, self.lenses, self.history, self.state.counter)
-        self._recording.stop(pats, [], self.history, self.state.counter)
-        return set()
+        return self._recording.stop_checked(patterns, self.lenses if self.state.attached else None, self.history,
+                                            self.state.counter)
 
     def resume_recording(self, *patterns: str) -> None:
         """Measure again what :meth:`stop_recording` stopped, from the next epoch on (the epoch in progress stays
@@ -209,14 +200,8 @@ class PyTorchInspector:
         types = {n: type(m).__name__ for m, n, _ in entries}
         label = run_name if run_name else f"run {len(self.history.runs) + 1}: {type(model).__name__}"
         self.history.start_run(label, types)
-        notice = coverage_notice(model, self.lenses)
-        if notice is not None:
-            self.faults.report("attach", notice, category=MonitorNotice)
-        for lens in self.lenses:
-            if lens.refused:
-                self.faults.report(lens.lens_name, f"{len(lens.refused)} module(s) run inside a torch.compile graph "
-                                   f"and are not watched ({', '.join(lens.refused[:8])}"
-                                   f"{' and more' if len(lens.refused) > 8 else ''}): {COMPILED_ADVICE}")
+        for source, message, category in attach_reports(model, self.lenses):
+            self.faults.report(source, message, category=category)
         for notice in (replaced, taken):
             if notice is not None:
                 self.faults.report("attach", notice, category=MonitorNotice)
@@ -292,23 +277,9 @@ class PyTorchInspector:
         self._pump()
 
     # --- ticking -------------------------------------------------------------------------------------
-    @monitor_mode  # once for the whole tick, not per fold
-    def _compute(self, final: bool = True) -> list[tuple[AbstractLens, list[Call]]]:
-        for lens in self.lenses:
-            lens.flush(final)
-        streams = [s for lens in self.lenses for s in lens.streams()]
-        slots = {k: v for lens in self.lenses for k, v in lens.slots().items()}
-        streams += self._pushes.streams(self._push_names())
+    def _compute(self, final: bool = True) -> Results:
         exchange = self._exchange if final and world() is not None else None
-        summaries = to_host(streams, slots, exchange, lambda problem: self.faults.report("distributed", problem))
-        self._pushes.set_summaries(summaries)
-        out = []
-        for lens in self.lenses:
-            try:
-                out.append((lens, lens.compute(summaries)))
-            except Exception as exc:  # noqa: BLE001 - one broken lens must not stop the others
-                self.faults.report(lens.lens_name, f"computing the epoch failed with {type(exc).__name__}: {exc}")
-        return out
+        return ticking.gather(self.lenses, self._pushes, self._push_names(), exchange, self.faults, final)
 
     def _push_names(self) -> list[str]:
         names = [self._train_loss_str, self._non_train_loss_str, *sorted(self._declared_metrics)]
@@ -337,25 +308,8 @@ class PyTorchInspector:
         number = self.state.counter if epoch is None else epoch
         if world() is not None:
             self._exchange.arrive()  # every rank is here before the tick runs anything collective
-        results = self._compute()
-        record = self.history
-        record.open_row(number, step=self._steps.count)
-        for lens, calls in results:
-            lens.vizualize(record, number, calls)
-            if self._user_visualizer is not None:
-                try:
-                    lens.vizualize(self._user_visualizer, number, calls)
-                except Exception as exc:  # noqa: BLE001
-                    self.faults.report("visualizer", f"{type(self._user_visualizer).__name__} failed with "
-                                       f"{type(exc).__name__}: {exc}")
-        record.close_row()
-        on_tick = getattr(self.visualizer, "on_tick", None) if self._user_visualizer is None else None
-        if on_tick is not None:
-            try:
-                on_tick()
-            except Exception as exc:  # noqa: BLE001
-                self.faults.report("visualizer", f"{type(self.visualizer).__name__} failed with "
-                                   f"{type(exc).__name__}: {exc}")
+        ticking.write(self.history, self._compute(), number, self._steps.count, self._user_visualizer,
+                      self.visualizer, self.faults)
         for lens in self.lenses:
             lens.reset_epoch()
         self._pushes.reset()

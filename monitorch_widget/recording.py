@@ -49,6 +49,21 @@ class RecordingSwitch:
                     names.add(site.name)
         return names
 
+    def stop_checked(self, patterns: Iterable[object], lenses: list[AbstractLens] | None, record: Record,
+                     epoch: float) -> set[str]:
+        """:meth:`stop` for the public ``stop_recording(*patterns)``: ``TypeError`` for a non-string pattern, and
+        with ``lenses`` (an attached model's) ``ValueError`` for a pattern no watched module matches."""
+        pats = self.check(patterns, "stop_recording(pattern, ...)")
+        if lenses is None:
+            self.stop(pats, [], record, epoch)
+            return set()
+        unmatched = [p for p in pats if not self.groups(lenses, [p])]
+        if unmatched:
+            known = sorted({s.name for lens in lenses for s in lens.sites})
+            raise ValueError(f"stop_recording: {unmatched} match no watched module; watched: {known[:12]}"
+                             f"{' ...' if len(known) > 12 else ''}")
+        return self.stop(pats, lenses, record, epoch)
+
     def stop(self, patterns: list[str], lenses: list[AbstractLens], record: Record, epoch: float) -> set[str]:
         """Stop measuring what ``patterns`` match now; returns the groups newly stopped."""
         for p in patterns:

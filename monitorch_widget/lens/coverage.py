@@ -4,7 +4,8 @@ Checked only for the kinds of thing the user asked about: trainable parameters w
 (``ParameterGradientActivation``) runs, activation-like leaf modules when an activation lens
 (``OutputActivation``) runs, modules of an ``include=`` type that hold submodules (not leaves, so not
 hooked); plus the watched activations whose rates carry no information (smooth ones,
-see :mod:`.kinds`).
+see :mod:`.kinds`); and per lens, the modules it refused because they run inside a ``torch.compile`` graph
+(:func:`attach_reports` gathers both).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from ..collect.compiled import named_modules
+from ..collect.compiled import COMPILED_ADVICE, named_modules
+from ..collect.faults import MonitorNotice, MonitorWarning
 from .base import AbstractLens
 from .kinds import is_activation, is_sparse
 
@@ -69,3 +71,18 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | N
                          f"PyTorchInspector(depth=...) at their depth (dots in the name + 1; their output must then be a "
                          "tensor)")
     return "; ".join(parts) if parts else None
+
+
+def attach_reports(model: nn.Module, lenses: Sequence[AbstractLens]) -> list[tuple[str, str, type[UserWarning]]]:
+    """What to report once after ``attach``, as (source, message, category): the coverage notice, then each
+    lens' modules refused inside a compiled graph (a ``MonitorWarning``: they are not watched)."""
+    out: list[tuple[str, str, type[UserWarning]]] = []
+    notice = coverage_notice(model, lenses)
+    if notice is not None:
+        out.append(("attach", notice, MonitorNotice))
+    for lens in lenses:
+        if lens.refused:
+            out.append((lens.lens_name, f"{len(lens.refused)} module(s) run inside a torch.compile graph and are "
+                        f"not watched ({_names(lens.refused)}): {COMPILED_ADVICE}", MonitorWarning))
+    return out
+

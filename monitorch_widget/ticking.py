@@ -1,0 +1,65 @@
+"""The two halves of a tick of :class:`~monitorch_widget.inspector.PyTorchInspector`.
+
+:func:`gather` (the collect side): every lens hands its buffers' rows to its banks,
+:func:`~monitorch_widget.collect.transfer.to_host` copies them to the host in one transfer per device and folds
+them there, and each lens turns its summaries into monitorch-style calls. :func:`write` (the record side): the
+calls become one record row and reach a user's visualizer (monitorch's calls, in monitorch's order), then the
+visualizer's ``on_tick`` runs. A lens or a visualizer that raises is reported once; the others go on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .collect.faults import FaultLog
+from .collect.modes import monitor_mode
+from .collect.pushes import Pushes
+from .collect.rank_exchange import RankExchange
+from .collect.transfer import to_host
+from .lens.base import AbstractLens, Call
+from .record import Record
+
+Results = list[tuple[AbstractLens, list[Call]]]
+
+
+@monitor_mode  # once for the whole tick, not per fold
+def gather(lenses: list[AbstractLens], pushes: Pushes, push_names: list[str], exchange: RankExchange | None,
+           faults: FaultLog, final: bool = True) -> Results:
+    """The epoch's calls per lens. ``final=False``: a provisional estimate (buffers keep their rows);
+    ``exchange``: under ``torch.distributed``, where the ranks' host copies meet (None: this rank alone)."""
+    for lens in lenses:
+        lens.flush(final)
+    streams = [s for lens in lenses for s in lens.streams()]
+    slots = {k: v for lens in lenses for k, v in lens.slots().items()}
+    streams += pushes.streams(push_names)
+    summaries = to_host(streams, slots, exchange, lambda problem: faults.report("distributed", problem))
+    pushes.set_summaries(summaries)
+    out = []
+    for lens in lenses:
+        try:
+            out.append((lens, lens.compute(summaries)))
+        except Exception as exc:  # noqa: BLE001 - one broken lens must not stop the others
+            faults.report(lens.lens_name, f"computing the epoch failed with {type(exc).__name__}: {exc}")
+    return out
+
+
+def write(record: Record, results: Results, epoch: int, step: float, user_visualizer: Any, visualizer: Any,
+          faults: FaultLog) -> None:
+    """One record row for ``epoch`` (``step``: optimizer steps so far, the "step" x axis), the same calls to
+    ``user_visualizer`` (None: the visualizer reads the record), then ``visualizer.on_tick()`` if it has one."""
+    record.open_row(epoch, step=step)
+    for lens, calls in results:
+        lens.vizualize(record, epoch, calls)
+        if user_visualizer is not None:
+            try:
+                lens.vizualize(user_visualizer, epoch, calls)
+            except Exception as exc:  # noqa: BLE001
+                faults.report("visualizer", f"{type(user_visualizer).__name__} failed with "
+                              f"{type(exc).__name__}: {exc}")
+    record.close_row()
+    on_tick = getattr(visualizer, "on_tick", None) if user_visualizer is None else None
+    if on_tick is not None:
+        try:
+            on_tick()
+        except Exception as exc:  # noqa: BLE001
+            faults.report("visualizer", f"{type(visualizer).__name__} failed with {type(exc).__name__}: {exc}")
