@@ -32,6 +32,16 @@ def by_check(findings, check):
     return {f.layer: f for f in findings if f.check == check}
 
 
+def train_epochs(model, opt, X, y, ins, epochs: int) -> None:
+    """``epochs`` epochs of mean-squared-error steps on batches of 32, each ended by ``ins.tick_epoch()``."""
+    for _ in range(epochs):
+        for i in range(0, len(X), 32):
+            opt.zero_grad()
+            nn.functional.mse_loss(model(X[i:i + 32]), y[i:i + 32]).backward()
+            opt.step()
+        ins.tick_epoch()
+
+
 def last_streak_start(holds: list[bool]) -> int:
     """The epoch (1-based) from which ``holds`` is true up to the end."""
     start = len(holds)
@@ -93,12 +103,7 @@ def test_learning_rate_far_too_low_is_noted_as_info():
     vis = WidgetVisualizer()
     ins = MonitorchInspector([ParameterNorm(), ParameterUpdateGeometry(opt)], module=model, visualizer=vis)
     w0 = model[0].weight.detach().clone()
-    for _ in range(2):
-        for i in range(0, 256, 32):
-            opt.zero_grad()
-            nn.functional.mse_loss(model(X[i:i + 32]), y[i:i + 32]).backward()
-            opt.step()
-        ins.tick_epoch()
+    train_epochs(model, opt, X, y, ins, 2)
     ins.detach()
     per_step = float((model[0].weight.detach() - w0).norm()) / 16 / float(model[0].weight.detach().norm())
     assert per_step < 1e-5
@@ -382,12 +387,7 @@ def test_weights_that_do_not_move_are_named_as_such_not_as_a_low_learning_rate()
 
     ins = PyTorchInspector([OurNorm(), OurUpdates(opt)], visualizer="none", module=model)
     frozen = model[2].weight.detach().clone()
-    for _ in range(2):
-        for i in range(0, 256, 32):
-            opt.zero_grad()
-            nn.functional.mse_loss(model(X[i:i + 32]), y[i:i + 32]).backward()
-            opt.step()
-        ins.tick_epoch()
+    train_epochs(model, opt, X, y, ins, 2)
     assert torch.equal(model[2].weight, frozen)  # by hand: lr 0 left it where it was
     ratios = by_check(ins.findings, "update_ratio")
     assert ratios["2"].severity == "warning" and ratios["2"].value == 0.0
