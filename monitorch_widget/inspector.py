@@ -90,6 +90,8 @@ class PyTorchInspector:
         self._non_train_loss_str = non_train_loss_str
         self._model: nn.Module | None = None
         self._warned_metrics: set[str] = set()
+        #: why another inspector detached this one (its model or lens objects were taken), for tick_epoch's error
+        self.replaced_on: str | None = None
         self._recording = RecordingSwitch()
         self._pump_handle: Any = None
         self.visualizer = resolve_visualizer(visualizer, self.history)
@@ -194,7 +196,7 @@ class PyTorchInspector:
         self._ctx.steps = self._steps
         self.state.counter = 1
         self.state.attached = True
-        self.replaced_on: str | None = None
+        self.replaced_on = None
         self._pushes.reset()
         self.faults.clear()
         types = {n: type(m).__name__ for m, n, _ in entries}
@@ -291,7 +293,7 @@ class PyTorchInspector:
     def tick_epoch(self, epoch: int | None = None) -> None:
         """End the epoch: aggregate what the hooks gathered, append one row to the record, redraw."""
         if not self.state.attached:
-            replaced = getattr(self, "replaced_on", None)
+            replaced = self.replaced_on
             raise RuntimeError("tick_epoch() needs an attached model: call inspector.attach(model) first"
                                + (f" ({replaced})" if replaced else
                                   " (the inspector was detached)" if self.history.runs else ""))

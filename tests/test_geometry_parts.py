@@ -152,12 +152,18 @@ def test_update_geometry_across_folds_and_epochs(monkeypatch):
                   norms, corrs)
 
 
-def test_gradient_geometry_across_folds(monkeypatch):
+def weight_gradient_geometry(monkeypatch):
+    """A small MLP, SGD and ParameterGradientGeometry on its weights, with row buffers of 4 (folds mid-epoch)."""
     monkeypatch.setattr(observation_rows, "_MAX_ROWS", 4)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     ins, rec = inspector(ParameterGradientGeometry(parameters=["weight"]), model)
+    return model, opt, ins, rec
+
+
+def test_gradient_geometry_across_folds(monkeypatch):
+    model, opt, ins, rec = weight_gradient_geometry(monkeypatch)
     g = torch.Generator().manual_seed(3)
     grads = {"0": [], "2": []}
     for _ in range(10):
@@ -176,11 +182,7 @@ def test_gradient_geometry_across_folds(monkeypatch):
 def test_gradient_geometry_when_a_step_rereads_some_gradients(monkeypatch):
     """A gradient changed in place after the backward pass (here: one weight's, on odd steps) is read again by
     the step, in a layout of its own; the previous norms the other layout copies must follow that read."""
-    monkeypatch.setattr(observation_rows, "_MAX_ROWS", 4)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    ins, rec = inspector(ParameterGradientGeometry(parameters=["weight"]), model)
+    model, opt, ins, rec = weight_gradient_geometry(monkeypatch)
     g = torch.Generator().manual_seed(4)
     for epoch in (1, 2):
         used = {"0": [], "2": []}

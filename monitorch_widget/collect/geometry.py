@@ -40,24 +40,21 @@ def norm_dtype(x: torch.Tensor) -> torch.dtype:
 
 
 def norms(tensors: Sequence[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
-    """[n] float32 L2 norms, one multi-tensor op (written into ``out`` when given). A float64 tensor among
-    them (``model.double()``) is measured in float64, its norm rounded to float32."""
+    """[n] float32 L2 norms, one multi-tensor op (written into ``out`` when given). With a float64 tensor among
+    them (``model.double()``) they are taken in float64 (:func:`norm_dtype`) and rounded to float32."""
     tensors = list(tensors)
-    try:
+    if not any(t.dtype is torch.float64 for t in tensors):
         return torch.stack(torch._foreach_norm(tensors, 2, dtype=_F32), out=out)
-    except RuntimeError:  # the float32 norm refuses to narrow a float64 tensor
-        if not any(t.dtype is torch.float64 for t in tensors):
-            raise
-        wide = torch.stack(torch._foreach_norm(tensors, 2, dtype=torch.float64))
-        return wide.to(_F32) if out is None else out.copy_(wide)
+    wide = torch.stack(torch._foreach_norm(tensors, 2, dtype=torch.float64))
+    return wide.to(_F32) if out is None else out.copy_(wide)
 
 
 def norm_into(x: torch.Tensor, out: torch.Tensor) -> None:
     """``out`` (a float32 0-d tensor) = ||x||_2, taken in :func:`norm_dtype`."""
-    if x.dtype is torch.float64:
-        out.copy_(torch.linalg.vector_norm(x))
-    else:
+    if norm_dtype(x) is _F32:
         torch.linalg.vector_norm(x, dtype=_F32, out=out)
+    else:
+        out.copy_(torch.linalg.vector_norm(x))
 
 
 def dots(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:

@@ -95,7 +95,7 @@ def fold_on_host(accumulators: Sequence[StreamBank]) -> list[HostPart | None]:
     host = _transfer(requests) if requests else []
     if entries:
         # one plan per arrangement of entries, kept across ticks (collect/fold_plan.py)
-        entry_arrays = host[:n_entry_arrays] if len(host) > n_entry_arrays else host
+        entry_arrays = host[:n_entry_arrays]
         plan_for(entries, entry_arrays).run(entries, entry_arrays)
     out: list[HostPart | None] = []
     for acc, dev in zip(accumulators, device_parts):

@@ -58,6 +58,7 @@ class StreamBank:
 
     def __init__(self, width: int, keep_all: bool = False) -> None:
         self.width = width
+        self._signs = np.repeat([-1.0, 1.0], width)  # turns the extremes' [-min, max] into [min, max]
         self.keep_all = keep_all
         self.size = 0
         #: set while a lens' gradient readers fold at the tick: their layouts then hand rows over (pending)
@@ -233,7 +234,7 @@ class StreamBank:
         if len(keys) < 8:  # a few slots (a loss, a metric): four array ops would cost more than the loop
             return self._read_few(keys, table.tolist(), ends.tolist(), kept)
         # an extreme of a slot without finite batches is +-inf: NaN, as everywhere else; minima come negated
-        ends = np.where(np.isfinite(ends), ends * self._signs(), math.nan)
+        ends = np.where(np.isfinite(ends), ends * self._signs, math.nan)
         rows = np.concatenate([table, ends], 1).tolist()
         out = {}
         if not self.keep_all:
@@ -272,12 +273,6 @@ class StreamBank:
                 for q in range(w)]
         return out
 
-    def _signs(self) -> np.ndarray:
-        """[-1] * width + [1] * width: turns the extremes' [-min, max] into [min, max]."""
-        signs = self.__dict__.get("_extreme_signs")
-        if signs is None:
-            signs = self._extreme_signs = np.repeat([-1.0, 1.0], self.width)
-        return signs  # type: ignore[no-any-return]
 
 
 class StatStream(StreamBank):

@@ -195,20 +195,13 @@ class AbstractLens:
     def vizualize(self, visualizer: Any, epoch: int, calls: list[Call]) -> None:
         """Replay ``calls`` on a monitorch-style visualizer, with fresh dicts each call (the record, which reads
         them in place, gets the calls' own: ``reads_calls_in_place``)."""
-        if getattr(visualizer, "reads_calls_in_place", False):
-            for call in calls:
-                if call.method == "numerical":
-                    visualizer.plot_numerical_values(epoch, call.tag, call.values, call.ranges)
-                elif call.method == "probability":
-                    visualizer.plot_probabilities(epoch, call.tag, call.values)
-                else:
-                    visualizer.plot_relations(epoch, call.tag, call.values)
-            return
+        fresh = not getattr(visualizer, "reads_calls_in_place", False)
         for call in calls:
-            values = OrderedDict((k, dict(v)) for k, v in call.values.items())
+            values = OrderedDict((k, dict(v)) for k, v in call.values.items()) if fresh else call.values
             if call.method == "numerical":
                 # None stays None: monitorch's ParameterNorm plots its lines without ranges
-                ranges = None if call.ranges is None else OrderedDict((k, dict(v)) for k, v in call.ranges.items())
+                ranges = call.ranges if call.ranges is None or not fresh else \
+                    OrderedDict((k, dict(v)) for k, v in call.ranges.items())
                 visualizer.plot_numerical_values(epoch, call.tag, values, ranges)
             elif call.method == "probability":
                 visualizer.plot_probabilities(epoch, call.tag, values)
