@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..collect.faults import MonitorWarning
+from ..collect.faults import MonitorWarning, user_stacklevel
 from ..inspector import PyTorchInspector
 
 
@@ -99,4 +99,4 @@ class LoggedValues:
                       f"({losses or 'none'}) and the metrics declared by the inspector's LossMetrics lens: "
                       f"{declared}. To plot them, build the inspector with LossMetrics(metrics=[...]) listing "
                       "them (names that first appear in a later epoch must be listed there too).",
-                      MonitorWarning, stacklevel=3)
+                      MonitorWarning, stacklevel=user_stacklevel())

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import torch
+
 try:
     import lightning.pytorch as pl
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -19,6 +21,20 @@ from ..inspector import PyTorchInspector
 from .common import LoggedValues, check_every_n_steps, check_inspector
 
 _OWNER = "InspectorCallback"
+
+
+def _same(seen: Any, value: Any) -> bool:
+    """Whether ``value`` is the logged value ``seen`` (read earlier from ``callback_metrics``) again.
+
+    Each read of ``callback_metrics`` hands out a new detached tensor for a live entry, sharing the memory of
+    what was logged; logging again makes a new tensor (Lightning clones a step's value; an epoch aggregate is
+    computed anew). ``seen`` is kept referenced until the next read, so its memory cannot be reused by a new
+    value: the same data pointer means the same logged value. (No device work: ``data_ptr`` is metadata.)"""
+    if seen is value:
+        return True
+    if isinstance(seen, torch.Tensor) and isinstance(value, torch.Tensor) and seen.numel() and value.numel():
+        return bool(seen.data_ptr() == value.data_ptr())
+    return False
 
 
 class InspectorCallback(pl.Callback):
@@ -37,10 +53,19 @@ class InspectorCallback(pl.Callback):
     - ``validate`` / ``test``: attached for that loop (whether it runs under ``torch.no_grad`` or
       ``torch.inference_mode``); one row, numbered 1, written when it ends.
 
-    Logged values (``self.log``) come from ``trainer.callback_metrics`` when a row is written: Lightning's
-    epoch aggregate for ``on_epoch=True`` names, the last step's value for ``on_step`` ones. A name is pushed
-    only if it was logged again since the previous row (otherwise that row has a gap, e.g. ``val_loss`` in
-    epochs without validation). The value logged as ``train_loss`` / ``val_loss`` (arguments; ``None``
+    Logged values (``self.log``) are read from ``trainer.callback_metrics`` at three moments, each value once:
+
+    - after every training batch: the values logged in that step (``on_step=True``, the default in
+      ``training_step``): a row holds the mean of its steps' values with their ±std band, as a hand-written
+      loop that pushes every batch's loss (not only the last step's value, which is all ``callback_metrics``
+      keeps). A name logged with ``on_step=True, on_epoch=True`` is recorded from its steps (their plain mean;
+      Lightning's own epoch value weights by batch size), not a second time from the epoch aggregate;
+    - after every validation inside ``fit``: its epoch aggregates (``validation_step``'s default), so with
+      ``val_check_interval`` < 1 (several validations per epoch) a row holds the mean of its validations;
+    - when the row is written: the rest (``on_epoch=True`` only names, values logged in epoch-end hooks).
+
+    A name is pushed only if it was logged again since it was last read (otherwise that row has a gap, e.g.
+    ``val_loss`` in epochs without validation). The value logged as ``train_loss`` / ``val_loss`` (arguments; ``None``
     turns one off) becomes the inspector's training / validation loss; every other name is recorded only if
     the inspector's ``LossMetrics(metrics=[...])`` declares it — declare there, up front, also the names
     that first appear in a later epoch or only in ``test``. Any other logged name is warned about once
@@ -61,7 +86,8 @@ class InspectorCallback(pl.Callback):
         self.values = LoggedValues(inspector, train_loss=train_loss, val_loss=val_loss, owner=_OWNER)
         self._pid = os.getpid()
         self._attached = False
-        self._seen: dict[str, Any] = {}  # callback_metrics entries as of the last row (to tell new ones)
+        self._seen: dict[str, Any] = {}  # callback_metrics entries as last read (to tell newly logged ones)
+        self._step_names: set[str] = set()  # recorded names logged in training steps (read from the steps only)
         self._pending: int | None = None  # epoch row waiting for the module's on_train_epoch_end
         self._last_step = 0
 
@@ -89,6 +115,8 @@ class InspectorCallback(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        if self._attached:
+            self._push_fresh(trainer, step=True)
         step = trainer.global_step
         if self.every_n_steps is not None and step != self._last_step and step % self.every_n_steps == 0:
             self._row(trainer, step)
@@ -108,6 +136,8 @@ class InspectorCallback(pl.Callback):
         self._standalone_start(trainer, pl_module, "validate")
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._attached and not trainer.sanity_checking and self._stage(trainer) == "fit":
+            self._push_fresh(trainer, step=False)  # one validation of several per epoch (val_check_interval < 1)
         self._standalone_end(trainer, "validate")
 
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -132,14 +162,18 @@ class InspectorCallback(pl.Callback):
 
     # --- helpers -----------------------------------------------------------------------------------
     @staticmethod
-    def _standalone(trainer: pl.Trainer, fn: str) -> bool:
-        return not trainer.sanity_checking and str(getattr(trainer.state.fn, "value", trainer.state.fn)) == fn
+    def _stage(trainer: pl.Trainer) -> str:
+        return str(getattr(trainer.state.fn, "value", trainer.state.fn))
+
+    def _standalone(self, trainer: pl.Trainer, fn: str) -> bool:
+        return not trainer.sanity_checking and self._stage(trainer) == fn
 
     def _start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.inspector.attach(pl_module)  # a new run (detaches an earlier model first)
         self._attached = True
         self._pending = None
         self._seen = dict(trainer.callback_metrics)
+        self._step_names = set()
 
     def _stop(self) -> None:
         if self._attached:
@@ -151,12 +185,25 @@ class InspectorCallback(pl.Callback):
             number, self._pending = self._pending, None
             self._row(trainer, number)
 
+    def _push_fresh(self, trainer: pl.Trainer, step: bool) -> None:
+        """Push the recorded names logged since they were last read: after a training ``step``, the values it
+        logged (those names are read from steps only, from then on); after a validation, the others."""
+        for name, value in trainer.callback_metrics.items():
+            if _same(self._seen.get(name), value) or not self.values.records(name):
+                continue
+            self._seen[name] = value
+            if step:
+                self._step_names.add(name)
+            elif name in self._step_names:
+                continue
+            self.values.push(name, value)
+
     def _row(self, trainer: pl.Trainer, number: int) -> None:
-        """Push what was logged since the last row, then write row ``number``."""
-        # One read: the property rebuilds live entries on each access (new tensor objects), and stores
-        # what it returns, so entries not logged again keep their identity until the next row.
+        """Push what was logged since it was last read, then write row ``number``."""
         current = dict(trainer.callback_metrics)
-        fresh = [(name, value) for name, value in current.items() if self._seen.get(name) is not value]
+        # names recorded from their steps: their epoch aggregate, new now, is not a second observation
+        fresh = [(name, value) for name, value in current.items()
+                 if not _same(self._seen.get(name), value) and name not in self._step_names]
         self._seen = current
 
         def forked(name: str) -> bool:  # Lightning's <name>_step / <name>_epoch copies of a logged name

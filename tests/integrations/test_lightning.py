@@ -105,6 +105,7 @@ def test_fit_rows_per_epoch_from_self_log():
     with pytest.warns(MonitorWarning, match="not_declared") as caught:
         t.fit(model, loader(), loader(1))
     assert sum(issubclass(w.category, MonitorWarning) for w in caught) == 1
+    assert [w.filename for w in caught if issubclass(w.category, MonitorWarning)] == [__file__]  # at trainer.fit
     h = ins.history
     assert len(h.runs) == 1 and h.runs[0].epochs == [1.0, 2.0, 3.0] and not ins.state.attached
     train = h.series("Loss", "Loss", "train_loss mean")
@@ -170,8 +171,69 @@ def test_every_n_steps_rows_numbered_by_global_step():
     h = ins.history
     assert h.runs[0].epochs == [3.0, 6.0, 8.0]  # 4 steps per epoch; the last row holds the remaining steps
     train = [v for s, _, v in model.seen if s == "train"]  # one per step
-    np.testing.assert_allclose(h.series("Loss", "Loss", "train_loss mean"), [train[2], train[5], train[7]],
+    # each row: the mean of its own steps' values (not only its last step's)
+    np.testing.assert_allclose(h.series("Loss", "Loss", "train_loss mean"),
+                               [np.mean(train[0:3]), np.mean(train[3:6]), np.mean(train[6:8])], rtol=1e-5)
+
+
+def test_step_only_logging_gives_the_epoch_mean_and_band():
+    """self.log("train_loss", loss) in training_step is on_step only (Lightning's default there): callback_metrics
+    keeps only the last step's value, the row must hold the mean of the epoch's steps and their ±std band."""
+    torch.manual_seed(5)
+    model = Net(step_only=True)
+    ins = inspector("val_acc")
+    t = trainer(max_epochs=2, num_sanity_val_steps=0, callbacks=[InspectorCallback(ins)])
+    with pytest.warns(MonitorWarning, match="not_declared"):
+        t.fit(model, loader(), loader(1))
+    h = ins.history
+    per_epoch = [[v for s, e, v in model.seen if s == "train" and e == epoch] for epoch in range(2)]
+    assert [len(v) for v in per_epoch] == [N // BATCH] * 2
+    np.testing.assert_allclose(h.series("Loss", "Loss", "train_loss mean"), [np.mean(v) for v in per_epoch],
                                rtol=1e-5)
+    np.testing.assert_allclose(h.series("Loss", "Loss", "train_loss +σ", role="hi"),
+                               [np.mean(v) + np.std(v) for v in per_epoch], rtol=1e-5)
+    np.testing.assert_allclose(h.series("Loss", "Loss", "val_loss mean"),
+                               [mean_of(model.seen, "val", e) for e in range(2)], rtol=1e-5)
+
+
+def test_every_validation_of_an_epoch_is_recorded():
+    """val_check_interval=0.5: two validations per epoch, the row holds their mean (each its own aggregate)."""
+    torch.manual_seed(6)
+    model = Net()
+    ins = inspector("val_acc")
+    t = trainer(max_epochs=2, num_sanity_val_steps=0, val_check_interval=0.5, callbacks=[InspectorCallback(ins)])
+    with pytest.warns(MonitorWarning, match="not_declared"):
+        t.fit(model, loader(), loader(1))
+    h = ins.history
+    vals = [[v for s, e, v in model.seen if s == "val" and e == epoch] for epoch in range(2)]
+    assert [len(v) for v in vals] == [2 * N // BATCH] * 2  # two full validations per epoch
+    # per validation: the mean of its batches (equal batch sizes); per row: the mean and spread of the two
+    halves = [[np.mean(v[:N // BATCH]), np.mean(v[N // BATCH:])] for v in vals]
+    np.testing.assert_allclose(h.series("Loss", "Loss", "val_loss mean"), [np.mean(x) for x in halves], rtol=1e-5)
+    np.testing.assert_allclose(h.series("Loss", "Loss", "val_loss +σ", role="hi"),
+                               [np.mean(x) + np.std(x) for x in halves], rtol=1e-5)
+    np.testing.assert_allclose(h.series("Loss", "Loss", "train_loss mean"),
+                               [mean_of(model.seen, "train", e) for e in range(2)], rtol=1e-5)
+
+
+class SparseLogger(Net):
+    """Logs ``some_steps`` on batches 0, 1 and 3 only (on_step): at batch 2 the stale value must not count."""
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        if batch_idx != 2:
+            self.log("some_steps", float(batch_idx + 10 * self.current_epoch))
+        return loss
+
+
+def test_a_name_logged_on_some_steps_counts_those_steps_only():
+    torch.manual_seed(7)
+    model = SparseLogger()
+    ins = inspector("some_steps", "epoch_marker")
+    t = trainer(max_epochs=2, limit_val_batches=0, callbacks=[InspectorCallback(ins)])
+    t.fit(model, loader())
+    # batches 0, 1, 3 of each epoch's 4: (0 + 1 + 3) / 3, then + 10 (a stale repeat at batch 2: 5/4)
+    np.testing.assert_allclose(ins.history.series("Metrics", "Metrics", "some_steps mean"), [4 / 3, 10 + 4 / 3])
 
 
 def test_gradients_through_the_closure_equal_a_hand_written_loop():
