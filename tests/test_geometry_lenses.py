@@ -409,3 +409,49 @@ def test_provisional_refreshes_leave_the_epoch_values_unchanged():
     assert plain.keys() == refreshed.keys() and len(plain) > 40
     for key, value in plain.items():
         assert refreshed[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+
+
+def test_parameter_lenses_survive_regrouping_stop_resume_and_a_dtype_change():
+    """Stopping one module, resuming it, and model.double() after attach rebuild the parameter groups: the
+    norms keep equal the parameters' own (a lens without buffers once died here with an IndexError), and the
+    update norms after the dtype change equal the float64 updates by hand."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ins, rec = inspector([ParameterNorm(), ParameterUpdateGeometry(opt, compute_correlation=False)], model)
+    g = torch.Generator().manual_seed(3)
+    dtype = torch.float32
+
+    def epoch():
+        norms = []
+        for _ in range(3):
+            before = model[2].weight.detach().clone()
+            x, y = torch.randn(8, 6, generator=g).to(dtype), torch.randint(0, 2, (8,), generator=g)
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            norms.append(float((model[2].weight.detach() - before).norm()))
+        return norms
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MonitorWarning)
+        epoch()
+        ins.tick_epoch()
+        ins.stop_recording("2")
+        epoch()
+        ins.tick_epoch()
+        ins.resume_recording("2")
+        epoch()
+        ins.tick_epoch()
+        model.double()
+        dtype = torch.float64
+        norms = epoch()
+        ins.tick_epoch()
+    for e in (1, 2, 3, 4):
+        assert (e, "Weight Norm", "0", "mean") in rec.values  # module 0 was never stopped
+    assert (2, "Weight Norm", "2", "mean") not in rec.values
+    assert rec.values[(4, "Weight Norm", "0", "mean")] == pytest.approx(float(model[0].weight.detach().norm()),
+                                                                       rel=1e-6)
+    assert rec.values[(4, "Weight Norm", "2", "mean")] == pytest.approx(float(model[2].weight.detach().norm()),
+                                                                       rel=1e-6)
+    assert rec.values[(4, "Weight Update Norm", "2", "mean")] == pytest.approx(np.mean(norms), rel=1e-6)

@@ -147,7 +147,10 @@ class ParameterSet:
             group = Group(members, self.width, self.normalize, shard_groups[sg_id])
             for s, p in zip(members, group.params):
                 mem = self._memory.get(id(s))
-                if mem is None or mem[0].shape != p.shape or mem[0].device != p.device:
+                # rebuilt for a new shape, device or dtype (model.double() after attach); a lens without
+                # buffers (parameter norms) keeps an empty list
+                if mem is None or (mem and (mem[0].shape != p.shape or mem[0].device != p.device
+                                            or mem[0].dtype != p.dtype)):
                     # contiguous whatever the parameter's strides: each also serves as a flat view
                     mem = self._memory[id(s)] = [torch.zeros(p.shape, dtype=p.dtype, device=p.device)
                                                  for _ in range(self.n_buffers)]
