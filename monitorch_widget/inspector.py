@@ -19,6 +19,7 @@ from . import attachments, ticking
 from .collect.activity import ActivityGate, InspectorState
 from .collect.compiled import CompiledGraphs, in_graph
 from .collect.faults import FaultLog, MonitorNotice, MonitorWarning
+from .collect.model_growth import ModelGrowth
 from .collect.model_tree import attached_graphs, traverse
 from .collect.optimizer_steps import STEPS, StepCounter
 from .collect.progress import IntraEpochUpdates
@@ -94,6 +95,7 @@ class PyTorchInspector:
         self.replaced_on: str | None = None
         self._recording = RecordingSwitch()
         self._pump_handle: Any = None
+        self._growth: ModelGrowth | None = None
         self.visualizer = resolve_visualizer(visualizer, self.history)
         own = isinstance(self.visualizer, WidgetVisualizer) and self.visualizer.record is self.history
         self._live = LiveView(self.history, self.visualizer if own else None,
@@ -191,6 +193,7 @@ class PyTorchInspector:
         # every forward pass of the model is a monitor call: held values go out, queued view requests run
         # (a pre-hook: a request that changes hooks never lands in the middle of a pass)
         self._pump_handle = graphs.call_root.register_forward_pre_hook(self._pump_hook)
+        self._growth = ModelGrowth(model)  # modules / parameters added from now on are named at the next tick
         self._steps = StepCounter(model)  # optimizer steps of this run (the charts' "step" x axis)
         STEPS.listen(self._steps)
         self._ctx.steps = self._steps
@@ -230,6 +233,9 @@ class PyTorchInspector:
         if self._pump_handle is not None:
             self._pump_handle.remove()
             self._pump_handle = None
+        if self._growth is not None:
+            self._growth.remove()
+            self._growth = None
         self.state.attached = False
         self.state.counter = 1
         self._model = None
@@ -300,6 +306,9 @@ class PyTorchInspector:
         if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int)):
             raise TypeError(f"tick_epoch(epoch=...) must be an int, got {epoch!r}")
         self._pump()  # queued view requests (stop/resume recording) act before the epoch is computed
+        grown = self._growth.take_notice() if self._growth is not None else None
+        if grown is not None:
+            self.faults.report("model", grown, category=MonitorNotice)
         active = self.state.is_active
         self._gate.ticked(active)
         if not active:
