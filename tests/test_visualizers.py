@@ -2,6 +2,7 @@
 TensorBoard's own reader), the recorder / player pair on our JSON history, the refusal of monitorch's pickles,
 matplotlib figures and the print visualizer as an object."""
 
+import io
 import math
 import os
 
@@ -220,6 +221,8 @@ def test_player_refuses_a_monitorch_pickle_and_says_what_to_do(tmp_path):
     assert "pickle" in message and "never unpickles" in message
     assert "monitorch.visualizer.PlayerVisualizer(path, monitorch_widget.WidgetVisualizer()).playback()" in message
     assert "RecorderVisualizer(path), which writes JSON" in message
+    with pytest.raises(HistoryFormatError, match="never unpickles"):  # load() says the same, not a decode error
+        monitorch_widget.load(path)
     # what the message proposes works: monitorch's player fills our widget's record
     from monitorch.visualizer import PlayerVisualizer as TheirPlayer
 
@@ -285,3 +288,14 @@ def test_monitorchs_inspector_drives_our_print_and_matplotlib_visualizers(capsys
     np.testing.assert_allclose(line.get_ydata(), ours.history.series("Loss", "Loss", "train_loss mean"), rtol=1e-6)
     ins.detach()
     assert mpl.figure_ is None and len(mpl.record.runs) == 1
+
+
+def test_player_into_a_print_visualizer_prints_every_epoch(tmp_path):
+    """A call-driven PrintVisualizer prints an epoch's line when the next epoch begins: the player must finish
+    the last one (it once printed 2 of 3 epochs)."""
+    path = tmp_path / "run.json"
+    train("none", epochs=3).save(path)
+    out = io.StringIO()
+    PlayerVisualizer(str(path), PrintVisualizer(stream=out)).playback()
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("epoch")]
+    assert [line.split(" |")[0] for line in lines] == ["epoch 1", "epoch 2", "epoch 3"]

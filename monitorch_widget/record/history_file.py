@@ -149,7 +149,29 @@ def from_dict(doc: Any, source: str = "history") -> Record:
     return record
 
 
+def check_not_pickle(path: str | os.PathLike[str], owner: str) -> None:
+    """Raise ``FileNotFoundError`` for a missing ``path`` and :class:`HistoryFormatError` for a pickle (monitorch's
+    RecorderVisualizer writes one): never unpickled, the message says how to replay it. ``owner`` names the
+    caller in messages."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{owner}: {os.fspath(path)!r} does not exist (record one with "
+                                "RecorderVisualizer(path) or inspector.save(path))") from None
+    # pickle protocols 2-5 start with PROTO (0x80) and the protocol number; monitorch writes the default (4/5).
+    named = os.fspath(path).endswith((".pkl", ".pickle"))
+    if head[:1] == b"\x80" or (named and not head.lstrip().startswith(b"{")):
+        raise HistoryFormatError(
+            f"{os.fspath(path)!r} is a pickle, as monitorch's RecorderVisualizer writes; monitorch-widget never "
+            "unpickles a file (loading a pickle can run any code it contains). To see it in our widget, replay it "
+            "with monitorch's own player into our visualizer: monitorch.visualizer.PlayerVisualizer(path, "
+            "monitorch_widget.WidgetVisualizer()).playback(), and only for a file you trust. To record new runs "
+            "for replay, use monitorch_widget.visualizer.RecorderVisualizer(path), which writes JSON.")
+
+
 def load(path: str | os.PathLike[str]) -> Record:
+    check_not_pickle(path, "load")
     try:
         with open(path, encoding="utf-8") as fh:
             doc = json.load(fh)

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..lens.base import TagAttributes, TagType
 from ..record import Record
-from ..record.history_file import HistoryFormatError, load, save
+from ..record.history_file import check_not_pickle, load, save
 from ..record.run import Run
 from .interface import RecordView, is_visualizer
 
@@ -81,24 +81,6 @@ class RecorderVisualizer(RecordView):
         self.close()
 
 
-def _check_not_pickle(path: str) -> None:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(16)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"PlayerVisualizer: {path!r} does not exist (record one with "
-                                "RecorderVisualizer(path) or inspector.save(path))") from None
-    # pickle protocols 2-5 start with PROTO (0x80) and the protocol number; monitorch writes the default (4/5).
-    named = os.fspath(path).endswith((".pkl", ".pickle"))
-    if head[:1] == b"\x80" or (named and not head.lstrip().startswith(b"{")):
-        raise HistoryFormatError(
-            f"{path!r} is a pickle, as monitorch's RecorderVisualizer writes; monitorch-widget never unpickles a "
-            "file (loading a pickle can run any code it contains). To see it in our widget, replay it with "
-            "monitorch's own player into our visualizer: monitorch.visualizer.PlayerVisualizer(path, "
-            "monitorch_widget.WidgetVisualizer()).playback(), and only for a file you trust. To record new runs "
-            "for replay, use monitorch_widget.visualizer.RecorderVisualizer(path), which writes JSON.")
-
-
 def _tag_attributes(panel: Any) -> TagAttributes:
     return TagAttributes(logy=panel.logy, big_plot=panel.big, annotate=panel.big, type=_KIND_TYPE[panel.kind])
 
@@ -154,14 +136,19 @@ class PlayerVisualizer:
         self.source_filepath = source_filepath
         self.visualizer = target_visualizer
         if os.path.exists(source_filepath):
-            _check_not_pickle(source_filepath)
+            check_not_pickle(source_filepath, "PlayerVisualizer")
 
     def playback(self) -> PlayerVisualizer:
         """Replay every run of the file into the target visualizer; returns ``self``."""
-        _check_not_pickle(self.source_filepath)
+        check_not_pickle(self.source_filepath, "PlayerVisualizer")
         record: Record = load(self.source_filepath)
         for i, run in enumerate(record.runs):
             if i and callable(getattr(self.visualizer, "reset_fig", None)):
                 self.visualizer.reset_fig()
             replay_run(run, self.visualizer)
+            # the run's last epoch is complete: our call-driven views (a PrintVisualizer prints an epoch's line
+            # when the next epoch's first call arrives) finish it now, not at a later show_fig()
+            close_epoch = getattr(self.visualizer, "close_epoch", None)
+            if callable(close_epoch):
+                close_epoch()
         return self
