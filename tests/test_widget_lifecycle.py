@@ -1,5 +1,7 @@
 """The widget closed, never displayed, or displayed twice during training: training and the record go on."""
 
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -79,3 +81,21 @@ def test_show_fig_from_seed_code(monkeypatch, capsys):
     w._mw_displayed = True  # what displaying it in a front-end records
     ins.visualizer.show_fig()
     assert shown == [w]  # already live on the page: not shown twice
+
+
+def test_the_default_visualizer_is_the_widget_in_a_marimo_notebook(monkeypatch):
+    """marimo runs no IPython kernel: its notebooks are detected by marimo.running_in_notebook() (the module is
+    looked up, never imported: a script that does not use marimo pays nothing), 'print' elsewhere."""
+    import types
+
+    from monitorch_widget.views.monitorch_adapter import WidgetVisualizer, in_notebook
+
+    fake = types.ModuleType("marimo")
+    fake.running_in_notebook = lambda: True
+    monkeypatch.setitem(sys.modules, "marimo", fake)
+    assert in_notebook()
+    ins = PyTorchInspector([LossMetrics()])
+    assert isinstance(ins.visualizer, WidgetVisualizer)
+    fake.running_in_notebook = lambda: False  # `python notebook.py`: a script
+    assert not in_notebook()
+    assert not isinstance(PyTorchInspector([LossMetrics()]).visualizer, WidgetVisualizer)

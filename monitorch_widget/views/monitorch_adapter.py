@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ..record import Record
@@ -13,6 +14,15 @@ from .print import PrintVisualizer
 
 
 def in_notebook() -> bool:
+    """Whether the code runs in a notebook that shows widgets: a Jupyter kernel (JupyterLab, Notebook, VS Code,
+    Colab) or a marimo notebook (``marimo edit`` / ``run`` / ``export``; not ``python notebook.py``)."""
+    marimo = sys.modules.get("marimo")  # imported by the notebook itself: no import cost for anyone else
+    if marimo is not None:
+        try:
+            if marimo.running_in_notebook():
+                return True
+        except Exception:  # noqa: BLE001, S110 - an older marimo without it: not detected, 'print' as before
+            pass
     try:
         from IPython import get_ipython
     except ImportError:
