@@ -111,7 +111,7 @@ class TokenMLP(nn.Module):
 def test_channel_axis_follows_the_feeding_layer_and_library_activations_are_recognised():
     torch.manual_seed(1)
     model = TokenMLP()
-    with pytest.warns(MonitorNotice, match="smooth \\(smooth\\)"):
+    with pytest.warns(MonitorNotice, match="smooth \\('smooth'\\)"):
         ins = PyTorchInspector([OutputActivation()], visualizer="none").attach(model)
     x = torch.randn(3, 4, 5)
     conv_out = model.conv_act(model.conv(x))

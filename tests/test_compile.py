@@ -165,7 +165,10 @@ def test_forward_hook_lenses_refuse_modules_inside_the_graph_at_attach():
     assert lenses[2].sites == []
     for lens in ("OutputActivation", "OutputNorm"):
         said = [t for t in texts if f"[{lens}]" in t]
-        assert len(said) == 1 and "torch.compile graph" in said[0] and "relu, block.act" in said[0], texts
+        assert len(said) == 1 and "torch.compile graph" in said[0] and "'relu', 'block.act'" in said[0], texts
+        # attached to the compiled model already: the advice is the uncompiled diagnostic epoch, not "attach to it"
+        assert "inspector.attach(model) with the original model" in said[0]
+        assert "attach to the compiled model itself" not in said[0]
     assert stats["recompiles"] == 0 and stats["breaks"] == 0
     assert lenses[0].sites == [] and lenses[1].sites == []
     # the parameter lens still records every weight
@@ -177,7 +180,7 @@ def test_a_compiled_submodule_is_refused_alone_and_named_as_the_user_named_it():
     model = Net()
     model.block = torch.compile(model.block)
     with pytest.warns(MonitorWarning, match=r"1 module\(s\) run inside a torch.compile graph and are not watched "
-                                            r"\(block.act\)"):
+                                            r"\('block.act'\)"):
         inspector, stats = _train(model, model, [OutputActivation(), ParameterGradientActivation()], epochs=2)
     assert stats["recompiles"] == 0
     run = inspector.history.runs[-1]
@@ -205,7 +208,7 @@ def test_a_model_compiled_after_attach_is_reported_not_recompiled():
                     counters.clear()
             inspector.tick_epoch()
     said = [str(w.message) for w in caught if "[OutputActivation]" in str(w.message)]
-    assert len(said) == 1 and "compiled after attach" in said[0] and "relu" in said[0], said
+    assert len(said) == 1 and "compiled after attach" in said[0] and "attach to the compiled model itself" in said[0] and "relu" in said[0], said
     assert sum(counters["recompiles"].values()) == 0 and sum(counters["graph_break"].values()) == 0
     assert np.isfinite(inspector.history.series("Weight Gradient Activation", "head",
                                                 "activation_rate")).all()

@@ -34,10 +34,15 @@ _WRAPPER_SEGMENT = "_orig_mod"
 _ATTACHED: weakref.WeakSet[CompiledGraphs] = weakref.WeakSet()  # the graphs of every attached model
 
 #: What a forward-hook lens says about modules inside a graph (at attach, or when compiled after attach).
-COMPILED_ADVICE = ("forward hooks inside a compiled graph would recompile it on every batch (or break it at "
-                   "every hooked module), so they are not recorded. Parameter and loss lenses work on compiled "
-                   "models; to see these modules' outputs, attach the inspector to torch.compile(model) (so this "
-                   "is known at attach) and run a diagnostic epoch on the uncompiled model")
+_WHY = ("forward hooks inside a compiled graph would recompile it on every batch (or break it at every hooked "
+        "module), so they are not recorded. Parameter and loss lenses work on compiled models. To see these "
+        "modules' outputs, run a diagnostic epoch uncompiled: inspector.attach(model) with the original model (a "
+        "new run of the record), train one epoch calling that model, tick, then attach the compiled one again")
+#: said at attach, when the model given to attach() runs compiled
+COMPILED_ADVICE = _WHY
+#: said when modules hooked at attach later run inside a graph (torch.compile called after attach)
+COMPILED_AFTER_ATTACH_ADVICE = (_WHY + "; and attach to the compiled model itself (inspector.attach(compiled)), so "
+                                "this is known at attach and nothing is lost mid-run")
 
 
 def is_compiled_wrapper(module: object) -> bool:

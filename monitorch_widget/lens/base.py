@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from torch import nn
 
-from ..collect.compiled import COMPILED_ADVICE, CompiledGraphs
+from ..collect.compiled import COMPILED_AFTER_ATTACH_ADVICE, CompiledGraphs
 from ..collect.faults import FaultLog
 from ..collect.hooks import Site
 from ..collect.streams import BankRow, StreamBank
@@ -120,9 +120,10 @@ class AbstractLens:
         for site in traced:
             site.broken = True
             site._update_off()
-        names = ", ".join(s.name for s in traced[:8]) + (f" and {len(traced) - 8} more" if len(traced) > 8 else "")
+        names = ", ".join(repr(s.name) for s in traced[:8]) + (f" and {len(traced) - 8} more" if len(traced) > 8
+                                                               else "")
         self.ctx.faults.report(self.lens_name, f"{len(traced)} hooked module(s) ran inside a torch.compile graph "
-                               f"({names}), compiled after attach: {COMPILED_ADVICE}")
+                               f"({names}), compiled after attach: {COMPILED_AFTER_ATTACH_ADVICE}")
 
     @property
     def sites(self) -> list[Site]:

@@ -23,8 +23,9 @@ _SHOWN = 8
 
 
 def _names(items: Sequence[str]) -> str:
+    """Names quoted (an nn.Sequential's '3' reads as a name, not a count), the first few only."""
     more = f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""
-    return ", ".join(items[:_SHOWN]) + more
+    return ", ".join(repr(item) for item in items[:_SHOWN]) + more
 
 
 def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | None:
@@ -42,7 +43,7 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | N
             lens_names = " / ".join(dict.fromkeys(lens.lens_name for lens in param_lenses))
             parts.append(f"{len(unwatched)} trainable parameter(s) have no gradient lens: {_names(unwatched)}. "
                          f"To watch them, add their names or glob patterns to {lens_names}("
-                         f"parameters=[...]), e.g. {_names([repr(k) for k in kinds])}")
+                         f"parameters=[...]), e.g. {_names(kinds)}")
     act_lenses = [lens for lens in lenses if hasattr(lens, "watches")]
     if act_lenses:
         hooked = {site.name for lens in act_lenses for site in lens.sites}
@@ -83,6 +84,7 @@ def attach_reports(model: nn.Module, lenses: Sequence[AbstractLens]) -> list[tup
     for lens in lenses:
         if lens.refused:
             out.append((lens.lens_name, f"{len(lens.refused)} module(s) run inside a torch.compile graph and are "
-                        f"not watched ({_names(lens.refused)}): {COMPILED_ADVICE}", MonitorWarning))
+                        f"not watched ({_names(lens.refused)}): {COMPILED_ADVICE}",
+                        MonitorWarning))
     return out
 
