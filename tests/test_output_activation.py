@@ -175,3 +175,36 @@ def test_a_layer_never_dead_reports_exactly_zero_death_and_full_death_exactly_on
     ins = run_batches(model, OutputActivation(), 7, epochs=2)
     assert ins.history.series(OA, "1", "death_rate").tolist() == [0.0, 0.0]
     assert ins.history.series(OA, "3", "death_rate").tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("channel_last, channel_dim, axis", [
+    (False, None, 2),             # fed by a linear layer: the last dim (features of a token MLP)
+    (False, {"act": 1}, 1),       # overridden per module: dim 1
+    (True, None, 2),              # monitorch's meaning: the last dim
+    (True, {"a*": 1}, 1),         # channel_dim overrides channel_last=True too (a glob pattern)
+])
+def test_channel_dim_chooses_the_axis_per_module(channel_last, channel_dim, axis):
+    torch.manual_seed(0)
+    model = nn.Sequential()
+    model.add_module("fc", nn.Linear(3, 4))
+    model.add_module("act", nn.ReLU())
+    with torch.no_grad():  # features 0 and 1 dead for every token; every token has live features
+        model.fc.weight[:2] = 0.0
+        model.fc.bias[:2] = -1.0
+        model.fc.bias[2:] = 5.0
+    x = torch.randn(2, 5, 3)
+    out = torch.relu(model.fc(x)).detach().numpy()
+    ins = run_batches(model, OutputActivation(channel_last=channel_last, channel_dim=channel_dim), 1, x=x)
+    a, d = rates_by_hand(out, channel_axis=axis)
+    assert ins.history.series(OA, "act", "activation_rate")[0] == pytest.approx(a)
+    assert ins.history.series(OA, "act", "death_rate")[0] == pytest.approx(d)
+    other = rates_by_hand(out, channel_axis=3 - axis)[1]
+    assert d != other  # the two axes give different death rates here: the test tells them apart
+
+
+def test_a_channel_dim_pattern_matching_no_module_fails_at_attach_and_leaves_no_hook():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU())
+    ins = PyTorchInspector([OutputActivation(channel_dim={"relu_typo": -1})], visualizer="none")
+    with pytest.raises(ValueError, match=r"no watched activation module matches 'relu_typo'.*: '1'"):
+        ins.attach(model)
+    assert not model[1]._forward_hooks

@@ -29,8 +29,9 @@ class OutputActivation(AbstractLens):
     ``channel_last=False`` (default) it is dim 1 after convolutions and norms of feature maps
     (``[B, C, H, W]``), and the last dim after linear-like layers (``[B, N, D]`` token MLPs); the feeding
     layer is the nearest module with parameters before the activation in definition order. ``channel_dim``
-    overrides it per module: ``{"blocks.*.act": -1, "stem.relu": 1}`` (glob patterns on module names).
-    ``channel_last=True`` takes the last dim everywhere (monitorch's meaning).
+    overrides it per module: ``{"blocks.*.act": -1, "stem.relu": 1}`` (glob patterns on module names; one that
+    matches no watched module raises ``ValueError`` at attach). ``channel_last=True`` takes the last dim
+    everywhere ``channel_dim`` does not say otherwise (monitorch's meaning).
     """
 
     _SMALL_TAG_NAME = "Output Activations"
@@ -82,21 +83,33 @@ class OutputActivation(AbstractLens):
                 slot=self._bank.add_row(), pool=self._pool))
 
     def after_attach(self, model: nn.Module) -> None:
-        """Decide each activation's channel axis from the layer that feeds it (see the class docstring)."""
-        if self._channel_last:
-            return
+        """Decide each activation's channel axis: ``channel_dim`` where a pattern matches, else the last dim with
+        ``channel_last=True``, else from the layer that feeds it (see the class docstring). Raises
+        ``ValueError`` for a ``channel_dim`` pattern that matches no watched module (a typo would otherwise leave
+        the wrong axis silently)."""
+        names = [site.name for site in self._sites]
+        unmatched = [p for p in self._channel_dim if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+        if unmatched:
+            shown = ", ".join(repr(n) for n in names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+            raise ValueError(f"OutputActivation(channel_dim=...): no watched activation module matches "
+                             f"{', '.join(repr(p) for p in unmatched)}; keys are glob patterns on module names, and "
+                             f"the watched modules are: {shown or '(none)'}")
         feeder: dict[str, bool] = {}  # module name -> fed by a linear-like layer
-        last_linear = False
-        for name, module in named_modules(model):  # definition order
-            if is_linear_like(module):
-                last_linear = True
-            elif is_map_like(module):
-                last_linear = False
-            feeder[name] = last_linear
+        if not self._channel_last:
+            last_linear = False
+            for name, module in named_modules(model):  # definition order
+                if is_linear_like(module):
+                    last_linear = True
+                elif is_map_like(module):
+                    last_linear = False
+                feeder[name] = last_linear
         for site in self._sites:
             assert isinstance(site, ActivationSite)
             dim = next((d for pattern, d in self._channel_dim.items() if fnmatch.fnmatchcase(site.name, pattern)), None)
-            site.channel_last = feeder.get(site.name, False) if dim is None else dim == -1
+            if dim is not None:
+                site.channel_last = dim == -1
+            elif not self._channel_last:
+                site.channel_last = feeder.get(site.name, False)
 
     def detach(self) -> None:
         super().detach()
