@@ -95,6 +95,7 @@ class PyTorchInspector:
         self.replaced_on: str | None = None
         self._recording = RecordingSwitch()
         self._pump_handle: Any = None
+        self._epoch_untouched = True  # no forward pass of the model since attach or the last tick
         self._growth: ModelGrowth | None = None
         self.visualizer = resolve_visualizer(visualizer, self.history)
         own = isinstance(self.visualizer, WidgetVisualizer) and self.visualizer.record is self.history
@@ -133,6 +134,7 @@ class PyTorchInspector:
     def _pump_hook(self, _module: nn.Module, _args: Any) -> None:
         if not in_graph():  # on the compiled wrapper it never is; a model compiled after attach: skip
             self._live.pump()
+            self._epoch_untouched = False  # after the pump: a view's resume queued before this pass is immediate
 
     def flush(self) -> None:
         """Send every value the live widget holds back now (it otherwise waits for the next monitor call >= 50 ms
@@ -152,9 +154,14 @@ class PyTorchInspector:
                                             self.state.counter)
 
     def resume_recording(self, *patterns: str) -> None:
-        """Measure again what :meth:`stop_recording` stopped, from the next epoch on (the epoch in progress stays
-        a gap, so every recorded epoch is a whole one)."""
-        self._recording.resume(RecordingSwitch.check(patterns, "resume_recording(pattern, ...)"))
+        """Measure again what :meth:`stop_recording` stopped: at once if no forward pass of the model ran since the
+        last tick (``tick_epoch(); resume_recording(...)``), else from the next epoch on (the epoch in progress
+        stays a gap, so every recorded epoch is a whole one)."""
+        pats = RecordingSwitch.check(patterns, "resume_recording(pattern, ...)")
+        if self.state.attached and self._epoch_untouched:
+            self._recording.resume_now(pats, self.lenses, self.history, self.state.counter)
+        else:
+            self._recording.resume(pats)
 
     # --- attach / detach ---------------------------------------------------------------------------
     def attach(self, module: nn.Module, *, run_name: str | None = None) -> PyTorchInspector:
@@ -211,6 +218,7 @@ class PyTorchInspector:
             if notice is not None:
                 self.faults.report("attach", notice, category=MonitorNotice)
         self._recording.new_run(self.lenses, self.history)
+        self._epoch_untouched = True
         self._gate.attach(graphs.call_root, self.state.per_pass)  # outside the graph of a compiled model
         self._epoch_started = time.time()
         if self._progress is not None:
@@ -325,6 +333,7 @@ class PyTorchInspector:
             lens.reset_epoch()
         self._pushes.reset()
         self._recording.after_tick(self.lenses, self.history, self.state.counter if epoch is None else epoch)
+        self._epoch_untouched = True
         self._next_epoch(epoch)
         self._epoch_started = time.time()
         if self._progress is not None:

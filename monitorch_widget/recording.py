@@ -6,7 +6,8 @@ warning panels keep covering every layer. :class:`RecordingSwitch` is the separa
 It always runs on the training thread (front-end requests are queued there by ``views/sync.py``).
 
 Epoch semantics, so that every epoch is either fully measured or marked: a stop takes effect at once (the
-epoch in progress becomes a gap); a resume takes effect at the next tick (the epoch in progress stays a gap).
+epoch in progress becomes a gap); a resume takes effect at the next tick (the epoch in progress stays a gap), or
+at once when no forward pass of the epoch ran yet (``tick_epoch(); resume_recording(...)``).
 Every gap made this way is carried in the record as a span ``[first epoch, last epoch]`` (``None``: still
 stopped) per series group (``Record.mark_unrecorded``), which the charts draw as "not recorded".
 """
@@ -78,6 +79,12 @@ class RecordingSwitch:
         for p in patterns:
             if p in self.stopped and p not in self._resuming:
                 self._resuming.append(p)
+
+    def resume_now(self, patterns: list[str], lenses: list[AbstractLens], record: Record, epoch: float) -> None:
+        """Resume at once: nothing of epoch ``epoch`` ran yet, so it can be a whole measured epoch."""
+        self._resuming = [p for p in self._resuming if p not in patterns]
+        self.stopped = [p for p in self.stopped if p not in patterns]
+        self.apply(lenses, record, epoch)
 
     def after_tick(self, lenses: list[AbstractLens], record: Record, epoch: float) -> None:
         """The tick that closed ``epoch``: pending resumes take effect from the next epoch on."""

@@ -205,6 +205,8 @@ class Record:
                 if span[0] == float(first) and span[1] is None:
                     span[1] = float(last)
             spans[:] = [s for s in spans if s[1] is None or s[0] is None or s[1] >= s[0]]
+            if not spans:  # closed before it began (resumed before any batch): nothing was left unrecorded
+                del run.unrecorded[group]
         self._emit("unrecorded", run.id, {"group": group, "spans": [list(s) for s in spans]})
 
     # --- problems and status ----------------------------------------------------------------------
