@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -53,3 +55,13 @@ class Recorder:
         for group, lines in values.items():
             for key, v in lines.items():
                 self.values[(epoch, tag, group, key)] = v
+
+
+def closest_observation(x: torch.Tensor, p: float) -> float:
+    """Hyndman & Fan's definition 3 (monitorch's median, IQR and Q1-Q3 band): with np - 1/2 = j + g, the j-th
+    order statistic when g == 0 and j is even, else the (j+1)-th (1-based, clamped to the sample)."""
+    v = torch.sort(x).values.tolist()
+    k = len(v) * p - 0.5
+    j = math.floor(k)
+    order = j if (k == j and j % 2 == 0) else j + 1
+    return v[min(max(order, 1), len(v)) - 1]

@@ -109,9 +109,19 @@ def assert_same(mine, theirs_, epochs=None):
     assert attrs(mine) == attrs(theirs_)
 
 
-# (our lens factory, their lens factory), default and non-default arguments. Non-default aggregations are those
-# monitorch computes like us: its list-based median/IQR/Q1-Q3 use 'closest_observation' quantiles.
+# (our lens factory, their lens factory), default and non-default arguments, every aggregation monitorch computes
+# without a bug (its 'min' point returns the maximum and its 'Q3' point the 0.25 quantile: README "Differences").
 CASES = {
+    "output_quantiles": (
+        lambda o: [ours.OutputGradientGeometry(inplace=False, line_aggregation=["median", "IQR", "Q1"],
+                                               range_aggregation=["Q1-Q3", "min-max"])],
+        lambda o: [theirs.OutputGradientGeometry(inplace=False, line_aggregation=["median", "IQR", "Q1"],
+                                                 range_aggregation=["Q1-Q3", "min-max"])]),
+    "gradient_quantiles": (
+        lambda o: [ours.ParameterGradientGeometry(inplace=False, line_aggregation="median",
+                                                  range_aggregation="Q1-Q3")],
+        lambda o: [theirs.ParameterGradientGeometry(inplace=False, line_aggregation="median",
+                                                    range_aggregation="Q1-Q3")]),
     "output_default": (lambda o: [ours.OutputGradientGeometry()], lambda o: [theirs.OutputGradientGeometry()]),
     "output_args": (
         lambda o: [ours.OutputGradientGeometry(inplace=False, normalize_by_size=True, log_scale=True,

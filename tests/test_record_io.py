@@ -132,7 +132,7 @@ def test_a_version_1_file_loads_and_says_what_differs(tmp_path):
     path = tmp_path / "old.json"
     ins.save(path)
     doc = json.loads(path.read_text())
-    assert doc["version"] == 3 and doc["definitions"]["version"] == 2 and doc["runs"][0]["definitions"] == 2
+    assert doc["version"] == 3 and doc["definitions"]["version"] == 3 and doc["runs"][0]["definitions"] == 3
     doc["version"] = 1
     del doc["definitions"]
     for run in doc["runs"]:
@@ -144,3 +144,21 @@ def test_a_version_1_file_loads_and_says_what_differs(tmp_path):
     np.testing.assert_array_equal(old.runs[0].data, ins.history.runs[0].data)
     with pytest.warns(DefinitionsWarning, match="older definitions"):
         ins.history.import_runs(old)
+
+
+def test_a_run_measured_under_definitions_2_says_only_the_quantile_rule_changed(tmp_path):
+    import json
+
+    from monitorch_widget.record import DefinitionsWarning
+
+    ins = trained_inspector(runs=1)
+    path = tmp_path / "v2.json"
+    ins.save(path)
+    doc = json.loads(path.read_text())
+    for run in doc["runs"]:
+        run["definitions"] = 2
+    path.write_text(json.dumps(doc))
+    old = monitorch_widget.load(path)  # the file format is today's: no warning at load
+    with pytest.warns(DefinitionsWarning, match="interpolated linearly") as caught:
+        ins.history.import_runs(old)
+    assert "per backward pass" not in str(caught[0].message)

@@ -86,15 +86,20 @@ class Summary:
             return self.minimum
         if method == "max":
             return self.maximum
+        # The quantile rules of monitorch 0.1.0.7 (numerical/running_value.py, extract_point / extract_range): the
+        # median, the IQR and the Q1-Q3 band take the closest observation, Q1 interpolates linearly. Its Q3 point
+        # returns the 0.25 quantile and its 'min' point the maximum: those two we do not copy (README "Differences
+        # from monitorch"); Q3 interpolates linearly, as its Q1.
         values = self._all(method)
         if method in ("median", "Q2"):
-            return float(np.quantile(values, 0.5))
+            return float(np.quantile(values, 0.5, method="closest_observation"))
         if method == "Q1":
             return float(np.quantile(values, 0.25))
         if method == "Q3":
             return float(np.quantile(values, 0.75))
         if method == "IQR":
-            return float(np.quantile(values, 0.75) - np.quantile(values, 0.25))
+            q1, q3 = np.quantile(values, [0.25, 0.75], method="closest_observation")
+            return float(q3 - q1)
         raise ValueError(f"unknown aggregation {method!r}; accepted: {', '.join(POINT_METHODS)}")
 
     def range(self, method: str) -> tuple[float, float]:
@@ -104,7 +109,8 @@ class Summary:
         if method == "min-max":
             return (self.point("min"), self.point("max"))
         if method == "Q1-Q3":
-            return (self.point("Q1"), self.point("Q3"))
+            q1, q3 = np.quantile(self._all(method), [0.25, 0.75], method="closest_observation")
+            return (float(q1), float(q3))
         raise ValueError(f"unknown range aggregation {method!r}; accepted: {', '.join(RANGE_METHODS)}")
 
     def _all(self, method: str) -> np.ndarray:

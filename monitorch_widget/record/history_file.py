@@ -3,11 +3,12 @@
 Format ``monitorch-widget-history`` version 3::
 
     {"format": "monitorch-widget-history", "version": 3,
-     "definitions": {"version": 2, "gradient_observation": "...", "units": "...", "activation_channels": "..."},
+     "definitions": {"version": 3, "gradient_observation": "...", "units": "...", "activation_channels": "...",
+                     "quantiles": "..."},
      "runs": [{"id", "label", "module_types": {name: type}, "panels": [Panel], "columns": [Column],
                "epochs": [float], "times": [float], "steps": [float|null] (optional: optimizer steps so far),
                "data": [[float|null, ...] per row],
-               "problems": [{"lens", "message", "count"}], "definitions": 2,
+               "problems": [{"lens", "message", "count"}], "definitions": 3,
                "findings": [Finding],
                "unrecorded": {group: [[first epoch, last epoch | null], ...]}}]}   # optional
 
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .definitions import DEFINITIONS, V1_DIFFERENCES, DefinitionsWarning
+from .definitions import DEFINITIONS, DefinitionsWarning, differences_since
 from .health import Finding
 from .record import Record
 from .run import Column, Panel, Run
@@ -89,8 +90,8 @@ def from_dict(doc: Any, source: str = "history") -> Record:
     version = doc.get("version")
     _need(version in (1, 2, VERSION), source, f"unsupported version {version!r} (this reads 1 to {VERSION})")
     if version == 1:
-        warnings.warn(f"{source}: saved by an older monitorch-widget whose {V1_DIFFERENCES}; its gradient and "
-                      "transformer-activation values are not comparable with runs recorded now",
+        warnings.warn(f"{source}: saved by an older monitorch-widget whose {differences_since(1)}; its gradient, "
+                      "transformer-activation and quantile values are not comparable with runs recorded now",
                       DefinitionsWarning, stacklevel=3)
     runs = doc.get("runs")
     _need(isinstance(runs, list), source, "\"runs\" must be a list")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import protocol
-from .definitions import V1_DIFFERENCES, DefinitionsWarning
+from .definitions import DefinitionsWarning, differences_since
 from .health import HealthMonitor
 from .ingest import IngestPlan, as_float, band_owner
 from .run import Column, Panel, Run
@@ -163,11 +163,12 @@ class Record:
         training run attached afterwards is drawn over them. Views are told through the usual events."""
         self._close_open_row()
         added = []
-        older = [r.label for r in other.runs if r.definitions != Run.definitions]
+        older = [r for r in other.runs if r.definitions != Run.definitions]
         if older:
-            warnings.warn(f"import_runs: {', '.join(older)} were measured with older definitions ({V1_DIFFERENCES}); "
-                          "they are shown, but compare them with today's runs with care", DefinitionsWarning,
-                          stacklevel=2)
+            since = differences_since(min(r.definitions for r in older))
+            warnings.warn(f"import_runs: {', '.join(r.label for r in older)} were measured with older definitions "
+                          f"({since}); they are shown, but compare them with today's runs with care",
+                          DefinitionsWarning, stacklevel=2)
         for src in other.runs:
             run = src.final_copy(len(self.runs))
             self.runs.append(run)
