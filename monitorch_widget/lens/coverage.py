@@ -18,6 +18,8 @@ from ..collect.compiled import COMPILED_ADVICE, named_modules
 from ..collect.faults import MonitorNotice, MonitorWarning
 from .base import AbstractLens
 from .kinds import is_activation, is_sparse
+from .output_activation import OutputActivation
+from .output_norm import OutputNorm
 
 _SHOWN = 8
 
@@ -49,7 +51,11 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | N
         hooked = {site.name for lens in act_lenses for site in lens.sites}
         hooked |= {name for lens in act_lenses for name in lens.refused}  # said by the refusal itself
         leaves = [(name, m) for name, m in named_modules(model) if not any(True for _ in m.children())]
-        missed = [name for name, m in leaves if is_activation(m) and name not in hooked]
+        # left out on purpose (exclude=[T], activation=False) is the user's choice, not something to point out
+        chosen = [name for name, m in leaves if any(
+            (lens._exclude and isinstance(m, lens._exclude)) or not lens._activation  # type: ignore[attr-defined]
+            for lens in act_lenses)]
+        missed = [name for name, m in leaves if is_activation(m) and name not in hooked and name not in chosen]
         if missed:
             parts.append(f"{len(missed)} activation module(s) have no output lens: {_names(missed)} (excluded, or "
                          "below the inspector's depth=); include them with OutputActivation(include=[TheirType])")
@@ -58,6 +64,13 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | N
             parts.append(f"{len(smooth)} watched activation(s) are smooth ({_names(smooth)}): their outputs are "
                          "almost never within eps of zero, so activation rates stay near 1 and death rates near 0 "
                          "whatever training does; read their OutputNorm instead")
+    for lens in lenses:
+        if isinstance(lens, (OutputActivation, OutputNorm)) and not lens.sites and not lens.refused:
+            kinds = "activation or dropout" if isinstance(lens, OutputActivation) else "activation"
+            parts.append(f"{lens.lens_name} watches no module of this model: it holds no {kinds} module "
+                         "(activations called as functions in forward, such as F.relu or torch.tanh, are invisible "
+                         "to module hooks); use activation modules (nn.ReLU()), or name the layer types to watch: "
+                         f"{lens.lens_name}(include=[nn.Linear])")
     include_lenses = [lens for lens in lenses if getattr(lens, "_include", ())]
     if include_lenses:
         # include=[T] where T modules hold submodules (nn.MultiheadAttention: out_proj; a user's block): output

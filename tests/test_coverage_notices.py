@@ -1,0 +1,52 @@
+"""The attach notice: what no lens watches is said once, and only what the user did not choose."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import torch
+from torch import nn
+
+from monitorch_widget import MonitorNotice, PyTorchInspector
+from monitorch_widget.lens import OutputActivation, OutputNorm, ParameterGradientActivation
+
+
+def attach_notices(lenses, model) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        PyTorchInspector(lenses, visualizer="none").attach(model)
+    return [str(w.message) for w in caught if issubclass(w.category, MonitorNotice)]
+
+
+class Functional(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(4, 8), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.tanh(nn.functional.relu(self.fc1(x))))
+
+
+def test_output_lenses_that_watch_nothing_say_why():
+    said = attach_notices([OutputActivation(), OutputNorm(), ParameterGradientActivation()], Functional())
+    assert len(said) == 1
+    assert "OutputActivation watches no module of this model" in said[0] and "F.relu" in said[0]
+    assert "OutputNorm watches no module of this model" in said[0]
+    assert "OutputActivation(include=[nn.Linear])" in said[0]
+
+
+def test_watched_or_deliberately_excluded_modules_are_not_named():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
+    said = attach_notices([OutputActivation(exclude=[nn.Tanh]), ParameterGradientActivation()], model)
+    assert not any("no output lens" in s or "watches no module" in s for s in said), said
+    said = attach_notices([OutputActivation(activation=False, include=[nn.Linear])], model)
+    assert not any("no output lens" in s for s in said), said
+    # not chosen: a depth limit leaves the nested activation out, and that is named (quoted)
+    nested = nn.Sequential(nn.Linear(4, 8), nn.Sequential(nn.ReLU(), nn.Linear(8, 2)))
+    assert attach_notices([OutputActivation()], nested) == []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        PyTorchInspector([OutputActivation()], visualizer="none", depth=1).attach(copy.deepcopy(nested))
+    said = [str(w.message) for w in caught if issubclass(w.category, MonitorNotice)]
+    assert len(said) == 1 and "1 activation module(s) have no output lens: '1.0'" in said[0], said
