@@ -1,6 +1,10 @@
-"""One inspector per model, and one per lens object: re-running the notebook cell that builds an inspector and
-attaches it to the same model (or hands it the lens objects an earlier cell made) replaces the previous
-inspector instead of stacking a second set of hooks, or sharing a lens' sites and buffers between two.
+"""Re-running the notebook cell that builds an inspector and attaches it to the same model (or hands it the lens
+objects an earlier cell made) replaces the previous inspector instead of stacking a second set of hooks, or
+sharing a lens' sites and buffers between two.
+
+An earlier inspector of the same model is taken for the re-run cell's when the two share a lens type (the same
+statistic twice is never wanted); inspectors with disjoint lens sets stay attached side by side, as monitorch
+allows (a cheap inspector ticked every epoch next to a geometry one with ``is_active_fn=10``).
 
 The table holds weak references only (a detached model or a dropped inspector is collectable).
 """
@@ -12,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-_OWNER: weakref.WeakKeyDictionary[nn.Module, weakref.ref[Any]] = weakref.WeakKeyDictionary()
+_OWNER: weakref.WeakKeyDictionary[nn.Module, list[weakref.ref[Any]]] = weakref.WeakKeyDictionary()
 _LENS_OWNER: weakref.WeakKeyDictionary[Any, weakref.ref[Any]] = weakref.WeakKeyDictionary()
 
 
@@ -22,26 +26,36 @@ def _replace(previous: Any, why: str) -> None:
     previous._live.close()  # its views belonged to the replaced inspector (usually the re-run cell's old output)
 
 
+def _lens_types(inspector: Any) -> set[type]:
+    return {type(lens) for lens in getattr(inspector, "lenses", ())}
+
+
 def claim(model: nn.Module, inspector: Any) -> str | None:
-    """Make ``inspector`` the one attached to ``model``. A different inspector still attached to it is detached
-    and its live widget closed; returns the notice to report (None when there was none)."""
-    ref = _OWNER.get(model)
-    previous = ref() if ref is not None else None
-    _OWNER[model] = weakref.ref(inspector)
-    if previous is None or previous is inspector or getattr(previous, "_model", None) is not model:
+    """Attach ``inspector`` to ``model`` in the table. An inspector still attached to it that shares a lens type
+    with ``inspector`` is detached and its live widget closed; returns the notice to report (None when none)."""
+    alive = [ref for ref in _OWNER.get(model, []) if ref() is not None and ref() is not inspector
+             and getattr(ref(), "_model", None) is model]
+    mine = _lens_types(inspector)
+    replaced = [ref() for ref in alive if _lens_types(ref()) & mine]
+    _OWNER[model] = [ref for ref in alive if ref() not in replaced] + [weakref.ref(inspector)]
+    for previous in replaced:
+        _replace(previous, f"another inspector with the same lens types was attached to this {type(model).__name__}, "
+                 "which detached this one (a re-run cell replaces its earlier inspector); tick that one")
+    if not replaced:
         return None
-    _replace(previous, f"another inspector was attached to this {type(model).__name__}, which detached this one: "
-             "one inspector per model; tick that one")
-    return (f"{type(model).__name__} was attached to another inspector: that one was detached (its record "
-            "keeps its runs) and its widget closed; one inspector per model")
+    return (f"{type(model).__name__} was attached to another inspector with the same lens types: that one was "
+            "detached (its record keeps its runs) and its widget closed. Two inspectors watch one model side by "
+            "side only with different lens types")
 
 
 def release(model: nn.Module | None, inspector: Any) -> None:
     if model is None:
         return
-    ref = _OWNER.get(model)
-    if ref is not None and ref() is inspector:
-        del _OWNER[model]
+    refs = _OWNER.get(model)
+    if refs is not None:
+        refs[:] = [ref for ref in refs if ref() is not None and ref() is not inspector]
+        if not refs:
+            del _OWNER[model]
 
 
 def claim_lenses(lenses: list[Any], inspector: Any) -> str | None:

@@ -1,11 +1,14 @@
-"""Two inspectors on one model: the second replaces the first (one inspector per model), and the first one's
-``tick_epoch()`` then says why it is detached instead of only that it is.
+"""Two inspectors on one model: with a lens type in common the second replaces the first (a re-run cell), and the
+first one's ``tick_epoch()`` then says why it is detached instead of only that it is; with disjoint lens sets both
+stay attached and record, as in monitorch.
 
 Found on real code: a notebook whose second cell built another inspector for the same model, then ticked both;
 the first raised "the inspector was detached" with no reason. The second one's values are checked by hand.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import pytest
 import torch
@@ -24,7 +27,7 @@ def test_the_replaced_inspector_says_why_it_cannot_tick():
     xs = [torch.randn(6, 4) for _ in range(2)]
     for x in xs:
         model(x).sum().backward()
-    with pytest.raises(RuntimeError, match="another inspector was attached to this Sequential"):
+    with pytest.raises(RuntimeError, match="another inspector with the same lens types was attached to this Sequential"):
         first.tick_epoch()
     second.tick_epoch()
     with torch.no_grad():
@@ -34,7 +37,7 @@ def test_the_replaced_inspector_says_why_it_cannot_tick():
         first.attach(model)  # taking the model back: the first one ticks again, the second is the replaced one
     model(xs[0]).sum().backward()
     first.tick_epoch()
-    with pytest.raises(RuntimeError, match="another inspector was attached"):
+    with pytest.raises(RuntimeError, match="another inspector with the same lens types was attached"):
         second.tick_epoch()
     first.detach()
 
@@ -70,3 +73,33 @@ def test_lens_objects_given_to_a_second_inspector_move_to_it():
     with pytest.raises(RuntimeError, match="another inspector took its lens objects"):
         first.tick_epoch()
     second.detach()
+
+
+def test_inspectors_with_disjoint_lens_sets_both_record():
+    """monitorch's pattern: one inspector for output activations, another for parameter norms, on one model; both
+    tick (ours once detached the first). Values by hand."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no notice: nothing is replaced
+        first = PyTorchInspector([OutputActivation()], visualizer="none", module=model)
+        second = PyTorchInspector([ParameterNorm()], visualizer="none", module=model)
+    x = torch.randn(6, 4)
+    model(x).sum().backward()
+    first.tick_epoch()
+    second.tick_epoch()
+    with torch.no_grad():
+        want = float((model(x) > 1e-8).float().mean())
+    assert first.history.series("Output Activations", "1", "activation_rate")[-1] == pytest.approx(want, rel=1e-6)
+    norm = float(torch.linalg.vector_norm(model[0].weight.detach()))
+    assert second.history.series("Weight Norm", "0", "mean")[-1] == pytest.approx(norm, rel=1e-5)
+    # a third one with a lens type in common with the first (a re-run of its cell) replaces that one only
+    with pytest.warns(MonitorNotice, match="same lens types"):
+        third = PyTorchInspector([OutputActivation()], visualizer="none", module=model)
+    with pytest.raises(RuntimeError, match="same lens types"):
+        first.tick_epoch()
+    model(x).sum().backward()
+    second.tick_epoch()
+    third.tick_epoch()
+    for ins in (second, third):
+        ins.detach()
