@@ -93,7 +93,7 @@ class RankExchange:
                 return
             raise DistributedTickError(
                 f"monitorch_widget: {who(missing)} did not reach {what} within distributed_timeout="
-                f"{self.timeout:g} s (this rank waited at epoch tick {self.tick + 1}). Call tick_epoch() on "
+                f"{self.timeout:g} s (this rank waited at its tick number {self.tick}). Call tick_epoch() on "
                 f"every rank, the same number of times -- not only on rank {self.master}: every rank's "
                 f"statistics are combined at the tick and rank {self.master} shows them. If a rank is only "
                 f"slow (validation on one rank), raise PyTorchInspector(distributed_timeout=...).") from exc

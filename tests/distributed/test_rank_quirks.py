@@ -80,6 +80,7 @@ def test_a_rank_that_does_not_tick_gives_a_clear_error_within_the_timeout(ranks)
     assert "rank(s) 1 did not reach tick_epoch()" in rank0["error"]
     assert "Call tick_epoch() on every rank" in rank0["error"]
     assert "distributed_timeout=2 s" in rank0["error"]
+    assert "waited at its tick number 1" in rank0["error"]  # the first tick (it once said 2)
     assert 1.5 < rank0["seconds"] < 15
 
 
