@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..collect.compiled import in_graph
-from ..collect.faults import FaultLog
+from ..collect.faults import FaultLog, MonitorNotice
 from ..collect.hooks import ScalarSite, Site
 from ..collect.summary import RANGE_NAMES, Summary, as_method_list
 from .base import AbstractLens, Call, TagAttributes, TagType
@@ -99,6 +99,7 @@ class LossMetrics(AbstractLens):
         # (``loss_fn_inplace`` is accepted for compatibility).
         self._keep = True
         self._last: dict[tuple[bool, str], float] = {}
+        self._steps_before = 0  # the run's optimizer steps at the previous compute
 
     @property
     def metrics(self) -> list[str]:
@@ -146,8 +147,28 @@ class LossMetrics(AbstractLens):
         name = self.ctx.train_loss_str if train else self.ctx.non_train_loss_str
         return self.ctx.pushes.summary(name)
 
+    def _say_no_training_loss(self) -> None:
+        """The optimizer stepped this epoch but no training loss arrived: the loss is wired wrong (said once)."""
+        steps = self.ctx.steps
+        now = steps.count if steps is not None else 0
+        stepped, self._steps_before = now > self._steps_before, now
+        if not stepped:
+            return
+        if self._loss_fn is not None:
+            why = (f"LossMetrics(loss_fn={type(self._loss_fn).__name__}) was never called with grad enabled while "
+                   "the optimizer stepped: the training loop computes its loss with another callable "
+                   "(F.cross_entropy, a new loss module per step, model(x, y)). Compute the training loss with that "
+                   "loss_fn object, or push it each step: inspector.push_loss(loss.detach(), train=True)")
+        else:
+            why = ("no training loss was pushed while the optimizer stepped: give LossMetrics(loss_fn=criterion) "
+                   "the loss module the loop calls, or push it each step: inspector.push_loss(loss.detach(), "
+                   "train=True)")
+        self.ctx.faults.report(self.lens_name, f"the training loss chart stays empty: {why}", category=MonitorNotice)
+
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
         ctx = self.ctx
+        if ctx.steps is not None and ctx.steps.count < self._steps_before:
+            self._steps_before = 0  # a new run: its own step count
         loss_tag = "Loss" if self._separate else "Loss & Metrics"
         metrics_tag = "Metrics" if self._separate else "Loss & Metrics"
         values: dict[str, float] = {}
@@ -159,6 +180,7 @@ class LossMetrics(AbstractLens):
                 if train:
                     for m in self._loss_line:
                         values[f"{label} {m}"] = float("nan")
+                    self._say_no_training_loss()
                 continue
             if s.nonfinite:
                 ctx.faults.report(self.lens_name, f"{s.nonfinite} non-finite {label} value(s) in an epoch were left "
