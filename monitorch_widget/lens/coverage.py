@@ -66,8 +66,8 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | N
                          "whatever training does; read their OutputNorm instead")
     for lens in lenses:
         if isinstance(lens, (OutputActivation, OutputNorm)) and not lens.sites and not lens.refused:
-            kinds = "activation or dropout" if isinstance(lens, OutputActivation) else "activation"
-            parts.append(f"{lens.lens_name} watches no module of this model: it holds no {kinds} module "
+            held = "activation or dropout" if isinstance(lens, OutputActivation) else "activation"
+            parts.append(f"{lens.lens_name} watches no module of this model: it holds no {held} module "
                          "(activations called as functions in forward, such as F.relu or torch.tanh, are invisible "
                          "to module hooks); use activation modules (nn.ReLU()), or name the layer types to watch: "
                          f"{lens.lens_name}(include=[nn.Linear])")
