@@ -94,7 +94,7 @@ class UpdateReader(ParameterSet):
         for group in groups or ():
             delta = group.buffers[_SNAPSHOT]
             # the snapshot still holds the weights before the step: their norms, for the update ratio
-            before = self.ratios.weight_norms(group, delta) if self.ratios is not None else None
+            ratio_row = self.ratios.begin(group, delta) if self.ratios is not None else None
             torch._foreach_sub_(delta, group.params)  # before - after = -update
             took = [s.param.grad is not None for s in group.sites] if self._stepping else None
             if took is not None and all(took):
@@ -103,8 +103,8 @@ class UpdateReader(ParameterSet):
                 continue
             row = group.next_row(self.bank)
             group.write(row, group.flat[_SNAPSHOT], group.flat[_PREVIOUS] if self.correlation else None, took)
-            if before is not None and self.ratios is not None:  # row 0 of the parts: the update's raw norms
-                self.ratios.write(group, group.parts.rows_parts[row][0], before, took)
+            if ratio_row is not None and self.ratios is not None:  # row 0 of the parts: the update's norms
+                self.ratios.end(group, ratio_row, group.parts.rows_parts[row][0], took)
             if self.correlation:
                 if took is None:
                     self.swap(group, _SNAPSHOT, _PREVIOUS)
