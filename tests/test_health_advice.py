@@ -223,3 +223,57 @@ def test_vanishing_advice_follows_the_models_activations():
     record.plot_numerical_values(1, "Weight Gradient Norm", {"a": {"mean": 1.0}})
     view = RowView(record.runs[0], 0, ("train_loss", "val_loss"))
     assert _vanishing_advice(view).startswith("gradients vanish on the way back: if the model uses sigmoid/tanh")
+
+
+class _Calls:
+    """A user's monitorch-style visualizer: keeps the tags registered and the calls made."""
+
+    def __init__(self):
+        self.tags, self.calls = [], []
+
+    def register_tags(self, tag, attrs):
+        self.tags.append(tag)
+
+    def plot_numerical_values(self, epoch, tag, values, ranges=None):
+        self.calls.append(tag)
+
+    def plot_probabilities(self, epoch, tag, values):
+        self.calls.append(tag)
+
+    def plot_relations(self, epoch, tag, values):
+        self.calls.append(tag)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_the_per_step_ratio_is_recorded_for_the_checks_and_never_sent_to_a_users_visualizer(normalize):
+    """Adam, weights and biases, with and without normalize_by_size (the ratio is of plain L2 norms either way):
+    the record's ``<Parameter> Update Ratio`` mean / max equal ||w_after - w_before|| / ||w_before|| per step
+    by hand; a user's visualizer gets monitorch's tags and calls only."""
+    torch.manual_seed(0)
+    X, y = digits(320)
+    model = mlp(16)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    user = _Calls()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ins = PyTorchInspector([ParameterUpdateGeometry(opt, normalize_by_size=normalize)], module=model,
+                               visualizer=user)
+    hand: dict[tuple[str, str], list[float]] = {}
+    for _ in range(2):
+        hand.clear()
+        for i in range(0, len(X), BATCH):
+            before = {(k, p): getattr(model[int(k)], p).detach().clone() for k in LAYERS for p in ("weight", "bias")}
+            opt.zero_grad()
+            LOSS(model(X[i:i + BATCH]), y[i:i + BATCH]).backward()
+            opt.step()
+            for (k, p), b in before.items():
+                hand.setdefault((k, p), []).append(float((getattr(model[int(k)], p).detach() - b).norm() / b.norm()))
+        ins.tick_epoch()
+    for (k, p), values in hand.items():
+        tag = f"{p} Update Ratio".title()
+        assert ins.history.series(tag, k, "mean")[-1] == pytest.approx(np.mean(values), rel=1e-4)
+        assert ins.history.series(tag, k, "max")[-1] == pytest.approx(max(values), rel=1e-4)
+    assert user.tags and user.calls
+    assert not [t for t in user.tags + user.calls if "Ratio" in t]
+    assert ins.history.current.panel("Weight Update Ratio").lens == "ParameterUpdateGeometry"
+    ins.detach()
