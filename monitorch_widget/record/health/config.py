@@ -39,7 +39,7 @@ class HealthConfig:
     # --- update-to-weight ratio (ParameterUpdateGeometry + ParameterNorm) ----------------------------------
     update_ratio_high: float = 1e-1   # ||update|| / ||weight|| per step, epoch mean above this: LR too high (warning)
     update_ratio_low: float = 1e-5    # ... below this: learning rate too low (info)
-    update_ratio_critical: float = 1.0  # one step at least this share of the weights' norm: critical (heuristic)
+    update_ratio_critical: float = 1.0  # ... and one step moved them by this share of their norm: critical (heuristic)
     # --- loss (LossMetrics) ----------------------------------------------------------------------------------
     divergence_factor: float = 1.5    # training loss at least this many times its best so far (critical)
     spike_cv: float = 3.0             # within an epoch: loss std at least this many times its mean, while a step

@@ -80,7 +80,7 @@ def vanishing_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
         message = (f"its weight-gradient norm {sci(v)} is {sci(share)} of the largest layer's "
                    f"({named(top_layer)}: {sci(top)}); {reading(view)}.")
         if dead:
-            message += f" Its gradient is ~0 because {names(dead)} {_is_are(dead)} dead: see dead_layer."
+            message += f" Its gradient is ~0, most likely because {names(dead)} {_is_are(dead)} dead: see dead_layer."
             tip = (f"revive {names(dead)} first (see dead_layer): no gradient passes a layer whose units are all "
                    "silent, so the layers around it stop learning")
         elif v == 0:
@@ -151,8 +151,7 @@ def step_ratios(view: RowView) -> tuple[list[str], np.ndarray, np.ndarray, bool]
 def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
     layers, means, maxes, per_step = step_ratios(view)
     with np.errstate(invalid="ignore"):
-        far = np.flatnonzero((means > cfg.update_ratio_high) | (means < cfg.update_ratio_low)
-                             | (maxes >= cfg.update_ratio_critical))  # NaN: False
+        far = np.flatnonzero((means > cfg.update_ratio_high) | (means < cfg.update_ratio_low))  # NaN: False
     if not far.size:
         return []
     how = "per step, against the weights before it" if per_step else \
@@ -164,7 +163,9 @@ def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
     for k in far:
         layer, r, m = layers[k], float(means[k]), float(maxes[k])
         top = f" (at most {sci(m)})" if finite(m) else ""
-        if r > cfg.update_ratio_high or m >= cfg.update_ratio_critical:
+        if r > cfg.update_ratio_high:
+            # critical: some step moved the weights by their own norm (a max alone is not enough: a layer
+            # initialised at zero moves by about its own norm in its first steps)
             critical = m >= cfg.update_ratio_critical
             out.append(Condition(
                 "update_ratio", "critical" if critical else "warning", layer, tag, r,
@@ -178,7 +179,7 @@ def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
             dead, vanishing = dead_layers(view, cfg), vanishing_layers(view, cfg)
         assert vanishing is not None
         if dead:
-            cause = f"its gradient is ~0 because {names(dead)} {_is_are(dead)} dead: see dead_layer"
+            cause = f"its gradient is ~0, most likely because {names(dead)} {_is_are(dead)} dead: see dead_layer"
             fix = f"revive {names(dead)} (see dead_layer); raising the learning rate would not help"
         elif layer in vanishing:
             cause = f"its gradient is ~0: see vanishing_gradient on {named(layer)}"
