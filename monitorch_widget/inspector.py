@@ -107,7 +107,7 @@ class PyTorchInspector:
             self.faults.report("attach", taken, category=MonitorNotice)
         for lens in self.lenses:
             lens.bind(self._ctx)
-            for tag, attrs in lens.tags():
+            for tag, attrs in [*lens.tags(), *lens.record_tags()]:
                 self.history.register_tags(tag, attrs, lens=lens.lens_name)
             if self._user_visualizer is not None:
                 lens.introduce_tags(self._user_visualizer)

@@ -62,9 +62,10 @@ def test_critical_when_the_layer_is_nearly_constant_and_a_far_outlier_is_a_dying
     found = {(f.check, f.layer): f for f in record.health.findings()}
     assert found[("dead_layer", "a")].severity == "critical"
     # c: 0.22 >= median(others = 0.96, 0.0, 0.01 -> 0.01) + 0.2 and >= 2x it, below the dead-layer threshold;
-    # a is an outlier too (median of b, c, d = 0.01); b and d are not
+    # a is an outlier too (median of b, c, d = 0.01) but (nearly) constant: dead_layer's critical case alone
+    # ("more units than the task uses" would contradict "the layer is dead"); b and d are not outliers
     assert found[("dying_layer", "c")].value == 0.22 and ("dead_layer", "c") not in found
-    assert ("dying_layer", "a") in found
+    assert ("dying_layer", "a") not in found
     assert not {("dying_layer", "b"), ("dying_layer", "d")} & set(found)
 
 
@@ -184,8 +185,8 @@ def test_print_static_picture_and_export_show_findings(tmp_path):
     feed(record, {"<img src=x onerror=alert(1)>": [0.0], "ok": [0.0]})
     printer.on_epoch()
     lines = out.getvalue().splitlines()
-    assert lines[1].startswith("  health: [warning] <img src=x onerror=alert(1)> dead_layer (since epoch 1)")
-    assert lines[3] == "  health: resolved <img src=x onerror=alert(1)> dead_layer (epochs 1-2)"
+    assert lines[1].startswith("  health: [warning] layer '<img src=x onerror=alert(1)>' dead_layer (since epoch 1)")
+    assert lines[3] == "  health: resolved layer '<img src=x onerror=alert(1)>' dead_layer (epochs 1-2)"
     html = fallback_html(record)
     assert 'class="mw-findings"' in html and "&lt;img src=x" in html and "<img src=x" not in html
     assert findings_section(Record()) == ""

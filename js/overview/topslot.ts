@@ -76,7 +76,8 @@ export class FindingsList {
     if (f.layer !== null) li.setAttribute("data-layer", f.layer);
     if (f.tag !== null) li.setAttribute("data-tag", f.tag);
     li.appendChild(h("span", "mw-sev", SEVERITY_MARK[f.severity] ?? "•"));
-    li.appendChild(link(f.tag, f.layer, f.layer ?? f.tag ?? f.check, this.open));
+    // a layer is named as the messages name it: an nn.Sequential's bare index ("3") would read like a number
+    li.appendChild(link(f.tag, f.layer, f.layer !== null ? `layer '${f.layer}'` : f.tag ?? f.check, this.open));
     const when = f.until !== null ? `epochs ${f.since}–${f.until}, resolved` : `since epoch ${f.since}`;
     li.appendChild(h("span", "mw-when", multiRun ? `${runLabel(f.run)}, ${when}` : when));
     li.appendChild(h("span", "mw-msg", f.message));

@@ -128,7 +128,7 @@ describe("deep model overview", () => {
     expect(items[0].textContent).toContain("since epoch 2");
     expect(items[0].textContent).toContain("Lower the learning rate.");
     expect(items[1].dataset.resolved).toBe("1");
-    expect(items[1].querySelector(".mw-link")!.textContent).toBe("<b>x</b>");
+    expect(items[1].querySelector(".mw-link")!.textContent).toBe("layer '<b>x</b>'");
     expect(host.querySelector("b")).toBeNull();
     items[0].querySelector<HTMLButtonElement>(".mw-link")!.click();
     await tick();

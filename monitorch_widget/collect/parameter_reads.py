@@ -23,6 +23,7 @@ import torch
 from .modes import monitor_mode
 from .optimizer_steps import groups_signature
 from .parameter_sets import Group, ParameterSet
+from .update_ratio import UpdateRatios
 
 _SNAPSHOT, _PREVIOUS = 0, 1
 
@@ -30,9 +31,12 @@ _SNAPSHOT, _PREVIOUS = 0, 1
 class UpdateReader(ParameterSet):
     """The watched parameters' updates per optimizer step (see the module docstring)."""
 
-    def __init__(self, lens: str, faults: Any, bank: Any, normalize: bool, correlation: bool) -> None:
+    def __init__(self, lens: str, faults: Any, bank: Any, normalize: bool, correlation: bool,
+                 ratios: UpdateRatios | None = None) -> None:
         super().__init__(lens, faults, bank, 2 if correlation else 1, normalize, 2 if correlation else 1)
         self.correlation = correlation
+        #: where each step's ||update|| / ||weight before the step|| goes (:mod:`.update_ratio`), or None
+        self.ratios = ratios
         self.armed: list[Group] | None = None  # the groups snapshotted and not yet observed
         self.handles: list[Any] = []
         self.steps = 0  # observations since the last reset (steps of the hooked optimizer, inspect() calls)
@@ -89,6 +93,8 @@ class UpdateReader(ParameterSet):
         groups, self.armed = self.armed, None
         for group in groups or ():
             delta = group.buffers[_SNAPSHOT]
+            # the snapshot still holds the weights before the step: their norms, for the update ratio
+            ratio_row = self.ratios.begin(group, delta) if self.ratios is not None else None
             torch._foreach_sub_(delta, group.params)  # before - after = -update
             took = [s.param.grad is not None for s in group.sites] if self._stepping else None
             if took is not None and all(took):
@@ -97,6 +103,8 @@ class UpdateReader(ParameterSet):
                 continue
             row = group.next_row(self.bank)
             group.write(row, group.flat[_SNAPSHOT], group.flat[_PREVIOUS] if self.correlation else None, took)
+            if ratio_row is not None and self.ratios is not None:  # row 0 of the parts: the update's norms
+                self.ratios.end(group, ratio_row, group.parts.rows_parts[row][0], took)
             if self.correlation:
                 if took is None:
                     self.swap(group, _SNAPSHOT, _PREVIOUS)
@@ -125,9 +133,16 @@ class UpdateReader(ParameterSet):
             for group in self._groups:
                 group.before = None
 
+    def flush(self) -> None:
+        super().flush()
+        if self.ratios is not None:
+            self.ratios.flush(self._groups)
+
     def clear(self) -> None:
         self.hook(None)
         super().clear()
+        if self.ratios is not None:
+            self.ratios.clear()
 
 
 class NormReader(ParameterSet):

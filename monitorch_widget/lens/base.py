@@ -43,6 +43,9 @@ class Call(NamedTuple):
     tag: str
     values: OrderedDict[str, dict[Any, float]]
     ranges: OrderedDict[str, dict[tuple[str, str], tuple[float, float]]] | None = None
+    #: a series of our own for the record (and the health checks), not one of monitorch's calls: a user's
+    #: monitorch-style visualizer never receives it (see :meth:`AbstractLens.record_tags`)
+    record_only: bool = False
 
 
 class LensContext:
@@ -77,6 +80,11 @@ class AbstractLens:
     # --- declaration -----------------------------------------------------------------------------
     def tags(self) -> list[tuple[str, TagAttributes]]:
         raise NotImplementedError
+
+    def record_tags(self) -> list[tuple[str, TagAttributes]]:
+        """Tags of the lens' ``record_only`` calls: registered with the record only, never with a user's
+        visualizer (monitorch's lenses have no such tags)."""
+        return []
 
     def introduce_tags(self, visualizer: Any) -> None:
         for tag, attrs in self.tags():
@@ -197,7 +205,10 @@ class AbstractLens:
         """Replay ``calls`` on a monitorch-style visualizer, with fresh dicts each call (the record, which reads
         them in place, gets the calls' own: ``reads_calls_in_place``)."""
         fresh = not getattr(visualizer, "reads_calls_in_place", False)
+        own = getattr(visualizer, "keeps_record_only", False)
         for call in calls:
+            if call.record_only and not own:
+                continue
             values = OrderedDict((k, dict(v)) for k, v in call.values.items()) if fresh else call.values
             if call.method == "numerical":
                 # None stays None: monitorch's ParameterNorm plots its lines without ranges

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -10,8 +12,10 @@ from torch import nn
 from ..collect.faults import MonitorNotice
 from ..collect.parameter_reads import UpdateReader
 from ..collect.parameter_sets import ParameterSite
+from ..collect.streams import BankRow, StreamBank
 from ..collect.summary import Summary
-from .base import Call
+from ..collect.update_ratio import UpdateRatios
+from .base import Call, TagAttributes, TagType
 from .geometry_calls import flush_sites
 from .sequence_geometry import SequenceGeometryLens
 
@@ -39,6 +43,11 @@ class ParameterUpdateGeometry(SequenceGeometryLens):
     2.0x the watched parameters' bytes (1.0x without correlation), measured by ``benchmarks/geometry_memory.py``;
     allocated at the first step.
 
+    Also, for the record only (not a monitorch call; ``Call.record_only``), the update-to-weight ratio of each
+    step, ||u|| / ||p_before|| (:mod:`monitorch_widget.collect.update_ratio`): tag ``<Parameter> Update Ratio``,
+    keys ``mean`` and ``max`` over the epoch's steps, which the health check ``update_ratio`` reads. Cost: one
+    more ``_foreach_norm`` (of the snapshot) and one division per step, per device.
+
     Raises TypeError when ``optimizer`` is neither a ``torch.optim.Optimizer`` nor None, for non-boolean
     flags and bad ``parameters``; ValueError for unknown aggregation names, and at attach when no parameter of
     the model matches.
@@ -53,6 +62,7 @@ class ParameterUpdateGeometry(SequenceGeometryLens):
         super().__init__(parameters, inplace, normalize_by_size, log_scale, compute_correlation, line_aggregation,
                          range_aggregation)
         self._reader: UpdateReader | None = None
+        self._ratios = UpdateRatios()
         self._epoch_start = 0  # the model's optimizer-step count when the epoch began
         self.optimizer = optimizer
 
@@ -75,7 +85,7 @@ class ParameterUpdateGeometry(SequenceGeometryLens):
     def _reader_(self) -> UpdateReader:
         if self._reader is None:
             self._reader = UpdateReader(self.lens_name, self.ctx.faults, self._bank, self._normalize,
-                                        self._correlation)
+                                        self._correlation, self._ratios)
             if self.optimizer is not None:
                 self._reader.hook(self.optimizer)
         return self._reader
@@ -84,6 +94,7 @@ class ParameterUpdateGeometry(SequenceGeometryLens):
         site = ParameterSite(self.series_name(name, pname), name, module, pname, param, self.lens_name,
                              self.ctx.faults, 2 if self._correlation else 1, self._bank.add_row())
         self._reader_().add(site)
+        self._ratios.add(site)
         self._sites.append(site)
 
     def inspect_update(self) -> None:
@@ -127,10 +138,33 @@ class ParameterUpdateGeometry(SequenceGeometryLens):
             self._reader.clear()
             self._reader = None
         self._bank = self._new_bank()
+        self._ratios = UpdateRatios()
         self._epoch_start = 0  # the next attach counts its steps from 0
+
+    # --- the per-step update ratio: a bank of its own, read with the lens' other banks --------------------
+    def streams(self) -> list[StreamBank]:
+        return [*super().streams(), self._ratios.bank]
+
+    def slots(self) -> dict[int, list[BankRow]]:
+        own = dict(super().slots())
+        own[id(self._ratios.bank)] = self._ratios.rows_of(self._sites)
+        return own
+
+    def record_tags(self) -> list[tuple[str, TagAttributes]]:
+        return [(self.tag_for(p, "Ratio"), TagAttributes(True, False, True, TagType.NUMERICAL))
+                for p in self._parameters]
 
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
         calls = []
         for pattern in self._parameters:
-            calls += self.geometry_calls(pattern, self.sites_of(pattern), summaries)
+            sites = self.sites_of(pattern)
+            calls += self.geometry_calls(pattern, sites, summaries)
+            ratios: OrderedDict[str, dict[Any, float]] = OrderedDict()
+            for site in sites:
+                slot = self._ratios.slots.get(id(site))
+                found = None if site.hidden or slot is None else summaries.get(id(slot))
+                if found is not None:
+                    ratios[site.name] = {"mean": found[0].point("mean"), "max": found[0].point("max")}
+            if ratios:
+                calls.append(Call("numerical", self.tag_for(pattern, "Ratio"), ratios, None, record_only=True))
         return calls

@@ -54,6 +54,9 @@ class Record:
     #: a lens hands the record its calls' dicts as they are (no fresh copies, as a user's visualizer gets): the
     #: record reads them during the call and keeps no reference to them
     reads_calls_in_place = True
+    #: and keeps the lenses' own series (``Call.record_only``: e.g. the per-step update ratio) that no
+    #: monitorch-style visualizer receives
+    keeps_record_only = True
 
     def __init__(self) -> None:
         self.runs: list[Run] = []

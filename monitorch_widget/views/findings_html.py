@@ -31,7 +31,7 @@ def findings_section(record: Any) -> str:
     for f in ordered[:SHOWN]:
         color = _COLORS.get(f.severity, "#555")
         span = f"since epoch {f.since:g}" if f.active else f"epochs {f.since:g}–{f.until:g}, resolved"
-        where = f"<b>{escape(f.layer)}</b> · " if f.layer else ""
+        where = f"<b>layer '{escape(f.layer)}'</b> · " if f.layer else ""
         run = escape(labels.get(f.run, f"run {f.run}"))
         items.append(
             f'<li class="mw-finding" data-id="{escape(f.id)}" style="margin:2px 0;{"" if f.active else "opacity:.6"}">'

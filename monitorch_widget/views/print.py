@@ -91,7 +91,7 @@ class PrintVisualizer(RecordView):
             if f.active and before is not True:
                 lines.append(f"  health: {f.line()}")
             elif not f.active and before is True:
-                where = f" {f.layer}" if f.layer else ""
+                where = f" layer '{f.layer}'" if f.layer else ""
                 lines.append(f"  health: resolved{where} {f.check} (epochs {f.since:g}-{f.until:g})")
             self._shown[f.id] = f.active
         return lines

@@ -37,10 +37,13 @@ class HealthConfig:
     exploding_jump: float = 10.0      # a layer's gradient norm at least this many times its median over ...
     exploding_window: int = 3         # ... the previous epochs (critical)
     # --- update-to-weight ratio (ParameterUpdateGeometry + ParameterNorm) ----------------------------------
-    update_ratio_high: float = 1e-1   # ||update|| / ||weight|| per step above this: learning rate too high (warning)
+    update_ratio_high: float = 1e-1   # ||update|| / ||weight|| per step, epoch mean above this: LR too high (warning)
     update_ratio_low: float = 1e-5    # ... below this: learning rate too low (info)
+    update_ratio_critical: float = 1.0  # ... and one step moved them by this share of their norm: critical (heuristic)
     # --- loss (LossMetrics) ----------------------------------------------------------------------------------
     divergence_factor: float = 1.5    # training loss at least this many times its best so far (critical)
+    spike_cv: float = 3.0             # within an epoch: loss std at least this many times its mean, while a step
+    # moved some layer's weights by update_ratio_critical of their norm: the loss blew up inside it (heuristic)
     plateau_patience: int = 10        # epochs without a relative improvement of ...
     plateau_threshold: float = 1e-4   # ... this share of the best training loss (info)
     overfit_gl: float = 5.0           # Prechelt's generalization loss GL = 100 (val / best val - 1) above this ...
@@ -69,12 +72,15 @@ class HealthConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"HealthConfig({name}={v!r}): must be a factor >= 1")
-        for name in ("update_ratio_high", "update_ratio_low", "overfit_gl"):
+        for name in ("update_ratio_high", "update_ratio_low", "update_ratio_critical", "spike_cv", "overfit_gl"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
                 raise ValueError(f"HealthConfig({name}={v!r}): must be a positive number")
         if self.update_ratio_low >= self.update_ratio_high:
             raise ValueError(f"HealthConfig: update_ratio_low={self.update_ratio_low} must be below "
+                             f"update_ratio_high={self.update_ratio_high}")
+        if self.update_ratio_critical < self.update_ratio_high:
+            raise ValueError(f"HealthConfig: update_ratio_critical={self.update_ratio_critical} must be at least "
                              f"update_ratio_high={self.update_ratio_high}")
         if self.dead_critical_rate < self.dead_rate:
             raise ValueError("HealthConfig: dead_critical_rate must be at least dead_rate")

@@ -73,8 +73,8 @@ class Finding:
                    message=str(d["message"]), advice=str(d["advice"]))
 
     def line(self) -> str:
-        """One line for text views: ``[warning] relu2 dead_layer since epoch 3: ... Try: ...``."""
-        where = f"{self.layer} " if self.layer else ""
+        """One line for text views: ``[warning] layer 'relu2' dead_layer (since epoch 3): ... Try: ...``."""
+        where = f"{named(self.layer)} " if self.layer else ""
         span = f"since epoch {_epoch(self.since)}" if self.until is None else \
             f"epochs {_epoch(self.since)}-{_epoch(self.until)}, resolved"
         return f"[{self.severity}] {where}{self.check} ({span}): {self.message} Try: {self.advice}"
@@ -98,6 +98,18 @@ class Condition:
 
 def _epoch(e: float) -> str:
     return str(int(e)) if float(e).is_integer() else f"{e:g}"
+
+
+def named(layer: str | None) -> str:
+    """A layer as findings name it: ``layer '3'`` (an nn.Sequential's bare index reads like a number)."""
+    return f"layer '{layer}'"
+
+
+def names(layers: list[str], limit: int = 3) -> str:
+    """``layer '3'``, ``layers '1', '3'`` (the first ``limit``, then how many more)."""
+    quoted = [f"'{g}'" for g in layers[:limit]]
+    more = f" and {len(layers) - limit} more" if len(layers) > limit else ""
+    return f"layer{'s' if len(layers) > 1 else ''} {', '.join(quoted)}{more}"
 
 
 def pct(v: float) -> str:

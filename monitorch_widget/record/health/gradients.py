@@ -5,7 +5,12 @@ Update Norm`` (ParameterUpdateGeometry), each per module with its line aggregati
 Which gradient the norm is of: our lenses read the gradient the optimizer step used (after clipping and
 GradScaler's unscale; README "What each statistic reads"); monitorch's own lens, driving ``WidgetVisualizer``,
 reads it at every backward pass, before clipping. A panel recorded by our inspector names its lens, a panel fed
-through monitorch's visualizer interface does not: that is how a finding says which norm it read.
+through monitorch's visualizer interface does not: that is how a finding says which norm it read. Clipping
+itself is not detected: "after clipping, if any".
+
+Advice that must not contradict another finding (``causes.py``): a layer whose gradient is ~0 while a layer
+of the model is dead points at ``dead_layer``; a tiny update on a layer whose gradient vanishes points at
+``vanishing_gradient``; the vanishing-gradient advice names the model's saturating activations, if it has any.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ import warnings
 
 import numpy as np
 
+from .causes import UPDATE_RATIO, dead_layers, saturating, vanishing_layers
 from .config import HealthConfig
-from .finding import Condition, sci
+from .finding import Condition, named, names, sci
 from .rows import GRADIENT_NORM, UPDATE_NORM, WEIGHT_NORM, RowView, Skipped, finite
 
 
@@ -23,7 +29,7 @@ def reading(view: RowView) -> str:
     """How the gradient norm of this run was read, for messages."""
     if view.panel_lens(GRADIENT_NORM) is None:
         return "norm read by monitorch's lens at each backward pass, before any clipping"
-    return "norm of the gradient the optimizer step used, after clipping"
+    return "norm of the gradient the optimizer step used, after clipping if any"
 
 
 def _norms(view: RowView) -> dict[str, int]:
@@ -32,28 +38,59 @@ def _norms(view: RowView) -> dict[str, int]:
     return view.first_line(GRADIENT_NORM)
 
 
+def _is_are(layers: list[str]) -> str:
+    return "are" if len(layers) > 1 else "is"
+
+
+def _vanishing_advice(view: RowView) -> str:
+    """What to try for a vanishing gradient, by the activations the model has (``Run.module_types``)."""
+    found = saturating(view)
+    common = "Glorot/He initialisation, normalisation layers or residual connections"
+    if found is None:  # a run fed by monitorch's inspector: the module types are unknown
+        return (f"gradients vanish on the way back: if the model uses sigmoid/tanh, use ReLU-family activations "
+                f"in deep stacks; {common}")
+    if found:
+        kinds = sorted({view.run.module_types[g] for g in found})
+        return (f"gradients vanish on the way back through saturating activations ({', '.join(kinds)}: "
+                f"{names(found)}): use ReLU-family activations instead in deep stacks; {common}")
+    return (f"gradients vanish on the way back (the model has no saturating activation): {common}; check for "
+            "dead units (OutputActivation) and for a learning rate so high that it killed them")
+
+
 def vanishing_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
     norms = _norms(view)
-    names = list(norms)
+    names_ = list(norms)
     values = view.row_values(list(norms.values()))
     ok = np.flatnonzero(np.isfinite(values) & (values >= 0))
     if ok.size < 2:
         return []
     top_k = int(ok[np.argmax(values[ok])])
-    top_layer, top = names[top_k], float(values[top_k])
+    top_layer, top = names_[top_k], float(values[top_k])
     if top <= 0:
         return []
+    low = ok[values[ok] < cfg.vanishing_ratio * top]
+    if not low.size:
+        return []
+    dead = dead_layers(view, cfg)
+    advice = None
     out = []
-    for k in ok[values[ok] < cfg.vanishing_ratio * top]:
-        layer, v = names[k], float(values[k])
+    for k in low:
+        layer, v = names_[k], float(values[k])
         share = v / top
-        out.append(Condition(
-            "vanishing_gradient", "warning", layer, GRADIENT_NORM, v,
-            f"its weight-gradient norm {sci(v)} is {sci(share)} of the largest layer's ({top_layer}: {sci(top)}); "
-            f"{reading(view)}.",
-            "gradients vanish on the way back: use ReLU-family activations instead of sigmoid/tanh in deep "
-            "stacks, Glorot/He initialisation, normalisation layers or residual connections",
-            need=cfg.vanishing_epochs))
+        message = (f"its weight-gradient norm {sci(v)} is {sci(share)} of the largest layer's "
+                   f"({named(top_layer)}: {sci(top)}); {reading(view)}.")
+        if dead:
+            message += f" Its gradient is ~0, most likely because {names(dead)} {_is_are(dead)} dead: see dead_layer."
+            tip = (f"revive {names(dead)} first (see dead_layer): no gradient passes a layer whose units are all "
+                   "silent, so the layers around it stop learning")
+        elif v == 0:
+            message += " No gradient reaches it at all."
+            tip = ("check that the loss depends on it (a branch the loss does not use, a detach()) and look for "
+                   "dead units after it (OutputActivation)")
+        else:
+            tip = advice = advice or _vanishing_advice(view)
+        out.append(Condition("vanishing_gradient", "warning", layer, GRADIENT_NORM, v, message, tip,
+                             need=cfg.vanishing_epochs))
     return out
 
 
@@ -62,7 +99,7 @@ def exploding_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
     lo = max(0, view.row - cfg.exploding_window)
     if lo == view.row or not norms:
         return []
-    names = list(norms)
+    names_ = list(norms)
     cols = list(norms.values())
     now = view.row_values(cols)
     with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -71,7 +108,7 @@ def exploding_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
         jumped = np.flatnonzero((medians > 0) & (now >= cfg.exploding_jump * medians))
     out = []
     for k in jumped:
-        layer, v, median = names[k], float(now[k]), float(medians[k])
+        layer, v, median = names_[k], float(now[k]), float(medians[k])
         if not finite(v):
             continue
         out.append(Condition(
@@ -83,40 +120,85 @@ def exploding_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
     return out
 
 
-def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
+def step_ratios(view: RowView) -> tuple[list[str], np.ndarray, np.ndarray, bool]:
+    """(layers, epoch mean, epoch max, per step) of the update-to-weight ratio in this row.
+
+    Per step (``per_step`` True): ParameterUpdateGeometry's ``Weight Update Ratio`` (||u|| / ||w before the
+    step||, ``collect/update_ratio.py``). Otherwise -- a run fed by monitorch's own lenses -- the epoch's mean
+    update norm over the weight norm ParameterNorm read at the tick (max NaN): an approximation that a blow-up
+    within the epoch defeats (the weights at the tick are no longer those the steps started from)."""
+    if view.has(UPDATE_RATIO):
+        means = {g: i for g, i, _ in view.layers(UPDATE_RATIO, "mean")}
+        maxes = {g: i for g, i, _ in view.layers(UPDATE_RATIO, "max")}
+        layers = [g for g in means if g in maxes]
+        return (layers, view.row_values([means[g] for g in layers]), view.row_values([maxes[g] for g in layers]),
+                True)
     missing = [lens for lens, tag in (("ParameterUpdateGeometry", UPDATE_NORM), ("ParameterNorm", WEIGHT_NORM))
                if not view.has(tag)]
     if missing:
-        raise Skipped(f"needs {' and '.join(missing)} (update and weight norms)")
+        raise Skipped(f"needs {' and '.join(missing)} (update and weight norms; our ParameterUpdateGeometry alone "
+                      "records the per-step ratio)")
     updates = view.first_line(UPDATE_NORM)
     weights = view.first_line(WEIGHT_NORM)
-    names = [layer for layer in updates if layer in weights]
-    u = view.row_values([updates[n] for n in names])
-    w = view.row_values([weights[n] for n in names])
+    layers = [layer for layer in updates if layer in weights]
+    u = view.row_values([updates[n] for n in layers])
+    w = view.row_values([weights[n] for n in layers])
     with np.errstate(all="ignore"):
         ratios = np.where(w > 0, u / w, np.nan)
-    far = np.flatnonzero((ratios > cfg.update_ratio_high) | (ratios < cfg.update_ratio_low))  # NaN: False
+    return layers, ratios, np.full(len(layers), np.nan), False
+
+
+def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
+    layers, means, maxes, per_step = step_ratios(view)
+    with np.errstate(invalid="ignore"):
+        far = np.flatnonzero((means > cfg.update_ratio_high) | (means < cfg.update_ratio_low))  # NaN: False
+    if not far.size:
+        return []
+    how = "per step, against the weights before it" if per_step else \
+        "the epoch's mean update over the weight norm at the epoch's end; not per step"
+    tag = UPDATE_RATIO if per_step else UPDATE_NORM
+    dead: list[str] | None = None
+    vanishing: set[str] | None = None
     out = []
     for k in far:
-        layer, r = names[k], float(ratios[k])
+        layer, r, m = layers[k], float(means[k]), float(maxes[k])
+        top = f" (at most {sci(m)})" if finite(m) else ""
         if r > cfg.update_ratio_high:
+            # critical: some step moved the weights by their own norm (a max alone is not enough: a layer
+            # initialised at zero moves by about its own norm in its first steps)
+            critical = m >= cfg.update_ratio_critical
             out.append(Condition(
-                "update_ratio", "warning", layer, UPDATE_NORM, r,
-                f"each step moves its weights by {sci(r)} of their norm, far above the usual ~1e-3 (CS231n); "
-                "the learning rate is likely too high.",
+                "update_ratio", "critical" if critical else "warning", layer, tag, r,
+                f"each step moves its weights by {sci(r)} of their norm on average{top}, far above the usual ~1e-3 "
+                f"(CS231n; {how})"
+                f"{'; a step moved them by at least their own norm' if critical else ''}: the learning rate is "
+                "likely too high.",
                 "lower the learning rate (by 10x to start), or add warm-up; keep the ratio near 1e-3"))
-        elif r == 0:  # not a small step but none: "raise the learning rate" would mislead
+            continue
+        if dead is None:
+            dead, vanishing = dead_layers(view, cfg), vanishing_layers(view, cfg)
+        assert vanishing is not None
+        if dead:
+            cause = f"its gradient is ~0, most likely because {names(dead)} {_is_are(dead)} dead: see dead_layer"
+            fix = f"revive {names(dead)} (see dead_layer); raising the learning rate would not help"
+        elif layer in vanishing:
+            cause = f"its gradient is ~0: see vanishing_gradient on {named(layer)}"
+            fix = "fix the vanishing gradient (see vanishing_gradient); raising the learning rate would not help"
+        else:
+            cause = fix = ""
+        if r == 0:  # not a small step but none: "raise the learning rate" would mislead
             out.append(Condition(
-                "update_ratio", "warning", layer, UPDATE_NORM, r,
-                "its weights did not move in this epoch's steps: its gradients were zero (a dead layer, or a "
-                "branch the loss does not reach) or its learning rate is 0.",
-                "check its gradient activation (dead units), that the loss depends on it, and its parameter "
-                "group's lr"))
+                "update_ratio", "warning", layer, tag, r,
+                "its weights did not move in this epoch's steps: " + (
+                    cause + "." if cause else "its gradients were zero (a dead layer, or a branch the loss does "
+                    "not reach) or its learning rate is 0."),
+                fix or "check its gradient activation (dead units), that the loss depends on it, and its "
+                "parameter group's lr"))
         elif r < cfg.update_ratio_low:
             out.append(Condition(
-                "update_ratio", "info", layer, UPDATE_NORM, r,
-                f"each step moves its weights by only {sci(r)} of their norm, far below the usual ~1e-3 (CS231n); "
-                "the learning rate may be too low.",
-                "raise the learning rate (a learning-rate range test finds a good one), unless training is "
+                "update_ratio", "info", layer, tag, r,
+                f"each step moves its weights by only {sci(r)} of their norm, far below the usual ~1e-3 (CS231n; "
+                f"{how}); " + (cause + "." if cause else "the learning rate may be too low."),
+                fix or "raise the learning rate (a learning-rate range test finds a good one), unless training is "
                 "deliberately annealed"))
     return out

@@ -17,8 +17,9 @@ from .scans import FirstFinite
 
 _DEAD_ADVICE = ("add dropout before this layer (the seed tutorial's remedy), lower the learning rate, or make the "
                 "layer narrower; LeakyReLU keeps a gradient on silent units")
-_CONSTANT_ADVICE = ("re-initialise (Lu et al. 2019: symmetric initialisations let deep ReLU networks die; try an "
-                    "asymmetric or He initialisation), lower the learning rate, or switch to LeakyReLU")
+_CONSTANT_ADVICE = ("check the bias and initialisation of the layer feeding it (a large negative bias silences every "
+                    "unit), re-initialise (Lu et al. 2019: symmetric initialisations let deep ReLU networks die; try "
+                    "an asymmetric or He initialisation), lower the learning rate, or switch to LeakyReLU")
 _DYING_ADVICE = ("this layer has more units than the task uses here: make it narrower, or add dropout before it; "
                  "compare with the model's other layers in the Output Activations panel")
 _TREND_ADVICE = ("units are dying without the loss improving: lower the learning rate, add dropout before the "
@@ -63,9 +64,10 @@ def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     if len(ranked) < 2:
         return []
     out = []
-    # a candidate is at least dying_gap above a median that is >= 0 (the prefilter keeps this O(layers))
+    # a candidate is at least dying_gap above a median that is >= 0 (the prefilter keeps this O(layers)); a
+    # (nearly) constant layer is dead_layer's critical case: "more units than the task uses" would contradict it
     for (layer, _), d in zip(layers, values):
-        if not (d >= cfg.dying_gap and math.isfinite(d)):
+        if not (d >= cfg.dying_gap and math.isfinite(d)) or d >= cfg.dead_critical_rate:
             continue
         median = _median_without(ranked, d)
         if d >= median + cfg.dying_gap and d >= cfg.dying_ratio * median:

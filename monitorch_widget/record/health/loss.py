@@ -12,8 +12,9 @@ import math
 
 import numpy as np
 
+from .causes import UPDATE_RATIO
 from .config import HealthConfig
-from .finding import Condition, sci
+from .finding import Condition, named, sci
 from .rows import GRADIENT_NORM, LOSS_PANELS, RowView, finite
 from .scans import FirstMin, Improvements
 
@@ -55,16 +56,50 @@ def nonfinite(view: RowView, cfg: HealthConfig) -> list[Condition]:
     return list(found.values())
 
 
+def _spread(view: RowView, idx: int) -> tuple[int, int] | None:
+    """The columns of the training loss's ``-σ`` / ``+σ`` band (LossMetrics' default range), or None."""
+    panel = view.run.columns[idx].panel
+    lo = view.run.column(panel, panel, f"{view.train_name} -σ", "lo")
+    hi = view.run.column(panel, panel, f"{view.train_name} +σ", "hi")
+    return None if lo is None or hi is None else (lo, hi)
+
+
+def _spike(view: RowView, cfg: HealthConfig, idx: int, v: float) -> Condition | None:
+    """A blow-up inside this epoch, which no comparison of epoch means sees while it is the first (or the
+    best) epoch: the batches' losses spread at least ``spike_cv`` times their mean AND a step of the same
+    epoch moved some layer's weights by at least ``update_ratio_critical`` of their norm (the per-step ratio,
+    ``causes.UPDATE_RATIO``). The spread alone cannot tell a blow-up from a loss that fell fast in the first
+    batches; the step size tells them apart. Both thresholds are heuristics."""
+    band = view.memo(("spread", view.train_name), lambda: _spread(view, idx))
+    if band is None or not view.has(UPDATE_RATIO) or not (finite(v) and v > 0):
+        return None
+    lo, hi = view.now(band[0]), view.now(band[1])
+    std = (hi - lo) / 2
+    if not std >= cfg.spike_cv * v:  # NaN compares False
+        return None
+    big = [(g, view.now(i)) for g, i, _ in view.layers(UPDATE_RATIO, "max")]
+    big = [(g, m) for g, m in big if m >= cfg.update_ratio_critical]
+    if not big:
+        return None
+    layer, top = max(big, key=lambda gm: gm[1])
+    return Condition(
+        "divergence", "critical", None, view.run.columns[idx].panel, v,
+        f"the training loss blew up within epoch {view.epoch:g}: its batches' standard deviation {sci(std)} is "
+        f"{std / v:.1f}x their mean {sci(v)}, and a step moved {named(layer)}'s weights by {sci(top)}x their norm "
+        "(heuristic: a spread this wide with steps this large).",
+        "lower the learning rate (by 10x to start), add warm-up or clip gradients; the epochs after a blow-up "
+        "may look calm because units died in it (see dead_layer)")
+
+
 def divergence(view: RowView, cfg: HealthConfig) -> list[Condition]:
     idx = view.train_loss()
     v = view.now(idx)
     prev = view.scan(("min", idx), lambda: FirstMin(idx))
     prev.advance(view.data, view.row)  # the best of the rows before this one
-    if not finite(v) or prev.row is None:
-        return []
+    if not finite(v) or prev.row is None or prev.best <= 0 or v < cfg.divergence_factor * prev.best:
+        spike = _spike(view, cfg, idx, v)
+        return [] if spike is None else [spike]
     best_row, best = prev.row, prev.best
-    if best <= 0 or v < cfg.divergence_factor * best:
-        return []
     return [Condition(
         "divergence", "critical", None, view.run.columns[idx].panel, v,
         f"the training loss {sci(v)} is {v / best:.1f}x its best ({sci(best)} at epoch {view.epoch_of(best_row):g}): "

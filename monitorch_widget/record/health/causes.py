@@ -1,0 +1,63 @@
+"""What one check needs to know about another's findings in the same row, so their advice does not contradict.
+
+A layer whose gradient is ~0 because the units downstream are dead must point at the dead layer, not say
+"raise the learning rate" (``update_ratio``) or "replace sigmoid/tanh" (``vanishing_gradient``); the
+vanishing-gradient advice depends on the activations the model has (``Run.module_types``). Helpers only: each
+check stays a function of one row (``monitor.py``), and these re-read the same row's values.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .config import HealthConfig
+from .layers import _death_layers
+from .rows import GRADIENT_NORM, RowView, Skipped
+
+#: the per-step update-to-weight ratio of ParameterUpdateGeometry (``collect/update_ratio.py``): keys mean, max
+UPDATE_RATIO = "Weight Update Ratio"
+
+#: activations that saturate (their derivative vanishes for large |x|): where "use ReLU instead" applies
+SATURATING_TYPES = frozenset({"Sigmoid", "Tanh", "Hardtanh", "Softsign", "LogSigmoid", "Hardsigmoid", "Tanhshrink"})
+
+
+def dead_layers(view: RowView, cfg: HealthConfig) -> list[str]:
+    """Activation layers that are (nearly) constant in this row: death rate >= ``dead_critical_rate`` (what
+    ``dead_layer`` calls critical). No gradient flows through them, so every layer before them gets none,
+    and the layer after them sees constant inputs."""
+    try:
+        _, layers = _death_layers(view)
+    except Skipped:
+        return []
+    row = view.values()
+    return [g for g, idx in layers if row[idx] >= cfg.dead_critical_rate]  # NaN compares False
+
+
+def vanishing_layers(view: RowView, cfg: HealthConfig) -> set[str]:
+    """Layers whose weight-gradient norm is below ``vanishing_ratio`` of the largest layer's in this row."""
+    if not view.has(GRADIENT_NORM):
+        return set()
+    norms = view.first_line(GRADIENT_NORM)
+    values = view.row_values(list(norms.values()))
+    ok = np.isfinite(values) & (values >= 0)
+    if ok.sum() < 2:
+        return set()
+    top = float(values[ok].max())
+    if not top > 0:
+        return set()
+    return {g for g, v, good in zip(norms, values.tolist(), ok.tolist()) if good and v < cfg.vanishing_ratio * top}
+
+
+def saturating(view: RowView) -> list[str] | None:
+    """The model's saturating activation layers (``SATURATING_TYPES``) by name, in model order; None when the
+    run does not know its module types (fed by monitorch's own inspector)."""
+    types = view.run.module_types
+    if not types:
+        return None
+    return [g for g, t in types.items() if t in SATURATING_TYPES]
+
+
+def finite_positive(v: float) -> bool:
+    return math.isfinite(v) and v > 0
