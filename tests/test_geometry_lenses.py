@@ -455,3 +455,28 @@ def test_parameter_lenses_survive_regrouping_stop_resume_and_a_dtype_change():
     assert rec.values[(4, "Weight Norm", "2", "mean")] == pytest.approx(float(model[2].weight.detach().norm()),
                                                                        rel=1e-6)
     assert rec.values[(4, "Weight Update Norm", "2", "mean")] == pytest.approx(np.mean(norms), rel=1e-6)
+
+
+def test_a_parameter_whose_data_is_reassigned_is_read_from_its_new_tensor():
+    """``param.data = new_tensor`` (a re-initialisation; resize_token_embeddings does it) keeps the Parameter but
+    not its tensor: norms and updates must follow (they froze at the old tensor, updates read 0)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ins, rec = inspector([ParameterNorm(), ParameterUpdateGeometry(opt, compute_correlation=False)], model)
+    g = torch.Generator().manual_seed(1)
+    for epoch in (1, 2):
+        if epoch == 2:
+            model[0].weight.data = torch.full((8, 6), 0.5)
+        updates = []
+        for _ in range(2):
+            x, y = torch.randn(4, 6, generator=g), torch.randint(0, 2, (4,), generator=g)
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            before = model[0].weight.detach().clone()
+            opt.step()
+            updates.append(float((model[0].weight.detach() - before).norm()))
+        ins.tick_epoch()
+        assert rec.values[(epoch, "Weight Norm", "0", "mean")] == pytest.approx(
+            float(model[0].weight.detach().norm()), rel=1e-6)
+        assert rec.values[(epoch, "Weight Update Norm", "0", "mean")] == pytest.approx(np.mean(updates), rel=1e-5)

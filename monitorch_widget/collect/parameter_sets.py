@@ -113,7 +113,7 @@ class ParameterSet:
         self.n_buffers = buffers
         self.sites: list[ParameterSite] = []
         self._memory: dict[int, list[torch.Tensor]] = {}
-        self._key: tuple[tuple[int, int, torch.device, torch.dtype], ...] | None = None
+        self._key: tuple[tuple[int, int, torch.device, torch.dtype, int], ...] | None = None
         self._groups: list[Group] = []
         self._retired: list[Group] = []  # groups replaced while holding unfolded rows
 
@@ -126,8 +126,11 @@ class ParameterSet:
         for s in self.sites:
             s.follow()
         on = [s for s in self.sites if not s.off and (taking is None or taking(s))]
-        # a parameter moved by module.to() keeps its identity: its device and dtype are part of the key
-        key = tuple((id(s), id(s.param), s.param.device, s.param.dtype) for s in on)
+        # A parameter moved by module.to() keeps its identity: its device and dtype are part of the key, and so is
+        # its memory: ``param.data = new_tensor`` (a re-initialisation, resize_token_embeddings) keeps the object
+        # but not the tensor a group holds a detached alias of (a sharded parameter's local shard follows fully_shard)
+        key = tuple((id(s), id(s.param), s.param.device, s.param.dtype, 0 if s.shards is not None else s.param.data_ptr())
+                    for s in on)
         if key != self._key:
             self._retired += [g for g in self._groups if g.rows.used]
             self._key = key
