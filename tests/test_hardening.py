@@ -225,3 +225,40 @@ def test_sparse_gradient_is_reported_once_and_other_parameters_go_on():
     assert np.isnan(ins.history.series(W, "emb", "activation_rate")[0])
     assert ins.history.series(W, "lin", "activation_rate")[0] == 1.0
     assert [p["count"] for p in ins.history.runs[0].problem_list()] == [1]
+
+
+def test_per_sample_gradients_with_torch_func_never_make_the_tick_raise():
+    """DP-SGD style: vmap(grad(functional_call(model, ...))) runs the attached model under a functorch transform;
+    a hook may keep a transformed tensor. The tick must still go through (it raised from a reset), and the
+    parameter lenses read the gradient the step used (the mean of the per-sample gradients), by hand."""
+    import warnings
+
+    from torch.func import functional_call, grad, vmap
+
+    from monitorch_widget.lens import OutputGradientGeometry, ParameterGradientGeometry
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ins = PyTorchInspector([OutputGradientGeometry(), ParameterGradientGeometry()], visualizer="none", module=model)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def loss_one(p, x, y):
+        return nn.functional.cross_entropy(functional_call(model, p, (x.unsqueeze(0),)), y.unsqueeze(0))
+
+    g = torch.Generator().manual_seed(1)
+    norms = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a series that cannot read a transformed call says so once
+        for _ in range(3):
+            x, y = torch.randn(5, 4, generator=g), torch.randint(0, 2, (5,), generator=g)
+            per_sample = vmap(grad(loss_one), in_dims=(None, 0, 0))(params, x, y)
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    p.grad = per_sample[name].mean(0)
+            norms.append(float(model[0].weight.grad.norm()))
+            opt.step()
+        ins.tick_epoch()  # raised RuntimeError (a functorch tensor kept by an output-gradient hook)
+        ins.tick_epoch()
+    got = ins.history.series("Weight Gradient Norm", "0", "mean")
+    assert got[0] == pytest.approx(sum(norms) / 3, rel=1e-5)

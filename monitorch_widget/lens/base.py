@@ -189,7 +189,11 @@ class AbstractLens:
         for reader in self._readers():
             reader.reset()
         for site in self._sites:
-            site.reset()
+            try:
+                site.reset()
+            except Exception as exc:  # noqa: BLE001 - state a hook left behind (a functorch-transformed tensor
+                # kept from a vmapped call) must not make the user's tick_epoch() raise: that series stops
+                site.fail(f"resetting it for the next epoch failed with {type(exc).__name__}: {exc}")
         for acc in self.streams():
             acc.reset()
 
