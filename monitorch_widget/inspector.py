@@ -212,6 +212,9 @@ class PyTorchInspector:
         types = {n: type(m).__name__ for m, n, _ in entries}
         label = run_name if run_name else f"run {len(self.history.runs) + 1}: {type(model).__name__}"
         self.history.start_run(label, types)
+        start_run = getattr(self._user_visualizer, "start_run", None)
+        if callable(start_run):  # a visualizer with runs of its own (TensorBoard: one folder per run)
+            start_run(label)
         for source, message, category in attach_reports(model, self.lenses):
             self.faults.report(source, message, category=category)
         for notice in (replaced, taken):

@@ -299,3 +299,27 @@ def test_player_into_a_print_visualizer_prints_every_epoch(tmp_path):
     PlayerVisualizer(str(path), PrintVisualizer(stream=out)).playback()
     lines = [line for line in out.getvalue().splitlines() if line.startswith("epoch")]
     assert [line.split(" |")[0] for line in lines] == ["epoch 1", "epoch 2", "epoch 3"]
+
+
+def test_tensorboard_writes_each_run_of_a_sweep_in_its_own_folder(tmp_path):
+    """One inspector, two attach() runs (a learning-rate sweep): TensorBoard compares runs as folders; one event
+    file with steps 1, 2, 3, 1, 2, 3 drew one zig-zag line."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from monitorch_widget.visualizer import TensorBoardVisualizer
+
+    tb = TensorBoardVisualizer(log_dir=str(tmp_path))
+    ins = PyTorchInspector([LossMetrics()], visualizer=tb)
+    for run, lr in enumerate((0.1, 0.5)):
+        ins.attach(nn.Linear(2, 1), run_name=f"lr {lr}")
+        for epoch in range(3):
+            ins.push_loss(10.0 * run + epoch, train=True)
+            ins.tick_epoch()
+    tb.close()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["lr_0.5"]
+    for folder, first in ((tmp_path, 0.0), (tmp_path / "lr_0.5", 10.0)):
+        acc = EventAccumulator(str(folder))
+        acc.Reload()
+        events = acc.Scalars("loss/loss/train_loss_mean")
+        assert [(e.step, e.value) for e in events] == [(1, first), (2, first + 1), (3, first + 2)]

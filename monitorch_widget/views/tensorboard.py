@@ -48,14 +48,32 @@ class TensorBoardVisualizer(AbstractVisualizer):
     def __init__(self, log_dir: Any = None, comment: str = "", **kwargs: Any) -> None:
         if not log_dir:
             log_dir = default_log_dir(comment)
-        self.writer = SummaryWriter(log_dir=log_dir, comment=comment, **kwargs)
+        self.log_dir = os.fspath(log_dir)
+        self._kwargs = dict(kwargs, comment=comment)
+        self.writer = SummaryWriter(log_dir=self.log_dir, **self._kwargs)
         self._relations: dict[str, list[str]] = {}  # tag -> its groups, for the Custom Scalars layout
+        self._wrote = False
+        self._runs = 1
+
+    def start_run(self, label: str) -> None:
+        """A new run of the inspector (``attach`` again: a sweep). TensorBoard compares runs as folders, so from
+        the second run on each gets its own under ``log_dir`` (``log_dir/<label>``), its steps from 1 again; the
+        first run stays in ``log_dir`` itself."""
+        if not self._wrote:
+            return
+        self.writer.close()
+        self._runs += 1
+        folder = re.sub(r"[^\w.+=-]+", "_", label).strip("_") or f"run_{self._runs}"
+        self.writer = SummaryWriter(log_dir=os.path.join(self.log_dir, folder), **self._kwargs)
+        self._relations = {}
+        self._wrote = False
 
     def register_tags(self, main_tag: str, tag_attr: TagAttributes) -> None:
         """TensorBoard needs no declaration; relations plots get a Custom Scalars chart when first plotted."""
 
     def plot_numerical_values(self, epoch: int, main_tag: str, values_dict: Any, ranges_dict: Any = None) -> None:
         step = int(epoch)
+        self._wrote = True
         for group, values in values_dict.items():
             prefix = self.transform_tag_str(main_tag, str(group))
             for key, value in values.items():
