@@ -162,3 +162,16 @@ def test_a_run_measured_under_definitions_2_says_only_the_quantile_rule_changed(
     with pytest.warns(DefinitionsWarning, match="interpolated linearly") as caught:
         ins.history.import_runs(old)
     assert "per backward pass" not in str(caught[0].message)
+
+
+def test_importing_the_same_runs_twice_adds_them_once(tmp_path):
+    """The import cell re-run: the runs already in the record are not appended again (the legend doubled)."""
+    ins = trained_inspector(runs=2)
+    path = tmp_path / "two.json"
+    ins.save(path)
+    target = trained_inspector(runs=1)
+    target.history.import_runs(monitorch_widget.load(path))
+    labels = [r.label for r in target.history.runs]
+    with pytest.warns(UserWarning, match="already in this record"):
+        added = target.history.import_runs(monitorch_widget.load(path))
+    assert added == [] and [r.label for r in target.history.runs] == labels and len(labels) == 3

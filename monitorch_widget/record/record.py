@@ -48,6 +48,13 @@ def _offered(name: str) -> Callable[..., Any]:
 KINDS = {"NUMERICAL": "numerical", "PROBABILITY": "probability", "RELATIONS": "relations"}
 
 
+def _same_run(a: Run, b: Run) -> bool:
+    if a.label != b.label or a.epochs != b.epochs or [(c.panel, c.group, c.key, c.role) for c in a.columns] != \
+            [(c.panel, c.group, c.key, c.role) for c in b.columns]:
+        return False
+    return bool(np.array_equal(a.data, b.data, equal_nan=True))
+
+
 class Record:
     """All runs of one inspector. Also a monitorch-style visualizer (the calls feed the current run)."""
 
@@ -172,7 +179,14 @@ class Record:
             warnings.warn(f"import_runs: {', '.join(r.label for r in older)} were measured with older definitions "
                           f"({since}); they are shown, but compare them with today's runs with care",
                           DefinitionsWarning, stacklevel=2)
+        # a run already here (the import cell re-run): same label, epochs, columns and values -- not a second copy
+        repeated = [src for src in other.runs if any(_same_run(src, r) for r in self.runs)]
+        if repeated:
+            warnings.warn(f"import_runs: {', '.join(r.label for r in repeated)} already in this record (imported "
+                          "before?); not added again", UserWarning, stacklevel=2)
         for src in other.runs:
+            if any(src is r for r in repeated):
+                continue
             run = src.final_copy(len(self.runs))
             self.runs.append(run)
             self._emit("run", run.id, {"id": run.id, "label": run.label})
