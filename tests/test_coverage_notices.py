@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import warnings
 
+import pytest
 import torch
 from torch import nn
 
@@ -50,3 +51,29 @@ def test_watched_or_deliberately_excluded_modules_are_not_named():
         PyTorchInspector([OutputActivation()], visualizer="none", depth=1).attach(copy.deepcopy(nested))
     said = [str(w.message) for w in caught if issubclass(w.category, MonitorNotice)]
     assert len(said) == 1 and "1 activation module(s) have no output lens: '1.0'" in said[0], said
+
+
+def test_a_tied_parameter_is_one_series_under_its_first_name():
+    """GPT-2 ties lm_head.weight to the embedding: one tensor, one series (its values once, counted once in the
+    norm comparison), and the alias named in the attach notice."""
+    from monitorch_widget.lens import ParameterNorm
+
+    torch.manual_seed(0)
+    model = nn.Sequential()
+    model.add_module("emb", nn.Embedding(10, 4))
+    model.add_module("head", nn.Linear(4, 10, bias=False))
+    model.head.weight = model.emb.weight
+    ins = PyTorchInspector([ParameterNorm(), ParameterGradientActivation()], visualizer="none")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ins.attach(model)
+    said = [str(w.message) for w in caught if issubclass(w.category, MonitorNotice)]
+    assert any("1 tied parameter(s)" in s and "'head.weight' is 'emb.weight'" in s for s in said), said
+    nn.functional.cross_entropy(model(torch.tensor([[1, 2, 3]])).view(-1, 10), torch.tensor([1, 2, 3])).backward()
+    ins.tick_epoch()
+    run = ins.history.runs[-1]
+    assert run.groups("Weight Norm") == ["emb"]
+    assert ins.history.series("Weight Norm", "emb", "mean")[0] == pytest.approx(float(model.emb.weight.norm()), rel=1e-6)
+    shares = [c for c in run.columns if c.panel == "Weight Norm Comparison"]
+    assert len(shares) == 1
+    assert ins.history.series(shares[0].panel, shares[0].group, shares[0].key)[0] == pytest.approx(1.0)

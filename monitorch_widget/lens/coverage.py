@@ -46,6 +46,11 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | N
             parts.append(f"{len(unwatched)} trainable parameter(s) have no gradient lens: {_names(unwatched)}. "
                          f"To watch them, add their names or glob patterns to {lens_names}("
                          f"parameters=[...]), e.g. {_names(kinds)}")
+    tied = dict.fromkeys(f"{alias!r} is {first!r}" for lens in param_lenses for alias, first in getattr(lens, "tied", []))
+    if tied:
+        shown = ", ".join(list(tied)[:_SHOWN]) + (f" and {len(tied) - _SHOWN} more" if len(tied) > _SHOWN else "")
+        parts.append(f"{len(tied)} tied parameter(s) are one tensor with another and are shown once, under the "
+                     f"first name: {shown}")
     act_lenses = [lens for lens in lenses if hasattr(lens, "watches")]
     if act_lenses:
         hooked = {site.name for lens in act_lenses for site in lens.sites}

@@ -60,8 +60,20 @@ class ParameterLens(AbstractLens):
                 continue
             if isinstance(param, UninitializedParameter):
                 self._wait_for_materialisation(module, name, pname)
-            else:
+            elif not self._tied(param, name, pname):
                 self._add_site(name, module, pname, param)
+
+    def _tied(self, param: nn.Parameter, module_name: str, pname: str) -> bool:
+        """Whether ``param`` is already watched under another name (tied weights: GPT-2's ``lm_head.weight`` is
+        ``transformer.wte.weight``): one tensor is one series, under its first name in model order (a second
+        would repeat its values and count it twice in comparisons); the alias is named in the attach notice."""
+        full = f"{module_name}.{pname}" if module_name else pname
+        seen: dict[int, str] = self.__dict__.setdefault("_watched_tensors", {})
+        first = seen.setdefault(id(param), full)
+        if first == full:
+            return False
+        self.__dict__.setdefault("tied", []).append((full, first))
+        return True
 
     def _add_site(self, name: str, module: nn.Module, pname: str, param: nn.Parameter) -> None:
         raise NotImplementedError
@@ -75,7 +87,8 @@ class ParameterLens(AbstractLens):
                 self.ctx.faults.report(self.lens_name, f"{name}.{pname} is still uninitialised after a forward "
                                        "pass; it cannot be tracked")
                 return
-            self._add_site(name, mod, pname, param)
+            if not self._tied(param, name, pname):
+                self._add_site(name, mod, pname, param)
             self._sites.sort(key=lambda s: self._order.get(getattr(s, "module_name", s.name), 0))
 
         handle = module.register_forward_hook(once)
@@ -93,6 +106,8 @@ class ParameterLens(AbstractLens):
         for handle in self._pending:
             handle.remove()
         self._pending = []
+        self.__dict__.pop("_watched_tensors", None)
+        self.__dict__.pop("tied", None)
         super().detach()
 
     def sites_of(self, pattern: str) -> list[Any]:
