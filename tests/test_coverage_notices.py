@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -77,3 +78,28 @@ def test_a_tied_parameter_is_one_series_under_its_first_name():
     shares = [c for c in run.columns if c.panel == "Weight Norm Comparison"]
     assert len(shares) == 1
     assert ins.history.series(shares[0].panel, shares[0].group, shares[0].key)[0] == pytest.approx(1.0)
+
+
+class Branchy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.act, self.unused = nn.Linear(4, 4), nn.ReLU(), nn.Tanh()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.fc(x))  # self.unused is never called
+
+
+def test_a_watched_module_the_forward_never_calls_is_named_once():
+    from monitorch_widget.lens import OutputNorm as Norm
+
+    model = Branchy()
+    ins = PyTorchInspector([OutputActivation(), Norm()], visualizer="none", module=model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            model(torch.randn(3, 4)).sum().backward()
+            ins.tick_epoch()
+    said = [str(w.message) for w in caught if issubclass(w.category, MonitorNotice) and "never ran" in str(w.message)]
+    assert len(said) == 2  # once per lens, not per epoch
+    assert all("1 watched module(s) never ran" in s and "'unused'" in s and "'act'" not in s for s in said)
+    assert np.isnan(ins.history.series("Output Activations", "unused", "activation_rate")).all()

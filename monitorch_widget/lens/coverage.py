@@ -106,3 +106,4 @@ def attach_reports(model: nn.Module, lenses: Sequence[AbstractLens]) -> list[tup
                         MonitorWarning))
     return out
 
+

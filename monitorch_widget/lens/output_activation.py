@@ -16,6 +16,7 @@ from ..collect.streams import StreamBank
 from ..collect.summary import Summary, as_method_list, needs_all_values
 from .base import AbstractLens, Call, TagAttributes, TagType, new_warning, rate_calls
 from .kinds import check_module_types, is_activation, is_dropout, is_linear_like, is_map_like, is_nonnegative
+from .silent import say_silent
 
 
 class OutputActivation(AbstractLens):
@@ -116,6 +117,7 @@ class OutputActivation(AbstractLens):
         self._bank = StreamBank(2, self._keep_all)
 
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
+        say_silent(self, summaries)
         warning = new_warning() if self._warning_plot else None
         calls = [rate_calls(self, self._SMALL_TAG_NAME, self._sites, summaries, self._act_method,
                             self._death_method, warning)]

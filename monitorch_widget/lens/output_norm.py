@@ -17,6 +17,7 @@ from ..collect.passes import is_counted_pass, pass_rule_for
 from ..collect.summary import RANGE_NAMES, Summary, as_method_list, needs_all_values
 from .base import AbstractLens, Call, TagAttributes, TagType
 from .kinds import check_module_types, is_activation
+from .silent import say_silent
 
 
 class NormSite(ScalarSite):
@@ -107,6 +108,7 @@ class OutputNorm(AbstractLens):
             lines[site.name] = {m: s.point(m) for m in self._line}
             ranges[site.name] = {RANGE_NAMES[r]: s.range(r) for r in self._range}
             comparison[site.name] = s.point(self._comparison_method)
+        say_silent(self, summaries)
         calls = [Call("numerical", self._SMALL_TAG_NAME, lines, ranges)]
         if self._comparison:
             finite = [v for v in comparison.values() if not math.isnan(v)]
