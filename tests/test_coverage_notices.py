@@ -103,3 +103,21 @@ def test_a_watched_module_the_forward_never_calls_is_named_once():
     assert len(said) == 2  # once per lens, not per epoch
     assert all("1 watched module(s) never ran" in s and "'unused'" in s and "'act'" not in s for s in said)
     assert np.isnan(ins.history.series("Output Activations", "unused", "activation_rate")).all()
+
+
+def test_a_parameter_lens_missing_modules_another_one_watches_is_named():
+    """weight_norm moves a Linear's weight to parametrizations.weight.original0/1: a lens told about them and two
+    that are not; the two are named with the names to add (their panels lacked the layer without a word)."""
+    from torch.nn.utils.parametrizations import weight_norm
+
+    from monitorch_widget.lens import ParameterGradientGeometry, ParameterNorm
+
+    model = nn.Sequential(weight_norm(nn.Linear(4, 4)), nn.ReLU(), nn.Linear(4, 2))
+    said = attach_notices([ParameterGradientActivation(), ParameterNorm(),
+                           ParameterGradientGeometry(parameters=["original*", "bias"])], model)
+    text = " ".join(said)
+    for lens in ("ParameterGradientActivation", "ParameterNorm"):
+        assert f"{lens} watches no parameter of 1 module(s) another parameter lens watches: " \
+               "'0.parametrizations.weight'" in text
+        assert f"{lens}(parameters=[...]), e.g. 'original0', 'original1'" in text
+    assert "ParameterGradientGeometry watches no parameter" not in text

@@ -20,6 +20,7 @@ from .base import AbstractLens
 from .kinds import is_activation, is_sparse
 from .output_activation import OutputActivation
 from .output_norm import OutputNorm
+from .parameter_lens import ParameterLens
 
 _SHOWN = 8
 
@@ -33,19 +34,35 @@ def _names(items: Sequence[str]) -> str:
 def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | None:
     """The notice text for ``model`` hooked by ``lenses``, or None when everything asked about is watched."""
     parts: list[str] = []
-    param_lenses = [lens for lens in lenses if hasattr(lens, "watches_parameter")]
-    if param_lenses:
+    param_lenses = [lens for lens in lenses if isinstance(lens, ParameterLens)]
+    grad_lenses = [lens for lens in param_lenses if hasattr(lens, "watches_parameter")]
+    if grad_lenses:
         unwatched = [f"{mname}.{pname}" if mname else pname
                      for mname, module in named_modules(model)
                      for pname, p in module._parameters.items()
                      if p is not None and p.requires_grad
-                     and not any(lens.watches_parameter(pname) for lens in param_lenses)]  # type: ignore[attr-defined]
+                     and not any(lens.watches_parameter(pname) for lens in grad_lenses)]  # type: ignore[attr-defined]
         if unwatched:
             kinds = sorted({n.rsplit(".", 1)[-1] for n in unwatched})
-            lens_names = " / ".join(dict.fromkeys(lens.lens_name for lens in param_lenses))
+            lens_names = " / ".join(dict.fromkeys(lens.lens_name for lens in grad_lenses))
             parts.append(f"{len(unwatched)} trainable parameter(s) have no gradient lens: {_names(unwatched)}. "
                          f"To watch them, add their names or glob patterns to {lens_names}("
                          f"parameters=[...]), e.g. {_names(kinds)}")
+    if len(param_lenses) > 1:
+        # per lens: modules whose parameters another parameter lens watches and this one none of (weight_norm's
+        # parametrizations.weight.original0/1 given to one lens only): its panel would lack them without a word
+        watched = {lens: {mname for mname, module in named_modules(model)
+                          if any(p is not None and lens.pattern_of(pname) is not None
+                                 for pname, p in module._parameters.items())} for lens in param_lenses}
+        every = set().union(*watched.values())
+        for lens in param_lenses:
+            missing = [m for m in every if m not in watched[lens]]
+            if missing:
+                names = sorted({pname for mname, module in named_modules(model) if mname in missing
+                                for pname, p in module._parameters.items() if p is not None})
+                parts.append(f"{lens.lens_name} watches no parameter of {len(missing)} module(s) another parameter "
+                             f"lens watches: {_names(sorted(missing))}; add their parameter names to "
+                             f"{lens.lens_name}(parameters=[...]), e.g. {_names(names)}")
     tied = dict.fromkeys(f"{alias!r} is {first!r}" for lens in param_lenses for alias, first in getattr(lens, "tied", []))
     if tied:
         shown = ", ".join(list(tied)[:_SHOWN]) + (f" and {len(tied) - _SHOWN} more" if len(tied) > _SHOWN else "")
