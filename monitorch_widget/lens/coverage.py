@@ -55,14 +55,14 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | N
                           if any(p is not None and lens.pattern_of(pname) is not None
                                  for pname, p in module._parameters.items())} for lens in param_lenses}
         every = set().union(*watched.values())
-        for lens in param_lenses:
-            missing = [m for m in every if m not in watched[lens]]
+        for plens in param_lenses:
+            missing = [m for m in every if m not in watched[plens]]
             if missing:
                 names = sorted({pname for mname, module in named_modules(model) if mname in missing
                                 for pname, p in module._parameters.items() if p is not None})
-                parts.append(f"{lens.lens_name} watches no parameter of {len(missing)} module(s) another parameter "
-                             f"lens watches: {_names(sorted(missing))}; add their parameter names to "
-                             f"{lens.lens_name}(parameters=[...]), e.g. {_names(names)}")
+                parts.append(f"{plens.lens_name} watches no parameter of {len(missing)} module(s) another "
+                             f"parameter lens watches: {_names(sorted(missing))}; add their parameter names to "
+                             f"{plens.lens_name}(parameters=[...]), e.g. {_names(names)}")
     tied = dict.fromkeys(f"{alias!r} is {first!r}" for lens in param_lenses for alias, first in getattr(lens, "tied", []))
     if tied:
         shown = ", ".join(list(tied)[:_SHOWN]) + (f" and {len(tied) - _SHOWN} more" if len(tied) > _SHOWN else "")
