@@ -86,6 +86,7 @@ def draw_run(record: Record, *, max_columns: int = 6, **kwargs: Any) -> matplotl
     run = record.current
     columns = max([1] + [len(g) for tag, g in rows if run is not None and not run.panel(tag).big])
     kwargs.setdefault("figsize", (columns * _UNIT * 1.6, max(1, len(rows)) * _UNIT * 1.15))
+    kwargs.setdefault("layout", "constrained")  # leaves room for the run's title above the first row's titles
     fig = matplotlib.figure.Figure(**kwargs)
     if run is None or not rows:
         fig.text(0.5, 0.5, "no epoch recorded yet", ha="center", va="center")
@@ -107,7 +108,6 @@ def draw_run(record: Record, *, max_columns: int = 6, **kwargs: Any) -> matplotl
                 _draw_group(ax, run, tag, group, x, label_group=False)
                 ax.set_title(f"{tag}: {group}", fontsize=8)
                 _style(ax, panel, legend=c == 0)
-    fig.tight_layout()
     return fig
 
 
