@@ -18,7 +18,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
                       "'monitorch-widget[lightning]' (or pip install lightning)") from exc
 
 from ..inspector import PyTorchInspector
-from .common import LoggedValues, check_every_n_steps, check_inspector
+from .common import LoggedValues, RunName, check_every_n_steps, check_inspector, check_run_name, run_name_of
 
 _OWNER = "InspectorCallback"
 
@@ -72,16 +72,23 @@ class InspectorCallback(pl.Callback):
     (``MonitorWarning``); Lightning's ``<name>_step`` / ``<name>_epoch`` copies of a logged name are not.
     Values stay tensors on their device until the row's single host copy.
 
-    Raises ``TypeError`` / ``ValueError`` for a wrong ``inspector`` / ``every_n_steps``, and
+    ``run_name``: the label of each run (legends, status line, saved histories; ``inspector.history.runs[i]
+    .label``): a str, or a callable ``run_name(trainer) -> str`` called with the Lightning ``Trainer`` when the
+    run starts (e.g. ``lambda t: f"lr {t.lightning_module.hparams.lr}"``, or ``t.state.fn`` to tell fit /
+    validate / test apart); ``None``: the inspector's default ``"run <n>: <model class>"``.
+
+    Raises ``TypeError`` / ``ValueError`` for a wrong ``inspector`` / ``every_n_steps`` / ``run_name``, and
     ``RuntimeError`` at ``setup`` when the Trainer runs several processes: ``strategy="ddp_notebook"``
     (``ddp_fork``, ``ddp_spawn``) runs its ranks in child processes whose hooks this notebook's
     inspector never sees.
     """
 
     def __init__(self, inspector: PyTorchInspector, *, train_loss: str | None = "train_loss",
-                 val_loss: str | None = "val_loss", every_n_steps: int | None = None) -> None:
+                 val_loss: str | None = "val_loss", every_n_steps: int | None = None,
+                 run_name: RunName = None) -> None:
         super().__init__()
         self.inspector = check_inspector(inspector, _OWNER)
+        self.run_name = check_run_name(run_name, _OWNER)
         self.every_n_steps = check_every_n_steps(every_n_steps, _OWNER)
         self.values = LoggedValues(inspector, train_loss=train_loss, val_loss=val_loss, owner=_OWNER)
         self._pid = os.getpid()
@@ -169,7 +176,7 @@ class InspectorCallback(pl.Callback):
         return not trainer.sanity_checking and self._stage(trainer) == fn
 
     def _start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.inspector.attach(pl_module)  # a new run (detaches an earlier model first)
+        self.inspector.attach(pl_module, run_name=run_name_of(self.run_name, _OWNER, trainer))  # a new run (detaches an earlier model first)
         self._attached = True
         self._pending = None
         self._seen = dict(trainer.callback_metrics)
