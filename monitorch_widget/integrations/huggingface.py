@@ -129,8 +129,11 @@ class InspectorCallback(TrainerCallback):
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        **kwargs: Any) -> None:
         if os.getpid() != self._pid or args.world_size > 1:
-            raise RuntimeError(f"{_OWNER}: the Trainer runs {args.world_size} process(es) and this is not the "
-                               "process that built the inspector; the callback supports one process (one device).")
+            raise RuntimeError(
+                f"{_OWNER}: the Trainer runs {args.world_size} process(es) and this is not the process that built "
+                "the inspector; the Hugging Face callback supports one process (one device). For several: drive "
+                "the inspector from your own loop under torch.distributed (every rank attaches and calls "
+                "tick_epoch(); README \"Distributed\"), or use the Lightning callback under torchrun.")
         model = kwargs.get("model")
         if model is None:
             raise RuntimeError(f"{_OWNER}: the Trainer passed no model to on_train_begin")

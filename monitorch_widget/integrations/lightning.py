@@ -77,10 +77,16 @@ class InspectorCallback(pl.Callback):
     run starts (e.g. ``lambda t: f"lr {t.lightning_module.hparams.lr}"``, or ``t.state.fn`` to tell fit /
     validate / test apart); ``None``: the inspector's default ``"run <n>: <model class>"``.
 
+    Several processes (``strategy="ddp"``): supported when every rank runs the script and builds its own
+    inspector *after* ``torch.distributed.init_process_group`` (torchrun; Lightning reuses the group). Every
+    rank attaches and ticks at the same rows, so each row holds every rank's batches and the all-reduced
+    gradient (README "Distributed"); only ``master_rank`` draws.
+
     Raises ``TypeError`` / ``ValueError`` for a wrong ``inspector`` / ``every_n_steps`` / ``run_name``, and
-    ``RuntimeError`` at ``setup`` when the Trainer runs several processes: ``strategy="ddp_notebook"``
-    (``ddp_fork``, ``ddp_spawn``) runs its ranks in child processes whose hooks this notebook's
-    inspector never sees.
+    ``RuntimeError`` at ``setup`` when the Trainer runs several processes the callback cannot serve:
+    ``strategy="ddp_notebook"`` (``ddp_fork``, ``ddp_spawn``) runs its ranks in child processes whose hooks
+    this notebook's inspector never sees; an inspector built before the process group existed cannot tell
+    the ranks apart (the message gives the torchrun recipe).
     """
 
     def __init__(self, inspector: PyTorchInspector, *, train_loss: str | None = "train_loss",
@@ -106,11 +112,16 @@ class InspectorCallback(pl.Callback):
                 "e.g. strategy='ddp_notebook' / 'ddp_fork' / 'ddp_spawn'): the inspector and its widget live in "
                 "the parent (notebook) process and would never see this process's hooks. Train with devices=1 "
                 "(or strategy='auto' on one device) while monitoring.")
-        if trainer.world_size > 1:
+        if trainer.world_size > 1 and not self.inspector.rank_aware:
             raise RuntimeError(
-                f"{_OWNER}: the Trainer runs {trainer.world_size} processes; the callback supports one process "
-                "(devices=1). For multi-process training drive the inspector from your own loop under "
-                "torch.distributed (it reduces across ranks).")
+                f"{_OWNER}: the Trainer runs {trainer.world_size} processes, but this rank's inspector was built "
+                "before torch.distributed was initialised, so it cannot tell the ranks apart (every rank would "
+                "draw). Launch with torchrun (every rank runs your script) and initialise the process group "
+                "before building the inspector; Lightning reuses it:\n"
+                "    torch.distributed.init_process_group('gloo')  # 'nccl' on GPUs; torchrun sets the rank env\n"
+                "    inspector = PyTorchInspector([...])\n"
+                "    Trainer(strategy='ddp', devices=N, callbacks=[InspectorCallback(inspector)]).fit(...)\n"
+                "Or train with devices=1 while monitoring.")
 
     # --- fit ---------------------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
