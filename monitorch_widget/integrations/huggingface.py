@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import re
 from typing import Any
 
 from torch import nn
@@ -34,6 +35,11 @@ def _bookkeeping(name: str) -> bool:
     return name in _BOOKKEEPING or name.endswith(_BOOKKEEPING_SUFFIXES)
 
 
+# `self.loss_function(..., **kwargs)`: transformers' loss functions take num_items_in_batch through **kwargs (one
+# level of nested parentheses inside the call, e.g. logits.view(-1, n), is allowed)
+_PASSES_LOSS_KWARGS = re.compile(r"loss_function\((?:[^()]|\([^()]*\))*\*\*kwargs")
+
+
 def loss_times_accumulation(model: nn.Module) -> bool:
     """Whether the Trainer logs (and back-propagates) ``gradient_accumulation_steps`` x the mean loss for
     ``model`` (huggingface/transformers#37766), as transformers 5.x decides it.
@@ -44,7 +50,8 @@ def loss_times_accumulation(model: nn.Module) -> bool:
     whose ``forward`` takes ``**kwargs`` but computes a plain per-batch mean (``BertForSequenceClassification``
     and most ``*ForSequenceClassification`` heads: ``CrossEntropyLoss()`` on the logits) never uses it, so
     each micro-batch's full mean is summed. Told apart here by the source of ``forward``: a loss normalised by
-    the Trainer's count goes through ``self.loss_function`` or names ``num_items_in_batch``. False when the
+    the Trainer's count is handed to ``self.loss_function(..., **kwargs)`` or named ``num_items_in_batch`` (a
+    ``self.loss_function(labels, logits, config)`` without them is a plain mean too). False when the
     source cannot be read (no notice rather than a wrong one). A ``compute_loss_func`` given to the Trainer
     is not visible to a callback."""
     base = getattr(model, "get_base_model", None)  # a PEFT model: the Trainer inspects the base model
@@ -63,7 +70,7 @@ def loss_times_accumulation(model: nn.Module) -> bool:
         source = inspect.getsource(type(model).forward)
     except (OSError, TypeError):
         return False
-    return "num_items_in_batch" not in source and "loss_function" not in source
+    return "num_items_in_batch" not in source and _PASSES_LOSS_KWARGS.search(source) is None
 
 
 class InspectorCallback(TrainerCallback):

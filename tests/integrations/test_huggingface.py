@@ -337,8 +337,12 @@ def test_loss_scale_rule_follows_the_trainers():
 
     gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=40, n_positions=16, n_embd=16,
                                                                 n_layer=1, n_head=2))
+    vit = transformers.ViTForImageClassification(transformers.ViTConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, image_size=8,
+        patch_size=4, num_channels=1, num_labels=3))  # self.loss_function(labels, logits, self.config, **kwargs)
     assert loss_times_accumulation(tiny_bert())
     assert not loss_times_accumulation(gpt2)
+    assert not loss_times_accumulation(vit)
     assert not loss_times_accumulation(Classifier())   # forward(x, labels): no **kwargs
     bert = tiny_bert()
     bert.accepts_loss_kwargs = False
