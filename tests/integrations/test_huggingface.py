@@ -374,3 +374,24 @@ def test_run_name_is_checked(tmp_path):
                                    callbacks=[InspectorCallback(ins, run_name=lambda a, s: 0.5)])
     with pytest.raises(TypeError, match="run_name.*must return a str"):
         trainer.train()
+
+
+def test_eval_on_start_with_every_n_steps_is_row_0(tmp_path):
+    torch.manual_seed(13)
+    ins = PyTorchInspector(lenses(), visualizer="none")
+    model = tiny_bert()
+    trainer = transformers.Trainer(
+        model=model, args=args(tmp_path, learning_rate=1e-3, gradient_accumulation_steps=1, eval_strategy="epoch",
+                               eval_on_start=True, logging_steps=2),
+        train_dataset=token_rows(32, 0), eval_dataset=token_rows(16, 1),
+        optimizers=(torch.optim.SGD(model.parameters(), lr=1e-3), None),
+        callbacks=[InspectorCallback(ins, every_n_steps=4)])
+    trainer.remove_callback(transformers.PrinterCallback)
+    trainer.train()
+    h = ins.history
+    assert h.runs[-1].epochs == [0.0, 4.0, 8.0, 12.0, 16.0]
+    evals = {e["step"]: e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e}
+    assert sorted(evals) == [0, 8, 16]
+    val = h.series("Loss", "Loss", "val_loss mean")
+    np.testing.assert_allclose(val[[0, 2, 4]], [evals[0], evals[8], evals[16]], rtol=1e-6)
+    assert np.isnan(val[1]) and np.isnan(val[3])
