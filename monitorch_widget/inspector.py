@@ -120,6 +120,12 @@ class PyTorchInspector:
         if module is not None:
             self.attach(module)
 
+    @property
+    def rank_aware(self) -> bool:
+        """Whether a ``torch.distributed`` process group existed when this inspector was built (README
+        "Distributed"): then only ``master_rank`` draws. One built before the group draws on every rank."""
+        return self._distributed
+
     # --- the widget --------------------------------------------------------------------------------
     @property
     def widget(self) -> Any:

@@ -7,11 +7,16 @@ keys of the Trainer's log dicts). :class:`LoggedValues` decides, per name, where
 - the name given as ``val_loss``   -> ``inspector.push_loss(value, train=False)``;
 - a name declared by one of the inspector's ``LossMetrics(metrics=[...])`` lenses -> ``push_metric``;
 - any other name is not recorded; the first time it is seen, one :class:`MonitorWarning` names it (the
-  framework's own bookkeeping names, given as ``quiet``, are skipped silently).
+  framework's own bookkeeping names, given as ``quiet``, are skipped silently). When nothing was logged
+  under a loss name and an unrecorded name looks like that loss (``"train/loss"``, ``"val/loss"``), the
+  warning gives the callback arguments that record it as the loss, not as a metric.
+
+:func:`check_run_name` / :func:`run_name_of` check and resolve the callbacks' ``run_name=`` argument.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -37,6 +42,58 @@ def check_every_n_steps(every_n_steps: Any, owner: str) -> int | None:
     return every_n_steps
 
 
+RunName = str | Callable[..., str] | None
+
+
+def check_run_name(run_name: Any, owner: str) -> RunName:
+    """``run_name``: a str, a callable returning one (called when the run starts), or None (the inspector's
+    default label). Raises ``TypeError`` naming the argument otherwise."""
+    if run_name is None or isinstance(run_name, str) or callable(run_name):
+        return run_name  # type: ignore[no-any-return]
+    raise TypeError(f"{owner}(run_name={run_name!r}): must be a str, a callable returning a str, or None; "
+                    f"got {type(run_name).__name__}")
+
+
+def run_name_of(run_name: RunName, owner: str, *args: Any) -> str | None:
+    """The label of the run starting now: ``run_name`` itself, or ``run_name(*args)`` (must return a str)."""
+    if run_name is None or isinstance(run_name, str):
+        return run_name
+    label = run_name(*args)
+    if not isinstance(label, str):
+        raise TypeError(f"{owner}(run_name={getattr(run_name, '__name__', run_name)!r}): the callable must return "
+                        f"a str (the run's label), it returned {type(label).__name__} {label!r}")
+    return label
+
+
+# Words of a logged name that mark a loss as the training / validation one ("train/loss", "val_loss_epoch").
+_TRAIN_WORDS = {"train", "training", "tr"}
+_VAL_WORDS = {"val", "valid", "validation", "eval", "evaluation", "dev"}
+_OTHER_WORDS = {"test", "testing", "predict"}
+
+
+def _words(name: str) -> set[str]:
+    return set(re.split(r"[^a-z0-9]+", name.lower())) - {""}
+
+
+def loss_candidates(names: Iterable[str], train: bool, val: bool) -> dict[str, str]:
+    """Among unrecorded ``names`` containing "loss", the likely training (``train``: still missing) and
+    validation (``val``: still missing) loss: ``{"train_loss": name, "val_loss": name}`` (only those found).
+    A loss name saying neither (plain ``"loss"``) counts as the training loss; test losses count as neither;
+    of several candidates the shortest (the total, not a component such as ``"train/loss_kl"``) wins."""
+    found: dict[str, list[str]] = {"train_loss": [], "val_loss": []}
+    for name in names:
+        if "loss" not in name.lower():
+            continue
+        words = _words(name)
+        if words & _OTHER_WORDS:
+            continue
+        slot = "val_loss" if words & _VAL_WORDS else "train_loss"
+        found[slot].append(name)
+    wanted = {"train_loss": train, "val_loss": val}
+    return {slot: min(names_, key=lambda n: (len(n), n)) for slot, names_ in found.items()
+            if names_ and wanted[slot]}
+
+
 class LoggedValues:
     """Routes logged values (Python numbers or 1-element tensors, kept on their device) to ``inspector``.
 
@@ -58,6 +115,7 @@ class LoggedValues:
         self.owner = owner
         self.quiet = quiet
         self._warned: set[str] = set()
+        self.pushed_losses: set[str] = set()  # "train_loss" / "val_loss": a value arrived under that name
 
     @property
     def metrics(self) -> list[str]:
@@ -71,8 +129,10 @@ class LoggedValues:
         """Push one value if ``name`` is recorded; returns whether it was."""
         if name == self.train_loss:
             self.inspector.push_loss(value, train=True)
+            self.pushed_losses.add("train_loss")
         elif name == self.val_loss:
             self.inspector.push_loss(value, train=False)
+            self.pushed_losses.add("val_loss")
         elif name in self.metrics:
             self.inspector.push_metric(name, value)
         else:
@@ -92,11 +152,29 @@ class LoggedValues:
         if not new:
             return
         self._warned.update(new)
-        declared = ", ".join(self.metrics) or "(none)"
         losses = ", ".join(f"{arg}={v!r}" for arg, v in (("train_loss", self.train_loss),
                                                           ("val_loss", self.val_loss)) if v is not None)
-        warnings.warn(f"{self.owner}: logged but not recorded: {', '.join(new)}. Recorded are the losses "
-                      f"({losses or 'none'}) and the metrics declared by the inspector's LossMetrics lens: "
-                      f"{declared}. To plot them, build the inspector with LossMetrics(metrics=[...]) listing "
-                      "them (names that first appear in a later epoch must be listed there too).",
-                      MonitorWarning, stacklevel=user_stacklevel())
+        message = f"{self.owner}: logged but not recorded: {', '.join(new)}. "
+        # a loss logged under another name (self.log("train/loss")): the fix is the callback's loss arguments,
+        # not a metric (a metric is drawn in the Metrics panel and no loss-based health check runs on it)
+        found = loss_candidates(new, train=self.train_loss is not None and "train_loss" not in self.pushed_losses,
+                                val=self.val_loss is not None and "val_loss" not in self.pushed_losses)
+        if found:
+            args = ", ".join(f"{slot}={found[slot]!r}" for slot in ("train_loss", "val_loss") if slot in found)
+            one = len(found) == 1
+            message += (f"Nothing was logged under the loss name{'' if one else 's'} "
+                        f"({', '.join(f'{slot}={getattr(self, slot)!r}' for slot in found)}), and "
+                        f"{' and '.join(repr(found[s]) for s in ('train_loss', 'val_loss') if s in found)} "
+                        f"look{'s like your loss' if one else ' like your losses'}: to record "
+                        f"{'it' if one else 'them'} as the inspector's loss (the Loss panel and the loss-based "
+                        f"health checks) pass {self.owner}(inspector, {args}). ")
+            new = [name for name in new if name not in found.values()]
+            if not new:
+                warnings.warn(message.rstrip(), MonitorWarning, stacklevel=user_stacklevel())
+                return
+            message += f"For the others ({', '.join(new)}): "
+        declared = ", ".join(self.metrics) or "(none)"
+        message += (f"Recorded are the losses ({losses or 'none'}) and the metrics declared by the inspector's "
+                    f"LossMetrics lens: {declared}. To plot them, build the inspector with LossMetrics(metrics=[...]) "
+                    "listing them (names that first appear in a later epoch must be listed there too).")
+        warnings.warn(message, MonitorWarning, stacklevel=user_stacklevel())

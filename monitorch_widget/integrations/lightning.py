@@ -18,7 +18,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
                       "'monitorch-widget[lightning]' (or pip install lightning)") from exc
 
 from ..inspector import PyTorchInspector
-from .common import LoggedValues, check_every_n_steps, check_inspector
+from .common import LoggedValues, RunName, check_every_n_steps, check_inspector, check_run_name, run_name_of
 
 _OWNER = "InspectorCallback"
 
@@ -72,16 +72,29 @@ class InspectorCallback(pl.Callback):
     (``MonitorWarning``); Lightning's ``<name>_step`` / ``<name>_epoch`` copies of a logged name are not.
     Values stay tensors on their device until the row's single host copy.
 
-    Raises ``TypeError`` / ``ValueError`` for a wrong ``inspector`` / ``every_n_steps``, and
-    ``RuntimeError`` at ``setup`` when the Trainer runs several processes: ``strategy="ddp_notebook"``
-    (``ddp_fork``, ``ddp_spawn``) runs its ranks in child processes whose hooks this notebook's
-    inspector never sees.
+    ``run_name``: the label of each run (legends, status line, saved histories; ``inspector.history.runs[i]
+    .label``): a str, or a callable ``run_name(trainer) -> str`` called with the Lightning ``Trainer`` when the
+    run starts (e.g. ``lambda t: f"lr {t.lightning_module.hparams.lr}"``, or ``t.state.fn`` to tell fit /
+    validate / test apart); ``None``: the inspector's default ``"run <n>: <model class>"``.
+
+    Several processes (``strategy="ddp"``): supported when every rank runs the script and builds its own
+    inspector *after* ``torch.distributed.init_process_group`` (torchrun; Lightning reuses the group). Every
+    rank attaches and ticks at the same rows, so each row holds every rank's batches and the all-reduced
+    gradient (README "Distributed"); only ``master_rank`` draws.
+
+    Raises ``TypeError`` / ``ValueError`` for a wrong ``inspector`` / ``every_n_steps`` / ``run_name``, and
+    ``RuntimeError`` at ``setup`` when the Trainer runs several processes the callback cannot serve:
+    ``strategy="ddp_notebook"`` (``ddp_fork``, ``ddp_spawn``) runs its ranks in child processes whose hooks
+    this notebook's inspector never sees; an inspector built before the process group existed cannot tell
+    the ranks apart (the message gives the torchrun recipe).
     """
 
     def __init__(self, inspector: PyTorchInspector, *, train_loss: str | None = "train_loss",
-                 val_loss: str | None = "val_loss", every_n_steps: int | None = None) -> None:
+                 val_loss: str | None = "val_loss", every_n_steps: int | None = None,
+                 run_name: RunName = None) -> None:
         super().__init__()
         self.inspector = check_inspector(inspector, _OWNER)
+        self.run_name = check_run_name(run_name, _OWNER)
         self.every_n_steps = check_every_n_steps(every_n_steps, _OWNER)
         self.values = LoggedValues(inspector, train_loss=train_loss, val_loss=val_loss, owner=_OWNER)
         self._pid = os.getpid()
@@ -99,11 +112,16 @@ class InspectorCallback(pl.Callback):
                 "e.g. strategy='ddp_notebook' / 'ddp_fork' / 'ddp_spawn'): the inspector and its widget live in "
                 "the parent (notebook) process and would never see this process's hooks. Train with devices=1 "
                 "(or strategy='auto' on one device) while monitoring.")
-        if trainer.world_size > 1:
+        if trainer.world_size > 1 and not self.inspector.rank_aware:
             raise RuntimeError(
-                f"{_OWNER}: the Trainer runs {trainer.world_size} processes; the callback supports one process "
-                "(devices=1). For multi-process training drive the inspector from your own loop under "
-                "torch.distributed (it reduces across ranks).")
+                f"{_OWNER}: the Trainer runs {trainer.world_size} processes, but this rank's inspector was built "
+                "before torch.distributed was initialised, so it cannot tell the ranks apart (every rank would "
+                "draw). Launch with torchrun (every rank runs your script) and initialise the process group "
+                "before building the inspector; Lightning reuses it:\n"
+                "    torch.distributed.init_process_group('gloo')  # 'nccl' on GPUs; torchrun sets the rank env\n"
+                "    inspector = PyTorchInspector([...])\n"
+                "    Trainer(strategy='ddp', devices=N, callbacks=[InspectorCallback(inspector)]).fit(...)\n"
+                "Or train with devices=1 while monitoring.")
 
     # --- fit ---------------------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -169,7 +187,7 @@ class InspectorCallback(pl.Callback):
         return not trainer.sanity_checking and self._stage(trainer) == fn
 
     def _start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.inspector.attach(pl_module)  # a new run (detaches an earlier model first)
+        self.inspector.attach(pl_module, run_name=run_name_of(self.run_name, _OWNER, trainer))  # a new run (detaches an earlier model first)
         self._attached = True
         self._pending = None
         self._seen = dict(trainer.callback_metrics)

@@ -15,7 +15,7 @@ pytest.importorskip("accelerate")
 
 from helpers import rates_by_hand  # noqa: E402
 
-from monitorch_widget import MonitorWarning, PyTorchInspector  # noqa: E402
+from monitorch_widget import MonitorNotice, MonitorWarning, PyTorchInspector  # noqa: E402
 from monitorch_widget.integrations.huggingface import InspectorCallback  # noqa: E402
 from monitorch_widget.lens import LossMetrics, OutputActivation, ParameterGradientActivation  # noqa: E402
 
@@ -231,3 +231,167 @@ def test_arguments_are_checked():
         InspectorCallback(ins, every_n_steps=0)
     with pytest.raises(ValueError, match="must differ"):
         InspectorCallback(ins, train_loss="loss", val_loss="loss")
+
+
+# --- tiny BERT from a config (no download): eval_on_start, the accumulated-loss scale ---------------------------
+SEQ = 8
+
+
+def tiny_bert() -> torch.nn.Module:
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=16, num_labels=2,
+                                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return transformers.BertForSequenceClassification(config)
+
+
+def token_rows(n: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 50, (n, SEQ), generator=g)
+    labels = (ids[:, 0] > 27).long()
+    return [{"input_ids": ids[i], "attention_mask": torch.ones(SEQ, dtype=torch.long), "labels": labels[i]}
+            for i in range(n)]
+
+
+def bert_run(tmp_path, model, inspector, train, lr=1e-3, **kw) -> transformers.Trainer:
+    trainer = transformers.Trainer(
+        model=model, args=args(tmp_path, learning_rate=lr, **kw), train_dataset=train,
+        eval_dataset=token_rows(16, 1), optimizers=(torch.optim.SGD(model.parameters(), lr=lr), None),
+        callbacks=[InspectorCallback(inspector)], compute_metrics=compute_metrics)
+    trainer.remove_callback(transformers.PrinterCallback)
+    trainer.train()
+    return trainer
+
+
+def test_eval_on_start_is_a_baseline_row_0_not_part_of_epoch_1(tmp_path):
+    """eval_on_start=True: the untrained model's evaluation is row 0; epoch 1's row holds epoch 1's alone."""
+    torch.manual_seed(8)
+    ins = PyTorchInspector(lenses(["eval_accuracy"]), visualizer="none")
+    with pytest.warns(MonitorWarning, match="eval_constant"):
+        trainer = bert_run(tmp_path, tiny_bert(), ins, token_rows(32, 0), gradient_accumulation_steps=1,
+                           eval_strategy="epoch", eval_on_start=True, logging_steps=2)
+    h = ins.history
+    assert h.runs[-1].epochs == [0.0, 1.0, 2.0]
+    logs = trainer.state.log_history
+    evals = [e for e in logs if "eval_loss" in e]
+    assert [e["step"] for e in evals] == [0, 8, 16]  # 32 rows / batch 4 = 8 steps per epoch
+    np.testing.assert_allclose(h.series("Loss", "Loss", "val_loss mean"), [e["eval_loss"] for e in evals],
+                               rtol=1e-6)
+    np.testing.assert_allclose(h.series("Metrics", "Metrics", "eval_accuracy mean"),
+                               [e["eval_accuracy"] for e in evals], rtol=1e-6)
+    train = h.series("Loss", "Loss", "train_loss mean")
+    assert np.isnan(train[0])  # before training: no training loss
+    for epoch in (1, 2):
+        expected = np.mean([e["loss"] for e in logs if "loss" in e and math.ceil(e["epoch"]) == epoch])
+        assert train[epoch] == pytest.approx(expected, rel=1e-6)
+    # evaluation passes are not training batches: the baseline row has no activation statistics
+    groups = h.runs[-1].groups("Output Activations")
+    assert groups and all(np.isnan(h.series("Output Activations", g, "activation_rate")[0]) for g in groups)
+    assert all(np.isfinite(h.series("Output Activations", g, "activation_rate")[1]) for g in groups
+               if "intermediate" in g)
+
+
+def mean_ce_by_hand(model: torch.nn.Module, rows: list[dict[str, torch.Tensor]], per: int) -> list[float]:
+    """The mean cross-entropy of each optimizer step's micro-batches (weights unchanged: lr 0)."""
+    losses = []
+    with torch.no_grad():
+        for start in range(0, len(rows), per):
+            chunk = rows[start:start + per]
+            batch = {k: torch.stack([r[k] for r in chunk]) for k in chunk[0]}
+            labels = batch.pop("labels")
+            losses.append(float(nn.functional.cross_entropy(model(**batch).logits, labels)))
+    return losses
+
+
+@pytest.mark.parametrize("accepts_loss_kwargs", [None, False], ids=["as_built", "accepts_loss_kwargs_false"])
+def test_accumulated_loss_scale_notice(tmp_path, accepts_loss_kwargs):
+    """BertForSequenceClassification with gradient_accumulation_steps=2: the Trainer logs 2 x the mean loss
+    (transformers#37766); the callback says so once, and the notice's fix (accepts_loss_kwargs = False) works."""
+    torch.manual_seed(9)
+    model = tiny_bert()
+    if accepts_loss_kwargs is not None:
+        model.accepts_loss_kwargs = accepts_loss_kwargs
+    rows = token_rows(16, 2)
+    ins = PyTorchInspector(lenses(), visualizer="none")
+    with pytest.warns(MonitorNotice) as caught:  # the smooth-activation notice (GELU) comes in any case
+        trainer = bert_run(tmp_path, model, ins, rows, lr=0.0, num_train_epochs=1, gradient_accumulation_steps=2,
+                           eval_strategy="no")
+    scale = [str(w.message) for w in caught if "transformers#37766" in str(w.message)]
+    logged = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    by_hand = mean_ce_by_hand(model, rows, BATCH * 2)  # per optimizer step: 2 micro-batches of 4
+    assert len(logged) == len(by_hand) == 2
+    if accepts_loss_kwargs is None:
+        np.testing.assert_allclose(logged, [2 * v for v in by_hand], rtol=1e-5)  # the upstream behaviour
+        assert len(scale) == 1 and "gradient_accumulation_steps=2" in scale[0]
+        assert "model.accepts_loss_kwargs = False" in scale[0]
+        assert any("transformers#37766" in p["message"] for p in ins.history.runs[-1].problem_list())
+    else:
+        np.testing.assert_allclose(logged, by_hand, rtol=1e-5)
+        assert scale == []
+    np.testing.assert_allclose(ins.history.series("Loss", "Loss", "train_loss mean"), [np.mean(logged)], rtol=1e-6)
+
+
+def test_loss_scale_rule_follows_the_trainers():
+    """Models whose loss uses num_items_in_batch (GPT-2's loss_function) or whose forward takes no **kwargs are
+    divided by the accumulation steps in the Trainer: no notice for them."""
+    from monitorch_widget.integrations.huggingface import loss_times_accumulation
+
+    gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=40, n_positions=16, n_embd=16,
+                                                                n_layer=1, n_head=2))
+    vit = transformers.ViTForImageClassification(transformers.ViTConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, image_size=8,
+        patch_size=4, num_channels=1, num_labels=3))  # self.loss_function(labels, logits, self.config, **kwargs)
+    assert loss_times_accumulation(tiny_bert())
+    assert not loss_times_accumulation(gpt2)
+    assert not loss_times_accumulation(vit)
+    assert not loss_times_accumulation(Classifier())   # forward(x, labels): no **kwargs
+    bert = tiny_bert()
+    bert.accepts_loss_kwargs = False
+    assert not loss_times_accumulation(bert)
+
+
+def test_run_name_labels_each_train_call(tmp_path):
+    ins = PyTorchInspector(lenses(), visualizer="none")
+    x, y = data()
+    for run_name in ("lr 0.5", lambda a, s: f"lr {a.learning_rate} from step {s.global_step}"):
+        model = Classifier()
+        trainer = transformers.Trainer(model=model, args=args(tmp_path, num_train_epochs=1), train_dataset=Rows(x, y),
+                                       optimizers=(torch.optim.SGD(model.parameters(), lr=LR), None),
+                                       callbacks=[InspectorCallback(ins, run_name=run_name)])
+        trainer.remove_callback(transformers.PrinterCallback)
+        trainer.train()
+    assert [r.label for r in ins.history.runs] == ["lr 0.5", "lr 0.5 from step 0"]
+    assert [r.epochs for r in ins.history.runs] == [[1.0], [1.0]]
+
+
+def test_run_name_is_checked(tmp_path):
+    ins = PyTorchInspector(lenses(), visualizer="none")
+    with pytest.raises(TypeError, match="run_name=3"):
+        InspectorCallback(ins, run_name=3)  # type: ignore[arg-type]
+    x, y = data()
+    model = Classifier()
+    trainer = transformers.Trainer(model=model, args=args(tmp_path, num_train_epochs=1), train_dataset=Rows(x, y),
+                                   optimizers=(torch.optim.SGD(model.parameters(), lr=LR), None),
+                                   callbacks=[InspectorCallback(ins, run_name=lambda a, s: 0.5)])
+    with pytest.raises(TypeError, match="run_name.*must return a str"):
+        trainer.train()
+
+
+def test_eval_on_start_with_every_n_steps_is_row_0(tmp_path):
+    torch.manual_seed(13)
+    ins = PyTorchInspector(lenses(), visualizer="none")
+    model = tiny_bert()
+    trainer = transformers.Trainer(
+        model=model, args=args(tmp_path, learning_rate=1e-3, gradient_accumulation_steps=1, eval_strategy="epoch",
+                               eval_on_start=True, logging_steps=2),
+        train_dataset=token_rows(32, 0), eval_dataset=token_rows(16, 1),
+        optimizers=(torch.optim.SGD(model.parameters(), lr=1e-3), None),
+        callbacks=[InspectorCallback(ins, every_n_steps=4)])
+    trainer.remove_callback(transformers.PrinterCallback)
+    trainer.train()
+    h = ins.history
+    assert h.runs[-1].epochs == [0.0, 4.0, 8.0, 12.0, 16.0]
+    evals = {e["step"]: e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e}
+    assert sorted(evals) == [0, 8, 16]
+    val = h.series("Loss", "Loss", "val_loss mean")
+    np.testing.assert_allclose(val[[0, 2, 4]], [evals[0], evals[8], evals[16]], rtol=1e-6)
+    assert np.isnan(val[1]) and np.isnan(val[3])

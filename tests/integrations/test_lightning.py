@@ -298,3 +298,77 @@ def test_arguments_are_checked():
         InspectorCallback(nn.Linear(1, 1))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="every_n_steps"):
         InspectorCallback(inspector(), every_n_steps=1.5)  # type: ignore[arg-type]
+
+
+def test_run_name_labels_each_fit():
+    """Two fits, one inspector: a str and a callable of the Trainer name the runs."""
+    ins = inspector("val_acc", "epoch_marker")
+    for run_name in ("lr 0.2", lambda t: f"{t.state.fn.value} {t.max_epochs} epochs"):
+        torch.manual_seed(10)
+        trainer(max_epochs=2, limit_val_batches=0, callbacks=[InspectorCallback(ins, run_name=run_name)]).fit(
+            Net(), loader())
+    assert [r.label for r in ins.history.runs] == ["lr 0.2", "fit 2 epochs"]
+    assert [r.epochs for r in ins.history.runs] == [[1.0, 2.0], [1.0, 2.0]]
+    with pytest.raises(TypeError, match="run_name=3"):
+        InspectorCallback(ins, run_name=3)  # type: ignore[arg-type]
+    t = trainer(max_epochs=1, limit_val_batches=0, callbacks=[InspectorCallback(ins, run_name=lambda t: None)])
+    with pytest.raises(TypeError, match="run_name.*must return a str"):
+        t.fit(Net(), loader())
+
+
+class SlashNames(Net):
+    """Logs its losses as "train/loss" / "val/loss" (a common naming), not the callback's default names."""
+
+    def training_step(self, batch, batch_idx):
+        loss = self._loss(batch, "train")
+        self.log("train/loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", self._loss(batch, "val"))
+        self.log("val/acc", (self(batch[0]).argmax(1) == batch[1]).float().mean())
+
+    def on_train_epoch_end(self) -> None:
+        pass
+
+
+def test_losses_under_other_names_get_the_loss_arguments_in_the_warning():
+    torch.manual_seed(11)
+    ins = inspector()
+    t = trainer(max_epochs=2, num_sanity_val_steps=0, callbacks=[InspectorCallback(ins)])
+    with pytest.warns(MonitorWarning) as caught:
+        t.fit(SlashNames(), loader(), loader(1))
+    [message] = [str(w.message) for w in caught if issubclass(w.category, MonitorWarning)]
+    assert "InspectorCallback(inspector, train_loss='train/loss', val_loss='val/loss')" in message
+    assert "For the others (val/acc): " in message and "LossMetrics(metrics=[...])" in message
+    assert np.all(np.isnan(ins.history.series("Loss", "Loss", "train_loss mean")))  # what the user is warned about
+    # following the advice records them as the losses
+    model = SlashNames()
+    ins = inspector("val/acc")
+    t = trainer(max_epochs=2, num_sanity_val_steps=0,
+                callbacks=[InspectorCallback(ins, train_loss="train/loss", val_loss="val/loss")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MonitorWarning)
+        t.fit(model, loader(), loader(1))
+    h = ins.history
+    np.testing.assert_allclose(h.series("Loss", "Loss", "train_loss mean"),
+                               [mean_of(model.seen, "train", e) for e in range(2)], rtol=1e-5)
+    np.testing.assert_allclose(h.series("Loss", "Loss", "val_loss mean"),
+                               [mean_of(model.seen, "val", e) for e in range(2)], rtol=1e-5)
+
+
+def test_only_the_missing_loss_is_suggested():
+    """train_loss logged under the default name, the validation loss as "val/loss": only val_loss is suggested."""
+
+    class HalfSlash(Net):
+        def validation_step(self, batch, batch_idx):
+            self.log("val/loss", self._loss(batch, "val"))
+
+    torch.manual_seed(12)
+    ins = inspector("epoch_marker")
+    with pytest.warns(MonitorWarning) as caught:
+        trainer(max_epochs=1, num_sanity_val_steps=0, callbacks=[InspectorCallback(ins)]).fit(
+            HalfSlash(), loader(), loader(1))
+    [message] = [str(w.message) for w in caught if issubclass(w.category, MonitorWarning)]
+    assert "pass InspectorCallback(inspector, val_loss='val/loss')" in message
+    assert "train_loss=" not in message.split("pass InspectorCallback")[1]
