@@ -29,6 +29,7 @@ from .lens.base import AbstractLens, LensContext
 from .lens.coverage import attach_reports
 from .lens.lens_list import check_lenses
 from .lens.loss_metrics import LossMetrics
+from .lens.silent import say_eval_training
 from .record import Record
 from .record.health import Finding, HealthConfig, HealthMonitor
 from .recording import RecordingSwitch
@@ -96,6 +97,7 @@ class PyTorchInspector:
         self._recording = RecordingSwitch()
         self._pump_handle: Any = None
         self._epoch_untouched = True  # no forward pass of the model since attach or the last tick
+        self._passes = [0, 0]  # forward passes this epoch: in training mode / in eval mode with grad enabled
         self._growth: ModelGrowth | None = None
         self.visualizer = resolve_visualizer(visualizer, self.history)
         own = isinstance(self.visualizer, WidgetVisualizer) and self.visualizer.record is self.history
@@ -141,6 +143,10 @@ class PyTorchInspector:
         if not in_graph():  # on the compiled wrapper it never is; a model compiled after attach: skip
             self._live.pump()
             self._epoch_untouched = False  # after the pump: a view's resume queued before this pass is immediate
+            if _module.training:
+                self._passes[0] += 1
+            elif torch.is_grad_enabled():
+                self._passes[1] += 1  # grad on, model in eval mode: training in eval mode, or a slip
 
     def flush(self) -> None:
         """Send every value the live widget holds back now (it otherwise waits for the next monitor call >= 50 ms
@@ -208,6 +214,7 @@ class PyTorchInspector:
         self._pump_handle = graphs.call_root.register_forward_pre_hook(self._pump_hook)
         self._growth = ModelGrowth(model)  # modules / parameters added from now on are named at the next tick
         self._steps = StepCounter(model)  # optimizer steps of this run (the charts' "step" x axis)
+        self._steps_at_tick = 0
         STEPS.listen(self._steps)
         self._ctx.steps = self._steps
         self.state.counter = 1
@@ -338,6 +345,8 @@ class PyTorchInspector:
             self._exchange.arrive()  # every rank is here before the tick runs anything collective
         ticking.write(self.history, self._compute(), number, self._steps.count, self._user_visualizer,
                       self.visualizer, self.faults)
+        say_eval_training(self.lenses, self.faults, self._passes, self._steps.count - self._steps_at_tick)
+        self._passes, self._steps_at_tick = [0, 0], self._steps.count
         for lens in self.lenses:
             lens.reset_epoch()
         self._pushes.reset()

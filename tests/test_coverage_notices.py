@@ -121,3 +121,36 @@ def test_a_parameter_lens_missing_modules_another_one_watches_is_named():
                "'0.parametrizations.weight'" in text
         assert f"{lens}(parameters=[...]), e.g. 'original0', 'original1'" in text
     assert "ParameterGradientGeometry watches no parameter" not in text
+
+
+def test_training_in_eval_mode_is_named_once():
+    """model.eval() kept while training (frozen BatchNorm idiom): output lenses count training-mode passes only,
+    so their panels stay empty; one notice says why and how. A validation in eval mode says nothing."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ins = PyTorchInspector([OutputActivation(), ParameterGradientActivation()], visualizer="none", module=model)
+
+    def epoch(train_mode: bool) -> None:
+        model.train(train_mode)
+        for _ in range(2):
+            opt.zero_grad()
+            model(torch.randn(8, 4)).sum().backward()
+            opt.step()
+        model.eval()
+        model(torch.randn(8, 4)).sum()  # a validation pass left with grad enabled: not training in eval mode
+        ins.tick_epoch()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        epoch(True)
+        epoch(True)
+    assert not any("eval mode" in str(w.message) for w in caught)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        epoch(False)
+        epoch(False)
+    said = [str(w.message) for w in caught if "trained in eval mode" in str(w.message)]
+    assert len(said) == 1 and "OutputActivation count training-mode passes only" in said[0]
+    assert "record_eval=True" in said[0]
+    assert np.isnan(ins.history.series("Output Activations", "1", "activation_rate")[2:]).all()

@@ -1,8 +1,9 @@
-"""Watched modules that never run: their series stay empty, and that is said once, with why."""
+"""Output series that stay empty for a reason the user can fix: said once, with why."""
 
 from __future__ import annotations
 
-from ..collect.faults import MonitorNotice
+from ..collect.faults import FaultLog, MonitorNotice
+from ..collect.passes import COUNT_TRAINING
 from ..collect.summary import Summary
 from .base import AbstractLens
 
@@ -30,3 +31,19 @@ def say_silent(lens: AbstractLens, summaries: dict[int, list[Summary]]) -> None:
                                "(a branch not taken, a module the attention kernel skips), so their series stay "
                                "empty",
                                category=MonitorNotice)
+
+
+def say_eval_training(lenses: list[AbstractLens], faults: FaultLog, passes: list[int], steps: int) -> None:
+    """Once: an epoch trained only in eval mode (``model.eval()`` kept for frozen BatchNorm or no dropout): the
+    optimizer stepped, every forward pass ran with grad enabled in eval mode, and output lenses that count
+    training-mode passes only (monitorch's rule) recorded none of them. ``passes``: [training-mode passes,
+    eval-mode passes with grad enabled] of the epoch; ``steps``: its optimizer steps."""
+    if not steps or passes[0] or not passes[1]:
+        return
+    names = [lens.lens_name for lens in lenses if getattr(lens, "_gate", None) == COUNT_TRAINING and lens.sites]
+    if names:
+        faults.report("model", f"the model trained in eval mode (forward passes with grad enabled and "
+                      f"model.training False, then optimizer steps): {' / '.join(dict.fromkeys(names))} count "
+                      "training-mode passes only (monitorch's rule), so their series stay empty. Call model.train() "
+                      "before training, or, to train in eval mode on purpose (frozen BatchNorm, no dropout), pass "
+                      "record_eval=True to them", category=MonitorNotice)
