@@ -160,6 +160,25 @@ class InspectorCallback(TrainerCallback):
                 "the Trainer (it then divides the loss), unless a compute_loss_func normalises it."),
                 category=MonitorNotice)
 
+        self._say_sparse_logging(args, state)
+
+    def _say_sparse_logging(self, args: TrainingArguments, state: TrainerState) -> None:
+        """The Trainer logs 'loss' every logging_steps optimizer steps (500 by default): with fewer steps per row,
+        rows have no training loss and the loss-based health checks never run. Said once, at the start."""
+        if str(getattr(args.logging_strategy, "value", args.logging_strategy)) != "steps":
+            return
+        epochs = max(int(getattr(state, "num_train_epochs", 0) or 0), 1)
+        per_row = self.every_n_steps or (state.max_steps // epochs if state.max_steps else 0)
+        every = args.logging_steps
+        if isinstance(every, float) and every < 1:  # a ratio of the total steps
+            every = max(int(every * state.max_steps), 1)
+        if per_row and every > per_row:
+            self.inspector.faults.report("huggingface", (
+                f"the Trainer logs the training loss every logging_steps={every:g} optimizer steps, and a row here "
+                f"holds {per_row}: most rows get no training loss (and the loss-based health checks skip them). Set "
+                f"TrainingArguments(logging_steps={max(per_row // 4, 1)}) or logging_strategy='epoch'"),
+                category=MonitorNotice)
+
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                       **kwargs: Any) -> None:
         self._flush_pending()

@@ -395,3 +395,26 @@ def test_eval_on_start_with_every_n_steps_is_row_0(tmp_path):
     val = h.series("Loss", "Loss", "val_loss mean")
     np.testing.assert_allclose(val[[0, 2, 4]], [evals[0], evals[8], evals[16]], rtol=1e-6)
     assert np.isnan(val[1]) and np.isnan(val[3])
+
+
+def test_a_logging_interval_longer_than_a_row_is_named_at_the_start(tmp_path):
+    """logging_steps=500 (the Trainer's default) on a small dataset: epochs without a logged loss. One notice
+    with the setting to use; logging every step says nothing."""
+    import warnings
+
+    from monitorch_widget import MonitorNotice
+
+    torch.manual_seed(2)
+    ins = PyTorchInspector(lenses(), visualizer="none")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hf_run(tmp_path, Classifier(), ins, logging_steps=500)
+    said = [str(w.message) for w in caught if issubclass(w.category, MonitorNotice) and "logging_steps" in str(w.message)]
+    per_epoch = N // (BATCH * ACCUM)
+    assert len(said) == 1 and f"every logging_steps=500 optimizer steps, and a row here holds {per_epoch}" in said[0]
+    assert np.isnan(ins.history.series("Loss", "Loss", "train_loss mean")).all()
+    ins2 = PyTorchInspector(lenses(), visualizer="none")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hf_run(tmp_path, Classifier(), ins2)
+    assert not any("logging_steps" in str(w.message) for w in caught)
