@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .compiled import in_graph
+from .compiled import in_graph, in_transform
 from .faults import FaultLog
 from .geometry import write_parts_one
 from .hooks import Site
@@ -70,7 +70,7 @@ class OutputGradientSite(Site):
             self.fail(f"output is a {type(out).__name__}, not a tensor; OutputGradientGeometry reads the gradient "
                       "of a tensor output (or of the first tensor of a tuple)")
             return
-        if y.requires_grad:
+        if y.requires_grad and not in_transform(y):  # a torch.func transform's gradient is not a training pass
             self.seen = True
             y.register_hook(self._on_gradient)
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..collect.compiled import in_graph
+from ..collect.compiled import in_graph, in_transform
 from ..collect.geometry import norm_dtype
 from ..collect.hooks import ScalarSite
 from ..collect.passes import is_counted_pass, pass_rule_for
@@ -37,6 +37,8 @@ class NormSite(ScalarSite):
         if self.off or not is_counted_pass(self.pass_rule, module):
             return
         try:
+            if in_transform(out):  # a call under a torch.func transform (per-sample gradients): not a training pass
+                return
             y = out.detach()
             if y.numel() == 0:  # a batch of no rows: no observation (its mean norm would be NaN)
                 return
