@@ -122,13 +122,14 @@ class SlotTable:
     first asked; :meth:`points` gives one point of every slot at once, the numbers ``Summary.point`` gives
     (what the rate lenses read for every layer at every tick: no object per layer)."""
 
-    __slots__ = ("table", "width", "index", "_rows")
+    __slots__ = ("table", "width", "index", "_rows", "_points")
 
     def __init__(self, table: np.ndarray, width: int, index: dict[int, int]) -> None:
         self.table = table  # [slots, 2 + 4 * width] float64
         self.width = width
         self.index = index  # key (id of the slot) -> its row
         self._rows: list[list[float]] | None = None
+        self._points: dict[tuple[str, int], list[float] | None] = {}  # a lens of two sets of sites asks twice
 
     def summaries(self, row: int) -> list[Summary]:
         if self._rows is None:
@@ -139,6 +140,13 @@ class SlotTable:
     def points(self, method: str, q: int) -> list[float] | None:
         """``Summary.point(method)`` of quantity ``q`` for every row (NaN without a counted batch), or None for a
         method that moments alone do not answer with one division or none ('std', quantiles)."""
+        found = self._points.get((method, q), ())
+        if found != ():
+            return found  # type: ignore[return-value]
+        out = self._points[(method, q)] = self._compute_points(method, q)
+        return out
+
+    def _compute_points(self, method: str, q: int) -> list[float] | None:
         w = self.width
         col = {"mean": 2 + q, "min": 2 + 2 * w + q, "max": 2 + 3 * w + q}.get(method)
         if col is None:
