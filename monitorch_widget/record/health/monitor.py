@@ -176,6 +176,9 @@ class HealthMonitor:
             since = cond.since if cond.since is not None else first
             old = findings.get(fid)
             if old is not None and old.active:
+                if not (cond.severity != old.severity or cond.message != old.message or cond.value != old.value):
+                    if cond.tag == old.tag and cond.advice == old.advice:
+                        continue  # the same finding: kept as it is (no new object per held condition and row)
                 new = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag, old.since, None,
                               cond.value, cond.message, cond.advice)
                 if new.severity != old.severity or new.message != old.message or new.value != old.value:
