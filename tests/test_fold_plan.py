@@ -202,3 +202,26 @@ def test_a_large_plan_sums_counts_exactly(size: int):
     if size > 1 << 11:
         f32 = [k.sum(dtype=torch.float32).item() / (8192 * size) for k in counts]
         assert f32 != pytest.approx([w[0] for w in want], rel=1e-15)
+
+
+def test_a_large_block_gathered_batch_major_folds_like_torch():
+    """40 rate slots x 30 batches (a block of 2400 entries: gathered batch-major), one batch left out."""
+    gen = torch.Generator().manual_seed(17)
+    bank = StreamBank(2)
+    slots = [bank.add_row() for _ in range(40)]
+    expected = []
+    for slot in slots:
+        buf = RowBuffer(6, torch.device("cpu"))
+        counts = [torch.randint(0, 5, (6,), generator=gen).float() for _ in range(30)]
+        checks = [float("inf") if i == 7 else 1.0 for i in range(30)]
+        fill(buf, counts, [4] * 30, checks)
+        buf.defer_rates(slot)
+        expected.append([rates_by_torch(k, 4) if ok == 1.0 else (math.nan, math.nan) for k, ok in zip(counts, checks)])
+    before = set(fold_plan._PLANS)
+    summaries = to_host([bank], {id(bank): slots})
+    plan = next(p for k, p in fold_plan._PLANS.items() if k not in before)
+    assert plan.batch_major
+    for slot, want in zip(slots, expected):
+        act, dead = summaries[id(slot)]
+        assert_summary(act, [w[0] for w in want], keep=False)
+        assert_summary(dead, [w[1] for w in want], keep=False)
