@@ -85,3 +85,31 @@ def test_calls_writing_the_same_column_twice_keep_the_last_value():
             record.close_row()
     assert batched.current.series("Rates", "fc1", "death_rate").tolist() == [0.0, 0.25, 0.5]
     np.testing.assert_array_equal(plain.current.data, batched.current.data)
+
+
+def test_a_lens_with_its_own_vizualize_gets_the_record_between_the_others():
+    import torch
+    from torch import nn
+
+    from monitorch_widget import PyTorchInspector
+    from monitorch_widget.lens import LossMetrics, OutputActivation
+
+    class Counted(OutputActivation):
+        def vizualize(self, visualizer, epoch, calls):
+            # what the record already holds of this tick when this lens runs: the loss lens' cells
+            held = visualizer.current.data[visualizer.current.open_row].tolist()
+            super().vizualize(visualizer, epoch, calls)
+            visualizer.plot_numerical_values(epoch, "Custom", {"Custom": {"seen": float(sum(v == v for v in held))}})
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2))
+    loss_fn = nn.CrossEntropyLoss()
+    ins = PyTorchInspector([LossMetrics(loss_fn=loss_fn), Counted()], visualizer="none", module=model)
+    x, y = torch.randn(16, 2), torch.randint(0, 2, (16,))
+    for _ in range(3):
+        loss_fn(model(x), y).backward()
+        ins.tick_epoch()
+    run = ins.history.current
+    # the loss lens' line and band (3 cells) were written before the custom lens ran, its rates after
+    assert run.series("Custom", "Custom", "seen").tolist() == [3.0, 3.0, 3.0]
+    assert np.isfinite(run.series("Output Activations", "1", "death_rate")).all()
