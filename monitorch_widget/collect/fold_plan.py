@@ -38,7 +38,7 @@ from .streams import Pending, StreamBank
 _PLANS: OrderedDict[tuple[Any, ...], FoldPlan] = OrderedDict()
 _MAX_PLANS = 16  # several inspectors ticking in turn keep their plans
 _LARGE = 1 << 14  # counts from which segment_counts' cheaper accumulators pay for their extra calls
-_LARGE_BLOCK = 1 << 11  # padded block entries from which it is gathered batch-major
+_LARGE_BLOCK = 1 << 9  # padded block entries from which it is gathered batch-major
 
 
 def signature(entries: Sequence[tuple[StreamBank, Pending]], arrays: Sequence[np.ndarray]) -> tuple[Any, ...]:
