@@ -15,7 +15,7 @@ import pytest
 import torch
 from helpers import closest_observation
 
-from monitorch_widget.collect import fold_plan
+from monitorch_widget.collect import fold_math, fold_plan
 from monitorch_widget.collect.buffers import RowBuffer
 from monitorch_widget.collect.streams import Pending, StatStream, StreamBank
 from monitorch_widget.collect.transfer import to_host
@@ -164,3 +164,65 @@ def test_the_plan_is_kept_across_ticks_and_reads_each_ticks_row_sizes():
     # a plan is made for the first tick and for the tick with another number of rows; the row sizes alone
     # (ticks 2 and 3) change no plan
     assert plans[0] is not None and plans[1] is None and plans[2] is None and plans[3] is not None
+
+
+@pytest.mark.parametrize("exact_in_float32", [True, False])
+@pytest.mark.parametrize("longest", [9, 40_000])  # the empty units' accumulator: int16, then int64
+def test_segment_counts_are_the_plain_sums_of_each_segment(exact_in_float32: bool, longest: int):
+    gen = torch.Generator().manual_seed(11)
+    lengths = [longest, 1, 7, 300, 2]
+    counts = torch.cat([torch.randint(0, 3, (n,), generator=gen).float() for n in lengths])
+    counts[3] = float("nan")  # a NaN count: the segment's sum is NaN, and it is no empty unit
+    starts = np.cumsum([0, *lengths[:-1]])
+    active, empty = fold_math.segment_counts(counts.numpy(), starts, exact_in_float32, longest)
+    bounds = list(zip(starts.tolist(), (starts + lengths).tolist()))
+    want_active = [counts[a:b].double().sum().item() for a, b in bounds]
+    want_empty = [(counts[a:b] == 0).double().sum().item() for a, b in bounds]
+    assert active.dtype == empty.dtype == np.float64
+    np.testing.assert_array_equal(active, want_active)
+    np.testing.assert_array_equal(empty, want_empty)
+
+
+@pytest.mark.parametrize("size", [7, 1 << 13])  # channels x size: <= 2^24 (float32 sums) and above (float64)
+def test_a_large_plan_sums_counts_exactly(size: int):
+    """Rows of 8192 channels (a plan of >= 16384 counts takes segment_counts): counts up to ``size`` per
+    channel; above 2^24 a row's float32 sum would round, so the plan sums in float64 there."""
+    gen = torch.Generator().manual_seed(13)
+    bank = StreamBank(2, keep_all=True)
+    slot = bank.add_row()
+    buf = RowBuffer(8192, torch.device("cpu"))
+    counts = [torch.randint(0, size + 1, (8192,), generator=gen).float() for _ in range(3)]
+    counts[1][:100] = 0.0
+    fill(buf, counts, [size] * 3, [1.0] * 3)
+    buf.defer_rates(slot)
+    act, dead = to_host([bank], {id(bank): [slot]})[id(slot)]
+    want = [rates_by_torch(k, size) for k in counts]
+    assert act.values.tolist() == pytest.approx([w[0] for w in want], rel=1e-15)
+    assert dead.values.tolist() == [w[1] for w in want]
+    # a rounded float32 sum would be off by far more than the tolerance above
+    if size > 1 << 11:
+        f32 = [k.sum(dtype=torch.float32).item() / (8192 * size) for k in counts]
+        assert f32 != pytest.approx([w[0] for w in want], rel=1e-15)
+
+
+def test_a_large_block_gathered_batch_major_folds_like_torch():
+    """40 rate slots x 30 batches (a block of 2400 entries: gathered batch-major), one batch left out."""
+    gen = torch.Generator().manual_seed(17)
+    bank = StreamBank(2)
+    slots = [bank.add_row() for _ in range(40)]
+    expected = []
+    for slot in slots:
+        buf = RowBuffer(6, torch.device("cpu"))
+        counts = [torch.randint(0, 5, (6,), generator=gen).float() for _ in range(30)]
+        checks = [float("inf") if i == 7 else 1.0 for i in range(30)]
+        fill(buf, counts, [4] * 30, checks)
+        buf.defer_rates(slot)
+        expected.append([rates_by_torch(k, 4) if ok == 1.0 else (math.nan, math.nan) for k, ok in zip(counts, checks)])
+    before = set(fold_plan._PLANS)
+    summaries = to_host([bank], {id(bank): slots})
+    plan = next(p for k, p in fold_plan._PLANS.items() if k not in before)
+    assert plan.batch_major
+    for slot, want in zip(slots, expected):
+        act, dead = summaries[id(slot)]
+        assert_summary(act, [w[0] for w in want], keep=False)
+        assert_summary(dead, [w[1] for w in want], keep=False)

@@ -93,6 +93,24 @@ def segment_sums(rows: Any, starts: Any, stops: Any, nonempty: bool | None = Non
     return cumulative[..., stops] - cumulative[..., starts]
 
 
+def segment_counts(counts: np.ndarray, starts: np.ndarray, exact_in_float32: bool, longest: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 (entries above eps, empty units) of every non-empty segment ``[starts[i], starts[i + 1])`` of the
+    flat host counts ``counts`` (the tick's fold plan): :func:`segment_sums` of ``counts`` and of
+    ``counts == 0``, with cheaper accumulators where they are exact. ``exact_in_float32``: no segment's total
+    can exceed 2^24 (a rate row's total is at most its elements, a parameter's at most its entries), so float32
+    partial sums of these integer counts are exact, and summed in the rows' own float32 they are the same
+    numbers (3x less work than casting every entry to float64 on the way); ``longest``: the longest segment,
+    which bounds an integer accumulator of the empty units (int16 when it fits)."""
+    if counts.dtype == np.float32 and exact_in_float32:
+        active = np.add.reduceat(counts, starts).astype(np.float64)
+    else:
+        active = np.add.reduceat(counts, starts, dtype=np.float64)
+    acc = np.int16 if longest < (1 << 15) else np.int64
+    empty = np.add.reduceat((counts == 0).view(np.int8), starts, dtype=acc).astype(np.float64)
+    return active, empty
+
+
 def unit_rates(counts: Any, starts: Any, stops: Any, activation_scale: Any, death_scale: Any) -> Any:
     """Per-parameter (activation rate, death rate) of gradients (monitorch's ParameterGradientActivation).
 

@@ -25,7 +25,7 @@ import torch
 
 from .fold_math import as_f64, fold_moments
 from .modes import monitor_mode
-from .summary import Summary
+from .summary import SlotTable, Summary
 
 _F64 = torch.float64
 
@@ -220,12 +220,13 @@ class StreamBank:
         self.host_kept = {}
 
     def read_rows(self, slots: list[BankRow], sums: np.ndarray, extremes: np.ndarray,
-                  kept: dict[int, np.ndarray]) -> dict[int, list[Summary]]:
-        """Summaries of ``slots``, keyed by ``id(slot)``; ``kept``: per slot, its per-batch values [n, width]."""
+                  kept: dict[int, np.ndarray]) -> dict[int, list[Summary]] | SlotTable:
+        """Summaries of ``slots``, keyed by ``id(slot)``; ``kept``: per slot, its per-batch values [n, width]. Eight
+        slots or more without kept values: a :class:`~.summary.SlotTable` (keyed the same way)."""
         return self._read([(id(s), s.index) for s in slots], sums, extremes, kept)
 
     def _read(self, keys: list[tuple[int, int]], sums: np.ndarray, extremes: np.ndarray,
-              kept: dict[int, np.ndarray]) -> dict[int, list[Summary]]:
+              kept: dict[int, np.ndarray]) -> dict[int, list[Summary]] | SlotTable:
         w = self.width
         # A few array ops and two conversions to Python numbers for every slot at once: this runs for every
         # layer at every tick. Per slot, quantity q reads [count, nonfinite, sum_q, sumsq_q, min_q, max_q].
@@ -235,19 +236,10 @@ class StreamBank:
             return self._read_few(keys, table.tolist(), ends.tolist(), kept)
         # an extreme of a slot without finite batches is +-inf: NaN, as everywhere else; minima come negated
         ends = np.where(np.isfinite(ends), ends * self._signs, math.nan)
+        if not self.keep_all:  # Summary objects made when asked; a lens may read points of every slot at once
+            return SlotTable(np.concatenate([table, ends], 1), w, dict(keys))
         rows = np.concatenate([table, ends], 1).tolist()
         out = {}
-        if not self.keep_all:
-            if w == 2:  # the rate banks: (activation, death) of every layer
-                for key, i in keys:
-                    s = rows[i]
-                    out[key] = [Summary(s[0], s[1], s[2], s[4], s[6], s[8]), Summary(s[0], s[1], s[3], s[5], s[7], s[9])]
-                return out
-            for key, i in keys:
-                s = rows[i]
-                out[key] = [Summary(s[0], s[1], s[2 + q], s[2 + w + q], s[2 + 2 * w + q], s[2 + 3 * w + q])
-                            for q in range(w)]
-            return out
         empty = np.empty((0, w))
         for key, i in keys:
             s = rows[i]
@@ -289,7 +281,9 @@ class StatStream(StreamBank):
 
     def read(self, sums: np.ndarray, extremes: np.ndarray, kept: dict[int, np.ndarray]) -> dict[int, list[Summary]]:
         """Host-side view: one Summary per quantity (column), keyed by ``id(self)``."""
-        return self._read([(id(self), 0)], sums, extremes, kept)
+        out = self._read([(id(self), 0)], sums, extremes, kept)
+        assert not isinstance(out, SlotTable)  # one slot: always read as Summary objects
+        return out
 
 
 class BankRow:

@@ -8,6 +8,7 @@ that is asked for one keeps them (see ``needs_all_values``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -118,3 +119,49 @@ class Summary:
         if values is None:
             raise RuntimeError(f"aggregation {method!r} needs every per-batch value, which this lens did not keep")
         return values
+
+
+class SlotTable:
+    """The moments of every slot of one bank, read at once (a bank that keeps no per-batch values): a row per
+    slot, [count, nonfinite, sum_q..., sum of squares_q..., min_q..., max_q...] for its ``width`` quantities
+    (extremes already NaN where a slot had no finite batch). A slot's :class:`Summary` objects are made when
+    first asked; :meth:`points` gives one point of every slot at once, the numbers ``Summary.point`` gives
+    (what the rate lenses read for every layer at every tick: no object per layer)."""
+
+    __slots__ = ("table", "width", "index", "_rows", "_points")
+
+    def __init__(self, table: np.ndarray, width: int, index: dict[int, int]) -> None:
+        self.table = table  # [slots, 2 + 4 * width] float64
+        self.width = width
+        self.index = index  # key (id of the slot) -> its row
+        self._rows: list[list[float]] | None = None
+        self._points: dict[tuple[str, int], list[float] | None] = {}  # a lens of two sets of sites asks twice
+
+    def summaries(self, row: int) -> list[Summary]:
+        if self._rows is None:
+            self._rows = self.table.tolist()
+        s, w = self._rows[row], self.width
+        return [Summary(s[0], s[1], s[2 + q], s[2 + w + q], s[2 + 2 * w + q], s[2 + 3 * w + q]) for q in range(w)]
+
+    def points(self, method: str, q: int) -> list[float] | None:
+        """``Summary.point(method)`` of quantity ``q`` for every row (NaN without a counted batch), or None for a
+        method that moments alone do not answer with one division or none ('std', quantiles)."""
+        found = self._points.get((method, q), ())
+        if found != ():
+            return found  # type: ignore[return-value]
+        out = self._points[(method, q)] = self._compute_points(method, q)
+        return out
+
+    def _compute_points(self, method: str, q: int) -> list[float] | None:
+        w = self.width
+        col = {"mean": 2 + q, "min": 2 + 2 * w + q, "max": 2 + 3 * w + q}.get(method)
+        if col is None:
+            return None
+        count, v = self.table[:, 0], self.table[:, col]
+        if method == "mean":  # total / count: the same IEEE division as Summary's (an int count converts exactly)
+            return np.divide(v, count, out=np.full(v.shape, math.nan), where=count > 0).tolist()
+        return np.where(count > 0, v, math.nan).tolist()
+
+    def nonfinite(self) -> list[int]:
+        """Each row's ``Summary.nonfinite`` (batches left out)."""
+        return self.table[:, 1].astype(np.int64).tolist()

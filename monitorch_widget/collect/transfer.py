@@ -5,22 +5,45 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .host_fold import HostPart, fold_on_host
 from .rank_exchange import RankExchange, decode, encode
 from .streams import BankRow, StatStream, StreamBank
-from .summary import Summary
+from .summary import SlotTable, Summary
 
 Accumulator = StreamBank  # a StatStream is a bank of one slot
 
 
 class Summaries(dict):
-    """Summaries by ``id(stream or slot)``; a stream that saw no batch reads as empty (NaN everywhere)."""
+    """Summaries by ``id(stream or slot)``; a stream that saw no batch reads as empty (NaN everywhere). The
+    slots of a bank read as a :class:`~.summary.SlotTable` get their Summary objects when first asked for;
+    :meth:`table` hands a lens the table itself (every slot's points at once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._tables: dict[int, SlotTable] = {}  # id(bank) -> its table
+
+    def add_table(self, bank: StreamBank, table: SlotTable) -> None:
+        self._tables[id(bank)] = table
+
+    def table(self, bank: Any) -> SlotTable | None:
+        return self._tables.get(id(bank))
 
     def __missing__(self, key: int) -> list[Summary]:
+        for table in self._tables.values():
+            row = table.index.get(key)
+            if row is not None:
+                found = self[key] = table.summaries(row)
+                return found
         return [Summary(0, 0, 0.0, 0.0, float("nan"), float("nan"), np.empty(0)) for _ in range(2)]
+
+    def get(self, key: int, default: Any = None) -> Any:
+        if key in self or any(key in t.index for t in self._tables.values()):
+            return self[key]
+        return default
 
 
 def copy_to_host(accumulators: Sequence[Accumulator]) -> list[HostPart | None]:
@@ -124,7 +147,11 @@ def to_host(accumulators: Sequence[Accumulator], slots: dict[int, list[BankRow]]
             continue
         if isinstance(acc, StatStream):
             out.update(acc.read(*part))
+            continue
+        read = acc.read_rows((slots or {}).get(id(acc), []), *part)
+        if isinstance(read, SlotTable):
+            out.add_table(acc, read)
         else:
-            out.update(acc.read_rows((slots or {}).get(id(acc), []), *part))
+            out.update(read)
     return out
 

@@ -234,11 +234,22 @@ def rate_calls(lens: AbstractLens, small_tag: str, sites: list[Site], summaries:
                act_method: str, death_method: str, warning: dict[str, float] | None) -> Call:
     """Per-layer activation/death rates; folds the worst values into ``warning`` (min act, max death)."""
     data: OrderedDict[str, dict[Any, float]] = OrderedDict()
+    # the sites' bank read as one table (collect/summary.SlotTable): every layer's two points at once
+    find = getattr(summaries, "table", None)
+    table = find(getattr(sites[0].stream, "bank", None)) if find is not None and sites else None
+    acts = deaths = None
+    if table is not None:
+        acts, deaths = table.points(act_method, 0), table.points(death_method, 1)
+        bad = table.nonfinite()
     for site in sites:
         if site.hidden:
             continue
-        act, dead = summaries[id(site.stream)]
-        a, d = act.point(act_method), dead.point(death_method)
+        row = table.index.get(id(site.stream)) if table is not None else None
+        if row is not None and acts is not None and deaths is not None:
+            a, d, nonfinite = acts[row], deaths[row], bad[row]
+        else:
+            act, dead = summaries[id(site.stream)]
+            a, d, nonfinite = act.point(act_method), dead.point(death_method), act.nonfinite
         data[site.name] = {"activation_rate": a, "death_rate": d}
         if warning is not None:
             # NaN (a layer without batches) never wins; a NaN current worst is always replaced.
@@ -246,8 +257,8 @@ def rate_calls(lens: AbstractLens, small_tag: str, sites: list[Site], summaries:
                 warning["worst activation_rate"] = a
             if not math.isnan(d) and not warning["worst death_rate"] >= d:
                 warning["worst death_rate"] = d
-        if act.nonfinite:
-            lens.ctx.faults.report(lens.lens_name, f"{site.name}: {act.nonfinite} batch(es) with NaN/Inf values "
+        if nonfinite:
+            lens.ctx.faults.report(lens.lens_name, f"{site.name}: {nonfinite} batch(es) with NaN/Inf values "
                                    "were left out of the rates")
     return Call("probability", small_tag, data)
 

@@ -8,10 +8,13 @@ looks its columns up by name; later calls of the same shape reuse the :class:`In
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .run import Run
 
 
 class IngestPlan:
@@ -74,3 +77,54 @@ def band_owner(lo_name: str, line_keys: list[str]) -> str | None:
         if key.startswith(prefix):
             return key
     return line_keys[0] if line_keys else None
+
+
+class TickWrite:
+    """Every call of one tick written as one: the calls' plans matched in turn, their values converted and put
+    into the row at once, one ``cells`` event (instead of one array, one write and one event per call, each
+    event merged by the widget's sync). The concatenated columns are kept while the calls keep the same plans
+    (the usual tick); calls whose columns repeat one another go call by call (the last write must win)."""
+
+    __slots__ = ("plans", "columns")
+
+    def __init__(self) -> None:
+        self.plans: list[IngestPlan] = []
+        self.columns: np.ndarray | None = None  # None: these plans' columns repeat, write call by call
+
+    def values(self, plans: dict[tuple[int, str], IngestPlan], run_id: int,
+               calls: Sequence[tuple[str, str, Mapping[Any, Mapping[Any, Any]], Any]]
+               ) -> tuple[np.ndarray, list[Any]] | None:
+        """(columns, raw values in column order) of ``calls`` = (method, tag, values, ranges), or None when a
+        call has no plan of its shape yet or the columns repeat (the record then ingests call by call)."""
+        raw: list[Any] = []
+        seen: list[IngestPlan] = []
+        for method, tag, values, ranges in calls:
+            plan = plans.get((run_id, tag))
+            got = plan.match(values, ranges if method == "numerical" else None) if plan is not None else None
+            if got is None:
+                return None
+            assert plan is not None
+            seen.append(plan)
+            raw += got
+        if seen != self.plans:  # compared by identity (IngestPlan defines no __eq__)
+            columns = np.concatenate([p.columns for p in seen]) if seen else np.zeros(0, np.int32)
+            self.plans = seen
+            self.columns = columns if np.unique(columns).size == columns.size else None
+            if self.columns is not None:
+                self.columns.flags.writeable = False
+        if self.columns is None:
+            return None
+        return self.columns, raw
+
+
+def write_values(run: Run, row: int, columns: np.ndarray, raw: list[Any]) -> np.ndarray:
+    """Write ``raw`` (numbers, or anything ``float`` accepts; else NaN) into ``columns`` of ``row``; returns
+    the values written (float64, read-only: handed to the subscribers as they are)."""
+    try:
+        vals = [float(v) for v in raw]
+    except (TypeError, ValueError):
+        vals = [as_float(v) for v in raw]
+    arr = np.array(vals, dtype=np.float64)
+    run.write(row, columns, arr)
+    arr.flags.writeable = False  # protocol.PendingDelta keeps it
+    return arr

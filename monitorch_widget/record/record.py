@@ -16,7 +16,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -25,7 +25,7 @@ import numpy as np
 from . import protocol
 from .definitions import DefinitionsWarning, differences_since
 from .health import HealthMonitor
-from .ingest import IngestPlan, as_float, band_owner
+from .ingest import IngestPlan, TickWrite, band_owner, write_values
 from .run import Column, Panel, Run
 
 Event = tuple[Any, ...]
@@ -71,6 +71,7 @@ class Record:
         self._subscribers: list[Callable[[Event], None]] = []
         self.state = "idle"
         self._plans: dict[tuple[int, str], IngestPlan] = {}  # (run id, tag) -> the columns its last call wrote
+        self._tick_write = TickWrite()
         # health checks judge each row once it is final (README, "Health checks")
         # a findings event carries only what changed: (upserted findings as protocol dicts, removed ids)
         self.health = HealthMonitor(notify=lambda changed, removed: self._emit(
@@ -298,14 +299,25 @@ class Record:
             self._plans[(run.id, tag)] = IngestPlan.of(values, ranges, idx)
         if not idx.size:
             return
-        try:
-            vals = [float(v) for v in raw]
-        except (TypeError, ValueError):
-            vals = [as_float(v) for v in raw]
-        arr = np.array(vals, dtype=np.float64)
-        run.write(row, idx, arr)
-        arr.flags.writeable = False  # handed over to the subscribers as it is (protocol.PendingDelta keeps it)
-        self._emit("cells", run.id, row, idx, arr)
+        self._emit("cells", run.id, row, idx, write_values(run, row, idx, raw))
+
+    def plot_calls(self, epoch: int, calls: Sequence[tuple[str, str, Any, Any]]) -> None:
+        """A tick's lens calls (method, tag, values, ranges) in order: what one visualizer call each writes,
+        written at once with one ``cells`` event when every call has the shape its tag's last call had (the
+        usual tick: :class:`~.ingest.TickWrite`); else call by call."""
+        run = self.current or self.start_run("run 1")
+        if run.open_row is None or run.epochs[run.open_row] != float(epoch):
+            self.open_row(epoch)
+        row = run.open_row
+        assert row is not None
+        found = self._tick_write.values(self._plans, run.id, calls)
+        if found is None:
+            for method, tag, values, ranges in calls:
+                self._ingest(epoch, tag, method, values, ranges if method == "numerical" else None)
+            return
+        idx, raw = found
+        if idx.size:
+            self._emit("cells", run.id, row, idx, write_values(run, row, idx, raw))
 
     def _panel(self, run: Run, tag: str, kind: str) -> None:
         if run.has_panel(tag):

@@ -47,6 +47,11 @@ class _RunState:
         self.columns: dict[tuple[str, str | None], tuple[int, Any]] = {}  # RowView's column lookups
         self.scans: dict[Any, Any] = {}  # RowView's running folds over final rows (scans.py)
         self.ids: dict[tuple[str, str | None], str] = {}  # (check, layer) -> finding id
+        # checks that raised Skipped, with its message, while the run had these panels and columns and the
+        # monitor this config and these loss names: a Skipped depends on nothing else (no row value; a check
+        # that skips at a row skips at every later row of the same shape), so they are not run again
+        self.skips: dict[str, str] = {}
+        self.skips_for: tuple[Any, ...] = ()
 
 
 class HealthMonitor:
@@ -118,12 +123,21 @@ class HealthMonitor:
         enabled = self.config.enabled if self.config.enabled is not None else CHECKS
         holding: dict[tuple[str, str | None], Condition] = {}
         skipped: dict[str, str] = {}
+        shape = (len(run.panels), len(run.columns), self.config, self.loss_names)
+        if len(state.skips_for) != 4 or state.skips_for[:2] != shape[:2] or state.skips_for[2] is not self.config \
+                or state.skips_for[3] != self.loss_names:
+            state.skips, state.skips_for = {}, shape
+        skips = state.skips
         for name in enabled:
+            why = skips.get(name)
+            if why is not None:
+                skipped[name] = why
+                continue
             try:
                 for cond in CHECK_FUNCTIONS[name](view, self.config):
                     holding.setdefault((cond.check, cond.layer), cond)
-            except Skipped as why:
-                skipped[name] = str(why)
+            except Skipped as exc:
+                skipped[name] = skips[name] = str(exc)
             except Exception as exc:  # noqa: BLE001 - a broken check must never stop training
                 if name not in self._failed and self._report is not None:
                     self._failed.add(name)
@@ -162,6 +176,9 @@ class HealthMonitor:
             since = cond.since if cond.since is not None else first
             old = findings.get(fid)
             if old is not None and old.active:
+                if not (cond.severity != old.severity or cond.message != old.message or cond.value != old.value):
+                    if cond.tag == old.tag and cond.advice == old.advice:
+                        continue  # the same finding: kept as it is (no new object per held condition and row)
                 new = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag, old.since, None,
                               cond.value, cond.message, cond.advice)
                 if new.severity != old.severity or new.message != old.message or new.value != old.value:
