@@ -92,13 +92,13 @@ class TickWrite:
         self.columns: np.ndarray | None = None  # None: these plans' columns repeat, write call by call
 
     def values(self, plans: dict[tuple[int, str], IngestPlan], run_id: int,
-               calls: Sequence[tuple[str, str, Mapping[Any, Mapping[Any, Any]], Any]]
+               calls: Sequence[tuple[Any, ...]]
                ) -> tuple[np.ndarray, list[Any]] | None:
         """(columns, raw values in column order) of ``calls`` = (method, tag, values, ranges), or None when a
         call has no plan of its shape yet or the columns repeat (the record then ingests call by call)."""
         raw: list[Any] = []
         seen: list[IngestPlan] = []
-        for method, tag, values, ranges in calls:
+        for method, tag, values, ranges, *_ in calls:  # a Call may carry more fields (record_only)
             plan = plans.get((run_id, tag))
             got = plan.match(values, ranges if method == "numerical" else None) if plan is not None else None
             if got is None:

@@ -301,7 +301,7 @@ class Record:
             return
         self._emit("cells", run.id, row, idx, write_values(run, row, idx, raw))
 
-    def plot_calls(self, epoch: int, calls: Sequence[tuple[str, str, Any, Any]]) -> None:
+    def plot_calls(self, epoch: int, calls: Sequence[tuple[Any, ...]]) -> None:
         """A tick's lens calls (method, tag, values, ranges) in order: what one visualizer call each writes,
         written at once with one ``cells`` event when every call has the shape its tag's last call had (the
         usual tick: :class:`~.ingest.TickWrite`); else call by call."""
@@ -312,7 +312,7 @@ class Record:
         assert row is not None
         found = self._tick_write.values(self._plans, run.id, calls)
         if found is None:
-            for method, tag, values, ranges in calls:
+            for method, tag, values, ranges, *_ in calls:  # a Call may carry more fields (record_only)
                 self._ingest(epoch, tag, method, values, ranges if method == "numerical" else None)
             return
         idx, raw = found
