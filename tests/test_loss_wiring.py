@@ -64,3 +64,11 @@ def test_ticks_without_optimizer_steps_say_nothing():
         with torch.no_grad():
             model(torch.randn(8, 4))
         ins.tick_epoch()
+
+
+def test_an_extra_tick_without_steps_after_a_wired_epoch_says_nothing():
+    criterion = nn.CrossEntropyLoss()
+    ins, said = run([LossMetrics(loss_fn=criterion)], criterion)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MonitorNotice)
+        ins.tick_epoch()  # no batch, no step: nothing to miss

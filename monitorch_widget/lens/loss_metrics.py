@@ -100,6 +100,7 @@ class LossMetrics(AbstractLens):
         self._keep = True
         self._last: dict[tuple[bool, str], float] = {}
         self._steps_before = 0  # the run's optimizer steps at the previous compute
+        self._stepped = False
 
     @property
     def metrics(self) -> list[str]:
@@ -149,10 +150,7 @@ class LossMetrics(AbstractLens):
 
     def _say_no_training_loss(self) -> None:
         """The optimizer stepped this epoch but no training loss arrived: the loss is wired wrong (said once)."""
-        steps = self.ctx.steps
-        now = steps.count if steps is not None else 0
-        stepped, self._steps_before = now > self._steps_before, now
-        if not stepped:
+        if not self._stepped:
             return
         if self._loss_fn is not None:
             why = (f"LossMetrics(loss_fn={type(self._loss_fn).__name__}) was never called with grad enabled while "
@@ -167,8 +165,10 @@ class LossMetrics(AbstractLens):
 
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
         ctx = self.ctx
-        if ctx.steps is not None and ctx.steps.count < self._steps_before:
+        now = ctx.steps.count if ctx.steps is not None else 0
+        if now < self._steps_before:
             self._steps_before = 0  # a new run: its own step count
+        self._stepped, self._steps_before = now > self._steps_before, now  # optimizer steps in this epoch
         loss_tag = "Loss" if self._separate else "Loss & Metrics"
         metrics_tag = "Metrics" if self._separate else "Loss & Metrics"
         values: dict[str, float] = {}
