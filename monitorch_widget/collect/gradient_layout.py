@@ -139,6 +139,10 @@ class Layout:
         leave an observation every rank shares (DDP's all-reduced gradient) to one rank."""
         self.present[row, pos] = counted
 
+    def mark_row(self, row: int) -> None:
+        """Row ``row`` is every parameter's observation (:meth:`mark` for each position, counted)."""
+        self.present[row] = True
+
     @monitor_mode
     def compute(self, grads: list[torch.Tensor]) -> int:
         """Write one row from ``grads`` (aligned with ``sites``, detached); returns the row number."""
