@@ -9,6 +9,8 @@ rows (:mod:`.gradient_layout`, or the reader's other layout kind) and marks them
 from __future__ import annotations
 
 import weakref
+from itertools import repeat
+from operator import attrgetter, is_
 from typing import Any
 
 import torch
@@ -19,6 +21,10 @@ from .sharding import local
 from .streams import StreamBank
 
 _STRIDED = torch.strided
+_PENDING, _OFF, _HANDLE = attrgetter("pending"), attrgetter("off"), attrgetter("handle")
+_PARAM, _GRAD, _VERSION = attrgetter("param"), attrgetter("grad"), attrgetter("_version")
+_COUNTED_HERE = attrgetter("counted_here")
+_DEREF = weakref.ref.__call__  # operator.call is Python 3.11+
 
 
 class GradientObservations:
@@ -33,6 +39,8 @@ class GradientObservations:
         self._last_layout: tuple[list[GradientSite], torch.device, Any] | None = None
         # (an optimizer's sites, a layout) found to hold the same parameters (:meth:`_reuse_row`)
         self._covered: tuple[list[GradientSite], Any] | None = None
+        # (layout, pending tuples, gradient weakrefs, versions) of the last whole-layout speculative read
+        self._speculative: tuple[Any, list[Any], list[Any], list[int]] | None = None
 
     def _observe(self, sites: list[GradientSite], commit: bool) -> None:
         device = None
@@ -104,20 +112,29 @@ class GradientObservations:
                 s.fail(f"gradient statistics failed with {type(exc).__name__}: {exc}")
             return
         generation = layout.generation
+        # the read of a whole layout at the end of a backward pass, for a step to reuse at once (_reuse_row)
+        whole = not commit and hasattr(layout, "mark_row") and (layout.sites is group or layout.sites == group)
+        pendings, refs, versions = [], [], []
         for pos, s in enumerate(group):
-            s.pending = (layout, generation, row, pos)
+            s.pending = p = (layout, generation, row, pos)
             # What was read is what a later step must find unchanged: a wrapper may have replaced or
             # rewritten the gradient since its last accumulation (DDP's averaged bucket view).
             g = s.param.grad
             if s.sharded:
                 s.remember(g)  # type: ignore[arg-type]
+                whole = False
             else:  # remember(g), inlined
                 ref = s.grad_ref
                 if ref is None or ref() is not g:
-                    s.grad_ref = weakref.ref(g)  # type: ignore[arg-type]
-                s.grad_version = g._version  # type: ignore[union-attr]
+                    s.grad_ref = ref = weakref.ref(g)  # type: ignore[arg-type]
+                s.grad_version = v = g._version  # type: ignore[union-attr]
+                if whole:
+                    pendings.append(p)
+                    refs.append(ref)
+                    versions.append(v)
             if commit:
                 self._commit(s)
+        self._speculative = (layout, pendings, refs, versions) if whole else None
 
     def _layout(self, sites: list[GradientSite], device: torch.device) -> Any:
         key = (device, *(id(s) for s in sites), *(s.shards.key for s in sites if s.shards is not None))
@@ -147,40 +164,37 @@ class GradientObservations:
 
 
     def _reuse_row(self, sites: list[GradientSite]) -> bool:
-        """The usual loop's step, decided for a whole layout at once: when ``sites`` are exactly one layout's
-        sites, each read in the same row at the end of the last backward pass and its gradient unchanged since
-        (the same tensor, the same version), that row becomes the step's observation of all of them -- what
-        :meth:`on_step` decides site by site, with one host write. Returns False (nothing done) otherwise."""
-        first = sites[0].pending
-        if first is None:
+        """The usual loop's step, decided for a whole layout at once: when ``sites`` are exactly the sites of the
+        layout read at the end of the last backward pass, each still holding that read (``pending``) and its
+        gradient unchanged since (the same tensor, the same version), that row becomes the step's observation
+        of all of them -- what the reader's ``on_step`` decides site by site -- with one host write and
+        C-level checks over the sites. Returns False (nothing done) otherwise."""
+        spec = self._speculative
+        if spec is None:
             return False
-        layout, generation, row, _ = first
-        mark_row = getattr(layout, "mark_row", None)  # a layout whose mark has no side effect
-        if mark_row is None or generation != layout.generation:
-            return False
+        layout, pendings, refs, versions = spec
+        group = layout.sites
         covered = self._covered
         if covered is None or covered[0] is not sites or covered[1] is not layout:
-            if len(sites) != len(layout.sites) or {id(s) for s in sites} != {id(s) for s in layout.sites}:
+            if len(sites) != len(group) or {id(s) for s in sites} != {id(s) for s in group}:
                 return False
             self._covered = (sites, layout)
-        counted = True
-        for s in sites:
-            p = s.pending
-            if p is None or p[0] is not layout or p[2] != row or p[1] != generation or s.off or s.sharded \
-                    or s.handle is None:
-                return False
-            g = s.param.grad
-            ref = s.grad_ref
-            if g is None or ref is None or ref() is not g or g._version != s.grad_version:
-                return False
-            counted = counted and s.counted_here
-        if counted:
-            mark_row(row)
+        if pendings[0][1] != layout.generation or not all(map(is_, map(_PENDING, group), pendings)):
+            return False  # a site's read was decided, renumbered or replaced since; or a fold dropped the row
+        if any(map(_OFF, group)) or any(map(is_, map(_HANDLE, group), repeat(None))):
+            return False  # a site failed, or is not hooked (the step hooks it)
+        grads = list(map(_GRAD, map(_PARAM, group)))
+        if any(map(is_, grads, repeat(None))) or not all(map(is_, grads, map(_DEREF, refs))) \
+                or list(map(_VERSION, grads)) != versions:
+            return False  # a gradient replaced, changed in place, or gone (set to None) since the read
+        row = pendings[0][2]
+        if all(map(_COUNTED_HERE, group)):
+            layout.mark_row(row)
         else:  # some parameters are counted on another rank (DDP)
-            for pos, s in enumerate(layout.sites):
+            for pos, s in enumerate(group):
                 layout.mark(row, pos, s.counted_here)
-        for s in sites:
+        for s in group:
             s.pending = None
             s.stepped = s.observed = True
+        self._speculative = None
         return True
-

@@ -172,7 +172,7 @@ class GradientReader(GradientObservations):
             self.layouts = {}
             self._last_layout = None
             self._optimizers = {}
-            self._covered = None
+            self._covered = self._speculative = None
 
     # --- the tick -------------------------------------------------------------------------------------
     def flush(self, final: bool = True) -> None:
@@ -216,5 +216,5 @@ class GradientReader(GradientObservations):
         self.sites = []
         self.by_param = {}
         self._optimizers = {}
-        self._covered = None
+        self._covered = self._speculative = None
         self.dirty = []
