@@ -24,6 +24,7 @@ _STRIDED = torch.strided
 _PENDING, _OFF, _HANDLE = attrgetter("pending"), attrgetter("off"), attrgetter("handle")
 _PARAM, _GRAD, _VERSION = attrgetter("param"), attrgetter("grad"), attrgetter("_version")
 _COUNTED_HERE = attrgetter("counted_here")
+_GRAD_REF, _GRAD_VERSION = attrgetter("grad_ref"), attrgetter("grad_version")
 _DEREF = weakref.ref.__call__  # operator.call is Python 3.11+
 
 
@@ -114,9 +115,8 @@ class GradientObservations:
         generation = layout.generation
         # the read of a whole layout at the end of a backward pass, for a step to reuse at once (_reuse_row)
         whole = not commit and hasattr(layout, "mark_row") and (layout.sites is group or layout.sites == group)
-        pendings, refs, versions = [], [], []
         for pos, s in enumerate(group):
-            s.pending = p = (layout, generation, row, pos)
+            s.pending = (layout, generation, row, pos)
             # What was read is what a later step must find unchanged: a wrapper may have replaced or
             # rewritten the gradient since its last accumulation (DDP's averaged bucket view).
             g = s.param.grad
@@ -126,15 +126,12 @@ class GradientObservations:
             else:  # remember(g), inlined
                 ref = s.grad_ref
                 if ref is None or ref() is not g:
-                    s.grad_ref = ref = weakref.ref(g)  # type: ignore[arg-type]
-                s.grad_version = v = g._version  # type: ignore[union-attr]
-                if whole:
-                    pendings.append(p)
-                    refs.append(ref)
-                    versions.append(v)
+                    s.grad_ref = weakref.ref(g)  # type: ignore[arg-type]
+                s.grad_version = g._version  # type: ignore[union-attr]
             if commit:
                 self._commit(s)
-        self._speculative = (layout, pendings, refs, versions) if whole else None
+        self._speculative = (layout, list(map(_PENDING, group)), list(map(_GRAD_REF, group)),
+                             list(map(_GRAD_VERSION, group))) if whole else None
 
     def _layout(self, sites: list[GradientSite], device: torch.device) -> Any:
         key = (device, *(id(s) for s in sites), *(s.shards.key for s in sites if s.shards is not None))
