@@ -32,6 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
 from .faults import FaultLog
 from .gradient_layout import ActivityCounts, LayoutKind
@@ -42,6 +43,7 @@ from .streams import StreamBank
 from .wrapped import follow_replaced, note_ddp
 
 _ENGINE = torch.autograd.Variable._execution_engine
+_DDP = torch.nn.parallel.DistributedDataParallel
 
 
 class GradientReader(GradientObservations):
@@ -67,7 +69,11 @@ class GradientReader(GradientObservations):
         self.by_param[id(site.param)] = site
         if self._wrapper_hook is None and torch.distributed.is_available():
             # one cheap hook, on the first watched module: it runs inside a DDP forward wherever DDP wraps
-            self._wrapper_hook = site.module.register_forward_pre_hook(lambda m, a: note_ddp(self))
+            self._wrapper_hook = site.module.register_forward_pre_hook(self._note_ddp)
+
+    def _note_ddp(self, module: nn.Module, args: Any) -> None:
+        if getattr(_DDP, "_active_ddp_module", None) is not None:  # inside a DDP forward (else: one getattr)
+            note_ddp(self)
 
     # --- backward passes ----------------------------------------------------------------------------
     def on_accumulate(self, site: GradientSite) -> None:
