@@ -150,3 +150,31 @@ def test_accumulation_without_zero_grad_between_steps_reads_each_steps_sum():
         opt.step()
     ins.tick_epoch()
     assert recorded(ins, "0") == pytest.approx(mean_rates(used), abs=1e-12)
+
+
+@pytest.mark.parametrize("how", ["in_place", "replaced"])
+def test_a_gradient_rewritten_by_a_later_hook_of_the_backward_pass_is_read_as_rewritten(how):
+    """Another post-accumulate-grad hook, registered after ours, rewrites one gradient during the backward pass
+    (as a wrapper's reducer does): the read at the end of the pass sees the rewritten gradient, and the step
+    finds it unchanged since that read, so each step counts it once, as rewritten."""
+    model, opt, ins = setup()
+    weight = model[2].weight
+
+    def rewrite(p: torch.Tensor) -> None:
+        if how == "in_place":
+            zero_rows(p.grad, 1)
+        else:
+            keep = (torch.arange(p.grad.shape[0]) >= 2).to(p.grad.dtype)[:, None]
+            p.grad = p.grad * keep
+
+    handle = weight.register_post_accumulate_grad_hook(rewrite)
+    used: list[torch.Tensor] = []
+    for step in range(4):
+        opt.zero_grad()
+        backward(model, 50 + step)
+        used.append(weight.grad.clone())
+        opt.step()
+    handle.remove()
+    ins.tick_epoch()
+    assert recorded(ins, "2") == pytest.approx(mean_rates(used), abs=1e-12)
+    assert recorded(ins, "2")[1] == pytest.approx(1 / 3 if how == "in_place" else 2 / 3)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import weakref
 from itertools import repeat
-from operator import attrgetter, is_
+from operator import attrgetter, eq, is_
 from typing import Any
 
 import torch
@@ -25,6 +25,8 @@ _PENDING, _OFF, _HANDLE = attrgetter("pending"), attrgetter("off"), attrgetter("
 _PARAM, _GRAD, _VERSION = attrgetter("param"), attrgetter("grad"), attrgetter("_version")
 _COUNTED_HERE = attrgetter("counted_here")
 _GRAD_REF, _GRAD_VERSION = attrgetter("grad_ref"), attrgetter("grad_version")
+_SHARDED, _REQUIRES_GRAD, _LAYOUT = attrgetter("sharded"), attrgetter("requires_grad"), attrgetter("layout")
+_SHAPE, _UNITS_SHAPE, _DEVICE = attrgetter("shape"), attrgetter("units.shape"), attrgetter("device")
 _DEREF = weakref.ref.__call__  # operator.call is Python 3.11+
 
 
@@ -44,6 +46,9 @@ class GradientObservations:
         self._speculative: tuple[Any, list[Any], list[Any], list[int]] | None = None
 
     def _observe(self, sites: list[GradientSite], commit: bool) -> None:
+        last = self._last_layout
+        if not commit and last is not None and last[0] == sites and self._observe_again(sites, last[1], last[2]):
+            return
         device = None
         grads: list[torch.Tensor] = []
         for s in sites:  # the usual case: dense unsharded gradients of their parameters' shapes, one device
@@ -60,6 +65,41 @@ class GradientObservations:
                 self._observe_on(sites, grads, device, commit)
             return
         self._observe_each(sites, commit)
+
+    def _observe_again(self, sites: list[GradientSite], device: torch.device, layout: Any) -> bool:
+        """The end of a backward pass of the usual loop: ``sites`` are those of the last unsharded read (their
+        ``layout``); when their gradients are dense, of their parameters' shapes, on ``device`` and need no
+        detaching, write the row with C-level checks over the sites instead of :meth:`_observe`'s loop, and
+        return True. Returns False (nothing done) otherwise."""
+        grads = list(map(_GRAD, map(_PARAM, sites)))
+        if any(map(is_, grads, repeat(None))) or any(map(_SHARDED, sites)) or any(map(_REQUIRES_GRAD, grads)) \
+                or not all(map(is_, map(_LAYOUT, grads), repeat(_STRIDED))) \
+                or list(map(_SHAPE, grads)) != list(map(_UNITS_SHAPE, sites)) \
+                or not all(map(eq, map(_DEVICE, grads), repeat(device))):
+            return False
+        try:
+            if layout.full:
+                self._fold(layout)
+            row = layout.compute(grads)
+        except Exception as exc:  # noqa: BLE001
+            for s in sites:
+                s.fail(f"gradient statistics failed with {type(exc).__name__}: {exc}")
+            return True
+        generation = layout.generation
+        for pos, s in enumerate(sites):
+            s.pending = (layout, generation, row, pos)
+        # What was read is what a later step must find unchanged (remember(g) for each site): a wrapper may have
+        # replaced or rewritten the gradient since its last accumulation (DDP's averaged bucket view). Usually
+        # each site remembers this very tensor at this version already.
+        refs, versions = list(map(_GRAD_REF, sites)), list(map(_VERSION, grads))
+        if None in refs or not all(map(is_, grads, map(_DEREF, refs))) \
+                or list(map(_GRAD_VERSION, sites)) != versions:
+            for s, g in zip(sites, grads):
+                s.remember(g)
+            refs = list(map(_GRAD_REF, sites))
+        whole = hasattr(layout, "mark_row") and (layout.sites is sites or layout.sites == sites)
+        self._speculative = (layout, list(map(_PENDING, sites)), refs, versions) if whole else None
+        return True
 
     def _observe_each(self, sites: list[GradientSite], commit: bool) -> None:
         """:meth:`_observe` site by site: sparse or misshapen gradients, shards, several devices."""
