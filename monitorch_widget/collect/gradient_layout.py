@@ -24,6 +24,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from .gradient_site import GradientSite
 
 _F32 = torch.float32
+_DTYPE = attrgetter("dtype")
 # elements: up to this, gradients are concatenated and counted with two index_add_ (fewer ops); bigger ones are
 # cheaper to reduce where they are (one thread, 8 gradients each: 256 elements 31 vs 73 µs grouped vs one by
 # one, 1024: 78 vs 75, 4096: 265 vs 81, 16384: 1039 vs 100 -- index_add_ costs per element)
@@ -163,9 +165,9 @@ class Layout:
         row = self.used
         counts, check = self.counts_rows[row], self.check_rows[row]
         if self.small:
-            parts = [grads[i] for i in self.small]
+            parts = grads if not self.large else [grads[i] for i in self.small]
             active, flags = self.source_halves
-            if len({p.dtype for p in parts}) > 1:  # mixed dtypes: widened exactly, compared in float32
+            if len(set(map(_DTYPE, parts))) > 1:  # mixed dtypes: widened exactly, compared in float32
                 magnitude = _flatten([p.to(torch.float64) for p in parts]).abs_()
                 torch.mul(magnitude, self.zero_t, out=flags)  # before float32 rounds 1e300 to inf
                 torch.gt(magnitude.to(_F32), self.eps, out=active)
