@@ -178,7 +178,7 @@ class GradientReader(GradientObservations):
             self.layouts = {}
             self._last_layout = None
             self._optimizers = {}
-            self._covered = self._speculative = None
+            self._covered = None
 
     # --- the tick -------------------------------------------------------------------------------------
     def flush(self, final: bool = True) -> None:
@@ -222,5 +222,5 @@ class GradientReader(GradientObservations):
         self.sites = []
         self.by_param = {}
         self._optimizers = {}
-        self._covered = self._speculative = None
+        self._covered = None
         self.dirty = []
