@@ -35,6 +35,8 @@ class GradientObservations:
         self._covered: tuple[list[GradientSite], Any] | None = None
 
     def _observe(self, sites: list[GradientSite], commit: bool) -> None:
+        """Read ``sites``' gradients into one row per layout; ``commit``: the row is their observation now (a
+        step), else it stays pending (the end of a backward pass)."""
         device = None
         grads: list[torch.Tensor] = []
         for s in sites:  # the usual case: dense unsharded gradients of their parameters' shapes, one device
@@ -145,12 +147,11 @@ class GradientObservations:
             layout.mark(row, pos, site.counted_here)
             site.observed = True
 
-
     def _reuse_row(self, sites: list[GradientSite]) -> bool:
         """The usual loop's step, decided for a whole layout at once: when ``sites`` are exactly one layout's
         sites, each read in the same row at the end of the last backward pass and its gradient unchanged since
         (the same tensor, the same version), that row becomes the step's observation of all of them -- what
-        :meth:`on_step` decides site by site, with one host write. Returns False (nothing done) otherwise.
+        ``GradientReader.on_step`` decides site by site -- with one host write. Returns False (nothing done) otherwise.
 
         Plain loops over the sites on purpose: on CPython 3.11 a specialised attribute load in a loop costs fewer
         instructions than ``map(attrgetter(...), sites)`` (measured with callgrind: +12k instructions a step for
