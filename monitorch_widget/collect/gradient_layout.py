@@ -24,6 +24,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -33,8 +34,9 @@ from . import compiled_counts
 from .compiled import runs_compiled
 from .compiled_counts import CompiledRow
 from .fold_math import unit_rates
+from .large_gradients import read_large
 from .modes import monitor_mode
-from .sharding import local_unit_index, reduce_rows, rows_unit_aligned
+from .sharding import local_unit_index, reduce_rows
 from .streams import Pending, StreamBank
 from .units import UnitSpec
 
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from .gradient_site import GradientSite
 
 _F32 = torch.float32
+_DTYPE = attrgetter("dtype")
 # elements: up to this, gradients are concatenated and counted with two index_add_ (fewer ops); bigger ones are
 # cheaper to reduce where they are (one thread, 8 gradients each: 256 elements 31 vs 73 µs grouped vs one by
 # one, 1024: 78 vs 75, 4096: 265 vs 81, 16384: 1039 vs 100 -- index_add_ costs per element)
@@ -129,6 +132,19 @@ class Layout:
             self.fused_columns = torch.cat([torch.arange(*self.columns[i], device=device) for i in self.fused_params])
             self.fused_index = torch.tensor(self.fused_params, dtype=torch.long, device=device)
         self.fused_set = frozenset(self.fused_params if self.fused is not None else ())
+        # large gradients of unsharded parameters (compute's usual loop), each with its columns [a, b), the view
+        # and dims its units reduce over (an int for one dim: parsed faster; None: one element per unit) and the
+        # shape of the reduction's result where it is not [units]; sharded ones go through the general loop
+        self.plain: list[tuple[int, int, int, tuple[int, ...] | None, int | tuple[int, ...] | None, Any]] = []
+        self.sharded_large: list[int] = []
+        for i in self.large:
+            spec = specs[i]
+            if self.group is None and sites[i].shards is None:
+                kept = None if spec.view is None else tuple(n for d, n in enumerate(spec.view) if d not in spec.dims)
+                dims = None if not spec.dims else spec.dims[0] if len(spec.dims) == 1 else spec.dims
+                self.plain.append((i, *self.columns[i], spec.view, dims, kept))
+            else:
+                self.sharded_large.append(i)
 
     @property
     def full(self) -> bool:
@@ -139,15 +155,19 @@ class Layout:
         leave an observation every rank shares (DDP's all-reduced gradient) to one rank."""
         self.present[row, pos] = counted
 
+    def mark_row(self, row: int) -> None:
+        """Row ``row`` is every parameter's observation (:meth:`mark` for each position, counted)."""
+        self.present[row] = True
+
     @monitor_mode
     def compute(self, grads: list[torch.Tensor]) -> int:
         """Write one row from ``grads`` (aligned with ``sites``, detached); returns the row number."""
         row = self.used
         counts, check = self.counts_rows[row], self.check_rows[row]
         if self.small:
-            parts = [grads[i] for i in self.small]
+            parts = grads if not self.large else [grads[i] for i in self.small]
             active, flags = self.source_halves
-            if len({p.dtype for p in parts}) > 1:  # mixed dtypes: widened exactly, compared in float32
+            if len(set(map(_DTYPE, parts))) > 1:  # mixed dtypes: widened exactly, compared in float32
                 magnitude = _flatten([p.to(torch.float64) for p in parts]).abs_()
                 torch.mul(magnitude, self.zero_t, out=flags)  # before float32 rounds 1e300 to inf
                 torch.gt(magnitude.to(_F32), self.eps, out=active)
@@ -163,35 +183,7 @@ class Layout:
         if done is not None:
             counts.index_copy_(0, self.fused_columns, done[0])
             check.index_copy_(0, self.fused_index, done[1])
-        for i in self.large:
-            if done is not None and i in self.fused_set:
-                continue
-            g = grads[i]
-            spec = self.sites[i].units
-            a, b = self.columns[i]
-            shards = self.sites[i].shards
-            magnitude = g.abs()
-            if g.dtype == _F32 and self.group is None:
-                torch.amax(magnitude, out=check[i])
-            elif g.numel():  # 0 or NaN: a float64 max may exceed float32, a shard group sums the entries
-                torch.mul(torch.amax(magnitude), self.zero_t, out=check[i])
-            else:  # an empty local shard has no max
-                check[i].zero_()
-            active = magnitude.gt_(self.eps)
-            if shards is not None and shards.dim is not None:  # this rank's shard of a sharded gradient
-                if rows_unit_aligned(spec, shards):  # whole units: a slice of the columns
-                    counts[a:b].zero_()
-                    a, b = a + shards.offset, a + shards.offset + shards.length
-                elif i in self.shard_index:  # a grouped unit layout: each element's global unit
-                    counts[a:b].zero_().index_add_(0, self.shard_index[i], active.reshape(-1).to(_F32))
-                    continue
-                # else: every unit has entries here (units along another dimension): partial counts
-            if spec.view is not None:
-                active = active.view(spec.view)
-            if spec.dims:
-                torch.sum(active, spec.dims, dtype=_F32, out=spec.counts_out(counts[a:b]))
-            else:  # one element per unit
-                counts[a:b].copy_(active.reshape(-1))
+        read_large(self, grads, counts, check, self.fused_set if done is not None else frozenset())
         self.used = row + 1
         return row
 

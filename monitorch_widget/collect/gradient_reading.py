@@ -32,36 +32,33 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
 from .faults import FaultLog
-from .gradient_layout import ActivityCounts, Layout, LayoutKind
+from .gradient_layout import ActivityCounts, LayoutKind
+from .gradient_observations import GradientObservations
 from .gradient_site import GradientSite
 from .optimizer_steps import STEPS, groups_signature
-from .sharding import local
 from .streams import StreamBank
 from .wrapped import follow_replaced, note_ddp
 
 _ENGINE = torch.autograd.Variable._execution_engine
-_STRIDED = torch.strided
+_DDP = torch.nn.parallel.DistributedDataParallel
 
 
-class GradientReader:
+class GradientReader(GradientObservations):
     """Reads the gradients of one lens' parameters per the module docstring, into the lens' bank. What a read
-    computes is the lens' ``kind`` (default: gradient activation counts with threshold ``eps``)."""
+    computes is the lens' ``kind`` (default: gradient activation counts with threshold ``eps``); the rows are
+    written and marked by :class:`~.gradient_observations.GradientObservations`."""
 
     def __init__(self, lens: str, faults: FaultLog, eps: float, bank: StreamBank,
                  kind: LayoutKind | None = None) -> None:
+        super().__init__(kind if kind is not None else ActivityCounts(eps), bank)
         self.lens = lens
         self.faults = faults
-        self.kind: LayoutKind = kind if kind is not None else ActivityCounts(eps)
-        self.bank = bank
-        self.sites: list[GradientSite] = []
         self.by_param: dict[int, GradientSite] = {}
-        self.layouts: dict[tuple[Any, ...], Any] = {}
         self.dirty: list[GradientSite] = []
         self.queued = False
-        # (sites, device, layout) of the last unsharded observation: the usual loop observes the same set
-        self._last_layout: tuple[list[GradientSite], torch.device, Any] | None = None
         self._optimizers: dict[int, tuple[list[int], list[GradientSite]]] = {}
         self._wrapper_hook: Any = None
         self.wrappers: set[int] = set()
@@ -72,10 +69,16 @@ class GradientReader:
         self.by_param[id(site.param)] = site
         if self._wrapper_hook is None and torch.distributed.is_available():
             # one cheap hook, on the first watched module: it runs inside a DDP forward wherever DDP wraps
-            self._wrapper_hook = site.module.register_forward_pre_hook(lambda m, a: note_ddp(self))
+            self._wrapper_hook = site.module.register_forward_pre_hook(self._note_ddp)
+
+    def _note_ddp(self, module: nn.Module, args: Any) -> None:
+        if getattr(_DDP, "_active_ddp_module", None) is not None:  # inside a DDP forward (else: one getattr)
+            note_ddp(self)
 
     # --- backward passes ----------------------------------------------------------------------------
     def on_accumulate(self, site: GradientSite) -> None:
+        """A gradient accumulated (the post-accumulate-grad hook; :meth:`.GradientSite._on_accumulate` inlines
+        this for an unsharded parameter)."""
         g = site.param.grad
         if g is None:
             return
@@ -84,18 +87,22 @@ class GradientReader:
             site.grad_version = g._version
         else:  # a new gradient: the previous one was discarded
             if running is None:
-                self._end_life(site)
+                self.end_life(site)
             site.stepped = site.counted = False
             site.remember(g)
         if running is not None:
             return  # a closure inside a step: the step reads it
         self.dirty.append(site)
         if not self.queued:
-            self.queued = True
-            try:
-                _ENGINE.queue_callback(self._after_engine_callbacks)
-            except RuntimeError:  # not inside a backward pass (a hook called by hand)
-                self.on_backward_end()
+            self.queue()
+
+    def queue(self) -> None:
+        """Read the parameters accumulated since (``dirty``) at the end of this backward pass."""
+        self.queued = True
+        try:
+            _ENGINE.queue_callback(self._after_engine_callbacks)
+        except RuntimeError:  # not inside a backward pass (a hook called by hand)
+            self.on_backward_end()
 
     def _after_engine_callbacks(self) -> None:
         # Runs among the engine's final callbacks, queued at the first accumulation -- before those that
@@ -118,7 +125,7 @@ class GradientReader:
                 self.faults.report(self.lens, f"reading gradients at the end of a backward pass failed with "
                                    f"{type(exc).__name__}: {exc}; training goes on")
 
-    def _end_life(self, site: GradientSite) -> None:
+    def end_life(self, site: GradientSite) -> None:
         if site.pending is not None:
             if not site.stepped and not site.counted:
                 self._commit(site)
@@ -127,7 +134,10 @@ class GradientReader:
     # --- optimizer steps ----------------------------------------------------------------------------
     def on_step(self, optimizer: torch.optim.Optimizer) -> None:
         try:
-            sites = [s for s in self._sites_of(optimizer) if not s.off and s.param.grad is not None]
+            watched = self._sites_of(optimizer)
+            if watched and not STEPS.scaled and self._reuse_row(watched):
+                return
+            sites = [s for s in watched if not s.off and s.param.grad is not None]
             if not sites:
                 return
             fresh = []
@@ -168,92 +178,7 @@ class GradientReader:
             self.layouts = {}
             self._last_layout = None
             self._optimizers = {}
-
-    # --- observations ---------------------------------------------------------------------------------
-    def _observe(self, sites: list[GradientSite], commit: bool) -> None:
-        grads: list[torch.Tensor] = []
-        usable: list[GradientSite] = []
-        sharded = False
-        for s in sites:
-            g = s.param.grad
-            if g is None:
-                continue
-            if g.layout != _STRIDED:  # sparse: COO (is_sparse), CSR, ...
-                s.fail("gradient is sparse; gradient statistics need dense gradients")
-                continue
-            if g.shape != s.units.shape:
-                s.fail(f"gradient shape {tuple(g.shape)} differs from the parameter's {s.units.shape}")
-                continue
-            if s.sharded:
-                g, sharded = local(g), True
-            grads.append(g.detach() if g.requires_grad else g)  # requires grad after create_graph=True
-            usable.append(s)
-        if not usable:
-            return
-        device = grads[0].device
-        if not sharded and all(g.device == device for g in grads):  # the usual case: one layout
-            self._observe_on(usable, grads, device, commit)
-            return
-        by_device: dict[tuple[torch.device, int], list[int]] = {}
-        for i, g in enumerate(grads):  # one layout per device (model-parallel) and per shard group (FSDP2)
-            shards = usable[i].shards
-            key = 0 if shards is None or shards.group is None else id(shards.group)
-            by_device.setdefault((g.device, key), []).append(i)
-        for (device, _), members in by_device.items():
-            self._observe_on([usable[i] for i in members], [grads[i] for i in members], device, commit)
-
-    def _observe_on(self, group: list[GradientSite], grads: list[torch.Tensor], device: torch.device,
-                    commit: bool) -> None:
-        """One observation row of ``group`` (sites of one layout: one device, one shard group)."""
-        try:
-            last = self._last_layout
-            if last is not None and last[0] == group and last[1] == device:
-                layout = last[2]  # the same parameters as last time (every backward pass of the usual loop)
-            else:
-                layout = self._layout(group, device)
-                if not any(s.sharded for s in group):
-                    self._last_layout = (group, device, layout)
-            if layout.full:
-                self._fold(layout)
-            row = layout.compute(grads)
-        except Exception as exc:  # noqa: BLE001
-            for s in group:
-                s.fail(f"gradient statistics failed with {type(exc).__name__}: {exc}")
-            return
-        generation = layout.generation
-        for pos, s in enumerate(group):
-            s.pending = (layout, generation, row, pos)
-            # What was read is what a later step must find unchanged: a wrapper may have replaced or
-            # rewritten the gradient since its last accumulation (DDP's averaged bucket view).
-            s.remember(s.param.grad)  # type: ignore[arg-type]
-            if commit:
-                self._commit(s)
-
-    def _layout(self, sites: list[GradientSite], device: torch.device) -> Any:
-        key = (device, *(id(s) for s in sites), *(s.shards.key for s in sites if s.shards is not None))
-        layout = self.layouts.get(key)
-        if layout is None:
-            layout = self.layouts[key] = self.kind.new(sites, device)
-        return layout
-
-    def _fold(self, layout: Layout, candidates: list[GradientSite] | None = None) -> None:
-        """Fold ``layout``; rows still pending for some parameter survive, renumbered. ``candidates``: the sites
-        that may still hold a pending row (default: all)."""
-        pending = [s for s in (self.sites if candidates is None else candidates) if s.pending is not None
-                   and s.pending[0] is layout and s.pending[1] == layout.generation]
-        moved = layout.fold(self.bank, [s.pending[2] for s in pending])  # type: ignore[index]
-        for s in pending:
-            _, _, row, pos = s.pending  # type: ignore[misc]
-            s.pending = (layout, layout.generation, moved[row], pos)
-
-    def _commit(self, site: GradientSite) -> None:
-        if site.pending is None:
-            return
-        layout, generation, row, pos = site.pending
-        site.pending = None
-        if generation == layout.generation:  # else the row was folded before it was decided: dropped
-            layout.mark(row, pos, site.counted_here)
-            site.observed = True
+            self._covered = None
 
     # --- the tick -------------------------------------------------------------------------------------
     def flush(self, final: bool = True) -> None:
@@ -297,4 +222,5 @@ class GradientReader:
         self.sites = []
         self.by_param = {}
         self._optimizers = {}
+        self._covered = None
         self.dirty = []

@@ -15,6 +15,7 @@ from torch import nn
 from .compiled import in_graph
 from .faults import FaultLog
 from .hooks import Site
+from .optimizer_steps import STEPS
 from .sharding import Shards, local, shards_of
 from .streams import BankRow
 from .units import UnitSpec, parameter_units
@@ -71,14 +72,36 @@ class GradientSite(Site):
             self.handle = self._register()
 
     def _on_accumulate(self, param: torch.Tensor) -> None:
-        # The hot path (once per parameter per backward pass): flags and attribute reads, no helper calls.
+        # The hot path (once per parameter per backward pass): the reader's ``on_accumulate`` inlined for an
+        # unsharded parameter (the same steps, without three helper calls per parameter).
         if in_graph():  # compiled autograd traces this hook: say so at the tick instead
             self.in_graph = True
             return
         if self.off:
             return
         try:
-            self.reader.on_accumulate(self)
+            reader = self.reader
+            if self.sharded:
+                reader.on_accumulate(self)
+                return
+            g = self.param.grad
+            if g is None:
+                return
+            running = STEPS.running
+            ref = self.grad_ref
+            if ref is not None and ref() is g and g._version == self.grad_version + 1:
+                self.grad_version += 1  # accumulated in place: the same gradient's life goes on
+            else:  # a new gradient: the previous one was discarded
+                if running is None and self.pending is not None:
+                    reader.end_life(self)
+                self.stepped = self.counted = False
+                if ref is None or ref() is not g:
+                    self.grad_ref = weakref.ref(g)
+                self.grad_version = g._version
+            if running is None:  # else a closure inside a step: the step reads it
+                reader.dirty.append(self)
+                if not reader.queued:
+                    reader.queue()
         except Exception as exc:  # noqa: BLE001 - a monitor must never stop training
             self.fail(f"gradient hook failed with {type(exc).__name__}: {exc}")
 

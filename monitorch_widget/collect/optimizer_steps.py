@@ -28,12 +28,14 @@ from torch.optim.optimizer import register_optimizer_step_post_hook, register_op
 from torch.utils.hooks import RemovableHandle
 
 
-def _scaler_codes() -> frozenset[Any]:
+def _scaler_codes() -> frozenset[int]:
+    """The ids of ``GradScaler.step``'s and ``_maybe_opt_step``'s code objects (kept alive by the class): an int
+    is hashed for free, a code object hashes its bytecode and constants at every lookup."""
     try:
         from torch.amp.grad_scaler import GradScaler
     except ImportError:  # pragma: no cover - every supported torch has it
         return frozenset()
-    return frozenset(getattr(GradScaler, name).__code__ for name in ("step", "_maybe_opt_step")
+    return frozenset(id(getattr(GradScaler, name).__code__) for name in ("step", "_maybe_opt_step")
                      if hasattr(GradScaler, name))
 
 
@@ -44,12 +46,12 @@ def _called_by_scaler(depth: int = 8) -> bool:
     """Whether one of the ``depth`` frames above the step pre-hook's caller is ``GradScaler.step`` (the
     optimizer's hook wrapper, an LR scheduler's counting wrapper and ``_maybe_opt_step`` sit in between)."""
     frame: FrameType | None = sys._getframe(2)
-    for _ in range(depth):
-        if frame is None:
-            return False
-        if frame.f_code in _SCALER_CODES:
+    codes = _SCALER_CODES
+    while depth and frame is not None:
+        if id(frame.f_code) in codes:
             return True
         frame = frame.f_back
+        depth -= 1
     return False
 
 
