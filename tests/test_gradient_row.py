@@ -126,7 +126,8 @@ DTYPE_SETS = {
 
 def test_the_parts_cover_every_path():
     layout = layout_for(all_parts(), fused=True)
-    assert layout.fused_params == [0, 1, 2, 3] and layout.large == list(range(8)) and layout.small == [8, 9, 10]
+    # compiled: every gradient of the row in the one call (the row in column order)
+    assert layout.fused_params == list(range(11)) and layout.large == list(range(8)) and layout.small == [8, 9, 10]
     specs = [s.units for s in layout.sites]
     for k in (0, 4):  # compiled and eager: a plain weight, a reshaped view, units along axis 1, one per unit
         assert specs[k].dims == (1,) and specs[k + 1].view is not None and specs[k + 2].dims == (0,)
@@ -187,7 +188,8 @@ def test_compiled_row_equals_eager_and_counts_by_hand_without_recompiles(dtypes,
             if finite[i]:
                 assert torch.equal(fused.counts[r, a:b], eager.counts[s, a:b])
         if seed == 0:  # the first call compiled the row; none after it may compile again
-            assert counters["stats"]["unique_graphs"] == 1
+            # (gradients of mixed dtypes take the eager formulation: nothing compiled)
+            assert counters["stats"]["unique_graphs"] == (1 if len(set(dtypes)) == 1 else 0)
             counters.clear()
     assert sum(counters["recompiles"].values()) == 0 and counters["stats"]["unique_graphs"] == 0
     assert sum(counters["graph_break"].values()) == 0
@@ -223,7 +225,7 @@ def test_a_row_that_cannot_compile_falls_back_to_the_same_eager_values(monkeypat
     monkeypatch.setattr(torch, "compile", broken)
     parts = all_parts()
     layout = layout_for(parts, fused=True)
-    grads = gradients(parts, DTYPE_SETS["mixed"])
+    grads = gradients(parts, DTYPE_SETS["float32"])  # one dtype: the compiled call is tried (mixed: eager at once)
     assert_row(layout, layout.compute(grads), parts, grads)
     assert layout.fused is not None and "no C++ compiler" in (layout.fused.error or "")
     assert_row(layout, layout.compute(grads), parts, grads)  # and stays eager

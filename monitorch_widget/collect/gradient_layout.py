@@ -9,9 +9,8 @@ Invariants:
 - computing a row costs a fixed number of device ops: parameters up to ``SMALL`` elements are flattened into
   one vector and reduced together with one ``index_add_`` into the row (counts per unit and, per parameter,
   the sum of ``|g| * 0``), larger ones each with one comparison and two reductions; nothing is read on the
-  host. When the model runs compiled,
-  gradients of ``FUSE_MIN`` elements or more are read by one compiled call for the row, each gradient once
-  (:mod:`.compiled_counts`), with the same values;
+  host. When the model runs compiled and a gradient has ``FUSE_MIN`` elements or more, the whole row is
+  read by one compiled call, each gradient once (:mod:`.compiled_counts`), with the same values;
 - whether a row is an observation *for a parameter* is decided later, on the host (``present``): a row
   computed speculatively at the end of a backward pass becomes one only if no optimizer step reads that
   gradient afterwards (see :mod:`.gradient_reading`);
@@ -65,7 +64,7 @@ class Layout:
     @monitor_mode
     def __init__(self, sites: list[GradientSite], device: torch.device, eps: float,
                  fused: bool | None = None) -> None:
-        """``fused``: read gradients of ``FUSE_MIN`` elements or more with one compiled call
+        """``fused``: read the row with one compiled call when a gradient has ``FUSE_MIN`` elements or more
         (:mod:`.compiled_counts`); None: when a watched module runs inside a torch.compile graph (FSDP2 shard
         layouts: never)."""
         self.sites = sites
@@ -123,15 +122,17 @@ class Layout:
         self.present = np.zeros((self.capacity, len(sites)), dtype=bool)
         self.used = 0
         # parameters read by one compiled call (.compiled_counts): those big enough to gain from one pass
-        self.fused_params = [i for i in self.large if sites[i].numel >= FUSE_MIN] if self.group is None else []
+        # Once one gradient pays for a compiled call, every gradient of the row joins it, small ones too: each
+        # added one costs its own loop in that call, less than its eager passes, and the call's results are then
+        # the whole row in column order (two plain copies, no index_copy_, no small-gradient path). Measured on
+        # the compiled MLP of benchmarks/compiled.py: the row 875 -> ~600 us a step.
+        self.fused_params = (list(range(len(sites))) if self.group is None and any(
+            sites[i].numel >= FUSE_MIN for i in self.large) else [])
         if fused is None:
             fused = compiled_counts.ENABLED and runs_compiled(s.module for s in sites)
         self.fused: CompiledRow | None = None
         if fused and self.fused_params:
-            self.fused = CompiledRow([specs[i] for i in self.fused_params])
-            self.fused_columns = torch.cat([torch.arange(*self.columns[i], device=device) for i in self.fused_params])
-            self.fused_index = torch.tensor(self.fused_params, dtype=torch.long, device=device)
-        self.fused_set = frozenset(self.fused_params if self.fused is not None else ())
+            self.fused = CompiledRow(specs)
         # large gradients of unsharded parameters (compute's usual loop), each with its columns [a, b), the view
         # and dims its units reduce over (an int for one dim: parsed faster; None: one element per unit) and the
         # shape of the reduction's result where it is not [units]; sharded ones go through the general loop
@@ -164,28 +165,36 @@ class Layout:
         """Write one row from ``grads`` (aligned with ``sites``, detached); returns the row number."""
         row = self.used
         counts, check = self.counts_rows[row], self.check_rows[row]
-        if self.small:
-            parts = grads if not self.large else [grads[i] for i in self.small]
-            active, flags = self.source_halves
-            if len(set(map(_DTYPE, parts))) > 1:  # mixed dtypes: widened exactly, compared in float32
-                magnitude = _flatten([p.to(torch.float64) for p in parts]).abs_()
-                torch.mul(magnitude, self.zero_t, out=flags)  # before float32 rounds 1e300 to inf
-                torch.gt(magnitude.to(_F32), self.eps, out=active)
-            else:
-                # |g| of all of them in a new vector (one part: a view of the gradient, so not in place)
-                magnitude = _flatten(parts).abs_() if len(parts) > 1 else parts[0].reshape(-1).abs()
-                torch.gt(magnitude, self.eps, out=active)  # compared in the gradients' dtype, as the large ones
-                torch.mul(magnitude, self.zero_t, out=flags)  # 0, or NaN where |g| is NaN/inf
-            whole = self.rows[row]
-            whole.zero_()
-            whole.index_add_(0, self.small_index, self.source)
-        done = self.fused.read([grads[i] for i in self.fused_params], self.eps) if self.fused is not None else None
-        if done is not None:
-            counts.index_copy_(0, self.fused_columns, done[0])
-            check.index_copy_(0, self.fused_index, done[1])
-        read_large(self, grads, counts, check, self.fused_set if done is not None else frozenset())
         self.used = row + 1
+        # (gradients of mixed dtypes take the eager formulation: its small gradients compare widened, in float32)
+        if self.fused is not None and len(set(map(_DTYPE, grads))) == 1:
+            done = self.fused.read(grads, self.eps)  # every gradient of the row, in column order
+            if done is not None:
+                counts.copy_(done[0])
+                check.copy_(done[1])
+                return row
+        # eager (or the compiled call failed and stays off: the same values)
+        if self.small:
+            self._read_small(grads, row)
+        read_large(self, grads, counts, check, frozenset())
         return row
+
+    def _read_small(self, grads: list[torch.Tensor], row: int) -> None:
+        """Counts and checks of the small gradients: one index_add_ into the row (see __init__)."""
+        parts = grads if not self.large else [grads[i] for i in self.small]
+        active, flags = self.source_halves
+        if len(set(map(_DTYPE, parts))) > 1:  # mixed dtypes: widened exactly, compared in float32
+            magnitude = _flatten([p.to(torch.float64) for p in parts]).abs_()
+            torch.mul(magnitude, self.zero_t, out=flags)  # before float32 rounds 1e300 to inf
+            torch.gt(magnitude.to(_F32), self.eps, out=active)
+        else:
+            # |g| of all of them in a new vector (one part: a view of the gradient, so not in place)
+            magnitude = _flatten(parts).abs_() if len(parts) > 1 else parts[0].reshape(-1).abs()
+            torch.gt(magnitude, self.eps, out=active)  # compared in the gradients' dtype, as the large ones
+            torch.mul(magnitude, self.zero_t, out=flags)  # 0, or NaN where |g| is NaN/inf
+        whole = self.rows[row]
+        whole.zero_()
+        whole.index_add_(0, self.small_index, self.source)
 
     @monitor_mode
     def fold(self, bank: StreamBank, keep: Sequence[int] = ()) -> dict[int, int]:
