@@ -15,18 +15,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import attachments, ticking
+from . import attaching, attachments, ticking
 from .collect.activity import ActivityGate, InspectorState
-from .collect.compiled import CompiledGraphs, in_graph
+from .collect.compiled import in_graph
 from .collect.faults import FaultLog, MonitorNotice, MonitorWarning
 from .collect.model_growth import ModelGrowth
-from .collect.model_tree import attached_graphs, traverse
-from .collect.optimizer_steps import STEPS, StepCounter
+from .collect.optimizer_steps import StepCounter
 from .collect.progress import IntraEpochUpdates
 from .collect.pushes import Pushes, check_number
 from .collect.rank_exchange import RankExchange, world
 from .lens.base import AbstractLens, LensContext
-from .lens.coverage import attach_reports
 from .lens.lens_list import check_lenses
 from .lens.loss_metrics import LossMetrics
 from .lens.silent import say_eval_training
@@ -116,6 +114,7 @@ class PyTorchInspector:
         self._declared_metrics = {m for lens in self.lenses if isinstance(lens, LossMetrics) for m in lens.metrics}
         self._progress: IntraEpochUpdates | None = None
         self._steps = StepCounter()
+        self._steps_at_tick = 0  # the run's optimizer steps at the last tick
         if update_every is not None:
             self._progress = IntraEpochUpdates(update_every, self.provisional_update, self.faults)
         self._epoch_started = time.time()
@@ -183,87 +182,12 @@ class PyTorchInspector:
         ``run_name`` labels the run in legends, the status line and saved histories (default
         ``"run <n>: <model class>"``); a non-string raises ``TypeError``.
         """
-        if run_name is not None and not isinstance(run_name, str):
-            raise TypeError(f"attach(run_name=...) must be a str or None, got {type(run_name).__name__}")
-        graphs = attached_graphs(module)
-        model = graphs.model
-        if self.state.attached:
-            self.detach()
-        self._ctx.graphs = graphs
-        replaced = attachments.claim(model, self)
-        taken = attachments.claim_lenses(self.lenses, self)  # taking its lenses back from another inspector
-        for lens in self.lenses:
-            lens.bind(self._ctx)
-        entries = list(traverse(model, self.depth, self.module_name_prefix))
-        leaves = [(m, n) for m, n, leaf in entries if leaf]
-        inner = [(m, n) for m, n, leaf in entries if not leaf]
-        try:
-            for lens in self.lenses:
-                for m, n in leaves:
-                    lens.register_module(m, n, True)
-                for m, n in inner:
-                    lens.register_module(m, n, False)
-                lens.after_attach(model)
-        except BaseException:
-            for lens in self.lenses:
-                lens.detach()
-            raise
-        self._model = model
-        # every forward pass of the model is a monitor call: held values go out, queued view requests run
-        # (a pre-hook: a request that changes hooks never lands in the middle of a pass)
-        self._pump_handle = graphs.call_root.register_forward_pre_hook(self._pump_hook)
-        self._growth = ModelGrowth(model)  # modules / parameters added from now on are named at the next tick
-        self._steps = StepCounter(model)  # optimizer steps of this run (the charts' "step" x axis)
-        self._steps_at_tick = 0
-        STEPS.listen(self._steps)
-        self._ctx.steps = self._steps
-        self.state.counter = 1
-        self.state.attached = True
-        self.replaced_on = None
-        self._pushes.reset()
-        self.faults.clear()
-        types = {n: type(m).__name__ for m, n, _ in entries}
-        label = run_name if run_name else f"run {len(self.history.runs) + 1}: {type(model).__name__}"
-        self.history.start_run(label, types)
-        start_run = getattr(self._user_visualizer, "start_run", None)
-        if callable(start_run):  # a visualizer with runs of its own (TensorBoard: one folder per run)
-            start_run(label)
-        for source, message, category in attach_reports(model, self.lenses):
-            self.faults.report(source, message, category=category)
-        for notice in (replaced, taken):
-            if notice is not None:
-                self.faults.report("attach", notice, category=MonitorNotice)
-        self._recording.new_run(self.lenses, self.history)
-        self._epoch_untouched = True
-        self._gate.attach(graphs.call_root, self.state.per_pass)  # outside the graph of a compiled model
-        self._epoch_started = time.time()
-        if self._progress is not None:
-            self._progress.attach(graphs.call_root)  # outside the graph of a compiled model
+        attaching.attach(self, module, run_name)
         return self
 
     def detach(self) -> PyTorchInspector:
         """Remove every hook (loss-function hook included); the record keeps the run."""
-        if self._progress is not None:
-            self._progress.detach()
-        self._gate.detach()
-        for lens in self.lenses:
-            lens.detach()
-        self._ctx.graphs = CompiledGraphs(nn.Module())  # holds no reference to the model
-        STEPS.leave(self._steps)
-        self._pushes.reset()
-        if self.state.attached:
-            self.history.end()
-        attachments.release(self._model, self)
-        if self._pump_handle is not None:
-            self._pump_handle.remove()
-            self._pump_handle = None
-        if self._growth is not None:
-            self._growth.remove()
-            self._growth = None
-        self.state.attached = False
-        self.state.counter = 1
-        self._model = None
-        self._live.finish()
+        attaching.detach(self)
         return self
 
     def _set_active(self, active: bool) -> None:
