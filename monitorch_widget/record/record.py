@@ -15,16 +15,15 @@ from __future__ import annotations
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
 from . import protocol
-from .definitions import DefinitionsWarning, differences_since
 from .health import HealthMonitor
+from .imports import import_runs
 from .ingest import IngestPlan, TickWrite, band_owner, write_values
 from .run import Column, Panel, Run
 
@@ -46,13 +45,6 @@ def _offered(name: str) -> Callable[..., Any]:
                            "themselves on import)")
     return fn
 KINDS = {"NUMERICAL": "numerical", "PROBABILITY": "probability", "RELATIONS": "relations"}
-
-
-def _same_run(a: Run, b: Run) -> bool:
-    if a.label != b.label or a.epochs != b.epochs or [(c.panel, c.group, c.key, c.role) for c in a.columns] != \
-            [(c.panel, c.group, c.key, c.role) for c in b.columns]:
-        return False
-    return bool(np.array_equal(a.data, b.data, equal_nan=True))
 
 
 class Record:
@@ -173,38 +165,7 @@ class Record:
         """Append copies of ``other``'s runs (e.g. ``monitorch_widget.load(path)``) as earlier runs, so a new
         training run attached afterwards is drawn over them. Views are told through the usual events."""
         self._close_open_row()
-        added = []
-        older = [r for r in other.runs if r.definitions != Run.definitions]
-        if older:
-            since = differences_since(min(r.definitions for r in older))
-            warnings.warn(f"import_runs: {', '.join(r.label for r in older)} were measured with older definitions "
-                          f"({since}); they are shown, but compare them with today's runs with care",
-                          DefinitionsWarning, stacklevel=2)
-        # a run already here (the import cell re-run): same label, epochs, columns and values -- not a second copy
-        repeated = [src for src in other.runs if any(_same_run(src, r) for r in self.runs)]
-        if repeated:
-            warnings.warn(f"import_runs: {', '.join(r.label for r in repeated)} already in this record (imported "
-                          "before?); not added again", UserWarning, stacklevel=2)
-        for src in other.runs:
-            if any(src is r for r in repeated):
-                continue
-            run = src.final_copy(len(self.runs))
-            self.runs.append(run)
-            self._emit("run", run.id, {"id": run.id, "label": run.label})
-            for panel in run.panels:
-                self._emit("panel", run.id, asdict(panel))
-            for col in run.columns:
-                self._emit("column", run.id, asdict(col))
-            cols = np.arange(len(run.columns), dtype=np.int32)
-            for row in range(run.n_rows):
-                self._emit("row", run.id, {"row": row, "epoch": run.epochs[row], "time": run.times[row],
-                                           "step": run.steps[row], "provisional": False})
-                self._emit("cells", run.id, row, cols, run.data[row].copy())
-            added.append(run)
-            self.health.set_findings(run.id, [replace(f, id=f"{run.id}:{f.id.split(':', 1)[1]}", run=run.id)
-                                              for f in other.health.findings(src.id)])  # emits them
-        self._emit_status()
-        return added
+        return import_runs(self, other)
 
     def end(self) -> None:
         """Training finished (detach): close the open row and mark the record done."""
