@@ -240,7 +240,8 @@ def test_per_sample_gradients_with_torch_func_never_make_the_tick_raise():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    ins = PyTorchInspector([OutputGradientGeometry(), ParameterGradientGeometry()], visualizer="none", module=model)
+    ins = PyTorchInspector([OutputGradientGeometry(), ParameterGradientGeometry(), OutputActivation()],
+                           visualizer="none", module=model)
     params = {k: v.detach() for k, v in model.named_parameters()}
 
     def loss_one(p, x, y):
@@ -268,3 +269,7 @@ def test_per_sample_gradients_with_torch_func_never_make_the_tick_raise():
     model(ordinary).sum().backward()
     ins.tick_epoch()
     assert np.isfinite(ins.history.series("Output Gradient Norm", "2", "mean")[-1])
+    assert not any(s.off for s in ins.lenses[2].sites)  # OutputActivation skipped the transformed calls too
+    with torch.no_grad():
+        want = float((model[1](model[0](ordinary)) > 1e-8).float().mean())
+    assert ins.history.series("Output Activations", "1", "activation_rate")[-1] == pytest.approx(want)

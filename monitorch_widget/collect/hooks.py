@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from .buffers import RowBuffer
-from .compiled import in_graph
+from .compiled import in_graph, in_transform
 from .faults import FaultLog
 from .passes import COUNT_ALL, COUNT_TRAINING, is_counted_pass
 from .scratch import ScratchPool
@@ -218,6 +218,13 @@ class ActivationSite(Site):
         self.scratch = None
 
     def _on_error(self, out: Any, exc: Exception) -> None:
+        if in_transform(out):
+            # a call under a torch.func transform (per-sample gradients) is no training pass; its batched tensors
+            # refuse the out= ops (checked here, off the hot path): skipped, the series goes on, and the next
+            # ordinary call prepares its own shape again
+            self.shape = None
+            self.ndim = -1
+            return
         if isinstance(out, torch.Tensor) and self.buf is not None and out.device != self.buf.device:
             # Model moved to another device after attach: start a buffer there, keep the epoch's stats.
             try:
