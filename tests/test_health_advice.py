@@ -11,7 +11,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
 
 from monitorch_widget import PyTorchInspector
@@ -22,6 +21,8 @@ from monitorch_widget.lens import (
     ParameterUpdateGeometry,
 )
 from monitorch_widget.record import Record
+
+load_digits = pytest.importorskip("sklearn.datasets").load_digits  # the test extra (not in the floors venv)
 
 LAYERS = ("0", "2", "4")  # the Linear layers of mlp()
 BATCH = 64
