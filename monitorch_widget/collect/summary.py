@@ -35,6 +35,17 @@ def needs_all_values(methods: Iterable[str]) -> bool:
     return any(m in _QUANTILE_METHODS for m in methods)
 
 
+def closest_observation(values: np.ndarray, p: float) -> float:
+    """The ``p`` quantile of ``values`` (non-empty) by Hyndman & Fan's definition 3, monitorch's rule (its
+    ``np.quantile(..., method='closest_observation')``): with n·p − 1/2 = j + g, the j-th smallest value when
+    g = 0 and j is even, else the (j+1)-th (1-based, clamped to the sample). Written out because numpy 1.24 (the
+    project's floor) picks another observation under that name (the median of [1, 3, 100] is 1 there)."""
+    k = len(values) * p - 0.5
+    j = math.floor(k)
+    order = min(max(j if (k == j and j % 2 == 0) else j + 1, 1), len(values))
+    return float(np.partition(values, order - 1)[order - 1])
+
+
 class Summary:
     """Per-batch statistics of one quantity over one epoch, on the host.
 
@@ -93,14 +104,13 @@ class Summary:
         # from monitorch"); Q3 interpolates linearly, as its Q1.
         values = self._all(method)
         if method in ("median", "Q2"):
-            return float(np.quantile(values, 0.5, method="closest_observation"))
+            return closest_observation(values, 0.5)
         if method == "Q1":
             return float(np.quantile(values, 0.25))
         if method == "Q3":
             return float(np.quantile(values, 0.75))
         if method == "IQR":
-            q1, q3 = np.quantile(values, [0.25, 0.75], method="closest_observation")
-            return float(q3 - q1)
+            return closest_observation(values, 0.75) - closest_observation(values, 0.25)
         raise ValueError(f"unknown aggregation {method!r}; accepted: {', '.join(POINT_METHODS)}")
 
     def range(self, method: str) -> tuple[float, float]:
@@ -110,8 +120,8 @@ class Summary:
         if method == "min-max":
             return (self.point("min"), self.point("max"))
         if method == "Q1-Q3":
-            q1, q3 = np.quantile(self._all(method), [0.25, 0.75], method="closest_observation")
-            return (float(q1), float(q3))
+            values = self._all(method)
+            return (closest_observation(values, 0.25), closest_observation(values, 0.75))
         raise ValueError(f"unknown range aggregation {method!r}; accepted: {', '.join(RANGE_METHODS)}")
 
     def _all(self, method: str) -> np.ndarray:
