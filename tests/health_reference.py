@@ -7,6 +7,7 @@ The gradient checks did not change and are not repeated here; ``apply`` is ``Hea
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -240,8 +241,12 @@ def apply(self: Any, run_id: int, epoch: float, state: Any,
                 changed.append(new)
             findings[fid] = new
         else:
-            if findings.pop(fid, None) is not None:  # reopened: moves to the end, in the order raised
+            past = findings.pop(fid, None)
+            if past is not None:  # reopened: moves to the end; the earlier episode kept under its own id
                 reopened.append(fid)
+                episode = replace(past, id=f"{fid}#{past.since:g}")
+                findings[episode.id] = episode
+                changed.append(episode)
             findings[fid] = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag, since, None,
                                     cond.value, cond.message, cond.advice)
             changed.append(findings[fid])

@@ -126,7 +126,10 @@ def test_the_deltas_rebuild_the_full_list_in_order_through_reopening_and_coalesc
         assert have == full, f"after message {msg['seq']}"
         prev = full
     dead = [f["id"].split(":")[-1] for f in have if f["check"] == "dead_layer"]
-    assert dead == ["relu3", "relu2", "relu1"]  # reopened ones moved last, as the kernel lists them
+    # reopened ones moved last, as the kernel lists them, each after its kept earlier episode (id#since)
+    assert [d for d in dead if "#" not in d] == ["relu3", "relu2", "relu1"]
+    assert {d for d in dead if "#" in d} == {"relu2#2", "relu1#1"}
+    assert dead.index("relu2#2") < dead.index("relu2") and dead.index("relu1#1") < dead.index("relu1")
     reopened = {m["seq"]: m["findings_removed"] for m, _, _ in messages if "findings_removed" in m}
     assert reopened == {9: ["0:dead_layer:relu2"], 10: ["0:dead_layer:relu1"]}  # 10: resolved and reopened in it
 

@@ -38,12 +38,15 @@ describe("findings from the Python record", () => {
       else expect(s.findings).not.toBe(before); // a new array: views comparing identity redraw
       expect(s.findings).toEqual(d.findings);
     }
-    // the deltas carried one finding each, never the whole list; an update of a held one only what changed
-    expect(fx.deltas.map((d) => d.msg.findings?.length ?? 0)).toEqual([0, 0, 1, 1, 1, 1, 1, 0, 1, 1]);
+    // the deltas carried one finding each (a reopening two: the kept earlier episode and the new one), never the
+    // whole list; an update of a held one only what changed
+    expect(fx.deltas.map((d) => d.msg.findings?.length ?? 0)).toEqual([0, 0, 1, 1, 1, 1, 1, 0, 2, 2]);
     expect(Object.keys(fx.deltas[4].msg.findings![0]).sort()).toEqual(["id", "message", "value"]);
     expect(Object.keys(fx.deltas[5].msg.findings![0]).sort()).toEqual(["id", "until"]);
-    // relu2 reopened at 9 moved after relu3; relu1 resolved and reopened within the last (coalesced) message
-    expect(s.findings.map((f) => f.layer)).toEqual(["relu3", "relu2", "relu1"]);
+    // relu2 reopened at 9 moved after relu3; relu1 resolved and reopened within the last (coalesced) message;
+    // each earlier episode stays, resolved, under "<id>#<since>", just before its reopened finding
+    expect(s.findings.map((f) => f.id.split(":")[2])).toEqual(["relu3", "relu2#2", "relu2", "relu1#1", "relu1"]);
+    expect(s.findings.filter((f) => f.id.includes("#")).every((f) => f.until !== null)).toBe(true);
     expect(s.findings).toEqual(fx.expected);
   });
 

@@ -3,13 +3,14 @@
 Invariant: every final row of a run is evaluated exactly once, in order (live ticks, a replayed saved history);
 a condition becomes a finding once it has held for its ``need`` consecutive evaluated rows; a finding keeps its
 id while its condition holds, gets ``until`` at the first row where it no longer does, and is reopened (same
-id, new ``since``) if it returns. A check that fails with an exception is reported once as a record problem and
-skipped; training never sees it.
+id, new ``since``) if it returns; the earlier episode stays, resolved, as ``<id>#<its since>``. A check that
+fails with an exception is reported once as a record problem and skipped; training never sees it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from . import gradients, layers, loss
@@ -185,8 +186,13 @@ class HealthMonitor:
                     changed.append(new)
                 findings[fid] = new
             else:
-                if findings.pop(fid, None) is not None:  # reopened: moves to the end, in the order raised
+                past = findings.pop(fid, None)
+                if past is not None:  # reopened: moves to the end, in the order raised
                     reopened.append(fid)
+                    # its earlier episode stays, resolved, under an id of its own (since: episodes never overlap)
+                    episode = replace(past, id=f"{fid}#{past.since:g}")
+                    findings[episode.id] = episode
+                    changed.append(episode)
                 findings[fid] = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag, since, None,
                                         cond.value, cond.message, cond.advice)
                 changed.append(findings[fid])
