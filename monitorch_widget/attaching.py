@@ -80,7 +80,7 @@ def attach(ins: PyTorchInspector, module: nn.Module, run_name: str | None) -> No
         if notice is not None:
             ins.faults.report("attach", notice, category=MonitorNotice)
     ins._recording.new_run(ins.lenses, ins.history)
-    ins._epoch_untouched = True
+    ins._passes = [0, 0, 0]  # the new run's epoch is untouched
     ins._gate.attach(graphs.call_root, ins.state.per_pass)  # outside the graph of a compiled model
     ins._epoch_started = time.time()
     if ins._progress is not None:

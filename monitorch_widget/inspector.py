@@ -94,8 +94,9 @@ class PyTorchInspector:
         self.replaced_on: str | None = None
         self._recording = RecordingSwitch()
         self._pump_handle: Any = None
-        self._epoch_untouched = True  # no forward pass of the model since attach or the last tick
-        self._passes = [0, 0]  # forward passes this epoch: in training mode / in eval mode with grad enabled
+        # forward passes of the model since attach or the last tick: [training mode, eval mode with grad enabled,
+        # eval mode without grad]; none at all: the epoch is untouched (a resume takes effect at once)
+        self._passes = [0, 0, 0]
         self._growth: ModelGrowth | None = None
         self.visualizer = resolve_visualizer(visualizer, self.history)
         own = isinstance(self.visualizer, WidgetVisualizer) and self.visualizer.record is self.history
@@ -141,11 +142,9 @@ class PyTorchInspector:
     def _pump_hook(self, _module: nn.Module, _args: Any) -> None:
         if not in_graph():  # on the compiled wrapper it never is; a model compiled after attach: skip
             self._live.pump()
-            self._epoch_untouched = False  # after the pump: a view's resume queued before this pass is immediate
-            if _module.training:
-                self._passes[0] += 1
-            elif torch.is_grad_enabled():
-                self._passes[1] += 1  # grad on, model in eval mode: training in eval mode, or a slip
+            # counted after the pump: a view's resume queued before this pass is immediate
+            # (grad on in eval mode: training in eval mode, or a slip)
+            self._passes[0 if _module.training else 1 if torch.is_grad_enabled() else 2] += 1
 
     def flush(self) -> None:
         """Send every value the live widget holds back now (it otherwise waits for the next monitor call >= 50 ms
@@ -169,7 +168,7 @@ class PyTorchInspector:
         last tick (``tick_epoch(); resume_recording(...)``), else from the next epoch on (the epoch in progress
         stays a gap, so every recorded epoch is a whole one)."""
         pats = RecordingSwitch.check(patterns, "resume_recording(pattern, ...)")
-        if self.state.attached and self._epoch_untouched:
+        if self.state.attached and not any(self._passes):
             self._recording.resume_now(pats, self.lenses, self.history, self.state.counter)
         else:
             self._recording.resume(pats)
@@ -270,12 +269,11 @@ class PyTorchInspector:
         ticking.write(self.history, self._compute(), number, self._steps.count, self._user_visualizer,
                       self.visualizer, self.faults)
         say_eval_training(self.lenses, self.faults, self._passes, self._steps.count - self._steps_at_tick)
-        self._passes, self._steps_at_tick = [0, 0], self._steps.count
+        self._passes, self._steps_at_tick = [0, 0, 0], self._steps.count
         for lens in self.lenses:
             lens.reset_epoch()
         self._pushes.reset()
         self._recording.after_tick(self.lenses, self.history, self.state.counter if epoch is None else epoch)
-        self._epoch_untouched = True
         self._next_epoch(epoch)
         self._epoch_started = time.time()
         if self._progress is not None:

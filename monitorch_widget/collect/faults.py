@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 import torch
@@ -33,6 +33,13 @@ def user_stacklevel() -> int:
     while frame is not None and frame.f_code.co_filename.startswith(inner):
         frame, level = frame.f_back, level + 1
     return level if frame is not None else 2
+
+
+def listed(items: Sequence[str], shown: int = 8, quote: bool = True) -> str:
+    """The first ``shown`` of ``items`` for a message, quoted (an nn.Sequential's ``'3'`` reads as a name, not a
+    count), then how many more: ``'a', 'b' and 3 more``."""
+    head = [repr(i) if quote else str(i) for i in items[:shown]]
+    return ", ".join(head) + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
 
 class MonitorWarning(UserWarning):

@@ -26,6 +26,7 @@ from torch.nn.modules.module import (
 )
 
 from .compiled import named_modules
+from .faults import listed
 
 
 class ModelGrowth:
@@ -69,7 +70,7 @@ class ModelGrowth:
         if not new:
             return None
         self._said.update(new)
-        shown = ", ".join(repr(n) for n in new[:8]) + (f" and {len(new) - 8} more" if len(new) > 8 else "")
+        shown = listed(new)
         return (f"{len(new)} module(s) / parameter(s) were added to the model after the inspector attached and are "
                 f"not watched: {shown}. Lenses hook what the model holds at attach: build the model completely "
                 "first, or attach again (inspector.attach(model): a new run of the record) to watch them")

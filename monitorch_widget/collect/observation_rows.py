@@ -62,8 +62,12 @@ class ObservationRows:
     def mark(self, row: int, pos: int, counted: bool = True) -> None:
         self.present[row, pos] = counted
 
-    def mark_all(self, row: int) -> None:
-        self.present[row] = True
+    def mark_taken(self, row: int, taken: Sequence[bool] | None = None) -> None:
+        """Row ``row`` is an observation of every site (``taken`` None) or of the sites ``taken`` marks."""
+        if taken is None:
+            self.present[row] = True
+        else:
+            self.present[row] |= np.asarray(taken, dtype=bool)
 
     @monitor_mode
     def fold(self, bank: StreamBank, keep: Sequence[int] = ()) -> dict[int, int]:

@@ -85,12 +85,7 @@ class Group:
         else:  # a shard's rows are summed in place at the fold: its parts are never copied forward
             geometry_partials(parts, tensors, previous)
         if self.counts_here:
-            if taken is None:
-                self.rows.mark_all(row)
-            else:
-                for pos, counted in enumerate(taken):
-                    if counted:
-                        self.rows.mark(row, pos)
+            self.rows.mark_taken(row, taken)
 
     def fold(self, bank: StreamBank) -> None:
         self.before = None  # its row is about to be reused

@@ -104,14 +104,8 @@ class UpdateRatios:
         if rows is None:
             return
         rows.parts_rows[r][0].copy_(update_norms)
-        if not group.counts_here:
-            return
-        if taken is None:
-            rows.rows.mark_all(r)
-        else:
-            for pos, counted in enumerate(taken):
-                if counted:
-                    rows.rows.mark(r, pos)
+        if group.counts_here:
+            rows.rows.mark_taken(r, taken)
 
     def flush(self, current: list[Any]) -> None:
         """Fold every written row; forget the rows of groups no longer ``current``."""

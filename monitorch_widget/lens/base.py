@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from torch import nn
 
 from ..collect.compiled import COMPILED_AFTER_ATTACH_ADVICE, CompiledGraphs
-from ..collect.faults import FaultLog
+from ..collect.faults import FaultLog, listed
 from ..collect.hooks import Site
 from ..collect.streams import BankRow, StreamBank
 from ..collect.summary import Summary
@@ -128,8 +128,7 @@ class AbstractLens:
         for site in traced:
             site.broken = True
             site._update_off()
-        names = ", ".join(repr(s.name) for s in traced[:8]) + (f" and {len(traced) - 8} more" if len(traced) > 8
-                                                               else "")
+        names = listed([s.name for s in traced])
         self.ctx.faults.report(self.lens_name, f"{len(traced)} hooked module(s) ran inside a torch.compile graph "
                                f"({names}), compiled after attach: {COMPILED_AFTER_ATTACH_ADVICE}")
 

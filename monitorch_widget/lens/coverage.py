@@ -15,20 +15,12 @@ from collections.abc import Sequence
 from torch import nn
 
 from ..collect.compiled import COMPILED_ADVICE, named_modules
-from ..collect.faults import MonitorNotice, MonitorWarning
+from ..collect.faults import MonitorNotice, MonitorWarning, listed
 from .base import AbstractLens
 from .kinds import is_activation, is_sparse
 from .output_activation import OutputActivation
 from .output_norm import OutputNorm
 from .parameter_lens import ParameterLens
-
-_SHOWN = 8
-
-
-def _names(items: Sequence[str]) -> str:
-    """Names quoted (an nn.Sequential's '3' reads as a name, not a count), the first few only."""
-    more = f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""
-    return ", ".join(repr(item) for item in items[:_SHOWN]) + more
 
 
 def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | None:
@@ -45,9 +37,9 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | N
         if unwatched:
             kinds = sorted({n.rsplit(".", 1)[-1] for n in unwatched})
             lens_names = " / ".join(dict.fromkeys(lens.lens_name for lens in grad_lenses))
-            parts.append(f"{len(unwatched)} trainable parameter(s) have no gradient lens: {_names(unwatched)}. "
+            parts.append(f"{len(unwatched)} trainable parameter(s) have no gradient lens: {listed(unwatched)}. "
                          f"To watch them, add their names or glob patterns to {lens_names}("
-                         f"parameters=[...]), e.g. {_names(kinds)}")
+                         f"parameters=[...]), e.g. {listed(kinds)}")
     if len(param_lenses) > 1:
         # per lens: modules whose parameters another parameter lens watches and this one none of (weight_norm's
         # parametrizations.weight.original0/1 given to one lens only): its panel would lack them without a word
@@ -61,11 +53,11 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | N
                 names = sorted({pname for mname, module in named_modules(model) if mname in missing
                                 for pname, p in module._parameters.items() if p is not None})
                 parts.append(f"{plens.lens_name} watches no parameter of {len(missing)} module(s) another "
-                             f"parameter lens watches: {_names(sorted(missing))}; add their parameter names to "
-                             f"{plens.lens_name}(parameters=[...]), e.g. {_names(names)}")
+                             f"parameter lens watches: {listed(sorted(missing))}; add their parameter names to "
+                             f"{plens.lens_name}(parameters=[...]), e.g. {listed(names)}")
     tied = dict.fromkeys(f"{alias!r} is {first!r}" for lens in param_lenses for alias, first in getattr(lens, "tied", []))
     if tied:
-        shown = ", ".join(list(tied)[:_SHOWN]) + (f" and {len(tied) - _SHOWN} more" if len(tied) > _SHOWN else "")
+        shown = listed(list(tied), quote=False)
         parts.append(f"{len(tied)} tied parameter(s) are one tensor with another and are shown once, under the "
                      f"first name: {shown}")
     act_lenses = [lens for lens in lenses if hasattr(lens, "watches")]
@@ -79,11 +71,11 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | N
             for lens in act_lenses)]
         missed = [name for name, m in leaves if is_activation(m) and name not in hooked and name not in chosen]
         if missed:
-            parts.append(f"{len(missed)} activation module(s) have no output lens: {_names(missed)} (excluded, or "
+            parts.append(f"{len(missed)} activation module(s) have no output lens: {listed(missed)} (excluded, or "
                          "below the inspector's depth=); include them with OutputActivation(include=[TheirType])")
         smooth = [name for name, m in leaves if name in hooked and is_activation(m) and not is_sparse(m)]
         if smooth:
-            parts.append(f"{len(smooth)} watched activation(s) are smooth ({_names(smooth)}): their outputs are "
+            parts.append(f"{len(smooth)} watched activation(s) are smooth ({listed(smooth)}): their outputs are "
                          "almost never within eps of zero, so activation rates stay near 1 and death rates near 0 "
                          "whatever training does; read their OutputNorm instead")
     for lens in lenses:
@@ -103,7 +95,7 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | N
                  and any(isinstance(m, lens._include) for lens in include_lenses)]  # type: ignore[attr-defined]
         if inner:
             parts.append(f"{len(inner)} module(s) of an include= type hold submodules, and output lenses watch leaf "
-                         f"modules only (as monitorch): {_names(inner)} not watched; make them leaves with "
+                         f"modules only (as monitorch): {listed(inner)} not watched; make them leaves with "
                          f"PyTorchInspector(depth=...) at their depth (dots in the name + 1; their output must then be a "
                          "tensor)")
     return "; ".join(parts) if parts else None
@@ -119,7 +111,7 @@ def attach_reports(model: nn.Module, lenses: Sequence[AbstractLens]) -> list[tup
     for lens in lenses:
         if lens.refused:
             out.append((lens.lens_name, f"{len(lens.refused)} module(s) run inside a torch.compile graph and are "
-                        f"not watched ({_names(lens.refused)}): {COMPILED_ADVICE}",
+                        f"not watched ({listed(lens.refused)}): {COMPILED_ADVICE}",
                         MonitorWarning))
     return out
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from torch import nn
 
 from ..collect.compiled import named_modules
+from ..collect.faults import listed
 from ..collect.hooks import ActivationSite
 from ..collect.passes import pass_rule_for
 from ..collect.scratch import ScratchPool
@@ -91,7 +92,7 @@ class OutputActivation(AbstractLens):
         names = [site.name for site in self._sites]
         unmatched = [p for p in self._channel_dim if not any(fnmatch.fnmatchcase(n, p) for n in names)]
         if unmatched:
-            shown = ", ".join(repr(n) for n in names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+            shown = listed(names, 12)
             raise ValueError(f"OutputActivation(channel_dim=...): no watched activation module matches "
                              f"{', '.join(repr(p) for p in unmatched)}; keys are glob patterns on module names, and "
                              f"the watched modules are: {shown or '(none)'}")

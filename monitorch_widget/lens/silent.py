@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from ..collect.faults import FaultLog, MonitorNotice
+from ..collect.faults import FaultLog, MonitorNotice, listed
 from ..collect.passes import COUNT_TRAINING
 from ..collect.summary import Summary
 from .base import AbstractLens
-
-
-def _names(items: list[str], shown: int = 8) -> str:
-    return ", ".join(repr(i) for i in items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
 
 def say_silent(lens: AbstractLens, summaries: dict[int, list[Summary]]) -> None:
@@ -27,7 +23,7 @@ def say_silent(lens: AbstractLens, summaries: dict[int, list[Summary]]) -> None:
             silent.append(site.name)
     if ran and silent:
         lens.ctx.faults.report(lens.lens_name, f"{len(silent)} watched module(s) never ran in a counted pass of an "
-                               f"epoch in which the others did: {_names(silent)}; the forward pass does not call them "
+                               f"epoch in which the others did: {listed(silent)}; the forward pass does not call them "
                                "(a branch not taken, a module the attention kernel skips), so their series stay "
                                "empty",
                                category=MonitorNotice)
@@ -37,7 +33,7 @@ def say_eval_training(lenses: list[AbstractLens], faults: FaultLog, passes: list
     """Once: an epoch trained only in eval mode (``model.eval()`` kept for frozen BatchNorm or no dropout): the
     optimizer stepped, every forward pass ran with grad enabled in eval mode, and output lenses that count
     training-mode passes only (monitorch's rule) recorded none of them. ``passes``: [training-mode passes,
-    eval-mode passes with grad enabled] of the epoch; ``steps``: its optimizer steps."""
+    eval-mode passes with grad enabled, eval-mode passes without] of the epoch; ``steps``: its optimizer steps."""
     if not steps or passes[0] or not passes[1]:
         return
     names = [lens.lens_name for lens in lenses if getattr(lens, "_gate", None) == COUNT_TRAINING and lens.sites]
