@@ -71,6 +71,8 @@ class StreamBank:
         self.host_sums: np.ndarray | None = None
         self.host_extremes: np.ndarray | None = None
         self.host_kept: dict[int, list[np.ndarray]] = {}
+        # (slots, their number, [(id(slot), row)], the same as a dict) of the last read_rows: see there
+        self._keys: tuple[list[BankRow], int, list[tuple[int, int]], dict[int, int]] | None = None
 
     def add_row(self) -> BankRow:
         self.size += 1
@@ -223,10 +225,15 @@ class StreamBank:
                   kept: dict[int, np.ndarray]) -> dict[int, list[Summary]] | SlotTable:
         """Summaries of ``slots``, keyed by ``id(slot)``; ``kept``: per slot, its per-batch values [n, width]. Eight
         slots or more without kept values: a :class:`~.summary.SlotTable` (keyed the same way)."""
-        return self._read([(id(s), s.index) for s in slots], sums, extremes, kept)
+        cached = self._keys
+        if cached is None or cached[0] is not slots or cached[1] != len(slots):
+            # a lens hands the same list of slots every tick (sites are only appended): keyed once
+            keys = [(id(s), s.index) for s in slots]
+            cached = self._keys = (slots, len(slots), keys, dict(keys))
+        return self._read(cached[2], sums, extremes, kept, cached[3])
 
     def _read(self, keys: list[tuple[int, int]], sums: np.ndarray, extremes: np.ndarray,
-              kept: dict[int, np.ndarray]) -> dict[int, list[Summary]] | SlotTable:
+              kept: dict[int, np.ndarray], index: dict[int, int] | None = None) -> dict[int, list[Summary]] | SlotTable:
         w = self.width
         # A few array ops and two conversions to Python numbers for every slot at once: this runs for every
         # layer at every tick. Per slot, quantity q reads [count, nonfinite, sum_q, sumsq_q, min_q, max_q].
@@ -237,7 +244,7 @@ class StreamBank:
         # an extreme of a slot without finite batches is +-inf: NaN, as everywhere else; minima come negated
         ends = np.where(np.isfinite(ends), ends * self._signs, math.nan)
         if not self.keep_all:  # Summary objects made when asked; a lens may read points of every slot at once
-            return SlotTable(np.concatenate([table, ends], 1), w, dict(keys))
+            return SlotTable(np.concatenate([table, ends], 1), w, dict(keys) if index is None else index)
         rows = np.concatenate([table, ends], 1).tolist()
         out = {}
         empty = np.empty((0, w))

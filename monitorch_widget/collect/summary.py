@@ -172,6 +172,10 @@ class SlotTable:
             return np.divide(v, count, out=np.full(v.shape, math.nan), where=count > 0).tolist()
         return np.where(count > 0, v, math.nan).tolist()
 
+    def observed(self) -> list[bool]:
+        """Per row: whether the slot saw any batch (counted, or left out as non-finite)."""
+        return ((self.table[:, 0] > 0) | (self.table[:, 1] > 0)).tolist()
+
     def nonfinite(self) -> list[int]:
         """Each row's ``Summary.nonfinite`` (batches left out)."""
         return self.table[:, 1].astype(np.int64).tolist()

@@ -8,7 +8,6 @@ and, if the user passed one, to their own monitorch-style visualizer.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
@@ -20,7 +19,7 @@ from ..collect.compiled import COMPILED_AFTER_ATTACH_ADVICE, CompiledGraphs
 from ..collect.faults import FaultLog, listed
 from ..collect.hooks import Site
 from ..collect.streams import BankRow, StreamBank
-from ..collect.summary import Summary
+from ..collect.summary import SlotTable, Summary
 
 
 class TagType(Enum):
@@ -187,7 +186,12 @@ class AbstractLens:
     def reset_epoch(self) -> None:
         for reader in self._readers():
             reader.reset()
+        plain = Site.reset
         for site in self._sites:
+            buf = site.buf
+            # a slot of the lens' bank with no rows left (the tick handed them over): its reset does nothing
+            if (buf is None or not buf.n) and type(site.stream) is BankRow and type(site).reset is plain:
+                continue
             try:
                 site.reset()
             except Exception as exc:  # noqa: BLE001 - state a hook left behind (a functorch-transformed tensor
@@ -233,33 +237,70 @@ def rate_calls(lens: AbstractLens, small_tag: str, sites: list[Site], summaries:
                act_method: str, death_method: str, warning: dict[str, float] | None) -> Call:
     """Per-layer activation/death rates; folds the worst values into ``warning`` (min act, max death)."""
     data: OrderedDict[str, dict[Any, float]] = OrderedDict()
-    # the sites' bank read as one table (collect/summary.SlotTable): every layer's two points at once
-    find = getattr(summaries, "table", None)
-    table = find(getattr(sites[0].stream, "bank", None)) if find is not None and sites else None
-    acts = deaths = None
-    if table is not None:
-        acts, deaths = table.points(act_method, 0), table.points(death_method, 1)
-        bad = table.nonfinite()
-    for site in sites:
-        if site.hidden:
-            continue
-        row = table.index.get(id(site.stream)) if table is not None else None
-        if row is not None and acts is not None and deaths is not None:
-            a, d, nonfinite = acts[row], deaths[row], bad[row]
-        else:
+    # the sites' bank read as one table (collect/summary.SlotTable): every layer's two points at once; a slot's
+    # row in the table is its row in the bank (BankRow.index)
+    table, bank = bank_table(summaries, sites)
+    names: list[str] = []
+    acts: list[float] = []
+    deaths: list[float] = []
+    bad: list[int] = []
+    rows = _table_rows(sites, bank) if table is not None else None
+    points = (table.points(act_method, 0), table.points(death_method, 1)) if table is not None else (None, None)
+    if rows is not None and points[0] is not None and points[1] is not None:
+        all_acts, all_deaths, all_bad = points[0], points[1], table.nonfinite()  # type: ignore[union-attr]
+        names = [s.name for s in sites if not s.hidden]
+        visible = rows if len(names) == len(rows) else [r for s, r in zip(sites, rows) if not s.hidden]
+        acts = [all_acts[r] for r in visible]
+        deaths = [all_deaths[r] for r in visible]
+        bad = [all_bad[r] for r in visible]
+    else:
+        for site in sites:
+            if site.hidden:
+                continue
             act, dead = summaries[id(site.stream)]
-            a, d, nonfinite = act.point(act_method), dead.point(death_method), act.nonfinite
-        data[site.name] = {"activation_rate": a, "death_rate": d}
-        if warning is not None:
-            # NaN (a layer without batches) never wins; a NaN current worst is always replaced.
-            if not math.isnan(a) and not warning["worst activation_rate"] <= a:
-                warning["worst activation_rate"] = a
-            if not math.isnan(d) and not warning["worst death_rate"] >= d:
-                warning["worst death_rate"] = d
-        if nonfinite:
-            lens.ctx.faults.report(lens.lens_name, f"{site.name}: {nonfinite} batch(es) with NaN/Inf values "
-                                   "were left out of the rates")
+            names.append(site.name)
+            acts.append(act.point(act_method))
+            deaths.append(dead.point(death_method))
+            bad.append(act.nonfinite)
+    for name, a, d in zip(names, acts, deaths):
+        data[name] = {"activation_rate": a, "death_rate": d}
+    if warning is not None:
+        # NaN (a layer without batches) never wins; a NaN current worst is always replaced.
+        finite_acts = [a for a in acts if a == a]
+        finite_deaths = [d for d in deaths if d == d]
+        if finite_acts:
+            worst = min(finite_acts)
+            if not warning["worst activation_rate"] <= worst:
+                warning["worst activation_rate"] = worst
+        if finite_deaths:
+            worst = max(finite_deaths)
+            if not warning["worst death_rate"] >= worst:
+                warning["worst death_rate"] = worst
+    if any(bad):
+        for name, nonfinite in zip(names, bad):
+            if nonfinite:
+                lens.ctx.faults.report(lens.lens_name, f"{name}: {nonfinite} batch(es) with NaN/Inf values "
+                                       "were left out of the rates")
     return Call("probability", small_tag, data)
+
+
+def _table_rows(sites: list[Site], bank: Any) -> list[int] | None:
+    """Each site's row in ``bank``'s table (its BankRow.index), or None when some site's slot is elsewhere."""
+    rows = [getattr(s.stream, "index", -1) for s in sites]
+    if all(getattr(s.stream, "bank", None) is bank for s in sites):
+        return rows
+    return None
+
+
+def bank_table(summaries: dict[int, list[Summary]], sites: list[Site]) -> tuple[SlotTable | None, Any]:
+    """(the table of the bank the first site's slot belongs to, that bank), or (None, None) when ``summaries``
+    holds no table for it (a few slots, kept per-batch values: read as Summary objects)."""
+    find = getattr(summaries, "table", None)
+    bank = getattr(sites[0].stream, "bank", None) if sites else None
+    if find is None or bank is None:
+        return None, None
+    table = find(bank)
+    return (table, bank) if table is not None else (None, None)
 
 
 def new_warning() -> dict[str, float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..collect.faults import FaultLog, MonitorNotice, listed
 from ..collect.passes import COUNT_TRAINING
 from ..collect.summary import Summary
-from .base import AbstractLens
+from .base import AbstractLens, bank_table
 
 
 def say_silent(lens: AbstractLens, summaries: dict[int, list[Summary]]) -> None:
@@ -13,11 +13,19 @@ def say_silent(lens: AbstractLens, summaries: dict[int, list[Summary]]) -> None:
     forward does not call: GPT-2's ``attn_dropout`` under SDPA attention, a branch switched off). Their series stay
     empty; this says why."""
     ran, silent = False, []
+    table, bank = bank_table(summaries, lens.sites)
+    if table is not None:  # every slot's count and non-finite count at once: no Summary object per layer
+        seen = table.observed()
     for site in lens.sites:
         if site.hidden or site.off:
             continue
-        s = summaries[id(site.stream)][0]
-        if s.count or s.nonfinite:
+        stream = site.stream
+        if table is not None and getattr(stream, "bank", None) is bank:
+            observed = seen[stream.index]  # type: ignore[union-attr]
+        else:
+            s = summaries[id(stream)][0]
+            observed = bool(s.count or s.nonfinite)
+        if observed:
             ran = True
         else:
             silent.append(site.name)
