@@ -10,7 +10,7 @@ from helpers import Recorder
 from torch import nn
 
 import monitorch_widget
-from monitorch_widget import MonitorWarning, PyTorchInspector
+from monitorch_widget import MonitorNotice, MonitorWarning, PyTorchInspector
 from monitorch_widget.lens import (
     OutputGradientGeometry,
     ParameterGradientGeometry,
@@ -108,6 +108,39 @@ def test_output_gradient_correlation_restarts_when_the_batch_shape_changes():
     assert corr[0] == 0 and corr[2] == 0 and corr[1] != 0
     assert rec.values[(1, "Output Gradient Norm", "0", "mean")] == pytest.approx(np.mean(rms), rel=1e-5)
     assert rec.values[(1, "Output Gradient Correlation", "0", "mean")] == pytest.approx(np.mean(corr), rel=1e-5)
+
+
+def test_output_gradient_shapes_changing_within_an_epoch_are_named_once():
+    """Dynamic padding: every batch a new sequence length. Each changed observation's correlation is 0 by
+    definition (hand values below); more than one change in an epoch is named once, a single one (a smaller last
+    batch) is not."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3))
+    ins, rec = inspector([OutputGradientGeometry()], model)
+    g = torch.Generator().manual_seed(3)
+
+    def run(lengths):
+        grads = []
+        for t in lengths:
+            x = torch.randn(2, t, 4, generator=g)
+            w, b = (p.detach().clone().requires_grad_() for p in model.parameters())
+            out = x @ w.T + b
+            grads.append(torch.autograd.grad(out.square().mean(), out)[0])
+            model(x).square().mean().backward()
+        return grads
+
+    grads = run((6, 6, 9, 5, 5))
+    with pytest.warns(MonitorNotice, match=r"'0'\) 2 of 5 output gradients this epoch had another shape"):
+        ins.tick_epoch()
+    corr = correlations(grads)
+    assert corr[2] == 0 and corr[3] == 0 and corr[1] != 0 and corr[4] != 0
+    assert rec.values[(1, "Output Gradient Correlation", "0", "mean")] == pytest.approx(np.mean(corr), rel=1e-5)
+    grads = run((6, 6, 4))  # one change: a smaller last batch, said nowhere
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ins.tick_epoch()
+    assert rec.values[(2, "Output Gradient Correlation", "0", "mean")] == \
+        pytest.approx(np.mean(correlations(grads)), rel=1e-5)
 
 
 def test_output_gradient_of_a_non_tensor_output_is_reported_once_and_training_goes_on():

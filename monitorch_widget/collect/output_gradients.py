@@ -11,7 +11,8 @@ Per observation (:mod:`.geometry`): ||g|| (or ||g|| / sqrt(numel), the RMS) and,
 <g_prev, g> / (||g_prev|| ||g|| + eps) with the previous gradient of the same module. Memory with
 ``correlation``: one copy of the module's output gradient (the previous one). A gradient whose shape differs
 from the previous one (a smaller last batch) has nothing to correlate with: the previous one is zeroed, so
-its correlation is 0, like the first gradient of an epoch. An empty gradient (a batch of no rows) is no
+its correlation is 0, like the first gradient of an epoch; ``reshaped`` counts those within an epoch, so that a
+lens can say when they are more than a last batch (variable sequence lengths). An empty gradient (a batch of no rows) is no
 observation. No host synchronisation: 4 small device ops per
 observation (norm, inner product, the previous norm copied from the previous row, the copy of the gradient)
 into a preallocated row of parts, finished for all rows at once at the fold (:mod:`.geometry`).
@@ -56,6 +57,8 @@ class OutputGradientSite(Site):
         self.column = rows.add(self)
         self.previous: torch.Tensor | None = None
         self.before: torch.Tensor | None = None  # ||previous||: the previous observation's norm (a 0-d row view)
+        self.observed = 0   # observations this epoch
+        self.reshaped = 0   # ... of them after one of another shape this epoch (correlation 0 by definition)
         self._register = lambda: module.register_forward_hook(self)
         self.handle = self._register()
 
@@ -96,6 +99,8 @@ class OutputGradientSite(Site):
         if self.correlation:
             prev = self.previous
             if prev is None or prev.shape != g.shape or prev.dtype != g.dtype or prev.device != g.device:
+                if self.observed:
+                    self.reshaped += 1
                 prev = self.previous = torch.zeros_like(g)
                 self.before = None
             write_parts_one(out, g, prev, self.before)
@@ -104,6 +109,7 @@ class OutputGradientSite(Site):
         else:
             write_parts_one(out, g, None)
         rows.rows.present[row, col] = True
+        self.observed += 1
 
     def flush(self) -> None:
         """Nothing of its own: the lens folds its :class:`OutputGradientRows` once for all its sites."""
@@ -114,6 +120,7 @@ class OutputGradientSite(Site):
         if self.previous is not None:
             self.previous.zero_()
         self.before = None
+        self.observed = self.reshaped = 0
 
     def remove(self) -> None:
         super().remove()

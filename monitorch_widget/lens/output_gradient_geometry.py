@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import nn
 
+from ..collect.faults import MonitorNotice, listed
 from ..collect.output_gradients import OutputGradientRows, OutputGradientSite
 from ..collect.streams import StreamBank
 from ..collect.summary import Summary, needs_all_values
@@ -84,5 +85,23 @@ class OutputGradientGeometry(AbstractLens):
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
         # a module whose output never required grad (no backward reaches it) is not drawn, as in monitorch
         sites = [s for s in self._sites if getattr(s, "seen", False)]
+        if self._correlation:
+            self._say_reshaped(sites)
         return geometry_calls(self, sites, summaries, self._agg, self._SMALL_NORM_TAG_NAME,
                               self._SMALL_PROD_TAG_NAME if self._correlation else None)
+
+    def _say_reshaped(self, sites: list[Any]) -> None:
+        """Once: modules whose output gradient changed shape between consecutive batches more than once in an
+        epoch (one change is a smaller last batch). Each such observation has no previous gradient to correlate
+        with, so its correlation is 0 (as the first of an epoch), and the module's mean correlation reads low."""
+        reshaped = [s for s in sites if s.reshaped > 1]
+        if not reshaped:
+            return
+        changes = sum(s.reshaped for s in reshaped)
+        seen = sum(s.observed for s in reshaped)
+        self.ctx.faults.report(self.lens_name, f"in {len(reshaped)} module(s) ({listed([s.name for s in reshaped])}) "
+                               f"{changes} of {seen} output gradients this epoch had another shape than the one "
+                               "before (variable sequence lengths, dynamic padding): their correlation is 0 by "
+                               "definition (nothing of the same shape to correlate with), which pulls the mean "
+                               "correlation towards 0. Batches of one shape (padding to a fixed length) give "
+                               "comparable correlations; the norms are unaffected", category=MonitorNotice)
