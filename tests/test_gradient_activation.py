@@ -108,3 +108,38 @@ def test_detach_removes_every_hook_and_frees_the_model():
     del model
     gc.collect()
     assert ref() is None
+
+
+def test_a_parametrization_applied_after_attach_is_named_with_its_tensors_and_the_rest_goes_on():
+    """weight_norm after attach: the module's weight is computed from original0/original1 from then on. That
+    series stops with a message naming them (not a wrong FSDP1 diagnosis); the other parameters stay exact."""
+    from torch.nn.utils.parametrizations import weight_norm
+
+    from monitorch_widget import MonitorWarning
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    ins = PyTorchInspector([ParameterGradientActivation()], visualizer="none").attach(model)
+    g = torch.Generator().manual_seed(1)
+
+    def epoch():
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        grads = []
+        for _ in range(2):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(torch.randn(4, 4, generator=g)), torch.randint(0, 2, (4,), generator=g)
+                                        ).backward()
+            grads.append(model[2].weight.grad.numpy().copy())
+            opt.step()
+        return grads
+
+    epoch()
+    ins.tick_epoch()
+    weight_norm(model[0])
+    # said at the first step that looks again at the optimizer's parameters (a new optimizer here), else at the tick
+    with pytest.warns(MonitorWarning, match=r"'weight' is computed by a parametrization \(_WeightNorm\) applied "
+                      r"after attach; the gradient now reaches its tensors 'original0', 'original1'"):
+        grads = epoch()
+    ins.tick_epoch()
+    assert ins.history.series(W, "2", "activation_rate")[1] == pytest.approx(
+        np.mean([grad_rates_by_hand(x)[0] for x in grads]))

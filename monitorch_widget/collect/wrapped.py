@@ -13,10 +13,11 @@
 from __future__ import annotations
 
 from operator import is_
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrize import is_parametrized
 
 if TYPE_CHECKING:
     from .gradient_reading import GradientReader
@@ -51,6 +52,9 @@ def follow_replaced(reader: GradientReader) -> bool:
     changed = False
     for s in sites:
         current = s.module._parameters.get(s.param_name)
+        if current is None and not s.off and is_parametrized(s.module, s.param_name):
+            s.fail(_parametrized(s))
+            continue
         if current is None:  # (getattr only then: a module's __getattr__ costs a Python call per site and tick)
             current = getattr(s.module, s.param_name, None)
         if current is s.param or s.off:
@@ -66,3 +70,17 @@ def follow_replaced(reader: GradientReader) -> bool:
         reader.by_param[id(current)] = s
         changed = True
     return changed
+
+
+def _parametrized(site: Any) -> str:
+    """What to say when a watched parameter became the output of a ``torch.nn.utils.parametrize`` parametrization
+    after attach (``weight_norm``, ``spectral_norm``, ``orthogonal``, a LoRA-style wrapper): the module's
+    attribute is now computed at every access, and the gradient reaches the parametrization's own tensors."""
+    chain = site.module.parametrizations[site.param_name]
+    kinds = ", ".join(dict.fromkeys(type(p).__name__ for p in chain))
+    originals = [n for n, _ in chain.named_parameters(recurse=False)]
+    return (f"{site.param_name!r} is computed by a parametrization ({kinds}) applied after attach; the gradient now "
+            f"reaches its tensors {', '.join(repr(n) for n in originals) or '(none)'}, not a parameter "
+            f"{site.param_name!r}. To watch them, attach again after parametrizing (inspector.attach(model)) "
+            "and name them in parameters=, e.g. parameters=['weight', 'original*']")
+
