@@ -202,8 +202,13 @@ class PyTorchInspector:
     @property
     def findings(self) -> list[Finding]:
         """Findings of the current run whose condition held at the last tick (``Finding.severity``, ``.layer``,
-        ``.since``, ``.message``, ``.advice``), e.g. to stop early on a ``"critical"`` one."""
-        run = self.history.current
+        ``.since``, ``.message``, ``.advice``), e.g. to stop early on a ``"critical"`` one. When the current run
+        took no optimizer step (an evaluation only: Lightning's ``trainer.validate()`` / ``test()`` after
+        ``fit``), those of the last run that trained: an evaluation has no training health of its own."""
+        runs = self.history.runs
+        evaluation = bool(runs) and bool(runs[-1].steps) and not _trained(runs[-1])  # rows, and no step
+        run = next((r for r in reversed(runs) if _trained(r)), None) if evaluation else None
+        run = run or self.history.current
         return [] if run is None else self.history.health.findings(run.id, active=True)
 
     @property
@@ -325,3 +330,9 @@ class PyTorchInspector:
     def __repr__(self) -> str:
         lenses = ", ".join(type(lens).__name__ for lens in self.lenses)
         return f"PyTorchInspector([{lenses}], attached={self.state.attached}, epoch={self.state.counter})"
+
+
+def _trained(run: Any) -> bool:
+    """Whether an optimizer step was counted in ``run`` (its rows' step counts; NaN: an older history, unknown)."""
+    return any(s > 0 or s != s for s in run.steps)
+

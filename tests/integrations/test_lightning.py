@@ -372,3 +372,22 @@ def test_only_the_missing_loss_is_suggested():
     [message] = [str(w.message) for w in caught if issubclass(w.category, MonitorWarning)]
     assert "pass InspectorCallback(inspector, val_loss='val/loss')" in message
     assert "train_loss=" not in message.split("pass InspectorCallback")[1]
+
+
+def test_findings_after_fit_then_validate_are_the_fits():
+    """fit -> validate (the usual end of a script): the evaluation is a run of its own, but inspector.findings
+    (the early-stop / CI check) still reports the fit's dead layer, not the evaluation's empty list."""
+    torch.manual_seed(4)
+    model = Net()
+    with torch.no_grad():
+        model.fc1.bias.fill_(-10.0)  # every ReLU unit dead from the start: a critical dead_layer in fit
+    ins = inspector("val_acc", "epoch_marker")
+    t = trainer(max_epochs=3, num_sanity_val_steps=0, callbacks=[InspectorCallback(ins)])
+    with pytest.warns(MonitorWarning, match="not_declared"):
+        t.fit(model, loader(), loader(1))
+    after_fit = [(f.id, f.severity) for f in ins.findings]
+    assert ("0:dead_layer:relu", "critical") in after_fit
+    t.validate(model, loader(1), verbose=False)
+    assert len(ins.history.runs) == 2 and ins.history.runs[1].steps == [0.0]
+    assert [(f.id, f.severity) for f in ins.findings] == after_fit
+    assert ins.history.health.findings(1, active=True) == []  # the evaluation run's own: none
