@@ -20,6 +20,7 @@ from torch.utils.hooks import RemovableHandle
 from .buffers import RowBuffer
 from .compiled import in_graph, in_transform
 from .faults import FaultLog
+from .feeders import channels_last
 from .passes import COUNT_ALL, COUNT_TRAINING, is_counted_pass
 from .scratch import ScratchPool
 from .streams import BankRow, StatStream
@@ -115,6 +116,12 @@ class ActivationSite(Site):
         self.eps_t = torch.tensor(eps, dtype=_F32)
         self.zero_t = torch.zeros((), dtype=_F32)
         self.channel_last = channel_last
+        # the channel axis follows the layer that fed this output (collect/feeders.py), decided at the first call
+        # of each shape; ``default_last`` (the definition-order guess) where the graph does not tell. Off when the
+        # user chose the axis (channel_dim=, channel_last=True).
+        self.auto_axis = False
+        self.default_last = channel_last
+        self._axis_of_shape: dict[tuple[int, ...], bool] = {}
         self.nonneg = nonneg
         self.ndim = -1
         self.channels = -1
@@ -145,7 +152,7 @@ class ActivationSite(Site):
             y = out.detach() if out.requires_grad else out
             scratch = self.scratch
             if scratch is None or y.shape != self.shape or y.dtype != self.dtype:
-                scratch = self._prepare(y)  # a new shape or dtype (or no pooled scratch): the slow path
+                scratch = self._prepare(y, out)  # a new shape or dtype (or no pooled scratch): the slow path
             if self.check_how == _EMPTY:  # a batch of no rows (an expert no token reached): no observation
                 return
             buf = self.buf
@@ -181,8 +188,19 @@ class ActivationSite(Site):
         except Exception as exc:  # noqa: BLE001 - a monitor must never stop training
             self._on_error(out, exc)
 
-    def _prepare(self, y: torch.Tensor) -> torch.Tensor | None:
-        """Ready the fast path for ``y``'s shape and dtype; returns the scratch view for the mask (or None)."""
+    def _prepare(self, y: torch.Tensor, out: Any = None) -> torch.Tensor | None:
+        """Ready the fast path for ``y``'s shape and dtype (``out``: the module's output, ``y`` detached from it);
+        returns the scratch view for the mask (or None)."""
+        if self.auto_axis and y.dim() >= 3:  # [B, C] has one reading; from 3-D on, ask what fed it
+            key = tuple(y.shape[1:])
+            last = channels_last(out if isinstance(out, torch.Tensor) else y)
+            if last is None:  # no graph (a no_grad pass): what a graph said for this shape, else the default
+                last = self._axis_of_shape.get(key, self.default_last)
+            else:
+                self._axis_of_shape[key] = last
+            if last != self.channel_last:
+                self.channel_last = last
+                self.ndim = -1  # another channel axis: a new buffer layout
         if y.dim() != self.ndim or y.shape[self.cdim] != self.channels:
             self._reshape(y)  # another layout of channels: a new buffer (a new batch size keeps it)
         self.shape, self.dtype = y.shape, y.dtype

@@ -29,8 +29,13 @@ class OutputActivation(AbstractLens):
 
     The channel (neuron) axis of an output follows the layer that feeds the activation: with
     ``channel_last=False`` (default) it is dim 1 after convolutions and norms of feature maps
-    (``[B, C, H, W]``), and the last dim after linear-like layers (``[B, N, D]`` token MLPs); the feeding
-    layer is the nearest module with parameters before the activation in definition order. ``channel_dim``
+    (``[B, C, H, W]``), and the last dim after linear-like layers (``[B, N, D]`` token MLPs). The feeding
+    layer is read from the output's autograd graph at the first training call of each output shape (the
+    convolution, linear layer or batch / group norm it came from, through element-wise ops:
+    :mod:`monitorch_widget.collect.feeders`), so an activation applied after another layer than its
+    definition-order neighbour, or shared by a convolution and a linear layer, gets each call's own axis;
+    where the graph does not tell (no grad, a reshape that moves the last dim), the nearest module with
+    parameters before the activation in definition order decides. ``channel_dim``
     overrides it per module: ``{"blocks.*.act": -1, "stem.relu": 1}`` (glob patterns on module names; one that
     matches no watched module raises ``ValueError`` at attach). ``channel_last=True`` takes the last dim
     everywhere ``channel_dim`` does not say otherwise (monitorch's meaning).
@@ -109,9 +114,11 @@ class OutputActivation(AbstractLens):
             assert isinstance(site, ActivationSite)
             dim = next((d for pattern, d in self._channel_dim.items() if fnmatch.fnmatchcase(site.name, pattern)), None)
             if dim is not None:
-                site.channel_last = dim == -1
+                site.channel_last = site.default_last = dim == -1
+                site.auto_axis = False
             elif not self._channel_last:
-                site.channel_last = feeder.get(site.name, False)
+                site.channel_last = site.default_last = feeder.get(site.name, False)
+                site.auto_axis = True  # the layer that feeds it at run time decides (collect/feeders.py)
 
     def detach(self) -> None:
         super().detach()
