@@ -140,11 +140,67 @@ def test_token_mlps_keep_the_last_dim():
     (lambda x: torch.relu(nn.ConvTranspose2d(5, 3, 3)(x)), False),
     (lambda x: nn.functional.silu(nn.GroupNorm(1, 3)(nn.Conv2d(5, 3, 3)(x))), False),
     (lambda x: nn.functional.gelu(nn.Linear(6, 7)(x.permute(0, 2, 3, 1)[..., :6, :, :].flatten(2)[..., :6])), True),
-    (lambda x: torch.relu(nn.Linear(6, 4 * 2 * 2)(x[:, 0, 0, :6]).view(-1, 4, 2, 2)), None),  # view moved it
+    # a linear layer's features reshaped into feature maps (DCGAN): dim 1; nn.Unflatten is the same view
+    (lambda x: torch.relu(nn.Linear(6, 4 * 2 * 2)(x[:, 0, 0, :6]).view(-1, 4, 2, 2)), False),
+    (lambda x: torch.relu(nn.Unflatten(1, (4, 2, 2))(nn.Linear(6, 16)(x[:, 0, 0, :6]))), False),
+    # BatchNorm1d over tokens' features, transposed back: the last dim (point clouds, time series)
+    (lambda x: torch.relu(nn.BatchNorm1d(7)(nn.Linear(8, 7)(x[:, 0]).transpose(1, 2)).transpose(1, 2)), True),
+    (lambda x: torch.relu(nn.functional.max_pool2d(nn.Conv2d(5, 3, 3)(x), 2)), False),
+    (lambda x: torch.relu(nn.functional.interpolate(nn.Conv2d(5, 3, 3)(x), scale_factor=2.0)), False),
+    (lambda x: torch.relu(torch.cat([nn.Conv2d(5, 3, 3)(x), nn.Conv2d(5, 2, 3)(x)], 1)), False),
+    (lambda x: torch.relu(nn.Parameter(torch.ones(3, 1, 1)) * nn.Conv2d(5, 3, 3)(x)), False),  # gamma * conv
+    (lambda x: nn.LeakyReLU(0.1, inplace=True)(nn.Conv2d(5, 3, 3)(x)), False),  # ...Backward1: in place
+    (lambda x: nn.ReLU(inplace=True)(nn.Linear(8, 6)(x[:, 0])), True),  # in place on a view: CopySlices
+    (lambda x: torch.softmax(x[:, 0] @ x[:, 0].transpose(-1, -2), -1), True),  # attention scores: keys
+    (lambda x: torch.relu(nn.LSTM(8, 4, batch_first=True)(x[:, 0])[0]), True),
     (lambda x: torch.relu(x[:, :3]), None),  # a leaf: nothing fed it
+    (lambda x: torch.relu(nn.Conv2d(5, 3, 3)(x).sum(1, keepdim=True)), None),  # a reduction: not followed
 ])
 def test_the_graph_walk_names_the_producer_or_says_it_does_not_know(build, expected):
     x = torch.randn(2, 5, 8, 8, requires_grad=True)
     assert channels_last(build(x)) is expected
     with torch.no_grad():
         assert channels_last(build(x)) is None  # no graph: the caller's default
+
+
+class TokenAfterConv(nn.Module):
+    """act follows a Linear at run time but a Conv1d in definition order; half of fc's units dead."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(6, 6, 1)
+        self.act = nn.ReLU()
+        self.fc = nn.Linear(6, 8)
+        with torch.no_grad():
+            self.fc.bias[:4] = -100.0
+
+    def forward(self, x):  # x [B, 6, T]
+        return self.act(self.fc(self.conv(x).transpose(1, 2)))
+
+
+def test_a_no_grad_pass_before_training_does_not_fix_the_axis_for_the_training_passes():
+    """With record_eval=True a baseline evaluation under no_grad runs first: it has no graph, so that one pass is
+    measured on the definition-order axis (dim 1 here); the first training pass of the shape reads the graph and
+    decides (the last dim) for every later pass, evaluations included."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(5)
+    model = TokenAfterConv()
+    ins = PyTorchInspector([OutputActivation(record_eval=True)], visualizer="none").attach(model)
+    seen: list[np.ndarray] = []
+    model.act.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone().numpy()))
+    batches = [torch.randn(3, 6, 10, generator=g) for _ in range(6)]
+    with torch.no_grad():
+        model(batches[0])
+    for x in batches[1:3]:
+        model(x).sum().backward()
+    ins.tick_epoch()
+    for x in batches[3:5]:
+        model(x).sum().backward()
+    with torch.no_grad():
+        model(batches[5])
+    ins.tick_epoch()
+    first = [rates_by_hand(seen[0], channel_axis=1)] + [rates_by_hand(o, channel_axis=2) for o in seen[1:3]]
+    second = [rates_by_hand(o, channel_axis=2) for o in seen[3:]]
+    deaths = ins.history.series(OA, "act", "death_rate")
+    assert deaths[0] == pytest.approx(np.mean([d for _, d in first]))
+    assert deaths[1] == pytest.approx(np.mean([d for _, d in second])) == pytest.approx(0.5)

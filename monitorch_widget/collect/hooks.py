@@ -122,6 +122,7 @@ class ActivationSite(Site):
         self.auto_axis = False
         self.default_last = channel_last
         self._axis_of_shape: dict[tuple[int, ...], bool] = {}
+        self.axis_unsure = False  # the axis of the current shape came from no graph: the next graph decides
         self.nonneg = nonneg
         self.ndim = -1
         self.channels = -1
@@ -151,7 +152,8 @@ class ActivationSite(Site):
         try:
             y = out.detach() if out.requires_grad else out
             scratch = self.scratch
-            if scratch is None or y.shape != self.shape or y.dtype != self.dtype:
+            if scratch is None or y.shape != self.shape or y.dtype != self.dtype or (
+                    self.axis_unsure and out.grad_fn is not None):  # a first graph for an axis a no_grad pass guessed
                 scratch = self._prepare(y, out)  # a new shape or dtype (or no pooled scratch): the slow path
             if self.check_how == _EMPTY:  # a batch of no rows (an expert no token reached): no observation
                 return
@@ -193,11 +195,15 @@ class ActivationSite(Site):
         returns the scratch view for the mask (or None)."""
         if self.auto_axis and y.dim() >= 3:  # [B, C] has one reading; from 3-D on, ask what fed it
             key = tuple(y.shape[1:])
-            last = channels_last(out if isinstance(out, torch.Tensor) else y)
-            if last is None:  # no graph (a no_grad pass): what a graph said for this shape, else the default
-                last = self._axis_of_shape.get(key, self.default_last)
+            source = out if isinstance(out, torch.Tensor) else y
+            last = channels_last(source)
+            if last is None:  # no graph (a no_grad pass) or one it cannot read: a graph's answer for this shape,
+                known = self._axis_of_shape.get(key)  # else the definition-order default
+                self.axis_unsure = known is None and source.grad_fn is None
+                last = self.default_last if known is None else known
             else:
                 self._axis_of_shape[key] = last
+                self.axis_unsure = False
             if last != self.channel_last:
                 self.channel_last = last
                 self.ndim = -1  # another channel axis: a new buffer layout

@@ -31,11 +31,11 @@ class OutputActivation(AbstractLens):
     ``channel_last=False`` (default) it is dim 1 after convolutions and norms of feature maps
     (``[B, C, H, W]``), and the last dim after linear-like layers (``[B, N, D]`` token MLPs). The feeding
     layer is read from the output's autograd graph at the first training call of each output shape (the
-    convolution, linear layer or batch / group norm it came from, through element-wise ops:
-    :mod:`monitorch_widget.collect.feeders`), so an activation applied after another layer than its
-    definition-order neighbour, or shared by a convolution and a linear layer, gets each call's own axis;
-    where the graph does not tell (no grad, a reshape that moves the last dim), the nearest module with
-    parameters before the activation in definition order decides. ``channel_dim``
+    convolution, linear layer or batch / group norm it came from: :mod:`monitorch_widget.collect.feeders`), so
+    an activation applied after another layer than its definition-order neighbour, or shared by a convolution
+    and a linear layer, gets each call's own axis; where the graph does not tell (no grad, an op the reading
+    does not follow), the nearest module with parameters before the activation in definition order decides,
+    and a shared activation whose callers' outputs have the same shape keeps its first call's axis. ``channel_dim``
     overrides it per module: ``{"blocks.*.act": -1, "stem.relu": 1}`` (glob patterns on module names; one that
     matches no watched module raises ``ValueError`` at attach). ``channel_last=True`` takes the last dim
     everywhere ``channel_dim`` does not say otherwise (monitorch's meaning).
