@@ -138,8 +138,50 @@ def test_a_parametrization_applied_after_attach_is_named_with_its_tensors_and_th
     weight_norm(model[0])
     # said at the first step that looks again at the optimizer's parameters (a new optimizer here), else at the tick
     with pytest.warns(MonitorWarning, match=r"'weight' is computed by a parametrization \(_WeightNorm\) applied "
-                      r"after attach; the gradient now reaches its tensors 'original0', 'original1'"):
+                      r"after attach; the gradient now reaches 'original0', 'original1'.*parameters=\['original0', "
+                      r"'original1'\]"):
         grads = epoch()
     ins.tick_epoch()
     assert ins.history.series(W, "2", "activation_rate")[1] == pytest.approx(
         np.mean([grad_rates_by_hand(x)[0] for x in grads]))
+
+
+class _LoRA(nn.Module):
+    def __init__(self, out_features, in_features, rank=2):
+        super().__init__()
+        self.A = nn.Parameter(torch.randn(rank, in_features) * 0.1)
+        self.B = nn.Parameter(torch.zeros(out_features, rank))
+
+    def forward(self, weight):
+        return weight + self.B @ self.A
+
+
+@pytest.mark.parametrize("change, said", [
+    # a LoRA-style parametrization on a frozen base: the trained tensors are the adapter's, not the frozen original
+    ("lora", r"a parametrization \(_LoRA\) applied after attach; the gradient now reaches '0.A', '0.B'.*"
+             r"parameters=\['A', 'B'\]"),
+    # the older hook-based API (audio models): weight_g / weight_v, not an FSDP1 flattening
+    ("old_weight_norm", r"torch.nn.utils.weight_norm \(its hook-based form\) applied after attach; the gradient now "
+                        r"reaches 'weight_g', 'weight_v'.*parameters=\['weight_g', 'weight_v'\]"),
+])
+def test_other_reparametrizations_after_attach_name_the_tensors_that_train(change, said):
+    import torch.nn.utils.parametrize as parametrize
+
+    from monitorch_widget import MonitorWarning
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    ins = PyTorchInspector([ParameterGradientActivation()], visualizer="none").attach(model)
+    if change == "lora":
+        for p in model.parameters():
+            p.requires_grad_(False)
+        parametrize.register_parametrization(model[0], "weight", _LoRA(16, 8))
+    else:
+        torch.nn.utils.weight_norm(model[0])
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    with pytest.warns(MonitorWarning, match=said):
+        for _ in range(2):
+            opt.zero_grad()
+            model(torch.randn(4, 8)).pow(2).mean().backward()
+            opt.step()
+        ins.tick_epoch()

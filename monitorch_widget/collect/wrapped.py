@@ -60,10 +60,12 @@ def follow_replaced(reader: GradientReader) -> bool:
         if current is s.param or s.off:
             continue
         if not isinstance(current, nn.Parameter) or current.shape != s.param.shape:
-            s.fail(f"parameter {s.param_name!r} was replaced by a {type(current).__name__} of shape "
-                   f"{tuple(getattr(current, 'shape', ()))} after attach (FullyShardedDataParallel, FSDP1, "
-                   "flattens parameters: not supported); shard with fully_shard (FSDP2) instead, before or "
-                   "after attach")
+            hooked = _hook_reparametrized(s)
+            s.fail(hooked or f"parameter {s.param_name!r} was replaced by a {type(current).__name__} of shape "
+                   f"{tuple(getattr(current, 'shape', ()))} after attach: something now computes it (a "
+                   "reparametrization) or flattened it (FullyShardedDataParallel, FSDP1: not supported; shard with "
+                   "fully_shard, FSDP2, before or after attach). Attach again (inspector.attach(model)) to watch "
+                   "the parameters the module holds now")
             continue
         reader.by_param.pop(id(s.param), None)
         s.bind(current)
@@ -78,9 +80,27 @@ def _parametrized(site: Any) -> str:
     attribute is now computed at every access, and the gradient reaches the parametrization's own tensors."""
     chain = site.module.parametrizations[site.param_name]
     kinds = ", ".join(dict.fromkeys(type(p).__name__ for p in chain))
-    originals = [n for n, _ in chain.named_parameters(recurse=False)]
-    return (f"{site.param_name!r} is computed by a parametrization ({kinds}) applied after attach; the gradient now "
-            f"reaches its tensors {', '.join(repr(n) for n in originals) or '(none)'}, not a parameter "
-            f"{site.param_name!r}. To watch them, attach again after parametrizing (inspector.attach(model)) "
-            "and name them in parameters=, e.g. parameters=['weight', 'original*']")
+    return _computed_from(site, f"a parametrization ({kinds})", chain.named_parameters())
+
+
+def _hook_reparametrized(site: Any) -> str | None:
+    """The same for the older hook-based ``torch.nn.utils.weight_norm`` / ``spectral_norm`` (a forward pre-hook
+    recomputes the attribute from ``<name>_g`` / ``<name>_v`` or ``<name>_orig``); None for anything else."""
+    for hook in site.module._forward_pre_hooks.values():
+        if getattr(hook, "name", None) == site.param_name and type(hook).__name__ in ("WeightNorm", "SpectralNorm"):
+            prefix = f"{site.param_name}_"
+            tensors = [(n, p) for n, p in site.module.named_parameters(recurse=False) if n.startswith(prefix)]
+            return _computed_from(site, f"torch.nn.utils.{type(hook).__name__.lower().replace('norm', '_norm')} "
+                                  "(its hook-based form)", tensors)
+    return None
+
+
+def _computed_from(site: Any, what: str, tensors: Any) -> str:
+    trained = [name for name, p in tensors if p.requires_grad]
+    names = ", ".join(repr(n) for n in trained) or "(none that requires grad)"
+    patterns = ", ".join(repr(n.rsplit(".", 1)[-1]) for n in trained)
+    return (f"{site.param_name!r} is computed by {what} applied after attach; the gradient now reaches "
+            f"{names}, not a parameter {site.param_name!r}. To watch them, attach again after the change "
+            f"(inspector.attach(model)) and name them in parameters=" + (f", e.g. parameters=[{patterns}]"
+                                                                          if patterns else ""))
 
