@@ -19,7 +19,7 @@ from . import attachments
 from .collect.compiled import CompiledGraphs
 from .collect.faults import MonitorNotice
 from .collect.model_growth import ModelGrowth
-from .collect.model_tree import attached_graphs, traverse
+from .collect.model_tree import alias_notice, attached_graphs, traverse
 from .collect.optimizer_steps import STEPS, StepCounter
 from .lens.coverage import attach_reports
 
@@ -40,7 +40,8 @@ def attach(ins: PyTorchInspector, module: nn.Module, run_name: str | None) -> No
     taken = attachments.claim_lenses(ins.lenses, ins)  # taking its lenses back from another inspector
     for lens in ins.lenses:
         lens.bind(ins._ctx)
-    entries = list(traverse(model, ins.depth, ins.module_name_prefix))
+    aliases: dict[int, tuple[str, list[str]]] = {}
+    entries = list(traverse(model, ins.depth, ins.module_name_prefix, aliases=aliases))
     leaves = [(m, n) for m, n, leaf in entries if leaf]
     inner = [(m, n) for m, n, leaf in entries if not leaf]
     try:
@@ -76,6 +77,9 @@ def attach(ins: PyTorchInspector, module: nn.Module, run_name: str | None) -> No
         start_run(label)
     for source, message, category in attach_reports(model, ins.lenses):
         ins.faults.report(source, message, category=category)
+    shared = alias_notice(aliases)
+    if shared is not None:
+        ins.faults.report("attach", shared, category=MonitorNotice)
     for notice in (replaced, taken):
         if notice is not None:
             ins.faults.report("attach", notice, category=MonitorNotice)

@@ -208,3 +208,33 @@ def test_a_channel_dim_pattern_matching_no_module_fails_at_attach_and_leaves_no_
     with pytest.raises(ValueError, match=r"no watched activation module matches 'relu_typo'.*: '1'"):
         ins.attach(model)
     assert not model[1]._forward_hooks
+
+
+def test_a_module_reachable_under_two_names_is_watched_once_under_its_first_name():
+    """self.act also inside self.block: one hook, one series ('act'), the other name said once."""
+    from monitorch_widget import MonitorNotice
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 6)
+            self.act = nn.ReLU()
+            self.block = nn.Sequential(self.fc, self.act)
+
+        def forward(self, x):
+            return self.block(x)
+
+    torch.manual_seed(0)
+    model = Twice()
+    with pytest.warns(MonitorNotice, match=r"2 module name\(s\) are another name of a module already watched.*"
+                      r"'block.0' is 'fc', 'block.1' is 'act'"):
+        ins = PyTorchInspector([OutputActivation()], visualizer="none").attach(model)
+    assert len(model.act._forward_hooks) == 1
+    x = torch.randn(5, 4)
+    out = torch.relu(model.fc(x)).detach().numpy()
+    model(x)
+    ins.tick_epoch()
+    a, d = rates_by_hand(out)
+    assert ins.history.series(OA, "act", "activation_rate")[0] == pytest.approx(a)
+    assert ins.history.series(OA, "act", "death_rate")[0] == pytest.approx(d)
+    assert "block.1" not in ins.history.current.module_types
