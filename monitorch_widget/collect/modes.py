@@ -17,6 +17,9 @@ from typing import Any, TypeVar
 import torch
 
 F = TypeVar("F", bound=Callable[..., Any])
+_grad_enabled = torch.is_grad_enabled
+_inference_mode_enabled = torch.is_inference_mode_enabled
+_set_grad_enabled = torch._C._set_grad_enabled
 
 
 def monitor_mode(fn: F) -> F:
@@ -26,8 +29,16 @@ def monitor_mode(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         # Already there (a fold inside a tick inside a fold): entering the two modes again costs more than
         # most folds of a small model, so check first.
-        if not torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
-            return fn(*args, **kwargs)
+        if not _inference_mode_enabled():
+            if not _grad_enabled():
+                return fn(*args, **kwargs)
+            # the usual case inside optimizer-step hooks and engine callbacks: grad on, inference mode off. The
+            # setter torch.no_grad() itself calls, without the context manager objects (0.3 vs 3.2 µs a call)
+            _set_grad_enabled(False)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _set_grad_enabled(True)
         # This order: inference_mode(False) restores grad mode on entry, so no_grad must come second.
         with torch.inference_mode(False), torch.no_grad():
             return fn(*args, **kwargs)
