@@ -36,7 +36,6 @@ from .fold_math import unit_rates
 from .large_gradients import read_large
 from .modes import monitor_mode
 from .sharding import local_unit_index, reduce_rows
-from .stacked_gradients import GradientStacks
 from .streams import Pending, StreamBank
 from .units import UnitSpec
 
@@ -147,7 +146,6 @@ class Layout:
                 self.plain.append((i, *self.columns[i], spec.view, dims, kept))
             else:
                 self.sharded_large.append(i)
-        self.stacks = GradientStacks(self)  # same-shape ones read a chunk at a time (.stacked_gradients)
 
     @property
     def full(self) -> bool:

@@ -3,9 +3,7 @@
 Each costs four passes in eager mode: ``|g|`` (a new tensor), its max (the exact non-finite check: ``max |g|``
 is NaN/inf iff some entry is; a sum of values is not exact, tests/test_nonfinite_check.py), ``|g| > eps`` in
 place, and the per-unit sum. Measured on one CPU thread and rejected: ``torch.abs(g, out=scratch)`` into a
-reusable buffer (no faster than a fresh tensor, and the buffer would hold memory between steps). Gradients
-of one shape are read together a bounded chunk at a time (:mod:`.stacked_gradients`): the same ops once per
-chunk.
+reusable buffer (no faster than a fresh tensor, and the buffer would hold memory between steps).
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ from .sharding import rows_unit_aligned
 
 if TYPE_CHECKING:
     from .gradient_layout import Layout
-    from .stacked_gradients import Entry
 
 _F32 = torch.float32
 
@@ -28,22 +25,8 @@ def read_large(layout: Layout, grads: list[torch.Tensor], counts: torch.Tensor, 
     """Write the counts (columns of ``counts``, a [width] row) and check entries (``check``, [params]) of
     ``layout``'s large gradients (``grads`` aligned with its sites), except those in ``skip`` (read by the
     compiled row)."""
-    stacks = layout.stacks
-    if skip or not stacks.chunks:
-        _read_plain(layout, layout.plain, grads, counts, check, skip)
-    else:  # same-shape gradients a chunk at a time (.stacked_gradients), the others one by one
-        for chunk in stacks.chunks:
-            if not chunk.read(layout, grads, counts, check):  # mixed dtypes
-                _read_plain(layout, chunk.members, grads, counts, check, skip)
-        _read_plain(layout, stacks.singles, grads, counts, check, skip)
-    _read_sharded(layout, grads, counts, check, skip)
-
-
-def _read_plain(layout: Layout, entries: list[Entry], grads: list[torch.Tensor], counts: torch.Tensor,
-                check: torch.Tensor, skip: frozenset[int]) -> None:
-    """The usual large gradients (unsharded parameters'), one by one: ``entries`` of ``Layout.plain``."""
     eps = layout.eps
-    for i, a, b, view, dims, kept in entries:
+    for i, a, b, view, dims, kept in layout.plain:  # the usual large gradients: unsharded parameters'
         if i in skip:
             continue
         g = grads[i]
@@ -64,11 +47,6 @@ def _read_plain(layout: Layout, entries: list[Entry], grads: list[torch.Tensor],
             torch.sum(active, dims, out=counts[a:b] if kept is None else counts[a:b].view(kept))
         else:
             torch.sum(active, dims, dtype=_F32, out=counts[a:b] if kept is None else counts[a:b].view(kept))
-
-
-def _read_sharded(layout: Layout, grads: list[torch.Tensor], counts: torch.Tensor, check: torch.Tensor,
-                  skip: frozenset[int]) -> None:
-    """Large gradients of sharded parameters (FSDP2) or of a shard group's layout."""
     for i in layout.sharded_large:
         if i in skip:
             continue
