@@ -42,9 +42,13 @@ def norm_dtype(x: torch.Tensor) -> torch.dtype:
 def norms(tensors: Sequence[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
     """[n] float32 L2 norms, one multi-tensor op (written into ``out`` when given). With a float64 tensor among
     them (``model.double()``) they are taken in float64 (:func:`norm_dtype`) and rounded to float32."""
-    tensors = list(tensors)
-    if not any(t.dtype is torch.float64 for t in tensors):
+    if not isinstance(tensors, list):
+        tensors = list(tensors)
+    try:  # no per-tensor dtype check in the usual case: torch refuses to narrow float64 (see norm_dtype)
         return torch.stack(torch._foreach_norm(tensors, 2, dtype=_F32), out=out)
+    except RuntimeError:
+        if not any(t.dtype is torch.float64 for t in tensors):
+            raise
     wide = torch.stack(torch._foreach_norm(tensors, 2, dtype=torch.float64))
     return wide.to(_F32) if out is None else out.copy_(wide)
 
@@ -64,6 +68,11 @@ def dots(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], out: torch.Tensor
     Per tensor on purpose: torch has no multi-tensor reduction with a sign (``_foreach_norm`` /
     ``_foreach_powsum`` sum |x|^p), and ``torch._foreach_mm`` of [1, N] x [N, 1] measured 9x slower than
     ``torch.dot`` on CPU (49 vs 5.5 us for N = 32k); a dot allocates nothing, unlike ``sum(a * b)``."""
+    if out is not None:
+        try:  # the usual case, 1-D float32 pairs (flat views of a reader's buffers): no per-pair checks
+            return torch.stack([torch.dot(u, v) for u, v in zip(a, b)], out=out)
+        except RuntimeError:  # not 1-D, mixed dtypes, a dtype without a dot kernel: pair by pair below
+            pass
     products = []
     for x, y in zip(a, b):
         u = x if x.dim() == 1 else x.reshape(-1)  # flat views of the monitor's own buffers come as they are
@@ -100,9 +109,10 @@ def _combine(row: torch.Tensor, raw: torch.Tensor, products: torch.Tensor | None
         torch.div(products, before.nan_to_num_(0.0, 0.0, 0.0).mul_(raw).add_(EPS), out=row[1])
 
 
-def write_parts(out: torch.Tensor, tensors: Sequence[torch.Tensor], previous: Sequence[torch.Tensor] | None,
-                before: torch.Tensor | None = None) -> None:
-    """Write the raw parts of one observation of n tensors into ``out`` ([1 or 3, n] float32), to be turned
+def write_parts(out: torch.Tensor | Sequence[torch.Tensor], tensors: Sequence[torch.Tensor],
+                previous: Sequence[torch.Tensor] | None, before: torch.Tensor | None = None) -> None:
+    """Write the raw parts of one observation of n tensors into ``out`` ([1 or 3, n] float32, or its rows as
+    views made once: no indexing op per observation), to be turned
     into values later, for many observations at once, by :func:`finish_geometry` (``squared=False``):
     ``out[0]`` = norms and, with ``previous``, ``out[1]`` = inner products with it and ``out[2]`` = its norms
     -- copied from ``before`` ([n], the norms the previous observation wrote) when given, else computed."""
@@ -147,7 +157,7 @@ def write_geometry(row: torch.Tensor, tensors: Sequence[torch.Tensor], previous:
         _combine(row, raw, dots(previous, tensors), norms(previous), scale)
 
 
-def geometry_partials(out: torch.Tensor, tensors: Sequence[torch.Tensor],
+def geometry_partials(out: torch.Tensor | Sequence[torch.Tensor], tensors: Sequence[torch.Tensor],
                       previous: Sequence[torch.Tensor] | None) -> None:
     """Write the additive parts of an observation into ``out`` ([1 or 3, n] float32): ``out[0]`` = squared
     norms and, with ``previous``, ``out[1]`` = inner products with it and ``out[2]`` = its squared norms. Parts

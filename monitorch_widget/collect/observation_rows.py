@@ -109,6 +109,7 @@ class GeometryParts:
         self.parts = torch.zeros(rows.capacity, 3 if correlation else 1, max(len(rows.slots), 1), dtype=_F32,
                                  device=rows.device)
         self.rows_parts = list(self.parts.unbind(0))  # views made once: no indexing op per observation
+        self.rows_views = [tuple(p.unbind(0)) for p in self.rows_parts]  # and each row's parts ([sites] each)
         # per_row_scale: each row's normalize_by_size factor, set by the writer (tensors whose size varies)
         self.row_scale = np.ones(self.parts[:, 0].shape, dtype=np.float32) if per_row_scale else None
         self.done = 0  # rows [0, done) hold finished values (and, sharded, summed parts)

@@ -104,7 +104,7 @@ class UpdateReader(ParameterSet):
             row = group.next_row(self.bank)
             group.write(row, group.flat[_SNAPSHOT], group.flat[_PREVIOUS] if self.correlation else None, took)
             if ratio_row is not None and self.ratios is not None:  # row 0 of the parts: the update's norms
-                self.ratios.end(group, ratio_row, group.parts.rows_parts[row][0], took)
+                self.ratios.end(group, ratio_row, group.parts.rows_views[row][0], took)
             if self.correlation:
                 if took is None:
                     self.swap(group, _SNAPSHOT, _PREVIOUS)

@@ -76,7 +76,7 @@ class Group:
         """Observation ``row``: norms (and correlations with ``previous``) of ``tensors``, counted here for
         every site, or for the sites ``taken`` marks. With ``previous``, the caller's next ``previous`` must be
         these ``tensors``, unchanged (a sequence) -- for the sites not ``taken``, their old ``previous``."""
-        parts = self.parts.rows_parts[row]
+        parts = self.parts.rows_views[row]
         if self.parts.group is None:
             write_parts(parts, tensors, previous, self.before)
             if previous is not None:

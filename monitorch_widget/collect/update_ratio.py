@@ -37,7 +37,8 @@ class _Rows:
         self.group = group
         self.rows = ObservationRows(slots, group.device, 1)
         self.parts = torch.zeros(self.rows.capacity, 2, max(len(slots), 1), dtype=torch.float32, device=group.device)
-        self.parts_rows = list(self.parts.unbind(0))  # views made once: no indexing op per step
+        # views made once: no indexing op per step; per row (update norms, weight norms before the step)
+        self.row_views = [tuple(p.unbind(0)) for p in self.parts.unbind(0)]
         self.shards = group.parts.group  # the FSDP2 shard group, or None
 
     @monitor_mode
@@ -90,7 +91,7 @@ class UpdateRatios:
         if rows.rows.full:
             rows.fold(self.bank)
         r, _ = rows.rows.next_row()
-        out = rows.parts_rows[r][1]
+        out = rows.row_views[r][1]
         norms(before, out=out)
         if rows.shards is not None:
             out.square_()
@@ -103,7 +104,7 @@ class UpdateRatios:
         rows = self._rows.get(id(group))
         if rows is None:
             return
-        rows.parts_rows[r][0].copy_(update_norms)
+        rows.row_views[r][0].copy_(update_norms)
         if group.counts_here:
             rows.rows.mark_taken(r, taken)
 
