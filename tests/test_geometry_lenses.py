@@ -513,3 +513,38 @@ def test_a_parameter_whose_data_is_reassigned_is_read_from_its_new_tensor():
         assert rec.values[(epoch, "Weight Norm", "0", "mean")] == pytest.approx(
             float(model[0].weight.detach().norm()), rel=1e-6)
         assert rec.values[(epoch, "Weight Update Norm", "0", "mean")] == pytest.approx(np.mean(updates), rel=1e-5)
+
+
+def test_output_gradient_of_an_rnn_fed_packed_sequences_is_its_packed_data_gradient():
+    """An RNN fed a PackedSequence returns (PackedSequence, h): the gradient read is that of the packed data
+    [total length, hidden], by hand below (a plain tensor hook on the same tensor)."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(4, 5, batch_first=True)
+            self.head = nn.Linear(5, 2)
+
+        def forward(self, x, lengths):
+            packed, _ = self.gru(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+            return self.head(pad_packed_sequence(packed, batch_first=True)[0]).sum()
+
+    torch.manual_seed(0)
+    model = Tagger()
+    ins, rec = inspector([OutputGradientGeometry()], model)
+    grads = []
+    def keep(module, args, out):
+        out[0].data.register_hook(lambda g: grads.append(g.clone()))  # (a forward hook returning None)
+
+    model.gru.register_forward_hook(keep)
+    g = torch.Generator().manual_seed(6)
+    for _ in range(3):
+        lengths = torch.tensor([5, 3, 2])
+        model(torch.randn(3, 5, 4, generator=g), lengths).backward()
+    ins.tick_epoch()
+    assert len(grads) == 3 and grads[0].shape == (10, 5)
+    assert rec.values[(1, "Output Gradient Norm", "gru", "mean")] == \
+        pytest.approx(np.mean([float(t.norm()) for t in grads]), rel=1e-5)
+    assert rec.values[(1, "Output Gradient Correlation", "gru", "mean")] == \
+        pytest.approx(np.mean(correlations(grads)), rel=1e-5, abs=1e-6)

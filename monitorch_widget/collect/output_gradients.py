@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence
 
 from .compiled import in_graph, in_transform
 from .faults import FaultLog
@@ -36,11 +37,14 @@ from .streams import BankRow
 
 
 def first_tensor(out: Any) -> torch.Tensor | None:
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    return None
+    """The output tensor whose gradient is read: the output, or the first element of a tuple output (an RNN's
+    output, not its hidden state); a ``PackedSequence`` (an RNN fed packed sequences) gives its packed data
+    ``[total length, features]``."""
+    if isinstance(out, (tuple, list)) and not isinstance(out, PackedSequence) and out:
+        out = out[0]
+    if isinstance(out, PackedSequence):
+        out = out.data
+    return out if isinstance(out, torch.Tensor) else None
 
 
 class OutputGradientSite(Site):
@@ -70,8 +74,12 @@ class OutputGradientSite(Site):
             return
         y = first_tensor(out)
         if y is None:
-            self.fail(f"output is a {type(out).__name__}, not a tensor; OutputGradientGeometry reads the gradient "
-                      "of a tensor output (or of the first tensor of a tuple)")
+            first = out[0] if isinstance(out, (tuple, list)) and out else out
+            self.fail(f"output is a {type(out).__name__}" + (f" whose first element is a {type(first).__name__}"
+                      if first is not out else "") + "; OutputGradientGeometry reads the gradient of a tensor "
+                      "output, of the first element of a tuple output, or of a PackedSequence's data. Leave this "
+                      "module type out with an OutputGradientGeometry on the other modules, or wrap the module so "
+                      "that it returns a tensor")
             return
         if y.requires_grad and not in_transform(y):  # a torch.func transform's gradient is not a training pass
             self.seen = True
