@@ -163,12 +163,17 @@ def divergence(view: RowView, cfg: HealthConfig) -> list[Condition]:
         return []
     best_row = int(np.flatnonzero(ok)[np.argmin(prev[ok])])
     best = float(prev[best_row])
-    if best <= 0 or v < cfg.divergence_factor * best:
+    first = float(prev[ok][0])
+    since = col[best_row + 1: view.row + 1]
+    peak = float(since[np.isfinite(since)].max())  # the current value is finite: never empty
+    if best <= 0 or v < cfg.divergence_factor * best or peak - best < cfg.divergence_giveback * (first - best):
         return []
+    back = f", {(peak - best) / (first - best):.0%} of its fall from {sci(first)} at the first epoch" if first > best \
+        else ""
     return [Condition(
         "divergence", "critical", None, view.run.columns[view.train_loss()].panel, v,
-        f"the training loss {sci(v)} is {v / best:.1f}x its best ({sci(best)} at epoch {view.epoch_of(best_row):g}): "
-        "training is going backwards.",
+        f"the training loss {sci(v)} is {v / best:.1f}x its best ({sci(best)} at epoch {view.epoch_of(best_row):g})"
+        f"{back}: training is going backwards.",
         "lower the learning rate (by 10x to start), clip gradients, and check for a bad batch or a data change")]
 
 

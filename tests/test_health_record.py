@@ -224,3 +224,26 @@ def test_a_failing_check_is_reported_once_and_the_others_go_on(monkeypatch):
     feed(record, {"relu1": [0.0] * 4, "relu2": [0.5] * 4})
     assert record.current.problems == {("health", "check plateau failed with ZeroDivisionError: boom"): 1}
     assert "0:dead_layer:relu2" in {f.id for f in record.health.findings()}
+
+
+@pytest.mark.parametrize("losses, since", [
+    # a loss near 0 that wobbles (1.8x its best, but 1% of its fall from 2.3): no divergence (trial r4)
+    ([2.3, 0.5, 0.05, 0.0121, 0.0314, 0.0214, 0.0141], None),
+    # going backwards: back up by 40% of its fall, and still 1.5x its best while it oscillates
+    ([2.3, 0.5, 0.3, 1.1, 0.6, 0.3], 4),
+    # going up from the start (no fall to give back): the ratio alone decides
+    ([1.0, 1.2, 1.6], 3),
+])
+def test_divergence_needs_the_loss_to_give_back_part_of_its_fall(losses, since):
+    record = Record()
+    record.start_run("run 1")
+    feed(record, {"relu": [0.0] * len(losses)}, losses)
+    found = [f for f in record.health.findings(0) if f.check == "divergence"]
+    if since is None:
+        assert found == []
+        return
+    assert [(f.since, f.severity, f.active) for f in found][0][:2] == (since, "critical")
+    # by hand: the first epoch whose loss is >= 1.5x the best before it and gave back >= 25% of 2.3 - best
+    first = next(e for e in range(1, len(losses)) if losses[e] >= 1.5 * min(losses[:e])
+                 and losses[e] - min(losses[:e]) >= 0.25 * (losses[0] - min(losses[:e])))
+    assert first + 1 == since

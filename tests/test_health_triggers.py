@@ -83,7 +83,7 @@ def test_learning_rate_far_too_high_diverges_and_flags_the_update_ratio():
     # divergence: first epoch whose loss is >= 1.5x the best before it, by hand
     first_bad = next(e for e in range(1, 8) if losses[e] >= 1.5 * min(losses[:e]))
     div = by_check(findings, "divergence")[None]
-    assert div.severity == "critical" and div.since == first_bad + 1, (losses, div)
+    assert div.severity == "critical" and div.since == first_bad + 1, ([float(v) for v in losses], div.since)
 
     # update ratio: mean per-step ||dW|| of the last epoch over ||W|| at its end, by hand; far above 1e-1
     ratios = by_check(findings, "update_ratio")

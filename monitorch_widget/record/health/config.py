@@ -42,6 +42,7 @@ class HealthConfig:
     update_ratio_critical: float = 1.0  # ... and one step moved them by this share of their norm: critical (heuristic)
     # --- loss (LossMetrics) ----------------------------------------------------------------------------------
     divergence_factor: float = 1.5    # training loss at least this many times its best so far (critical)
+    divergence_giveback: float = 0.25  # ... and back up by at least this share of its fall from the first epoch
     spike_cv: float = 3.0             # within an epoch: loss std at least this many times its mean, while a step
     # moved some layer's weights by update_ratio_critical of their norm: the loss blew up inside it (heuristic)
     plateau_patience: int = 10        # epochs without a relative improvement of ...
@@ -57,7 +58,7 @@ class HealthConfig:
     def validated(self) -> HealthConfig:
         """``self`` after checking every value; raises ``ValueError`` naming the field and its range."""
         shares = ("dead_rate", "dead_critical_rate", "dying_gap", "dying_rise", "stalled_improvement",
-                  "vanishing_ratio", "plateau_threshold", "confident_share", "low_accuracy")
+                  "vanishing_ratio", "plateau_threshold", "confident_share", "low_accuracy", "divergence_giveback")
         for name in shares:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1:

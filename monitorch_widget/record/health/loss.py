@@ -8,6 +8,7 @@ problems new in this epoch; a run fed by monitorch's own inspector carries NaN/I
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -16,7 +17,7 @@ from .causes import UPDATE_RATIO
 from .config import HealthConfig
 from .finding import Condition, named, sci
 from .rows import GRADIENT_NORM, LOSS_PANELS, RowView, finite
-from .scans import FirstMin, Improvements
+from .scans import BestAndPeak, FirstFinite, FirstMin, Improvements
 
 _NONFINITE_ADVICE = ("find the first NaN/Inf (torch.autograd.set_detect_anomaly(True)); lower the learning rate, "
                      "clip gradients, and guard log/div/sqrt against zero")
@@ -94,16 +95,25 @@ def _spike(view: RowView, cfg: HealthConfig, idx: int, v: float) -> Condition | 
 def divergence(view: RowView, cfg: HealthConfig) -> list[Condition]:
     idx = view.train_loss()
     v = view.now(idx)
-    prev = view.scan(("min", idx), lambda: FirstMin(idx))
-    prev.advance(view.data, view.row)  # the best of the rows before this one
-    if not finite(v) or prev.row is None or prev.best <= 0 or v < cfg.divergence_factor * prev.best:
+    prev = view.scan(("best-peak", idx), lambda: BestAndPeak(idx))
+    prev.advance(view.data, view.row)  # the best of the rows before this one, and the highest value since it
+    first = view.scan(("first", idx), functools.partial(FirstFinite, idx))
+    first.advance(view.data, view.row)
+    # A ratio alone flags wobbles of a loss near 0 (0.012 -> 0.021 is 1.8x): the loss must also have climbed back,
+    # at some epoch since its best, a share of what it fell from its first epoch (all of it when it never fell:
+    # going up from the start); an oscillating run that did stays diverging while above the ratio.
+    peak = max(prev.peak, v) if finite(v) else prev.peak
+    if not finite(v) or prev.row is None or prev.best <= 0 or v < cfg.divergence_factor * prev.best or \
+            peak - prev.best < cfg.divergence_giveback * (first.first - prev.best):
         spike = _spike(view, cfg, idx, v)
         return [] if spike is None else [spike]
     best_row, best = prev.row, prev.best
+    fell = first.first - best
+    back = f", {(peak - best) / fell:.0%} of its fall from {sci(first.first)} at the first epoch" if fell > 0 else ""
     return [Condition(
         "divergence", "critical", None, view.run.columns[idx].panel, v,
-        f"the training loss {sci(v)} is {v / best:.1f}x its best ({sci(best)} at epoch {view.epoch_of(best_row):g}): "
-        "training is going backwards.",
+        f"the training loss {sci(v)} is {v / best:.1f}x its best ({sci(best)} at epoch {view.epoch_of(best_row):g})"
+        f"{back}: training is going backwards.",
         "lower the learning rate (by 10x to start), clip gradients, and check for a bad batch or a data change")]
 
 

@@ -47,6 +47,22 @@ class FirstMin(_Fold):
             self.best, self.row = v, row
 
 
+class BestAndPeak(FirstMin):
+    """:class:`FirstMin`, and the largest finite value read after that first best row (``peak``; -inf if none)."""
+
+    def __init__(self, col: int) -> None:
+        super().__init__(col)
+        self.peak = -math.inf
+
+    def _add(self, row: int, v: float) -> None:
+        if not math.isfinite(v):
+            return
+        if self.row is None or v < self.best:
+            self.best, self.row, self.peak = v, row, -math.inf
+        elif v > self.peak:
+            self.peak = v
+
+
 class FirstFinite(_Fold):
     """The first finite value read and how many finite values there were."""
 
