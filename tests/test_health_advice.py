@@ -278,3 +278,35 @@ def test_the_per_step_ratio_is_recorded_for_the_checks_and_never_sent_to_a_users
     assert not [t for t in user.tags + user.calls if "Ratio" in t]
     assert ins.history.current.panel("Weight Update Ratio").lens == "ParameterUpdateGeometry"
     ins.detach()
+
+
+def _gradient_norm_rows(norms: dict[str, list[float]], types: dict[str, str]) -> Record:
+    from monitorch_widget.lens.base import TagAttributes, TagType
+
+    record = Record()
+    record.register_tags("Weight Gradient Norm", TagAttributes(False, False, True, TagType.NUMERICAL))
+    record.start_run("r", types)
+    for e in range(len(next(iter(norms.values())))):
+        record.plot_numerical_values(e + 1, "Weight Gradient Norm", {g: {"mean": v[e]} for g, v in norms.items()})
+        record.close_row()
+    return record
+
+
+def test_normalisation_gains_are_not_judged_for_vanishing_and_an_underflowed_layer_gets_the_vanishing_advice():
+    """A pre-LN residual net: LayerNorm gains of 64 entries have gradient norms 1e-3 of a big weight's for that
+    reason alone (trial r4 #6): not flagged. A deep sigmoid stack whose first layers' gradients rounded to 0 while
+    the next ones shrink by degrees: 'vanishing through saturating activations', not 'no gradient reaches it'
+    (trial r4 #9)."""
+    healthy = _gradient_norm_rows({"0": [1.8, 1.0], "3.fc": [2e-2, 1e-2], "3.ln": [9e-4, 9e-4]},
+                                  {"0": "Linear", "3.fc": "Linear", "3.ln": "LayerNorm"})
+    assert [f for f in healthy.health.findings(0) if f.check == "vanishing_gradient"] == []
+    norms = {"0": [0.0, 0.0], "2": [8.6e-22, 7e-22], "4": [3e-9, 2e-9], "6": [0.16, 0.15]}
+    deep = _gradient_norm_rows(norms, {"0": "Linear", "1": "Sigmoid", "2": "Linear", "3": "Sigmoid", "4": "Linear",
+                                       "5": "Sigmoid", "6": "Linear"})
+    found = {f.layer: f for f in deep.health.findings(0) if f.check == "vanishing_gradient"}
+    assert set(found) == {"0", "2", "4"}  # every layer below 1e-3 of '6' (0.15) for two epochs
+    assert "rounds to 0" in found["0"].message and "No gradient reaches it" not in found["0"].message
+    assert found["0"].advice == found["2"].advice and "saturating activations (Sigmoid" in found["0"].advice
+    alone = _gradient_norm_rows({"0": [0.0, 0.0], "2": [0.5, 0.4]}, {"0": "Linear", "2": "Linear"})
+    only = [f for f in alone.health.findings(0) if f.check == "vanishing_gradient"]
+    assert len(only) == 1 and "No gradient reaches it at all" in only[0].message  # nothing shrinks towards it

@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from .causes import UPDATE_RATIO, dead_layers, saturating, vanishing_layers
+from .causes import UPDATE_RATIO, dead_layers, depth_norms, saturating, vanishing_layers
 from .config import HealthConfig
 from .finding import Condition, named, names, sci
 from .rows import GRADIENT_NORM, UPDATE_NORM, WEIGHT_NORM, RowView, Skipped, finite
@@ -58,7 +58,8 @@ def _vanishing_advice(view: RowView) -> str:
 
 
 def vanishing_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
-    norms = _norms(view)
+    _norms(view)  # skipped without the lens
+    norms = depth_norms(view)
     names_ = list(norms)
     values = view.row_values(list(norms.values()))
     ok = np.flatnonzero(np.isfinite(values) & (values >= 0))
@@ -83,10 +84,13 @@ def vanishing_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
             message += f" Its gradient is ~0, most likely because {names(dead)} {_is_are(dead)} dead: see dead_layer."
             tip = (f"revive {names(dead)} first (see dead_layer): no gradient passes a layer whose units are all "
                    "silent, so the layers around it stop learning")
-        elif v == 0:
+        elif v == 0 and not (values[low] > 0).any():
             message += " No gradient reaches it at all."
             tip = ("check that the loss depends on it (a branch the loss does not use, a detach()) and look for "
                    "dead units after it (OutputActivation)")
+        elif v == 0:  # other layers vanish by degrees: this one's gradient underflowed on the way back
+            message += " It is so small that it rounds to 0 (other layers' gradients shrink on the way to it)."
+            tip = advice = advice or _vanishing_advice(view)
         else:
             tip = advice = advice or _vanishing_advice(view)
         out.append(Condition("vanishing_gradient", "warning", layer, GRADIENT_NORM, v, message, tip,
@@ -182,7 +186,8 @@ def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
             cause = f"its gradient is ~0, most likely because {names(dead)} {_is_are(dead)} dead: see dead_layer"
             fix = f"revive {names(dead)} (see dead_layer); raising the learning rate would not help"
         elif layer in vanishing:
-            cause = f"its gradient is ~0: see vanishing_gradient on {named(layer)}"
+            cause = (f"its gradient is ~0: it vanishes on the way back (below {cfg.vanishing_ratio:g} of the largest "
+                     f"layer's; vanishing_gradient on {named(layer)} once it lasts {cfg.vanishing_epochs} epochs)")
             fix = "fix the vanishing gradient (see vanishing_gradient); raising the learning rate would not help"
         else:
             cause = fix = ""
