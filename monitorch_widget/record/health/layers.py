@@ -6,7 +6,6 @@ Death rate: the share of a layer's units never active (|y| <= eps) in a batch, a
 
 from __future__ import annotations
 
-import bisect
 import functools
 import math
 
@@ -41,19 +40,30 @@ def _death_layers(view: RowView) -> tuple[str, list[tuple[str, int]]]:
 def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     panel, layers = _death_layers(view)
     row = view.values()
+    # a layer's condition depends on its rate and the config alone: one whose rate is the previous row's (a
+    # settled dead layer) gets the same Condition object again, without formatting its message anew
+    made: dict[str, tuple[float, HealthConfig, Condition]] = view.memo(("dead_layer", panel), dict)
+    rate = cfg.dead_rate
     out = []
-    rule = f"at least {pct(cfg.dead_rate)} for {cfg.dead_epochs} epochs"
     for layer, idx in layers:
         d = row[idx]
-        if not d >= cfg.dead_rate:  # NaN compares False
+        if not d >= rate:  # NaN compares False
             continue
-        critical = d >= cfg.dead_critical_rate
-        out.append(Condition(
-            "dead_layer", "critical" if critical else "warning", layer, panel, d,
-            f"{pct(d)} of its units stay silent for whole batches (dead layer: {rule}"
-            f"{'; the layer is nearly constant' if critical else ''}).",
-            _CONSTANT_ADVICE if critical else _DEAD_ADVICE, need=cfg.dead_epochs))
+        hit = made.get(layer)
+        if hit is None or hit[0] != d or hit[1] is not cfg:
+            hit = made[layer] = (d, cfg, _dead(layer, panel, d, cfg))
+        out.append(hit[2])
     return out
+
+
+def _dead(layer: str, panel: str, d: float, cfg: HealthConfig) -> Condition:
+    critical = d >= cfg.dead_critical_rate
+    rule = f"at least {pct(cfg.dead_rate)} for {cfg.dead_epochs} epochs"
+    return Condition(
+        "dead_layer", "critical" if critical else "warning", layer, panel, d,
+        f"{pct(d)} of its units stay silent for whole batches (dead layer: {rule}"
+        f"{'; the layer is nearly constant' if critical else ''}).",
+        _CONSTANT_ADVICE if critical else _DEAD_ADVICE, need=cfg.dead_epochs)
 
 
 def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
@@ -66,11 +76,13 @@ def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     out = []
     # a candidate is at least dying_gap above a median that is >= 0 (the prefilter keeps this O(layers)); a
     # (nearly) constant layer is dead_layer's critical case: "more units than the task uses" would contradict it
+    low, high, medians = _medians_without(ranked)
+    gap, ratio, critical = cfg.dying_gap, cfg.dying_ratio, cfg.dead_critical_rate
     for (layer, _), d in zip(layers, values):
-        if not (d >= cfg.dying_gap and math.isfinite(d)) or d >= cfg.dead_critical_rate:
+        if not (d >= gap and math.isfinite(d)) or d >= critical:
             continue
-        median = _median_without(ranked, d)
-        if d >= median + cfg.dying_gap and d >= cfg.dying_ratio * median:
+        median = medians[0] if d <= low else medians[1] if d <= high else medians[2]
+        if d >= median + gap and d >= ratio * median:
             out.append(Condition(
                 "dying_layer", "warning", layer, panel, d,
                 f"{pct(d)} of its units are silent for whole batches, far above the model's other layers "
@@ -78,23 +90,30 @@ def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     return out
 
 
-def _median_without(ranked: list[float], value: float) -> float:
-    """``np.median`` of the sorted finite values ``ranked`` with one occurrence of ``value`` left out, in O(1):
-    leaving out the p-th value shifts the middle of the rest by one place when p is at or below it.
+def _medians_without(ranked: list[float]) -> tuple[float, float, tuple[float, float, float]]:
+    """The medians of the sorted finite values ``ranked`` with one of them left out, all of them at once:
+    ``(low, high, (m0, m1, m2))``, where leaving out a value ``v`` of ``ranked`` leaves median ``m0`` if
+    ``v <= low``, ``m1`` if ``low < v <= high``, else ``m2`` (there are at most three: leaving out the p-th
+    value shifts the middle of the rest by one place when p is at or below it; p = ``bisect_left(ranked, v)``,
+    and ``p <= i`` exactly when ``ranked[i] >= v``).
 
-    Same float64 result as numpy (2.x), which averages the middle pair, or takes the middle value, as a sum
-    started at 0.0 (so -0.0 reads 0.0)."""
-    p = bisect.bisect_left(ranked, value)
+    Same float64 results as numpy (2.x), which averages the middle pair, or takes the middle value, as a sum
+    started at 0.0 (so -0.0 reads 0.0). ``ranked`` must hold at least two values."""
     h = (len(ranked) - 1) // 2
     if len(ranked) % 2 == 0:  # an odd number of others: their middle one
-        return 0.0 + (ranked[h + 1] if p <= h else ranked[h])
-    if p < h:  # an even number of others: their middle pair
-        a, b = ranked[h], ranked[h + 1]
-    elif p == h:
-        a, b = ranked[h - 1], ranked[h + 1]
-    else:
-        a, b = ranked[h - 1], ranked[h]
-    return (0.0 + a + b) / 2
+        up, down = 0.0 + ranked[h + 1], 0.0 + ranked[h]  # p <= h, p > h
+        return ranked[h], ranked[h], (up, up, down)
+    # an even number of others: their middle pair; p < h, p == h, p > h
+    return ranked[h - 1], ranked[h], ((0.0 + ranked[h] + ranked[h + 1]) / 2,
+                                      (0.0 + ranked[h - 1] + ranked[h + 1]) / 2,
+                                      (0.0 + ranked[h - 1] + ranked[h]) / 2)
+
+
+def _median_without(ranked: list[float], value: float) -> float:
+    """``np.median`` of the sorted finite values ``ranked`` with one occurrence of ``value`` (one of them) left
+    out (:func:`_medians_without`)."""
+    low, high, medians = _medians_without(ranked)
+    return medians[0] if value <= low else medians[1] if value <= high else medians[2]
 
 
 def dying_trend(view: RowView, cfg: HealthConfig) -> list[Condition]:

@@ -162,29 +162,30 @@ class HealthMonitor:
         findings = self._findings.setdefault(run_id, {})
         changed: list[Finding] = []
         reopened: list[str] = []
-        previous, streaks = state.streaks, {}
+        previous, streaks, ids = state.streaks, {}, state.ids
         held = set()
         for key, cond in holding.items():
-            first, n = previous.get(key, (epoch, 0))
-            n += 1
+            streak = previous.get(key)
+            first, n = (epoch, 1) if streak is None else (streak[0], streak[1] + 1)
             streaks[key] = (first, n)
-            fid = state.ids.get(key)
+            fid = ids.get(key)
             if fid is None:
-                fid = state.ids[key] = f"{run_id}:{cond.check}:{cond.layer if cond.layer is not None else '-'}"
+                fid = ids[key] = f"{run_id}:{cond.check}:{cond.layer if cond.layer is not None else '-'}"
             held.add(fid)
             if n < cond.need:
                 continue
-            since = cond.since if cond.since is not None else first
             old = findings.get(fid)
-            if old is not None and old.active:
+            if old is not None and old.until is None:
                 if not (cond.severity != old.severity or cond.message != old.message or cond.value != old.value):
                     if cond.tag == old.tag and cond.advice == old.advice:
                         continue  # the same finding: kept as it is (no new object per held condition and row)
-                new = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag, old.since, None,
-                              cond.value, cond.message, cond.advice)
-                if new.severity != old.severity or new.message != old.message or new.value != old.value:
+                    same = True  # a new tag or advice only: kept as the new finding, not sent
+                else:
+                    same = False
+                findings[fid] = new = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag,
+                                              old.since, None, cond.value, cond.message, cond.advice)
+                if not same:
                     changed.append(new)
-                findings[fid] = new
             else:
                 past = findings.pop(fid, None)
                 if past is not None:  # reopened: moves to the end, in the order raised
@@ -193,12 +194,13 @@ class HealthMonitor:
                     episode = replace(past, id=f"{fid}#{past.since:g}")
                     findings[episode.id] = episode
                     changed.append(episode)
-                findings[fid] = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag, since, None,
-                                        cond.value, cond.message, cond.advice)
-                changed.append(findings[fid])
+                since = cond.since if cond.since is not None else first
+                findings[fid] = new = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag, since,
+                                              None, cond.value, cond.message, cond.advice)
+                changed.append(new)
         state.streaks = streaks
         for fid, f in findings.items():
-            if f.active and fid not in held:
+            if f.until is None and fid not in held:
                 f.until = epoch
                 changed.append(f)
         return changed, reopened
