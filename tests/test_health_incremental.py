@@ -271,3 +271,18 @@ def test_pending_cells_copy_what_the_emitter_may_reuse():
     vals[:] = 9.0
     runs, rows, got_cols, got_vals = pending.cells()
     assert got_cols.tolist() == [0, 1] and got_vals.tolist() == [0.5, 0.25]
+
+
+def test_pending_cells_of_one_event_are_that_events_cells():
+    """One cells event (the usual tick, sent at once) is passed on as it came, a repeated column included (as
+    the merge of several events keeps every write of one event)."""
+    pending = PendingDelta()
+    cols = np.array([4, 1, 4, 7], np.int32)
+    vals = np.array([0.5, -0.0, 2.0, math.nan])
+    pending.add(("cells", 2, 9, cols, vals))
+    runs, rows, got_cols, got_vals = pending.cells()
+    assert runs.dtype == rows.dtype == got_cols.dtype == np.int32 and got_vals.dtype == np.float64
+    assert runs.tolist() == [2] * 4 and rows.tolist() == [9] * 4 and got_cols.tolist() == [4, 1, 4, 7]
+    assert np.array_equal(got_vals, vals, equal_nan=True) and math.copysign(1, got_vals[1]) == -1
+    vals[0] = 99.0  # the emitter reuses its array: what is pending does not change
+    assert pending.cells()[3][0] == 0.5
