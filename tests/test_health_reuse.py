@@ -103,3 +103,61 @@ def test_dying_layers_against_a_plain_evaluation():
                     expected.append((g, d, f"{pct(d)} of its units are silent for whole batches, far above the "
                                            f"model's other layers (median {pct(median)})."))
         assert got == expected, rates
+
+
+def _feed(record: Record, epoch: int, rates: dict[str, float], loss: float) -> None:
+    record.open_row(epoch)
+    record.plot_probabilities(epoch, OUTPUT_ACTIVATIONS, OrderedDict(
+        (g, {"activation_rate": 0.5, "death_rate": d}) for g, d in rates.items()))
+    record.plot_numerical_values(epoch, "Loss", {"Loss": {"train_loss mean": loss, "val_loss mean": loss * 1.1}})
+    record.close_row()
+
+
+def test_settled_dead_layers_against_the_monitor_as_it_was(monkeypatch):
+    """Dead layers that stay dead for many rows (the same condition list each row: the monitor's settled path)
+    while the plateau finding changes every row, then a layer recovers, comes back (reopened), a threshold
+    changes and a layer appears: the findings and every findings event equal those of the monitor as it was
+    (``health_reference.apply``, the same checks)."""
+    import health_reference as ref
+
+    from monitorch_widget.record.health import monitor
+
+    def rows():
+        rates = {"a": 0.6, "b": 0.97, "c": 0.1, "d": 0.45}
+        for epoch in range(1, 41):
+            if epoch == 15:
+                rates = {**rates, "a": 0.1}  # recovers
+            if epoch == 19:
+                rates = {**rates, "a": 0.6}  # dead again: reopened after dead_epochs rows
+            if epoch == 30:
+                rates = {**rates, "e": 0.8}  # a new layer, already dead
+            yield epoch, dict(rates), 1.0 if epoch > 3 else 2.0 / epoch
+
+    said = []
+    settled = []
+    apply = monitor.HealthMonitor._apply
+
+    def watched(self, run_id, epoch, state, results):
+        settled.append(state.settled.get("dead_layer") is results.get("dead_layer"))
+        return apply(self, run_id, epoch, state, results)
+
+    for patch in (watched, ref.apply):
+        monkeypatch.setattr(monitor.HealthMonitor, "_apply", patch)
+        record = Record()
+        record.start_run("r", {g: "ReLU" for g in "abcde"})
+        events: list = []
+        record.subscribe(lambda ev, events=events: events.append(ev) if ev[0] == "findings" else None)
+        out = []
+        for epoch, rates, loss in rows():
+            if epoch == 25:
+                record.health.configure(dead_critical_rate=0.9)
+            _feed(record, epoch, rates, loss)
+            out.append(([f.to_dict() for f in record.health.findings()], list(events)))
+            events.clear()
+        said.append(out)
+    assert said[0] == said[1]
+    assert sum(settled) >= 20  # the settled path was taken
+    final = {f["id"]: f for f in said[0][-1][0]}
+    assert final["0:dead_layer:a#1"]["until"] == 15.0 and final["0:dead_layer:a"]["since"] == 19.0
+    assert final["0:dead_layer:b"]["severity"] == "critical" and final["0:dead_layer:e"]["since"] == 30.0
+    assert final["0:plateau:-"]["until"] is None  # a changing finding of another check all along

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 from .config import HealthConfig
 from .finding import Condition, pct
@@ -40,8 +41,13 @@ def _death_layers(view: RowView) -> tuple[str, list[tuple[str, int]]]:
 def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     panel, layers = _death_layers(view)
     row = view.values()
-    # a layer's condition depends on its rate and the config alone: one whose rate is the previous row's (a
-    # settled dead layer) gets the same Condition object again, without formatting its message anew
+    rates = [row[idx] for _, idx in layers]
+    # the conditions depend on the layers, their rates and the config alone: when none of them changed since
+    # the previous row, the same list (the monitor then knows nothing changed, monitor.py); else a layer whose
+    # rate is the previous row's gets the same Condition object again, without formatting its message anew
+    last: list[Any] = view.memo(("dead_layer", None), lambda: [None, None, None, None])
+    if last[0] is layers and last[1] is cfg and last[2] == rates:
+        return last[3]  # type: ignore[no-any-return]
     made: dict[str, tuple[float, HealthConfig, Condition]] = view.memo(("dead_layer", panel), dict)
     rate = cfg.dead_rate
     out = []
@@ -53,6 +59,7 @@ def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
         if hit is None or hit[0] != d or hit[1] is not cfg:
             hit = made[layer] = (d, cfg, _dead(layer, panel, d, cfg))
         out.append(hit[2])
+    last[:] = layers, cfg, rates, out
     return out
 
 
