@@ -10,6 +10,8 @@ import functools
 import math
 from typing import Any
 
+import numpy as np
+
 from .config import HealthConfig
 from .finding import Condition, pct
 from .rows import GRADIENT_ACTIVATION, OUTPUT_ACTIVATIONS, RowView, Skipped, dead_checked, finite, is_softmax
@@ -28,38 +30,67 @@ _TREND_ADVICE = ("units are dying without the loss improving: lower the learning
 
 def _death_layers(view: RowView) -> tuple[str, list[tuple[str, int]]]:
     """(panel, [(layer, column)]) whose death rates are checked: activations from OutputActivation, else the
-    weight gradients' units from ParameterGradientActivation (a unit with zero gradient is a silent unit)."""
+    weight gradients' units from ParameterGradientActivation (a unit with zero gradient is a silent unit). The
+    list is the same object while the run's columns stay (``RowView.memo``)."""
     if view.has(OUTPUT_ACTIVATIONS):
         layers = view.memo(("dead_checked", None), lambda: [
             (g, i) for g, i, t in view.layers(OUTPUT_ACTIVATIONS, "death_rate") if dead_checked(g, t)])
         return OUTPUT_ACTIVATIONS, layers
     if view.has(GRADIENT_ACTIVATION):
-        return GRADIENT_ACTIVATION, [(g, i) for g, i, _ in view.layers(GRADIENT_ACTIVATION, "death_rate")]
+        return GRADIENT_ACTIVATION, view.memo(("dead_checked", GRADIENT_ACTIVATION), lambda: [
+            (g, i) for g, i, _ in view.layers(GRADIENT_ACTIVATION, "death_rate")])
     raise Skipped("needs OutputActivation (or ParameterGradientActivation) for per-layer death rates")
 
 
+class _Rates:
+    """The checked layers' death rates at one row, read once for the three checks that use them: ``rates``
+    (float64, one per layer, in ``layers``' order), ``values`` (the same as Python floats), ``cols`` (their
+    columns) and ``key`` (the rates' bytes: equal bytes, equal inputs)."""
+
+    __slots__ = ("panel", "layers", "cols", "rates", "values", "key")
+
+    def __init__(self, view: RowView) -> None:
+        self.panel, self.layers = _death_layers(view)
+        held: list[Any] = view.memo(("dead_checked", "columns"), lambda: [None, None])
+        if held[0] is not self.layers:
+            held[:] = self.layers, np.array([i for _, i in self.layers], dtype=np.intp)
+        self.cols: np.ndarray = held[1]
+        self.rates: np.ndarray = view.data[view.row].take(self.cols)
+        self.values: list[float] = self.rates.tolist()
+        self.key = self.rates.tobytes()
+
+
+def _death_rates(view: RowView) -> _Rates:
+    return view.once("death rates", lambda: _Rates(view))  # type: ignore[no-any-return]
+
+
+def _previous(view: RowView, check: str) -> list[Any]:
+    """What ``check`` remembers of the previous row it judged: [layers, config, rates' bytes, its conditions]. A
+    check depending on nothing else returns its previous list when the first three are the same (the monitor
+    then knows that nothing changed)."""
+    return view.memo((check, "previous"), lambda: [None, None, None, None])  # type: ignore[no-any-return]
+
+
 def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
-    panel, layers = _death_layers(view)
-    row = view.values()
-    rates = [row[idx] for _, idx in layers]
+    r = _death_rates(view)
     # the conditions depend on the layers, their rates and the config alone: when none of them changed since
-    # the previous row, the same list (the monitor then knows nothing changed, monitor.py); else a layer whose
-    # rate is the previous row's gets the same Condition object again, without formatting its message anew
-    last: list[Any] = view.memo(("dead_layer", None), lambda: [None, None, None, None])
-    if last[0] is layers and last[1] is cfg and last[2] == rates:
+    # the previous row, the same list (the monitor then knows that nothing changed, monitor.py); else a layer
+    # whose rate is the previous row's gets the same Condition object again, without formatting its message anew
+    last = _previous(view, "dead_layer")
+    if last[0] is r.layers and last[1] is cfg and last[2] == r.key:
         return last[3]  # type: ignore[no-any-return]
-    made: dict[str, tuple[float, HealthConfig, Condition]] = view.memo(("dead_layer", panel), dict)
+    made: dict[str, tuple[float, HealthConfig, Condition]] = view.memo(("dead_layer", r.panel), dict)
     rate = cfg.dead_rate
     out = []
-    for layer, idx in layers:
-        d = row[idx]
+    for k, d in enumerate(r.values):
         if not d >= rate:  # NaN compares False
             continue
+        layer = r.layers[k][0]
         hit = made.get(layer)
         if hit is None or hit[0] != d or hit[1] is not cfg:
-            hit = made[layer] = (d, cfg, _dead(layer, panel, d, cfg))
+            hit = made[layer] = (d, cfg, _dead(layer, r.panel, d, cfg))
         out.append(hit[2])
-    last[:] = layers, cfg, rates, out
+    last[:] = r.layers, cfg, r.key, out
     return out
 
 
@@ -74,9 +105,17 @@ def _dead(layer: str, panel: str, d: float, cfg: HealthConfig) -> Condition:
 
 
 def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
-    panel, layers = _death_layers(view)
-    row = view.values()
-    values = [row[idx] for _, idx in layers]
+    r = _death_rates(view)
+    last = _previous(view, "dying_layer")
+    if last[0] is r.layers and last[1] is cfg and last[2] == r.key:
+        return last[3]  # type: ignore[no-any-return]
+    out = _dying(r, cfg)
+    last[:] = r.layers, cfg, r.key, out
+    return out
+
+
+def _dying(r: _Rates, cfg: HealthConfig) -> list[Condition]:
+    values = r.values
     ranked = sorted(v for v in values if math.isfinite(v))
     if len(ranked) < 2:
         return []
@@ -85,13 +124,13 @@ def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     # (nearly) constant layer is dead_layer's critical case: "more units than the task uses" would contradict it
     low, high, medians = _medians_without(ranked)
     gap, ratio, critical = cfg.dying_gap, cfg.dying_ratio, cfg.dead_critical_rate
-    for (layer, _), d in zip(layers, values):
+    for k, d in enumerate(values):
         if not (d >= gap and math.isfinite(d)) or d >= critical:
             continue
         median = medians[0] if d <= low else medians[1] if d <= high else medians[2]
         if d >= median + gap and d >= ratio * median:
             out.append(Condition(
-                "dying_layer", "warning", layer, panel, d,
+                "dying_layer", "warning", r.layers[k][0], r.panel, d,
                 f"{pct(d)} of its units are silent for whole batches, far above the model's other layers "
                 f"(median {pct(median)}).", _DYING_ADVICE, need=cfg.dying_epochs))
     return out
@@ -124,9 +163,9 @@ def _median_without(ranked: list[float], value: float) -> float:
 
 
 def dying_trend(view: RowView, cfg: HealthConfig) -> list[Condition]:
-    panel, layers = _death_layers(view)
+    r = _death_rates(view)
     start = view.row - cfg.dying_window + 1
-    if start < 0 or not layers:
+    if start < 0 or not r.layers:
         return []
     loss_idx = view.train_loss()
     l0, l1 = float(view.data[start, loss_idx]), view.now(loss_idx)
@@ -135,15 +174,16 @@ def dying_trend(view: RowView, cfg: HealthConfig) -> list[Condition]:
     improvement = (l0 - l1) / abs(l0)
     if improvement >= cfg.stalled_improvement:
         return []
-    first, last = view.data[start].tolist(), view.values()
+    first = view.data[start].take(r.cols).tolist()
+    rise = cfg.dying_rise
     out = []
-    for layer, idx in layers:
-        d0, d1 = first[idx], last[idx]
-        if d1 - d0 >= cfg.dying_rise:  # NaN compares False
-            out.append(Condition(
-                "dying_trend", "warning", layer, panel, d1,
-                f"its death rate rose from {pct(d0)} to {pct(d1)} over {cfg.dying_window} epochs while the "
-                f"training loss improved by only {improvement:.1%}.", _TREND_ADVICE, since=view.epoch_of(start)))
+    for k, (d0, d1) in enumerate(zip(first, r.values)):
+        if not d1 - d0 >= rise:  # NaN compares False
+            continue
+        out.append(Condition(
+            "dying_trend", "warning", r.layers[k][0], r.panel, d1,
+            f"its death rate rose from {pct(d0)} to {pct(d1)} over {cfg.dying_window} epochs while the "
+            f"training loss improved by only {improvement:.1%}.", _TREND_ADVICE, since=view.epoch_of(start)))
     return out
 
 
