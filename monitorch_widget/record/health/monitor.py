@@ -184,13 +184,15 @@ class HealthMonitor:
         settled: dict[str, list[Condition]] = {}
         held: set[str] = set()
         for name, conds in results.items():
+            if not conds:  # nothing held: no streak goes on, and its active findings (if any) end below
+                continue
             if was_settled.get(name) is conds:  # the same conditions as at the previous row, all of them findings
                 streaks_now[name] = state.streaks[name]
                 settled[name] = conds
                 continue
             previous = state.streaks.get(name, {})
             streaks = streaks_now[name] = {}
-            mine = active.setdefault(name, {})
+            mine = active.get(name)
             complete = True
             for cond in conds:
                 key = (cond.check, cond.layer)
@@ -231,6 +233,8 @@ class HealthMonitor:
                     findings[fid] = new = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag,
                                                   since, None, cond.value, cond.message, cond.advice)
                     changed.append(new)
+                    if mine is None:
+                        mine = active[name] = {}
                     state.placed += 1
                     mine[fid] = state.placed
             if complete:
@@ -238,8 +242,9 @@ class HealthMonitor:
         state.streaks, state.settled = streaks_now, settled
         # resolved: the active findings of every check that did not find them again (a settled check finds all
         # of its own), in the run's order
-        ended = [(place, name, fid) for name, mine in active.items() if name not in settled or settled[name]
-                 is not was_settled.get(name) for fid, place in mine.items() if fid not in held]
+        ended = [(place, name, fid) for name, ids_of in active.items() if ids_of and (
+            name not in settled or settled[name] is not was_settled.get(name)) for fid, place in ids_of.items()
+            if fid not in held]
         for _, name, fid in sorted(ended):
             del active[name][fid]
             f = findings[fid]
