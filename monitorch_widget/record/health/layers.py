@@ -24,6 +24,8 @@ _CONSTANT_ADVICE = ("check the bias and initialisation of the layer feeding it (
                     "an asymmetric or He initialisation), lower the learning rate, or switch to LeakyReLU")
 _DYING_ADVICE = ("this layer has more units than the task uses here: make it narrower, or add dropout before it; "
                  "compare with the model's other layers in the Output Activations panel")
+#: from this many checked layers on, their rates are gathered and compared as one float64 array
+_MANY = 16
 _TREND_ADVICE = ("units are dying without the loss improving: lower the learning rate, add dropout before the "
                  "layer, or stop early")
 
@@ -43,21 +45,41 @@ def _death_layers(view: RowView) -> tuple[str, list[tuple[str, int]]]:
 
 
 class _Rates:
-    """The checked layers' death rates at one row, read once for the three checks that use them: ``rates``
-    (float64, one per layer, in ``layers``' order), ``values`` (the same as Python floats), ``cols`` (their
-    columns) and ``key`` (the rates' bytes: equal bytes, equal inputs)."""
+    """The checked layers' death rates at one row, read once for the three checks that use them: ``values``
+    (one per layer, in ``layers``' order), ``cols`` (their columns) and ``key`` (what equal rates have equal:
+    the values themselves, or for many layers their float64 bytes, one comparison of contiguous memory)."""
 
-    __slots__ = ("panel", "layers", "cols", "rates", "values", "key")
+    __slots__ = ("panel", "layers", "cols", "index", "values", "key")
 
     def __init__(self, view: RowView) -> None:
         self.panel, self.layers = _death_layers(view)
-        held: list[Any] = view.memo(("dead_checked", "columns"), lambda: [None, None])
+        held: list[Any] = view.memo(("dead_checked", "columns"), lambda: [None, None, None])
         if held[0] is not self.layers:
-            held[:] = self.layers, np.array([i for _, i in self.layers], dtype=np.intp)
-        self.cols: np.ndarray = held[1]
-        self.rates: np.ndarray = view.data[view.row].take(self.cols)
-        self.values: list[float] = self.rates.tolist()
-        self.key = self.rates.tobytes()
+            cols = [i for _, i in self.layers]
+            held[:] = self.layers, cols, np.array(cols, dtype=np.intp) if len(cols) >= _MANY else None
+        self.cols: list[int] = held[1]
+        self.index: np.ndarray | None = held[2]
+        if self.index is None:
+            row = view.values()
+            self.values: list[float] = [row[i] for i in self.cols]
+            self.key: Any = self.values
+        else:
+            rates = view.data[view.row].take(self.index)
+            self.values, self.key = rates.tolist(), rates.tobytes()
+
+    def at(self, view: RowView, row: int) -> list[float]:
+        """The same layers' rates at an earlier ``row``."""
+        if self.index is None:
+            values = view.data[row].tolist()
+            return [values[i] for i in self.cols]
+        return view.data[row].take(self.index).tolist()  # type: ignore[no-any-return]
+
+    def same(self, last: list[Any], cfg: HealthConfig) -> bool:
+        """Whether ``last`` = [layers, config, key, ...] of the previous row are these layers, ``cfg`` and equal
+        rates. Equal floats are not always equal bytes: NaN never equals (the check then runs), and 0.0 equals
+        -0.0, which no death check tells apart (a rate counts from a positive threshold on; a median sums from
+        0.0)."""
+        return last[0] is self.layers and last[1] is cfg and last[2] == self.key
 
 
 def _death_rates(view: RowView) -> _Rates:
@@ -65,7 +87,7 @@ def _death_rates(view: RowView) -> _Rates:
 
 
 def _previous(view: RowView, check: str) -> list[Any]:
-    """What ``check`` remembers of the previous row it judged: [layers, config, rates' bytes, its conditions]. A
+    """What ``check`` remembers of the previous row it judged: [layers, config, rates' key, its conditions]. A
     check depending on nothing else returns its previous list when the first three are the same (the monitor
     then knows that nothing changed)."""
     return view.memo((check, "previous"), lambda: [None, None, None, None])  # type: ignore[no-any-return]
@@ -77,7 +99,7 @@ def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     # the previous row, the same list (the monitor then knows that nothing changed, monitor.py); else a layer
     # whose rate is the previous row's gets the same Condition object again, without formatting its message anew
     last = _previous(view, "dead_layer")
-    if last[0] is r.layers and last[1] is cfg and last[2] == r.key:
+    if r.same(last, cfg):
         return last[3]  # type: ignore[no-any-return]
     made: dict[str, tuple[float, HealthConfig, Condition]] = view.memo(("dead_layer", r.panel), dict)
     rate = cfg.dead_rate
@@ -107,7 +129,7 @@ def _dead(layer: str, panel: str, d: float, cfg: HealthConfig) -> Condition:
 def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     r = _death_rates(view)
     last = _previous(view, "dying_layer")
-    if last[0] is r.layers and last[1] is cfg and last[2] == r.key:
+    if r.same(last, cfg):
         return last[3]  # type: ignore[no-any-return]
     out = _dying(r, cfg)
     last[:] = r.layers, cfg, r.key, out
@@ -174,7 +196,7 @@ def dying_trend(view: RowView, cfg: HealthConfig) -> list[Condition]:
     improvement = (l0 - l1) / abs(l0)
     if improvement >= cfg.stalled_improvement:
         return []
-    first = view.data[start].take(r.cols).tolist()
+    first = r.at(view, start)
     rise = cfg.dying_rise
     out = []
     for k, (d0, d1) in enumerate(zip(first, r.values)):
