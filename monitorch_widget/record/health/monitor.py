@@ -242,10 +242,12 @@ class HealthMonitor:
         state.streaks, state.settled = streaks_now, settled
         # resolved: the active findings of every check that did not find them again (a settled check finds all
         # of its own), in the run's order
+        if not active:
+            return changed, reopened
         ended = [(place, name, fid) for name, ids_of in active.items() if ids_of and (
             name not in settled or settled[name] is not was_settled.get(name)) for fid, place in ids_of.items()
             if fid not in held]
-        for _, name, fid in sorted(ended):
+        for _, name, fid in sorted(ended) if len(ended) > 1 else ended:
             del active[name][fid]
             f = findings[fid]
             f.until = epoch
