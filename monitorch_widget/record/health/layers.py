@@ -46,19 +46,20 @@ def _death_layers(view: RowView) -> tuple[str, list[tuple[str, int]]]:
 
 class _Rates:
     """The checked layers' death rates at one row, read once for the three checks that use them: ``values``
-    (one per layer, in ``layers``' order), ``cols`` (their columns) and ``key`` (what equal rates have equal:
-    the values themselves, or for many layers their float64 bytes, one comparison of contiguous memory)."""
+    (one per layer, in ``layers``' order), ``cols`` (their columns), ``key`` (what equal rates have equal: the
+    values themselves, or for many layers their float64 bytes, one comparison of contiguous memory), and what
+    the checks remember of the previous row while the layers stay: ``previous`` (check -> [config, key, its
+    conditions]) and ``made`` (layer -> (rate, config, its dead_layer Condition))."""
 
-    __slots__ = ("panel", "layers", "cols", "index", "values", "key")
+    __slots__ = ("panel", "layers", "cols", "index", "values", "key", "previous", "made")
 
     def __init__(self, view: RowView) -> None:
         self.panel, self.layers = _death_layers(view)
-        held: list[Any] = view.memo(("dead_checked", "columns"), lambda: [None, None, None])
+        held: list[Any] = view.memo(("dead_checked", "columns"), _unheld)
         if held[0] is not self.layers:
             cols = [i for _, i in self.layers]
-            held[:] = self.layers, cols, np.array(cols, dtype=np.intp) if len(cols) >= _MANY else None
-        self.cols: list[int] = held[1]
-        self.index: np.ndarray | None = held[2]
+            held[:] = self.layers, cols, np.array(cols, dtype=np.intp) if len(cols) >= _MANY else None, {}, {}
+        _, self.cols, self.index, self.previous, self.made = held
         if self.index is None:
             row = view.values()
             self.values: list[float] = [row[i] for i in self.cols]
@@ -74,23 +75,21 @@ class _Rates:
             return [values[i] for i in self.cols]
         return view.data[row].take(self.index).tolist()  # type: ignore[no-any-return]
 
-    def same(self, last: list[Any], cfg: HealthConfig) -> bool:
-        """Whether ``last`` = [layers, config, key, ...] of the previous row are these layers, ``cfg`` and equal
-        rates. Equal floats are not always equal bytes: NaN never equals (the check then runs), and 0.0 equals
-        -0.0, which no death check tells apart (a rate counts from a positive threshold on; a median sums from
-        0.0)."""
-        return last[0] is self.layers and last[1] is cfg and last[2] == self.key
+    def unchanged(self, check: str, cfg: HealthConfig) -> list[Condition] | None:
+        """``check``'s conditions at the previous row if they depend on nothing that changed since: the same
+        layers, ``cfg`` and equal rates. Equal floats are not always equal bytes: NaN never equals (the check
+        then runs), and 0.0 equals -0.0, which no death check tells apart (a rate counts from a positive
+        threshold on; a median sums from 0.0)."""
+        last = self.previous.get(check)
+        return last[2] if last is not None and last[0] is cfg and last[1] == self.key else None
+
+
+def _unheld() -> list[Any]:
+    return [None, None, None, None, None]
 
 
 def _death_rates(view: RowView) -> _Rates:
-    return view.once("death rates", lambda: _Rates(view))  # type: ignore[no-any-return]
-
-
-def _previous(view: RowView, check: str) -> list[Any]:
-    """What ``check`` remembers of the previous row it judged: [layers, config, rates' key, its conditions]. A
-    check depending on nothing else returns its previous list when the first three are the same (the monitor
-    then knows that nothing changed)."""
-    return view.memo((check, "previous"), lambda: [None, None, None, None])  # type: ignore[no-any-return]
+    return view.once("death rates", _Rates, view)  # type: ignore[no-any-return]
 
 
 def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
@@ -98,10 +97,10 @@ def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     # the conditions depend on the layers, their rates and the config alone: when none of them changed since
     # the previous row, the same list (the monitor then knows that nothing changed, monitor.py); else a layer
     # whose rate is the previous row's gets the same Condition object again, without formatting its message anew
-    last = _previous(view, "dead_layer")
-    if r.same(last, cfg):
-        return last[3]  # type: ignore[no-any-return]
-    made: dict[str, tuple[float, HealthConfig, Condition]] = view.memo(("dead_layer", r.panel), dict)
+    out = r.unchanged("dead_layer", cfg)
+    if out is not None:
+        return out
+    made = r.made
     rate = cfg.dead_rate
     out = []
     for k, d in enumerate(r.values):
@@ -112,7 +111,7 @@ def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
         if hit is None or hit[0] != d or hit[1] is not cfg:
             hit = made[layer] = (d, cfg, _dead(layer, r.panel, d, cfg))
         out.append(hit[2])
-    last[:] = r.layers, cfg, r.key, out
+    r.previous["dead_layer"] = [cfg, r.key, out]
     return out
 
 
@@ -128,11 +127,10 @@ def _dead(layer: str, panel: str, d: float, cfg: HealthConfig) -> Condition:
 
 def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     r = _death_rates(view)
-    last = _previous(view, "dying_layer")
-    if r.same(last, cfg):
-        return last[3]  # type: ignore[no-any-return]
-    out = _dying(r, cfg)
-    last[:] = r.layers, cfg, r.key, out
+    out = r.unchanged("dying_layer", cfg)
+    if out is None:
+        out = _dying(r, cfg)
+        r.previous["dying_layer"] = [cfg, r.key, out]
     return out
 
 

@@ -74,11 +74,11 @@ class RowView:
             self._values = self.data[self.row].tolist()
         return self._values
 
-    def once(self, key: Any, compute: Callable[[], Any]) -> Any:
-        """``compute()``, computed once for this row and shared by the checks that ask for ``key``."""
+    def once(self, key: Any, compute: Callable[..., Any], *args: Any) -> Any:
+        """``compute(*args)``, computed once for this row and shared by the checks that ask for ``key``."""
         found = self._once.get(key)
         if found is None:
-            found = self._once[key] = compute()
+            found = self._once[key] = compute(*args)
         return found
 
     def scan(self, key: Any, make: Callable[[], Any]) -> Any:
