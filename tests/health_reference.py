@@ -221,9 +221,14 @@ def overfitting(view: RowView, cfg: HealthConfig) -> list[Condition]:
         "augmentation), or get more data")]
 
 
-# HealthMonitor._apply as it was: conditions -> findings (streaks, ids, until)
+# HealthMonitor._apply as it was: conditions -> findings (streaks, ids, until); the checks' conditions in the
+# order they ran, the first one per (check, layer)
 def apply(self: Any, run_id: int, epoch: float, state: Any,
-           holding: dict[tuple[str, str | None], Condition]) -> tuple[list[Finding], list[str]]:
+          results: dict[str, list[Condition]]) -> tuple[list[Finding], list[str]]:
+    holding: dict[tuple[str, str | None], Condition] = {}
+    for conds in results.values():
+        for cond in conds:
+            holding.setdefault((cond.check, cond.layer), cond)
     findings = self._findings.setdefault(run_id, {})
     changed: list[Finding] = []
     reopened: list[str] = []

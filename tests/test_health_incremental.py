@@ -49,11 +49,12 @@ def _holes(rng: random.Random, values: list[float], share: float, inf: bool = Fa
     return [(math.inf if inf and rng.random() < 0.3 else math.nan) if rng.random() < share else v for v in values]
 
 
-def scenario(seed: int) -> dict[str, Any]:
-    """One run's rows: per-epoch calls in monitorch's visualizer vocabulary, and what happens between rows."""
+def scenario(seed: int, n_layers: int | None = None) -> dict[str, Any]:
+    """One run's rows: per-epoch calls in monitorch's visualizer vocabulary, and what happens between rows
+    (``n_layers``: that many activation layers instead of 1 to 9)."""
     rng = random.Random(seed)
     n = rng.randint(25, 70)
-    n_layers = rng.randint(1, 9)
+    n_layers = rng.randint(1, 9) if n_layers is None else n_layers
     types = [rng.choice(["ReLU", "ReLU", "Sigmoid", "LeakyReLU", "Tanh"]) for _ in range(n_layers)]
     quantum = rng.choice([None, 0.05, 0.25])  # coarse rates: ties between layers (and equal medians)
     deaths = [_holes(rng, _walk(rng, n, rng.random() * 0.6, rng.choice([0.0, 0.01, 0.03]), 0.05, 0.0, 1.0, quantum),
@@ -151,6 +152,26 @@ def test_incremental_checks_say_what_whole_column_checks_say(seed, monkeypatch):
     assert len(fast) == len(slow)
     for row, (a, b) in enumerate(zip(fast, slow)):
         assert a == b, f"seed {seed}, row {row}"
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in multiply:RuntimeWarning")
+@pytest.mark.parametrize("seed", range(12))
+def test_many_layers_say_what_whole_column_checks_say(seed, monkeypatch):
+    """From 16 checked layers on, the death checks gather and compare the rates as one array (layers.py)."""
+    sc = scenario(100 + seed, n_layers=16 + seed % 3 * 7)
+    rows = sc["rows"]
+    for e in range(1, len(rows)):
+        if e // 6 % 2:  # every other stretch of 6 rows keeps the death rates of the row before it (settled checks)
+            before, now = rows[e - 1][0][0][1][1], rows[e][0][0][1][1]
+            for group in now:
+                now[group]["death_rate"] = before[group]["death_rate"]
+    fast = replay(sc)
+    for name, fn in REFERENCE.items():
+        monkeypatch.setitem(monitor.CHECK_FUNCTIONS, name, fn)
+    monkeypatch.setattr(monitor.HealthMonitor, "_apply", ref.apply)
+    slow = replay(sc)
+    assert fast == slow
+    assert any(f["check"] in ("dead_layer", "dying_layer") for f in fast[-1][0])
 
 
 def test_the_scenarios_reach_every_check():
@@ -271,3 +292,18 @@ def test_pending_cells_copy_what_the_emitter_may_reuse():
     vals[:] = 9.0
     runs, rows, got_cols, got_vals = pending.cells()
     assert got_cols.tolist() == [0, 1] and got_vals.tolist() == [0.5, 0.25]
+
+
+def test_pending_cells_of_one_event_are_that_events_cells():
+    """One cells event (the usual tick, sent at once) is passed on as it came, a repeated column included (as
+    the merge of several events keeps every write of one event)."""
+    pending = PendingDelta()
+    cols = np.array([4, 1, 4, 7], np.int32)
+    vals = np.array([0.5, -0.0, 2.0, math.nan])
+    pending.add(("cells", 2, 9, cols, vals))
+    runs, rows, got_cols, got_vals = pending.cells()
+    assert runs.dtype == rows.dtype == got_cols.dtype == np.int32 and got_vals.dtype == np.float64
+    assert runs.tolist() == [2] * 4 and rows.tolist() == [9] * 4 and got_cols.tolist() == [4, 1, 4, 7]
+    assert np.array_equal(got_vals, vals, equal_nan=True) and math.copysign(1, got_vals[1]) == -1
+    vals[0] = 99.0  # the emitter reuses its array: what is pending does not change
+    assert pending.cells()[3][0] == 0.5

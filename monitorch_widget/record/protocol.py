@@ -133,6 +133,9 @@ class PendingDelta:
         if not self.cell_chunks:
             z = np.zeros(0, np.int32)
             return z, z, z, np.zeros(0, np.float64)
+        if len(self.cell_chunks) == 1:  # one event (a tick sent at once): its cells as they are
+            run_id, row_id, cols, vals = self.cell_chunks[0]
+            return np.full(cols.size, run_id, np.int32), np.full(cols.size, row_id, np.int32), cols, vals
         run_ids, row_ids, col_parts, val_parts = zip(*self.cell_chunks)
         sizes = [c.size for c in col_parts]
         runs = np.repeat(np.array(run_ids, dtype=np.int32), sizes)
@@ -140,8 +143,7 @@ class PendingDelta:
         cols, vals = np.concatenate(col_parts), np.concatenate(val_parts)
         # Indices too large to pack into one int64 key are left as they are: every write is kept and,
         # applied in order, the last one still wins.
-        packable = bool((rows < (1 << 21)).all() and (cols < (1 << 21)).all() and (runs < (1 << 21)).all())
-        if len(self.cell_chunks) > 1 and packable:
+        if bool((rows < (1 << 21)).all() and (cols < (1 << 21)).all() and (runs < (1 << 21)).all()):
             key = (runs.astype(np.int64) << 42) | (rows.astype(np.int64) << 21) | cols.astype(np.int64)
             _, first_from_end = np.unique(key[::-1], return_index=True)
             if first_from_end.size < key.size:

@@ -6,9 +6,11 @@ Death rate: the share of a layer's units never active (|y| <= eps) in a batch, a
 
 from __future__ import annotations
 
-import bisect
 import functools
 import math
+from typing import Any
+
+import numpy as np
 
 from .config import HealthConfig
 from .finding import Condition, pct
@@ -22,85 +24,168 @@ _CONSTANT_ADVICE = ("check the bias and initialisation of the layer feeding it (
                     "an asymmetric or He initialisation), lower the learning rate, or switch to LeakyReLU")
 _DYING_ADVICE = ("this layer has more units than the task uses here: make it narrower, or add dropout before it; "
                  "compare with the model's other layers in the Output Activations panel")
+#: from this many checked layers on, their rates are gathered and compared as one float64 array
+_MANY = 16
 _TREND_ADVICE = ("units are dying without the loss improving: lower the learning rate, add dropout before the "
                  "layer, or stop early")
 
 
 def _death_layers(view: RowView) -> tuple[str, list[tuple[str, int]]]:
     """(panel, [(layer, column)]) whose death rates are checked: activations from OutputActivation, else the
-    weight gradients' units from ParameterGradientActivation (a unit with zero gradient is a silent unit)."""
+    weight gradients' units from ParameterGradientActivation (a unit with zero gradient is a silent unit). The
+    list is the same object while the run's columns stay (``RowView.memo``)."""
     if view.has(OUTPUT_ACTIVATIONS):
         layers = view.memo(("dead_checked", None), lambda: [
             (g, i) for g, i, t in view.layers(OUTPUT_ACTIVATIONS, "death_rate") if dead_checked(g, t)])
         return OUTPUT_ACTIVATIONS, layers
     if view.has(GRADIENT_ACTIVATION):
-        return GRADIENT_ACTIVATION, [(g, i) for g, i, _ in view.layers(GRADIENT_ACTIVATION, "death_rate")]
+        return GRADIENT_ACTIVATION, view.memo(("dead_checked", GRADIENT_ACTIVATION), lambda: [
+            (g, i) for g, i, _ in view.layers(GRADIENT_ACTIVATION, "death_rate")])
     raise Skipped("needs OutputActivation (or ParameterGradientActivation) for per-layer death rates")
 
 
+class _Rates:
+    """The checked layers' death rates at one row, read once for the three checks that use them: ``values``
+    (one per layer, in ``layers``' order), ``cols`` (their columns), ``key`` (what equal rates have equal: the
+    values themselves, or for many layers their float64 bytes, one comparison of contiguous memory), and what
+    the checks remember of the previous row while the layers stay: ``previous`` (check -> [config, key, its
+    conditions]) and ``made`` (layer -> (rate, config, its dead_layer Condition))."""
+
+    __slots__ = ("panel", "layers", "cols", "index", "values", "key", "previous", "made")
+
+    def __init__(self, view: RowView) -> None:
+        self.panel, self.layers = _death_layers(view)
+        held: list[Any] = view.memo(("dead_checked", "columns"), _unheld)
+        if held[0] is not self.layers:
+            cols = [i for _, i in self.layers]
+            held[:] = self.layers, cols, np.array(cols, dtype=np.intp) if len(cols) >= _MANY else None, {}, {}
+        _, self.cols, self.index, self.previous, self.made = held
+        if self.index is None:
+            row = view.values()
+            self.values: list[float] = [row[i] for i in self.cols]
+            self.key: Any = self.values
+        else:
+            rates = view.data[view.row].take(self.index)
+            self.values, self.key = rates.tolist(), rates.tobytes()
+
+    def at(self, view: RowView, row: int) -> list[float]:
+        """The same layers' rates at an earlier ``row``."""
+        if self.index is None:
+            values = view.data[row].tolist()
+            return [values[i] for i in self.cols]
+        return view.data[row].take(self.index).tolist()  # type: ignore[no-any-return]
+
+    def unchanged(self, check: str, cfg: HealthConfig) -> list[Condition] | None:
+        """``check``'s conditions at the previous row if they depend on nothing that changed since: the same
+        layers, ``cfg`` and equal rates. Equal floats are not always equal bytes: NaN never equals (the check
+        then runs), and 0.0 equals -0.0, which no death check tells apart (a rate counts from a positive
+        threshold on; a median sums from 0.0)."""
+        last = self.previous.get(check)
+        return last[2] if last is not None and last[0] is cfg and last[1] == self.key else None
+
+
+def _unheld() -> list[Any]:
+    return [None, None, None, None, None]
+
+
+def _death_rates(view: RowView) -> _Rates:
+    return view.once("death rates", _Rates, view)  # type: ignore[no-any-return]
+
+
 def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
-    panel, layers = _death_layers(view)
-    row = view.values()
+    r = _death_rates(view)
+    # the conditions depend on the layers, their rates and the config alone: when none of them changed since
+    # the previous row, the same list (the monitor then knows that nothing changed, monitor.py); else a layer
+    # whose rate is the previous row's gets the same Condition object again, without formatting its message anew
+    out = r.unchanged("dead_layer", cfg)
+    if out is not None:
+        return out
+    made = r.made
+    rate = cfg.dead_rate
     out = []
-    rule = f"at least {pct(cfg.dead_rate)} for {cfg.dead_epochs} epochs"
-    for layer, idx in layers:
-        d = row[idx]
-        if not d >= cfg.dead_rate:  # NaN compares False
+    for k, d in enumerate(r.values):
+        if not d >= rate:  # NaN compares False
             continue
-        critical = d >= cfg.dead_critical_rate
-        out.append(Condition(
-            "dead_layer", "critical" if critical else "warning", layer, panel, d,
-            f"{pct(d)} of its units stay silent for whole batches (dead layer: {rule}"
-            f"{'; the layer is nearly constant' if critical else ''}).",
-            _CONSTANT_ADVICE if critical else _DEAD_ADVICE, need=cfg.dead_epochs))
+        layer = r.layers[k][0]
+        hit = made.get(layer)
+        if hit is None or hit[0] != d or hit[1] is not cfg:
+            hit = made[layer] = (d, cfg, _dead(layer, r.panel, d, cfg))
+        out.append(hit[2])
+    r.previous["dead_layer"] = [cfg, r.key, out]
     return out
 
 
+def _dead(layer: str, panel: str, d: float, cfg: HealthConfig) -> Condition:
+    critical = d >= cfg.dead_critical_rate
+    rule = f"at least {pct(cfg.dead_rate)} for {cfg.dead_epochs} epochs"
+    return Condition(
+        "dead_layer", "critical" if critical else "warning", layer, panel, d,
+        f"{pct(d)} of its units stay silent for whole batches (dead layer: {rule}"
+        f"{'; the layer is nearly constant' if critical else ''}).",
+        _CONSTANT_ADVICE if critical else _DEAD_ADVICE, need=cfg.dead_epochs)
+
+
 def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
-    panel, layers = _death_layers(view)
-    row = view.values()
-    values = [row[idx] for _, idx in layers]
+    r = _death_rates(view)
+    out = r.unchanged("dying_layer", cfg)
+    if out is None:
+        out = _dying(r, cfg)
+        r.previous["dying_layer"] = [cfg, r.key, out]
+    return out
+
+
+def _dying(r: _Rates, cfg: HealthConfig) -> list[Condition]:
+    values = r.values
     ranked = sorted(v for v in values if math.isfinite(v))
     if len(ranked) < 2:
         return []
     out = []
     # a candidate is at least dying_gap above a median that is >= 0 (the prefilter keeps this O(layers)); a
     # (nearly) constant layer is dead_layer's critical case: "more units than the task uses" would contradict it
-    for (layer, _), d in zip(layers, values):
-        if not (d >= cfg.dying_gap and math.isfinite(d)) or d >= cfg.dead_critical_rate:
+    low, high, medians = _medians_without(ranked)
+    gap, ratio, critical = cfg.dying_gap, cfg.dying_ratio, cfg.dead_critical_rate
+    for k, d in enumerate(values):
+        if not (d >= gap and math.isfinite(d)) or d >= critical:
             continue
-        median = _median_without(ranked, d)
-        if d >= median + cfg.dying_gap and d >= cfg.dying_ratio * median:
+        median = medians[0] if d <= low else medians[1] if d <= high else medians[2]
+        if d >= median + gap and d >= ratio * median:
             out.append(Condition(
-                "dying_layer", "warning", layer, panel, d,
+                "dying_layer", "warning", r.layers[k][0], r.panel, d,
                 f"{pct(d)} of its units are silent for whole batches, far above the model's other layers "
                 f"(median {pct(median)}).", _DYING_ADVICE, need=cfg.dying_epochs))
     return out
 
 
-def _median_without(ranked: list[float], value: float) -> float:
-    """``np.median`` of the sorted finite values ``ranked`` with one occurrence of ``value`` left out, in O(1):
-    leaving out the p-th value shifts the middle of the rest by one place when p is at or below it.
+def _medians_without(ranked: list[float]) -> tuple[float, float, tuple[float, float, float]]:
+    """The medians of the sorted finite values ``ranked`` with one of them left out, all of them at once:
+    ``(low, high, (m0, m1, m2))``, where leaving out a value ``v`` of ``ranked`` leaves median ``m0`` if
+    ``v <= low``, ``m1`` if ``low < v <= high``, else ``m2`` (there are at most three: leaving out the p-th
+    value shifts the middle of the rest by one place when p is at or below it; p = ``bisect_left(ranked, v)``,
+    and ``p <= i`` exactly when ``ranked[i] >= v``).
 
-    Same float64 result as numpy (2.x), which averages the middle pair, or takes the middle value, as a sum
-    started at 0.0 (so -0.0 reads 0.0)."""
-    p = bisect.bisect_left(ranked, value)
+    Same float64 results as numpy (2.x), which averages the middle pair, or takes the middle value, as a sum
+    started at 0.0 (so -0.0 reads 0.0). ``ranked`` must hold at least two values."""
     h = (len(ranked) - 1) // 2
     if len(ranked) % 2 == 0:  # an odd number of others: their middle one
-        return 0.0 + (ranked[h + 1] if p <= h else ranked[h])
-    if p < h:  # an even number of others: their middle pair
-        a, b = ranked[h], ranked[h + 1]
-    elif p == h:
-        a, b = ranked[h - 1], ranked[h + 1]
-    else:
-        a, b = ranked[h - 1], ranked[h]
-    return (0.0 + a + b) / 2
+        up, down = 0.0 + ranked[h + 1], 0.0 + ranked[h]  # p <= h, p > h
+        return ranked[h], ranked[h], (up, up, down)
+    # an even number of others: their middle pair; p < h, p == h, p > h
+    return ranked[h - 1], ranked[h], ((0.0 + ranked[h] + ranked[h + 1]) / 2,
+                                      (0.0 + ranked[h - 1] + ranked[h + 1]) / 2,
+                                      (0.0 + ranked[h - 1] + ranked[h]) / 2)
+
+
+def _median_without(ranked: list[float], value: float) -> float:
+    """``np.median`` of the sorted finite values ``ranked`` with one occurrence of ``value`` (one of them) left
+    out (:func:`_medians_without`)."""
+    low, high, medians = _medians_without(ranked)
+    return medians[0] if value <= low else medians[1] if value <= high else medians[2]
 
 
 def dying_trend(view: RowView, cfg: HealthConfig) -> list[Condition]:
-    panel, layers = _death_layers(view)
+    r = _death_rates(view)
     start = view.row - cfg.dying_window + 1
-    if start < 0 or not layers:
+    if start < 0 or not r.layers:
         return []
     loss_idx = view.train_loss()
     l0, l1 = float(view.data[start, loss_idx]), view.now(loss_idx)
@@ -109,15 +194,16 @@ def dying_trend(view: RowView, cfg: HealthConfig) -> list[Condition]:
     improvement = (l0 - l1) / abs(l0)
     if improvement >= cfg.stalled_improvement:
         return []
-    first, last = view.data[start].tolist(), view.values()
+    first = r.at(view, start)
+    rise = cfg.dying_rise
     out = []
-    for layer, idx in layers:
-        d0, d1 = first[idx], last[idx]
-        if d1 - d0 >= cfg.dying_rise:  # NaN compares False
-            out.append(Condition(
-                "dying_trend", "warning", layer, panel, d1,
-                f"its death rate rose from {pct(d0)} to {pct(d1)} over {cfg.dying_window} epochs while the "
-                f"training loss improved by only {improvement:.1%}.", _TREND_ADVICE, since=view.epoch_of(start)))
+    for k, (d0, d1) in enumerate(zip(first, r.values)):
+        if not d1 - d0 >= rise:  # NaN compares False
+            continue
+        out.append(Condition(
+            "dying_trend", "warning", r.layers[k][0], r.panel, d1,
+            f"its death rate rose from {pct(d0)} to {pct(d1)} over {cfg.dying_window} epochs while the "
+            f"training loss improved by only {improvement:.1%}.", _TREND_ADVICE, since=view.epoch_of(start)))
     return out
 
 

@@ -5,6 +5,11 @@ a condition becomes a finding once it has held for its ``need`` consecutive eval
 id while its condition holds, gets ``until`` at the first row where it no longer does, and is reopened (same
 id, new ``since``) if it returns; the earlier episode stays, resolved, as ``<id>#<its since>``. A check that
 fails with an exception is reported once as a record problem and skipped; training never sees it.
+
+Settled checks: a check whose conditions had all become findings at the previous row, and which returns the very
+same list again (it promises the same conditions: ``layers.dead_layer`` when no rate and no threshold changed),
+changes no finding; its streaks go on counting (a streak stores the evaluation it began at, not its length), so
+it costs nothing per condition (a deep model's dead layers, row after row).
 """
 
 from __future__ import annotations
@@ -42,7 +47,17 @@ class _RunState:
     """Per run: streaks of raw conditions, the findings by id, and the problems already seen."""
 
     def __init__(self) -> None:
-        self.streaks: dict[tuple[str, str | None], tuple[float, int]] = {}  # -> (first epoch, rows held)
+        self.evaluations = 0  # rows evaluated
+        # per check: (check, layer) -> (first epoch, evaluation it began at) of each condition held at the
+        # previous evaluated row (a streak of n rows began n - 1 evaluations ago)
+        self.streaks: dict[str, dict[tuple[str, str | None], tuple[float, int]]] = {}
+        # per check: its condition list at the previous evaluated row if every condition in it had held for its
+        # `need` rows there (its findings are then exactly these conditions, active); a check that returns that
+        # very list again (dead_layer, when no rate and no threshold changed) changes nothing
+        self.settled: dict[str, list[Condition]] = {}
+        # per check: the ids of its active findings -> their place in the run's findings (insertion order)
+        self.active: dict[str, dict[str, int]] = {}
+        self.placed = 0
         self.problems: dict[tuple[str, str], int] = {}
         self.evaluated = -1  # last evaluated row
         self.columns: dict[tuple[str, str | None], tuple[int, Any]] = {}  # RowView's column lookups
@@ -122,7 +137,7 @@ class HealthMonitor:
                        [k for k, n in run.problems.items() if state.problems.get(k, 0) < n], state.columns, state.scans)
         state.problems = dict(run.problems)
         enabled = self.config.enabled if self.config.enabled is not None else CHECKS
-        holding: dict[tuple[str, str | None], Condition] = {}
+        results: dict[str, list[Condition]] = {}
         skipped: dict[str, str] = {}
         shape = (len(run.panels), len(run.columns), self.config, self.loss_names)
         if len(state.skips_for) != 4 or state.skips_for[:2] != shape[:2] or state.skips_for[2] is not self.config \
@@ -135,8 +150,7 @@ class HealthMonitor:
                 skipped[name] = why
                 continue
             try:
-                for cond in CHECK_FUNCTIONS[name](view, self.config):
-                    holding.setdefault((cond.check, cond.layer), cond)
+                results.setdefault(name, CHECK_FUNCTIONS[name](view, self.config))
             except Skipped as exc:
                 skipped[name] = skips[name] = str(exc)
             except Exception as exc:  # noqa: BLE001 - a broken check must never stop training
@@ -144,7 +158,7 @@ class HealthMonitor:
                     self._failed.add(name)
                     self._report("health", f"check {name} failed with {type(exc).__name__}: {exc}")
         self.skipped = skipped
-        changed, reopened = self._apply(run.id, view.epoch, state, holding)
+        changed, reopened = self._apply(run.id, view.epoch, state, results)
         if changed and self._notify is not None:
             self._notify(changed, reopened)
         return bool(changed)
@@ -155,52 +169,89 @@ class HealthMonitor:
             self.evaluate(run, row)
 
     def _apply(self, run_id: int, epoch: float, state: _RunState,
-               holding: dict[tuple[str, str | None], Condition]) -> tuple[list[Finding], list[str]]:
-        """Update run ``run_id``'s findings from the conditions holding at ``epoch``. Returns the findings that
-        changed (raised, reopened, updated, resolved; the raised and reopened ones in the order raised) and the
-        ids of the reopened ones (they move last of their run)."""
+               results: dict[str, list[Condition]]) -> tuple[list[Finding], list[str]]:
+        """Update run ``run_id``'s findings from the conditions each check found at ``epoch`` (check name ->
+        its conditions, in the order the checks ran; a check's conditions carry its name, and the first one per
+        layer counts). Returns the findings that changed (raised, reopened, updated, resolved; the raised and
+        reopened ones in the order raised, the resolved ones in the run's order) and the ids of the reopened
+        ones (they move last of their run)."""
         findings = self._findings.setdefault(run_id, {})
         changed: list[Finding] = []
         reopened: list[str] = []
-        previous, streaks = state.streaks, {}
-        held = set()
-        for key, cond in holding.items():
-            first, n = previous.get(key, (epoch, 0))
-            n += 1
-            streaks[key] = (first, n)
-            fid = state.ids.get(key)
-            if fid is None:
-                fid = state.ids[key] = f"{run_id}:{cond.check}:{cond.layer if cond.layer is not None else '-'}"
-            held.add(fid)
-            if n < cond.need:
+        index = state.evaluations = state.evaluations + 1
+        ids, active, was_settled = state.ids, state.active, state.settled
+        streaks_now: dict[str, dict[tuple[str, str | None], tuple[float, int]]] = {}
+        settled: dict[str, list[Condition]] = {}
+        held: set[str] = set()
+        for name, conds in results.items():
+            if not conds:  # nothing held: no streak goes on, and its active findings (if any) end below
                 continue
-            since = cond.since if cond.since is not None else first
-            old = findings.get(fid)
-            if old is not None and old.active:
-                if not (cond.severity != old.severity or cond.message != old.message or cond.value != old.value):
-                    if cond.tag == old.tag and cond.advice == old.advice:
-                        continue  # the same finding: kept as it is (no new object per held condition and row)
-                new = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag, old.since, None,
-                              cond.value, cond.message, cond.advice)
-                if new.severity != old.severity or new.message != old.message or new.value != old.value:
+            if was_settled.get(name) is conds:  # the same conditions as at the previous row, all of them findings
+                streaks_now[name] = state.streaks[name]
+                settled[name] = conds
+                continue
+            previous = state.streaks.get(name, {})
+            streaks = streaks_now[name] = {}
+            mine = active.get(name)
+            complete = True
+            for cond in conds:
+                key = (cond.check, cond.layer)
+                if key in streaks:
+                    continue
+                streak = previous.get(key)
+                if streak is None:
+                    streak = (epoch, index)
+                streaks[key] = streak
+                fid = ids.get(key)
+                if fid is None:
+                    fid = ids[key] = f"{run_id}:{cond.check}:{cond.layer if cond.layer is not None else '-'}"
+                held.add(fid)
+                if index - streak[1] + 1 < cond.need:
+                    complete = False
+                    continue
+                old = findings.get(fid)
+                if old is not None and old.until is None:
+                    if not (cond.severity != old.severity or cond.message != old.message or cond.value != old.value):
+                        if cond.tag == old.tag and cond.advice == old.advice:
+                            continue  # the same finding: kept as it is (no new object per held condition and row)
+                        same = True  # a new tag or advice only: kept as the new finding, not sent
+                    else:
+                        same = False
+                    findings[fid] = new = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag,
+                                                  old.since, None, cond.value, cond.message, cond.advice)
+                    if not same:
+                        changed.append(new)
+                else:
+                    past = findings.pop(fid, None)
+                    if past is not None:  # reopened: moves to the end, in the order raised
+                        reopened.append(fid)
+                        # its earlier episode stays, resolved, under an id of its own (since: episodes never overlap)
+                        episode = replace(past, id=f"{fid}#{past.since:g}")
+                        findings[episode.id] = episode
+                        changed.append(episode)
+                    since = cond.since if cond.since is not None else streak[0]
+                    findings[fid] = new = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag,
+                                                  since, None, cond.value, cond.message, cond.advice)
                     changed.append(new)
-                findings[fid] = new
-            else:
-                past = findings.pop(fid, None)
-                if past is not None:  # reopened: moves to the end, in the order raised
-                    reopened.append(fid)
-                    # its earlier episode stays, resolved, under an id of its own (since: episodes never overlap)
-                    episode = replace(past, id=f"{fid}#{past.since:g}")
-                    findings[episode.id] = episode
-                    changed.append(episode)
-                findings[fid] = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag, since, None,
-                                        cond.value, cond.message, cond.advice)
-                changed.append(findings[fid])
-        state.streaks = streaks
-        for fid, f in findings.items():
-            if f.active and fid not in held:
-                f.until = epoch
-                changed.append(f)
+                    if mine is None:
+                        mine = active[name] = {}
+                    state.placed += 1
+                    mine[fid] = state.placed
+            if complete:
+                settled[name] = conds
+        state.streaks, state.settled = streaks_now, settled
+        # resolved: the active findings of every check that did not find them again (a settled check finds all
+        # of its own), in the run's order
+        if not active:
+            return changed, reopened
+        ended = [(place, name, fid) for name, ids_of in active.items() if ids_of and (
+            name not in settled or settled[name] is not was_settled.get(name)) for fid, place in ids_of.items()
+            if fid not in held]
+        for _, name, fid in sorted(ended) if len(ended) > 1 else ended:
+            del active[name][fid]
+            f = findings[fid]
+            f.until = epoch
+            changed.append(f)
         return changed, reopened
 
     def forget(self, run_id: int) -> None:

@@ -50,6 +50,7 @@ class RowView:
         # running folds over final rows (scans.py), kept across the run's rows
         self._scans = scans if scans is not None else {}
         self._values: list[float] | None = None
+        self._once: dict[Any, Any] = {}
         self.data = run.data  # [rows, columns] float64 (a view: do not write)
         self.new_problems = new_problems or []  # (lens, message) of problems reported since the previous row
         self.row = row
@@ -72,6 +73,13 @@ class RowView:
         if self._values is None:
             self._values = self.data[self.row].tolist()
         return self._values
+
+    def once(self, key: Any, compute: Callable[..., Any], *args: Any) -> Any:
+        """``compute(*args)``, computed once for this row and shared by the checks that ask for ``key``."""
+        found = self._once.get(key)
+        if found is None:
+            found = self._once[key] = compute(*args)
+        return found
 
     def scan(self, key: Any, make: Callable[[], Any]) -> Any:
         """The running fold stored under ``key`` (built by ``make()`` on first use), kept across rows."""
