@@ -223,8 +223,8 @@ def overfitting(view: RowView, cfg: HealthConfig) -> list[Condition]:
 
 # HealthMonitor._apply as it was: conditions -> findings (streaks, ids, until); the checks' conditions in the
 # order they ran, the first one per (check, layer)
-def apply(self: Any, run_id: int, epoch: float, state: Any,
-          results: dict[str, list[Condition]]) -> tuple[list[Finding], list[str]]:
+def apply(self: Any, run_id: int, epoch: float, state: Any, results: dict[str, list[Condition]],
+          paused: frozenset[str] = frozenset()) -> tuple[list[Finding], list[str]]:
     holding: dict[tuple[str, str | None], Condition] = {}
     for conds in results.values():
         for cond in conds:
@@ -262,7 +262,7 @@ def apply(self: Any, run_id: int, epoch: float, state: Any,
             changed.append(findings[fid])
     held = {f"{run_id}:{c}:{layer if layer is not None else '-'}" for (c, layer) in holding}
     for fid, f in findings.items():
-        if f.active and fid not in held:
+        if f.active and fid not in held and f.layer not in paused:  # a stopped layer's finding did not end
             f.until = epoch
             changed.append(f)
     return changed, reopened

@@ -185,3 +185,31 @@ def test_unrecorded_spans_survive_saving(tmp_path):
     path.write_text(json.dumps(doc))
     with pytest.raises(HistoryFormatError, match="unrecorded"):
         load(path)
+
+
+def test_a_finding_on_a_layer_whose_recording_is_stopped_stays_active_until_it_is_measured_again():
+    """stop_recording is no evidence that a dead layer recovered: its finding stays active, with its epochs, while
+    nothing is measured, and goes on (one episode) once recording resumes and the layer is still dead."""
+    import warnings
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 1))
+    with torch.no_grad():
+        model[2].bias[:24] = -100.0  # 24 of 32 units of layer '3' dead for every input
+    ins = PyTorchInspector([OutputActivation()], visualizer="none").attach(model)
+    active = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for epoch in range(1, 8):
+            if epoch == 5:
+                ins.stop_recording("3")
+            if epoch == 7:
+                ins.resume_recording("3")
+            for _ in range(3):
+                model(torch.randn(8, 8)).pow(2).mean().backward()
+            ins.tick_epoch()
+            active.append(sorted((f.check, f.since) for f in ins.findings if f.layer == "3"))
+    deaths = ins.history.series("Output Activations", "3", "death_rate")
+    assert np.isnan(deaths[4]) and np.isnan(deaths[5]) and deaths[6] >= 0.75  # not measured in epochs 5 and 6
+    assert active[3] == active[4] == active[5] == active[6] == [("dead_layer", 1.0), ("dying_layer", 1.0)]
+    assert all(f.until is None for f in ins.health.findings() if f.layer == "3")  # never resolved: one episode

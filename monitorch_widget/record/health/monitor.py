@@ -158,7 +158,7 @@ class HealthMonitor:
                     self._failed.add(name)
                     self._report("health", f"check {name} failed with {type(exc).__name__}: {exc}")
         self.skipped = skipped
-        changed, reopened = self._apply(run.id, view.epoch, state, results)
+        changed, reopened = self._apply(run.id, view.epoch, state, results, _unrecorded_at(run, view.epoch))
         if changed and self._notify is not None:
             self._notify(changed, reopened)
         return bool(changed)
@@ -168,8 +168,8 @@ class HealthMonitor:
         for row in range(run.final_rows):
             self.evaluate(run, row)
 
-    def _apply(self, run_id: int, epoch: float, state: _RunState,
-               results: dict[str, list[Condition]]) -> tuple[list[Finding], list[str]]:
+    def _apply(self, run_id: int, epoch: float, state: _RunState, results: dict[str, list[Condition]],
+               paused: frozenset[str] = frozenset()) -> tuple[list[Finding], list[str]]:
         """Update run ``run_id``'s findings from the conditions each check found at ``epoch`` (check name ->
         its conditions, in the order the checks ran; a check's conditions carry its name, and the first one per
         layer counts). Returns the findings that changed (raised, reopened, updated, resolved; the raised and
@@ -244,9 +244,10 @@ class HealthMonitor:
         # of its own), in the run's order
         if not active:
             return changed, reopened
+        # a finding on a layer whose recording is stopped (stop_recording) was not measured, so it did not end
         ended = [(place, name, fid) for name, ids_of in active.items() if ids_of and (
             name not in settled or settled[name] is not was_settled.get(name)) for fid, place in ids_of.items()
-            if fid not in held]
+            if fid not in held and not (paused and findings[fid].layer in paused)]
         for _, name, fid in sorted(ended) if len(ended) > 1 else ended:
             del active[name][fid]
             f = findings[fid]
@@ -257,3 +258,13 @@ class HealthMonitor:
     def forget(self, run_id: int) -> None:
         self._state.pop(run_id, None)
         self._findings.pop(run_id, None)
+
+
+def _unrecorded_at(run: Run, epoch: float) -> frozenset[str]:
+    """The groups (layers) whose recording was stopped at ``epoch`` (``Run.unrecorded`` spans [first, last or
+    None])."""
+    if not run.unrecorded:
+        return frozenset()
+    return frozenset(g for g, spans in run.unrecorded.items()
+                     if any(a is not None and a <= epoch and (b is None or epoch <= b) for a, b in spans))
+
