@@ -153,6 +153,14 @@ def test_token_mlps_keep_the_last_dim():
     (lambda x: nn.ReLU(inplace=True)(nn.Linear(8, 6)(x[:, 0])), True),  # in place on a view: CopySlices
     (lambda x: torch.softmax(x[:, 0] @ x[:, 0].transpose(-1, -2), -1), True),  # attention scores: keys
     (lambda x: torch.relu(nn.LSTM(8, 4, batch_first=True)(x[:, 0])[0]), True),
+    # squeeze-and-excitation: a [B, C, 1, 1] gate times the conv's maps (C = W = 8: shapes alone would mislead)
+    (lambda x: torch.relu(torch.sigmoid(nn.Linear(5, 8)(x.mean((2, 3)))).view(2, 8, 1, 1)
+                          * nn.Conv2d(5, 8, 1)(x)), False),
+    # FiLM: gamma(cond) * maps + beta(cond), both computed and broadcast
+    (lambda x: torch.relu(nn.Linear(5, 3)(x[:, :, 0, 0])[:, :, None, None] * nn.Conv2d(5, 3, 3)(x)
+                          + nn.Linear(5, 3)(x[:, :, 0, 0])[:, :, None, None]), False),
+    # a linear layer's features viewed as tokens [B, N, D]: either reading fits, so the graph does not decide
+    (lambda x: torch.relu(nn.Linear(8, 4 * 8)(x[:, 0, 0]).view(-1, 4, 8)), None),
     (lambda x: torch.relu(x[:, :3]), None),  # a leaf: nothing fed it
     (lambda x: torch.relu(nn.Conv2d(5, 3, 3)(x).sum(1, keepdim=True)), None),  # a reduction: not followed
 ])
@@ -204,3 +212,23 @@ def test_a_no_grad_pass_before_training_does_not_fix_the_axis_for_the_training_p
     deaths = ins.history.series(OA, "act", "death_rate")
     assert deaths[0] == pytest.approx(np.mean([d for _, d in first]))
     assert deaths[1] == pytest.approx(np.mean([d for _, d in second])) == pytest.approx(0.5)
+
+
+def test_an_evaluation_at_a_shape_never_trained_takes_the_axis_training_read():
+    """Trained at sequence length 10, evaluated (no_grad, record_eval=True) at 17: the evaluation has no graph, and
+    takes what the training passes read for outputs of that rank (the last dim), not definition order (dim 1)."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(7)
+    model = TokenAfterConv()
+    ins = PyTorchInspector([OutputActivation(record_eval=True)], visualizer="none").attach(model)
+    seen: list[np.ndarray] = []
+    model.act.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone().numpy()))
+    for _ in range(2):
+        model(torch.randn(3, 6, 10, generator=g)).sum().backward()
+    with torch.no_grad():
+        model(torch.randn(3, 6, 17, generator=g))
+    ins.tick_epoch()
+    hand = [rates_by_hand(o, channel_axis=2) for o in seen]
+    assert seen[2].shape == (3, 17, 8)
+    assert ins.history.series(OA, "act", "death_rate")[0] == pytest.approx(np.mean([d for _, d in hand])) \
+        == pytest.approx(0.5)

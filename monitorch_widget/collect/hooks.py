@@ -121,7 +121,9 @@ class ActivationSite(Site):
         # user chose the axis (channel_dim=, channel_last=True).
         self.auto_axis = False
         self.default_last = channel_last
-        self._axis_of_shape: dict[tuple[int, ...], bool] = {}
+        # what a graph said, per output rank: a no_grad pass at a shape never trained (another sequence length)
+        # takes it too; a shared activation fed by a convolution and a linear layer differs in rank
+        self._axis_of_rank: dict[int, bool] = {}
         self.axis_unsure = False  # the axis of the current shape came from no graph: the next graph decides
         self.nonneg = nonneg
         self.ndim = -1
@@ -194,15 +196,15 @@ class ActivationSite(Site):
         """Ready the fast path for ``y``'s shape and dtype (``out``: the module's output, ``y`` detached from it);
         returns the scratch view for the mask (or None)."""
         if self.auto_axis and y.dim() >= 3:  # [B, C] has one reading; from 3-D on, ask what fed it
-            key = tuple(y.shape[1:])
+            key = y.dim()
             source = out if isinstance(out, torch.Tensor) else y
             last = channels_last(source)
-            if last is None:  # no graph (a no_grad pass) or one it cannot read: a graph's answer for this shape,
-                known = self._axis_of_shape.get(key)  # else the definition-order default
+            if last is None:  # no graph (a no_grad pass) or one it cannot read: a graph's answer for this rank,
+                known = self._axis_of_rank.get(key)  # else the definition-order default
                 self.axis_unsure = known is None and source.grad_fn is None
                 last = self.default_last if known is None else known
             else:
-                self._axis_of_shape[key] = last
+                self._axis_of_rank[key] = last
                 self.axis_unsure = False
             if last != self.channel_last:
                 self.channel_last = last
