@@ -63,7 +63,7 @@ def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
             out.append(Condition(
                 "dying_layer", "warning", layer, panel, d,
                 f"{pct(d)} of its units are silent for whole batches, far above the model's other layers "
-                f"(median {pct(median)}).", _DYING_ADVICE, need=cfg.dying_epochs))
+                f"(median {pct(median)}).", _DYING_ADVICE.format(panel=panel), need=cfg.dying_epochs))
     return out
 
 

@@ -548,3 +548,35 @@ def test_output_gradient_of_an_rnn_fed_packed_sequences_is_its_packed_data_gradi
         pytest.approx(np.mean([float(t.norm()) for t in grads]), rel=1e-5)
     assert rec.values[(1, "Output Gradient Correlation", "gru", "mean")] == \
         pytest.approx(np.mean(correlations(grads)), rel=1e-5, abs=1e-6)
+
+
+def test_a_module_whose_output_gets_no_gradient_is_named_once():
+    """A GRU classifier that reads its last hidden state h_n: the output sequence (what is read, as monitorch's
+    grad_output[0]) gets no gradient, its series stays empty, and a notice says why; the head's norm is by hand."""
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.GRU(4, 5, batch_first=True)
+            self.head = nn.Linear(5, 2)
+
+        def forward(self, x):
+            _, h = self.rnn(x)
+            return self.head(h[-1])
+
+    torch.manual_seed(0)
+    model = Classifier()
+    ins, rec = inspector([OutputGradientGeometry()], model)
+    grads = []
+    model.head.register_forward_hook(lambda m, a, out: out.register_hook(lambda g: grads.append(g.clone())) and None)
+    g = torch.Generator().manual_seed(8)
+    for _ in range(2):
+        x, y = torch.randn(3, 6, 4, generator=g), torch.randint(0, 2, (3,), generator=g)
+        nn.functional.cross_entropy(model(x), y).backward()
+    with pytest.warns(MonitorNotice, match=r"1 module\(s\) never received a gradient for their \(first\) output.*"
+                      r"'rnn'.*h_n"):
+        ins.tick_epoch()
+    assert rec.values[(1, "Output Gradient Norm", "head", "mean")] == \
+        pytest.approx(np.mean([float(t.norm()) for t in grads]), rel=1e-5)
+    assert (1, "Output Gradient Norm", "rnn", "mean") not in rec.values or \
+        math.isnan(rec.values[(1, "Output Gradient Norm", "rnn", "mean")])

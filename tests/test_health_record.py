@@ -247,3 +247,24 @@ def test_divergence_needs_the_loss_to_give_back_part_of_its_fall(losses, since):
     first = next(e for e in range(1, len(losses)) if losses[e] >= 1.5 * min(losses[:e])
                  and losses[e] - min(losses[:e]) >= 0.25 * (losses[0] - min(losses[:e])))
     assert first + 1 == since
+
+
+def test_dying_advice_names_the_panel_its_rates_come_from_and_series_says_which_role_to_ask():
+    """Without OutputActivation the dying check reads the weight gradients' units: its advice points at that
+    panel, not at an Output Activations panel the inspector does not have (trial r4 #8). Asking for a band's
+    edge without its role says which role it is (trial r4 #11)."""
+    record = Record()
+    record.start_run("run 1")
+    for epoch in range(1, 4):
+        record.plot_probabilities(epoch, "Weight Gradient Activation", OrderedDict(
+            (g, {"activation_rate": 0.5, "death_rate": d}) for g, d in (("a", 0.0), ("b", 0.02), ("c", 0.27))))
+        record.plot_numerical_values(epoch, "Loss", {"Loss": {"train_loss mean": 1.0 / epoch}},
+                                     {"Loss": {("train_loss -σ", "train_loss +σ"): (0.5 / epoch, 1.5 / epoch)}})
+        record.close_row()
+    dying = [f for f in record.health.findings(0) if f.check == "dying_layer"]
+    assert [f.layer for f in dying] == ["c"]
+    assert "in the Weight Gradient Activation panel" in dying[0].advice
+    run = record.runs[0]
+    assert list(run.series("Loss", "Loss", "train_loss +σ", role="hi")) == [1.5, 0.75, 0.5]
+    with pytest.raises(KeyError, match=r"is a 'hi' column, not 'line': pass role='hi'"):
+        run.series("Loss", "Loss", "train_loss +σ")

@@ -87,6 +87,7 @@ class OutputGradientGeometry(AbstractLens):
         sites = [s for s in self._sites if getattr(s, "seen", False)]
         if self._correlation:
             self._say_reshaped(sites)
+        self._say_unreached(sites)
         return geometry_calls(self, sites, summaries, self._agg, self._SMALL_NORM_TAG_NAME,
                               self._SMALL_PROD_TAG_NAME if self._correlation else None)
 
@@ -105,3 +106,20 @@ class OutputGradientGeometry(AbstractLens):
                                "definition (nothing of the same shape to correlate with), which pulls the mean "
                                "correlation towards 0. Batches of one shape (padding to a fixed length) give "
                                "comparable correlations; the norms are unaffected", category=MonitorNotice)
+
+    def _say_unreached(self, sites: list[Any]) -> None:
+        """Once: modules whose output required grad but got no gradient in an epoch in which others did. Only the
+        first output is read (monitorch's ``grad_output[0]``): an RNN whose loss uses its last hidden state
+        ``h_n`` instead of its output sequence leaves that output without a gradient, and its series empty."""
+        if not any(s.observed for s in sites):
+            return
+        unreached = [s for s in sites if not s.observed and not s.hidden and not s.off]
+        if unreached:
+            self.ctx.faults.report(self.lens_name, f"{len(unreached)} module(s) never received a gradient for their "
+                                   f"(first) output in an epoch in which the others did: "
+                                   f"{listed([s.name for s in unreached])}; this lens reads the gradient of a "
+                                   "module's output or of the first element of a tuple output (monitorch's "
+                                   "grad_output[0]), which the loss does not use here (an RNN classifier that reads "
+                                   "its hidden state h_n, an output only used under no_grad), so their series stay "
+                                   "empty", category=MonitorNotice)
+

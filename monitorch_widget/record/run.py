@@ -159,9 +159,14 @@ class Run:
     def series(self, panel: str, group: str, key: str, role: str = "line") -> np.ndarray:
         idx = self.column(panel, group, key, role)
         if idx is None:
-            known = sorted({(c.panel, c.group, c.key) for c in self.columns})
-            raise KeyError(f"run {self.id} has no series panel={panel!r} group={group!r} key={key!r}; "
-                           f"known: {known[:12]}{' ...' if len(known) > 12 else ''}")
+            roles = [c.role for c in self.columns if (c.panel, c.group, c.key) == (panel, group, key)]
+            if roles:  # the series exists under another role: a band's edge ("train_loss +σ" is role 'hi')
+                raise KeyError(f"run {self.id}: series panel={panel!r} group={group!r} key={key!r} is a "
+                               f"{' / '.join(repr(r) for r in roles)} column, not {role!r}: pass role="
+                               f"{roles[0]!r} (roles: 'line' a series, 'lo' / 'hi' the lower / upper edge of its band)")
+            known = sorted({(c.panel, c.group, c.key, c.role) for c in self.columns})
+            raise KeyError(f"run {self.id} has no series panel={panel!r} group={group!r} key={key!r} role={role!r}; "
+                           f"known (panel, group, key, role): {known[:12]}{' ...' if len(known) > 12 else ''}")
         return self.data[:, idx].copy()
 
     def groups(self, panel: str) -> list[str]:

@@ -23,7 +23,7 @@ _CONSTANT_ADVICE = ("check the bias and initialisation of the layer feeding it (
                     "unit), re-initialise (Lu et al. 2019: symmetric initialisations let deep ReLU networks die; try "
                     "an asymmetric or He initialisation), lower the learning rate, or switch to LeakyReLU")
 _DYING_ADVICE = ("this layer has more units than the task uses here: make it narrower, or add dropout before it; "
-                 "compare with the model's other layers in the Output Activations panel")
+                 "compare with the model's other layers in the {panel} panel")
 #: from this many checked layers on, their rates are gathered and compared as one float64 array
 _MANY = 16
 _TREND_ADVICE = ("units are dying without the loss improving: lower the learning rate, add dropout before the "
@@ -152,7 +152,7 @@ def _dying(r: _Rates, cfg: HealthConfig) -> list[Condition]:
             out.append(Condition(
                 "dying_layer", "warning", r.layers[k][0], r.panel, d,
                 f"{pct(d)} of its units are silent for whole batches, far above the model's other layers "
-                f"(median {pct(median)}).", _DYING_ADVICE, need=cfg.dying_epochs))
+                f"(median {pct(median)}).", _DYING_ADVICE.format(panel=r.panel), need=cfg.dying_epochs))
     return out
 
 
