@@ -66,6 +66,16 @@ def compiles_itself(module: nn.Module) -> bool:
     return getattr(module, "_compiled_call_impl", None) is not None
 
 
+def compiled_frames() -> int | None:
+    """How many frames dynamo has compiled in this process (None where its counters are not there): a hook can
+    only have been traced since this last changed."""
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:  # pragma: no cover - torch without dynamo
+        return None
+    return int(counters["frames"].get("total", 0)) if "frames" in counters else 0
+
+
 #: ``in_graph()``: True while dynamo traces the caller; every hook checks it first (see the module docstring).
 #: It *is* ``torch.compiler.is_compiling`` (which dynamo folds to ``True``), not a wrapper around it: hooks call
 #: it on every batch, and a Python frame less is a tenth of a microsecond per hook call.

@@ -33,6 +33,9 @@ class GradientObservations:
         self._last_layout: tuple[list[GradientSite], torch.device, Any] | None = None
         # (an optimizer's sites, a layout) found to hold the same parameters (:meth:`_reuse_row`)
         self._covered: tuple[list[GradientSite], Any] | None = None
+        # no site has a pending row: the last step committed every site's row at once (_reuse_row) and nothing
+        # was read since; False whenever that is not known
+        self.settled = False
 
     def _observe(self, sites: list[GradientSite], commit: bool) -> None:
         """Read ``sites``' gradients into one row per layout; ``commit``: the row is their observation now (a
@@ -90,6 +93,7 @@ class GradientObservations:
     def _observe_on(self, group: list[GradientSite], grads: list[torch.Tensor], device: torch.device,
                     commit: bool) -> None:
         """One observation row of ``group`` (sites of one layout: one device, one shard group)."""
+        self.settled = False
         try:
             last = self._last_layout
             if last is not None and last[0] == group and last[1] == device:
@@ -187,5 +191,6 @@ class GradientObservations:
         for s in sites:
             s.pending = None
             s.stepped = s.observed = True
+        self.settled = len(sites) == len(self.sites)  # every site of the reader: none left pending
         return True
 

@@ -38,6 +38,7 @@ from .faults import FaultLog
 from .gradient_layout import ActivityCounts, LayoutKind
 from .gradient_observations import GradientObservations
 from .gradient_site import GradientSite
+from .hooks import VISIBILITY
 from .optimizer_steps import STEPS, groups_signature
 from .streams import StreamBank
 from .wrapped import follow_replaced, note_ddp
@@ -62,6 +63,7 @@ class GradientReader(GradientObservations):
         self._optimizers: dict[int, tuple[list[int], list[GradientSite]]] = {}
         self._wrapper_hook: Any = None
         self.wrappers: set[int] = set()
+        self._unhooked: tuple[int, int, list[GradientSite]] | None = None  # see flush
         STEPS.listen(self)
 
     def add(self, site: GradientSite) -> None:
@@ -170,8 +172,9 @@ class GradientReader(GradientObservations):
             cached = self._optimizers[id(optimizer)] = (signature, sites)
         return cached[1]
 
-    def follow_replaced(self) -> None:
-        """Re-bind sites whose module now holds another parameter (``fully_shard``): see :mod:`.wrapped`."""
+    def follow_replaced(self) -> bool:
+        """Re-bind sites whose module now holds another parameter (``fully_shard``): see :mod:`.wrapped`. Returns
+        whether any was."""
         if follow_replaced(self):
             for layout in self.layouts.values():
                 self._fold(layout)
@@ -179,6 +182,8 @@ class GradientReader(GradientObservations):
             self._last_layout = None
             self._optimizers = {}
             self._covered = None
+            return True
+        return False
 
     # --- the tick -------------------------------------------------------------------------------------
     def flush(self, final: bool = True) -> None:
@@ -187,17 +192,23 @@ class GradientReader(GradientObservations):
         undecided: list[GradientSite] | None = None  # at the tick: the sites whose row stays pending
         if final:
             STEPS.running = None  # a step that raised never reached its post-hook
-            self.follow_replaced()
+            unhooked = self._unhooked
+            if self.follow_replaced() or unhooked is None or unhooked[0] != VISIBILITY[0] or \
+                    unhooked[1] != len(self.sites):
+                # parameters without a hook (frozen at attach, hidden): kept while no site was hidden or shown,
+                # replaced or added, so that a deep model's tick touches only those (each site is a cache miss)
+                unhooked = self._unhooked = (VISIBILITY[0], len(self.sites), [s for s in self.sites if s.handle is None])
+            for s in unhooked[2]:
+                s.ensure_hook()  # unfrozen since: hooked from now on (a no-op once it has a hook)
             undecided = []
-            for s in self.sites:
-                if s.handle is None:
-                    s.ensure_hook()
-                if s.pending is not None:
-                    if not s.stepped and not s.counted:
-                        self._commit(s)
-                        s.counted = True
-                    else:
-                        undecided.append(s)
+            if not self.settled:  # else every site's row was committed by the last step (_reuse_row): none pending
+                for s in self.sites:
+                    if s.pending is not None:
+                        if not s.stepped and not s.counted:
+                            self._commit(s)
+                            s.counted = True
+                        else:
+                            undecided.append(s)
         for layout in self.layouts.values():
             if not final and getattr(layout, "group", None) is not None:
                 continue  # a shard group sums its rows in step (the tick, a full buffer); ranks refresh apart

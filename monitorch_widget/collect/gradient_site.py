@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 class GradientSite(Site):
     """One watched parameter: its units, its bank row, and the life of its current gradient."""
 
+    buffered = False  # its rows are its reader's layout's (collect/gradient_layout.py)
+
     def __init__(self, name: str, module: nn.Module, param_name: str, param: nn.Parameter, lens: str,
                  faults: FaultLog, reader: GradientReader, bank_row: BankRow) -> None:
         super().__init__(name, lens, faults, 2, False, bank_row)

@@ -27,10 +27,15 @@ from .streams import BankRow, StatStream
 
 _F32 = torch.float32
 _MAX, _MAX_TIMES_0, _EMPTY = 0, 1, 2  # ActivationSite.check_how
+#: how many times any site was hidden or shown: what lenses keep about their shown sites is valid while it stays
+VISIBILITY = [0]
 
 
 class Site:
     """Common state of a hook object. ``off`` is the single flag the hot path checks."""
+
+    #: False for a kind of site that never fills a RowBuffer (its rows live elsewhere): the tick skips it
+    buffered = True
 
 
     def __init__(self, name: str, lens: str, faults: FaultLog, stream_width: int, keep_all: bool,
@@ -65,6 +70,7 @@ class Site:
         if hidden == self.hidden:
             return
         self.hidden = hidden
+        VISIBILITY[0] += 1
         self._update_off()
         if hidden and self.handle is not None:
             self.handle.remove()

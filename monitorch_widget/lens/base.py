@@ -15,11 +15,11 @@ from typing import Any, NamedTuple
 
 from torch import nn
 
-from ..collect.compiled import COMPILED_AFTER_ATTACH_ADVICE, CompiledGraphs
+from ..collect.compiled import COMPILED_AFTER_ATTACH_ADVICE, CompiledGraphs, compiled_frames
 from ..collect.faults import FaultLog, listed
 from ..collect.hooks import Site
 from ..collect.streams import BankRow, StreamBank
-from ..collect.summary import SlotTable, Summary
+from ..collect.summary import Summary
 
 
 class TagType(Enum):
@@ -120,7 +120,12 @@ class AbstractLens:
         return False
 
     def report_in_graph(self) -> None:
-        """Say once which hooks found themselves traced by dynamo (a model compiled after attach)."""
+        """Say once which hooks found themselves traced by dynamo (a model compiled after attach). Hooks are
+        traced only when dynamo compiles a frame: while its count of compiled frames stays, no site is looked at."""
+        frames = compiled_frames()
+        if frames is not None and self.__dict__.get("_frames_seen") == frames:
+            return
+        self._frames_seen = frames
         traced = [s for s in self._sites if s.in_graph and not s.off]
         if not traced:
             return
@@ -178,16 +183,28 @@ class AbstractLens:
             finally:
                 if bank is not None:
                     bank.at_tick = False
-        for site in self._sites:
+        for site in self._kinds()[0]:
             buf = site.buf
             if buf is not None and buf.n:
                 site.flush()
+
+    def _kinds(self) -> tuple[list[Site], list[Site]]:
+        """(sites that fill a RowBuffer, sites whose reset may do something), found once per set of sites: a
+        gradient site has neither (a deep model's tick then does not touch it here)."""
+        cached = self.__dict__.get("_kinds_cache")
+        if cached is not None and cached[0] is self._sites and cached[1] == len(self._sites):
+            return cached[2]  # type: ignore[no-any-return]
+        plain = Site.reset
+        out = ([s for s in self._sites if type(s).buffered],
+               [s for s in self._sites if type(s).buffered or type(s).reset is not plain or type(s.stream) is not BankRow])
+        self._kinds_cache = (self._sites, len(self._sites), out)
+        return out
 
     def reset_epoch(self) -> None:
         for reader in self._readers():
             reader.reset()
         plain = Site.reset
-        for site in self._sites:
+        for site in self._kinds()[1]:
             buf = site.buf
             # a slot of the lens' bank with no rows left (the tick handed them over): its reset does nothing
             if (buf is None or not buf.n) and type(site.stream) is BankRow and type(site).reset is plain:
@@ -231,77 +248,3 @@ class AbstractLens:
         """Stop (or resume) recording sites of hidden modules; their hooks return at once."""
         for site in self._sites:
             site.set_hidden(site.name in modules or getattr(site, "module_type", None) in types)
-
-
-def rate_calls(lens: AbstractLens, small_tag: str, sites: list[Site], summaries: dict[int, list[Summary]],
-               act_method: str, death_method: str, warning: dict[str, float] | None) -> Call:
-    """Per-layer activation/death rates; folds the worst values into ``warning`` (min act, max death)."""
-    data: OrderedDict[str, dict[Any, float]] = OrderedDict()
-    # the sites' bank read as one table (collect/summary.SlotTable): every layer's two points at once; a slot's
-    # row in the table is its row in the bank (BankRow.index)
-    table, bank = bank_table(summaries, sites)
-    names: list[str] = []
-    acts: list[float] = []
-    deaths: list[float] = []
-    bad: list[int] = []
-    rows = _table_rows(sites, bank) if table is not None else None
-    points = (table.points(act_method, 0), table.points(death_method, 1)) if table is not None else (None, None)
-    if rows is not None and points[0] is not None and points[1] is not None:
-        all_acts, all_deaths, all_bad = points[0], points[1], table.nonfinite()  # type: ignore[union-attr]
-        names = [s.name for s in sites if not s.hidden]
-        visible = rows if len(names) == len(rows) else [r for s, r in zip(sites, rows) if not s.hidden]
-        acts = [all_acts[r] for r in visible]
-        deaths = [all_deaths[r] for r in visible]
-        bad = [all_bad[r] for r in visible]
-    else:
-        for site in sites:
-            if site.hidden:
-                continue
-            act, dead = summaries[id(site.stream)]
-            names.append(site.name)
-            acts.append(act.point(act_method))
-            deaths.append(dead.point(death_method))
-            bad.append(act.nonfinite)
-    for name, a, d in zip(names, acts, deaths):
-        data[name] = {"activation_rate": a, "death_rate": d}
-    if warning is not None:
-        # NaN (a layer without batches) never wins; a NaN current worst is always replaced.
-        finite_acts = [a for a in acts if a == a]
-        finite_deaths = [d for d in deaths if d == d]
-        if finite_acts:
-            worst = min(finite_acts)
-            if not warning["worst activation_rate"] <= worst:
-                warning["worst activation_rate"] = worst
-        if finite_deaths:
-            worst = max(finite_deaths)
-            if not warning["worst death_rate"] >= worst:
-                warning["worst death_rate"] = worst
-    if any(bad):
-        for name, nonfinite in zip(names, bad):
-            if nonfinite:
-                lens.ctx.faults.report(lens.lens_name, f"{name}: {nonfinite} batch(es) with NaN/Inf values "
-                                       "were left out of the rates")
-    return Call("probability", small_tag, data)
-
-
-def _table_rows(sites: list[Site], bank: Any) -> list[int] | None:
-    """Each site's row in ``bank``'s table (its BankRow.index), or None when some site's slot is elsewhere."""
-    rows = [getattr(s.stream, "index", -1) for s in sites]
-    if all(getattr(s.stream, "bank", None) is bank for s in sites):
-        return rows
-    return None
-
-
-def bank_table(summaries: dict[int, list[Summary]], sites: list[Site]) -> tuple[SlotTable | None, Any]:
-    """(the table of the bank the first site's slot belongs to, that bank), or (None, None) when ``summaries``
-    holds no table for it (a few slots, kept per-batch values: read as Summary objects)."""
-    find = getattr(summaries, "table", None)
-    bank = getattr(sites[0].stream, "bank", None) if sites else None
-    if find is None or bank is None:
-        return None, None
-    table = find(bank)
-    return (table, bank) if table is not None else (None, None)
-
-
-def new_warning() -> dict[str, float]:
-    return {"worst activation_rate": float("nan"), "worst death_rate": float("nan")}

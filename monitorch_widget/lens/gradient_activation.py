@@ -11,8 +11,9 @@ from ..collect.gradient_reading import GradientReader
 from ..collect.gradient_site import GradientSite
 from ..collect.streams import StreamBank
 from ..collect.summary import Summary, as_method_list, needs_all_values
-from .base import Call, TagAttributes, TagType, new_warning, rate_calls
+from .base import Call, TagAttributes, TagType
 from .parameter_lens import ParameterLens
+from .rate_calls import new_warning, rate_calls
 
 
 class ParameterGradientActivation(ParameterLens):
@@ -77,8 +78,7 @@ class ParameterGradientActivation(ParameterLens):
         warning = new_warning() if self._warning_plot else None
         calls = []
         for pattern in self._parameters:
-            # a parameter frozen since attach shows up once it has had a gradient
-            sites = [s for s in self.sites_of(pattern) if s.observed or s.param.requires_grad]
+            sites = self.drawn_sites(pattern)
             calls.append(rate_calls(self, self.tag_for(pattern), sites, summaries, self._act_method,
                                     self._death_method, warning))
         if warning is not None:

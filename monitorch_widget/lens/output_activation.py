@@ -15,8 +15,9 @@ from ..collect.passes import pass_rule_for
 from ..collect.scratch import ScratchPool
 from ..collect.streams import StreamBank
 from ..collect.summary import Summary, as_method_list, needs_all_values
-from .base import AbstractLens, Call, TagAttributes, TagType, new_warning, rate_calls
+from .base import AbstractLens, Call, TagAttributes, TagType
 from .kinds import check_module_types, is_activation, is_dropout, is_linear_like, is_map_like, is_nonnegative
+from .rate_calls import new_warning, rate_calls
 from .silent import say_silent
 
 

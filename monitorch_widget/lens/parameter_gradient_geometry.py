@@ -76,7 +76,6 @@ class ParameterGradientGeometry(SequenceGeometryLens):
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
         calls = []
         for pattern in self._parameters:
-            # a parameter frozen since attach shows up once it has had a gradient
-            sites = [s for s in self.sites_of(pattern) if s.observed or s.param.requires_grad]
+            sites = self.drawn_sites(pattern)
             calls += self.geometry_calls(pattern, sites, summaries)
         return calls

@@ -110,6 +110,20 @@ class ParameterLens(AbstractLens):
         self.__dict__.pop("tied", None)
         super().detach()
 
+    def drawn_sites(self, pattern: str) -> list[Any]:
+        """The sites of one ``parameters`` entry that have a series: those read at least once, and those whose
+        parameter requires grad (a parameter frozen since attach shows up once it has had a gradient). Once every
+        site was read the answer is all of them for good (``observed`` never goes back), kept without a scan."""
+        base = self.sites_of(pattern)
+        settled: dict[str, tuple[list[Any], int]] = self.__dict__.setdefault("_all_observed", {})
+        hit = settled.get(pattern)
+        if hit is not None and hit[0] is base and hit[1] == len(base):
+            return base
+        if all(s.observed for s in base):
+            settled[pattern] = (base, len(base))
+            return base
+        return [s for s in base if s.observed or s.param.requires_grad]
+
     def sites_of(self, pattern: str) -> list[Any]:
         """The sites of one ``parameters`` entry, in model order."""
         # every tick asks for every site: the answer is kept while the site list is the same (sites are only

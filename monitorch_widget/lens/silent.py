@@ -5,7 +5,8 @@ from __future__ import annotations
 from ..collect.faults import FaultLog, MonitorNotice, listed
 from ..collect.passes import COUNT_TRAINING
 from ..collect.summary import Summary
-from .base import AbstractLens, bank_table
+from .base import AbstractLens
+from .rate_calls import bank_table
 
 
 def say_silent(lens: AbstractLens, summaries: dict[int, list[Summary]]) -> None:
