@@ -17,6 +17,8 @@ def say_silent(lens: AbstractLens, summaries: dict[int, list[Summary]]) -> None:
     table, bank = bank_table(summaries, lens.sites)
     if table is not None:  # every slot's count and non-finite count at once: no Summary object per layer
         seen = table.observed()
+        if all(seen):  # every slot of the lens' bank saw a batch (the usual epoch): no site to look at
+            return
     for site in lens.sites:
         if site.hidden or site.off:
             continue
