@@ -335,4 +335,3 @@ class PyTorchInspector:
 def _trained(run: Any) -> bool:
     """Whether an optimizer step was counted in ``run`` (its rows' step counts; NaN: an older history, unknown)."""
     return any(s > 0 or s != s for s in run.steps)
-

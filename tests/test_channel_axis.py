@@ -186,16 +186,21 @@ class TokenAfterConv(nn.Module):
         return self.act(self.fc(self.conv(x).transpose(1, 2)))
 
 
-def test_a_no_grad_pass_before_training_does_not_fix_the_axis_for_the_training_passes():
-    """With record_eval=True a baseline evaluation under no_grad runs first: it has no graph, so that one pass is
-    measured on the definition-order axis (dim 1 here); the first training pass of the shape reads the graph and
-    decides (the last dim) for every later pass, evaluations included."""
+def token_after_conv(seed: int):
+    """TokenAfterConv attached with record_eval=True, its activation's outputs kept by a plain hook, a generator."""
     torch.manual_seed(0)
-    g = torch.Generator().manual_seed(5)
     model = TokenAfterConv()
     ins = PyTorchInspector([OutputActivation(record_eval=True)], visualizer="none").attach(model)
     seen: list[np.ndarray] = []
     model.act.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone().numpy()))
+    return model, ins, seen, torch.Generator().manual_seed(seed)
+
+
+def test_a_no_grad_pass_before_training_does_not_fix_the_axis_for_the_training_passes():
+    """With record_eval=True a baseline evaluation under no_grad runs first: it has no graph, so that one pass is
+    measured on the definition-order axis (dim 1 here); the first training pass of the shape reads the graph and
+    decides (the last dim) for every later pass, evaluations included."""
+    model, ins, seen, g = token_after_conv(5)
     batches = [torch.randn(3, 6, 10, generator=g) for _ in range(6)]
     with torch.no_grad():
         model(batches[0])
@@ -217,12 +222,7 @@ def test_a_no_grad_pass_before_training_does_not_fix_the_axis_for_the_training_p
 def test_an_evaluation_at_a_shape_never_trained_takes_the_axis_training_read():
     """Trained at sequence length 10, evaluated (no_grad, record_eval=True) at 17: the evaluation has no graph, and
     takes what the training passes read for outputs of that rank (the last dim), not definition order (dim 1)."""
-    torch.manual_seed(0)
-    g = torch.Generator().manual_seed(7)
-    model = TokenAfterConv()
-    ins = PyTorchInspector([OutputActivation(record_eval=True)], visualizer="none").attach(model)
-    seen: list[np.ndarray] = []
-    model.act.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone().numpy()))
+    model, ins, seen, g = token_after_conv(7)
     for _ in range(2):
         model(torch.randn(3, 6, 10, generator=g)).sum().backward()
     with torch.no_grad():

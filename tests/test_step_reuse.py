@@ -33,6 +33,18 @@ def mean_rates(grads: list[torch.Tensor]) -> tuple[float, float]:
     return float(np.mean([p[0] for p in pairs])), float(np.mean([p[1] for p in pairs]))
 
 
+def keep_weight_grads(model: nn.Module, used: dict[str, list[torch.Tensor]]) -> None:
+    """Clone each named layer's weight gradient as it is now (what the step about to run uses)."""
+    for name in used:
+        used[name].append(model.get_submodule(name).weight.grad.clone())
+
+
+def assert_recorded(ins: PyTorchInspector, used: dict[str, list[torch.Tensor]]) -> None:
+    """Each layer's recorded weight rates are the mean of the rates of the gradients kept for it."""
+    for name, grads in used.items():
+        assert recorded(ins, name) == pytest.approx(mean_rates(grads), abs=1e-12)
+
+
 def recorded(ins: PyTorchInspector, group: str, tag: str = W) -> tuple[float, float]:
     h = ins.history
     return h.series(tag, group, "activation_rate")[-1], h.series(tag, group, "death_rate")[-1]
@@ -65,12 +77,10 @@ def test_the_usual_loop_counts_each_step_once():
     for step in range(5):
         opt.zero_grad()
         backward(model, step)
-        for name in used:
-            used[name].append(model.get_submodule(name).weight.grad.clone())
+        keep_weight_grads(model, used)
         opt.step()
     ins.tick_epoch()
-    for name, grads in used.items():
-        assert recorded(ins, name) == pytest.approx(mean_rates(grads), abs=1e-12)
+    assert_recorded(ins, used)
     assert ins.history.series(W, "0", "activation_rate").__len__() == 1
 
 
@@ -91,12 +101,10 @@ def test_a_gradient_changed_after_the_backward_pass_is_read_again_by_the_step(ch
             replaced = g * keep  # its first 3 rows zero, written out of place: version 0, as g's
             assert replaced._version == g._version  # so only its identity tells them apart
             model[0].weight.grad = replaced
-        for name in used:
-            used[name].append(model.get_submodule(name).weight.grad.clone())
+        keep_weight_grads(model, used)
         opt.step()
     ins.tick_epoch()
-    for name, grads in used.items():
-        assert recorded(ins, name) == pytest.approx(mean_rates(grads), abs=1e-12)
+    assert_recorded(ins, used)
     # the changed gradients' dead rows are seen: the step read them, not the backward pass
     assert recorded(ins, "0")[1] >= (3 if change == "replaced" else 2) / 6
 
@@ -128,13 +136,11 @@ def test_an_optimizer_of_some_parameters_reads_them_and_leaves_the_rest_to_their
         for p in model[2].parameters():
             p.grad = None
         backward(model, 30 + step)
-        for name in used:
-            used[name].append(model.get_submodule(name).weight.grad.clone())
+        keep_weight_grads(model, used)
         bias.append(model[2].bias.grad.clone())
         opt.step()
     ins.tick_epoch()
-    for name, grads in used.items():
-        assert recorded(ins, name) == pytest.approx(mean_rates(grads), abs=1e-12)
+    assert_recorded(ins, used)
     assert recorded(ins, "2", B) == pytest.approx(mean_rates(bias), abs=1e-12)
 
 

@@ -192,9 +192,9 @@ class GradientReader(GradientObservations):
         undecided: list[GradientSite] | None = None  # at the tick: the sites whose row stays pending
         if final:
             STEPS.running = None  # a step that raised never reached its post-hook
+            replaced = self.follow_replaced()
             unhooked = self._unhooked
-            if self.follow_replaced() or unhooked is None or unhooked[0] != VISIBILITY[0] or \
-                    unhooked[1] != len(self.sites):
+            if replaced or unhooked is None or unhooked[:2] != (VISIBILITY[0], len(self.sites)):
                 # parameters without a hook (frozen at attach, hidden): kept while no site was hidden or shown,
                 # replaced or added, so that a deep model's tick touches only those (each site is a cache miss)
                 unhooked = self._unhooked = (VISIBILITY[0], len(self.sites), [s for s in self.sites if s.handle is None])

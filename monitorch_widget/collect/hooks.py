@@ -37,7 +37,6 @@ class Site:
     #: False for a kind of site that never fills a RowBuffer (its rows live elsewhere): the tick skips it
     buffered = True
 
-
     def __init__(self, name: str, lens: str, faults: FaultLog, stream_width: int, keep_all: bool,
                  slot: BankRow | None = None) -> None:
         self.name = name

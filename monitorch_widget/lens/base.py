@@ -9,9 +9,10 @@ and, if the user passed one, to their own monitorch-style visualizer.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from torch import nn
 
@@ -20,6 +21,8 @@ from ..collect.faults import FaultLog, listed
 from ..collect.hooks import Site
 from ..collect.streams import BankRow, StreamBank
 from ..collect.summary import Summary
+
+T = TypeVar("T")
 
 
 class TagType(Enum):
@@ -140,12 +143,22 @@ class AbstractLens:
     def sites(self) -> list[Site]:
         return self._sites
 
+    def per_sites(self, key: Any, make: Callable[[], T]) -> T:
+        """``make()``, kept under ``key`` while the list of sites is the same: a site's stream, reader and kind
+        never change, and sites are only ever appended (or the list replaced, at detach)."""
+        cache: dict[Any, tuple[list[Site], int, Any]] = self.__dict__.setdefault("_per_sites", {})
+        hit = cache.get(key)
+        if hit is not None and hit[0] is self._sites and hit[1] == len(self._sites):
+            return hit[2]  # type: ignore[no-any-return]
+        value = make()
+        cache[key] = (self._sites, len(self._sites), value)
+        return value
+
     def _structure(self) -> tuple[list[StreamBank], dict[int, list[BankRow]], list[Any]]:
-        """(accumulators, bank slots, gradient readers) of the sites, found once per set of sites: a site's
-        stream and reader never change, and sites are only ever appended (or the list replaced, at detach)."""
-        cached = self.__dict__.get("_structure_cache")
-        if cached is not None and cached[0] is self._sites and cached[1] == len(self._sites):
-            return cached[2]  # type: ignore[no-any-return]
+        """(accumulators, bank slots, gradient readers) of the sites."""
+        return self.per_sites("structure", self._find_structure)
+
+    def _find_structure(self) -> tuple[list[StreamBank], dict[int, list[BankRow]], list[Any]]:
         seen: dict[int, StreamBank] = {}
         slots: dict[int, list[BankRow]] = {}
         readers: dict[int, Any] = {}
@@ -158,9 +171,7 @@ class AbstractLens:
             reader = getattr(site, "reader", None)
             if reader is not None:
                 readers.setdefault(id(reader), reader)
-        out = (list(seen.values()), slots, list(readers.values()))
-        self._structure_cache = (self._sites, len(self._sites), out)
-        return out
+        return list(seen.values()), slots, list(readers.values())
 
     def streams(self) -> list[StreamBank]:
         """Each accumulator once: the lens' bank (rate sites) and scalar sites' own streams."""
@@ -189,16 +200,12 @@ class AbstractLens:
                 site.flush()
 
     def _kinds(self) -> tuple[list[Site], list[Site]]:
-        """(sites that fill a RowBuffer, sites whose reset may do something), found once per set of sites: a
-        gradient site has neither (a deep model's tick then does not touch it here)."""
-        cached = self.__dict__.get("_kinds_cache")
-        if cached is not None and cached[0] is self._sites and cached[1] == len(self._sites):
-            return cached[2]  # type: ignore[no-any-return]
+        """(sites that fill a RowBuffer, sites whose reset may do something): a gradient site has neither (a deep
+        model's tick then does not touch it here)."""
         plain = Site.reset
-        out = ([s for s in self._sites if type(s).buffered],
-               [s for s in self._sites if type(s).buffered or type(s).reset is not plain or type(s.stream) is not BankRow])
-        self._kinds_cache = (self._sites, len(self._sites), out)
-        return out
+        return self.per_sites("kinds", lambda: (
+            [s for s in self._sites if type(s).buffered],
+            [s for s in self._sites if type(s).buffered or type(s).reset is not plain or type(s.stream) is not BankRow]))
 
     def reset_epoch(self) -> None:
         for reader in self._readers():

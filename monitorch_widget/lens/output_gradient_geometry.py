@@ -122,4 +122,3 @@ class OutputGradientGeometry(AbstractLens):
                                    "grad_output[0]), which the loss does not use here (an RNN classifier that reads "
                                    "its hidden state h_n, an output only used under no_grad), so their series stay "
                                    "empty", category=MonitorNotice)
-

@@ -126,19 +126,6 @@ class ParameterLens(AbstractLens):
 
     def sites_of(self, pattern: str) -> list[Any]:
         """The sites of one ``parameters`` entry, in model order."""
-        # every tick asks for every site: the answer is kept while the site list is the same (sites are only
-        # appended, or the list replaced at detach), and each parameter name is matched once
-        cache: dict[str, tuple[list[Any], int, list[Any]]] = self.__dict__.setdefault("_sites_of_pattern", {})
-        hit = cache.get(pattern)
-        if hit is not None and hit[0] is self._sites and hit[1] == len(self._sites):
-            return hit[2]
-        known: dict[str, str | None] = self.__dict__.setdefault("_pattern_of_name", {})
-        out = []
-        for s in self._sites:
-            name = getattr(s, "param_name", "")
-            if name not in known:
-                known[name] = self.pattern_of(name)
-            if known[name] == pattern:
-                out.append(s)
-        cache[pattern] = (self._sites, len(self._sites), out)
-        return out
+        # every tick asks for every site: kept while the site list is the same
+        return self.per_sites(("sites of", pattern), lambda: [
+            s for s in self._sites if self.pattern_of(getattr(s, "param_name", "")) == pattern])

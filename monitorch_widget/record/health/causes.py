@@ -35,12 +35,11 @@ def dead_layers(view: RowView, cfg: HealthConfig) -> list[str]:
     return [g for g, idx in layers if row[idx] >= cfg.dead_critical_rate]  # NaN compares False
 
 
-def depth_norms(view: RowView) -> dict[str, int]:
-    """The weight-gradient norm columns that vanishing is judged on: every layer's but normalisation layers'
-    (BatchNorm, LayerNorm, GroupNorm, RMSNorm, ...: their weight is a per-channel gain of a few entries, whose
-    gradient norm is small for that reason alone, not because of depth). All of them when the run does not
+def depth_norms(view: RowView, norms: dict[str, int]) -> dict[str, int]:
+    """Of the weight-gradient norm columns ``norms``, those vanishing is judged on: every layer's but normalisation
+    layers' (BatchNorm, LayerNorm, GroupNorm, RMSNorm, ...: their weight is a per-channel gain of a few entries,
+    whose gradient norm is small for that reason alone, not because of depth). All of them when the run does not
     know its module types (fed by monitorch's own inspector)."""
-    norms = view.first_line(GRADIENT_NORM)
     types = view.run.module_types
     return {g: c for g, c in norms.items() if "Norm" not in types.get(g, "")} if types else norms
 
@@ -49,7 +48,7 @@ def vanishing_layers(view: RowView, cfg: HealthConfig) -> set[str]:
     """Layers whose weight-gradient norm is below ``vanishing_ratio`` of the largest layer's in this row."""
     if not view.has(GRADIENT_NORM):
         return set()
-    norms = depth_norms(view)
+    norms = depth_norms(view, view.first_line(GRADIENT_NORM))
     values = view.row_values(list(norms.values()))
     ok = np.isfinite(values) & (values >= 0)
     if ok.sum() < 2:

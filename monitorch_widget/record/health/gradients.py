@@ -58,8 +58,7 @@ def _vanishing_advice(view: RowView) -> str:
 
 
 def vanishing_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
-    _norms(view)  # skipped without the lens
-    norms = depth_norms(view)
+    norms = depth_norms(view, _norms(view))
     names_ = list(norms)
     values = view.row_values(list(norms.values()))
     ok = np.flatnonzero(np.isfinite(values) & (values >= 0))
@@ -73,6 +72,7 @@ def vanishing_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
     if not low.size:
         return []
     dead = dead_layers(view, cfg)
+    shrinking = bool((values[low] > 0).any())  # some vanish by degrees: a 0 among them underflowed on the way back
     advice = None
     out = []
     for k in low:
@@ -84,14 +84,13 @@ def vanishing_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
             message += f" Its gradient is ~0, most likely because {names(dead)} {_is_are(dead)} dead: see dead_layer."
             tip = (f"revive {names(dead)} first (see dead_layer): no gradient passes a layer whose units are all "
                    "silent, so the layers around it stop learning")
-        elif v == 0 and not (values[low] > 0).any():
+        elif v == 0 and not shrinking:
             message += " No gradient reaches it at all."
             tip = ("check that the loss depends on it (a branch the loss does not use, a detach()) and look for "
                    "dead units after it (OutputActivation)")
-        elif v == 0:  # other layers vanish by degrees: this one's gradient underflowed on the way back
-            message += " It is so small that it rounds to 0 (other layers' gradients shrink on the way to it)."
-            tip = advice = advice or _vanishing_advice(view)
         else:
+            if v == 0:
+                message += " It is so small that it rounds to 0 (other layers' gradients shrink on the way to it)."
             tip = advice = advice or _vanishing_advice(view)
         out.append(Condition("vanishing_gradient", "warning", layer, GRADIENT_NORM, v, message, tip,
                              need=cfg.vanishing_epochs))
