@@ -28,6 +28,7 @@ from torch.utils.hooks import RemovableHandle
 
 from .compiled import in_graph
 from .faults import FaultLog, MonitorNotice
+from .held_hooks import HeldHook
 
 DEFERRED_TICK = ("tick_epoch() came while is_active_fn said no, after passes it said yes to: as in monitorch, "
                  "that tick records nothing and what they gathered waits for the next tick while it says yes. "
@@ -55,8 +56,8 @@ class ActivityGate:
         given as an int n depends on the epoch counter alone, so asking it at ticks is enough: no hooks."""
         self.detach()
         if per_pass:
-            self._handles = [model.register_forward_pre_hook(self._on_forward),
-                             model.register_forward_hook(self._on_output)]
+            self._handles = [model.register_forward_pre_hook(HeldHook(self._on_forward)),
+                             model.register_forward_hook(HeldHook(self._on_output))]
         self.refresh(force=True)
 
     def detach(self) -> None:

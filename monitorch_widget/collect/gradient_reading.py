@@ -38,6 +38,7 @@ from .faults import FaultLog
 from .gradient_layout import ActivityCounts, LayoutKind
 from .gradient_observations import GradientObservations
 from .gradient_site import GradientSite
+from .held_hooks import HeldHook
 from .hooks import VISIBILITY
 from .optimizer_steps import STEPS, groups_signature
 from .streams import StreamBank
@@ -71,7 +72,7 @@ class GradientReader(GradientObservations):
         self.by_param[id(site.param)] = site
         if self._wrapper_hook is None and torch.distributed.is_available():
             # one cheap hook, on the first watched module: it runs inside a DDP forward wherever DDP wraps
-            self._wrapper_hook = site.module.register_forward_pre_hook(self._note_ddp)
+            self._wrapper_hook = site.module.register_forward_pre_hook(HeldHook(self._note_ddp))
 
     def _note_ddp(self, module: nn.Module, args: Any) -> None:
         if getattr(_DDP, "_active_ddp_module", None) is not None:  # inside a DDP forward (else: one getattr)

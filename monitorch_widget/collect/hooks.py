@@ -21,6 +21,7 @@ from .buffers import RowBuffer
 from .compiled import in_graph, in_transform
 from .faults import FaultLog
 from .feeders import channels_last
+from .held_hooks import NotCopied
 from .passes import COUNT_ALL, COUNT_TRAINING, is_counted_pass
 from .scratch import ScratchPool
 from .streams import BankRow, StatStream
@@ -31,7 +32,7 @@ _MAX, _MAX_TIMES_0, _EMPTY = 0, 1, 2  # ActivationSite.check_how
 VISIBILITY = [0]
 
 
-class Site:
+class Site(NotCopied):
     """Common state of a hook object. ``off`` is the single flag the hot path checks."""
 
     #: False for a kind of site that never fills a RowBuffer (its rows live elsewhere): the tick skips it

@@ -17,6 +17,7 @@ from torch.utils.hooks import RemovableHandle
 
 from .compiled import in_graph
 from .faults import FaultLog
+from .held_hooks import HeldHook
 
 
 class IntraEpochUpdates:
@@ -35,7 +36,7 @@ class IntraEpochUpdates:
         self.handle: RemovableHandle | None = None
 
     def attach(self, model: nn.Module) -> None:
-        self.handle = model.register_forward_pre_hook(self._on_forward)
+        self.handle = model.register_forward_pre_hook(HeldHook(self._on_forward))
         self.reset()
 
     def detach(self) -> None:

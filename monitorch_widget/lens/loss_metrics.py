@@ -11,12 +11,13 @@ from torch import nn
 
 from ..collect.compiled import in_graph
 from ..collect.faults import FaultLog, MonitorNotice
+from ..collect.held_hooks import NotCopied
 from ..collect.hooks import ScalarSite, Site
 from ..collect.summary import RANGE_NAMES, Summary, as_method_list
 from .base import AbstractLens, Call, TagAttributes, TagType
 
 
-class _LossHook:
+class _LossHook(NotCopied):
     """Forward hook on the loss module: the batch's loss goes to the train or the validation site."""
 
     def __init__(self, loss_fn: nn.Module, train: ScalarSite, val: ScalarSite, from_grad: bool,

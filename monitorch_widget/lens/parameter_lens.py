@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
 from ..collect.compiled import named_modules, named_parameters
+from ..collect.held_hooks import HeldHook
 from .base import AbstractLens
 
 
@@ -91,7 +92,7 @@ class ParameterLens(AbstractLens):
                 self._add_site(name, mod, pname, param)
             self._sites.sort(key=lambda s: self._order.get(getattr(s, "module_name", s.name), 0))
 
-        handle = module.register_forward_hook(once)
+        handle = module.register_forward_hook(HeldHook(once))
         self._pending.append(handle)
 
     def after_attach(self, model: nn.Module) -> None:
