@@ -293,3 +293,33 @@ def test_numerical_per_layer_panel_spans_its_own_range() -> None:
     lines = ["".join(t.itertext()) for t in ET.fromstring(svg).iter(SVG_NS + "text")
              if t.get("class") == "mw-static-worst"]
     assert lines == ["highest mean at epoch 3: fc1 6, fc2 3"]
+
+
+def test_dropout_modules_do_not_rank_as_the_worst_activation_rate() -> None:
+    # Linear-ReLU-Dropout(0.5) twice: each Dropout's activation rate is about half its ReLU's by construction
+    # (trial r4, finding 9), so the worst-layers line named the two Dropouts and no layer
+    import torch
+    from torch import nn
+
+    import monitorch_widget as mw
+    from monitorch_widget.lens import OutputActivation
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 16), nn.ReLU(), nn.Dropout(0.5))
+    ins = mw.PyTorchInspector([OutputActivation()], visualizer="none", module=model)
+    seen: dict[str, list[float]] = {"1": [], "4": []}
+    hooks = [model[i].register_forward_hook(
+        lambda m, a, y, k=str(i): seen[k].append(float((y.abs() > 1e-8).float().mean(0).mean()))) for i in (1, 4)]
+    for _ in range(3):
+        model(torch.randn(32, 6)).sum().backward()
+    ins.tick_epoch()
+    for h in hooks:
+        h.remove()
+    run = ins.history.runs[-1]
+    epoch, worst = sp.worst_layers(run, "Output Activations", "activation_rate")
+    by_hand = sorted((k, float(np.mean(v))) for k, v in seen.items())
+    assert [w[0] for w in worst] == [k for k, _ in sorted(by_hand, key=lambda kv: kv[1])]
+    assert [w[1] for w in worst] == pytest.approx(sorted(v for _, v in by_hand), rel=1e-6)
+    dropout = ins.history.series("Output Activations", "2", "activation_rate")[-1]
+    assert dropout < min(v for _, v in by_hand)  # it is recorded (monitorch's definition), only not ranked
+    ins.detach()

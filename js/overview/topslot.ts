@@ -5,7 +5,7 @@
 import { formatValue } from "../chart";
 import type { Finding } from "../protocol";
 import type { Store } from "../store";
-import { lastRowWithData, lineColumns, rankings, worstAt } from "./worst";
+import { lastRowWithData, lineColumns, rankedGroups, rankings, worstAt } from "./worst";
 import { h } from "../dom";
 
 export type OpenLink = (tag: string | null, layer: string | null) => void;
@@ -106,7 +106,8 @@ export class WorstSummary {
       const keysOf = (tag: string): string[] => [...(cols.get(tag)?.keys() ?? [])];
       for (const r of rankings(run.panels, keysOf)) {
         if (!shown(r.tag)) continue;
-        const groups = cols.get(r.tag)?.get(r.key);
+        const all = cols.get(r.tag)?.get(r.key);
+        const groups = all && rankedGroups(run, r.tag, r.key, all);
         if (!groups || groups.size < 2) continue;
         const row = lastRowWithData(run, groups.values());
         if (row < 0) continue;

@@ -5,7 +5,7 @@ import { chartCsv, csvField, recordCsv } from "../overview/csv";
 import { colormap, heatRange } from "../overview/heatmap";
 import { runStyle } from "../overview/runstyle";
 import { emaDebiased } from "../overview/smooth";
-import { heatKey, lastRowWithData, lineColumns, rankings, worstAt, worstHolder } from "../overview/worst";
+import { heatKey, isDropout, lastRowWithData, lineColumns, rankedGroups, rankings, worstAt, worstHolder } from "../overview/worst";
 import { Store } from "../store";
 import { column, history, panel, snapRun } from "./helpers";
 
@@ -51,6 +51,27 @@ describe("worst layers", () => {
     const got = rankings([num("Update Geometry"), num("Output Norm"), num("Other")], (t) => keys[t]);
     expect(got.map((x) => [x.tag, x.key, x.worst])).toEqual([["Update Geometry", "update_norm", "max"], ["Output Norm", "mean", "max"]]);
     expect(heatKey(["mean"])).toBe("mean");
+  });
+
+  it("leaves dropout modules out of the rate rankings (their rate is their input's times 1 - p), not out of norms", () => {
+    // Linear-ReLU-Dropout(0.5): the dropout's activation rate is about half its ReLU's, so it always "ranked" lowest
+    const cols = [
+      column(0, ACT.tag, "1", "activation_rate", { module_type: "ReLU" }),
+      column(1, ACT.tag, "2", "activation_rate", { module_type: "Dropout" }),
+      column(2, ACT.tag, "4", "activation_rate", { module_type: "ReLU" }),
+      column(3, ACT.tag, "5", "activation_rate", { module_type: "Dropout" }),
+      column(4, ACT.tag, "head.dropout", "activation_rate"),
+    ];
+    const s = new Store();
+    s.applyHistory(history(1, [snapRun(0, "m", [ACT], cols, [1], [[0.5, 0.25, 0.6, 0.3, 0.1]])]));
+    const run = s.current!;
+    const all = lineColumns(run).get(ACT.tag)!.get("activation_rate")!;
+    expect(worstAt(run, all, 0, "min", 2).map((w) => w.layer)).toEqual(["head.dropout", "2"]);
+    const ranked = rankedGroups(run, ACT.tag, "activation_rate", all);
+    expect(worstAt(run, ranked, 0, "min", 3)).toEqual([{ layer: "1", value: 0.5 }, { layer: "4", value: 0.6 }]);
+    expect(rankedGroups(run, ACT.tag, "update_norm", all)).toBe(all);
+    expect([isDropout("x", "Dropout2d"), isDropout("x", "AlphaDropout"), isDropout("head.dropout", null), isDropout("x", "ReLU")])
+      .toEqual([true, true, true, false]);
   });
 
   it("names the layer holding each epoch's worst value of a warning panel", () => {

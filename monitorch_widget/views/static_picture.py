@@ -76,16 +76,26 @@ def _line_chart(runs: list[Any], tag: str, prob: bool, logy: bool, colors: dict[
     return chart
 
 
+def is_dropout(layer: str, module_type: str | None) -> bool:
+    """A dropout module's rates are its input's scaled by (1 - p) by construction: it would always rank as the
+    lowest activation rate without being a layer of its own (the health checks skip it too). By module type;
+    without one (a run fed by monitorch's own inspector) by the layer's name."""
+    return "Dropout" in module_type if module_type else "dropout" in layer.lower()
+
+
 def worst_layers(run: Any, tag: str, key: str, n: int = WORST_N) -> tuple[float | None, list[tuple[str, float]]]:
     """The ``n`` worst layers of panel ``tag`` at the run's last final epoch, by ``key``: highest first for
     death rates and values, lowest first for activation rates (svg_heatmap.direction). Every layer counts,
-    hidden or not. Returns (epoch, [(layer, value)]); NaN values are skipped."""
+    hidden or not, except dropout modules for the rates (:func:`is_dropout`). Returns (epoch, [(layer, value)]);
+    NaN values are skipped."""
     final = _final(run)
     if final <= 0:
         return None, []
     row = run.data[final - 1]
+    rates = key in ("activation_rate", "death_rate")
     vals = [(c.group, float(row[c.index])) for c in run.columns
-            if c.panel == tag and c.key == key and c.role == "line" and math.isfinite(float(row[c.index]))]
+            if c.panel == tag and c.key == key and c.role == "line" and math.isfinite(float(row[c.index]))
+            and not (rates and is_dropout(c.group, c.module_type))]
     sign = -1.0 if hm.direction(key) < 0 else 1.0
     vals.sort(key=lambda gv: -sign * gv[1])
     return float(run.epochs[final - 1]), vals[:n]
