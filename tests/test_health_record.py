@@ -176,6 +176,39 @@ def test_saved_histories_keep_findings_and_older_files_are_judged_on_load(tmp_pa
     assert {f.id for f in record.health.findings()} == {"1:" + f["id"].split(":", 1)[1] for f in saved}
 
 
+def test_print_groups_one_check_over_many_layers_into_two_lines():
+    # a deep model: 12 layers die at once (dead_layer), then 2 of them recover; 3 dead layers still print one by one
+    out = io.StringIO()
+    record = Record()
+    record.start_run("r")
+    printer = PrintVisualizer(record, stream=out)
+    record.health.configure(dead_epochs=1)
+    layers = [f"blocks.{i}.act" for i in range(12)]
+    feed(record, {g: [0.6] for g in layers})
+    printer.on_epoch()
+    feed(record, {g: [0.0 if i < 10 else 0.6] for i, g in enumerate(layers)})
+    printer.on_epoch()
+    lines = out.getvalue().splitlines()
+    health = [x for x in lines if x.startswith("  health:")]
+    assert health[0].startswith("  health: [warning] layer 'blocks.0.act' dead_layer (since epoch 1): ")
+    assert health[1] == ("  health: [warning] dead_layer also in 11 more layers: 'blocks.1.act', 'blocks.2.act', "
+                         "'blocks.3.act', 'blocks.4.act', 'blocks.5.act', 'blocks.6.act', 'blocks.7.act', 'blocks.8.act'"
+                         " and 3 more (inspector.findings has each)")
+    assert health[2] == ("  health: resolved dead_layer in 10 layers: 'blocks.0.act', 'blocks.1.act', 'blocks.2.act', "
+                         "'blocks.3.act', 'blocks.4.act', 'blocks.5.act', 'blocks.6.act', 'blocks.7.act' and 2 more")
+    assert len(health) == 3 and len(lines) == 5  # two epoch lines
+    assert sum(f.active for f in record.health.findings()) == 2  # every layer still has its own finding
+    out2 = io.StringIO()
+    few = Record()
+    few.start_run("r")
+    printer2 = PrintVisualizer(few, stream=out2)
+    few.health.configure(dead_epochs=1)
+    feed(few, {g: [0.6] for g in layers[:3]})
+    printer2.on_epoch()
+    assert [x.split(" dead_layer")[0] for x in out2.getvalue().splitlines()[1:]] == [
+        f"  health: [warning] layer '{g}'" for g in layers[:3]]
+
+
 def test_print_static_picture_and_export_show_findings(tmp_path):
     out = io.StringIO()
     record = Record()

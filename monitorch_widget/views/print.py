@@ -59,6 +59,24 @@ def epoch_line(record: Record, _labels: dict[str, Any] | None = None) -> str:
     return " | ".join(parts)
 
 
+#: more findings of one check than this appearing (or resolved) at one tick print as two lines (one per layer below)
+GROUPED_OVER = 3
+_NAMED = 8  # layers named in a grouped line; the rest counted
+
+
+def _by_check(findings: list[Any]) -> list[list[Any]]:
+    """``findings`` grouped by (check, severity), in first-seen order."""
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for f in findings:
+        groups.setdefault((f.check, f.severity), []).append(f)
+    return list(groups.values())
+
+
+def _names(findings: list[Any]) -> str:
+    named = ", ".join(f"'{f.layer}'" for f in findings[:_NAMED])
+    return named + (f" and {len(findings) - _NAMED} more" if len(findings) > _NAMED else "")
+
+
 class PrintVisualizer(RecordView):
     """Prints one line per epoch (big panels: loss, metrics, warnings); ``show_fig()`` prints a per-layer
     summary of the latest epoch.
@@ -81,19 +99,35 @@ class PrintVisualizer(RecordView):
             print(line, file=out, flush=True)
 
     def finding_lines(self) -> list[str]:
-        """Lines for the current run's findings that appeared, reopened or resolved since the last call."""
+        """Lines for the current run's findings that appeared, reopened or resolved since the last call. More than
+        :data:`GROUPED_OVER` of one check at once (a deep model's layers) print as the first in full and one line
+        naming the other layers: a 30-block model's 27 ``dead_layer`` findings are two lines, not 27."""
         run = self.record.current
         if run is None:
             return []
-        lines = []
+        opened, closed = [], []
         for f in self.record.health.findings(run.id):
             before = self._shown.get(f.id)
             if f.active and before is not True:
-                lines.append(f"  health: {f.line()}")
+                opened.append(f)
             elif not f.active and before is True:
-                where = f" layer '{f.layer}'" if f.layer else ""
-                lines.append(f"  health: resolved{where} {f.check} (epochs {f.since:g}-{f.until:g})")
+                closed.append(f)
             self._shown[f.id] = f.active
+        lines = []
+        for same in _by_check(opened):
+            if len(same) <= GROUPED_OVER:
+                lines += [f"  health: {f.line()}" for f in same]
+            else:
+                lines.append(f"  health: {same[0].line()}")
+                lines.append(f"  health: [{same[0].severity}] {same[0].check} also in {len(same) - 1} more layers: "
+                             f"{_names(same[1:])} (inspector.findings has each)")
+        for same in _by_check(closed):
+            if len(same) <= GROUPED_OVER:
+                for f in same:
+                    where = f" layer '{f.layer}'" if f.layer else ""
+                    lines.append(f"  health: resolved{where} {f.check} (epochs {f.since:g}-{f.until:g})")
+            else:
+                lines.append(f"  health: resolved {same[0].check} in {len(same)} layers: {_names(same)}")
         return lines
 
     on_tick = on_epoch
