@@ -19,6 +19,7 @@ from . import attaching, attachments, ticking
 from .collect.activity import ActivityGate, InspectorState
 from .collect.compiled import in_graph
 from .collect.faults import FaultLog, MonitorNotice, MonitorWarning
+from .collect.gradient_reading import WAITING, recover_lost_reads
 from .collect.model_growth import ModelGrowth
 from .collect.optimizer_steps import StepCounter
 from .collect.progress import IntraEpochUpdates
@@ -141,6 +142,8 @@ class PyTorchInspector:
 
     def _pump_hook(self, _module: nn.Module, _args: Any) -> None:
         if not in_graph():  # on the compiled wrapper it never is; a model compiled after attach: skip
+            if WAITING:  # a backward pass raised before its end-of-pass reads (collect/gradient_reading.py)
+                recover_lost_reads()
             self._live.pump()
             # counted after the pump: a view's resume queued before this pass is immediate
             # (grad on in eval mode: training in eval mode, or a slip)

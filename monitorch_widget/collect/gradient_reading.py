@@ -6,9 +6,13 @@ Definition (the same for every parameter size):
   after its closure ran, unscaled by a GradScaler, after any clipping (:mod:`.optimizer_steps`). With
   gradient accumulation (k backward passes, then one step) that is one observation of the summed gradient.
 - A gradient that no ``torch.optim`` step uses -- a hand-written update, an optimizer outside
-  ``torch.optim``, a step GradScaler skipped on inf/NaN, the remainder of an accumulation window -- is
-  counted once, as it stood at the end of its last backward pass, when it is discarded (the next backward
-  pass starts a new gradient) or at the tick.
+  ``torch.optim``, the remainder of an accumulation window -- is counted once, as it stood at the end of its
+  last backward pass, when it is discarded (the next backward pass starts a new gradient) or at the tick (and
+  again at each later tick or its end if it keeps accumulating: a parameter no optimizer holds).
+- Under a GradScaler (known from the first step it drives) a gradient no step uses is no observation: it is
+  the scaled gradient (x the loss scale), and a step the scaler skipped had an inf/NaN somewhere -- a routine
+  event while the scale calibrates, not the model's. The remainder of a window is read by the next step.
+  Before the scaler's first step, such gradients still count as above.
 
 A gradient's *life* runs from the backward pass that creates it to the one that finds it replaced
 (``zero_grad()`` set it to None, or it was zeroed in place): a post-accumulate-grad hook compares the
@@ -46,6 +50,21 @@ from .wrapped import follow_replaced, note_ddp
 
 _ENGINE = torch.autograd.Variable._execution_engine
 _DDP = torch.nn.parallel.DistributedDataParallel
+_TASK = torch._C._current_graph_task_id  # -1 outside a backward pass
+
+#: readers whose end-of-pass read is queued in the engine. A backward pass that raises (an in-place autograd
+#: error, Ctrl-C in a hook) drops its queued callbacks: such a reader would wait forever (``queued`` never reset,
+#: no later pass read). :func:`recover_lost_reads` reads them where no backward pass can be running.
+WAITING: set[GradientReader] = set()
+
+
+def recover_lost_reads() -> None:
+    """Read what the readers in :data:`WAITING` were to read at the end of a backward pass that raised. Called at a
+    forward pass of the attached model, an optimizer step and a tick (cheap when the set is empty); outside a
+    backward pass only (a reentrant checkpoint's recomputation runs inside one, its pass still to end)."""
+    if WAITING and _TASK() == -1:
+        for reader in list(WAITING):
+            reader.on_backward_end()
 
 
 class GradientReader(GradientObservations):
@@ -65,6 +84,7 @@ class GradientReader(GradientObservations):
         self._wrapper_hook: Any = None
         self.wrappers: set[int] = set()
         self._unhooked: tuple[int, int, list[GradientSite]] | None = None  # see flush
+        self._scaled_for: list[GradientSite] | None = None  # the sites a GradScaler-driven step last marked
         STEPS.listen(self)
 
     def add(self, site: GradientSite) -> None:
@@ -88,9 +108,9 @@ class GradientReader(GradientObservations):
         running = STEPS.running
         if site.same_gradient(g, 1):  # accumulated in place: the same gradient's life goes on
             site.grad_version = g._version
-        else:  # a new gradient: the previous one was discarded
-            if running is None:
-                self.end_life(site)
+            site.counted = False  # counted at a tick, accumulated since: counted again at its end or the next tick
+        else:  # a new gradient: the previous one was discarded (inside a step too: SAM's first half used it)
+            self.end_life(site)
             site.stepped = site.counted = False
             site.remember(g)
         if running is not None:
@@ -102,6 +122,7 @@ class GradientReader(GradientObservations):
     def queue(self) -> None:
         """Read the parameters accumulated since (``dirty``) at the end of this backward pass."""
         self.queued = True
+        WAITING.add(self)
         try:
             _ENGINE.queue_callback(self._after_engine_callbacks)
         except RuntimeError:  # not inside a backward pass (a hook called by hand)
@@ -120,6 +141,7 @@ class GradientReader(GradientObservations):
 
     def on_backward_end(self) -> None:
         sites, self.dirty, self.queued = self.dirty, [], False
+        WAITING.discard(self)
         sites = [s for s in dict.fromkeys(sites) if not s.off and s.param is not None]
         if sites:
             try:
@@ -130,14 +152,20 @@ class GradientReader(GradientObservations):
 
     def end_life(self, site: GradientSite) -> None:
         if site.pending is not None:
-            if not site.stepped and not site.counted:
+            if not site.stepped and not site.counted and not site.scaled:
                 self._commit(site)
-            site.pending = None
+            site.pending = None  # (a scaled gradient no step used: a step GradScaler skipped, no observation)
 
     # --- optimizer steps ----------------------------------------------------------------------------
     def on_step(self, optimizer: torch.optim.Optimizer) -> None:
         try:
+            if WAITING:
+                recover_lost_reads()
             watched = self._sites_of(optimizer)
+            if STEPS.scaled and self._scaled_for is not watched:  # once per parameter set
+                for s in watched:
+                    s.scaled = True
+                self._scaled_for = watched
             if watched and not STEPS.scaled and self._reuse_row(watched):
                 return
             sites = [s for s in watched if not s.off and s.param.grad is not None]
@@ -192,7 +220,8 @@ class GradientReader(GradientObservations):
         counted first; a provisional refresh (``update_every``) leaves them undecided."""
         undecided: list[GradientSite] | None = None  # at the tick: the sites whose row stays pending
         if final:
-            STEPS.running = None  # a step that raised never reached its post-hook
+            STEPS.abandon()  # a step that raised never reached its post-hook
+            recover_lost_reads()
             replaced = self.follow_replaced()
             unhooked = self._unhooked
             if replaced or unhooked is None or unhooked[:2] != (VISIBILITY[0], len(self.sites)):
@@ -205,7 +234,9 @@ class GradientReader(GradientObservations):
             if not self.settled:  # else every site's row was committed by the last step (_reuse_row): none pending
                 for s in self.sites:
                     if s.pending is not None:
-                        if not s.stepped and not s.counted:
+                        if s.scaled and not s.stepped:  # under a GradScaler: read unscaled by its next step
+                            s.pending = None
+                        elif not s.stepped and not s.counted:
                             self._commit(s)
                             s.counted = True
                         else:
@@ -226,6 +257,7 @@ class GradientReader(GradientObservations):
 
     def clear(self) -> None:
         STEPS.leave(self)
+        WAITING.discard(self)
         if self._wrapper_hook is not None:
             self._wrapper_hook.remove()
             self._wrapper_hook = None

@@ -45,6 +45,7 @@ class GradientSite(Site):
         self.grad_version = -1
         self.stepped = False     # a step used this gradient
         self.counted = False     # this gradient was counted without a step (at its end or at a tick)
+        self.scaled = False      # a GradScaler drove a step that read this parameter: its unused gradients are scaled
         self.observed = False    # any gradient was ever counted
         # False on all ranks but one when the gradient is the same on every rank (DDP's all-reduced one):
         # one optimizer step is one observation, not one per rank
@@ -93,8 +94,9 @@ class GradientSite(Site):
             ref = self.grad_ref
             if ref is not None and ref() is g and g._version == self.grad_version + 1:
                 self.grad_version += 1  # accumulated in place: the same gradient's life goes on
+                self.counted = False  # counted at a tick, accumulated since: counted again (its end, the next tick)
             else:  # a new gradient: the previous one was discarded
-                if running is None and self.pending is not None:
+                if self.pending is not None:  # inside a step too (SAM: the gradient its first half used, zeroed)
                     reader.end_life(self)
                 self.stepped = self.counted = False
                 if ref is None or ref() is not g:

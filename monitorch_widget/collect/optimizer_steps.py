@@ -3,7 +3,9 @@
 PyTorch's global ``register_optimizer_step_pre_hook`` / ``register_optimizer_step_post_hook`` fire once
 per ``step()`` of every ``torch.optim`` optimizer (foreach, fused, LBFGS, wrapped by an LR scheduler). The
 post-hook sees the gradient the step used: after a closure ran (Lightning's automatic optimisation, LBFGS,
-SAM), unscaled by a GradScaler, clipped if the user clipped. A step GradScaler skips fires neither hook.
+SAM), unscaled by a GradScaler, clipped if the user clipped. A step GradScaler skips fires neither hook. An
+optimizer that steps another inside its own ``step`` (Lookahead, SAM written as ``Optimizer`` subclasses) is one
+step, told at the outer step's end: the inner one's hooks fire too, and would otherwise read each gradient twice.
 
 The hooks are process-wide, so they are registered once, while at least one reader is listening, and
 removed when the last one leaves; each reader filters by the parameters it watches.
@@ -71,6 +73,10 @@ class _Steps:
         self.running: int | None = None
         #: the running (or just finished) step was driven by a GradScaler: its gradients were unscaled in place
         self.scaled = False
+        #: steps of other optimizers running inside the running one's (a Lookahead or SAM written as an Optimizer
+        #: subclass steps its base optimizer inside its own step): told as the outer step only, once
+        self.nested = 0
+        self._outer: FrameType | None = None  # the frame that called the outer step's hooks
 
     def listen(self, listener: StepListener) -> None:
         self.listeners.add(listener)
@@ -86,13 +92,41 @@ class _Steps:
                 handle.remove()
             self.handles = []
             self.running = None
+            self._outer = None
+            self.nested = 0
 
     def _pre(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if self.running is not None and self._inside_outer():
+            self.nested += 1
+            return
         self.running = id(optimizer)
+        self.nested = 0
+        self._outer = sys._getframe(1)
         self.scaled = _called_by_scaler()
 
+    def abandon(self) -> None:
+        """No step is running (the tick: a step that raised never reached its post-hook)."""
+        self.running = self._outer = None
+        self.nested = 0
+
+    def _inside_outer(self, depth: int = 16) -> bool:
+        """Whether the running step's frame is still on the stack (a step inside it), not left behind by a step
+        that raised before its post-hook (then this is a new outermost step)."""
+        outer = self._outer
+        frame: FrameType | None = sys._getframe(2)
+        while depth and frame is not None:
+            if frame is outer:
+                return True
+            frame = frame.f_back
+            depth -= 1
+        return False
+
     def _post(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if self.nested:
+            self.nested -= 1
+            return
         self.running = None
+        self._outer = None
         for ref in self._refs:
             listener = ref()
             if listener is not None:
