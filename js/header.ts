@@ -73,7 +73,7 @@ export class Header {
     if (s?.epoch != null) parts.push(`epoch ${s.epoch}`);
     else if (run) parts.push(`epoch ${run.finalRows}`);
     if (s?.sec_per_epoch != null && Number.isFinite(s.sec_per_epoch)) parts.push(`${formatValue(s.sec_per_epoch)} s/epoch`);
-    if (s?.state) parts.push(s.state);
+    if (s?.state) parts.push(s.state === "stopped" && s.stopped_by ? `stopped (${s.stopped_by})` : s.state);
     this.statusText.textContent = parts.join(" · ");
     const st = this.status.dataset;
     st.state = s?.state ?? "idle";

@@ -3,7 +3,8 @@
 
 export type PanelKind = "numerical" | "probability" | "relations";
 export type ColumnRole = "line" | "lo" | "hi";
-export type RunState = "idle" | "training" | "done";
+/** "stopped": the training cell ended by raising (`stopped_by` names the exception: KeyboardInterrupt for an interrupt). */
+export type RunState = "idle" | "training" | "done" | "stopped";
 
 export interface Panel {
   tag: string;
@@ -37,6 +38,7 @@ export interface Status {
   sec_per_epoch: number | null;
   state: RunState;
   problems: number;
+  stopped_by?: string | null;
 }
 
 /** Something that holds raw bytes: what ipywidgets hands us for a `bytes` value (DataView) or a plain buffer. */

@@ -229,7 +229,7 @@ def test_sam_with_a_closure_counts_both_gradients_as_the_manual_recipe_does():
             loss_fn(model(x), y).backward()
             norms.append(float(model[4].weight.grad.norm()))
 
-            def closure():
+            def closure(model=model, loss_fn=loss_fn, x=x, y=y, norms=norms):
                 loss_fn(model(x), y).backward()
                 norms.append(float(model[4].weight.grad.norm()))
 

@@ -99,3 +99,24 @@ def test_the_default_visualizer_is_the_widget_in_a_marimo_notebook(monkeypatch):
     fake.running_in_notebook = lambda: False  # `python notebook.py`: a script
     assert not in_notebook()
     assert not isinstance(PyTorchInspector([LossMetrics()]).visualizer, WidgetVisualizer)
+
+
+def test_status_says_a_cell_that_raised_stopped_it_and_an_untrained_run_is_idle():
+    # Kernel > Interrupt mid-training ended the cell with KeyboardInterrupt: "done" read as a finished run
+    # (trial r6); IPython hands post_run_cell the ExecutionResult, whose error_in_exec is the exception
+    class Result:
+        error_in_exec = KeyboardInterrupt()
+
+    ins, model, loss_fn = make()
+    w = ins.widget
+    w._sync._post_run_cell(Result())  # attached, no epoch yet: "epoch 0 · done" before
+    assert ins.history.status()["state"] == "idle"
+    train(ins, model, loss_fn, 2)
+    w._sync._post_run_cell(Result())
+    status = ins.history.status()
+    assert (status["state"], status["stopped_by"]) == ("stopped", "KeyboardInterrupt")
+    assert (w.history["status"]["state"], w.history["status"]["stopped_by"]) == ("stopped", "KeyboardInterrupt")
+    train(ins, model, loss_fn, 1)  # the cell re-run: training again, then a clean end
+    assert ins.history.status()["state"] == "training"
+    w._sync._post_run_cell(type("Ok", (), {"error_in_exec": None})())
+    assert (ins.history.status()["state"], ins.history.status()["stopped_by"]) == ("done", None)

@@ -62,6 +62,7 @@ class Record:
         self._tags: dict[str, Panel] = {}
         self._subscribers: list[Callable[[Event], None]] = []
         self.state = "idle"
+        self.stopped_by: str | None = None  # with state "stopped": the exception that ended the training cell
         self._plans: dict[tuple[int, str], IngestPlan] = {}  # (run id, tag) -> the columns its last call wrote
         self._tick_write = TickWrite()
         # health checks judge each row once it is final (README, "Health checks")
@@ -154,11 +155,15 @@ class Record:
                 self.health.evaluate(run, run.open_row)
             run.open_row = None
 
-    def settle(self) -> None:
+    def settle(self, stopped_by: str | None = None) -> None:
         """The code that was training stopped running (end of a notebook cell): the status reads "done" until
-        the next row opens (training again)."""
+        the next row opens (training again); "stopped" with ``stopped_by`` (the exception's type name, e.g.
+        ``KeyboardInterrupt`` for Kernel > Interrupt) when the cell ended by raising; "idle" when no epoch was
+        recorded yet (attached, not trained)."""
         if self.state == "training":
-            self.state = "done"
+            run = self.current
+            self.state = "idle" if run is None or not run.final_rows else "stopped" if stopped_by else "done"
+            self.stopped_by = stopped_by if self.state == "stopped" else None
             self._emit_status()
 
     def import_runs(self, other: Record) -> list[Run]:
@@ -200,13 +205,14 @@ class Record:
         run = self.current
         if run is None:
             return {"run": None, "label": None, "epoch": None, "sec_per_epoch": None, "state": self.state,
-                    "problems": 0}
+                    "problems": 0, "stopped_by": None}
         final = run.final_rows
         spe = None
         if final >= 1:
             spe = run.times[final - 1] / final
         return {"run": run.id, "label": run.label, "epoch": run.epochs[final - 1] if final else None,
-                "sec_per_epoch": spe, "state": self.state, "problems": sum(run.problems.values())}
+                "sec_per_epoch": spe, "state": self.state, "problems": sum(run.problems.values()),
+                "stopped_by": self.stopped_by}
 
     def _emit_status(self) -> None:
         self._emit("status", self.status())

@@ -300,13 +300,14 @@ class DeltaSync:
     def _pre_run_cell(self, *_args: Any) -> None:
         self._cell_thread = threading.get_ident()
 
-    def _post_run_cell(self, *_args: Any) -> None:
+    def _post_run_cell(self, result: Any = None, *_args: Any) -> None:
         self._cell_thread = None
         try:
             self._run_requests()
             settle = getattr(self._record, "settle", None)
-            if settle is not None:
-                settle()  # the training cell ended: "training" -> "done" (emits a status event)
+            if settle is not None:  # the training cell ended: "training" -> "done", or "stopped" if it raised
+                error = getattr(result, "error_in_exec", None)
+                settle(type(error).__name__ if error is not None else None)
             if self._dirty:
                 self.refresh_history()
             else:

@@ -1,0 +1,50 @@
+// @vitest-environment happy-dom
+// The status line's state: a training cell that ended by raising reads "stopped (<exception>)", not "done".
+import { describe, expect, it, vi } from "vitest";
+
+vi.mock("uplot", () => ({
+  default: class {
+    root = document.createElement("div");
+    constructor(_o: unknown, _d: unknown, t: HTMLElement | ((u: unknown, init: () => void) => void)) {
+      if (typeof t === "function") t(this, () => {});
+      else t.appendChild(this.root);
+    }
+    setData() {} setSize() {} setLegend() {} setScale() {} destroy() {}
+    batch(f: (u: unknown) => void) { f(this); }
+  },
+}));
+vi.mock("../css", () => ({ default: ".mw-root{}" }));
+
+import { Store } from "../store";
+import { mountView } from "../view";
+import { column, history, panel, snapRun, status } from "./helpers";
+
+const LOSS = panel("Loss", { big: true });
+const model = (st: ReturnType<typeof status>) => ({
+  attrs: { filters: {}, history: history(1, [snapRun(0, "run 1: MLP", [LOSS], [column(0, LOSS.tag, LOSS.tag, "train_loss mean")], [1, 2], [[1], [0.5]])], st) },
+  get(k: string) { return (this.attrs as Record<string, unknown>)[k]; },
+  set() {}, save_changes() {}, on() {}, off() {}, send() {}, widget_manager: {},
+});
+
+function statusText(st: ReturnType<typeof status>): string {
+  const host = document.createElement("div");
+  document.body.appendChild(host);
+  const m = model(st);
+  const store = new Store();
+  store.applyHistory(m.get("history") as never);
+  const cleanup = mountView(m as never, store, host);
+  const text = host.querySelector(".mw-status-text")?.textContent ?? "";
+  const state = (host.querySelector(".mw-status") as HTMLElement).dataset.state;
+  cleanup();
+  host.remove();
+  return `${text} [${state}]`;
+}
+
+describe("status line", () => {
+  it("says how the training cell ended", () => {
+    expect(statusText(status({ run: 0, epoch: 2, state: "done" }))).toBe("run 1: MLP · epoch 2 · done [done]");
+    expect(statusText(status({ run: 0, epoch: 2, state: "stopped", stopped_by: "KeyboardInterrupt" })))
+      .toBe("run 1: MLP · epoch 2 · stopped (KeyboardInterrupt) [stopped]");
+    expect(statusText(status({ run: 0, epoch: 2, state: "stopped" }))).toBe("run 1: MLP · epoch 2 · stopped [stopped]");
+  });
+});
