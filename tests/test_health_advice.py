@@ -116,7 +116,11 @@ def test_a_learning_rate_far_too_high_is_critical_in_the_epoch_it_blows_up():
 
 
 def update_message(findings, layer: str) -> str:
-    return by_check(findings, "update_ratio")[layer].message
+    """The update_ratio finding about ``layer``: its own, or the one naming every layer the dead layers starve."""
+    found = by_check(findings, "update_ratio")
+    f = found.get(layer) or found.get(None)
+    assert f is not None and (f.layer == layer or f"'{layer}'" in f.message), (layer, found)
+    return f.message
 
 
 def test_adam_far_too_high_points_at_the_dead_layers_not_at_a_low_learning_rate():
@@ -310,3 +314,41 @@ def test_normalisation_gains_are_not_judged_for_vanishing_and_an_underflowed_lay
     alone = _gradient_norm_rows({"0": [0.0, 0.0], "2": [0.5, 0.4]}, {"0": "Linear", "2": "Linear"})
     only = [f for f in alone.health.findings(0) if f.check == "vanishing_gradient"]
     assert len(only) == 1 and "No gradient reaches it at all" in only[0].message  # nothing shrinks towards it
+
+
+def test_one_dead_layer_in_a_deep_model_is_one_cause_not_a_finding_per_starved_layer():
+    """Trial r6: one ReLU killed in a 12-block MLP gave dozens of findings, a vanishing_gradient and an
+    update_ratio per layer before it, each pointing at the same dead layer. Now: the dead layer's finding, and one
+    vanishing_gradient and one update_ratio finding naming the starved layers (by hand: the Linear layers whose
+    weight gradient is exactly 0 at every step)."""
+    torch.manual_seed(0)
+    X, y = digits(512)
+    blocks = [nn.Linear(64, 32), nn.ReLU()] + [m for _ in range(11) for m in (nn.Linear(32, 32), nn.ReLU())]
+    model = nn.Sequential(*blocks, nn.Linear(32, 10))
+    with torch.no_grad():
+        model[14].bias.fill_(-10.0)  # block 7's ReLU (module '15') never fires
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    ins = inspector(model, opt)
+    zero_always: set[str] | None = None
+    for _ in range(4):
+        for i in range(0, len(X), BATCH):
+            opt.zero_grad()
+            LOSS(model(X[i:i + BATCH]), y[i:i + BATCH]).backward()
+            zero = {str(k) for k in range(0, 25, 2) if float(model[k].weight.grad.norm()) == 0.0}
+            zero_always = zero if zero_always is None else zero_always & zero
+            opt.step()
+        ins.tick_epoch()
+    # by hand: every Linear up to the dead block's (no gradient passes it) and the one after it (zero input)
+    assert zero_always == {str(k) for k in range(0, 17, 2)}
+    findings = ins.findings
+    dead = by_check(findings, "dead_layer")
+    assert dead["15"].severity == "critical"
+    vanishing = by_check(findings, "vanishing_gradient")
+    assert list(vanishing) == [None]  # one finding, not one per layer
+    assert "layer '15' is dead: see dead_layer" in vanishing[None].message
+    assert "layers '0', '2', '4' and 6 more" in vanishing[None].message  # the 9 starved layers
+    update = by_check(findings, "update_ratio")
+    assert list(update) == [None] and "see dead_layer" in update[None].message
+    assert "did not move in this epoch's steps" in update[None].message  # by hand: their gradients are exactly 0
+    assert {f.check for f in findings} == {"dead_layer", "vanishing_gradient", "update_ratio"}
+    ins.detach()

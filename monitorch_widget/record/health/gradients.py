@@ -72,6 +72,15 @@ def vanishing_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
     if not low.size:
         return []
     dead = dead_layers(view, cfg)
+    if dead:  # one cause, one finding: the layers it starves are named in it (not one finding per layer)
+        starved = [names_[k] for k in low]
+        return [Condition(
+            "vanishing_gradient", "warning", None, GRADIENT_NORM, float(values[low].max()),
+            f"the weight gradients of {names(starved)} are below {cfg.vanishing_ratio:g} of the largest layer's "
+            f"({named(top_layer)}: {sci(top)}; {reading(view)}), most likely because {names(dead)} "
+            f"{_is_are(dead)} dead: see dead_layer.",
+            f"revive {names(dead)} first (see dead_layer): no gradient passes a layer whose units are all silent, "
+            "so the layers around it stop learning", need=cfg.vanishing_epochs)]
     shrinking = bool((values[low] > 0).any())  # some vanish by degrees: a 0 among them underflowed on the way back
     advice = None
     out = []
@@ -80,11 +89,7 @@ def vanishing_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
         share = v / top
         message = (f"its weight-gradient norm {sci(v)} is {sci(share)} of the largest layer's "
                    f"({named(top_layer)}: {sci(top)}); {reading(view)}.")
-        if dead:
-            message += f" Its gradient is ~0, most likely because {names(dead)} {_is_are(dead)} dead: see dead_layer."
-            tip = (f"revive {names(dead)} first (see dead_layer): no gradient passes a layer whose units are all "
-                   "silent, so the layers around it stop learning")
-        elif v == 0 and not shrinking:
+        if v == 0 and not shrinking:
             message += " No gradient reaches it at all."
             tip = ("check that the loss depends on it (a branch the loss does not use, a detach()) and look for "
                    "dead units after it (OutputActivation)")
@@ -163,6 +168,7 @@ def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
     dead: list[str] | None = None
     vanishing: set[str] | None = None
     out = []
+    still: list[tuple[str, float]] = []  # layers that barely move because of dead layers: one finding for all
     for k in far:
         layer, r, m = layers[k], float(means[k]), float(maxes[k])
         top = f" (at most {sci(m)})" if finite(m) else ""
@@ -182,9 +188,9 @@ def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
             dead, vanishing = dead_layers(view, cfg), vanishing_layers(view, cfg)
         assert vanishing is not None
         if dead:
-            cause = f"its gradient is ~0, most likely because {names(dead)} {_is_are(dead)} dead: see dead_layer"
-            fix = f"revive {names(dead)} (see dead_layer); raising the learning rate would not help"
-        elif layer in vanishing:
+            still.append((layer, r))
+            continue
+        if layer in vanishing:
             cause = (f"its gradient is ~0: it vanishes on the way back (below {cfg.vanishing_ratio:g} of the largest "
                      f"layer's; vanishing_gradient on {named(layer)} once it lasts {cfg.vanishing_epochs} epochs)")
             fix = "fix the vanishing gradient (see vanishing_gradient); raising the learning rate would not help"
@@ -205,4 +211,14 @@ def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
                 f"{how}); " + (cause + "." if cause else "the learning rate may be too low."),
                 fix or "raise the learning rate (a learning-rate range test finds a good one), unless training is "
                 "deliberately annealed"))
+    if still and dead:
+        stuck = [layer for layer, _ in still]
+        most = max(r for _, r in still)
+        moved = "did not move in this epoch's steps" if most == 0 else \
+            f"move by at most {sci(most)} of their norm per step ({how})"
+        out.append(Condition(
+            "update_ratio", "warning", None, tag, most,
+            f"the weights of {names(stuck)} {moved}: their gradients are ~0, most likely because {names(dead)} "
+            f"{_is_are(dead)} dead: see dead_layer.",
+            f"revive {names(dead)} (see dead_layer); raising the learning rate would not help"))
     return out
