@@ -274,8 +274,16 @@ class PyTorchInspector:
         number = self.state.counter if epoch is None else epoch
         if world() is not None:
             self._exchange.arrive()  # every rank is here before the tick runs anything collective
-        ticking.write(self.history, self._compute(), number, self._steps.count, self._user_visualizer,
-                      self.visualizer, self.faults)
+        results = self._compute()
+        try:  # a Ctrl-C in a slow visualizer: the epoch still ends (else the next tick merged two epochs' data)
+            ticking.write(self.history, results, number, self._steps.count, self._user_visualizer,
+                          self.visualizer, self.faults)
+        finally:
+            self._end_epoch(epoch)
+
+    tick = tick_epoch
+
+    def _end_epoch(self, epoch: int | None) -> None:
         say_eval_training(self.lenses, self.faults, self._passes, self._steps.count - self._steps_at_tick)
         self._passes, self._steps_at_tick = [0, 0, 0], self._steps.count
         for lens in self.lenses:
@@ -286,8 +294,6 @@ class PyTorchInspector:
         self._epoch_started = time.time()
         if self._progress is not None:
             self._progress.reset()
-
-    tick = tick_epoch
 
     def _next_epoch(self, epoch: int | None) -> None:
         if epoch is not None:

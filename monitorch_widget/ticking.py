@@ -48,27 +48,29 @@ def write(record: Record, results: Results, epoch: int, step: float, user_visual
     """One record row for ``epoch`` (``step``: optimizer steps so far, the "step" x axis), the same calls to
     ``user_visualizer`` (None: the visualizer reads the record), then ``visualizer.on_tick()`` if it has one."""
     record.open_row(epoch, step=step)
-    # the lenses' calls into the record at once (one write, one cells event: Record.plot_calls); a lens with
-    # its own vizualize gets the record itself, in turn
-    batch: list[Call] = []
-    for lens, calls in results:
-        if type(lens).vizualize is AbstractLens.vizualize:
-            batch += calls
-            continue
+    try:  # the row closes whatever happens (a KeyboardInterrupt in the user's visualizer): a later tick opens its own
+        # the lenses' calls into the record at once (one write, one cells event: Record.plot_calls); a lens with
+        # its own vizualize gets the record itself, in turn
+        batch: list[Call] = []
+        for lens, calls in results:
+            if type(lens).vizualize is AbstractLens.vizualize:
+                batch += calls
+                continue
+            if batch:
+                record.plot_calls(epoch, batch)
+                batch = []
+            lens.vizualize(record, epoch, calls)
         if batch:
             record.plot_calls(epoch, batch)
-            batch = []
-        lens.vizualize(record, epoch, calls)
-    if batch:
-        record.plot_calls(epoch, batch)
-    if user_visualizer is not None:
-        for lens, calls in results:
-            try:
-                lens.vizualize(user_visualizer, epoch, calls)
-            except Exception as exc:  # noqa: BLE001
-                faults.report("visualizer", f"{type(user_visualizer).__name__} failed with "
-                              f"{type(exc).__name__}: {exc}")
-    record.close_row()
+        if user_visualizer is not None:
+            for lens, calls in results:
+                try:
+                    lens.vizualize(user_visualizer, epoch, calls)
+                except Exception as exc:  # noqa: BLE001
+                    faults.report("visualizer", f"{type(user_visualizer).__name__} failed with "
+                                  f"{type(exc).__name__}: {exc}")
+    finally:
+        record.close_row()
     on_tick = getattr(visualizer, "on_tick", None) if user_visualizer is None else None
     if on_tick is not None:
         try:

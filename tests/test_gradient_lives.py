@@ -246,3 +246,44 @@ def test_sam_with_a_closure_counts_both_gradients_as_the_manual_recipe_does():
         results[style] = ins.history.series(NORM, "4", "mean")[-1]
         ins.detach()
     assert results["closure"] == pytest.approx(results["manual"], rel=1e-6)
+
+
+def test_ctrl_c_inside_a_tick_still_ends_that_epoch():
+    """A KeyboardInterrupt from a slow visualizer during tick 2, then training goes on (the cell re-run): each epoch
+    keeps its own row (before: row 2 stayed open, the counter did not move, and the next tick wrote epochs 2 and 3
+    merged into row 2)."""
+
+    class Slow:  # a user's visualizer (monitorch's interface): Ctrl-C lands in it at the second epoch
+        calls = 0
+
+        def register_tags(self, *a: object) -> None: ...
+        def plot_probabilities(self, *a: object) -> None: ...
+        def plot_relations(self, *a: object) -> None: ...
+
+        def plot_numerical_values(self, *a: object, **k: object) -> None:
+            Slow.calls += 1
+            if Slow.calls == 2:
+                raise KeyboardInterrupt
+
+    model, loss_fn = _mlp(), nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ins = mw.PyTorchInspector([LossMetrics(loss_fn=loss_fn)], visualizer=Slow(), module=model)
+    means = []
+    for epoch in range(4):
+        losses = []
+        for x, y in _batches(3, seed=epoch):
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        means.append(float(np.mean(losses)))
+        if epoch == 1:
+            with pytest.raises(KeyboardInterrupt):
+                ins.tick_epoch()
+        else:
+            ins.tick_epoch()
+    h = ins.history
+    assert list(h.runs[-1].epochs) == [1, 2, 3, 4]  # was [1, 2, 3]: two epochs in one row
+    assert list(h.series("Loss", "Loss", "train_loss mean")) == pytest.approx(means, rel=1e-6)
+    ins.detach()
