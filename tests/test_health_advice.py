@@ -314,6 +314,8 @@ def test_normalisation_gains_are_not_judged_for_vanishing_and_an_underflowed_lay
     alone = _gradient_norm_rows({"0": [0.0, 0.0], "2": [0.5, 0.4]}, {"0": "Linear", "2": "Linear"})
     only = [f for f in alone.health.findings(0) if f.check == "vanishing_gradient"]
     assert len(only) == 1 and "No gradient reaches it at all" in only[0].message  # nothing shrinks towards it
+    # a norm of exactly 0 is said so, not "0 is 0 of the largest layer's" (trial r6); the largest is '2' at 0.4
+    assert only[0].message.startswith("its weight-gradient norm is 0 (the largest: layer '2', 0.4)")
 
 
 def test_one_dead_layer_in_a_deep_model_is_one_cause_not_a_finding_per_starved_layer():

@@ -87,8 +87,11 @@ def vanishing_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
     for k in low:
         layer, v = names_[k], float(values[k])
         share = v / top
-        message = (f"its weight-gradient norm {sci(v)} is {sci(share)} of the largest layer's "
-                   f"({named(top_layer)}: {sci(top)}); {reading(view)}.")
+        if v == 0:  # "0 is 0 of the largest layer's" read as a riddle (trial r6)
+            message = f"its weight-gradient norm is 0 (the largest: {named(top_layer)}, {sci(top)}); {reading(view)}."
+        else:
+            message = (f"its weight-gradient norm {sci(v)} is {sci(share)} of the largest layer's "
+                       f"({named(top_layer)}: {sci(top)}); {reading(view)}.")
         if v == 0 and not shrinking:
             message += " No gradient reaches it at all."
             tip = ("check that the loss depends on it (a branch the loss does not use, a detach()) and look for "
