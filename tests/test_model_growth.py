@@ -86,3 +86,41 @@ def test_a_registration_is_never_broken_by_the_monitor(boom):
         model[0].register_parameter("extra", nn.Parameter(torch.zeros(1)))
         assert model[0].extra.shape == (1,)
     ins.detach()
+
+
+def test_pruning_after_attach_is_followed_as_the_same_parameter_not_called_new_or_replaced():
+    """torch.nn.utils.prune re-registers '0.weight' as '0.weight_orig' (the same Parameter, still trained) and
+    computes 'weight' from it and a mask (trial r5, finding 7: the gradient lenses said "replaced ... stops here"
+    and wrote a one-batch value, the model notice called weight_orig new and unwatched). The gradient norm of
+    each epoch is now weight_orig's, by hand, and one notice says what is followed."""
+    from torch.nn.utils import prune
+
+    from monitorch_widget.lens import ParameterGradientGeometry
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ins = PyTorchInspector([ParameterGradientGeometry()], visualizer="none", module=model)
+    param = model[0].weight
+    gen = torch.Generator().manual_seed(3)
+    want = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for epoch in range(3):
+            if epoch == 1:
+                prune.l1_unstructured(model[0], "weight", amount=0.5)
+                assert model[0].weight_orig is param
+            norms = []
+            for _ in range(3):
+                opt.zero_grad()
+                model(torch.randn(8, 6, generator=gen)).pow(2).mean().backward()
+                norms.append(float(param.grad.norm()))  # masked after pruning: half its entries 0
+                opt.step()
+            want.append(sum(norms) / len(norms))
+            ins.tick_epoch()
+    got = ins.history.series("Weight Gradient Norm", "0", "mean")
+    assert list(got) == pytest.approx(want, rel=1e-5)
+    said = notices(caught)
+    assert any("as 'weight_orig' (pruning" in m for m in said)
+    assert not any("not watched" in m or "stops here" in m for m in said)
+    ins.detach()

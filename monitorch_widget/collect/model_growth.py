@@ -57,8 +57,10 @@ class ModelGrowth:
     def _on_parameter(self, module: nn.Module, name: str, param: Any) -> None:
         try:
             where = self._names.get(module)
-            if where is None or param is None or name in module._parameters:
-                return  # not our model, a None placeholder, or a replacement the lenses follow
+            if where is None or param is None or name in module._parameters or any(
+                    p is param for p in module._parameters.values()):
+                return  # not our model, a None placeholder, a replacement the lenses follow, or a parameter
+                # registered again under a new name (pruning's ``weight_orig``: the lenses follow the object)
             self._added.append(f"{where}.{name}" if where else name)
         except Exception:  # noqa: BLE001, S110 - never fail the user's register_parameter
             pass

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrize import is_parametrized
 
+from .faults import MonitorNotice
+
 if TYPE_CHECKING:
     from .gradient_reading import GradientReader
 
@@ -55,6 +57,8 @@ def follow_replaced(reader: GradientReader) -> bool:
         if current is None and not s.off and is_parametrized(s.module, s.param_name):
             s.fail(_parametrized(s))
             continue
+        if current is None and _renamed(reader, s):
+            continue
         if current is None:  # (getattr only then: a module's __getattr__ costs a Python call per site and tick)
             current = getattr(s.module, s.param_name, None)
         if current is s.param or s.off:
@@ -72,6 +76,22 @@ def follow_replaced(reader: GradientReader) -> bool:
         reader.by_param[id(current)] = s
         changed = True
     return changed
+
+
+def _renamed(reader: GradientReader, site: Any) -> bool:
+    """Whether the module still holds the site's parameter object under another name: ``torch.nn.utils.prune``
+    re-registers ``weight`` as ``weight_orig`` (the same Parameter, still trained) and computes ``weight`` =
+    ``weight_orig * weight_mask`` in a forward pre-hook. The series go on reading the trained parameter (its
+    gradient is the one the mask lets through: pruned entries read as inactive); said once."""
+    new = next((name for name, p in site.module._parameters.items() if p is site.param), None)
+    if new is None:
+        return False
+    if getattr(site, "renamed_to", None) != new:
+        site.renamed_to = new
+        reader.faults.report(reader.lens, f"{site.name}: the module now holds this parameter as {new!r} (pruning, "
+                             f"torch.nn.utils.prune: {site.param_name!r} is computed from it and a mask); the series "
+                             f"go on with {new!r}, the parameter the optimizer trains", category=MonitorNotice)
+    return True
 
 
 def _parametrized(site: Any) -> str:
