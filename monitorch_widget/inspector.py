@@ -27,7 +27,7 @@ from .collect.rank_exchange import RankExchange, world
 from .lens.base import AbstractLens, LensContext
 from .lens.lens_list import check_lenses
 from .lens.loss_metrics import LossMetrics
-from .lens.silent import say_eval_training
+from .lens.silent import say_eval_counted_as_training, say_eval_training
 from .record import Record
 from .record.health import Finding, HealthConfig, HealthMonitor
 from .recording import RecordingSwitch
@@ -274,6 +274,7 @@ class PyTorchInspector:
         ticking.write(self.history, self._compute(), number, self._steps.count, self._user_visualizer,
                       self.visualizer, self.faults)
         say_eval_training(self.lenses, self.faults, self._passes, self._steps.count - self._steps_at_tick)
+        say_eval_counted_as_training(self.lenses, self.faults, self._passes)
         self._passes, self._steps_at_tick = [0, 0, 0], self._steps.count
         for lens in self.lenses:
             lens.reset_epoch()
