@@ -307,7 +307,9 @@ class PyTorchInspector:
         self._pump()
 
     def iter(self, iterable: Iterable[Any]) -> Iterator[Any]:
-        """Yield from ``iterable``, ticking after each item (one item = one epoch)."""
+        """Yield from ``iterable``, ticking after each item (one item = one epoch). A ``break`` leaves the epoch it
+        broke out of unticked (as monitorch: the tick runs when the loop asks for the next item): call
+        :meth:`tick_epoch` after the loop to write it."""
         started = False
         for item in iterable:
             if started:
