@@ -56,7 +56,7 @@ def _epochs(no_grad_eval: bool, epochs: int = 2) -> tuple[mw.PyTorchInspector, l
             loss = loss_fn(model(torch.randn(6, 4)), torch.randint(0, 3, (6,)))
             loss.backward()
             opt.step()
-            train[-1].append(float(loss))
+            train[-1].append(float(loss.detach()))
         model.eval()
         with torch.no_grad() if no_grad_eval else torch.enable_grad():
             val[-1].append(float(loss_fn(model(torch.randn(6, 4)), torch.randint(0, 3, (6,))).detach()))
@@ -181,4 +181,48 @@ def test_a_layer_frozen_mid_training_is_named_as_frozen_not_as_unused_by_the_los
     h = ins.history
     assert h.series("Output Gradient Norm", "1", "mean") == pytest.approx([np.mean(e) for e in seen], rel=1e-5)
     assert np.isnan(h.series("Output Gradient Norm", "0", "mean")[1])
+    ins.detach()
+
+
+# --- finding 6: a frozen parameter that still holds a zero .grad ---------------------------------------------
+FROZEN = ("monitorch_widget [ParameterGradientActivation]: 2 watched parameter(s) do not require grad (frozen with "
+          "requires_grad_(False)) but still hold a .grad tensor: '0.weight', '0.bias'; no gradient reaches them by "
+          "design, so their gradient series read a zero gradient (death rate 1, norm 0) and a vanishing_gradient "
+          "finding may name them. Their .grad is a zero tensor kept by optimizer.zero_grad(set_to_none=False), so the "
+          "optimizer still steps them (momentum, weight decay move the frozen weights): zero_grad() "
+          "(set_to_none=True, the default) or param.grad = None ends both")
+
+
+@pytest.mark.parametrize("set_to_none", [False, True], ids=["zeroed", "none"])
+def test_a_frozen_parameter_holding_a_zero_grad_is_named_once(set_to_none):
+    from monitorch_widget.lens import ParameterGradientActivation
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    ins = mw.PyTorchInspector([ParameterGradientActivation()], visualizer="none", module=model)
+    deaths: list[list[float]] = []  # death rate of model[0].weight's gradient per step, by hand (units: rows)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for epoch in range(3):
+            if epoch == 1:
+                model[0].requires_grad_(False)
+            deaths.append([])
+            for _ in range(2):
+                opt.zero_grad(set_to_none=set_to_none)
+                model(torch.randn(3, 4)).pow(2).mean().backward()
+                g = model[0].weight.grad
+                if g is not None:
+                    deaths[-1].append(rates_by_hand(g.numpy(), channel_axis=0)[1])
+                opt.step()
+            ins.tick_epoch()
+    death = ins.history.series("Weight Gradient Activation", "0", "death_rate")
+    if set_to_none:
+        assert _notices(caught, "ParameterGradientActivation") == []
+        assert death[0] == pytest.approx(np.mean(deaths[0]))
+        assert np.isnan(death[1:]).all()  # no gradient, no observation
+    else:
+        assert _notices(caught, "ParameterGradientActivation") == [FROZEN]
+        assert deaths[1] == deaths[2] == [1.0, 1.0]  # the zero gradient: every row dead
+        assert death == pytest.approx([np.mean(d) for d in deaths])
     ins.detach()
