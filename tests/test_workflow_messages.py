@@ -226,3 +226,27 @@ def test_a_frozen_parameter_holding_a_zero_grad_is_named_once(set_to_none):
         assert deaths[1] == deaths[2] == [1.0, 1.0]  # the zero gradient: every row dead
         assert death == pytest.approx([np.mean(d) for d in deaths])
     ins.detach()
+
+
+def test_a_stale_grad_on_a_frozen_parameter_no_optimizer_holds_is_not_named():
+    """Transfer learning: a backbone pre-trained, then frozen with its last .grad left in place; the optimizer holds
+    the head only, so nothing reads or steps that stale gradient and there is nothing to say."""
+    from monitorch_widget.lens import ParameterGradientActivation
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
+    model(torch.randn(3, 4)).pow(2).mean().backward()  # pre-training's last backward: .grad left on the backbone
+    model[0].requires_grad_(False)
+    opt = torch.optim.SGD(model[2].parameters(), lr=0.1)
+    ins = mw.PyTorchInspector([ParameterGradientActivation()], visualizer="none", module=model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            opt.zero_grad()
+            model(torch.randn(3, 4)).pow(2).mean().backward()
+            opt.step()
+        ins.tick_epoch()
+    assert model[0].weight.grad is not None
+    assert _notices(caught, "ParameterGradientActivation") == []
+    assert np.isnan(ins.history.series("Weight Gradient Activation", "0", "death_rate")).all()
+    ins.detach()

@@ -15,12 +15,15 @@ from .base import AbstractLens
 
 def say_frozen_with_gradient(lens: AbstractLens, said: set[str]) -> None:
     """Once per parameter (``said``: the names already given, kept by the lens): watched parameters with
-    ``requires_grad=False`` and a ``.grad`` that is not None. Reads two attributes per watched parameter (no
-    device work)."""
+    ``requires_grad=False`` and a ``.grad`` that is not None, which an optimizer step used. Reads a few attributes
+    per watched parameter (no device work)."""
     found = []
     for site in lens.sites:
         p = getattr(site, "param", None)  # a parameter lens's site
-        if p is not None and not site.hidden and not p.requires_grad and p.grad is not None:
+        # ``stepped``: a torch.optim step used the gradient the site holds (collect/gradient_reading.py); a stale
+        # .grad of a frozen parameter no optimizer holds (a backbone frozen after pre-training) is never read
+        if (p is not None and not site.hidden and not p.requires_grad and p.grad is not None
+                and getattr(site, "stepped", False)):
             pname = getattr(site, "param_name", "")
             found.append(f"{site.name}.{pname}" if site.name else pname)
     names = [name for name in found if name not in said]
