@@ -212,17 +212,25 @@ def test_lightning_fit_hands_its_optimizer_to_a_lens_built_with_none():
     lens = ParameterUpdateGeometry(None, compute_correlation=False)
     ins = mw.PyTorchInspector([LossMetrics(), lens], visualizer="none")
     net = Net()
-    trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu", devices=1,
-                         callbacks=[InspectorCallback(ins)])
+    callback = InspectorCallback(ins)
+
+    def fit() -> None:
+        trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, accelerator="cpu", devices=1, callbacks=[callback])
+        trainer.fit(net, torch.utils.data.DataLoader(data, batch_size=8))
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trainer.fit(net, torch.utils.data.DataLoader(data, batch_size=8))
+        fit()
+        first, net.norms = net.norms, []
+        fit()  # a second fit (a notebook cell re-run): configure_optimizers makes a new optimizer, handed anew
     assert _notices(caught) == []
-    assert [len(e) for e in net.norms] == [3, 3]
-    norms = ins.history.series("Weight Update Norm", "fc", "mean")
-    assert norms == pytest.approx([sum(e) / len(e) for e in net.norms], rel=1e-5)
-    assert lens.optimizer is None  # taken back after fit: the next fit's optimizer is handed anew
+    for run, by_hand in zip(ins.history.runs, (first, net.norms)):
+        assert [len(e) for e in by_hand] == [3, 3]
+        norms = run.series("Weight Update Norm", "fc", "mean")
+        assert norms == pytest.approx([sum(e) / len(e) for e in by_hand], rel=1e-5)
+    assert len(ins.history.runs) == 2
+    assert lens.optimizer is None  # taken back after each fit
 
 
 # --- Hugging Face: the optimizer of the callback events (an AcceleratedOptimizer) is unwrapped ---------------
