@@ -28,7 +28,7 @@ from .collect.rank_exchange import RankExchange, world
 from .lens.base import AbstractLens, LensContext
 from .lens.lens_list import check_lenses
 from .lens.loss_metrics import LossMetrics
-from .lens.silent import say_eval_training
+from .lens.silent import say_eval_counted_as_training, say_eval_training
 from .record import Record
 from .record.health import Finding, HealthConfig, HealthMonitor
 from .recording import RecordingSwitch
@@ -285,6 +285,7 @@ class PyTorchInspector:
 
     def _end_epoch(self, epoch: int | None) -> None:
         say_eval_training(self.lenses, self.faults, self._passes, self._steps.count - self._steps_at_tick)
+        say_eval_counted_as_training(self.lenses, self.faults, self._passes)
         self._passes, self._steps_at_tick = [0, 0, 0], self._steps.count
         for lens in self.lenses:
             lens.reset_epoch()
@@ -315,7 +316,9 @@ class PyTorchInspector:
         self._pump()
 
     def iter(self, iterable: Iterable[Any]) -> Iterator[Any]:
-        """Yield from ``iterable``, ticking after each item (one item = one epoch)."""
+        """Yield from ``iterable``, ticking after each item (one item = one epoch). A ``break`` leaves the epoch it
+        broke out of unticked (as monitorch: the tick runs when the loop asks for the next item): call
+        :meth:`tick_epoch` after the loop to write it."""
         started = False
         for item in iterable:
             if started:

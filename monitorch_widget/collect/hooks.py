@@ -55,6 +55,9 @@ class Site(NotCopied):
         self.hidden = False
         self.active = True
         self.off = False
+        #: calls the pass rule did not count (grad disabled, eval mode) this epoch: a module that never ran in a
+        #: counted pass but has some ran all the same (a frozen backbone under no_grad); lens/silent.py says so
+        self.uncounted = 0
         # Set (by a store dynamo replays after each compiled call) when the hook was traced into a graph.
         self.in_graph = False
 
@@ -154,8 +157,10 @@ class ActivationSite(Site):
         pass_rule = self.pass_rule
         if pass_rule == COUNT_TRAINING:
             if not (module.training and torch.is_grad_enabled()):
+                self.uncounted += 1
                 return
         elif pass_rule != COUNT_ALL and not is_counted_pass(pass_rule, module):
+            self.uncounted += 1
             return
         try:
             y = out.detach() if out.requires_grad else out

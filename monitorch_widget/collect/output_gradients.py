@@ -63,6 +63,7 @@ class OutputGradientSite(Site):
         self.before: torch.Tensor | None = None  # ||previous||: the previous observation's norm (a 0-d row view)
         self.observed = 0   # observations this epoch
         self.reshaped = 0   # ... of them after one of another shape this epoch (correlation 0 by definition)
+        self.detached = 0   # calls under grad this epoch whose output did not require grad (frozen, nothing before)
         self._register = lambda: module.register_forward_hook(self)
         self.handle = self._register()
 
@@ -84,6 +85,8 @@ class OutputGradientSite(Site):
         if y.requires_grad and not in_transform(y):  # a torch.func transform's gradient is not a training pass
             self.seen = True
             y.register_hook(self._on_gradient)
+        elif not y.requires_grad:
+            self.detached += 1
 
     def _on_gradient(self, grad: torch.Tensor) -> None:
         if self.off:
@@ -128,7 +131,7 @@ class OutputGradientSite(Site):
         if self.previous is not None:
             self.previous.zero_()
         self.before = None
-        self.observed = self.reshaped = 0
+        self.observed = self.reshaped = self.detached = 0
 
     def remove(self) -> None:
         super().remove()

@@ -22,7 +22,15 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from ..collect.faults import MonitorNotice
 from ..inspector import PyTorchInspector
-from .common import LoggedValues, RunName, check_every_n_steps, check_inspector, check_run_name, run_name_of
+from .common import (
+    LoggedValues,
+    OptimizerHandOver,
+    RunName,
+    check_every_n_steps,
+    check_inspector,
+    check_run_name,
+    run_name_of,
+)
 
 _OWNER = "InspectorCallback"
 # The Trainer's own bookkeeping in its log dicts: recorded only when declared, never warned about.
@@ -115,6 +123,10 @@ class InspectorCallback(TrainerCallback):
     Trainer's ``TrainingArguments`` and ``TrainerState`` (e.g. ``lambda args, state: f"lr {args.learning_rate}"``);
     ``None``: the inspector's default ``"run <n>: <model class>"``.
 
+    ``ParameterUpdateGeometry(None)`` (the optimizer is made inside ``train``): for each ``train()`` the callback
+    gives it the Trainer's optimizer (the ``optimizer`` of the callback events, unwrapped from accelerate's
+    ``AcceleratedOptimizer``), so its update series fill in; a lens built with an optimizer keeps its own.
+
     Raises ``TypeError`` / ``ValueError`` for a wrong ``inspector`` / ``every_n_steps`` / ``run_name``, and
     ``RuntimeError`` at ``on_train_begin`` when the Trainer runs several processes (``world_size > 1``).
     """
@@ -132,6 +144,7 @@ class InspectorCallback(TrainerCallback):
         self._pending: int | None = None
         self._last_step = 0
         self._before_training = False  # between on_train_begin and the first epoch: eval_on_start's evaluation
+        self._optimizers = OptimizerHandOver(inspector)  # the Trainer's optimizer -> ParameterUpdateGeometry(None)
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        **kwargs: Any) -> None:
@@ -144,6 +157,8 @@ class InspectorCallback(TrainerCallback):
         model = kwargs.get("model")
         if model is None:
             raise RuntimeError(f"{_OWNER}: the Trainer passed no model to on_train_begin")
+        # the optimizer exists by now (an accelerate AcceleratedOptimizer around it): handed before the hooks go on
+        self._optimizers.hand([kwargs.get("optimizer")])
         self.inspector.attach(model, run_name=run_name_of(self.run_name, _OWNER, args, state))  # a new run (detaches an earlier model first)
         self._attached = True
         self._pending = None
@@ -216,6 +231,7 @@ class InspectorCallback(TrainerCallback):
         self._flush_pending()
         self._attached = False
         self.inspector.detach()
+        self._optimizers.take_back()
 
     def _flush_pending(self) -> None:
         if self._pending is not None and self._attached:

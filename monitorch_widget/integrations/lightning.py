@@ -18,7 +18,15 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
                       "'monitorch-widget[lightning]' (or pip install lightning)") from exc
 
 from ..inspector import PyTorchInspector
-from .common import LoggedValues, RunName, check_every_n_steps, check_inspector, check_run_name, run_name_of
+from .common import (
+    LoggedValues,
+    OptimizerHandOver,
+    RunName,
+    check_every_n_steps,
+    check_inspector,
+    check_run_name,
+    run_name_of,
+)
 
 _OWNER = "InspectorCallback"
 
@@ -82,6 +90,10 @@ class InspectorCallback(pl.Callback):
     rank attaches and ticks at the same rows, so each row holds every rank's batches and the all-reduced
     gradient (README "Distributed"); only ``master_rank`` draws.
 
+    ``ParameterUpdateGeometry(None)`` (the optimizer is made inside ``fit``): for each ``fit`` the callback gives it
+    ``trainer.optimizers[0]`` (:class:`~monitorch_widget.integrations.common.OptimizerHandOver`), so its update
+    series fill in; a lens built with an optimizer keeps its own.
+
     Raises ``TypeError`` / ``ValueError`` for a wrong ``inspector`` / ``every_n_steps`` / ``run_name``, and
     ``RuntimeError`` at ``setup`` when the Trainer runs several processes the callback cannot serve:
     ``strategy="ddp_notebook"`` (``ddp_fork``, ``ddp_spawn``) runs its ranks in child processes whose hooks
@@ -103,6 +115,7 @@ class InspectorCallback(pl.Callback):
         self._step_names: set[str] = set()  # recorded names logged in training steps (read from the steps only)
         self._pending: int | None = None  # epoch row waiting for the module's on_train_epoch_end
         self._last_step = 0
+        self._optimizers = OptimizerHandOver(inspector)  # trainer.optimizers -> ParameterUpdateGeometry(None)
 
     # --- processes -----------------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -125,6 +138,7 @@ class InspectorCallback(pl.Callback):
 
     # --- fit ---------------------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._optimizers.hand(trainer.optimizers)  # made by configure_optimizers, which fit ran before this hook
         self._start(trainer, pl_module)
         self._last_step = trainer.global_step
 
@@ -197,6 +211,7 @@ class InspectorCallback(pl.Callback):
         if self._attached:
             self._attached = False
             self.inspector.detach()
+        self._optimizers.take_back()
 
     def _flush_pending(self, trainer: pl.Trainer) -> None:
         if self._pending is not None and self._attached:

@@ -12,6 +12,7 @@ from ..collect.gradient_site import GradientSite
 from ..collect.streams import StreamBank
 from ..collect.summary import Summary, as_method_list, needs_all_values
 from .base import Call, TagAttributes, TagType
+from .frozen import say_frozen_with_gradient
 from .parameter_lens import ParameterLens
 from .rate_calls import new_warning, rate_calls
 
@@ -75,6 +76,7 @@ class ParameterGradientActivation(ParameterLens):
         self._bank = StreamBank(2, self._keep_all)
 
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
+        say_frozen_with_gradient(self, self._said_frozen)
         warning = new_warning() if self._warning_plot else None
         calls = []
         for pattern in self._parameters:

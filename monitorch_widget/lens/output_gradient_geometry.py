@@ -114,6 +114,15 @@ class OutputGradientGeometry(AbstractLens):
         if not any(s.observed for s in sites):
             return
         unreached = [s for s in sites if not s.observed and not s.hidden and not s.off]
+        frozen = [s for s in unreached if s.detached]
+        if frozen:
+            self.ctx.faults.report(self.lens_name, f"{len(frozen)} module(s) got no gradient for their output in an "
+                                   f"epoch in which the others did: {listed([s.name for s in frozen])}; their output "
+                                   "did not require grad, because nothing before it does, their own parameters "
+                                   "included (frozen layers, requires_grad_(False), at the start of the model, or a "
+                                   "detach() before them): no gradient flows to them, so their series stay empty "
+                                   "(expected for frozen layers)", category=MonitorNotice)
+            unreached = [s for s in unreached if not s.detached]
         if unreached:
             self.ctx.faults.report(self.lens_name, f"{len(unreached)} module(s) never received a gradient for their "
                                    f"(first) output in an epoch in which the others did: "

@@ -34,7 +34,10 @@ class NormSite(ScalarSite):
         if in_graph():  # traced by dynamo: leave only this flag in the graph (collect/compiled.py)
             self.in_graph = True
             return
-        if self.off or not is_counted_pass(self.pass_rule, module):
+        if self.off:
+            return
+        if not is_counted_pass(self.pass_rule, module):
+            self.uncounted += 1
             return
         try:
             if in_transform(out):  # a call under a torch.func transform (per-sample gradients): not a training pass

@@ -18,6 +18,7 @@ from ..collect.update_ratio import UpdateRatios
 from .base import Call, TagAttributes, TagType
 from .geometry_calls import flush_sites
 from .sequence_geometry import SequenceGeometryLens
+from .update_notices import StepNotices, hookable, unhookable
 
 
 class ParameterUpdateGeometry(SequenceGeometryLens):
@@ -48,7 +49,8 @@ class ParameterUpdateGeometry(SequenceGeometryLens):
     keys ``mean`` and ``max`` over the epoch's steps, which the health check ``update_ratio`` reads. Cost: one
     more ``_foreach_norm`` (of the snapshot) and one division per step, per device.
 
-    Raises TypeError when ``optimizer`` is neither a ``torch.optim.Optimizer`` nor None, for non-boolean
+    Raises TypeError when ``optimizer`` is neither a ``torch.optim.Optimizer`` nor None, or is a wrapper that never
+    ran ``Optimizer.__init__`` (timm's ``Lookahead``: the message names the inner optimizer to pass), for non-boolean
     flags and bad ``parameters``; ValueError for unknown aggregation names, and at attach when no parameter of
     the model matches.
     """
@@ -64,6 +66,8 @@ class ParameterUpdateGeometry(SequenceGeometryLens):
         self._reader: UpdateReader | None = None
         self._ratios = UpdateRatios()
         self._epoch_start = 0  # the model's optimizer-step count when the epoch began
+        self._inspected = False  # inspect_update() was called since attach
+        self._said: StepNotices | None = None  # what was said once about unobserved steps (update_notices.py)
         self.optimizer = optimizer
 
     @property
@@ -78,6 +82,8 @@ class ParameterUpdateGeometry(SequenceGeometryLens):
             raise TypeError(f"ParameterUpdateGeometry(optimizer=...) must be a torch.optim.Optimizer (the one whose "
                             f"steps update the model) or None (then call inspect_update()); got "
                             f"{type(optimizer).__name__}")
+        if optimizer is not None and not hookable(optimizer):
+            raise TypeError(unhookable(optimizer))
         self._optimizer = optimizer
         if self._reader is not None:
             self._reader.hook(optimizer)
@@ -100,6 +106,7 @@ class ParameterUpdateGeometry(SequenceGeometryLens):
     def inspect_update(self) -> None:
         """Observe the change of the watched parameters since the previous call (the first call only takes a
         snapshot). For ``optimizer=None``; with an optimizer its steps are observed already."""
+        self._inspected = True
         if self._reader is not None:
             self._reader.inspect()
 
@@ -116,14 +123,24 @@ class ParameterUpdateGeometry(SequenceGeometryLens):
 
     def _check_optimizer(self) -> None:
         """An epoch in which other optimizers stepped the model and ours never did: most likely a new
-        optimizer replaced it (a notebook cell re-run, a fine-tuning phase), its steps unobserved. Named once."""
+        optimizer replaced it (a notebook cell re-run, a fine-tuning phase), its steps unobserved. Named once.
+        Also once each (:mod:`.update_notices`): no optimizer and no ``inspect_update()`` call (nothing can be
+        observed), and watched parameters that require grad but the optimizer does not hold."""
         steps = self.ctx.steps
+        stepped = steps is not None and steps.count > self._epoch_start
         if (self.optimizer is not None and self._reader is not None and self._reader.steps == 0
-                and steps is not None and steps.count > self._epoch_start):
+                and stepped):
             self.ctx.faults.report(
                 self.lens_name, f"its optimizer ({type(self.optimizer).__name__}) took no step this epoch while "
                 "other optimizers updated the model, so no update was measured; if it was replaced, assign "
                 "the new one: lens.optimizer = new_optimizer", category=MonitorNotice)
+        if self._said is None:
+            self._said = StepNotices(self.lens_name, self.ctx.faults)
+        if self.optimizer is None:
+            if stepped and not self._inspected:
+                self._said.no_optimizer()
+        elif self._reader is not None and self._reader.steps:
+            self._said.not_held(self.optimizer, self._sites)
 
     def reset_epoch(self) -> None:
         super().reset_epoch()
@@ -140,6 +157,8 @@ class ParameterUpdateGeometry(SequenceGeometryLens):
         self._bank = self._new_bank()
         self._ratios = UpdateRatios()
         self._epoch_start = 0  # the next attach counts its steps from 0
+        self._inspected = False
+        self._said = None
 
     # --- the per-step update ratio: a bank of its own, read with the lens' other banks --------------------
     def streams(self) -> list[StreamBank]:

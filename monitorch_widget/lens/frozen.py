@@ -1,0 +1,39 @@
+"""Frozen parameters that still hold a gradient tensor: said once, so a "no gradient reaches it" reads right.
+
+A parameter frozen with ``requires_grad_(False)`` gets no new gradient, but a loop that zeroes with
+``optimizer.zero_grad(set_to_none=False)`` keeps its ``.grad`` as a zero tensor: every ``torch.optim`` step still
+takes it (momentum and weight decay keep moving the "frozen" weights), and the gradient lenses read that zero
+gradient as they read any other (death rate 1, norm 0), which the health checks then see as a vanishing
+gradient. The values are right; this names the cause.
+"""
+
+from __future__ import annotations
+
+from ..collect.faults import MonitorNotice, listed
+from .base import AbstractLens
+
+
+def say_frozen_with_gradient(lens: AbstractLens, said: set[str]) -> None:
+    """Once per parameter (``said``: the names already given, kept by the lens): watched parameters with
+    ``requires_grad=False`` and a ``.grad`` that is not None, which an optimizer step used. Reads a few attributes
+    per watched parameter (no device work)."""
+    found = []
+    for site in lens.sites:
+        p = getattr(site, "param", None)  # a parameter lens's site
+        # ``stepped``: a torch.optim step used the gradient the site holds (collect/gradient_reading.py); a stale
+        # .grad of a frozen parameter no optimizer holds (a backbone frozen after pre-training) is never read
+        if (p is not None and not site.hidden and not p.requires_grad and p.grad is not None
+                and getattr(site, "stepped", False)):
+            pname = getattr(site, "param_name", "")
+            found.append(f"{site.name}.{pname}" if site.name else pname)
+    names = [name for name in found if name not in said]
+    if not names:
+        return
+    said.update(names)
+    lens.ctx.faults.report(lens.lens_name, (
+        f"{len(names)} watched parameter(s) do not require grad (frozen with requires_grad_(False)) but still hold "
+        f"a .grad tensor: {listed(names)}; no gradient reaches them by design, so their gradient series read a zero "
+        "gradient (death rate 1, norm 0) and a vanishing_gradient finding may name them. Their .grad is a zero tensor "
+        "kept by optimizer.zero_grad(set_to_none=False), so the optimizer still steps them (momentum, weight decay "
+        "move the frozen weights): zero_grad() (set_to_none=True, the default) or param.grad = None ends both"),
+        category=MonitorNotice)
