@@ -28,7 +28,6 @@ from .collect.rank_exchange import RankExchange, world
 from .lens.base import AbstractLens, LensContext
 from .lens.lens_list import check_lenses
 from .lens.loss_metrics import LossMetrics
-from .lens.silent import say_eval_counted_as_training, say_eval_training
 from .record import Record
 from .record.health import Finding, HealthConfig, HealthMonitor
 from .recording import RecordingSwitch
@@ -279,22 +278,9 @@ class PyTorchInspector:
             ticking.write(self.history, results, number, self._steps.count, self._user_visualizer,
                           self.visualizer, self.faults)
         finally:
-            self._end_epoch(epoch)
+            ticking.end_epoch(self, epoch)
 
     tick = tick_epoch
-
-    def _end_epoch(self, epoch: int | None) -> None:
-        say_eval_training(self.lenses, self.faults, self._passes, self._steps.count - self._steps_at_tick)
-        say_eval_counted_as_training(self.lenses, self.faults, self._passes)
-        self._passes, self._steps_at_tick = [0, 0, 0], self._steps.count
-        for lens in self.lenses:
-            lens.reset_epoch()
-        self._pushes.reset()
-        self._recording.after_tick(self.lenses, self.history, self.state.counter if epoch is None else epoch)
-        self._next_epoch(epoch)
-        self._epoch_started = time.time()
-        if self._progress is not None:
-            self._progress.reset()
 
     def _next_epoch(self, epoch: int | None) -> None:
         if epoch is not None:
@@ -306,14 +292,7 @@ class PyTorchInspector:
     def provisional_update(self) -> None:
         """Write the running estimate of the current epoch as a provisional row (one host copy). Under
         ``torch.distributed`` it shows this rank's own batches: ranks refresh at different moments."""
-        if not (self.state.attached and self.state.is_active):
-            return
-        results = self._compute(final=False)
-        record = self.history
-        record.open_row(self.state.counter, provisional=True, step=self._steps.count)
-        for lens, calls in results:
-            lens.vizualize(record, self.state.counter, calls)
-        self._pump()
+        ticking.provisional(self)
 
     def iter(self, iterable: Iterable[Any]) -> Iterator[Any]:
         """Yield from ``iterable``, ticking after each item (one item = one epoch). A ``break`` leaves the epoch it

@@ -9,7 +9,8 @@ visualizer's ``on_tick`` runs. A lens or a visualizer that raises is reported on
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from .collect.faults import FaultLog
 from .collect.modes import monitor_mode
@@ -17,7 +18,11 @@ from .collect.pushes import Pushes
 from .collect.rank_exchange import RankExchange
 from .collect.transfer import to_host
 from .lens.base import AbstractLens, Call
+from .lens.silent import say_eval_counted_as_training, say_eval_training
 from .record import Record
+
+if TYPE_CHECKING:
+    from .inspector import PyTorchInspector
 
 Results = list[tuple[AbstractLens, list[Call]]]
 
@@ -77,3 +82,32 @@ def write(record: Record, results: Results, epoch: int, step: float, user_visual
             on_tick()
         except Exception as exc:  # noqa: BLE001
             faults.report("visualizer", f"{type(visualizer).__name__} failed with {type(exc).__name__}: {exc}")
+
+
+def end_epoch(ins: PyTorchInspector, epoch: int | None) -> None:
+    """After a tick's row (or a tick interrupted while writing it): the epoch's notices, every lens and push reset,
+    the counter moved on -- so the next tick never merges two epochs."""
+    say_eval_training(ins.lenses, ins.faults, ins._passes, ins._steps.count - ins._steps_at_tick)
+    say_eval_counted_as_training(ins.lenses, ins.faults, ins._passes)
+    ins._passes, ins._steps_at_tick = [0, 0, 0], ins._steps.count
+    for lens in ins.lenses:
+        lens.reset_epoch()
+    ins._pushes.reset()
+    ins._recording.after_tick(ins.lenses, ins.history, ins.state.counter if epoch is None else epoch)
+    ins._next_epoch(epoch)
+    ins._epoch_started = time.time()
+    if ins._progress is not None:
+        ins._progress.reset()
+
+
+def provisional(ins: PyTorchInspector) -> None:
+    """The running estimate of the current epoch as a provisional row (one host copy; :meth:`PyTorchInspector.
+    provisional_update`)."""
+    if not (ins.state.attached and ins.state.is_active):
+        return
+    results = ins._compute(final=False)
+    record = ins.history
+    record.open_row(ins.state.counter, provisional=True, step=ins._steps.count)
+    for lens, calls in results:
+        lens.vizualize(record, ins.state.counter, calls)
+    ins._pump()
