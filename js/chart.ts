@@ -6,6 +6,7 @@ import type { ChartData, SeriesInfo } from "./chartdata";
 import type { RunStyle } from "./overview/runstyle";
 import type { ChartSpec } from "./panels";
 import type { UnrecordedSpan } from "./protocol";
+import { logSplits } from "./logticks";
 import { unrecordedPlugin } from "./recording";
 import { type Theme, withAlpha } from "./theme";
 
@@ -94,6 +95,22 @@ export function tightLogRange(min: number | null, max: number | null): [number, 
   return [min / pad, max * pad];
 }
 
+/** Pixels per y tick on a log axis (uPlot's default space is 30 for a y axis). */
+const LOG_TICK_PX = 28;
+
+/**
+ * A log-10 y axis' ticks and labels, ours instead of uPlot's (js/logticks.ts: uPlot 1.6.32's log splits can loop
+ * forever on a minimum that is not a power of ten). `height` is the chart's height in CSS pixels.
+ */
+export function logAxis(height: () => number): Pick<uPlot.Axis, "splits" | "filter" | "values"> {
+  return {
+    splits: (_u, _i, min, max) => logSplits(min, max, Math.floor((height() - 30) / LOG_TICK_PX)),
+    // uPlot's log filter keeps only 1 / 2 / 5 mantissas, which would blank our in-decade ticks
+    filter: (_u, splits) => splits,
+    values: (_u, splits) => splits.map((v) => formatValue(v)),
+  };
+}
+
 const EPOCH_INCRS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1e3, 2e3, 2.5e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6];
 
 /** Width of the y axis (labels) left of the plot, in CSS pixels. */
@@ -148,6 +165,7 @@ export class Chart {
           : spec.logy
           ? { distr: 3, log: 10, range: (_u, min, max) => tightLogRange(min, max) }
           : {};
+    const logScale = yScale.distr === 3;
     const bands: uPlot.Band[] = [];
     data.series.forEach((s, i) => {
       if (s.role === "hi") {
@@ -171,7 +189,7 @@ export class Chart {
       // epochs are whole numbers: no 2.5-epoch ticks (intra-epoch points still sit between them)
       axes: [
         { ...axis(), incrs: ctx.xLabel === "epoch" ? EPOCH_INCRS : undefined, label: spec.big ? ctx.xLabel : undefined, labelSize: spec.big ? 14 : 0 },
-        { ...axis(), size: Y_AXIS_PX, label: yTitle(spec) },
+        { ...axis(), size: Y_AXIS_PX, label: yTitle(spec), ...(logScale ? logAxis(() => this.u?.height ?? size.height) : {}) },
       ],
       series: [{ label: ctx.xLabel, value: (_u, v) => formatValue(v) }, ...data.series.map((s) => seriesOptions(s, theme, ctx, multiRun, this))],
       bands,
@@ -206,10 +224,22 @@ export class Chart {
     this.x = data.x;
     // uPlot normally draws in a microtask after the call; drawing inside batch() happens now, so the view
     // can keep its per-frame time budget (and no second, deferred draw is queued).
-    this.u = new uPlot(opts, toAligned(data), (u, init) => {
-      target.appendChild(u.root);
-      u.batch(() => init());
-    });
+    let made: uPlot | null = null;
+    try {
+      this.u = new uPlot(opts, toAligned(data), (u, init) => {
+        made = u;
+        target.appendChild(u.root);
+        u.batch(() => init());
+      });
+    } catch (e) {
+      // a half-built plot is subscribed to the view's cursor sync: take it out before reporting the error
+      try {
+        (made as uPlot | null)?.destroy();
+      } catch {
+        /* the error reported is the first one */
+      }
+      throw e;
+    }
     const z = ctx.zoom();
     if (z !== null) this.u.batch(() => this.u.setScale("x", { min: z[0], max: z[1] }));
   }

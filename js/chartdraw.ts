@@ -4,6 +4,7 @@
 import { bucketsFor, Chart, type ChartContext, type ChartSize } from "./chart";
 import { type AlignmentCache, buildChartData, type ChartData } from "./chartdata";
 import { placeholder, releaseChart, setData, type ChartSlot } from "./chartslot";
+import { h } from "./dom";
 import { chartCsv, download, downloadText, fileName } from "./overview/csv";
 import type { RunStyle } from "./overview/runstyle";
 import { syncRecordingToggle, unrecordedFor } from "./recording";
@@ -39,7 +40,20 @@ export class ChartDrawer {
     downloadText(`${name}.csv`, chartCsv(data, this.ui.xAxis === "time" ? "time_s" : this.ui.xAxis, label));
   }
 
+  /**
+   * Draw one chart. A chart that fails to draw (an exception from its data or from uPlot) shows a short
+   * message in its own place and is marked drawn for this version, so the view's other charts still draw
+   * and the failing one is retried only when something changes.
+   */
   draw(slot: ChartSlot, cache: AlignmentCache, theme: Theme, themeSig: string): void {
+    try {
+      this.drawChart(slot, cache, theme, themeSig);
+    } catch (e) {
+      failed(slot, e);
+    }
+  }
+
+  private drawChart(slot: ChartSlot, cache: AlignmentCache, theme: Theme, themeSig: string): void {
     const { store, ui } = this;
     const spec = slot.spec!;
     const size = slot.size;
@@ -75,4 +89,19 @@ export class ChartDrawer {
     slot.drawn = slot.want;
     setData(slot.el, "drawnEpochs", String(data.epochs));
   }
+}
+
+/** Replace a chart that could not be drawn by a one-line message in its slot (and the error in the console). */
+export function failed(slot: ChartSlot, e: unknown): void {
+  console.error("monitorch-widget: a chart could not be drawn", slot.spec?.id, e);
+  try {
+    releaseChart(slot);
+  } catch {
+    slot.chart = null;
+    slot.sig = "";
+  }
+  const msg = h("div", "mw-chart-error", `This chart could not be drawn (${e instanceof Error ? e.message : String(e)}).`);
+  msg.title = "The other charts are not affected; the error is in the browser console.";
+  slot.target.replaceChildren(msg);
+  slot.drawn = slot.want;
 }
