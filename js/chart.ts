@@ -3,6 +3,7 @@
 
 import uPlot from "uplot";
 import type { ChartData, SeriesInfo } from "./chartdata";
+import type { Val } from "./downsample";
 import type { RunStyle } from "./overview/runstyle";
 import type { ChartSpec } from "./panels";
 import type { UnrecordedSpan } from "./protocol";
@@ -41,15 +42,19 @@ export function yTitle(spec: ChartSpec): string {
   return "value";
 }
 
-function seriesOptions(s: SeriesInfo, theme: Theme, ctx: ChartContext, multiRun: boolean, chart: Chart): uPlot.Series {
+function seriesOptions(s: SeriesInfo, theme: Theme, ctx: ChartContext, multiRun: boolean, chart: Chart, smoothed: boolean): uPlot.Series {
   const color = theme.palette[s.line % theme.palette.length];
-  const value = (_u: uPlot, v: number | null, _si: number, idx: number | null): string => {
+  const value = (_u: uPlot, v: number | null, si: number, idx: number | null): string => {
     const note = ctx.annotate && idx != null && v != null ? ctx.annotate(s.key, chart.x[idx], s.run) : null;
-    return note ? `${formatValue(v)} · ${note}` : formatValue(v);
+    // a smoothed line shows the record's own value beside the smoothed one
+    const raw = idx != null && v != null ? chart.raw[si - 1]?.[idx] : undefined;
+    const shown = raw !== undefined ? `${formatValue(v)} (raw ${formatValue(raw)})` : formatValue(v);
+    return note ? `${shown} · ${note}` : shown;
   };
+  const sm = smoothed ? " (smoothed)" : "";
   switch (s.role) {
     case "line":
-      return { label: multiRun ? `${s.key} · ${ctx.runs.label(s.run)}` : s.key, stroke: color, width: 1.75, value, spanGaps: ctx.spanGaps };
+      return { label: (multiRun ? `${s.key} · ${ctx.runs.label(s.run)}` : s.key) + sm, stroke: color, width: 1.75, value, spanGaps: ctx.spanGaps };
     case "lo":
     case "hi":
       // band edges: invisible lines; the band fill is drawn between them (see bands below)
@@ -57,7 +62,7 @@ function seriesOptions(s: SeriesInfo, theme: Theme, ctx: ChartContext, multiRun:
     case "old":
       // an earlier run: the key's colour, the run's own dash, its own legend entry and hover value
       return {
-        label: `${s.key} · ${ctx.runs.label(s.run)}`,
+        label: `${s.key} · ${ctx.runs.label(s.run)}${sm}`,
         stroke: withAlpha(color, 0.8),
         width: 1.25,
         dash: ctx.runs.dash(s.run),
@@ -68,7 +73,7 @@ function seriesOptions(s: SeriesInfo, theme: Theme, ctx: ChartContext, multiRun:
       };
     case "prov":
       return {
-        label: `${s.key} (running)`,
+        label: `${s.key} (running${smoothed ? ", smoothed" : ""})`,
         stroke: color,
         width: 1.25,
         dash: [4, 3],
@@ -137,6 +142,10 @@ export class Chart {
   unrecorded: UnrecordedSpan[] = [];
   /** x values as last drawn (for hover annotations). */
   x: number[] = [];
+  /** Per series, the record's values where the drawn ones are smoothed (for hover), as last drawn. */
+  raw: (Val[] | null)[] = [];
+  /** Per uPlot series (x first), the index the legend shows when not hovering (restingIdxs). */
+  resting: (number | null)[] = [];
   private ctx: ChartContext;
 
   constructor(
@@ -177,8 +186,8 @@ export class Chart {
     // big charts name the run in every legend entry; small multiples keep one short line (the runs legend explains dashes)
     const multiRun = spec.big && data.series.some((s) => s.role === "old");
     const latest = (u: uPlot): void => {
-      // not hovering: the legend shows the latest values
-      if (u.cursor.idx == null && u.data[0].length > 0) u.setLegend({ idx: u.data[0].length - 1 }, false);
+      // not hovering: the legend shows each run's latest value
+      if (u.cursor.idx == null && u.data[0].length > 0) u.setLegend({ idxs: this.resting }, false);
     };
     const opts: uPlot.Options = {
       width: size.width,
@@ -191,7 +200,7 @@ export class Chart {
         { ...axis(), incrs: ctx.xLabel === "epoch" ? EPOCH_INCRS : undefined, label: spec.big ? ctx.xLabel : undefined, labelSize: spec.big ? 14 : 0 },
         { ...axis(), size: Y_AXIS_PX, label: yTitle(spec), ...(logScale ? logAxis(() => this.u?.height ?? size.height) : {}) },
       ],
-      series: [{ label: ctx.xLabel, value: (_u, v) => formatValue(v) }, ...data.series.map((s) => seriesOptions(s, theme, ctx, multiRun, this))],
+      series: [{ label: ctx.xLabel, value: (_u, v) => formatValue(v) }, ...data.series.map((s) => seriesOptions(s, theme, ctx, multiRun, this, !!data.smoothing && s.role !== "lo" && s.role !== "hi"))],
       bands,
       plugins: [unrecordedPlugin(() => this.unrecorded, theme.muted)],
       hooks: {
@@ -222,6 +231,8 @@ export class Chart {
     };
     this.provIndex = data.provIndex;
     this.x = data.x;
+    this.raw = data.raw ?? [];
+    this.resting = restingIdxs(data);
     // uPlot normally draws in a microtask after the call; drawing inside batch() happens now, so the view
     // can keep its per-frame time budget (and no second, deferred draw is queued).
     let made: uPlot | null = null;
@@ -248,13 +259,15 @@ export class Chart {
   setData(data: ChartData, size?: ChartSize): void {
     this.provIndex = data.provIndex;
     this.x = data.x;
+    this.raw = data.raw ?? [];
+    this.resting = restingIdxs(data);
     const u = this.u;
     const zoom = this.ctx.zoom();
     u.batch(() => {
       if (size && (u.width !== size.width || u.height !== size.height)) u.setSize(size);
       u.setData(toAligned(data), zoom === null);
       if (zoom !== null) u.setScale("x", { min: zoom[0], max: zoom[1] });
-      if (u.cursor.idx == null && data.x.length > 0) u.setLegend({ idx: data.x.length - 1 }, false);
+      if (u.cursor.idx == null && data.x.length > 0) u.setLegend({ idxs: this.resting }, false);
     });
   }
 
@@ -270,6 +283,24 @@ export class Chart {
   destroy(): void {
     this.u.destroy();
   }
+}
+
+/**
+ * The legend's indices when the cursor is off the plot, per uPlot series (x first): each series' last row
+ * (number or gap; null when it has none), so a current run shorter than an earlier one shows its own last
+ * value, not "–" at the earlier run's last epoch (trial r6, finding 4). x shows the current run's last x
+ * (the latest row of its lines, provisional included), else the last x.
+ */
+export function restingIdxs(d: ChartData): (number | null)[] {
+  const last = d.ys.map((y) => {
+    for (let i = y.length - 1; i >= 0; i--) if (y[i] !== undefined) return i;
+    return null;
+  });
+  let xi = -1;
+  d.series.forEach((s, i) => {
+    if ((s.role === "line" || s.role === "prov") && last[i] !== null) xi = Math.max(xi, last[i]!);
+  });
+  return [xi >= 0 ? xi : d.x.length - 1, ...last];
 }
 
 function toAligned(d: ChartData): uPlot.AlignedData {

@@ -8,7 +8,6 @@ import { h } from "./dom";
 import { chartCsv, download, downloadText, fileName } from "./overview/csv";
 import type { RunStyle } from "./overview/runstyle";
 import { syncRecordingToggle, unrecordedFor } from "./recording";
-import { smoothChart } from "./overview/smooth";
 import { worstHolder } from "./overview/worst";
 import { chartSignature, type ChartSpec } from "./panels";
 import { isLossPanel } from "./sections";
@@ -19,9 +18,13 @@ import type { UiState } from "./uistate";
 export class ChartDrawer {
   constructor(private store: Store, private ui: UiState, private runs: RunStyle, private ctx: ChartContext) {}
 
-  data(spec: ChartSpec, size: ChartSize, cache?: AlignmentCache): ChartData {
-    const data = buildChartData(this.store, spec, bucketsFor(size), cache, this.ui.xAxis);
-    return isLossPanel({ tag: spec.panel, big: spec.big, kind: spec.kind }) ? smoothChart(data, this.ui.smoothing) : data;
+  /**
+   * The chart's points: the record's rows in the shared zoom's x range (re-bucketed for it, so a zoom to 30
+   * epochs shows every epoch), loss panels smoothed at full resolution. `buckets` defaults to the chart's width.
+   */
+  data(spec: ChartSpec, size: ChartSize, cache?: AlignmentCache, buckets = bucketsFor(size), whole = false): ChartData {
+    const smoothing = isLossPanel({ tag: spec.panel, big: spec.big, kind: spec.kind }) ? this.ui.smoothing : 0;
+    return buildChartData(this.store, spec, buckets, cache, this.ui.xAxis, { range: whole ? null : this.ui.zoom, smoothing });
   }
 
   download(slot: ChartSlot, what: "png" | "csv"): void {
@@ -32,7 +35,8 @@ export class ChartDrawer {
       if (slot.chart) download(`${name}.png`, slot.chart.png());
       return;
     }
-    const data = this.data(spec, slot.size);
+    // the record's own rows (every one, whatever the zoom or width), not the drawn buckets
+    const data = this.data(spec, slot.size, undefined, Infinity, true);
     const label = (i: number): string => {
       const s = data.series[i];
       return `${s.key} ${s.role === "line" ? "" : s.role} (${this.runs.label(s.run)})`.replace(/ {2}/g, " ");
@@ -58,7 +62,8 @@ export class ChartDrawer {
     const spec = slot.spec!;
     const size = slot.size;
     const data = this.data(spec, size, cache);
-    const sig = chartSignature(spec) + themeSig + this.runs.label(store.current?.id ?? -1) + ui.xAxis;
+    // smoothing names the lines "(smoothed)": a legend label is fixed when the uPlot instance is built
+    const sig = chartSignature(spec) + themeSig + this.runs.label(store.current?.id ?? -1) + ui.xAxis + (data.smoothing ? "~" : "");
     if (slot.chart && slot.sig !== sig) releaseChart(slot);
     // epochs whose measurement was stopped on purpose: hatched "not recorded" spans (js/recording.ts)
     const marks = unrecordedFor(store, spec);
