@@ -53,7 +53,8 @@ function clean(v: number, logy: boolean): number | null {
 /** What the x axis counts: the epoch, optimizer steps so far, or wall time in seconds since the run started. */
 export type XMode = "epoch" | "step" | "time";
 
-const xsOf = (r: RunData, mode: XMode): Float64Array => (mode === "time" ? r.times : mode === "step" ? r.steps : r.epochs);
+/** A run's x value per row in `mode`. */
+export const xsOf = (r: RunData, mode: XMode): Float64Array => (mode === "time" ? r.times : mode === "step" ? r.steps : r.epochs);
 
 /**
  * The chart's aligned series, at most about 2 points per bucket and series (js/downsample.ts) over the x

@@ -2,7 +2,7 @@
 // signature changes), the warning panels' hover naming the worst layer, and its PNG / CSV downloads.
 
 import { bucketsFor, Chart, type ChartContext, type ChartSize } from "./chart";
-import { type AlignmentCache, buildChartData, type ChartData } from "./chartdata";
+import { type AlignmentCache, buildChartData, type ChartData, xsOf } from "./chartdata";
 import { placeholder, releaseChart, setData, type ChartSlot } from "./chartslot";
 import { h } from "./dom";
 import { chartCsv, download, downloadText, fileName } from "./overview/csv";
@@ -71,11 +71,13 @@ export class ChartDrawer {
     if (toggle) syncRecordingToggle(toggle, marks);
     if (!slot.chart) {
       const p = store.current?.panels.find((q) => q.tag === spec.panel);
-      // warning panels: the hover names the layer that holds each worst value
-      const annotate = ui.xAxis === "epoch" && p && spec.big && spec.series.some((s) => s.key.startsWith("worst "))
+      // warning panels: the hover names the layer that holds each worst value (at the row with that x, in
+      // every x mode: epoch, step or wall time)
+      const mode = ui.xAxis;
+      const annotate = p && spec.big && spec.series.some((s) => s.key.startsWith("worst "))
         ? (key: string, x: number, run: number) => {
           const r = store.run(run);
-          return r ? worstHolder(r, p, key)(x) : null;
+          return r ? worstHolder(r, p, key, xsOf(r, mode))(x) : null;
         }
         : undefined;
       // wall time: runs' x values differ, so lines join their own points across the others'
