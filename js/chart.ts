@@ -37,7 +37,11 @@ export interface ChartContext {
 /** Title of a chart's y axis, from what it shows. */
 export function yTitle(spec: ChartSpec): string {
   if (spec.kind === "probability") return "rate";
-  if (/loss/i.test(spec.panel)) return "loss";
+  // monitorch's relations (norm comparisons): each layer's share of the total
+  if (spec.kind === "relations") return "share";
+  if (/correlation/i.test(spec.panel)) return "correlation";
+  // "Loss & Metrics" holds accuracies too
+  if (/loss/i.test(spec.panel)) return /metric/i.test(spec.panel) ? "value" : "loss";
   if (/norm/i.test(spec.panel)) return "norm";
   return "value";
 }
