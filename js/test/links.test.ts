@@ -69,6 +69,11 @@ describe("a link to something the Filters hide", () => {
   it("a worst-layer link to a layer whose type is hidden shows that layer only", async () => {
     const { model, cleanup } = mount({ hidden_types: ["ReLU"] });
     expect(chartEl(ACT.tag, "b2.act").hidden).toBe(true);
+    // the hidden type's modules: unticked and greyed out in Filters, saying why; head (Linear) as it is
+    const box = (name: string) => host.querySelector<HTMLInputElement>(`input[data-filter-module="${name}"]`)!;
+    expect(layers.map((g) => [box(g).checked, box(g).disabled])).toEqual(layers.map(() => [false, true]));
+    expect(box("b2.act").parentElement!.title).toBe("hidden with its module type 'ReLU'");
+    expect([box("head").checked, box("head").disabled]).toEqual([true, false]);
     const link = host.querySelector<HTMLElement>('.mw-worst-line[data-key="death_rate"] .mw-link')!;
     expect(link.textContent).toBe("b2.act");
     link.click();
@@ -79,6 +84,7 @@ describe("a link to something the Filters hide", () => {
     expect(chartEl(ACT.tag, "b2.act").hidden).toBe(false);
     expect(chartEl(ACT.tag, "b2.act").classList.contains("mw-flash")).toBe(true);
     for (const g of ["b0.act", "b1.act", "b3.act"]) expect(chartEl(ACT.tag, g).hidden).toBe(true);
+    expect(layers.map((g) => [box(g).checked, box(g).disabled])).toEqual([[false, false], [false, false], [true, false], [false, false]]);
     expect(note().hidden).toBe(false);
     expect(note().textContent).toBe("Shown again in Filters: module type 'ReLU' (its other modules stay hidden).");
     cleanup();
