@@ -39,7 +39,12 @@ export class ChartDrawer {
     const data = this.data(spec, slot.size, undefined, Infinity, true);
     const label = (i: number): string => {
       const s = data.series[i];
-      return `${s.key} ${s.role === "line" ? "" : s.role} (${this.runs.label(s.run)})`.replace(/ {2}/g, " ");
+      // a band edge by its record column's own key ("train_loss -σ", "… min"): says which band it is
+      const src = spec.series.find((x) => x.current && x.key === s.key);
+      const col = s.role === "lo" ? src?.lo : s.role === "hi" ? src?.hi : undefined;
+      const edge = col !== undefined ? this.store.current?.columns[col]?.key : undefined;
+      const name = edge ?? (s.role === "prov" ? `${s.key} (running)` : s.role === "line" || s.role === "old" ? s.key : `${s.key} ${s.role}`);
+      return `${name} (${this.runs.label(s.run)})`;
     };
     downloadText(`${name}.csv`, chartCsv(data, this.ui.xAxis === "time" ? "time_s" : this.ui.xAxis, label));
   }

@@ -100,8 +100,8 @@ describe("a 1000-epoch loss drawn at 200 buckets", () => {
     slot.size = { width: 300, height: 220 };
     drawer.download(slot, "csv");
     const lines = texts[0].text.trimEnd().split("\n");
-    expect(lines[0]).toBe("epoch,train_loss mean (long),train_loss mean (long) smoothed 0.9,train_loss mean prov (long),"
-      + "train_loss mean prov (long) smoothed 0.9");
+    expect(lines[0]).toBe("epoch,train_loss mean (long),train_loss mean (long) smoothed 0.9,train_loss mean (running) (long),"
+      + "train_loss mean (running) (long) smoothed 0.9");
     expect(lines.length).toBe(N + 1);
     const want = ema(values, 0.9);
     lines.slice(1).forEach((l, i) => {
@@ -112,6 +112,24 @@ describe("a 1000-epoch loss drawn at 200 buckets", () => {
     });
     ui.zoom = null;
     ui.smoothing = 0;
+  });
+});
+
+describe("the chart's CSV header", () => {
+  it("names band edges by their record columns (±σ or min / max)", () => {
+    const L = LOSS.tag;
+    const cols = [column(0, L, L, "train_loss mean"), column(1, L, L, "train_loss -σ", { role: "lo", band_of: "train_loss mean" }),
+      column(2, L, L, "train_loss +σ", { role: "hi", band_of: "train_loss mean" })];
+    const s = new Store();
+    s.applyHistory(history(1, [snapRun(0, "r", [LOSS], cols, [1, 2], [[1, 0.5, 1.5], [0.8, 0.6, 1]])], status({ run: 0, epoch: 2 })));
+    const spec = buildLayout(s, emptyFilters()).big[0].charts[0];
+    const runs = runStyle(s);
+    const ctx: ChartContext = { runs, xLabel: "epoch", spanGaps: false, syncKey: "b", zoom: () => null, onZoom: () => undefined };
+    const slot = makeChartSlot(spec, () => undefined, () => undefined);
+    slot.spec = spec;
+    texts.length = 0;
+    new ChartDrawer(s, uiState(s), runs, ctx).download(slot, "csv");
+    expect(texts[0].text).toBe("epoch,train_loss mean (r),train_loss -σ (r),train_loss +σ (r),train_loss mean (running) (r)\n1,1,0.5,1.5,\n2,0.8,0.6,1,\n");
   });
 });
 
