@@ -3,9 +3,11 @@
 
 import uPlot from "uplot";
 import type { ChartData, SeriesInfo } from "./chartdata";
+import type { Val } from "./downsample";
 import type { RunStyle } from "./overview/runstyle";
 import type { ChartSpec } from "./panels";
 import type { UnrecordedSpan } from "./protocol";
+import { logSplits } from "./logticks";
 import { unrecordedPlugin } from "./recording";
 import { type Theme, withAlpha } from "./theme";
 
@@ -35,20 +37,28 @@ export interface ChartContext {
 /** Title of a chart's y axis, from what it shows. */
 export function yTitle(spec: ChartSpec): string {
   if (spec.kind === "probability") return "rate";
-  if (/loss/i.test(spec.panel)) return "loss";
+  // monitorch's relations (norm comparisons): each layer's share of the total
+  if (spec.kind === "relations") return "share";
+  if (/correlation/i.test(spec.panel)) return "correlation";
+  // "Loss & Metrics" holds accuracies too
+  if (/loss/i.test(spec.panel)) return /metric/i.test(spec.panel) ? "value" : "loss";
   if (/norm/i.test(spec.panel)) return "norm";
   return "value";
 }
 
-function seriesOptions(s: SeriesInfo, theme: Theme, ctx: ChartContext, multiRun: boolean, chart: Chart): uPlot.Series {
+function seriesOptions(s: SeriesInfo, theme: Theme, ctx: ChartContext, multiRun: boolean, chart: Chart, smoothed: boolean): uPlot.Series {
   const color = theme.palette[s.line % theme.palette.length];
-  const value = (_u: uPlot, v: number | null, _si: number, idx: number | null): string => {
+  const value = (_u: uPlot, v: number | null, si: number, idx: number | null): string => {
     const note = ctx.annotate && idx != null && v != null ? ctx.annotate(s.key, chart.x[idx], s.run) : null;
-    return note ? `${formatValue(v)} · ${note}` : formatValue(v);
+    // a smoothed line shows the record's own value beside the smoothed one
+    const raw = idx != null && v != null ? chart.raw[si - 1]?.[idx] : undefined;
+    const shown = raw !== undefined ? `${formatValue(v)} (raw ${formatValue(raw)})` : formatValue(v);
+    return note ? `${shown} · ${note}` : shown;
   };
+  const sm = smoothed ? " (smoothed)" : "";
   switch (s.role) {
     case "line":
-      return { label: multiRun ? `${s.key} · ${ctx.runs.label(s.run)}` : s.key, stroke: color, width: 1.75, value, spanGaps: ctx.spanGaps };
+      return { label: (multiRun ? `${s.key} · ${ctx.runs.label(s.run)}` : s.key) + sm, stroke: color, width: 1.75, value, spanGaps: ctx.spanGaps };
     case "lo":
     case "hi":
       // band edges: invisible lines; the band fill is drawn between them (see bands below)
@@ -56,7 +66,7 @@ function seriesOptions(s: SeriesInfo, theme: Theme, ctx: ChartContext, multiRun:
     case "old":
       // an earlier run: the key's colour, the run's own dash, its own legend entry and hover value
       return {
-        label: `${s.key} · ${ctx.runs.label(s.run)}`,
+        label: `${s.key} · ${ctx.runs.label(s.run)}${sm}`,
         stroke: withAlpha(color, 0.8),
         width: 1.25,
         dash: ctx.runs.dash(s.run),
@@ -67,7 +77,7 @@ function seriesOptions(s: SeriesInfo, theme: Theme, ctx: ChartContext, multiRun:
       };
     case "prov":
       return {
-        label: `${s.key} (running)`,
+        label: `${s.key} (running${smoothed ? ", smoothed" : ""})`,
         stroke: color,
         width: 1.25,
         dash: [4, 3],
@@ -92,6 +102,22 @@ export function tightLogRange(min: number | null, max: number | null): [number, 
   if (min === max) return [min / 1.5, max * 1.5];
   const pad = Math.pow(max / min, 0.05);
   return [min / pad, max * pad];
+}
+
+/** Pixels per y tick on a log axis (uPlot's default space is 30 for a y axis). */
+const LOG_TICK_PX = 28;
+
+/**
+ * A log-10 y axis' ticks and labels, ours instead of uPlot's (js/logticks.ts: uPlot 1.6.32's log splits can loop
+ * forever on a minimum that is not a power of ten). `height` is the chart's height in CSS pixels.
+ */
+export function logAxis(height: () => number): Pick<uPlot.Axis, "splits" | "filter" | "values"> {
+  return {
+    splits: (_u, _i, min, max) => logSplits(min, max, Math.floor((height() - 30) / LOG_TICK_PX)),
+    // uPlot's log filter keeps only 1 / 2 / 5 mantissas, which would blank our in-decade ticks
+    filter: (_u, splits) => splits,
+    values: (_u, splits) => splits.map((v) => formatValue(v)),
+  };
 }
 
 const EPOCH_INCRS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1e3, 2e3, 2.5e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6];
@@ -120,6 +146,10 @@ export class Chart {
   unrecorded: UnrecordedSpan[] = [];
   /** x values as last drawn (for hover annotations). */
   x: number[] = [];
+  /** Per series, the record's values where the drawn ones are smoothed (for hover), as last drawn. */
+  raw: (Val[] | null)[] = [];
+  /** Per uPlot series (x first), the index the legend shows when not hovering (restingIdxs). */
+  resting: (number | null)[] = [];
   private ctx: ChartContext;
 
   constructor(
@@ -148,6 +178,7 @@ export class Chart {
           : spec.logy
           ? { distr: 3, log: 10, range: (_u, min, max) => tightLogRange(min, max) }
           : {};
+    const logScale = yScale.distr === 3;
     const bands: uPlot.Band[] = [];
     data.series.forEach((s, i) => {
       if (s.role === "hi") {
@@ -159,8 +190,8 @@ export class Chart {
     // big charts name the run in every legend entry; small multiples keep one short line (the runs legend explains dashes)
     const multiRun = spec.big && data.series.some((s) => s.role === "old");
     const latest = (u: uPlot): void => {
-      // not hovering: the legend shows the latest values
-      if (u.cursor.idx == null && u.data[0].length > 0) u.setLegend({ idx: u.data[0].length - 1 }, false);
+      // not hovering: the legend shows each run's latest value
+      if (u.cursor.idx == null && u.data[0].length > 0) u.setLegend({ idxs: this.resting }, false);
     };
     const opts: uPlot.Options = {
       width: size.width,
@@ -171,9 +202,9 @@ export class Chart {
       // epochs are whole numbers: no 2.5-epoch ticks (intra-epoch points still sit between them)
       axes: [
         { ...axis(), incrs: ctx.xLabel === "epoch" ? EPOCH_INCRS : undefined, label: spec.big ? ctx.xLabel : undefined, labelSize: spec.big ? 14 : 0 },
-        { ...axis(), size: Y_AXIS_PX, label: yTitle(spec) },
+        { ...axis(), size: Y_AXIS_PX, label: yTitle(spec), ...(logScale ? logAxis(() => this.u?.height ?? size.height) : {}) },
       ],
-      series: [{ label: ctx.xLabel, value: (_u, v) => formatValue(v) }, ...data.series.map((s) => seriesOptions(s, theme, ctx, multiRun, this))],
+      series: [{ label: ctx.xLabel, value: (_u, v) => formatValue(v) }, ...data.series.map((s) => seriesOptions(s, theme, ctx, multiRun, this, !!data.smoothing && s.role !== "lo" && s.role !== "hi"))],
       bands,
       plugins: [unrecordedPlugin(() => this.unrecorded, theme.muted)],
       hooks: {
@@ -204,12 +235,26 @@ export class Chart {
     };
     this.provIndex = data.provIndex;
     this.x = data.x;
+    this.raw = data.raw ?? [];
+    this.resting = restingIdxs(data);
     // uPlot normally draws in a microtask after the call; drawing inside batch() happens now, so the view
     // can keep its per-frame time budget (and no second, deferred draw is queued).
-    this.u = new uPlot(opts, toAligned(data), (u, init) => {
-      target.appendChild(u.root);
-      u.batch(() => init());
-    });
+    let made: uPlot | null = null;
+    try {
+      this.u = new uPlot(opts, toAligned(data), (u, init) => {
+        made = u;
+        target.appendChild(u.root);
+        u.batch(() => init());
+      });
+    } catch (e) {
+      // a half-built plot is subscribed to the view's cursor sync: take it out before reporting the error
+      try {
+        (made as uPlot | null)?.destroy();
+      } catch {
+        /* the error reported is the first one */
+      }
+      throw e;
+    }
     const z = ctx.zoom();
     if (z !== null) this.u.batch(() => this.u.setScale("x", { min: z[0], max: z[1] }));
   }
@@ -218,13 +263,15 @@ export class Chart {
   setData(data: ChartData, size?: ChartSize): void {
     this.provIndex = data.provIndex;
     this.x = data.x;
+    this.raw = data.raw ?? [];
+    this.resting = restingIdxs(data);
     const u = this.u;
     const zoom = this.ctx.zoom();
     u.batch(() => {
       if (size && (u.width !== size.width || u.height !== size.height)) u.setSize(size);
       u.setData(toAligned(data), zoom === null);
       if (zoom !== null) u.setScale("x", { min: zoom[0], max: zoom[1] });
-      if (u.cursor.idx == null && data.x.length > 0) u.setLegend({ idx: data.x.length - 1 }, false);
+      if (u.cursor.idx == null && data.x.length > 0) u.setLegend({ idxs: this.resting }, false);
     });
   }
 
@@ -240,6 +287,24 @@ export class Chart {
   destroy(): void {
     this.u.destroy();
   }
+}
+
+/**
+ * The legend's indices when the cursor is off the plot, per uPlot series (x first): each series' last row
+ * (number or gap; null when it has none), so a current run shorter than an earlier one shows its own last
+ * value, not "–" at the earlier run's last epoch (trial r6, finding 4). x shows the current run's last x
+ * (the latest row of its lines, provisional included), else the last x.
+ */
+export function restingIdxs(d: ChartData): (number | null)[] {
+  const last = d.ys.map((y) => {
+    for (let i = y.length - 1; i >= 0; i--) if (y[i] !== undefined) return i;
+    return null;
+  });
+  let xi = -1;
+  d.series.forEach((s, i) => {
+    if ((s.role === "line" || s.role === "prov") && last[i] !== null) xi = Math.max(xi, last[i]!);
+  });
+  return [xi >= 0 ? xi : d.x.length - 1, ...last];
 }
 
 function toAligned(d: ChartData): uPlot.AlignedData {

@@ -6,7 +6,8 @@
 // run's last row is provisional, holds two points (the last final row and the provisional one) and is
 // empty otherwise.
 
-import { type BucketPlan, planBuckets, reduceColumn, reduceSeries, type Val } from "./downsample";
+import { type Dense, pick, selectPoints, UNSET, type Val } from "./downsample";
+import { emaDebiased } from "./overview/smooth";
 import type { ChartSpec } from "./panels";
 import type { RunData, Store } from "./store";
 
@@ -29,6 +30,18 @@ export interface ChartData {
   provisional: boolean;
   /** Index in x of the provisional row (drawn as an open point), or -1. */
   provIndex: number;
+  /** The EMA weight the line / old-run / provisional series were smoothed with (0: raw values). */
+  smoothing?: number;
+  /** Per series: the record's own values at x where ys[i] is smoothed, else null. */
+  raw?: (Val[] | null)[];
+}
+
+/** What of the record a chart shows besides its columns: the x range (zoom) and loss smoothing. */
+export interface ChartWindow {
+  /** Only rows with x in [min, max] (and one either side, so lines reach the edges) are bucketed. */
+  range?: [number, number] | null;
+  /** EMA weight in [0, 1) for the line, old-run and provisional series (TensorBoard's, debiased). */
+  smoothing?: number;
 }
 
 function clean(v: number, logy: boolean): number | null {
@@ -40,9 +53,16 @@ function clean(v: number, logy: boolean): number | null {
 /** What the x axis counts: the epoch, optimizer steps so far, or wall time in seconds since the run started. */
 export type XMode = "epoch" | "step" | "time";
 
-const xsOf = (r: RunData, mode: XMode): Float64Array => (mode === "time" ? r.times : mode === "step" ? r.steps : r.epochs);
+/** A run's x value per row in `mode`. */
+export const xsOf = (r: RunData, mode: XMode): Float64Array => (mode === "time" ? r.times : mode === "step" ? r.steps : r.epochs);
 
-export function buildChartData(store: Store, spec: ChartSpec, buckets: number, cache?: AlignmentCache, mode: XMode = "epoch"): ChartData {
+/**
+ * The chart's aligned series, at most about 2 points per bucket and series (js/downsample.ts) over the x
+ * range of `win` (the whole run when none). Smoothing runs over the record's rows at full resolution, before
+ * any point is dropped, so it does not depend on the run's length, the zoom or the chart's width.
+ */
+export function buildChartData(store: Store, spec: ChartSpec, buckets: number, cache?: AlignmentCache, mode: XMode = "epoch",
+  win: ChartWindow = {}): ChartData {
   const cur = store.current;
   const series: SeriesInfo[] = [];
   const empty: ChartData = { x: [], ys: [], series, epochs: 0, provisional: false, provIndex: -1 };
@@ -50,6 +70,7 @@ export function buildChartData(store: Store, spec: ChartSpec, buckets: number, c
   const nFinal = cur.finalRows;
   const provisional = cur.provisional;
   const provRow = cur.nRows - 1;
+  const w = win.smoothing && win.smoothing > 0 && win.smoothing < 1 ? win.smoothing : 0;
 
   // Which rows of which run feed which series.
   type Src = { run: RunData; col: number; rows: "final" | "prov" };
@@ -84,36 +105,51 @@ export function buildChartData(store: Store, spec: ChartSpec, buckets: number, c
   }
 
   const al = alignment(cur, srcs.map((s) => s.run), mode, cache);
-  const x = al.x;
-  const plan = planFor(al, buckets);
-  const provIndex = plan ? (al.provIndex === x.length - 1 ? plan.x.length - 1 : -1) : al.provIndex;
-  const ys: Val[][] = srcs.map(({ run, col, rows }) => {
+  // the window of x indices drawn: [lo, hi)
+  let lo = 0, hi = al.x.length;
+  if (win.range) {
+    lo = Math.max(0, lowerBound(al.x, win.range[0]) - 1);
+    hi = Math.min(al.x.length, upperBound(al.x, win.range[1]) + 1);
+    if (hi < lo) hi = lo;
+  }
+  const n = hi - lo;
+  const smoothed = (r: RunData, col: number): ArrayLike<Val> => emaDebiased(r.values[col].subarray(0, r.nRows), w);
+  const dense = (src: Src, values: "drawn" | "raw"): Dense => {
+    const { run, col, rows } = src;
+    const d = new Float64Array(n).fill(UNSET);
+    for (const g of al.gaps) if (g >= lo && g < hi) d[g - lo] = NaN;
     const vals = run.values[col];
-    const idx = al.index.get(run)!;
-    // Rows feeding this series: all final rows, or (provisional series) the last final row and the
-    // provisional one, which is the run's row nRows-1 at x index al.provIndex.
-    let count = idx.length;
-    let at = (i: number): number => idx[i];
-    let value = (i: number): Val => clean(vals[i], spec.logy);
-    if (rows === "prov") {
-      if (!provisional || !vals) count = 0;
-      else {
-        count = nFinal > 0 ? 2 : 1;
-        const rowAt = (i: number): number => (nFinal > 0 && i === 0 ? nFinal - 1 : provRow);
-        at = (i) => (rowAt(i) === provRow ? al.provIndex : idx[rowAt(i)]);
-        value = (i) => clean(vals[rowAt(i)], spec.logy);
-      }
-    } else if (!vals) count = 0;
-    if (plan) return rows === "final" && vals ? reduceColumn(plan, idx, vals, spec.logy) : reduceSeries(plan, count, at, value);
-    const y: Val[] = new Array(x.length).fill(undefined);
-    for (const g of al.gaps) y[g] = null;
-    for (let i = 0; i < count; i++) {
-      const j = at(i);
-      if (j >= 0) y[j] = value(i);
+    if (!vals) return d;
+    const role = series[srcs.indexOf(src)].role;
+    const ys = values === "drawn" && w > 0 && role !== "lo" && role !== "hi" ? smoothed(run, col) : vals;
+    const put = (row: number, j: number): void => {
+      j -= lo;
+      if (j < 0 || j >= n) return;
+      const v = clean(ys[row] as number, spec.logy);
+      d[j] = v === null ? NaN : v;
+    };
+    if (rows === "final") {
+      const idx = al.index.get(run)!;
+      for (let i = 0; i < idx.length; i++) if (idx[i] >= 0) put(i, idx[i]);
+    } else if (provisional) {
+      // the last final row and the provisional one, which is row nRows-1 at x index al.provIndex
+      if (nFinal > 0) put(nFinal - 1, al.index.get(cur)![nFinal - 1]);
+      put(provRow, al.provIndex);
     }
-    return y;
-  });
-  return { x: plan ? plan.x : x, ys, series, epochs: nFinal, provisional, provIndex };
+    return d;
+  };
+  const drawn = srcs.map((src) => dense(src, "drawn"));
+  const at = selectPoints(drawn, n, buckets);
+  const x = at === null ? al.x.slice(lo, hi) : Array.from(at, (i) => al.x[lo + i]);
+  const ys = drawn.map((d) => pick(d, at));
+  const local = al.provIndex - lo;
+  const provIndex = al.provIndex < 0 || local < 0 || local >= n ? -1 : at === null ? local : at.indexOf(local);
+  const out: ChartData = { x, ys, series, epochs: nFinal, provisional, provIndex };
+  if (w > 0) {
+    out.smoothing = w;
+    out.raw = srcs.map((src, i) => (series[i].role === "lo" || series[i].role === "hi" ? null : pick(dense(src, "raw"), at)));
+  }
+  return out;
 }
 
 /** x positions shared by the charts of one redraw: the union of the epochs of a set of runs. */
@@ -126,17 +162,6 @@ export interface Alignment {
   provIndex: number;
   /** Indices in x of epochs no run has (drawn as gaps). */
   gaps: number[];
-  /** Downsampling plans by bucket count. */
-  plans: Map<number, BucketPlan | null>;
-}
-
-function planFor(al: Alignment, buckets: number): BucketPlan | null {
-  let p = al.plans.get(buckets);
-  if (p === undefined) {
-    p = planBuckets(al.x, buckets);
-    al.plans.set(buckets, p);
-  }
-  return p;
 }
 
 /** Alignments by run set, valid for one store version (the view makes a new one per redraw). */
@@ -147,6 +172,17 @@ function lowerBound(x: ArrayLike<number>, v: number): number {
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
     if (x[mid] < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** First index with x[i] > v. */
+function upperBound(x: ArrayLike<number>, v: number): number {
+  let lo = 0, hi = x.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (x[mid] <= v) lo = mid + 1;
     else hi = mid;
   }
   return lo;
@@ -217,7 +253,7 @@ function alignment(cur: RunData, runs: RunData[], mode: XMode, cache?: Alignment
     }
     index.set(r, idx);
   }
-  const al: Alignment = { x, gaps, index, provIndex: Number.isFinite(provEpoch) ? lowerBound(x, provEpoch) : -1, plans: new Map() };
+  const al: Alignment = { x, gaps, index, provIndex: Number.isFinite(provEpoch) ? lowerBound(x, provEpoch) : -1 };
   cache?.set(key, al);
   return al;
 }

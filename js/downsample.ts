@@ -1,152 +1,97 @@
 // Min/max downsampling for drawing. The store keeps every value; a chart only needs about two points per
-// horizontal pixel. Each bucket of consecutive rows becomes (at most) two points, at the bucket's first
-// and last x, carrying the bucket's minimum and maximum in the order they occur, so a one-epoch spike
-// stays visible however long the history is. The last row is always its own point, so the newest value
-// is exact.
+// horizontal pixel. The x positions are cut into buckets of consecutive rows; every series marks the rows
+// that hold its bucket minimum and maximum, and the points drawn are the union of the marked rows (plus the
+// last row, so the newest value is exact). Each point sits at its own x and every series shows its own value
+// there: a point drawn, hovered or exported is always a row of the record (trial r6, finding 2: min and max
+// used to sit at the bucket's first and last x), and a one-epoch spike stays visible however long the
+// history is. Each series' last row is kept too (an earlier, longer run's last value). A chart with k series
+// draws at most 2k points per bucket, plus k.
 //
 // Value conventions follow uPlot: a number is drawn, null is a gap (NaN in the record), undefined is
 // "no row here" (alignment filler for another run's epochs) and is spanned over. A bucket with no number
-// becomes null if it saw a gap, else undefined.
+// marks its first gap (if any), so a stretch of gaps stays a gap.
 
 export type Val = number | null | undefined;
+
+/** A series over x positions as one typed array: a value, NaN for a gap (null), UNSET for no row (undefined). */
+export type Dense = Float64Array;
+
+/** The Dense marker of "no row here" (values drawn are finite, so +Infinity never collides with one). */
+export const UNSET = Infinity;
 
 export interface Downsampled {
   x: number[];
   ys: Val[][];
 }
 
-/** How x positions map to output points; shared by every series drawn on the same x. */
-export interface BucketPlan {
-  /** Output x: per bucket its first x and (if it has more than one row) its last x; then the last x. */
-  x: number[];
-  /** Input x index -> bucket (the last index maps to `buckets`, the lone final point). */
-  bucketOf: Int32Array;
-  /** Per bucket: output slot of its first point. */
-  slot: Int32Array;
-  /** Per bucket: 1 if it produces two points. */
-  two: Uint8Array;
-  buckets: number;
+export function toDense(y: ArrayLike<Val>): Dense {
+  const d = new Float64Array(y.length);
+  for (let i = 0; i < y.length; i++) {
+    const v = y[i];
+    d[i] = v === undefined ? UNSET : v === null ? NaN : v;
+  }
+  return d;
 }
 
-/** null when x is short enough to draw as is (at most 2 * buckets + 1 points). */
-export function planBuckets(x: ArrayLike<number>, buckets: number): BucketPlan | null {
-  const n = x.length;
+export const fromDense = (v: number): Val => (v === UNSET ? undefined : v !== v ? null : v);
+
+/**
+ * The positions (indices into the series, ascending) to draw so that every series keeps each bucket's
+ * minimum and maximum; null when all `n` positions fit (n <= 2 * buckets + 1). `buckets` >= 1.
+ */
+export function selectPoints(series: Dense[], n: number, buckets: number): Int32Array | null {
   buckets = Math.max(1, Math.floor(buckets));
-  if (n <= 2 * buckets + 1) return null;
+  if (!(n > 2 * buckets + 1)) return null;
+  const mark = new Uint8Array(n);
+  mark[n - 1] = 1;
   const body = n - 1;
-  const bucketOf = new Int32Array(n);
-  const slot = new Int32Array(buckets).fill(-1);
-  const two = new Uint8Array(buckets);
-  const outX: number[] = [];
-  for (let b = 0; b < buckets; b++) {
-    const i0 = Math.floor((b * body) / buckets);
-    const i1 = Math.floor(((b + 1) * body) / buckets); // exclusive
-    if (i1 <= i0) continue;
-    slot[b] = outX.length;
-    outX.push(x[i0]);
-    if (i1 - i0 > 1) {
-      two[b] = 1;
-      outX.push(x[i1 - 1]);
+  for (const d of series) {
+    // each series' last row is its own point: the resting legend shows it (chart.ts restingIdxs)
+    for (let i = n - 1; i >= 0; i--) {
+      if (d[i] !== UNSET) {
+        mark[i] = 1;
+        break;
+      }
     }
-    bucketOf.fill(b, i0, i1);
-  }
-  bucketOf[n - 1] = buckets;
-  outX.push(x[n - 1]);
-  return { x: outX, bucketOf, slot, two, buckets };
-}
-
-/**
- * Reduce one series under a plan. `count` input values; value i sits at x index `at(i)` (-1: skip) and
- * is `value(i)`. Several inputs may share an x index (the last one written wins only for the final point).
- */
-export function reduceSeries(plan: BucketPlan, count: number, at: (i: number) => number, value: (i: number) => Val): Val[] {
-  const B = plan.buckets;
-  const min = new Float64Array(B).fill(Infinity);
-  const max = new Float64Array(B).fill(-Infinity);
-  const minAt = new Int32Array(B).fill(-1);
-  const maxAt = new Int32Array(B).fill(-1);
-  const sawNull = new Uint8Array(B);
-  let last: Val = undefined;
-  for (let i = 0; i < count; i++) {
-    const j = at(i);
-    if (j < 0) continue;
-    const v = value(i);
-    const b = plan.bucketOf[j];
-    if (b === B) {
-      last = v;
-      continue;
-    }
-    if (v === null) sawNull[b] = 1;
-    else if (v !== undefined) {
-      if (v < min[b]) { min[b] = v; minAt[b] = j; }
-      if (v > max[b]) { max[b] = v; maxAt[b] = j; }
+    for (let b = 0; b < buckets; b++) {
+      const i0 = Math.floor((b * body) / buckets);
+      const i1 = Math.floor(((b + 1) * body) / buckets); // exclusive
+      let min = Infinity, max = -Infinity, minAt = -1, maxAt = -1, gapAt = -1;
+      for (let i = i0; i < i1; i++) {
+        const v = d[i];
+        if (v !== v) {
+          if (gapAt < 0) gapAt = i;
+        } else if (v !== UNSET) {
+          if (v < min) { min = v; minAt = i; }
+          if (v > max) { max = v; maxAt = i; }
+        }
+      }
+      if (minAt >= 0) {
+        mark[minAt] = 1;
+        mark[maxAt] = 1;
+      } else if (gapAt >= 0) mark[gapAt] = 1;
     }
   }
-  return emit(plan, min, max, minAt, maxAt, sawNull, last);
-}
-
-/**
- * Fast path of reduceSeries for record columns: value i = vals[i] at x index idx[i]; NaN/±Inf (and values
- * <= 0 when `logy`) are gaps. Same output as reduceSeries with the equivalent callbacks.
- */
-export function reduceColumn(plan: BucketPlan, idx: Int32Array, vals: Float64Array, logy: boolean): Val[] {
-  const B = plan.buckets;
-  const min = new Float64Array(B).fill(Infinity);
-  const max = new Float64Array(B).fill(-Infinity);
-  const minAt = new Int32Array(B).fill(-1);
-  const maxAt = new Int32Array(B).fill(-1);
-  const sawNull = new Uint8Array(B);
-  const bucketOf = plan.bucketOf;
-  let last: Val = undefined;
-  const n = Math.min(idx.length, vals.length);
-  for (let i = 0; i < n; i++) {
-    const j = idx[i];
-    if (j < 0) continue;
-    const v = vals[i];
-    const ok = v - v === 0 && (!logy || v > 0); // finite (and positive on a log axis)
-    const b = bucketOf[j];
-    if (b === B) {
-      last = ok ? v : null;
-    } else if (!ok) {
-      sawNull[b] = 1;
-    } else {
-      if (v < min[b]) { min[b] = v; minAt[b] = j; }
-      if (v > max[b]) { max[b] = v; maxAt[b] = j; }
-    }
-  }
-  return emit(plan, min, max, minAt, maxAt, sawNull, last);
-}
-
-function emit(
-  plan: BucketPlan, min: Float64Array, max: Float64Array, minAt: Int32Array, maxAt: Int32Array, sawNull: Uint8Array, last: Val,
-): Val[] {
-  const out: Val[] = new Array(plan.x.length);
-  for (let b = 0; b < plan.buckets; b++) {
-    const s = plan.slot[b];
-    if (s < 0) continue;
-    const two = plan.two[b] === 1;
-    if (minAt[b] < 0) {
-      const fill: Val = sawNull[b] ? null : undefined;
-      out[s] = fill;
-      if (two) out[s + 1] = fill;
-    } else if (!two) {
-      out[s] = min[b];
-    } else if (minAt[b] <= maxAt[b]) {
-      out[s] = min[b];
-      out[s + 1] = max[b];
-    } else {
-      out[s] = max[b];
-      out[s + 1] = min[b];
-    }
-  }
-  out[plan.x.length - 1] = last;
+  let k = 0;
+  for (let i = 0; i < n; i++) k += mark[i];
+  const out = new Int32Array(k);
+  k = 0;
+  for (let i = 0; i < n; i++) if (mark[i]) out[k++] = i;
   return out;
 }
 
-/** Downsample aligned series to at most `2 * buckets + 1` points; short series are copied unchanged. */
+/** `d` at positions `at` (all of it when null) as uPlot values. */
+export function pick(d: Dense, at: Int32Array | null): Val[] {
+  if (at === null) return Array.from(d, fromDense);
+  const out: Val[] = new Array(at.length);
+  for (let k = 0; k < at.length; k++) out[k] = fromDense(d[at[k]]);
+  return out;
+}
+
+/** Downsample aligned series to their buckets' minima and maxima (each at its own x); short series are copied. */
 export function downsampleMinMax(x: ArrayLike<number>, ys: ArrayLike<Val>[], buckets: number): Downsampled {
-  const plan = planBuckets(x, buckets);
-  if (!plan) return { x: Array.from(x), ys: ys.map((y) => Array.from(y)) };
-  const identity = (i: number): number => i;
-  return { x: plan.x, ys: ys.map((y) => reduceSeries(plan, x.length, identity, (i) => y[i])) };
+  const dense = ys.map(toDense);
+  const at = selectPoints(dense, x.length, buckets);
+  if (at === null) return { x: Array.from(x), ys: ys.map((y) => Array.from(y)) };
+  return { x: Array.from(at, (i) => x[i]), ys: dense.map((d) => pick(d, at)) };
 }

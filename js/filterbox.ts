@@ -10,13 +10,14 @@ import { setShown } from "./filters";
 import { h } from "./dom";
 
 
-type Item = { attr: string; value: string; label: string; shown: () => boolean };
+/** `hiddenBy`: why the item is hidden whatever its own box says (a module of a hidden type), or null. */
+type Item = { attr: string; value: string; label: string; shown: () => boolean; hiddenBy?: () => string | null };
 
 export class FilterBox {
   readonly el = h("details", "mw-filters");
   private groups = h("div", "mw-filter-groups");
   private search = h("input", "mw-search");
-  private inputs: { input: HTMLInputElement; shown: () => boolean }[] = [];
+  private inputs: { input: HTMLInputElement; shown: () => boolean; hiddenBy?: () => string | null }[] = [];
   private sig = "";
 
   constructor(private ui: UiState, private filters: () => Filters, write: (f: Filters) => void) {
@@ -63,6 +64,8 @@ export class FilterBox {
         this.group("Modules", layout.modules.map((m) => ({
           attr: "data-filter-module", value: m.name, label: m.type ? `${m.name} (${m.type})` : m.name,
           shown: () => !f().hidden_modules.includes(m.name),
+          // a hidden type hides its modules: their boxes are greyed out, not left looking shown (trial r6, finding 5)
+          hiddenBy: () => (m.type !== null && f().hidden_types.includes(m.type) ? `hidden with its module type '${m.type}'` : null),
         }))),
         this.group("Earlier runs", layout.oldRuns.map((r) => ({
           attr: "data-filter-run", value: String(r.id), label: r.label, shown: () => !f().hidden_runs.includes(r.id),
@@ -71,9 +74,14 @@ export class FilterBox {
       this.groups.replaceChildren(...groups);
       this.applySearch();
     }
-    for (const { input, shown } of this.inputs) {
-      const want = shown();
+    for (const { input, shown, hiddenBy } of this.inputs) {
+      const why = hiddenBy?.() ?? null;
+      const want = why === null && shown();
       if (input.checked !== want) input.checked = want;
+      if (input.disabled !== (why !== null)) input.disabled = why !== null;
+      const title = why ?? "";
+      const label = input.parentElement!;
+      if (label.title !== title) label.title = title;
     }
   }
 
@@ -98,7 +106,7 @@ export class FilterBox {
       input.setAttribute(it.attr, it.value);
       label.append(input, document.createTextNode(it.label));
       g.appendChild(label);
-      this.inputs.push({ input, shown: it.shown });
+      this.inputs.push({ input, shown: it.shown, hiddenBy: it.hiddenBy });
     }
     return g;
   }

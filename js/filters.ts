@@ -65,3 +65,32 @@ export function columnShown(f: Filters, c: Column, big: boolean): boolean {
   if (!panelShown(f, c.panel)) return false;
   return big || groupShown(f, c.group, c.module_type);
 }
+
+/**
+ * The filters that show chart `spec` (a link named it while it was hidden), and what they show again, in
+ * words. A hidden panel is shown; a module hidden by name is shown; a module hidden by its type shows its
+ * type again and hides the type's other modules by name instead (`modules`: every module with its type), so
+ * only the linked one appears. Nothing changes (shown: []) when the chart is not hidden by the filters.
+ */
+export function revealFilters(f: Filters, spec: { panel: string; group: string; moduleType: string | null; big: boolean } | { panel: string },
+  modules: readonly { name: string; type: string | null }[]): { filters: Filters; shown: string[] } {
+  let out = f;
+  const shown: string[] = [];
+  if (!panelShown(out, spec.panel)) {
+    out = setShown(out, "hidden_panels", spec.panel, true);
+    shown.push(`panel '${spec.panel}'`);
+  }
+  if (!("group" in spec) || spec.big) return { filters: out, shown };
+  if (!moduleShown(out, spec.group)) {
+    out = setShown(out, "hidden_modules", spec.group, true);
+    shown.push(`module '${spec.group}'`);
+  }
+  const type = spec.moduleType;
+  if (type !== null && !typeShown(out, type)) {
+    out = setShown(out, "hidden_types", type, true);
+    const others = modules.filter((m) => m.type === type && m.name !== spec.group && moduleShown(out, m.name)).map((m) => m.name);
+    out = { ...out, hidden_modules: [...out.hidden_modules, ...others] };
+    shown.push(`module type '${type}' (its other modules stay hidden)`);
+  }
+  return { filters: out, shown };
+}

@@ -100,5 +100,6 @@ export function drawHeatmap(slot: SectionSlot, sec: SectionSpec, run: RunData, w
     const s = c.series.find((x) => x.current && x.key === key);
     return s ? [{ layer: c.group, col: s.col }] : [];
   });
-  slot.heatmap.update({ run, key: key ?? "", rows, rate: sec.kind === "probability", logy: sec.logy, width, opened, version });
+  slot.heatmap.update({ run, key: key ?? "", rows, rate: sec.kind === "probability", ylim: sec.charts[0]?.ylim ?? null, logy: sec.logy, width,
+    opened, version });
 }

@@ -14,7 +14,7 @@ import type { AlignmentCache } from "./chartdata";
 import { makeChartSlot, placeAt, placeholder, releaseChart, setData, SMALL, type ChartSlot } from "./chartslot";
 import cssText from "./css";
 import { FilterBox } from "./filterbox";
-import { normalizeFilters, setLogy } from "./filters";
+import { normalizeFilters, revealFilters, setLogy } from "./filters";
 import { Frames, now } from "./frames";
 import { Header } from "./header";
 import { type LinkContext, openLink, sectionHandlers } from "./links";
@@ -64,7 +64,9 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
   const findings = new FindingsList((tag, layer) => openLink(links, tag, layer));
   const worst = new WorstSummary((tag, layer) => openLink(links, tag, layer));
   const top = h("div", "mw-top");
-  top.append(findings.el, worst.el);
+  const linkNote = h("div", "mw-link-note");
+  linkNote.hidden = true;
+  top.append(findings.el, worst.el, linkNote);
   const filterBox = new FilterBox(ui, () => filters, writeFilters);
   header.el.appendChild(filterBox.el);
   const empty = h("div", "mw-empty", "Waiting for training data…");
@@ -83,6 +85,8 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
   /** Something other than visibility changed (store, filters, size, theme): rebuild the layout first. */
   let layoutDirty = true;
   let uiSeen = ui.version;
+  /** Every module with its type, as of the last layout pass (a link's reveal hides a type's other modules). */
+  let modules: { name: string; type: string | null }[] = [];
 
   const frames = new Frames((t0, budget) => update(t0, budget));
   const schedule = (): void => frames.schedule();
@@ -116,6 +120,15 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
   const links: LinkContext = {
     ui, touch, sections, charts, settle: () => layoutDirty && update(now(), Infinity),
     logy: (tag, on) => writeFilters(setLogy(filters, tag, on)),
+    reveal: (spec) => {
+      const r = revealFilters(filters, spec, modules);
+      if (r.shown.length) writeFilters(r.filters);
+      return r.shown;
+    },
+    say: (text) => {
+      linkNote.textContent = text;
+      linkNote.hidden = text === "";
+    },
   };
   const handlers = sectionHandlers(links);
   function sectionSlot(sec: SectionSpec): SectionSlot {
@@ -206,6 +219,7 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
     }
     uiSeen = ui.version;
     const layout = buildLayout(store, filters);
+    modules = layout.modules;
     header.render();
     filterBox.render(layout);
     findings.render(store.findings, runs.label, store.runs.length > 1);

@@ -13,11 +13,20 @@ const line = (fields: (string | number)[]): string => fields.map(csvField).join(
 
 const num = (v: number | null | undefined): string => (v == null || !Number.isFinite(v) ? "" : String(v));
 
-/** One chart's data as CSV; `label(i)` names series i. Provisional and band-edge series are included. */
+/**
+ * One chart's data as CSV; `label(i)` names series i. Provisional and band-edge series are included. A
+ * smoothed series (d.raw[i] set) is two columns: the record's values under its label, then the smoothed ones.
+ */
 export function chartCsv(d: ChartData, xLabel: string, label: (i: number) => string): string {
-  const out = [line([xLabel, ...d.series.map((_, i) => label(i))])];
+  const cols: { name: string; y: readonly (number | null | undefined)[] }[] = [];
+  d.series.forEach((_, i) => {
+    const raw = d.raw?.[i];
+    if (raw) cols.push({ name: label(i), y: raw }, { name: `${label(i)} smoothed ${d.smoothing}`, y: d.ys[i] });
+    else cols.push({ name: label(i), y: d.ys[i] });
+  });
+  const out = [line([xLabel, ...cols.map((c) => c.name)])];
   d.x.forEach((x, j) => {
-    out.push([num(x), ...d.ys.map((y) => num(y[j]))].map(csvField).join(","));
+    out.push([num(x), ...cols.map((c) => num(c.y[j]))].map(csvField).join(","));
   });
   return out.join("\n") + "\n";
 }

@@ -1,7 +1,7 @@
 // A per-layer panel as one heatmap: a row per layer (its name as DOM text), a column per epoch, colour = the
 // panel's rate or value (worst.heatKey). Clicking a row opens that layer's full chart; hovering a cell names
 // layer, epoch and value in a tooltip laid over the canvas (no layout change). Epochs without a value are
-// left blank (gaps).
+// left blank (gaps); on a log scale a value <= 0 (a vanished gradient's exact 0) is grey, not blank.
 
 import { formatValue } from "../chart";
 import type { RunData } from "../store";
@@ -27,6 +27,9 @@ export function colormap(t: number): [number, number, number] {
 const LUT = new Uint8ClampedArray(256 * 3);
 for (let i = 0; i < 256; i++) LUT.set(colormap(i / 255), 3 * i);
 
+/** A log scale's cell for a value <= 0: a neutral grey, outside the colour map. */
+export const NOT_ON_LOG: [number, number, number] = [150, 150, 150];
+
 export interface HeatRow {
   layer: string;
   col: number;
@@ -38,6 +41,8 @@ export interface HeatInput {
   rows: HeatRow[];
   /** Fixed [0, 1] (rates) or from the data. */
   rate: boolean;
+  /** The panel's fixed value range (correlations: [-1, 1]), else null: used instead of the data's. */
+  ylim?: [number, number] | null;
   logy: boolean;
   width: number;
   opened: (layer: string) => boolean;
@@ -45,8 +50,9 @@ export interface HeatInput {
 }
 
 /** Colour range of the rows' finite values: [lo, hi] in display units (log10 when logy). */
-export function heatRange(inp: Pick<HeatInput, "run" | "rows" | "rate" | "logy">): [number, number] {
+export function heatRange(inp: Pick<HeatInput, "run" | "rows" | "rate" | "logy" | "ylim">): [number, number] {
   if (inp.rate) return [0, 1];
+  if (inp.ylim && !inp.logy) return [inp.ylim[0], inp.ylim[1]];
   let lo = Infinity, hi = -Infinity;
   for (const r of inp.rows) {
     const v = inp.run.values[r.col];
@@ -76,6 +82,8 @@ export class Heatmap {
   private imgCols = 0;
   private drawSig = "";
   private inp: HeatInput | null = null;
+  /** A drawn log-scale cell held a value <= 0 (the scale line says what grey means). */
+  private nonPositive = false;
 
   constructor(private onOpen: (layer: string) => void) {
     this.tip.hidden = true;
@@ -142,9 +150,11 @@ export class Heatmap {
     const [lo, hi] = heatRange(inp);
     const what = inp.logy ? `log10 ${inp.key}` : inp.key;
     const ep = (i: number): string => formatValue(inp.run.epochs[i]);
-    this.scale.textContent = n > 0
-      ? `colour: ${what}, ${formatValue(lo)} (dark) to ${formatValue(hi)} (bright) · epochs ${ep(0)}–${ep(n - 1)}`
+    const scaleText = (): string => n > 0
+      ? `colour: ${what}, ${formatValue(lo)} (dark) to ${formatValue(hi)} (bright)${this.nonPositive ? " · grey: 0 or below (no log)" : ""}`
+        + ` · epochs ${ep(0)}–${ep(n - 1)}`
       : "";
+    this.scale.textContent = scaleText();
     const cw = Math.max(1, n);
     const ch = Math.max(1, nRows);
     const resized = this.canvas.width !== cw || this.canvas.height !== ch;
@@ -163,6 +173,8 @@ export class Heatmap {
       this.img = new ImageData(cap, nRows);
       from = 0;
     } else if (from === 0) this.img.data.fill(0);
+    if (from === 0) this.nonPositive = false;
+    const seen = this.nonPositive;
     const img = this.img;
     const px = img.data;
     const top = LUT.length / 3 - 1;
@@ -172,16 +184,24 @@ export class Heatmap {
       if (!v) return;
       for (let i = from; i < n; i++) {
         let x = v[i];
-        if (inp.logy) x = x > 0 ? Math.log10(x) : NaN;
+        const o = 4 * (j * img.width + i);
+        if (inp.logy && x <= 0) {
+          // a value, but not on a log scale: grey, unlike a gap
+          px.set(NOT_ON_LOG, o);
+          px[o + 3] = 255;
+          this.nonPositive = true;
+          continue;
+        }
+        if (inp.logy) x = Math.log10(x);
         if (!Number.isFinite(x)) continue; // no value: a gap (transparent)
         const k = 3 * Math.min(top, Math.max(0, Math.round((x - lo) * scale)));
-        const o = 4 * (j * img.width + i);
         px[o] = LUT[k];
         px[o + 1] = LUT[k + 1];
         px[o + 2] = LUT[k + 2];
         px[o + 3] = 255;
       }
     });
+    if (this.nonPositive !== seen) this.scale.textContent = scaleText();
     this.imgKey = key;
     this.imgCols = n;
     // a resized canvas was cleared: put every column back; otherwise only the new ones

@@ -96,9 +96,10 @@ export function worstAt(run: RunData, groups: Map<string, number>, row: number, 
 
 /**
  * For the warning panel `warningTag`, a function naming the layer that holds the worst value of `key`
- * ("worst death_rate") at `epoch`, from the per-layer panels of the same lens; null when unknown.
+ * ("worst death_rate") at x value `x` of `xs` (the run's epochs, steps or times; default epochs), from the
+ * per-layer panels of the same lens; null when unknown.
  */
-export function worstHolder(run: RunData, warning: Panel, key: string): (epoch: number) => string | null {
+export function worstHolder(run: RunData, warning: Panel, key: string, xs: Float64Array = run.epochs): (x: number) => string | null {
   const m = /^worst (.+)$/.exec(key);
   if (!m) return () => null;
   const base = m[1];
@@ -111,9 +112,9 @@ export function worstHolder(run: RunData, warning: Panel, key: string): (epoch: 
     for (const [g, c] of cols.get(p.tag)?.get(base) ?? []) groups.set(mine.length > 1 ? `${g} (${p.tag})` : g, c);
   }
   if (groups.size === 0) return () => null;
-  return (epoch) => {
+  return (x) => {
     let row = -1;
-    for (let r = run.nRows - 1; r >= 0; r--) if (run.epochs[r] === epoch) { row = r; break; }
+    for (let r = run.nRows - 1; r >= 0; r--) if (xs[r] === x) { row = r; break; }
     if (row < 0) return null;
     return worstAt(run, groups, row, worst, 1)[0]?.layer ?? null;
   };

@@ -19,7 +19,7 @@ const { plots, FakePlot } = vi.hoisted(() => {
 });
 vi.mock("uplot", () => ({ default: FakePlot }));
 
-import { Chart, type ChartContext } from "../chart";
+import { Chart, type ChartContext, yTitle } from "../chart";
 import { runStyle } from "../overview/runstyle";
 import { Store } from "../store";
 import type { ChartData } from "../chartdata";
@@ -46,5 +46,14 @@ describe("chart y scale", () => {
     expect(plots[0].opts.scales.y).toEqual({ auto: false, range: [-1, 1] });
     expect(plots[1].opts.scales.y).toEqual({});
     expect(plots[2].opts.scales.y).toMatchObject({ distr: 3, log: 10 });  // with a tight range function
+  });
+});
+
+describe("y axis title", () => {
+  it("names what the panel holds (trial r6, finding 12)", () => {
+    const t = (panel: string, kind: ChartSpec["kind"] = "numerical") => yTitle(spec({ panel, kind }));
+    expect([t("Output Activations", "probability"), t("Weight Norm Comparison", "relations"), t("Weight Gradient Correlation"),
+      t("Loss & Metrics"), t("Loss"), t("Weight Gradient Norm"), t("Metrics")])
+      .toEqual(["rate", "share", "correlation", "value", "loss", "norm", "value"]);
   });
 });

@@ -21,7 +21,8 @@ const { plots, FakePlot } = vi.hoisted(() => {
     setData(d: any, reset: boolean) { this.data = d; if (reset) this.scaleX = null; }
     setSize(s: any) { this.width = s.width; this.height = s.height; }
     setScale(_k: string, r: any) { this.scaleX = r; }
-    setLegend(o: any) { this.legendIdx = o.idx; }
+    legendIdxs: (number | null)[] | null = null;
+    setLegend(o: any) { this.legendIdx = o.idx; this.legendIdxs = o.idxs; }
     posToVal(px: number) { return px / 10; }
     destroy() { this.destroyed = true; }
   }
@@ -206,15 +207,17 @@ describe("runs, filters and reading", () => {
 
   it("smooths the loss with the slider, titles axes and shows the latest values when not hovering", async () => {
     const { cleanup } = mount();
-    const loss = () => plots.filter((p) => !p.destroyed).find((p) => p.opts.series[1].label === "train_loss")!;
+    const loss = () => plots.filter((p) => !p.destroyed).find((p) => p.opts.series[1].label.startsWith("train_loss"))!;
     expect(loss().opts.axes.map((a: any) => a.label)).toEqual(["epoch", "loss"]);
     loss().opts.hooks.setCursor[0](loss()); // the cursor left the plot
-    expect(loss().legendIdx).toBe(3);
+    // x, train_loss, its provisional segment (empty): each series' last row
+    expect(loss().legendIdxs).toEqual([3, 3, null]);
     const raw = loss().data[1].slice();
     const slider = host.querySelector<HTMLInputElement>("input[data-smoothing]")!;
     slider.value = "0.5";
     slider.dispatchEvent(new Event("input"));
     await tick();
+    expect(loss().opts.series[1].label).toBe("train_loss (smoothed)");
     const y = loss().data[1];
     // debiased EMA with w = 0.5 of 1, 1/2: (0.5 * 1 + 1 * 0.5) / 1.5
     expect(y[0]).toBeCloseTo(raw[0], 12);
