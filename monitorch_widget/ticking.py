@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .collect.faults import FaultLog
+from .collect.hooks import TICKS
 from .collect.modes import monitor_mode
 from .collect.pushes import Pushes
 from .collect.rank_exchange import RankExchange
@@ -92,6 +93,7 @@ def end_epoch(ins: PyTorchInspector, epoch: int | None) -> None:
     ins._passes, ins._steps_at_tick = [0, 0, 0], ins._steps.count
     for lens in ins.lenses:
         lens.reset_epoch()
+    TICKS[0] += 1  # every site's uncounted calls start again from 0 (collect/hooks.py: stamped, not reset)
     ins._pushes.reset()
     ins._recording.after_tick(ins.lenses, ins.history, ins.state.counter if epoch is None else epoch)
     ins._next_epoch(epoch)

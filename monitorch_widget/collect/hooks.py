@@ -28,6 +28,9 @@ from .streams import BankRow, StatStream
 
 _F32 = torch.float32
 _MAX, _MAX_TIMES_0, _EMPTY = 0, 1, 2  # ActivationSite.check_how
+#: ticks so far, of any inspector: a site's uncounted calls are those since the tick it last counted one at
+TICKS = [0]
+
 #: how many times any site was hidden or shown: what lenses keep about their shown sites is valid while it stays
 VISIBILITY = [0]
 
@@ -55,9 +58,11 @@ class Site(NotCopied):
         self.hidden = False
         self.active = True
         self.off = False
-        #: calls the pass rule did not count (grad disabled, eval mode) this epoch: a module that never ran in a
-        #: counted pass but has some ran all the same (a frozen backbone under no_grad); lens/silent.py says so
+        #: calls the pass rule did not count (grad disabled, eval mode) since tick ``uncounted_at``: a module that
+        #: never ran in a counted pass but has some ran all the same (a frozen backbone under no_grad); read with
+        #: :meth:`uncounted_calls` (lens/silent.py). Stamped, not reset per tick: no loop over the sites at a tick
         self.uncounted = 0
+        self.uncounted_at = 0
         # Set (by a store dynamo replays after each compiled call) when the hook was traced into a graph.
         self.in_graph = False
 
@@ -80,6 +85,16 @@ class Site(NotCopied):
             self.handle = None
         elif not hidden and self.handle is None and self._register is not None:
             self.handle = self._register()
+
+    def drop(self) -> None:
+        """A call the pass rule does not count (the hook's early exit: grad disabled, eval mode)."""
+        if self.uncounted_at != TICKS[0]:
+            self.uncounted_at, self.uncounted = TICKS[0], 0
+        self.uncounted += 1
+
+    def uncounted_calls(self) -> int:
+        """Calls dropped since the last tick."""
+        return self.uncounted if self.uncounted_at == TICKS[0] else 0
 
     def fail(self, message: str) -> None:
         self.broken = True
@@ -157,10 +172,10 @@ class ActivationSite(Site):
         pass_rule = self.pass_rule
         if pass_rule == COUNT_TRAINING:
             if not (module.training and torch.is_grad_enabled()):
-                self.uncounted += 1
+                self.drop()
                 return
         elif pass_rule != COUNT_ALL and not is_counted_pass(pass_rule, module):
-            self.uncounted += 1
+            self.drop()
             return
         try:
             y = out.detach() if out.requires_grad else out

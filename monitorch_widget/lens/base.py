@@ -223,9 +223,6 @@ class AbstractLens:
                 site.fail(f"resetting it for the next epoch failed with {type(exc).__name__}: {exc}")
         for acc in self.streams():
             acc.reset()
-        for site in self._sites:  # the epoch's passes the rule did not count (lens/silent.py)
-            if site.uncounted:
-                site.uncounted = 0
 
     def _readers(self) -> list[Any]:
         """Each gradient reader of this lens once (its sites share it)."""

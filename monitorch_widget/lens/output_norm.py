@@ -37,7 +37,7 @@ class NormSite(ScalarSite):
         if self.off:
             return
         if not is_counted_pass(self.pass_rule, module):
-            self.uncounted += 1
+            self.drop()
             return
         try:
             if in_transform(out):  # a call under a torch.func transform (per-sample gradients): not a training pass

@@ -41,7 +41,7 @@ def say_silent(lens: AbstractLens, summaries: dict[int, list[Summary]]) -> None:
         return
     # a module whose hook saw calls the pass rule dropped did run: in passes this lens does not count
     quiet = set(silent)
-    uncounted = [site.name for site in lens.sites if site.uncounted and site.name in quiet]
+    uncounted = [site.name for site in lens.sites if site.name in quiet and site.uncounted_calls()]
     dropped = set(uncounted)
     uncalled = [name for name in silent if name not in dropped]
     if uncalled:
