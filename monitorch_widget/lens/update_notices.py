@@ -14,11 +14,15 @@ empty for a reason the user can fix (a notice, once each).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import attrgetter
 from typing import Any
 
 import torch
 
 from ..collect.faults import FaultLog, MonitorNotice, listed
+from ..collect.optimizer_steps import groups_signature
+
+_REQUIRES_GRAD = attrgetter("param.requires_grad")
 
 #: attributes under which optimizer wrappers keep the optimizer they drive (timm, accelerate, Lightning)
 _INNER = ("base_optimizer", "optimizer", "_optimizer")
@@ -75,6 +79,7 @@ class StepNotices:
         self.faults = faults
         self.said_no_optimizer = False
         self.named: set[str] = set()  # parameters already named as not held by the optimizer
+        self._checked: tuple[Any, ...] | None = None  # what not_held last looked at
 
     def no_optimizer(self) -> None:
         """Optimizers stepped the model, and the lens has none and ``inspect_update()`` was never called."""
@@ -89,7 +94,13 @@ class StepNotices:
             category=MonitorNotice)
 
     def not_held(self, optimizer: torch.optim.Optimizer, sites: Iterable[Any]) -> None:
-        """Name the watched parameters requiring grad that ``optimizer`` does not hold (each once)."""
+        """Name the watched parameters requiring grad that ``optimizer`` does not hold (each once). Looked at again
+        only when the optimizer's groups or the watched set changed (a tick of the usual run costs one signature)."""
+        sites = list(sites)
+        key = (id(optimizer), groups_signature(optimizer), len(sites), sum(map(_REQUIRES_GRAD, sites)))
+        if key == self._checked:
+            return
+        self._checked = key
         held = {id(p) for group in optimizer.param_groups for p in group["params"]}
         names = {f"{s.module_name}.{s.param_name}" if s.module_name else s.param_name: s for s in sites
                  if not s.hidden and id(s.param) not in held and s.param.requires_grad}
