@@ -96,7 +96,8 @@ export function syncRecordingToggle(b: HTMLElement, spans: readonly UnrecordedSp
   b.dataset.stopped = String(stopped);
   if (b.dataset.pending === "true" && was === String(stopped)) return; // the request is not answered yet
   delete b.dataset.pending;
-  b.textContent = stopped ? "● record" : "⏸";
+  // WGL4 glyphs only (every desktop font has them): "⏸" drew an empty box where no emoji font is installed
+  b.textContent = stopped ? "● record" : "■";
   b.title = stopped
     ? "Not recorded since the epoch marked: resume measuring this module (from the next epoch)"
     : "Stop measuring this module (hiding it with Filters only hides it)";

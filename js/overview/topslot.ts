@@ -11,7 +11,8 @@ import { h } from "../dom";
 export type OpenLink = (tag: string | null, layer: string | null) => void;
 
 const SEVERITY_ORDER: Record<Finding["severity"], number> = { critical: 0, warning: 1, info: 2 };
-const SEVERITY_MARK: Record<Finding["severity"], string> = { critical: "⛔", warning: "⚠", info: "ℹ" };
+// "●" (WGL4, coloured by the stylesheet) for critical: "⛔" drew an empty box where no emoji font is installed
+const SEVERITY_MARK: Record<Finding["severity"], string> = { critical: "●", warning: "⚠", info: "ℹ" };
 /** Layers named per ranking in the summary. */
 export const WORST_N = 3;
 
