@@ -9,6 +9,16 @@ import { h } from "../dom";
 
 export const ROW_H = 12;
 const LABEL_W = 170;
+/** Characters of a row label that fit LABEL_W at the rows' 10 px font (a digit or letter is ~5.5 px wide). */
+const LABEL_CHARS = 30;
+
+/** A layer name cut in the middle to fit: a model's names share their start ("encoder.layer.0.attention.self."),
+ * so the end ("query" / "key" / "value") is what tells them apart; cutting the end made them read the same. */
+export function middleCut(name: string, max = LABEL_CHARS): string {
+  if (name.length <= max) return name;
+  const head = Math.ceil((max - 1) * 0.4);
+  return `${name.slice(0, head)}…${name.slice(name.length - (max - 1 - head))}`;
+}
 
 // viridis, five stops (perceptually uniform, readable in light and dark themes and by colour-blind readers)
 const STOPS: [number, number, number][] = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
@@ -120,7 +130,7 @@ export class Heatmap {
     if (lsig !== this.labelSig) {
       this.labelSig = lsig;
       this.labels.replaceChildren(...names.map((n) => {
-        const row = h("div", "mw-heat-row", n);
+        const row = h("div", "mw-heat-row", middleCut(n));
         row.setAttribute("data-layer", n);
         row.setAttribute("role", "button");
         row.tabIndex = 0;
