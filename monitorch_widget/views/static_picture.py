@@ -140,7 +140,8 @@ def _heatmap_section(run: Any, tag: str, prob: bool, logy: bool, groups: list[st
     for i, start in enumerate(rows.tolist()):
         end = int(rows[i + 1]) if i + 1 < n_rows else len(groups)
         label = groups[start] if end - start == 1 else f"{groups[start]} … {groups[end - 1]} ({end - start})"
-        shown = label if len(label) <= 30 else label[:29] + "…"
+        # cut in the middle, as the widget does: names share their start, their ends tell them apart
+        shown = label if len(label) <= 30 else label[:12] + "…" + label[-17:]
         title = f"<title>{escape(label)}</title>" if shown != label else ""
         out.append(f'<text class="mw-static-layer" x="{PAD + LABEL_W - 4}" y="{round(top + i * ROW_H + ROW_H - 1.5)}">'
                    f'{escape(shown)}{title}</text>')
