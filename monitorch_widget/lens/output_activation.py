@@ -8,9 +8,9 @@ from collections.abc import Iterable, Mapping
 
 from torch import nn
 
+from ..collect.activation_site import ActivationSite
 from ..collect.compiled import named_modules
 from ..collect.faults import listed
-from ..collect.hooks import ActivationSite
 from ..collect.passes import pass_rule_for
 from ..collect.scratch import ScratchPool
 from ..collect.streams import StreamBank
