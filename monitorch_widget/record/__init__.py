@@ -7,7 +7,8 @@ No module here imports a view, anywidget, ipywidgets or IPython (a test checks i
 
 from .definitions import DefinitionsWarning
 from .history_file import HistoryFormatError, load, save
-from .record import Record, offer
+from .offers import offer
+from .record import Record
 from .run import Column, Panel, Run
 
 __all__ = ["Column", "DefinitionsWarning", "HistoryFormatError", "Panel", "Record", "Run", "load", "offer", "save"]

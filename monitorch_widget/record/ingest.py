@@ -8,13 +8,26 @@ looks its columns up by name; later calls of the same shape reuse the :class:`In
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     from .run import Run
+
+
+#: monitorch's TagType names -> the record's panel kinds
+KINDS = {"NUMERICAL": "numerical", "PROBABILITY": "probability", "RELATIONS": "relations"}
+
+
+def limits(ylim: Any) -> list[float] | None:
+    """monitorch's ``ylim`` (either order, e.g. its correlation tags' ``(1, -1)``) as [lo, hi], or None."""
+    try:
+        lo, hi = sorted(float(v) for v in ylim)
+    except (TypeError, ValueError):
+        return None
+    return [lo, hi] if math.isfinite(lo) and math.isfinite(hi) and lo < hi else None
 
 
 class IngestPlan:
@@ -77,6 +90,28 @@ def band_owner(lo_name: str, line_keys: list[str]) -> str | None:
         if key.startswith(prefix):
             return key
     return line_keys[0] if line_keys else None
+
+
+def columns_of(values: Mapping[Any, Mapping[Any, Any]], ranges: Mapping[Any, Mapping[Any, Any]] | None,
+               column: Callable[[str, str, str, str | None], int]) -> tuple[np.ndarray, list[Any]]:
+    """(column indices, raw values) of a call of a new shape: lines, then each band's lo and hi, each column found
+    or made by ``column(group, key, role, band_of)``."""
+    cols: list[int] = []
+    raw: list[Any] = []
+    for group, lines in values.items():
+        for key, value in lines.items():
+            cols.append(column(str(group), str(key), "line", None))
+            raw.append(value)
+    for group, bands in (ranges or {}).items():
+        line_keys = [str(k) for k in values.get(group, {})]
+        for names, (lo, hi) in bands.items():
+            lo_name, hi_name = (str(n) for n in names)
+            owner = band_owner(lo_name, line_keys)
+            cols.append(column(str(group), lo_name, "lo", owner))
+            raw.append(lo)
+            cols.append(column(str(group), hi_name, "hi", owner))
+            raw.append(hi)
+    return np.asarray(cols, dtype=np.int32), raw
 
 
 class TickWrite:

@@ -12,7 +12,6 @@ Invariant (besides :class:`~.run.Run`'s): a row's values are rewritten only whil
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,27 +23,11 @@ import numpy as np
 from . import protocol
 from .health import HealthMonitor
 from .imports import import_runs
-from .ingest import IngestPlan, TickWrite, band_owner, write_values
+from .ingest import KINDS, IngestPlan, TickWrite, columns_of, limits, write_values
+from .offers import offered
 from .run import Column, Panel, Run
 
 Event = tuple[Any, ...]
-# What the views offer on a record (``to_html``, ``to_bqplot``, display as a widget), registered by
-# ``monitorch_widget.views`` at package import: this room never imports a view.
-_OFFERS: dict[str, Callable[..., Any]] = {}
-
-
-def offer(name: str, fn: Callable[..., Any]) -> None:
-    """Register a view's convenience on :class:`Record` (``"to_html"``, ``"to_bqplot"``, ``"display"``)."""
-    _OFFERS[name] = fn
-
-
-def _offered(name: str) -> Callable[..., Any]:
-    fn = _OFFERS.get(name)
-    if fn is None:
-        raise RuntimeError(f"Record.{name}: no view offers this; import monitorch_widget (its views register "
-                           "themselves on import)")
-    return fn
-KINDS = {"NUMERICAL": "numerical", "PROBABILITY": "probability", "RELATIONS": "relations"}
 
 
 class Record:
@@ -221,7 +204,7 @@ class Record:
     def register_tags(self, main_tag: str, tag_attr: Any, lens: str | None = None) -> None:
         kind = KINDS.get(getattr(getattr(tag_attr, "type", None), "name", "NUMERICAL"), "numerical")
         self._tags[main_tag] = Panel(main_tag, kind, bool(getattr(tag_attr, "big_plot", False)),
-                                     bool(getattr(tag_attr, "logy", False)), lens, _limits(getattr(tag_attr, "ylim", None)))
+                                     bool(getattr(tag_attr, "logy", False)), lens, limits(getattr(tag_attr, "ylim", None)))
 
     def plot_numerical_values(self, epoch: int, main_tag: str, values_dict: Mapping[str, Mapping[str, float]],
                               ranges_dict: Mapping[str, Mapping[tuple[str, str], tuple[float, float]]] | None = None
@@ -247,22 +230,7 @@ class Record:
             idx = plan.columns  # the same shape as the previous call of this tag: the same columns
         else:
             self._panel(run, tag, kind)
-            cols: list[int] = []
-            raw = []
-            for group, lines in values.items():
-                for key, value in lines.items():
-                    cols.append(self._column(run, tag, str(group), str(key), "line", None))
-                    raw.append(value)
-            for group, bands in (ranges or {}).items():
-                line_keys = [str(k) for k in values.get(group, {})]
-                for names, (lo, hi) in bands.items():
-                    lo_name, hi_name = (str(n) for n in names)
-                    owner = band_owner(lo_name, line_keys)
-                    cols.append(self._column(run, tag, str(group), lo_name, "lo", owner))
-                    raw.append(lo)
-                    cols.append(self._column(run, tag, str(group), hi_name, "hi", owner))
-                    raw.append(hi)
-            idx = np.asarray(cols, dtype=np.int32)
+            idx, raw = columns_of(values, ranges, lambda *c: self._column(run, tag, *c))
             self._plans[(run.id, tag)] = IngestPlan.of(values, ranges, idx)
         if not idx.size:
             return
@@ -328,24 +296,15 @@ class Record:
     # --- conveniences the views offer (registered by monitorch_widget.views) ------------------------
     def to_html(self, path: Any, *, title: str | None = None) -> Any:
         """One self-contained, offline, interactive HTML file of every run (``views/html_export.py``)."""
-        return _offered("to_html")(self, path, title=title)
+        return offered("to_html")(self, path, title=title)
 
     def to_bqplot(self, panel: str, *, group: str | None = None, runs: str = "all") -> Any:
         """bqplot figure(s) of one panel (optional extra ``bqplot``; ``views/bqplot_figures.py``)."""
-        return _offered("to_bqplot")(self, panel, group=group, runs=runs)
+        return offered("to_bqplot")(self, panel, group=group, runs=runs)
 
     def _ipython_display_(self) -> None:
         """A record on its own (e.g. ``monitorch_widget.load(path)``) displays as a live widget."""
-        _offered("display")(self)
+        offered("display")(self)
 
     def __repr__(self) -> str:
         return f"Record(runs={len(self.runs)}, epochs={[r.n_rows for r in self.runs]})"
-
-
-def _limits(ylim: Any) -> list[float] | None:
-    """monitorch's ``ylim`` (either order, e.g. its correlation tags' ``(1, -1)``) as [lo, hi], or None."""
-    try:
-        lo, hi = sorted(float(v) for v in ylim)
-    except (TypeError, ValueError):
-        return None
-    return [lo, hi] if math.isfinite(lo) and math.isfinite(hi) and lo < hi else None
