@@ -12,6 +12,21 @@ import type { XAxisMode } from "./uistate";
 import { h } from "./dom";
 
 
+/** How long "training" may go without a message before the status says so: the kernel may have restarted or
+ * died (no event reaches an anywidget view then), or the training hangs. At least STALE_MIN_MS, and 5 epochs. */
+export const STALE_MIN_MS = 60_000;
+
+export function staleAfterMs(secPerEpoch: number | null | undefined): number {
+  return Math.max(STALE_MIN_MS, 5_000 * (secPerEpoch != null && Number.isFinite(secPerEpoch) ? secPerEpoch : 0));
+}
+
+/** " · no update for 3 min" once a "training" status is older than staleAfterMs, else "". */
+export function staleNote(state: string | undefined, ageMs: number, secPerEpoch: number | null | undefined): string {
+  if (state !== "training" || ageMs < staleAfterMs(secPerEpoch)) return "";
+  const min = Math.floor(ageMs / 60_000);
+  return ` · no update for ${min >= 1 ? `${min} min` : `${Math.floor(ageMs / 1000)} s`} (kernel restarted or busy?)`;
+}
+
 export class Header {
   readonly el = h("div", "mw-header");
   readonly problemList = h("ul", "mw-problem-list");
@@ -22,6 +37,8 @@ export class Header {
   private csv = h("button", "mw-record-csv", "CSV");
   private xAxis = h("select", "mw-xaxis");
   private runSig = "";
+  private version = -1;
+  private changedAt = Date.now();
 
   constructor(
     private store: Store,
@@ -60,11 +77,20 @@ export class Header {
 
   render(): void {
     if (this.xAxis.value !== this.x.get()) this.xAxis.value = this.x.get();
+    if (this.store.version !== this.version) {
+      this.version = this.store.version;
+      this.changedAt = Date.now();
+    }
     this.renderStatus();
     this.renderRuns();
   }
 
-  private renderStatus(): void {
+  /** Re-word the status for its age (the view calls this every few seconds; nothing else changes). */
+  tick(now: number = Date.now()): void {
+    this.renderStatus(now);
+  }
+
+  private renderStatus(now: number = Date.now()): void {
     const { store } = this;
     const s = store.status;
     const cur = store.current;
@@ -74,9 +100,11 @@ export class Header {
     else if (run) parts.push(`epoch ${run.finalRows}`);
     if (s?.sec_per_epoch != null && Number.isFinite(s.sec_per_epoch)) parts.push(`${formatValue(s.sec_per_epoch)} s/epoch`);
     if (s?.state) parts.push(s.state === "stopped" && s.stopped_by ? `stopped (${s.stopped_by})` : s.state);
-    this.statusText.textContent = parts.join(" · ");
+    const stale = staleNote(s?.state, now - this.changedAt, s?.sec_per_epoch);
+    this.statusText.textContent = parts.join(" · ") + stale;
     const st = this.status.dataset;
     st.state = s?.state ?? "idle";
+    st.stale = stale ? "true" : "false";
     st.run = run ? String(run.id) : "";
     st.epoch = s?.epoch != null ? String(s.epoch) : run ? String(run.finalRows) : "0";
     const probs = run?.problems ?? [];

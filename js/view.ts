@@ -316,8 +316,12 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
   // first render: every chart's container at once, the visible charts drawn now, the others when shown
   update(now(), Infinity);
 
+  // the status line says when "training" has gone quiet (a restarted kernel sends no event to say so)
+  const staleTimer = setInterval(() => header.tick(), 5_000);
+
   return () => {
     disposed = true;
+    clearInterval(staleTimer);
     unsubscribe();
     ui.listeners.delete(invalidate);
     model.off("change:filters", onFilters);
