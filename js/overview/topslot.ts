@@ -26,6 +26,11 @@ function link(tag: string | null, layer: string | null, text: string, open: Open
   return b;
 }
 
+/** A layer's name as text next to a value: an nn.Sequential's bare index ("3 0.25") read like two numbers. */
+export function layerText(layer: string): string {
+  return /^\d+$/.test(layer) ? `layer ${layer}` : layer;
+}
+
 /** Findings listed before "show all": a deep model can have dozens, and the top slot must stay short. */
 export const FINDINGS_SHOWN = 5;
 
@@ -121,7 +126,7 @@ export class WorstSummary {
         worst.forEach((w, i) => {
           const item = h("span", "mw-worst-item");
           item.setAttribute("data-rank", String(i + 1));
-          item.append(link(r.tag, w.layer, w.layer, this.open), h("span", "mw-value", formatValue(w.value)));
+          item.append(link(r.tag, w.layer, layerText(w.layer), this.open), h("span", "mw-value", formatValue(w.value)));
           line.appendChild(item);
         });
         // layers tied with the last one named are counted, not hidden

@@ -26,3 +26,12 @@ describe("glyphs", () => {
     expect(outside(marks.join(""))).toEqual([]);
   });
 });
+
+import { layerText } from "../overview/topslot";
+
+describe("worst layers' names", () => {
+  it("a bare nn.Sequential index reads as a layer, not as a number next to its value", () => {
+    expect([layerText("3"), layerText("12"), layerText("blocks.3.act"), layerText("3a")])
+      .toEqual(["layer 3", "layer 12", "blocks.3.act", "3a"]);
+  });
+});
