@@ -39,6 +39,7 @@ export class Header {
   private runSig = "";
   private version = -1;
   private changedAt = Date.now();
+  private statusBase = ""; // the status text without its age note (tick adds that)
 
   constructor(
     private store: Store,
@@ -85,12 +86,16 @@ export class Header {
     this.renderRuns();
   }
 
-  /** Re-word the status for its age (the view calls this every few seconds; nothing else changes). */
+  /** Re-word the status for its age (the view calls this every few seconds): its text only, nothing else. */
   tick(now: number = Date.now()): void {
-    this.renderStatus(now);
+    const s = this.store.status;
+    const stale = staleNote(s?.state, now - this.changedAt, s?.sec_per_epoch);
+    const text = this.statusBase + stale;
+    if (this.statusText.textContent !== text) this.statusText.textContent = text;
+    this.status.dataset.stale = stale ? "true" : "false";
   }
 
-  private renderStatus(now: number = Date.now()): void {
+  private renderStatus(): void {
     const { store } = this;
     const s = store.status;
     const cur = store.current;
@@ -100,11 +105,10 @@ export class Header {
     else if (run) parts.push(`epoch ${run.finalRows}`);
     if (s?.sec_per_epoch != null && Number.isFinite(s.sec_per_epoch)) parts.push(`${formatValue(s.sec_per_epoch)} s/epoch`);
     if (s?.state) parts.push(s.state === "stopped" && s.stopped_by ? `stopped (${s.stopped_by})` : s.state);
-    const stale = staleNote(s?.state, now - this.changedAt, s?.sec_per_epoch);
-    this.statusText.textContent = parts.join(" · ") + stale;
+    this.statusBase = parts.join(" · ");
+    this.tick();
     const st = this.status.dataset;
     st.state = s?.state ?? "idle";
-    st.stale = stale ? "true" : "false";
     st.run = run ? String(run.id) : "";
     st.epoch = s?.epoch != null ? String(s.epoch) : run ? String(run.finalRows) : "0";
     const probs = run?.problems ?? [];

@@ -14,7 +14,7 @@ from operator import attrgetter
 from ..collect.faults import MonitorNotice, listed
 from .base import AbstractLens
 
-_REQUIRES_GRAD = attrgetter("param.requires_grad")  # the site's parameter now (FSDP2 may have replaced it)
+REQUIRES_GRAD = attrgetter("param.requires_grad")  # the site's parameter now (FSDP2 may have replaced it)
 
 
 def say_frozen_with_gradient(lens: AbstractLens, said: set[str]) -> None:
@@ -22,7 +22,7 @@ def say_frozen_with_gradient(lens: AbstractLens, said: set[str]) -> None:
     ``requires_grad=False`` and a ``.grad`` that is not None, which an optimizer step used. Reads a few attributes
     per watched parameter (no device work); the usual tick, nothing frozen, is one C-level pass."""
     sites = lens.per_sites("with_param", lambda: [s for s in lens.sites if getattr(s, "param", None) is not None])
-    if all(map(_REQUIRES_GRAD, sites)):
+    if all(map(REQUIRES_GRAD, sites)):
         return
     found = []
     for site in sites:

@@ -14,15 +14,13 @@ empty for a reason the user can fix (a notice, once each).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from operator import attrgetter
 from typing import Any
 
 import torch
 
 from ..collect.faults import FaultLog, MonitorNotice, listed
 from ..collect.optimizer_steps import groups_signature
-
-_REQUIRES_GRAD = attrgetter("param.requires_grad")
+from .frozen import REQUIRES_GRAD
 
 #: attributes under which optimizer wrappers keep the optimizer they drive (timm, accelerate, Lightning)
 _INNER = ("base_optimizer", "optimizer", "_optimizer")
@@ -97,7 +95,7 @@ class StepNotices:
         """Name the watched parameters requiring grad that ``optimizer`` does not hold (each once). Looked at again
         only when the optimizer's groups or the watched set changed (a tick of the usual run costs one signature)."""
         sites = list(sites)
-        key = (id(optimizer), groups_signature(optimizer), len(sites), sum(map(_REQUIRES_GRAD, sites)))
+        key = (id(optimizer), groups_signature(optimizer), len(sites), sum(map(REQUIRES_GRAD, sites)))
         if key == self._checked:
             return
         self._checked = key

@@ -45,7 +45,7 @@ class Record:
         self._tags: dict[str, Panel] = {}
         self._subscribers: list[Callable[[Event], None]] = []
         self.state = "idle"
-        self.stopped_by: str | None = None  # with state "stopped": the exception that ended the training cell
+        self.stopped_by: str | None = None  # the exception that ended the last training cell (read when "stopped")
         self._plans: dict[tuple[int, str], IngestPlan] = {}  # (run id, tag) -> the columns its last call wrote
         self._tick_write = TickWrite()
         # health checks judge each row once it is final (README, "Health checks")
@@ -146,7 +146,7 @@ class Record:
         if self.state == "training":
             run = self.current
             self.state = "idle" if run is None or not run.final_rows else "stopped" if stopped_by else "done"
-            self.stopped_by = stopped_by if self.state == "stopped" else None
+            self.stopped_by = stopped_by
             self._emit_status()
 
     def import_runs(self, other: Record) -> list[Run]:
@@ -195,7 +195,7 @@ class Record:
             spe = run.times[final - 1] / final
         return {"run": run.id, "label": run.label, "epoch": run.epochs[final - 1] if final else None,
                 "sec_per_epoch": spe, "state": self.state, "problems": sum(run.problems.values()),
-                "stopped_by": self.stopped_by}
+                "stopped_by": self.stopped_by if self.state == "stopped" else None}
 
     def _emit_status(self) -> None:
         self._emit("status", self.status())
