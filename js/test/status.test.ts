@@ -5,6 +5,7 @@ import { describe, expect, it, vi } from "vitest";
 vi.mock("uplot", () => ({
   default: class {
     root = document.createElement("div");
+    cursor: { idx: number | null } = { idx: null };
     constructor(_o: unknown, _d: unknown, t: HTMLElement | ((u: unknown, init: () => void) => void)) {
       if (typeof t === "function") t(this, () => {});
       else t.appendChild(this.root);
