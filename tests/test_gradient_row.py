@@ -159,6 +159,39 @@ def test_eager_row_reads_non_contiguous_gradients_and_marks_nan_inf_per_paramete
     assert torch.isfinite(layout.check[row]).tolist() == [True] * 4 + [False, True, False, True, True, False, True]
 
 
+def test_rows_written_again_after_a_fold_count_from_zero():
+    """A row's small gradients are index-added into it: rows written before a fold are zeroed before they are
+    written again (a tick keeping an undecided row, then a full buffer folding on the device)."""
+    from monitorch_widget.collect.streams import StreamBank
+
+    parts = model_parts()
+    layout = layout_for(parts, fused=False)
+    bank = StreamBank(2, keep_all=False)
+    for _ in parts:
+        bank.add_row()
+    seed = 0
+    for n_rows, keep in ((3, [1]), (layout.capacity - 1, [])):
+        rows = []
+        for _ in range(n_rows):
+            grads = gradients(parts, DTYPE_SETS["float32"], seed)
+            seed += 1
+            row = layout.compute(grads)
+            assert_row(layout, row, parts, grads)
+            rows.append((row, grads))
+        for row, _ in rows:
+            layout.mark_row(row)
+        bank.at_tick = not keep
+        moved = layout.fold(bank, [rows[k][0] for k in keep])
+        bank.at_tick = False
+        for k in keep:  # the undecided row moved to the front, intact
+            assert_row(layout, moved[rows[k][0]], parts, rows[k][1])
+    assert layout.used == 0
+    for _ in range(3):  # every row written before is written again, from zero
+        grads = gradients(parts, DTYPE_SETS["float32"], seed)
+        seed += 1
+        assert_row(layout, layout.compute(grads), parts, grads)
+
+
 @pytest.fixture
 def fresh_dynamo():
     torch._dynamo.reset()
