@@ -287,3 +287,38 @@ def test_ctrl_c_inside_a_tick_still_ends_that_epoch():
     assert list(h.runs[-1].epochs) == [1, 2, 3, 4]  # was [1, 2, 3]: two epochs in one row
     assert list(h.series("Loss", "Loss", "train_loss mean")) == pytest.approx(means, rel=1e-6)
     ins.detach()
+
+
+def test_a_layer_frozen_mid_epoch_keeps_the_steps_it_trained_in_and_reads_no_stale_grad_after():
+    """``requires_grad_(False)`` in the middle of an epoch, with ``zero_grad(set_to_none=False)`` keeping the frozen
+    layer's ``.grad`` as a zero tensor that every step still takes: that epoch's value is the mean over the steps
+    before the freeze (by hand); the stale zero gradient is read by no step (it once counted: norm 0, death 1)."""
+    model, loss_fn = _mlp(), nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with pytest.warns(mw.MonitorNotice):  # the frozen layer's kept .grad is named once
+        ins = _inspector(model, loss_fn)
+        norms: list[list[float]] = []  # model[0].weight's gradient norm at each step that trained it
+        deaths: list[list[float]] = []  # the share of its output units whose gradient row is all within eps
+        for epoch in range(3):
+            norms.append([])
+            deaths.append([])
+            for i, (x, y) in enumerate(_batches(6, seed=epoch)):
+                if epoch == 1 and i == 4:
+                    model[0].requires_grad_(False)  # frozen after 4 of this epoch's 6 steps
+                opt.zero_grad(set_to_none=False)
+                loss_fn(model(x), y).backward()
+                g = model[0].weight.grad
+                if model[0].weight.requires_grad:
+                    norms[-1].append(float(g.norm()))
+                    deaths[-1].append(float(((g.abs() > 1e-8).sum(1) == 0).double().mean()))
+                opt.step()
+            ins.tick_epoch()
+    assert [len(n) for n in norms] == [6, 4, 0]
+    h = ins.history
+    got = h.series(NORM, "0", "mean")
+    assert got[:2] == pytest.approx([np.mean(n) for n in norms[:2]], rel=1e-5)
+    assert np.isnan(got[2])  # frozen the whole epoch: no value, not a norm of 0
+    death = h.series("Weight Gradient Activation", "0", "death_rate")
+    assert death[:2] == pytest.approx([np.mean(d) for d in deaths[:2]], abs=1e-9)
+    assert np.isnan(death[2])
+    ins.detach()

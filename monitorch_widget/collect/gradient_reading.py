@@ -3,7 +3,8 @@
 Definition (the same for every parameter size):
 
 - Each ``torch.optim`` step reads the gradient of every watched parameter it updates, as the step used it:
-  after its closure ran, unscaled by a GradScaler, after any clipping (:mod:`.optimizer_steps`). With
+  after its closure ran, unscaled by a GradScaler, after any clipping (:mod:`.optimizer_steps`); a frozen
+  parameter's (``requires_grad=False``) stale ``.grad`` is no gradient and is not read. With
   gradient accumulation (k backward passes, then one step) that is one observation of the summed gradient.
 - A gradient that no ``torch.optim`` step uses -- a hand-written update, an optimizer outside
   ``torch.optim``, the remainder of an accumulation window -- is counted once, as it stood at the end of its
@@ -168,7 +169,10 @@ class GradientReader(GradientObservations):
                 self._scaled_for = watched
             if watched and not STEPS.scaled and self._reuse_row(watched):
                 return
-            sites = [s for s in watched if not s.off and s.param.grad is not None]
+            # a parameter that does not require grad got no gradient from any backward pass: a .grad it holds is a
+            # stale one (zero_grad(set_to_none=False) keeps it as a zero tensor after requires_grad_(False)), no
+            # observation -- so a layer frozen mid-epoch keeps the steps it trained in (lens/frozen.py says why)
+            sites = [s for s in watched if not s.off and s.param.grad is not None and s.param.requires_grad]
             if not sites:
                 return
             fresh = []
