@@ -22,7 +22,8 @@ REQUIRES_GRAD = attrgetter("param.requires_grad")  # the site's parameter now (F
 
 
 def say_frozen_with_gradient(lens: AbstractLens, said: set[str]) -> None:
-    """Once per parameter (``said``: the names already given, kept by the lens): watched parameters with
+    """Once per parameter (``said``: the names already given, kept by the inspector's ``LensContext`` and shared
+    by its gradient lenses, so two lenses watching the same parameter name it once): watched parameters with
     ``requires_grad=False`` and a ``.grad`` that is not None, which an optimizer step used. Reads a few attributes
     per watched parameter (no device work); the usual tick, nothing frozen, is one C-level pass."""
     sites = lens.per_sites("with_param", lambda: [s for s in lens.sites if getattr(s, "param", None) is not None])

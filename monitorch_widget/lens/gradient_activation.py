@@ -76,7 +76,7 @@ class ParameterGradientActivation(ParameterLens):
         self._bank = StreamBank(2, self._keep_all)
 
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
-        say_frozen_with_gradient(self, self._said_frozen)
+        say_frozen_with_gradient(self, self.ctx.said_frozen)
         warning = new_warning() if self._warning_plot else None
         calls = []
         for pattern in self._parameters:

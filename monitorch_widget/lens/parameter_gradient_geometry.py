@@ -75,7 +75,7 @@ class ParameterGradientGeometry(SequenceGeometryLens):
         return self._kind.bytes_held()
 
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
-        say_frozen_with_gradient(self, self._said_frozen)
+        say_frozen_with_gradient(self, self.ctx.said_frozen)
         calls = []
         for pattern in self._parameters:
             sites = not_frozen(self.drawn_sites(pattern))
