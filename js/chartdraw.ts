@@ -1,7 +1,8 @@
 // Drawing one chart slot from the store: its data (x axis mode, loss smoothing), its uPlot (rebuilt when its
 // signature changes), the warning panels' hover naming the worst layer, and its PNG / CSV downloads.
 
-import { bucketsFor, Chart, type ChartContext, type ChartSize } from "./chart";
+import { bucketsFor, type ChartSize } from "./axes";
+import { Chart, type ChartContext } from "./chart";
 import { type AlignmentCache, buildChartData, type ChartData, xsOf } from "./chartdata";
 import { placeholder, releaseChart, setData, type ChartSlot } from "./chartslot";
 import { h } from "./dom";

@@ -1,7 +1,8 @@
 // One chart's place in a view: its container (title, download buttons, uPlot target), the uPlot instance
 // and what it was last drawn for. Until its first drawing a container holds the space the chart will take.
 
-import type { Chart, ChartSize } from "./chart";
+import type { ChartSize } from "./axes";
+import type { Chart } from "./chart";
 import type { ChartSpec } from "./panels";
 import { recordingToggle } from "./recording";
 import { h } from "./dom";

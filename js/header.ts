@@ -2,7 +2,7 @@
 // collapse into one line each, with a count), the runs legend (one entry per run with its dash; clicking an
 // earlier run hides or shows it) and the whole-record CSV download.
 
-import { formatValue } from "./chart";
+import { formatValue } from "./axes";
 import { setShown } from "./filters";
 import { dashSample, type RunStyle } from "./overview/runstyle";
 import { downloadText, recordCsv } from "./overview/csv";

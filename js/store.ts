@@ -166,6 +166,14 @@ export class Store {
     return r;
   }
 
+  /** A run of ``new_runs``. One announced again by id is one the kernel reused (it never got a row: detach and
+   * attach with no tick in between): it starts afresh, its old notices dropped. */
+  private announceRun(id: number, label: string): void {
+    const i = this.runs.findIndex((r) => r.id === id);
+    if (i < 0) this.runs.push(new RunData(id, label));
+    else this.runs[i] = new RunData(id, label);
+  }
+
   /** Replace the whole state by a snapshot, unless deltas newer than it were already applied. */
   applyHistory(h: History | null | undefined): boolean {
     if (!h || typeof h !== "object" || !Array.isArray(h.runs)) return false;
@@ -197,7 +205,7 @@ export class Store {
       }
       findings = merged;
     }
-    for (const r of msg.new_runs ?? []) this.ensureRun(r.id, r.label);
+    for (const r of msg.new_runs ?? []) this.announceRun(r.id, r.label);
     for (const p of msg.new_panels ?? []) {
       const { run, ...panel } = p;
       this.ensureRun(run).setPanel(panel);

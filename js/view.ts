@@ -8,10 +8,11 @@
 // problem messages) is written with textContent or setAttribute, never parsed as HTML.
 
 import type { AnyModel } from "@anywidget/types";
-import type { ChartContext, ChartSize } from "./chart";
+import type { ChartSize } from "./axes";
+import type { ChartContext } from "./chart";
 import { ChartDrawer } from "./chartdraw";
 import type { AlignmentCache } from "./chartdata";
-import { makeChartSlot, placeAt, placeholder, releaseChart, setData, SMALL, type ChartSlot } from "./chartslot";
+import { makeChartSlot, releaseChart, setData, SMALL, type ChartSlot } from "./chartslot";
 import cssText from "./css";
 import { FilterBox } from "./filterbox";
 import { normalizeFilters, revealFilters, setLogy } from "./filters";
@@ -21,12 +22,13 @@ import { type LinkContext, openLink, sectionHandlers } from "./links";
 import { Parking } from "./parking";
 import { runStyle } from "./overview/runstyle";
 import { FindingsList, WorstSummary } from "./overview/topslot";
-import { buildLayout, chartId, chartSignature, type ChartSpec, type SectionSpec } from "./panels";
+import { buildLayout } from "./panels";
+import { Placement } from "./placement";
 import type { Filters, WidgetModelTraits } from "./protocol";
-import { buildSection, drawHeatmap, showMode, type SectionSlot } from "./sections";
+import { buildSection } from "./sections";
 import type { Store } from "./store";
 import { readTheme, type Theme, themeKey } from "./theme";
-import { sectionMode, uiChanged, uiState } from "./uistate";
+import { uiChanged, uiState } from "./uistate";
 import { Visibility } from "./visibility";
 import { h } from "./dom";
 
@@ -75,10 +77,6 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
   root.append(style, header.el, header.problemList, top, empty, bigRow, smallArea);
   el.appendChild(root);
 
-  const sections = new Map<string, SectionSlot>();
-  const charts = new Map<string, ChartSlot>();
-  /** Charts in screen order (big row, then sections top to bottom), as of the last layout pass. */
-  let order: ChartSlot[] = [];
   let theme: Theme = readTheme(root);
   let themeSig = themeKey(theme);
   let disposed = false;
@@ -91,6 +89,11 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
   const frames = new Frames((t0, budget) => update(t0, budget));
   const schedule = (): void => frames.schedule();
   const vis = new Visibility(schedule);
+  const placement = new Placement(store, ui, vis, (sec) => buildSection(sec, ui, handlers), (spec) => {
+    const s: ChartSlot = makeChartSlot(spec, (what) => drawer.download(s, what), (m) => model.send?.(m));
+    return s;
+  });
+  const { sections, charts } = placement;
   const parking = new Parking(el, () => {
     if (disposed) return;
     vis.stop();
@@ -131,14 +134,6 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
     },
   };
   const handlers = sectionHandlers(links);
-  function sectionSlot(sec: SectionSpec): SectionSlot {
-    let slot = sections.get(sec.tag);
-    if (!slot) {
-      slot = buildSection(sec, ui, handlers);
-      sections.set(sec.tag, slot);
-    }
-    return slot;
-  }
 
   // the view's width, as last reported by the ResizeObserver (read once at mount): reading clientWidth in a
   // redraw, after its DOM writes, would force a layout of the page
@@ -152,62 +147,6 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
     const k = Math.max(1, Math.min(nVisible, 3));
     const w = avail > 0 ? Math.floor((avail - 20 - 12 * (k - 1)) / k) : 400;
     return { width: Math.max(280, Math.min(560, w)), height: 220 };
-  }
-
-  function chartSlot(spec: ChartSpec): ChartSlot {
-    let slot = charts.get(spec.id);
-    if (!slot) {
-      const s: ChartSlot = makeChartSlot(spec, (what) => drawer.download(s, what), (m) => model.send?.(m));
-      slot = s;
-      charts.set(spec.id, slot);
-      vis.observe(slot.el);
-    }
-    return slot;
-  }
-
-  function placeSections(container: HTMLElement, specs: SectionSpec[], size: ChartSize, keep: Set<string>): void {
-    const cur = store.current;
-    const epochs = String(cur ? cur.finalRows : 0);
-    const prov = cur?.provisional ? "1" : "0";
-    const version = `${store.version}.${ui.version}`;
-    specs.forEach((sec, i) => {
-      const slot = sectionSlot(sec);
-      placeAt(container, slot.el, i);
-      const shown = sec.charts.filter((c) => !c.hidden);
-      const mode = sec.big ? "charts" : sectionMode(ui, sec.tag, shown.length);
-      showMode(slot, mode);
-      // empty sections (everything filtered out, or no data yet) are hidden
-      const secHidden = sec.hidden || shown.length === 0;
-      if (slot.el.hidden !== secHidden) slot.el.hidden = secHidden;
-      if (slot.logy && slot.logy.checked !== sec.logy) slot.logy.checked = sec.logy;
-      keep.add(sec.tag);
-      if (mode === "heatmap" && cur && !secHidden) {
-        drawHeatmap(slot, sec, cur, Math.max(300, width() - 12), (g) => ui.opened.has(chartId(sec.tag, g)), store.version);
-      }
-      sec.charts.forEach((c, j) => {
-        keep.add(c.id);
-        const cs = chartSlot(c);
-        placeAt(slot.grid, cs.el, j);
-        const hiddenHere = c.hidden || (mode === "heatmap" && !ui.opened.has(c.id));
-        if (cs.el.hidden !== hiddenHere) cs.el.hidden = hiddenHere;
-        const hidden = hiddenHere || secHidden;
-        // shown again: where it is now is measured, not taken from the observer's report of it hidden
-        if (cs.hidden && !hidden) vis.forget(cs.el);
-        cs.hidden = hidden;
-        cs.spec = c;
-        cs.size = size;
-        // what a drawing must match: only needed for a chart that can be drawn (a heatmap section's closed
-        // rows are many and never drawn)
-        if (!hidden) cs.want = `${version}|${chartSignature(c)}${themeSig}|${size.width}x${size.height}`;
-        placeholder(cs);
-        // cheap, so kept current for every chart, drawn or not (hidden ones keep their last drawing)
-        if (!hidden) {
-          setData(cs.el, "epochs", epochs);
-          setData(cs.el, "provisional", prov);
-        }
-        order.push(cs);
-      });
-    });
   }
 
   function layoutPass(): void {
@@ -226,22 +165,11 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
     worst.render(store, (tag) => !filters.hidden_panels.includes(tag));
     empty.hidden = store.current !== undefined && store.current.columns.length > 0;
     const nBig = layout.big.filter((s) => !s.hidden).length;
-    const keep = new Set<string>();
-    order = [];
-    placeSections(bigRow, layout.big, bigSize(nBig), keep);
-    placeSections(smallArea, layout.small, SMALL, keep);
-    for (const [id, slot] of charts) {
-      if (keep.has(id)) continue;
-      slot.chart?.destroy();
-      vis.unobserve(slot.el);
-      slot.el.remove();
-      charts.delete(id);
-    }
-    for (const [tag, slot] of sections) {
-      if (keep.has(tag)) continue;
-      slot.el.remove();
-      sections.delete(tag);
-    }
+    const heatWidth = Math.max(300, width() - 12);
+    placement.begin();
+    placement.place(bigRow, layout.big, bigSize(nBig), heatWidth, themeSig);
+    placement.place(smallArea, layout.small, SMALL, heatWidth, themeSig);
+    placement.end();
   }
 
   /**
@@ -265,7 +193,7 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
     }
     if (!vis.started) vis.start(el);
     // an answer is needed now for charts the observer has not reported on yet (first render, new charts)
-    const unknown = order.filter((s) => !s.hidden && s.drawn !== s.want && vis.get(s.el) === undefined);
+    const unknown = placement.order.filter((s) => !s.hidden && s.drawn !== s.want && vis.get(s.el) === undefined);
     vis.measure(unknown.map((s) => s.el));
     return drawDue(t0, budget);
   }
@@ -275,7 +203,7 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
     const cache: AlignmentCache = new Map();
     let drew = 0;
     let left = 0;
-    for (const slot of order) {
+    for (const slot of placement.order) {
       if (slot.hidden || slot.drawn === slot.want || vis.get(slot.el) !== true) continue;
       if (drew > 0 && now() - t0 + drew * frames.rasterMs >= budget) {
         left++;
@@ -330,9 +258,7 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
     vis.stop();
     frames.dispose();
     parking.clear();
-    for (const slot of charts.values()) slot.chart?.destroy();
-    charts.clear();
-    sections.clear();
+    placement.dispose();
     root.remove();
   };
 }

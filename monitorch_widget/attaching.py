@@ -71,7 +71,9 @@ def attach(ins: PyTorchInspector, module: nn.Module, run_name: str | None) -> No
     ins._pushes.reset()
     ins.faults.clear()
     types = {n: type(m).__name__ for m, n, _ in entries}
-    label = run_name if run_name else f"run {len(ins.history.runs) + 1}: {type(model).__name__}"
+    runs = ins.history.runs
+    number = len(runs) + (0 if runs and runs[-1].empty else 1)  # an empty current run is replaced (start_run)
+    label = run_name if run_name else f"run {number}: {type(model).__name__}"
     ins.history.start_run(label, types)
     start_run = getattr(ins._user_visualizer, "start_run", None)
     if callable(start_run):  # a visualizer with runs of its own (TensorBoard: one folder per run)

@@ -3,7 +3,7 @@
 // layer, epoch and value in a tooltip laid over the canvas (no layout change). Epochs without a value are
 // left blank (gaps); on a log scale a value <= 0 (a vanished gradient's exact 0) is grey, not blank.
 
-import { formatValue } from "../chart";
+import { formatValue } from "../axes";
 import type { RunData } from "../store";
 import { h } from "../dom";
 

@@ -2,7 +2,7 @@
 // summary. Both name layers as DOM text and link to the chart or heatmap row they are about through
 // `open(tag, layer)`. Record text is written with textContent only.
 
-import { formatValue } from "../chart";
+import { formatValue } from "../axes";
 import type { Finding } from "../protocol";
 import type { Store } from "../store";
 import { lastRowWithData, lineColumns, rankedGroups, rankings, worstAt } from "./worst";

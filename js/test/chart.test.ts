@@ -19,7 +19,8 @@ const { plots, FakePlot } = vi.hoisted(() => {
 });
 vi.mock("uplot", () => ({ default: FakePlot }));
 
-import { Chart, type ChartContext, yTitle } from "../chart";
+import { yTitle } from "../axes";
+import { Chart, type ChartContext } from "../chart";
 import { runStyle } from "../overview/runstyle";
 import { Store } from "../store";
 import type { ChartData } from "../chartdata";

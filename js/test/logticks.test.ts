@@ -2,7 +2,8 @@
 // Log-y ticks (trial r6, finding 1): uPlot 1.6.32's own log splits loop until `RangeError: Invalid array
 // length` for a scale minimum that is not a power of ten (the tight range of chart.ts); ours are bounded.
 import { beforeAll, describe, expect, it } from "vitest";
-import { Chart, type ChartContext, tightLogRange } from "../chart";
+import { tightLogRange } from "../axes";
+import { Chart, type ChartContext } from "../chart";
 import type { ChartData } from "../chartdata";
 import { linearSplits, logSplits } from "../logticks";
 import { runStyle } from "../overview/runstyle";

@@ -143,7 +143,7 @@ describe("heatmap colours and run styles", () => {
 
 describe("log y range", () => {
   it("stays just around the data instead of snapping to decades", async () => {
-    const { tightLogRange } = await import("../chart");
+    const { tightLogRange } = await import("../axes");
     const [lo, hi] = tightLogRange(0.2, 0.8);
     // 5% of the data's span in log space on each side
     const pad = Math.pow(4, 0.05);

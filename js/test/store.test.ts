@@ -162,3 +162,19 @@ describe("Store.applyDelta", () => {
     expect(s.listenerCount).toBe(0);
   });
 });
+
+describe("a run announced again", () => {
+  it("starts afresh: the kernel reused a run that never got a row (detach; attach with no tick)", () => {
+    const s = new Store();
+    const [m1, b1] = delta(0, {
+      new_runs: [{ id: 0, label: "run 1: MLP" }],
+      problems: [{ run: 0, lens: "attach", message: "'head' is watched by no lens", count: 1 }],
+    });
+    expect(s.applyDelta(m1, b1)).toBe(true);
+    expect(s.current!.problems.length).toBe(1);
+    const [m2, b2] = delta(1, { new_runs: [{ id: 0, label: "run 1: CNN" }] });
+    expect(s.applyDelta(m2, b2)).toBe(true);
+    expect(s.runs.map((r) => [r.id, r.label])).toEqual([[0, "run 1: CNN"]]);
+    expect(s.current!.problems).toEqual([]); // the first attach's notice belonged to the other model
+  });
+});

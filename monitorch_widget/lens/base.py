@@ -63,6 +63,9 @@ class LensContext:
         #: the run's count of optimizer steps that updated the model (``collect.optimizer_steps.StepCounter``,
         #: set at each attach; None before the first)
         self.steps: Any = None
+        #: frozen parameters holding a .grad already named (lens/frozen.py): once per inspector, by whichever
+        #: gradient lens sees them first (two lenses watching the same parameter say it once)
+        self.said_frozen: set[str] = set()
 
 
 class AbstractLens:

@@ -2,14 +2,18 @@
 
 A parameter frozen with ``requires_grad_(False)`` gets no new gradient, but a loop that zeroes with
 ``optimizer.zero_grad(set_to_none=False)`` keeps its ``.grad`` as a zero tensor: every ``torch.optim`` step still
-takes it (momentum and weight decay keep moving the "frozen" weights), and the gradient lenses read that zero
-gradient as they read any other (death rate 1, norm 0), which the health checks then see as a vanishing
-gradient. The values are right; this names the cause.
+takes it (momentum and weight decay keep moving the "frozen" weights), and the gradient lenses would read that
+zero gradient as they read any other (death rate 1, norm 0), which the health checks would see as a vanishing
+gradient (or a dead layer, or weights that do not move). A frozen parameter's zero gradient is no gradient at all:
+the gradient lenses draw no value for a parameter that is frozen at the tick (:func:`not_frozen`; monitorch's
+hook-based lens reads none either: its hook never fires), ParameterUpdateGeometry records no update ratio for it,
+so no health check judges it, and the notice below names the cause once.
 """
 
 from __future__ import annotations
 
 from operator import attrgetter
+from typing import Any
 
 from ..collect.faults import MonitorNotice, listed
 from .base import AbstractLens
@@ -18,7 +22,8 @@ REQUIRES_GRAD = attrgetter("param.requires_grad")  # the site's parameter now (F
 
 
 def say_frozen_with_gradient(lens: AbstractLens, said: set[str]) -> None:
-    """Once per parameter (``said``: the names already given, kept by the lens): watched parameters with
+    """Once per parameter (``said``: the names already given, kept by the inspector's ``LensContext`` and shared
+    by its gradient lenses, so two lenses watching the same parameter name it once): watched parameters with
     ``requires_grad=False`` and a ``.grad`` that is not None, which an optimizer step used. Reads a few attributes
     per watched parameter (no device work); the usual tick, nothing frozen, is one C-level pass."""
     sites = lens.per_sites("with_param", lambda: [s for s in lens.sites if getattr(s, "param", None) is not None])
@@ -39,8 +44,17 @@ def say_frozen_with_gradient(lens: AbstractLens, said: set[str]) -> None:
     said.update(names)
     lens.ctx.faults.report(lens.lens_name, (
         f"{len(names)} watched parameter(s) do not require grad (frozen with requires_grad_(False)) but still hold "
-        f"a .grad tensor: {listed(names)}; no gradient reaches them by design, so their gradient series read a zero "
-        "gradient (death rate 1, norm 0) and a vanishing_gradient finding may name them. Their .grad is a zero tensor "
+        f"a .grad tensor: {listed(names)}; no gradient reaches them by design, so their gradient series (and update "
+        "ratio) have no value while they are frozen, and no health check judges them. Their .grad is a zero tensor "
         "kept by optimizer.zero_grad(set_to_none=False), so the optimizer still steps them (momentum, weight decay "
         "move the frozen weights): zero_grad() (set_to_none=True, the default) or param.grad = None ends both"),
         category=MonitorNotice)
+
+
+def not_frozen(sites: list[Any]) -> list[Any]:
+    """``sites`` less those whose parameter is frozen now (``requires_grad=False``): what they read in this epoch
+    is a stale .grad (a zero tensor kept by ``zero_grad(set_to_none=False)``), not a gradient. A parameter frozen
+    within the epoch loses that epoch's value. ``sites`` itself (no copy) when nothing is frozen: one C-level pass."""
+    if all(map(REQUIRES_GRAD, sites)):
+        return sites
+    return [s for s in sites if s.param.requires_grad]

@@ -12,7 +12,7 @@ from ..collect.gradient_site import GradientSite
 from ..collect.streams import StreamBank
 from ..collect.summary import Summary, as_method_list, needs_all_values
 from .base import Call, TagAttributes, TagType
-from .frozen import say_frozen_with_gradient
+from .frozen import not_frozen, say_frozen_with_gradient
 from .parameter_lens import ParameterLens
 from .rate_calls import new_warning, rate_calls
 
@@ -76,11 +76,11 @@ class ParameterGradientActivation(ParameterLens):
         self._bank = StreamBank(2, self._keep_all)
 
     def compute(self, summaries: dict[int, list[Summary]]) -> list[Call]:
-        say_frozen_with_gradient(self, self._said_frozen)
+        say_frozen_with_gradient(self, self.ctx.said_frozen)
         warning = new_warning() if self._warning_plot else None
         calls = []
         for pattern in self._parameters:
-            sites = self.drawn_sites(pattern)
+            sites = not_frozen(self.drawn_sites(pattern))
             calls.append(rate_calls(self, self.tag_for(pattern), sites, summaries, self._act_method,
                                     self._death_method, warning))
         if warning is not None:

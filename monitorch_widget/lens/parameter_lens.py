@@ -40,7 +40,6 @@ class ParameterLens(AbstractLens):
         self._parameters = parameter_names(parameters)
         self._pending: list[Any] = []  # one-shot hooks waiting for lazy parameters to materialise
         self._order: dict[str, int] = {}
-        self._said_frozen: set[str] = set()  # frozen parameters holding a .grad, named once (lens/frozen.py)
 
     def pattern_of(self, param_name: str) -> str | None:
         """The first entry of ``parameters`` that ``param_name`` (a local name) matches, or None."""

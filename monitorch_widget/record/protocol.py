@@ -80,7 +80,12 @@ class PendingDelta:
         kind = event[0]
         if kind == "run":
             _, run_id, info = event
-            self.new_runs.append({"id": int(run_id), "label": str(info.get("label", f"run {run_id}"))})
+            rid = int(run_id)
+            # announced again: the record reused an empty run (Record.start_run); what is pending of it is gone
+            self.new_runs = [r for r in self.new_runs if r["id"] != rid]
+            self.problems = {k: v for k, v in self.problems.items() if k[0] != rid}
+            self.unrecorded = {k: v for k, v in self.unrecorded.items() if k[0] != rid}
+            self.new_runs.append({"id": rid, "label": str(info.get("label", f"run {run_id}"))})
         elif kind == "panel":
             _, run_id, info = event
             self.new_panels.append({"run": int(run_id), **_plain(info)})

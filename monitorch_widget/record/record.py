@@ -76,9 +76,19 @@ class Record:
         return self.runs[-1] if self.runs else None
 
     def start_run(self, label: str, module_types: Mapping[str, str] | None = None) -> Run:
+        """A new run, current from now on. A current run that never got a row (``detach(); attach(model)`` with no
+        tick in between, an LR finder's reset) is not kept as a run of its own: the new run takes its place and
+        id, and its attach notices and stopped spans go with it; the ``run`` event announces that id again."""
         self._close_open_row()
-        run = Run(id=len(self.runs), label=label, module_types=dict(module_types or {}))
-        self.runs.append(run)
+        previous = self.current
+        reused = previous is not None and previous.empty
+        run = Run(id=previous.id if reused and previous is not None else len(self.runs), label=label,
+                  module_types=dict(module_types or {}))
+        if reused:
+            self.runs[-1] = run
+            self.health.forget(run.id)
+        else:
+            self.runs.append(run)
         self.state = "training"
         self._emit("run", run.id, {"id": run.id, "label": run.label})
         self._emit_status()

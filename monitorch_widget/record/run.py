@@ -72,6 +72,11 @@ class Run:
         return len(self.epochs)
 
     @property
+    def empty(self) -> bool:
+        """No row was ever written (nor a column): the next run started takes its place (``Record.start_run``)."""
+        return not self.epochs and not self.columns
+
+    @property
     def final_rows(self) -> int:
         """Rows that are final: the provisional last row, if any, excluded."""
         return self.n_rows - (1 if self.provisional else 0)

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..record.protocol import PendingDelta, encode_delta
+from .cell_events import CellEvents
 
 Event = tuple[Any, ...]
 SendFn = Callable[[dict[str, Any], list[bytes]], None]
@@ -56,7 +57,7 @@ class RecordLike(Protocol):
     def snapshot(self) -> dict[str, Any]: ...
 
 
-class DeltaSync:
+class DeltaSync(CellEvents):
     """Streams a record's events to the front-end as coalesced deltas plus throttled snapshots.
 
     ``send(msg, buffers)`` sends one custom message; ``set_history(snapshot, force)`` publishes a snapshot
@@ -114,11 +115,6 @@ class DeltaSync:
     @property
     def seq(self) -> int:
         return self._seq
-
-    @property
-    def holds_back(self) -> bool:
-        """Whether the calling thread may have values held back (it runs an IPython cell whose end comes)."""
-        return self._cell_thread is not None and threading.get_ident() == self._cell_thread
 
     def flush(self) -> bool:
         """Send everything pending now; True if a message was sent."""
@@ -273,35 +269,9 @@ class DeltaSync:
             elif not self.holds_back or since_tick >= self._interval or now - self._last_send >= self._interval:
                 self.flush()
 
-    # --- IPython cell events ----------------------------------------------------------------------
-    def _register_ipython(self) -> None:
-        try:
-            from IPython import get_ipython
-        except ImportError:  # pragma: no cover - IPython is a dependency of ipywidgets
-            return
-        ip = get_ipython()
-        if ip is None or not hasattr(ip, "events"):
-            return
-        ip.events.register("pre_run_cell", self._pre_run_cell)
-        ip.events.register("post_run_cell", self._post_run_cell)
-        self._ipython = ip
-        if threading.current_thread() is threading.main_thread():
-            self._cell_thread = threading.get_ident()  # built by a cell: its end-of-cell event comes
-
-    def _unregister_ipython(self) -> None:
-        if self._ipython is not None:
-            for name, fn in (("pre_run_cell", self._pre_run_cell), ("post_run_cell", self._post_run_cell)):
-                try:
-                    self._ipython.events.unregister(name, fn)
-                except ValueError:
-                    pass
-            self._ipython = None
-
-    def _pre_run_cell(self, *_args: Any) -> None:
-        self._cell_thread = threading.get_ident()
-
-    def _post_run_cell(self, result: Any = None, *_args: Any) -> None:
-        self._cell_thread = None
+    def _cell_ended(self, result: Any) -> None:
+        """IPython's ``post_run_cell`` (``cell_events.py``): queued requests run, the status settles ("done", or
+        "stopped" when the cell raised), everything pending goes out with a snapshot if anything changed."""
         try:
             self._run_requests()
             settle = getattr(self._record, "settle", None)

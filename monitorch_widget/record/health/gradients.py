@@ -131,8 +131,16 @@ def exploding_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
     return out
 
 
+#: why update_ratio has nothing to read in a row (ParameterUpdateGeometry observed no step of its parameters)
+NO_UPDATE = ("ParameterUpdateGeometry observed no optimizer step of its watched parameters in this epoch: no step "
+             "was taken, or its optimizer holds none of them (a new optimizer replaced it, or another one trains "
+             "them). Pass the optimizer that trains the model, ParameterUpdateGeometry(optimizer) or lens.optimizer "
+             "= optimizer, or with ParameterUpdateGeometry(None) call lens.inspect_update() after each update")
+
+
 def step_ratios(view: RowView) -> tuple[list[str], np.ndarray, np.ndarray, bool]:
-    """(layers, epoch mean, epoch max, per step) of the update-to-weight ratio in this row.
+    """(layers, epoch mean, epoch max, per step) of the update-to-weight ratio in this row; raises a
+    non-lasting :class:`Skipped` when our ParameterUpdateGeometry observed no step in this epoch.
 
     Per step (``per_step`` True): ParameterUpdateGeometry's ``Weight Update Ratio`` (||u|| / ||w before the
     step||, ``collect/update_ratio.py``). Otherwise -- a run fed by monitorch's own lenses -- the epoch's mean
@@ -142,8 +150,15 @@ def step_ratios(view: RowView) -> tuple[list[str], np.ndarray, np.ndarray, bool]
         means = {g: i for g, i, _ in view.layers(UPDATE_RATIO, "mean")}
         maxes = {g: i for g, i, _ in view.layers(UPDATE_RATIO, "max")}
         layers = [g for g in means if g in maxes]
-        return (layers, view.row_values([means[g] for g in layers]), view.row_values([maxes[g] for g in layers]),
-                True)
+        mean_values = view.row_values([means[g] for g in layers])
+        if not np.isfinite(mean_values).any():
+            raise Skipped(NO_UPDATE, lasting=False)
+        return layers, mean_values, view.row_values([maxes[g] for g in layers]), True
+    if view.panel_lens(UPDATE_NORM) is not None and not np.isfinite(
+            view.row_values(list(view.first_line(UPDATE_NORM).values()))).any():
+        # our ParameterUpdateGeometry, which records the ratio with its first observed step: none observed yet
+        # (a history saved before the ratio existed has update norms: the approximation below reads them)
+        raise Skipped(NO_UPDATE, lasting=False)
     missing = [lens for lens, tag in (("ParameterUpdateGeometry", UPDATE_NORM), ("ParameterNorm", WEIGHT_NORM))
                if not view.has(tag)]
     if missing:

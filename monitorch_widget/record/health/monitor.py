@@ -64,8 +64,8 @@ class _RunState:
         self.scans: dict[Any, Any] = {}  # RowView's running folds over final rows (scans.py)
         self.ids: dict[tuple[str, str | None], str] = {}  # (check, layer) -> finding id
         # checks that raised Skipped, with its message, while the run had these panels and columns and the
-        # monitor this config and these loss names: a Skipped depends on nothing else (no row value; a check
-        # that skips at a row skips at every later row of the same shape), so they are not run again
+        # monitor this config and these loss names: a lasting Skipped depends on nothing else (no row value; a
+        # check that skips at a row skips at every later row of the same shape), so they are not run again
         self.skips: dict[str, str] = {}
         self.skips_for: tuple[Any, ...] = ()
 
@@ -152,7 +152,9 @@ class HealthMonitor:
             try:
                 results.setdefault(name, CHECK_FUNCTIONS[name](view, self.config))
             except Skipped as exc:
-                skipped[name] = skips[name] = str(exc)
+                skipped[name] = str(exc)
+                if exc.lasting:
+                    skips[name] = skipped[name]
             except Exception as exc:  # noqa: BLE001 - a broken check must never stop training
                 if name not in self._failed and self._report is not None:
                     self._failed.add(name)

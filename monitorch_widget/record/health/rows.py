@@ -34,7 +34,15 @@ SOFTMAX_TYPES = frozenset({"Softmax", "Softmax2d"})
 
 
 class Skipped(Exception):
-    """A check cannot run on this record; the message names the lens (or metric) that would enable it."""
+    """A check cannot run on this record; the message names the lens (or metric) that would enable it.
+
+    ``lasting`` (the default): the reason depends only on the run's panels and columns, the config and the loss
+    names, so the monitor does not run the check again until one of them changes. ``lasting=False``: it depends
+    on this row's values (a lens that measured nothing in this epoch), so the check runs again at the next row."""
+
+    def __init__(self, message: str, *, lasting: bool = True) -> None:
+        super().__init__(message)
+        self.lasting = lasting
 
 
 class RowView:
