@@ -5,9 +5,11 @@ A parameter frozen with ``requires_grad_(False)`` gets no new gradient, but a lo
 takes it (momentum and weight decay keep moving the "frozen" weights), and the gradient lenses would read that
 zero gradient as they read any other (death rate 1, norm 0), which the health checks would see as a vanishing
 gradient (or a dead layer, or weights that do not move). A frozen parameter's zero gradient is no gradient at all:
-the gradient lenses draw no value for a parameter that is frozen at the tick (:func:`not_frozen`; monitorch's
-hook-based lens reads none either: its hook never fires), ParameterUpdateGeometry records no update ratio for it,
-so no health check judges it, and the notice below names the cause once.
+no optimizer step reads it (:mod:`..collect.gradient_reading`; monitorch's hook-based lens reads none either: its
+hook never fires), so a layer frozen mid-epoch keeps the steps it trained in and has no gradient value after;
+ParameterUpdateGeometry records no update ratio for a parameter frozen at the tick (:func:`not_frozen`: its
+steps then are momentum and weight decay, not training). No health check judges it, and the notice below names
+the cause once.
 """
 
 from __future__ import annotations
@@ -52,9 +54,10 @@ def say_frozen_with_gradient(lens: AbstractLens, said: set[str]) -> None:
 
 
 def not_frozen(sites: list[Any]) -> list[Any]:
-    """``sites`` less those whose parameter is frozen now (``requires_grad=False``): what they read in this epoch
-    is a stale .grad (a zero tensor kept by ``zero_grad(set_to_none=False)``), not a gradient. A parameter frozen
-    within the epoch loses that epoch's value. ``sites`` itself (no copy) when nothing is frozen: one C-level pass."""
+    """``sites`` less those whose parameter is frozen now (``requires_grad=False``): its steps move it by momentum
+    and weight decay only (a stale zero .grad kept by ``zero_grad(set_to_none=False)``). A parameter frozen within
+    the epoch loses that epoch's update ratio. ``sites`` itself (no copy) when nothing is frozen: one C-level
+    pass."""
     if all(map(REQUIRES_GRAD, sites)):
         return sites
     return [s for s in sites if s.param.requires_grad]

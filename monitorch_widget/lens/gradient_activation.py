@@ -12,7 +12,7 @@ from ..collect.gradient_site import GradientSite
 from ..collect.streams import StreamBank
 from ..collect.summary import Summary, as_method_list, needs_all_values
 from .base import Call, TagAttributes, TagType
-from .frozen import not_frozen, say_frozen_with_gradient
+from .frozen import say_frozen_with_gradient
 from .parameter_lens import ParameterLens
 from .rate_calls import new_warning, rate_calls
 
@@ -80,7 +80,7 @@ class ParameterGradientActivation(ParameterLens):
         warning = new_warning() if self._warning_plot else None
         calls = []
         for pattern in self._parameters:
-            sites = not_frozen(self.drawn_sites(pattern))
+            sites = self.drawn_sites(pattern)
             calls.append(rate_calls(self, self.tag_for(pattern), sites, summaries, self._act_method,
                                     self._death_method, warning))
         if warning is not None:

@@ -11,7 +11,7 @@ from ..collect.gradient_reading import GradientReader
 from ..collect.gradient_site import GradientSite
 from ..collect.summary import Summary
 from .base import Call
-from .frozen import not_frozen, say_frozen_with_gradient
+from .frozen import say_frozen_with_gradient
 from .sequence_geometry import SequenceGeometryLens
 
 
@@ -78,6 +78,6 @@ class ParameterGradientGeometry(SequenceGeometryLens):
         say_frozen_with_gradient(self, self.ctx.said_frozen)
         calls = []
         for pattern in self._parameters:
-            sites = not_frozen(self.drawn_sites(pattern))
+            sites = self.drawn_sites(pattern)
             calls += self.geometry_calls(pattern, sites, summaries)
         return calls
