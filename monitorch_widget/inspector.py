@@ -59,10 +59,7 @@ class PyTorchInspector:
                  master_rank: int = 0, update_every: float | None = None,
                  health: HealthConfig | None = None, distributed_timeout: float = 300.0) -> None:
         self.lenses = check_lenses(lenses)
-        if isinstance(distributed_timeout, bool) or not isinstance(distributed_timeout, (int, float)) or \
-                not distributed_timeout > 0:
-            raise ValueError(f"distributed_timeout={distributed_timeout!r}: must be a positive number of seconds")
-        self._exchange = RankExchange(float(distributed_timeout), master_rank)
+        self._exchange = RankExchange(distributed_timeout, master_rank)
         if not isinstance(depth, int) or depth < -1:
             raise ValueError(f"depth={depth!r}: must be -1 (down to the leaves) or a non-negative int")
         if not isinstance(train_loss_str, str) or not isinstance(non_train_loss_str, str) or \
@@ -207,11 +204,7 @@ class PyTorchInspector:
         ``.since``, ``.message``, ``.advice``), e.g. to stop early on a ``"critical"`` one. When the current run
         took no optimizer step (an evaluation only: Lightning's ``trainer.validate()`` / ``test()`` after
         ``fit``), those of the last run that trained: an evaluation has no training health of its own."""
-        runs = self.history.runs
-        evaluation = bool(runs) and bool(runs[-1].steps) and not _trained(runs[-1])  # rows, and no step
-        run = next((r for r in reversed(runs) if _trained(r)), None) if evaluation else None
-        run = run or self.history.current
-        return [] if run is None else self.history.health.findings(run.id, active=True)
+        return self.history.health.current_findings(self.history.runs)
 
     @property
     def declared_metrics(self) -> frozenset[str]:
@@ -321,8 +314,3 @@ class PyTorchInspector:
     def __repr__(self) -> str:
         lenses = ", ".join(type(lens).__name__ for lens in self.lenses)
         return f"PyTorchInspector([{lenses}], attached={self.state.attached}, epoch={self.state.counter})"
-
-
-def _trained(run: Any) -> bool:
-    """Whether an optimizer step was counted in ``run`` (its rows' step counts; NaN: an older history, unknown)."""
-    return any(s > 0 or s != s for s in run.steps)

@@ -65,10 +65,13 @@ def decode(data: bytes) -> tuple[dict[str, np.ndarray], Any]:
 
 
 class RankExchange:
-    """One inspector's meetings. ``timeout``: seconds a rank waits for the others at a tick."""
+    """One inspector's meetings. ``timeout``: seconds a rank waits for the others at a tick (the inspector's
+    ``distributed_timeout``: a positive number, else ``ValueError``)."""
 
     def __init__(self, timeout: float, master: int = 0) -> None:
-        self.timeout = timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError(f"distributed_timeout={timeout!r}: must be a positive number of seconds")
+        self.timeout = float(timeout)
         self.master = master
         self.serial = next(_SERIAL)  # inspectors are created in the same order on every rank
         self.tick = 0

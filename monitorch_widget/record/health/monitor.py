@@ -110,6 +110,15 @@ class HealthMonitor:
         out = [f for r in runs for f in self._findings.get(r, {}).values()]
         return [f for f in out if active is None or f.active == active]
 
+    def current_findings(self, runs: list[Run]) -> list[Finding]:
+        """The active findings of the last of ``runs``; when it took no optimizer step (an evaluation only:
+        Lightning's ``trainer.validate()`` / ``test()`` after ``fit``), those of the last run that trained: an
+        evaluation has no training health of its own."""
+        evaluation = bool(runs) and bool(runs[-1].steps) and not _trained(runs[-1])  # rows, and no step
+        run = next((r for r in reversed(runs) if _trained(r)), None) if evaluation else None
+        run = run or (runs[-1] if runs else None)
+        return [] if run is None else self.findings(run.id, active=True)
+
     def as_dicts(self) -> list[dict[str, Any]]:
         """Every finding of every run as protocol dicts (the snapshot's and the delta's ``findings``)."""
         return [f.to_dict() for f in self.findings()]
@@ -260,6 +269,11 @@ class HealthMonitor:
     def forget(self, run_id: int) -> None:
         self._state.pop(run_id, None)
         self._findings.pop(run_id, None)
+
+
+def _trained(run: Run) -> bool:
+    """Whether an optimizer step was counted in ``run`` (its rows' step counts; NaN: an older history, unknown)."""
+    return any(s > 0 or s != s for s in run.steps)
 
 
 def _unrecorded_at(run: Run, epoch: float) -> frozenset[str]:
