@@ -150,7 +150,16 @@ export class Store {
     return this.runs.find((r) => r.id === id);
   }
 
-  /** The run being trained now (the newest one), or undefined before any run exists. */
+  /** The run the status names goes last, where `current` reads it: runs imported while it trained reach this
+   * store after it (the kernel lists them before it). */
+  private statusRunLast(): void {
+    const id = this.status?.run;
+    if (id == null) return;
+    const i = this.runs.findIndex((r) => r.id === id);
+    if (i >= 0 && i !== this.runs.length - 1) this.runs.push(...this.runs.splice(i, 1));
+  }
+
+  /** The run being trained now (the newest one, or the one the status names), or undefined before any run exists. */
   get current(): RunData | undefined {
     return this.runs[this.runs.length - 1];
   }
@@ -224,7 +233,10 @@ export class Store {
     }
     for (const p of msg.problems ?? []) this.ensureRun(p.run).setProblem(p);
     for (const u of msg.unrecorded ?? []) this.ensureRun(u.run).unrecorded.set(u.group, u.spans);
-    if (msg.status !== undefined) this.status = msg.status;
+    if (msg.status !== undefined) {
+      this.status = msg.status;
+      this.statusRunLast();
+    }
     this.findings = findings;
     this.seq = msg.seq;
     this.changed();

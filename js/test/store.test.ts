@@ -178,3 +178,16 @@ describe("a run announced again", () => {
     expect(s.current!.problems).toEqual([]); // the first attach's notice belonged to the other model
   });
 });
+
+describe("runs imported while a run trains", () => {
+  it("leave the training run current: the status names it, and it moves last", () => {
+    const s = new Store();
+    const [m1, b1] = delta(0, { new_runs: [{ id: 0, label: "today" }], status: status({ run: 0, epoch: 1 }) });
+    expect(s.applyDelta(m1, b1)).toBe(true);
+    // the kernel lists the imported run before today's; on the wire it comes after it
+    const [m2, b2] = delta(1, { new_runs: [{ id: 1, label: "last week" }], status: status({ run: 0, epoch: 1 }) });
+    expect(s.applyDelta(m2, b2)).toBe(true);
+    expect(s.runs.map((r) => r.label)).toEqual(["last week", "today"]);
+    expect(s.current!.id).toBe(0);
+  });
+});

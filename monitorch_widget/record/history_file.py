@@ -141,7 +141,8 @@ def from_dict(doc: Any, source: str = "history") -> Record:
             saved = r.get("findings")
             _need(isinstance(saved, list), where, "\"findings\" must be a list")
             try:
-                record.health.set_findings(run.id, [Finding.from_dict(f) for f in saved])
+                # saved under the run's id then, this run's position now (runs imported while one trained came first)
+                record.health.set_findings(run.id, [Finding.from_dict(f).of_run(run.id) for f in saved])
             except (KeyError, TypeError, ValueError) as exc:
                 raise HistoryFormatError(f"{where}.findings: malformed finding ({exc!r})") from None
         else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,7 +23,8 @@ def _same_run(a: Run, b: Run) -> bool:
 
 
 def import_runs(record: Record, other: Record) -> list[Run]:
-    """Append copies of ``other``'s runs to ``record`` (its open row closed first); see ``Record.import_runs``.
+    """Copies of ``other``'s runs into ``record`` (its open row closed first), after its runs -- before the current
+    one while it trains (``record.attached``), which stays current; see ``Record.import_runs``.
     Warns (``DefinitionsWarning``) for runs measured under older definitions, and skips with a warning the runs
     already in ``record`` (the import cell re-run)."""
     added = []
@@ -41,8 +42,12 @@ def import_runs(record: Record, other: Record) -> list[Run]:
     for src in other.runs:
         if any(src is r for r in repeated):
             continue
-        run = src.final_copy(len(record.runs))
-        record.runs.append(run)
+        run = src.final_copy(record.next_id())
+        run.imported = True
+        if record.attached and record.runs:
+            record.runs.insert(len(record.runs) - 1, run)
+        else:
+            record.runs.append(run)
         record._emit("run", run.id, {"id": run.id, "label": run.label})
         for panel in run.panels:
             record._emit("panel", run.id, asdict(panel))
@@ -54,7 +59,6 @@ def import_runs(record: Record, other: Record) -> list[Run]:
                                        "step": run.steps[row], "provisional": False})
             record._emit("cells", run.id, row, cols, run.data[row].copy())
         added.append(run)
-        record.health.set_findings(run.id, [replace(f, id=f"{run.id}:{f.id.split(':', 1)[1]}", run=run.id)
-                                          for f in other.health.findings(src.id)])  # emits them
+        record.health.set_findings(run.id, [f.of_run(run.id) for f in other.health.findings(src.id)])  # emits them
     record._emit_status()
     return added

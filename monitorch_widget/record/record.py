@@ -45,6 +45,7 @@ class Record:
         self._tags: dict[str, Panel] = {}
         self._subscribers: list[Callable[[Event], None]] = []
         self.state = "idle"
+        self.attached = False  # a run is being trained (start_run .. end): runs imported meanwhile go before it
         self.stopped_by: str | None = None  # the exception that ended the last training cell (read when "stopped")
         self._plans: dict[tuple[int, str], IngestPlan] = {}  # (run id, tag) -> the columns its last call wrote
         self._tick_write = TickWrite()
@@ -82,7 +83,7 @@ class Record:
         self._close_open_row()
         previous = self.current
         reused = previous is not None and previous.empty
-        run = Run(id=previous.id if reused and previous is not None else len(self.runs), label=label,
+        run = Run(id=previous.id if reused and previous is not None else self.next_id(), label=label,
                   module_types=dict(module_types or {}))
         if reused:
             self.runs[-1] = run
@@ -90,14 +91,25 @@ class Record:
         else:
             self.runs.append(run)
         self.state = "training"
+        self.attached = True
         self._emit("run", run.id, {"id": run.id, "label": run.label})
         self._emit_status()
         return run
 
+    def next_id(self) -> int:
+        """An id no run of this record has (ids are not positions: runs imported while one trains go before it)."""
+        return max((r.id for r in self.runs), default=-1) + 1
+
+    def _writable(self) -> Run:
+        """The run new rows go to: the current one, or a new run when there is none or it is an imported copy
+        (a record fed by monitorch calls after ``import_runs``)."""
+        run = self.current
+        return run if run is not None and not run.imported else self.start_run("run 1")
+
     def open_row(self, epoch: float, *, provisional: bool = False, step: float = float("nan")) -> int:
         """Make the row for ``epoch`` current; a provisional row for the same epoch is cleared and reused.
         ``step``: optimizer steps taken in the run so far (NaN when not counted)."""
-        run = self.current or self.start_run("run 1")
+        run = self._writable()
         if run.open_row is not None and (run.provisional or run.epochs[run.open_row] == epoch):
             row = run.open_row
             run.clear_row(row)
@@ -160,8 +172,10 @@ class Record:
             self._emit_status()
 
     def import_runs(self, other: Record) -> list[Run]:
-        """Append copies of ``other``'s runs (e.g. ``monitorch_widget.load(path)``) as earlier runs, so a new
-        training run attached afterwards is drawn over them. Views are told through the usual events."""
+        """Copies of ``other``'s runs (e.g. ``monitorch_widget.load(path)``) as earlier runs, for comparison: a run
+        attached afterwards is drawn over them, and a run training now stays the current one (the copies go
+        before it; the next ticks write to it). Imported copies are never written. Views are told through the
+        usual events (the status names the current run)."""
         self._close_open_row()
         return import_runs(self, other)
 
@@ -169,12 +183,13 @@ class Record:
         """Training finished (detach): close the open row and mark the record done."""
         self._close_open_row()
         self.state = "done"
+        self.attached = False
         self._emit_status()
 
     def mark_unrecorded(self, group: str, first: float, last: float | None) -> None:
         """Series ``group`` of the current run is not measured from epoch ``first`` on (``last`` None: an open
         span), or its open span starting at ``first`` ends at ``last`` (inclusive). Drawn as "not recorded"."""
-        run = self.current or self.start_run("run 1")
+        run = self._writable()
         spans = run.unrecorded.setdefault(group, [])
         if last is None:
             spans.append([float(first), None])
@@ -189,7 +204,7 @@ class Record:
 
     # --- problems and status ----------------------------------------------------------------------
     def problem(self, lens: str, message: str, count: int) -> None:
-        run = self.current or self.start_run("run 1")
+        run = self._writable()
         run.problems[(lens, message)] = count
         self._emit("problem", run.id, {"lens": lens, "message": message, "count": count})
         self._emit_status()
@@ -229,7 +244,7 @@ class Record:
 
     def _ingest(self, epoch: int, tag: str, kind: str, values: Mapping[str, Mapping[str, float]],
                 ranges: Mapping[str, Mapping[tuple[str, str], tuple[float, float]]] | None) -> None:
-        run = self.current or self.start_run("run 1")
+        run = self._writable()
         if run.open_row is None or run.epochs[run.open_row] != float(epoch):
             self.open_row(epoch)
         row = run.open_row
@@ -250,7 +265,7 @@ class Record:
         """A tick's lens calls (method, tag, values, ranges) in order: what one visualizer call each writes,
         written at once with one ``cells`` event when every call has the shape its tag's last call had (the
         usual tick: :class:`~.ingest.TickWrite`); else call by call."""
-        run = self.current or self.start_run("run 1")
+        run = self._writable()
         if run.open_row is None or run.epochs[run.open_row] != float(epoch):
             self.open_row(epoch)
         row = run.open_row

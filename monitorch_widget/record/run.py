@@ -61,6 +61,7 @@ class Run:
     started: float = field(default_factory=time.time)
     open_row: int | None = None  # the row ticks currently write (None between ticks)
     definitions: int = DEFINITIONS_VERSION  # the measuring rules' version (record/definitions.py)
+    imported: bool = False  # a copy of another record's run (Record.import_runs): shown, never written
     _data: np.ndarray = field(default_factory=lambda: np.full((16, 16), np.nan))
     _col_index: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     _panel_index: dict[str, int] = field(default_factory=dict)

@@ -8,7 +8,7 @@ conditions held for long enough into findings, keeps each finding's id while its
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 SEVERITIES = ("critical", "warning", "info")
@@ -41,6 +41,11 @@ class Finding:
     def active(self) -> bool:
         """Whether the condition still held at the last recorded epoch."""
         return self.until is None
+
+    def of_run(self, run: int) -> Finding:
+        """This finding as run ``run``'s (a run imported or loaded under another id): id ``"<run>:<check>:<layer>"``
+        (an earlier episode's ``#<since>`` kept)."""
+        return replace(self, id=f"{run}:{self.id.split(':', 1)[1]}", run=run)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (non-finite ``value`` -> None), a new one at each call.
