@@ -24,7 +24,7 @@ from .collect.model_growth import ModelGrowth
 from .collect.optimizer_steps import StepCounter
 from .collect.progress import IntraEpochUpdates
 from .collect.pushes import Pushes, check_number
-from .collect.rank_exchange import RankExchange, world
+from .collect.rank_exchange import RankExchange, say_active_differs, world
 from .lens.base import AbstractLens, LensContext
 from .lens.lens_list import check_lenses
 from .lens.loss_metrics import LossMetrics
@@ -257,6 +257,11 @@ class PyTorchInspector:
         if grown is not None:
             self.faults.report("model", grown, category=MonitorNotice)
         active = self.state.is_active
+        if world() is not None:  # every rank meets at every tick and follows the master's is_active_fn answer
+            active, others = self._exchange.arrive(active)
+            if others:
+                self.faults.report("distributed", say_active_differs(others, active, self.state.counter),
+                                   category=MonitorNotice)
         self._gate.ticked(active)
         if not active:
             # monitorch: an inactive tick only moves the counter; what the hooks gathered while active (and
@@ -264,8 +269,6 @@ class PyTorchInspector:
             self._next_epoch(epoch)
             return
         number = self.state.counter if epoch is None else epoch
-        if world() is not None:
-            self._exchange.arrive()  # every rank is here before the tick runs anything collective
         results = self._compute()
         try:  # a Ctrl-C in a slow visualizer: the epoch still ends (else the next tick merged two epochs' data)
             ticking.write(self.history, results, number, self._steps.count, self._user_visualizer,

@@ -10,7 +10,8 @@ did tick, and nothing half-entered is left behind in the user's groups (NCCL, gl
 
 Protocol of one tick (keys under ``monitorch_widget/<inspector>/<tick>/``):
 
-1. ``arrive/<rank>``: every rank announces itself, then waits for all the others (``timeout`` seconds).
+1. ``arrive/<rank>``: at every tick, active or not, every rank announces itself with its ``is_active_fn``
+   answer, then waits for all the others (``timeout`` seconds); every rank follows the master rank's answer.
    Only then may the tick run collectives of its own (FSDP shards' gradient counts, see
    :mod:`.gradient_layout`), which therefore cannot strand a rank.
 2. ``part/<rank>``: every rank publishes its statistics (arrays keyed by their position in the tick's list
@@ -19,8 +20,8 @@ Protocol of one tick (keys under ``monitorch_widget/<inspector>/<tick>/``):
    batches -- and publishes ``result``, which every rank reads. The per-tick traffic is one part per rank
    in and one result per rank out.
 
-The master deletes the parts once read and the previous tick's result and arrivals (every rank has read
-them: it reached this tick).
+The master deletes the parts once read, and at each arrival the previous tick's result and arrivals (every
+rank has read them: it reached this tick).
 """
 
 from __future__ import annotations
@@ -101,16 +102,29 @@ class RankExchange:
                 f"statistics are combined at the tick and rank {self.master} shows them. If a rank is only "
                 f"slow (validation on one rank), raise PyTorchInspector(distributed_timeout=...).") from exc
 
-    def arrive(self) -> None:
-        """Step 1: return once every rank reached this tick; raise :class:`DistributedTickError` after the
-        timeout naming the ranks that did not."""
+    def arrive(self, active: bool = True) -> tuple[bool, list[int]]:
+        """Step 1, at every tick (active or not): return once every rank reached this tick; raise
+        :class:`DistributedTickError` after the timeout naming the ranks that did not. ``active``: this rank's
+        ``is_active_fn`` answer; every rank returns the master rank's, so that all ranks take the same path (a
+        rank whose tick is inactive while another's is active would leave it waiting, then hang in the next
+        collective), and the master also gets the ranks that answered otherwise (else an empty list)."""
         rank, size = world() or (0, 1)
         self.tick += 1
         store = self._store()
-        store.set(self._key(self.tick, f"arrive/{rank}"), b"1")
+        store.set(self._key(self.tick, f"arrive/{rank}"), b"1" if active else b"0")
         keys = [self._key(self.tick, f"arrive/{r}") for r in range(size)]
         self._wait(store, keys, lambda missing: "rank(s) " + ", ".join(k.rsplit("/", 1)[1] for k in missing),
                    "tick_epoch()")
+        if rank != self.master:
+            return bytes(store.get(keys[self.master])) == b"1", []
+        answers = [bytes(store.get(k)) == b"1" for k in keys]
+        # every rank is past the previous tick (it arrived here): its keys can go
+        for key in [self._key(self.tick - 1, "result")] + [self._key(self.tick - 1, f"arrive/{r}") for r in range(size)]:
+            try:
+                store.delete_key(key)
+            except Exception:  # noqa: BLE001 - a store without deletion (or a key already gone)
+                pass
+        return active, [r for r, a in enumerate(answers) if a != active]
 
     def combine(self, mine: bytes, reduce: Callable[[list[bytes]], bytes]) -> bytes:
         """Step 2: publish ``mine``; the master applies ``reduce`` to every rank's part (rank order) and every
@@ -126,9 +140,7 @@ class RankExchange:
             parts = [bytes(store.get(k)) for k in keys]
             result = reduce(parts)
             store.set(self._key(tick, "result"), result)
-            stale = keys + [self._key(tick - 1, "result")] + \
-                [self._key(tick - 1, f"arrive/{r}") for r in range(size)]
-            for key in stale:
+            for key in keys:
                 try:
                     store.delete_key(key)
                 except Exception:  # noqa: BLE001 - a store without deletion (or a key already gone)
@@ -137,3 +149,12 @@ class RankExchange:
         key = self._key(tick, "result")
         self._wait(store, [key], lambda m: f"rank {self.master} (the master rank)", "the end of tick_epoch()")
         return bytes(store.get(key))
+
+
+def say_active_differs(ranks: list[int], master_answer: bool, counter: int) -> str:
+    """The notice for ranks whose ``is_active_fn`` answered otherwise than the master's at a tick."""
+    did = "recorded" if master_answer else "skipped (only the counter moved)"
+    return (f"at tick {counter}, is_active_fn answered {not master_answer} on rank(s) {', '.join(map(str, ranks))} "
+            f"and {master_answer} on the master rank; every rank followed the master, so this epoch was {did} on "
+            "all ranks. A rank's answer depends on its own state (model.training after a validation pass on one "
+            "rank only?): call model.train() before tick_epoch() on every rank, or make is_active_fn agree")

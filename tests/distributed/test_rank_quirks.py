@@ -100,3 +100,19 @@ def test_the_master_rank_missing_is_named_too(ranks):
     assert rank0["error"] is None
     assert "rank(s) 0 did not reach tick_epoch()" in rank1["error"]
     assert 1.5 < rank1["seconds"] < 15
+
+
+def test_ranks_whose_is_active_fn_differs_at_a_tick_follow_the_master_and_finish(tmp_path):
+    """Trial r7, finding 2: rank 0's tick inactive (eval mode after its own validation), rank 1's active. Every
+    rank now meets at every tick and follows the master's answer: epoch 1 is skipped on both (only the counter
+    moves: its batches wait for the next active tick, as in monitorch), epoch 2 records both epochs' batches of
+    both ranks (mean by hand), the master names the rank that answered otherwise, and nothing hangs."""
+    rank0, rank1 = run_ranks("active_differs", tmp_path, timeout=90)
+    for r in (rank0, rank1):
+        assert r["epochs"] == [2.0]
+        want = np.mean(rank0["losses"][0] + rank0["losses"][1] + rank1["losses"][0] + rank1["losses"][1])
+        np.testing.assert_allclose(r["loss"], [want], rtol=1e-9)
+    differs = [n for n in rank0["notices"] if "[distributed]" in n]
+    assert len(differs) == 1 and "is_active_fn answered True on rank(s) 1" in differs[0]
+    assert "call model.train() before tick_epoch() on every rank" in differs[0]
+    assert not [n for n in rank1["notices"] if "[distributed]" in n]
