@@ -1,6 +1,6 @@
 // The header of one view: the status line (run, epoch, speed, state), the problems flag (problems and notices
-// counted apart; repeated reports collapse into one line each, with a count), the runs legend (one entry per run with its dash; clicking an
-// earlier run hides or shows it) and the whole-record CSV download.
+// counted apart; repeated reports collapse into one line each, with a count), the runs legend (one entry per
+// run with its dash; clicking an earlier run hides or shows it) and the whole-record CSV download.
 
 import { formatValue } from "./axes";
 import { setShown } from "./filters";

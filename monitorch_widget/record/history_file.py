@@ -35,7 +35,7 @@ import numpy as np
 
 from .definitions import DEFINITIONS, DefinitionsWarning, differences_since
 from .health import Finding
-from .record import Record
+from .record import PROBLEM_KINDS, Record
 from .run import Column, Panel, Run
 
 FORMAT = "monitorch-widget-history"
@@ -133,7 +133,7 @@ def from_dict(doc: Any, source: str = "history") -> Record:
                 key = (str(p.get("lens")), str(p.get("message")))
                 run.problems[key] = int(p.get("count", 1))
                 kind = p.get("kind", "warning")  # optional: files saved before kinds hold problems only
-                _need(kind in ("warning", "notice"), f"{where}.problems",
+                _need(kind in PROBLEM_KINDS, f"{where}.problems",
                       f"\"kind\" must be \"warning\" or \"notice\", got {kind!r}")
                 if kind == "notice":
                     run.notices.add(key)
