@@ -27,13 +27,27 @@ export interface ChartContext {
   annotate?: (key: string, x: number, run: number) => string | null;
 }
 
-function seriesOptions(s: SeriesInfo, theme: Theme, ctx: ChartContext, multiRun: boolean, chart: Chart, smoothed: boolean): uPlot.Series {
+/** A run's label shortened for a small multiple's one-line legend: "run 2: CNN" -> "run 2". */
+export const shortRunLabel = (label: string): string => {
+  const head = label.split(":")[0].trim();
+  return head.length > 12 ? `${head.slice(0, 11)}…` : head;
+};
+
+function seriesOptions(s: SeriesInfo, theme: Theme, ctx: ChartContext, multiRun: boolean, chart: Chart, smoothed: boolean,
+  others: number[] = []): uPlot.Series {
   const color = theme.palette[s.line % theme.palette.length];
-  const value = (_u: uPlot, v: number | null, si: number, idx: number | null): string => {
+  const value = (u: uPlot, v: number | null, si: number, idx: number | null): string => {
     const note = ctx.annotate && idx != null && v != null ? ctx.annotate(s.key, chart.x[idx], s.run) : null;
     // a smoothed line shows the record's own value beside the smoothed one
     const raw = idx != null && v != null ? chart.raw[si - 1]?.[idx] : undefined;
-    const shown = raw !== undefined ? `${formatValue(v)} (raw ${formatValue(raw)})` : formatValue(v);
+    let shown = raw !== undefined ? `${formatValue(v)} (raw ${formatValue(raw)})` : formatValue(v);
+    // a small multiple hides the earlier runs' legend rows (a fixed three-line legend): their values follow the
+    // current run's, at the hovered x, or each run's own latest value when not hovering
+    for (const oi of others) {
+      const at = u.cursor?.idx == null ? chart.resting[oi] : idx;
+      const ov = at != null ? (u.data[oi]?.[at] as number | null | undefined) : undefined;
+      shown += ` · ${shortRunLabel(ctx.runs.label(chart.runOf[oi]))} ${ov == null ? "–" : formatValue(ov)}`;
+    }
     return note ? `${shown} · ${note}` : shown;
   };
   const sm = smoothed ? " (smoothed)" : "";
@@ -88,6 +102,8 @@ export class Chart {
   raw: (Val[] | null)[] = [];
   /** Per uPlot series (x first), the index the legend shows when not hovering (restingIdxs). */
   resting: (number | null)[] = [];
+  /** Per uPlot series (x first), the run it draws (fixed for the chart's series set). */
+  runOf: number[] = [];
   private ctx: ChartContext;
 
   constructor(
@@ -127,6 +143,10 @@ export class Chart {
     });
     // big charts name the run in every legend entry; small multiples keep one short line (the runs legend explains dashes)
     const multiRun = spec.big && data.series.some((s) => s.role === "old");
+    // small multiples: a current line's legend value lists the earlier runs' values of its key (uPlot indices)
+    this.runOf = [-1, ...data.series.map((s) => s.run)];
+    const others = (s: SeriesInfo): number[] => spec.big || s.role !== "line" ? []
+      : data.series.flatMap((o, i) => (o.role === "old" && o.key === s.key ? [i + 1] : []));
     const latest = (u: uPlot): void => {
       // not hovering: the legend shows each run's latest value
       if (u.cursor.idx == null && u.data[0].length > 0) u.setLegend({ idxs: this.resting }, false);
@@ -142,7 +162,8 @@ export class Chart {
         { ...axis(), incrs: ctx.xLabel === "epoch" ? EPOCH_INCRS : undefined, label: spec.big ? ctx.xLabel : undefined, labelSize: spec.big ? 14 : 0 },
         { ...axis(), size: Y_AXIS_PX, label: yTitle(spec), ...(logScale ? logAxis(() => this.u?.height ?? size.height) : {}) },
       ],
-      series: [{ label: ctx.xLabel, value: (_u, v) => formatValue(v) }, ...data.series.map((s) => seriesOptions(s, theme, ctx, multiRun, this, !!data.smoothing && s.role !== "lo" && s.role !== "hi"))],
+      series: [{ label: ctx.xLabel, value: (_u, v) => formatValue(v) }, ...data.series.map((s) => seriesOptions(s, theme, ctx, multiRun, this,
+        !!data.smoothing && s.role !== "lo" && s.role !== "hi", others(s)))],
       bands,
       plugins: [unrecordedPlugin(() => this.unrecorded, theme.muted)],
       hooks: {

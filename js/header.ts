@@ -1,12 +1,12 @@
-// The header of one view: the status line (run, epoch, speed, state), the problems flag (repeated problems
-// collapse into one line each, with a count), the runs legend (one entry per run with its dash; clicking an
-// earlier run hides or shows it) and the whole-record CSV download.
+// The header of one view: the status line (run, epoch, speed, state), the problems flag (problems and notices
+// counted apart; repeated reports collapse into one line each, with a count), the runs legend (one entry per
+// run with its dash; clicking an earlier run hides or shows it) and the whole-record CSV download.
 
 import { formatValue } from "./axes";
 import { setShown } from "./filters";
 import { dashSample, type RunStyle } from "./overview/runstyle";
 import { downloadText, recordCsv } from "./overview/csv";
-import type { Filters } from "./protocol";
+import type { Filters, Problem, Status } from "./protocol";
 import type { Store } from "./store";
 import type { XAxisMode } from "./uistate";
 import { h } from "./dom";
@@ -25,6 +25,21 @@ export function staleNote(state: string | undefined, ageMs: number, secPerEpoch:
   if (state !== "training" || ageMs < staleAfterMs(secPerEpoch)) return "";
   const min = Math.floor(ageMs / 60_000);
   return ` · no update for ${min >= 1 ? `${min} min` : `${Math.floor(ageMs / 1000)} s`} (kernel restarted or busy?)`;
+}
+
+/** A run's reports split by kind (a report without one is a problem, as older kernels meant), their counts (the
+ * status' counts, reports repeated counting each time, when they are larger than the lists) and the flag's text:
+ * "⚠ 1 problem · 2 notes", "2 notes" without the warning sign when there are only notices, "" when none. */
+export function problemSummary(list: readonly Problem[], status?: Status | null): {
+  problems: Problem[]; notices: Problem[]; n: { problems: number; notices: number }; flag: string;
+} {
+  const notices = list.filter((p) => p.kind === "notice");
+  const problems = list.filter((p) => p.kind !== "notice");
+  const n = { problems: Math.max(status?.problems ?? 0, problems.length), notices: Math.max(status?.notices ?? 0, notices.length) };
+  const parts: string[] = [];
+  if (n.problems) parts.push(`⚠ ${n.problems} problem${n.problems === 1 ? "" : "s"}`);
+  if (n.notices) parts.push(`${n.notices} note${n.notices === 1 ? "" : "s"}`);
+  return { problems, notices, n, flag: parts.join(" · ") };
 }
 
 export class Header {
@@ -111,15 +126,23 @@ export class Header {
     st.state = s?.state ?? "idle";
     st.run = run ? String(run.id) : "";
     st.epoch = s?.epoch != null ? String(s.epoch) : run ? String(run.finalRows) : "0";
-    const probs = run?.problems ?? [];
-    const n = Math.max(s?.problems ?? 0, probs.length);
-    st.problems = String(n);
-    this.problemsBtn.hidden = n === 0;
-    this.problemsBtn.textContent = `⚠ ${n} problem${n === 1 ? "" : "s"}`;
-    const lines = probs.map((p) => `${p.lens}: ${p.message}${p.count > 1 ? ` (×${p.count})` : ""}`);
-    this.problemsBtn.title = lines.join("\n");
-    this.problemList.replaceChildren(...lines.map((t) => h("li", undefined, t)));
-    if (n === 0) this.problemList.hidden = true;
+    const { problems, notices, n, flag } = problemSummary(run?.problems ?? [], s);
+    st.problems = String(n.problems);
+    st.notices = String(n.notices);
+    const btn = this.problemsBtn;
+    btn.hidden = !flag;
+    btn.textContent = flag;
+    btn.dataset.kind = n.problems ? "problems" : "notices";
+    const line = (p: Problem) => `${p.lens}: ${p.message}${p.count > 1 ? ` (×${p.count})` : ""}`;
+    btn.title = [problems.length ? ["problems:", ...problems.map(line)] : [],
+                 notices.length ? ["notes:", ...notices.map(line)] : []].map((g) => g.join("\n")).filter(Boolean).join("\n\n");
+    // problems first, then notices: each item says its kind (data-kind; a notice is drawn muted, without ⚠)
+    this.problemList.replaceChildren(...[...problems, ...notices].map((p) => {
+      const li = h("li", p.kind === "notice" ? "mw-note" : "mw-problem", line(p));
+      li.dataset.kind = p.kind === "notice" ? "notice" : "warning";
+      return li;
+    }));
+    if (!flag) this.problemList.hidden = true;
   }
 
   /** One entry per run once there are two or more. */

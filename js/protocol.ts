@@ -26,10 +26,16 @@ export interface Column {
   module_type: string | null;
 }
 
+/** A report's kind: "warning" a problem (MonitorWarning: NaN/Inf, a hook failure, a likely typo), "notice"
+ * information (MonitorNotice: a frozen parameter named, a module no lens watches). */
+export type ProblemKind = "warning" | "notice";
+
 export interface Problem {
   lens: string;
   message: string;
   count: number;
+  /** Absent from older kernels and saved histories (every report was a problem then): read as "warning". */
+  kind?: ProblemKind;
 }
 
 export interface Status {
@@ -37,7 +43,10 @@ export interface Status {
   epoch: number | null;
   sec_per_epoch: number | null;
   state: RunState;
+  /** The current run's reports of kind "warning" (each counted as often as reported). */
   problems: number;
+  /** ... and of kind "notice" (absent from older kernels: 0). */
+  notices?: number;
   stopped_by?: string | null;
 }
 

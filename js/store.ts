@@ -98,10 +98,10 @@ export class RunData {
     this.values[col][row] = val;
   }
 
-  /** Replaces the entry with the same (lens, message), or appends. */
+  /** Replaces the entry with the same (lens, message), or appends; a report without a kind is a "warning". */
   setProblem(p: Problem): void {
     const i = this.problems.findIndex((q) => q.lens === p.lens && q.message === p.message);
-    const clean = { lens: p.lens, message: p.message, count: p.count };
+    const clean: Problem = { lens: p.lens, message: p.message, count: p.count, kind: p.kind === "notice" ? "notice" : "warning" };
     if (i >= 0) this.problems[i] = clean;
     else this.problems.push(clean);
   }

@@ -122,7 +122,8 @@ def test_delta_carries_structure_rows_cells_problems_status():
     assert [c["key"] for c in msg["new_columns"]] == ["activation_rate", "death_rate"]
     assert msg["new_columns"][0]["run"] == 0 and msg["new_columns"][1]["index"] == 1
     assert msg["rows"] == [{"run": 0, "row": 0, "epoch": 1.0, "time": 0.5, "step": None, "provisional": False}]
-    assert msg["problems"] == [{"run": 0, "lens": "LossMetrics", "message": "loss is NaN", "count": 2}]
+    # an event without a kind (an emitter older than kinds) is a problem, as it was shown then
+    assert msg["problems"] == [{"run": 0, "lens": "LossMetrics", "message": "loss is NaN", "count": 2, "kind": "warning"}]
     assert msg["status"]["epoch"] == 1.0 and msg["status"]["problems"] == 2
     assert msg["cells"] == {"count": 2}
     assert len(buffers) == 4 and [len(b) for b in buffers] == [8, 8, 8, 16]
@@ -501,6 +502,7 @@ def _wire_fixture(monkeypatch) -> dict:
         tick(rec, e)
         clock.t += 1
     rec.problem("LossMetrics", "loss is NaN <b>!</b>", 2)
+    rec.problem("attach", "'head' is watched by no lens", 1, "notice")  # information, counted apart
     s.flush()
     for e in (1, 2, 3, 4):
         put(e, "train_loss mean", "Loss & Metrics", "Loss & Metrics", 1.0 / e)
@@ -517,7 +519,8 @@ def _wire_fixture(monkeypatch) -> dict:
         "expected": [{"run": r, "panel": p, "group": g, "key": k, "values": {str(e): v for e, v in vals.items()}}
                      for (r, p, g, k), vals in expected.items()],
         "epochs": [1, 2, 3, 4],
-        "problems": [{"lens": "LossMetrics", "message": "loss is NaN <b>!</b>", "count": 2}],
+        "problems": [{"lens": "LossMetrics", "message": "loss is NaN <b>!</b>", "count": 2, "kind": "warning"},
+                     {"lens": "attach", "message": "'head' is watched by no lens", "count": 1, "kind": "notice"}],
     }
 
 

@@ -34,7 +34,7 @@ vi.mock("../css", () => ({ default: ".mw-root{}" }));
 import type { Finding } from "../protocol";
 import { Store } from "../store";
 import { mountView } from "../view";
-import { column, delta, history, panel, snapRun } from "./helpers";
+import { column, delta, history, panel, snapRun, status } from "./helpers";
 
 class FakeModel {
   attrs: Record<string, any> = { filters: {} };
@@ -252,6 +252,56 @@ describe("runs, filters and reading", () => {
     expect(btn.textContent).toBe("⚠ 1 problem");
     btn.click();
     expect(all(".mw-problem-list li").map((li) => li.textContent)).toEqual(["OutputActivation: relu3: NaN batches (×7)"]);
+    cleanup();
+  });
+
+  it("counts notices apart from problems: '⚠ 1 problem · 2 notes', problems listed first", async () => {
+    const { store, cleanup } = mount();
+    store.applyDelta(...delta(2, {
+      problems: [
+        { run: 0, lens: "attach", message: "'head' is watched by no lens", count: 1, kind: "notice" },
+        { run: 0, lens: "OutputActivation", message: "relu3: NaN batches", count: 1, kind: "warning" },
+        { run: 0, lens: "frozen", message: "'emb.weight' is frozen", count: 1, kind: "notice" },
+      ],
+      status: status({ problems: 1, notices: 2 }),
+    }));
+    await tick();
+    const btn = host.querySelector<HTMLButtonElement>(".mw-problems")!;
+    expect(btn.hidden).toBe(false);
+    expect(btn.textContent).toBe("⚠ 1 problem · 2 notes");
+    expect(btn.dataset.kind).toBe("problems");
+    expect(btn.title).toBe("problems:\nOutputActivation: relu3: NaN batches\n\nnotes:\n"
+      + "attach: 'head' is watched by no lens\nfrozen: 'emb.weight' is frozen");
+    const st = host.querySelector<HTMLElement>(".mw-status")!;
+    expect([st.dataset.problems, st.dataset.notices]).toEqual(["1", "2"]);
+    btn.click();
+    expect(all(".mw-problem-list li").map((li) => [li.dataset.kind, li.textContent])).toEqual([
+      ["warning", "OutputActivation: relu3: NaN batches"],
+      ["notice", "attach: 'head' is watched by no lens"],
+      ["notice", "frozen: 'emb.weight' is frozen"],
+    ]);
+    expect(all(".mw-problem-list li.mw-note").length).toBe(2);
+    cleanup();
+  });
+
+  it("shows only notices without a warning sign, and a report without a kind (older kernel) as a problem", async () => {
+    const { store, cleanup } = mount();
+    store.applyDelta(...delta(2, {
+      problems: [{ run: 0, lens: "model", message: "'head.extra' was added after attach", count: 1, kind: "notice" }],
+      status: status({ problems: 0, notices: 1 }),
+    }));
+    await tick();
+    const btn = host.querySelector<HTMLButtonElement>(".mw-problems")!;
+    expect(btn.textContent).toBe("1 note");
+    expect(btn.textContent).not.toContain("⚠");
+    expect(btn.dataset.kind).toBe("notices");
+    expect(host.querySelector<HTMLElement>(".mw-status")!.dataset.problems).toBe("0");
+    // an older kernel: no kind, no notices in the status
+    const old = { run: 0, lens: "LossMetrics", message: "loss is NaN", count: 2 };
+    store.applyDelta(...delta(3, { problems: [old], status: { ...status({ problems: 2 }), notices: undefined } }));
+    await tick();
+    expect(btn.textContent).toBe("⚠ 2 problems · 1 note");
+    expect(btn.dataset.kind).toBe("problems");
     cleanup();
   });
 

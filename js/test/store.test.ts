@@ -136,11 +136,24 @@ describe("Store.applyDelta", () => {
     s.applyDelta(...p(5, 1));
     s.applyDelta(...p(6, 3));
     s.applyDelta(...p(7, 1, "hook failed"));
-    expect(s.current!.problems).toEqual([
-      { lens: "LossMetrics", message: "non-finite loss", count: 3 },
-      { lens: "LossMetrics", message: "hook failed", count: 1 },
+    expect(s.current!.problems).toEqual([ // no kind on the wire (an older kernel): a problem
+      { lens: "LossMetrics", message: "non-finite loss", count: 3, kind: "warning" },
+      { lens: "LossMetrics", message: "hook failed", count: 1, kind: "warning" },
     ]);
     expect(s.status?.problems).toBe(1);
+  });
+
+  it("keeps each problem's kind, from deltas and snapshots, a missing one read as a warning", () => {
+    const s = new Store();
+    const run = snapRun(0, "r", [], [], [], [], { problems: [
+      { lens: "attach", message: "'head' is watched by no lens", count: 1, kind: "notice" },
+      { lens: "LossMetrics", message: "old file's report", count: 1 },
+    ] });
+    s.applyHistory(history(1, [run]));
+    s.applyDelta(...delta(2, { problems: [{ run: 0, lens: "attach", message: "'x' frozen", count: 1, kind: "notice" }] }));
+    expect(s.current!.problems.map((p) => [p.message, p.kind])).toEqual([
+      ["'head' is watched by no lens", "notice"], ["old file's report", "warning"], ["'x' frozen", "notice"],
+    ]);
   });
 
   it("keeps the status when a delta does not carry one", () => {

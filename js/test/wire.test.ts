@@ -10,7 +10,7 @@ interface Fixture {
   deltas: { msg: DeltaMessage; buffers: string[] }[];
   expected: { run: number; panel: string; group: string; key: string; values: Record<string, number> }[];
   epochs: number[];
-  problems: { lens: string; message: string; count: number }[];
+  problems: { lens: string; message: string; count: number; kind: string }[];
 }
 
 const fx = wire as unknown as Fixture;
@@ -54,7 +54,8 @@ describe("wire fixture from the Python sync", () => {
       for (const [epoch, value] of Object.entries(e.values)) expect(v[Number(epoch) - 1]).toBeCloseTo(value, 12);
     }
     expect(run.problems).toEqual(fx.problems);
-    expect(s.status?.problems).toBe(2);
+    expect(s.status?.problems).toBe(2); // the warning, reported twice; the notice counts apart
+    expect(s.status?.notices).toBe(1);
   });
 
   it("replaying the deltas twice changes nothing (seq dedup)", () => {

@@ -2,7 +2,9 @@
 
 Every hook body runs under ``try``; on an exception the hook disables its own site (its series shows a
 gap from then on) and calls :meth:`FaultLog.report`, which warns once per (lens, message) and forwards
-the problem to the record, where the widget's status line shows it.
+the problem to the record, where the widget's status line shows it. Its kind goes with it: ``"warning"`` for a
+:class:`MonitorWarning` (a problem), ``"notice"`` for a :class:`MonitorNotice` (information), so the views
+count and show the two apart.
 """
 
 from __future__ import annotations
@@ -51,12 +53,20 @@ class MonitorNotice(UserWarning):
     information. Shown once, like a :class:`MonitorWarning`, and listed in the widget's status line."""
 
 
+def kind_of(category: type[UserWarning]) -> str:
+    """A report's kind as the record and the wire carry it: ``"notice"`` for a :class:`MonitorNotice` (or a
+    subclass), ``"warning"`` for anything else (a :class:`MonitorWarning`: a problem)."""
+    return "notice" if issubclass(category, MonitorNotice) else "warning"
+
+
 class FaultLog:
     def __init__(self) -> None:
         self.counts: dict[tuple[str, str], int] = {}
-        self._listeners: list[Callable[[str, str, int], None]] = []
+        self._listeners: list[Callable[[str, str, int, str], None]] = []
 
-    def subscribe(self, fn: Callable[[str, str, int], None]) -> None:
+    def subscribe(self, fn: Callable[[str, str, int, str], None]) -> None:
+        """Call ``fn(lens, message, count, kind)`` at every report: ``count`` the reports of that (lens, message)
+        so far, ``kind`` ``"warning"`` or ``"notice"`` (:func:`kind_of` the report's category)."""
         self._listeners.append(fn)
 
     def report(self, lens: str, message: str, *, warn: bool = True,
@@ -66,8 +76,9 @@ class FaultLog:
         self.counts[key] = self.counts.get(key, 0) + 1
         if first and warn:
             warnings.warn(f"monitorch_widget [{lens}]: {message}", category, stacklevel=user_stacklevel())
+        kind = kind_of(category)
         for fn in self._listeners:
-            fn(lens, message, self.counts[key])
+            fn(lens, message, self.counts[key], kind)
 
     def clear(self) -> None:
         self.counts.clear()

@@ -8,7 +8,7 @@ Format ``monitorch-widget-history`` version 3::
      "runs": [{"id", "label", "module_types": {name: type}, "panels": [Panel], "columns": [Column],
                "epochs": [float], "times": [float], "steps": [float|null] (optional: optimizer steps so far),
                "data": [[float|null, ...] per row],
-               "problems": [{"lens", "message", "count"}], "definitions": 3,
+               "problems": [{"lens", "message", "count", "kind"}], "definitions": 3,
                "findings": [Finding],
                "unrecorded": {group: [[first epoch, last epoch | null], ...]}}]}   # optional
 
@@ -17,7 +17,9 @@ names the measuring rules the values were taken with (README, "What each statist
 files (no ``definitions``) load with a :class:`DefinitionsWarning` saying what differs. ``findings`` (version 3)
 are the health checks' results (``js/protocol.ts`` ``Finding``; README "Health checks"); a version 1 or 2 file
 has none saved, so its runs are judged again on load with today's default thresholds. ``unrecorded``:
-epochs whose measurement was stopped on purpose (``inspector.stop_recording``).
+epochs whose measurement was stopped on purpose (``inspector.stop_recording``). A problem's ``kind`` is
+``"warning"`` (a problem: ``MonitorWarning``) or ``"notice"`` (information: ``MonitorNotice``); optional, a file
+saved without it (before kinds were kept) reads every entry as ``"warning"``, as it was shown then.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 
 from .definitions import DEFINITIONS, DefinitionsWarning, differences_since
 from .health import Finding
-from .record import Record
+from .record import PROBLEM_KINDS, Record
 from .run import Column, Panel, Run
 
 FORMAT = "monitorch-widget-history"
@@ -128,7 +130,13 @@ def from_dict(doc: Any, source: str = "history") -> Record:
             raise HistoryFormatError(f"{where}: non-numeric value in epochs/times/data ({exc})") from None
         for p in r.get("problems") or []:
             if isinstance(p, dict):
-                run.problems[(str(p.get("lens")), str(p.get("message")))] = int(p.get("count", 1))
+                key = (str(p.get("lens")), str(p.get("message")))
+                run.problems[key] = int(p.get("count", 1))
+                kind = p.get("kind", "warning")  # optional: files saved before kinds hold problems only
+                _need(kind in PROBLEM_KINDS, f"{where}.problems",
+                      f"\"kind\" must be \"warning\" or \"notice\", got {kind!r}")
+                if kind == "notice":
+                    run.notices.add(key)
         unrecorded = r.get("unrecorded") or {}
         _need(isinstance(unrecorded, dict), f"{where}.unrecorded", "must map a group to its spans")
         for group, spans in unrecorded.items():

@@ -113,7 +113,8 @@ class PendingDelta:
         elif kind == "problem":
             _, run_id, info = event
             key = (int(run_id), str(info["lens"]), str(info["message"]))
-            self.problems[key] = {"run": key[0], "lens": key[1], "message": key[2], "count": int(info["count"])}
+            self.problems[key] = {"run": key[0], "lens": key[1], "message": key[2], "count": int(info["count"]),
+                                  "kind": str(info.get("kind", "warning"))}
         elif kind == "status":
             self.status = _plain(event[1])
         elif kind == "findings":

@@ -28,6 +28,8 @@ from .offers import offered
 from .run import Column, Panel, Run
 
 Event = tuple[Any, ...]
+#: a run problem's kinds (``Record.problem``): a problem (``MonitorWarning``), information (``MonitorNotice``)
+PROBLEM_KINDS = ("warning", "notice")
 
 
 class Record:
@@ -203,23 +205,32 @@ class Record:
         self._emit("unrecorded", run.id, {"group": group, "spans": [list(s) for s in spans]})
 
     # --- problems and status ----------------------------------------------------------------------
-    def problem(self, lens: str, message: str, count: int) -> None:
+    def problem(self, lens: str, message: str, count: int, kind: str = "warning") -> None:
+        """The current run's report ``(lens, message)`` was made ``count`` times so far. ``kind``: ``"warning"`` a
+        problem (``MonitorWarning``), ``"notice"`` information (``MonitorNotice``); the views count them apart."""
+        if kind not in PROBLEM_KINDS:
+            raise ValueError(f"problem kind must be one of {PROBLEM_KINDS}, got {kind!r}")
         run = self._writable()
         run.problems[(lens, message)] = count
-        self._emit("problem", run.id, {"lens": lens, "message": message, "count": count})
+        if kind == "notice":
+            run.notices.add((lens, message))
+        else:
+            run.notices.discard((lens, message))
+        self._emit("problem", run.id, {"lens": lens, "message": message, "count": count, "kind": kind})
         self._emit_status()
 
     def status(self) -> dict[str, Any]:
         run = self.current
         if run is None:
             return {"run": None, "label": None, "epoch": None, "sec_per_epoch": None, "state": self.state,
-                    "problems": 0, "stopped_by": None}
+                    "problems": 0, "notices": 0, "stopped_by": None}
         final = run.final_rows
         spe = None
         if final >= 1:
             spe = run.times[final - 1] / final
+        problems, notices = run.problem_counts()
         return {"run": run.id, "label": run.label, "epoch": run.epochs[final - 1] if final else None,
-                "sec_per_epoch": spe, "state": self.state, "problems": sum(run.problems.values()),
+                "sec_per_epoch": spe, "state": self.state, "problems": problems, "notices": notices,
                 "stopped_by": self.stopped_by if self.state == "stopped" else None}
 
     def _emit_status(self) -> None:

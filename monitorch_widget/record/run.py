@@ -56,6 +56,9 @@ class Run:
     steps: list[float] = field(default_factory=list)
     provisional: bool = False
     problems: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: the keys of ``problems`` that are notices (information, a ``MonitorNotice``: a frozen parameter named, a
+    #: module no lens watches), not problems (a ``MonitorWarning``: a hook failure, NaN/Inf values)
+    notices: set[tuple[str, str]] = field(default_factory=set)
     #: group -> [[first epoch, last epoch or None (still stopped)], ...]: measurement stopped on purpose
     unrecorded: dict[str, list[list[float | None]]] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
@@ -148,7 +151,7 @@ class Run:
     def final_copy(self, new_id: int) -> Run:
         """A copy holding only the final rows, under id ``new_id`` (what import and saving keep)."""
         run = Run(id=new_id, label=self.label, module_types=dict(self.module_types),
-                  problems=dict(self.problems), started=self.started, definitions=self.definitions,
+                  problems=dict(self.problems), notices=set(self.notices), started=self.started, definitions=self.definitions,
                   unrecorded={g: [list(s) for s in spans] for g, spans in self.unrecorded.items()})
         for p in self.panels:
             run.add_panel(Panel(**asdict(p)))
@@ -189,4 +192,12 @@ class Run:
         return list(cache)
 
     def problem_list(self) -> list[dict[str, Any]]:
-        return [{"lens": lens, "message": msg, "count": n} for (lens, msg), n in self.problems.items()]
+        """``problems`` as the wire and the saved history carry them: ``{lens, message, count, kind}``, ``kind``
+        ``"warning"`` (a problem) or ``"notice"`` (information)."""
+        return [{"lens": lens, "message": msg, "count": n, "kind": "notice" if (lens, msg) in self.notices else "warning"}
+                for (lens, msg), n in self.problems.items()]
+
+    def problem_counts(self) -> tuple[int, int]:
+        """(problems, notices): the reports of each kind, a repeated one counted each time it was reported."""
+        notices = sum(n for key, n in self.problems.items() if key in self.notices)
+        return sum(self.problems.values()) - notices, notices

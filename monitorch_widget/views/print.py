@@ -53,9 +53,11 @@ def epoch_line(record: Record, _labels: dict[str, Any] | None = None) -> str:
         value = values[index]
         if not math.isnan(value):
             parts.append(f"{label} {_fmt(value)}")
-    problems = sum(run.problems.values())
+    problems, notices = run.problem_counts()
     if problems:
         parts.append(f"problems {problems}")
+    if notices:
+        parts.append(f"notes {notices}")
     return " | ".join(parts)
 
 

@@ -36,6 +36,13 @@ WORST_N = 3
 FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif"
 SIBLING_CLASS = "mw-static-sibling"
 
+def problems_note(problems: int, notices: int) -> str:
+    """The title line's count of a run's reports: ``" · ⚠ 1 problem · 2 notes"``, no warning sign when there
+    are only notices (information, not faults), ``""`` when there are none."""
+    out = f" · ⚠ {problems} problem{'s' if problems != 1 else ''}" if problems else ""
+    return out + (f" · {notices} note{'s' if notices != 1 else ''}" if notices else "")
+
+
 def _final(run: Any) -> int:
     return int(run.n_rows - (1 if getattr(run, "provisional", False) else 0))
 
@@ -194,9 +201,8 @@ def record_to_svg(record: Any, *, width: int = WIDTH, filters: dict[str, Any] | 
         if cur:
             head += f" · {cur} earlier run{'s' if cur != 1 else ''} (faint"
             head += f", last {MAX_EARLIER} drawn)" if cur > MAX_EARLIER else ")"
-        problems = sum(run.problems.values()) if isinstance(getattr(run, "problems", None), dict) else 0
-        if problems:
-            head += f" · ⚠ {problems} problem{'s' if problems != 1 else ''}"
+        problems, notices = run.problem_counts() if hasattr(run, "problem_counts") else (0, 0)
+        head += problems_note(problems, notices)
         body.append(f'<text x="{PAD}" y="{y + 12}" font-size="12" font-weight="600" fill="{FG}">{escape(head)}</text>')
         y += 20
         panels = [p for p in run.panels if p.tag not in hidden_panels]

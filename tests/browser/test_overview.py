@@ -153,6 +153,18 @@ def test_three_run_comparison(jupyter_server, open_notebook):
         values = legend.locator(".u-value").all_text_contents()
         assert all(v not in ("", "–") for v in values[:4]), values
         page.mouse.move(0, 0)
+    # a small multiple's one-line legend lists the earlier runs' values after the current run's
+    small = live.locator(".mw-grid .mw-panel").first
+    page.wait_for_function("(e) => e.dataset.drawnEpochs === '6'", arg=small.element_handle())
+    first = small.locator(".u-legend .u-value").nth(1).inner_text()
+    assert "· lr 0.01 " in first and "· lr 0.05 " in first and "–" not in first, first
+    # the header counts problems and notices apart: no warning sign for notices alone
+    status = live.locator(".mw-status")
+    n_problems, n_notices = int(status.get_attribute("data-problems")), int(status.get_attribute("data-notices"))
+    flag = live.locator(".mw-problems")
+    if n_problems == 0 and n_notices:
+        assert flag.get_attribute("data-kind") == "notices" and "⚠" not in flag.inner_text(), flag.inner_text()
+    assert n_problems == 0 or flag.inner_text().startswith(f"⚠ {n_problems} problem")
     # each earlier run drawn with its own dash
     dashes = live.locator(".mw-run line").evaluate_all("ls => ls.map(l => l.getAttribute('stroke-dasharray'))")
     assert dashes[2] is None and dashes[0] and dashes[1] and dashes[0] != dashes[1], dashes
@@ -167,6 +179,9 @@ def test_three_run_comparison(jupyter_server, open_notebook):
     page.wait_for_function(
         "(e) => !e.querySelector('.u-legend').innerText.includes('lr 0.01')", arg=loss.element_handle())
     assert live.locator('.mw-run[data-run="0"]').get_attribute("data-hidden") == "1"
+    small = live.locator(".mw-grid .mw-panel").first
+    page.wait_for_function("(e) => !e.querySelector('.u-legend').innerText.includes('lr 0.01')",
+                           arg=small.element_handle())
 
 
 def test_export_of_a_deep_model_fits_the_first_screen(chromium_browser: Any, tmp_path: Path) -> None:

@@ -288,3 +288,76 @@ def test_module_name_is_text_not_html(widget_code_present, jupyter_lab, open_not
     assert res["imgs"] == 0 and res["imgX"] == 0, res
     assert res["text"], "the module name should be shown literally as text"
     assert res["filter"], "the module should have its filter checkbox"
+
+
+NOTICE_CELL = """
+import torch, torch.nn as nn
+from monitorch_widget import PyTorchInspector
+from monitorch_widget.lens import LossMetrics, OutputActivation
+
+class Functional(nn.Module):  # its ReLU is a function: OutputActivation watches nothing (a notice)
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(4, 8), nn.Linear(8, 2)
+    def forward(self, x):
+        return self.fc2(nn.functional.relu(self.fc1(x)))
+
+torch.manual_seed(0)
+model, loss_fn = Functional(), nn.CrossEntropyLoss()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+X = torch.randn(64, 4); Y = (X[:, 0] > 0).long()
+inspector = PyTorchInspector([LossMetrics(), OutputActivation()], visualizer='widget')
+inspector.attach(model)
+display(inspector.widget)
+
+def epoch(nan=False):
+    for i in range(4):
+        loss = loss_fn(model(X), Y); opt.zero_grad(); loss.backward(); opt.step()
+        inspector.push_loss(float('nan') if nan and i == 0 else loss.item(), train=True)
+    inspector.tick_epoch()
+
+epoch()
+"""
+
+
+NOTICE_ONLY_CELL = """
+model2 = Functional()
+opt2 = torch.optim.SGD(model2.parameters(), lr=0.1)
+inspector2 = PyTorchInspector([LossMetrics(), OutputActivation()], visualizer='widget')
+inspector2.attach(model2)
+display(inspector2.widget)
+for i in range(4):
+    loss = loss_fn(model2(X), Y); opt2.zero_grad(); loss.backward(); opt2.step()
+    inspector2.push_loss(loss.item(), train=True)
+inspector2.tick_epoch()
+"""
+
+
+def test_header_counts_notices_apart_from_problems(widget_code_present, jupyter_lab, open_notebook):
+    """A notice alone: "1 note", muted, no warning sign; with a NaN loss too: "⚠ 1 problem · 1 note", the
+    problem listed first."""
+    nb = open_notebook(jupyter_lab, [NOTICE_CELL, "epoch(nan=True)", NOTICE_ONLY_CELL])
+    page = nb.page
+    nb.run_all_and_wait(timeout=120)
+    nb.assert_no_errors()
+    page.wait_for_function("() => document.querySelectorAll('.mw-root').length === 2", timeout=30_000)
+    # the second widget: a notice only
+    only = page.locator(".mw-root").nth(1)
+    page.wait_for_function("(e) => e.dataset.notices === '1'", arg=only.locator(".mw-status").element_handle(),
+                           timeout=30_000)
+    assert only.locator(".mw-status").get_attribute("data-problems") == "0"
+    note = only.locator(".mw-problems")
+    assert note.is_visible() and note.inner_text() == "1 note" and note.get_attribute("data-kind") == "notices"
+    flag = page.locator(".mw-root").nth(0).locator(".mw-problems")
+    status = page.locator(".mw-root").nth(0).locator(".mw-status")
+    assert note.evaluate("e => getComputedStyle(e).color") != flag.evaluate("e => getComputedStyle(e).color")
+    page.wait_for_function("(e) => e.dataset.problems === '1'", arg=status.element_handle(), timeout=30_000)
+    assert flag.inner_text() == "⚠ 1 problem · 1 note" and flag.get_attribute("data-kind") == "problems"
+    assert status.get_attribute("data-notices") == "1"
+    flag.click()
+    items = page.locator(".mw-root").nth(0).locator(".mw-problem-list li")
+    assert [items.nth(i).get_attribute("data-kind") for i in range(items.count())] == ["warning", "notice"]
+    assert "non-finite" in items.nth(0).inner_text() and "watches no module" in items.nth(1).inner_text()
+    # the note is drawn muted, the problem in the warning colour
+    colors = items.evaluate_all("ls => ls.map(l => getComputedStyle(l).color)")
+    assert colors[0] != colors[1], colors

@@ -143,7 +143,8 @@ class HealthMonitor:
             return False
         state.evaluated = row
         view = RowView(run, row, self.loss_names,
-                       [k for k, n in run.problems.items() if state.problems.get(k, 0) < n], state.columns, state.scans)
+                       [k for k, n in run.problems.items() if state.problems.get(k, 0) < n and k not in run.notices],
+                       state.columns, state.scans)
         state.problems = dict(run.problems)
         enabled = self.config.enabled if self.config.enabled is not None else CHECKS
         results: dict[str, list[Condition]] = {}

@@ -60,7 +60,8 @@ class RowView:
         self._values: list[float] | None = None
         self._once: dict[Any, Any] = {}
         self.data = run.data  # [rows, columns] float64 (a view: do not write)
-        self.new_problems = new_problems or []  # (lens, message) of problems reported since the previous row
+        # (lens, message) of problems (not notices: information names no fault) reported since the previous row
+        self.new_problems = new_problems or []
         self.row = row
         self.epoch = float(run.epochs[row])
         self.train_name, self.val_name = loss_names
