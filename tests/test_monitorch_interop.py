@@ -92,3 +92,34 @@ def test_monitorch_inspector_drives_our_record_and_widget_visualizer():
     assert record.panels() == ["Loss", "Output Activations", "Warning Output Activations"]
     assert record.runs[0].column("Loss", "Loss", "train_loss -σ", "lo") is not None
     assert 0 <= record.series("Output Activations", "1", "activation_rate")[-1] <= 1
+
+
+def test_every_lens_registers_the_same_tag_attributes_as_monitorch_repr_included():
+    """A monitorch visualizer receives the same ``register_tags`` calls: same tags, same TagAttributes, whose repr
+    prints the type's name and ``ylim`` as monitorch's does (trial r7: ``type=<TagType.PROBABILITY: 1>`` and
+    ``(1.0, -1.0)`` broke code comparing ``str(tag_attr)``)."""
+    import monitorch.lens as theirs_lens
+
+    import monitorch_widget.lens as ours_lens
+
+    def registered(inspector_cls, lens_mod):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        tags = []
+
+        class Tags(Recorder):
+            def register_tags(self, tag, attrs):
+                tags.append((tag, repr(attrs)))
+
+        lenses = [lens_mod.LossMetrics(loss_fn=nn.MSELoss()), lens_mod.OutputActivation(),
+                  lens_mod.ParameterGradientActivation(), lens_mod.OutputNorm(), lens_mod.OutputGradientGeometry(),
+                  lens_mod.ParameterGradientGeometry(), lens_mod.ParameterNorm(),
+                  lens_mod.ParameterUpdateGeometry(opt)]
+        ins = inspector_cls(lenses, visualizer=Tags())
+        ins.attach(model)
+        return tags
+
+    ours, theirs = registered(PyTorchInspector, ours_lens), registered(TheirInspector, theirs_lens)
+    assert sorted(ours) == sorted(theirs)
+    assert any("type=PROBABILITY" in r for _, r in ours) and any("ylim=(1, -1)" in r for _, r in ours)

@@ -39,6 +39,10 @@ class TagAttributes:
     type: TagType
     ylim: tuple[float, float] | None = None
 
+    def __repr__(self) -> str:  # as monitorch's (the type's name, not the enum member's repr)
+        return (f"TagAttributes(logy={self.logy}, big_plot={self.big_plot}, annotate={self.annotate}, "
+                f"type={self.type.name}, ylim={self.ylim})")
+
 
 class Call(NamedTuple):
     method: str  # "numerical" | "probability" | "relations"

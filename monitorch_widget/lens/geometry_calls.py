@@ -17,7 +17,7 @@ from ..collect.hooks import Site
 from ..collect.summary import RANGE_NAMES, Summary, as_method_list
 from .base import AbstractLens, Call, TagAttributes, TagType
 
-CORRELATION_LIMITS = (1.0, -1.0)  # monitorch's TagAttributes.ylim for correlation tags
+CORRELATION_LIMITS = (1, -1)  # monitorch's TagAttributes.ylim for correlation tags, as it writes it
 
 
 class Aggregations:
