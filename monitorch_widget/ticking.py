@@ -41,11 +41,16 @@ def gather(lenses: list[AbstractLens], pushes: Pushes, push_names: list[str], ex
     summaries = to_host(streams, slots, exchange, lambda problem: faults.report("distributed", problem))
     pushes.set_summaries(summaries)
     out = []
-    for lens in lenses:
-        try:
-            out.append((lens, lens.compute(summaries)))
-        except Exception as exc:  # noqa: BLE001 - one broken lens must not stop the others
-            faults.report(lens.lens_name, f"computing the epoch failed with {type(exc).__name__}: {exc}")
+    # every rank computes the same combined epoch: what it finds is said once, by the master rank
+    faults.quiet = exchange is not None and not exchange.is_master()
+    try:
+        for lens in lenses:
+            try:
+                out.append((lens, lens.compute(summaries)))
+            except Exception as exc:  # noqa: BLE001 - one broken lens must not stop the others
+                faults.report(lens.lens_name, f"computing the epoch failed with {type(exc).__name__}: {exc}")
+    finally:
+        faults.quiet = False
     return out
 
 

@@ -63,6 +63,9 @@ class FaultLog:
     def __init__(self) -> None:
         self.counts: dict[tuple[str, str], int] = {}
         self._listeners: list[Callable[[str, str, int, str], None]] = []
+        #: reports are recorded but not printed (a non-master rank computing the combined epoch: the master rank
+        #: prints what every rank would say alike)
+        self.quiet = False
 
     def subscribe(self, fn: Callable[[str, str, int, str], None]) -> None:
         """Call ``fn(lens, message, count, kind)`` at every report: ``count`` the reports of that (lens, message)
@@ -74,7 +77,7 @@ class FaultLog:
         key = (lens, message)
         first = key not in self.counts
         self.counts[key] = self.counts.get(key, 0) + 1
-        if first and warn:
+        if first and warn and not self.quiet:
             warnings.warn(f"monitorch_widget [{lens}]: {message}", category, stacklevel=user_stacklevel())
         kind = kind_of(category)
         for fn in self._listeners:

@@ -77,6 +77,11 @@ class RankExchange:
         self.serial = next(_SERIAL)  # inspectors are created in the same order on every rank
         self.tick = 0
 
+    def is_master(self) -> bool:
+        """Whether this process is the master rank (True outside ``torch.distributed``)."""
+        here = world()
+        return here is None or here[0] == self.master
+
     def _store(self) -> Any:
         from torch.distributed.distributed_c10d import _get_default_store
 

@@ -47,3 +47,24 @@ def active_differs(rank: int, world: int) -> dict[str, Any]:
     run = inspector.history.runs[0]
     return {"losses": losses, "epochs": run.epochs, "loss": inspector.history.series("Loss", "Loss", "train_loss mean").tolist(),
             "notices": [str(w.message) for w in caught if issubclass(w.category, MonitorNotice)]}
+
+
+def nonfinite_on_one_rank(rank: int, world: int) -> dict[str, Any]:
+    """Rank 0 pushes one NaN training loss: the combined epoch is the same on both ranks, and what it finds (the
+    non-finite value left out) is printed by the master rank only (it was printed once per rank); both records
+    hold the problem."""
+    from ranks import make_model
+
+    from monitorch_widget import MonitorWarning
+
+    model = make_model()
+    inspector = PyTorchInspector([LossMetrics()], visualizer="none").attach(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MonitorWarning)
+        for value in (0.5, float("nan") if rank == 0 else 0.25, 0.75):
+            model(torch.randn(4, 6))
+            inspector.push_loss(value, train=True)
+        inspector.tick_epoch()
+    run = inspector.history.runs[0]
+    return {"warnings": [str(w.message) for w in caught if issubclass(w.category, MonitorWarning)],
+            "problems": [m for (_, m) in run.problems], "loss": inspector.history.series("Loss", "Loss", "train_loss mean").tolist()}

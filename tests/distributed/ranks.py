@@ -299,7 +299,7 @@ def quirks_and_missing_ticks(rank: int, world: int) -> dict[str, Any]:
             "rank 1 ticks": one_rank_ticks(rank, world, 1)}
 
 
-from active_ranks import active_differs  # noqa: E402, F401 - a scenario main() finds by name
+from active_ranks import active_differs, nonfinite_on_one_rank  # noqa: E402, F401 - scenarios main() finds by name
 
 
 def main() -> None:

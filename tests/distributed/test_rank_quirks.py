@@ -116,3 +116,15 @@ def test_ranks_whose_is_active_fn_differs_at_a_tick_follow_the_master_and_finish
     assert len(differs) == 1 and "is_active_fn answered True on rank(s) 1" in differs[0]
     assert "call model.train() before tick_epoch() on every rank" in differs[0]
     assert not [n for n in rank1["notices"] if "[distributed]" in n]
+
+
+def test_what_the_combined_epoch_finds_is_printed_by_the_master_rank_only(tmp_path):
+    """Trial r7: a NaN loss on rank 0 was printed as a MonitorWarning on both ranks (rank 1's own losses were finite):
+    every rank computes the same combined epoch, so the master says it; both records keep the problem."""
+    rank0, rank1 = run_ranks("nonfinite_on_one_rank", tmp_path)
+    said = [w for w in rank0["warnings"] if "non-finite train_loss" in w]
+    assert len(said) == 1 and "1 non-finite train_loss value(s)" in said[0]
+    assert not [w for w in rank1["warnings"] if "non-finite" in w]
+    for r in (rank0, rank1):
+        assert any("1 non-finite train_loss value(s)" in m for m in r["problems"])
+        np.testing.assert_allclose(r["loss"], [np.mean([0.5, 0.75, 0.5, 0.25, 0.75])])
