@@ -211,12 +211,12 @@ def overfitting(view: RowView, cfg: HealthConfig) -> list[Condition]:
     if best <= 0 or not finite(t_best):
         return []
     gl = 100 * (v / best - 1)
-    if gl <= cfg.overfit_gl or t >= t_best:
+    if gl <= cfg.overfit_gl or t_best - t < cfg.overfit_fit * abs(t_best) or divergence(view, cfg):
         return []
     return [Condition(
         "overfitting", "warning", None, view.run.columns[view.val_loss()].panel, gl,
         f"the validation loss is {gl:.0f}% above its best (epoch {view.epoch_of(best_row):g}) while the training loss "
-        "kept falling (Prechelt's GL criterion).",
+        f"fell {(t_best - t) / abs(t_best):.0%} below its value there (Prechelt's GL criterion).",
         "stop early (keep the weights of the best validation epoch), add regularisation (dropout, weight decay, "
         "augmentation), or get more data")]
 

@@ -19,10 +19,10 @@ import warnings
 
 import numpy as np
 
-from .causes import UPDATE_RATIO, dead_layers, depth_norms, saturating, vanishing_layers
+from .causes import dead_layers, depth_norms, saturating, vanishing_layers
 from .config import HealthConfig
 from .finding import Condition, named, names, sci
-from .rows import GRADIENT_NORM, UPDATE_NORM, WEIGHT_NORM, RowView, Skipped, finite
+from .rows import GRADIENT_NORM, UPDATE_NORM, UPDATE_RATIO, WEIGHT_NORM, RowView, Skipped, finite
 
 
 def reading(view: RowView) -> str:
