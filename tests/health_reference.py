@@ -2,7 +2,8 @@
 
 This is how ``record/health/`` computed them before the checks became incremental (running folds over final
 rows, ``scans.py``); ``test_health_incremental.py`` replays runs through both and requires identical findings.
-The gradient checks did not change and are not repeated here; ``apply`` is ``HealthMonitor._apply`` as it was.
+The gradient checks did not change and are not repeated here, nor is dead_layer's note on earlier too-large steps
+(``history.overshoot``: it needs the per-step update ratio, which the replayed scenarios do not record); ``apply`` is ``HealthMonitor._apply`` as it was.
 """
 
 from __future__ import annotations

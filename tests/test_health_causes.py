@@ -6,6 +6,8 @@ Crafted records (rows as a monitorch inspector sends them, values written out by
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import pytest
 
 from monitorch_widget.record import Record
@@ -54,3 +56,110 @@ def test_no_overfitting_while_the_training_loss_diverges():
     divergence = checks_of(record, "divergence")
     assert [(f.since, f.until) for f in divergence] == [(3, 4)]
     assert [(f.since, f.until) for f in checks_of(record, "overfitting")] == [(4, None)]
+
+
+# --- B: update_ratio while the ratio cannot be measured -------------------------------------------------------------
+
+def ratios(rows: list[dict[str, tuple[float, float]]]) -> Record:
+    """A record of per-step update ratios (ParameterUpdateGeometry's ``Weight Update Ratio``: mean, max)."""
+    from monitorch_widget.lens.base import TagAttributes, TagType
+
+    record = Record()
+    record.register_tags("Weight Update Ratio", TagAttributes(False, False, True, TagType.NUMERICAL))
+    record.start_run("r", {g: "Linear" for g in rows[0]})
+    for epoch, row in enumerate(rows, 1):
+        record.plot_numerical_values(epoch, "Weight Update Ratio", {g: {"mean": m, "max": x} for g, (m, x) in row.items()})
+        record.close_row()
+    return record
+
+
+NAN = float("nan")
+
+
+def test_a_learning_rate_too_high_stays_the_finding_while_the_ratio_is_nan():
+    """Trial r7 #5: once the weights are NaN the ratio is left out (NaN), and the 'learning rate too high' finding
+    resolved at the next epoch. A value that cannot be measured is not a condition that stopped holding: it stays
+    active with the last measured value (epoch 1: mean 0.5, max 2 >= 1: critical), on the layer that is NaN
+    while another layer is measured (row 2), and when no layer is (row 3: the check used to be skipped); a
+    measured ratio back in range resolves it (row 4)."""
+    record = ratios([{"0": (0.5, 2.0), "2": (1e-3, 2e-3)}, {"0": (NAN, NAN), "2": (1e-3, 2e-3)},
+                     {"0": (NAN, NAN), "2": (NAN, NAN)}, {"0": (1e-3, 2e-3), "2": (1e-3, 2e-3)}])
+    found = checks_of(record, "update_ratio")
+    assert [(f.layer, f.since, f.until, f.severity, f.value) for f in found] == [("0", 1, 4, "critical", 0.5)]
+    assert "in epoch 1" in found[0].message and "no finite ratio since" in found[0].message
+    assert "update_ratio" not in record.health.skipped
+
+
+def test_sgd_blown_up_to_nan_keeps_naming_the_learning_rate():
+    """Trial r7 #5 ('nan': SGD lr=1e4 on digits): NaN within epoch 1, all NaN from epoch 2. By hand (plain torch,
+    the same steps): epoch 1's finite per-step ratios ||w_after - w_before|| / ||w_before|| of layer '0'; the
+    finding holds that mean to the end of the run."""
+    import math
+    import warnings
+
+    import torch
+    from torch import nn
+
+    from monitorch_widget import PyTorchInspector
+    from monitorch_widget.lens import LossMetrics, ParameterUpdateGeometry
+
+    load_digits = pytest.importorskip("sklearn.datasets").load_digits
+    d = load_digits()
+    X, y = torch.tensor(d.data[:256] / 16.0, dtype=torch.float32), torch.tensor(d.target[:256])
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=1e4)
+    loss_fn = nn.CrossEntropyLoss()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # coverage notices, NaN notices
+        ins = PyTorchInspector([LossMetrics(loss_fn=loss_fn), ParameterUpdateGeometry(opt)], module=model,
+                               visualizer="none")
+        first: list[float] = []
+        for e in range(3):
+            for i in range(0, len(X), 64):
+                before = model[0].weight.detach().clone()
+                opt.zero_grad()
+                loss_fn(model(X[i:i + 64]), y[i:i + 64]).backward()
+                opt.step()
+                r = float((model[0].weight.detach() - before).norm() / before.norm())
+                if e == 0 and math.isfinite(r):
+                    first.append(r)
+            ins.tick_epoch()
+    assert not torch.isfinite(model[0].weight).all()  # the weights are NaN by the end
+    assert first and sum(first) / len(first) > 0.1
+    found = {f.layer: f for f in ins.findings if f.check == "update_ratio"}
+    assert found["0"].active and found["0"].since == 1
+    assert found["0"].value == pytest.approx(sum(first) / len(first), rel=1e-3)
+    assert "learning rate is likely too high" in found["0"].message
+    ins.detach()
+
+
+def ratios_and_deaths(rows: list[tuple[float, float]]) -> Record:
+    """Layer '0' (Linear): per-step update ratio mean; layer '1' (ReLU): death rate; one row per pair."""
+    from monitorch_widget.lens.base import TagAttributes, TagType
+
+    record = Record()
+    record.register_tags("Weight Update Ratio", TagAttributes(False, False, True, TagType.NUMERICAL))
+    record.start_run("r", {"0": "Linear", "1": "ReLU"})
+    for epoch, (ratio, death) in enumerate(rows, 1):
+        record.plot_numerical_values(epoch, "Weight Update Ratio", {"0": {"mean": ratio, "max": 2 * ratio}})
+        record.plot_probabilities(epoch, "Output Activations",
+                                  OrderedDict([("1", {"activation_rate": 0.05, "death_rate": death})]))
+        record.close_row()
+    return record
+
+
+def test_units_killed_by_steps_far_too_large_name_those_steps_after_the_ratio_calmed():
+    """Trial r7 #5 ('diverge': SGD lr=3): the update ratio was far too high in epoch 1 (0.37) and normal once the
+    units had died (dead units stop moving), so its finding resolved and no final finding named the learning rate.
+    The ratio finding resolves, as measured; the dead layer names the epoch-1 steps and says to lower the learning
+    rate first. Without the earlier overshoot the dead-layer advice is unchanged."""
+    record = ratios_and_deaths([(0.37, 0.29), (2e-3, 0.69), (1e-3, 0.87), (1e-3, 0.93)])
+    ratio = checks_of(record, "update_ratio")
+    assert [(f.since, f.until) for f in ratio] == [(1, 2)]
+    dead = checks_of(record, "dead_layer")
+    assert len(dead) == 1 and dead[0].active and dead[0].since == 2
+    assert "In epoch 1 the steps moved the weights of layer '0' by 0.37 of their norm" in dead[0].message
+    assert dead[0].advice.startswith("lower the learning rate")
+    calm = checks_of(ratios_and_deaths([(1e-3, 0.29), (2e-3, 0.69), (1e-3, 0.87), (1e-3, 0.93)]), "dead_layer")
+    assert "In epoch" not in calm[0].message and not calm[0].advice.startswith("lower the learning rate")

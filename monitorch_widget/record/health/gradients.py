@@ -23,6 +23,7 @@ from .causes import dead_layers, depth_norms, saturating, vanishing_layers
 from .config import HealthConfig
 from .finding import Condition, named, names, sci
 from .rows import GRADIENT_NORM, UPDATE_NORM, UPDATE_RATIO, WEIGHT_NORM, RowView, Skipped, finite
+from .scans import LastFinite
 
 
 def reading(view: RowView) -> str:
@@ -138,6 +139,11 @@ NO_UPDATE = ("ParameterUpdateGeometry observed no optimizer step of its watched 
              "= optimizer, or with ParameterUpdateGeometry(None) call lens.inspect_update() after each update")
 
 
+def _how(per_step: bool) -> str:
+    return "per step, against the weights before it" if per_step else \
+        "the epoch's mean update over the weight norm at the epoch's end; not per step"
+
+
 def step_ratios(view: RowView) -> tuple[list[str], np.ndarray, np.ndarray, bool]:
     """(layers, epoch mean, epoch max, per step) of the update-to-weight ratio in this row; raises a
     non-lasting :class:`Skipped` when our ParameterUpdateGeometry observed no step in this epoch.
@@ -174,18 +180,77 @@ def step_ratios(view: RowView) -> tuple[list[str], np.ndarray, np.ndarray, bool]
     return layers, ratios, np.full(len(layers), np.nan), False
 
 
+def _last_measured(view: RowView, layer: str) -> tuple[int, float, float] | None:
+    """(row, mean, max) of ``layer``'s update-to-weight ratio at the last earlier row where it was finite; the
+    monitorch-lens approximation (update norm over weight norm at the tick) where no per-step ratio is recorded
+    (max NaN). None when it never was."""
+    if view.has(UPDATE_RATIO):
+        cols = {key: {g: i for g, i, _ in view.layers(UPDATE_RATIO, key)} for key in ("mean", "max")}
+        if layer not in cols["mean"]:
+            return None
+        seen = view.scan(("last", cols["mean"][layer]), lambda: LastFinite(cols["mean"][layer]))
+        seen.advance(view.data, view.row)
+        top = cols["max"].get(layer)
+        return None if seen.row is None else (
+            seen.row, seen.last, float(view.data[seen.row, top]) if top is not None else np.nan)
+    u_col, w_col = view.first_line(UPDATE_NORM).get(layer), view.first_line(WEIGHT_NORM).get(layer)
+    if u_col is None or w_col is None:
+        return None
+    u = view.scan(("last", u_col), lambda: LastFinite(u_col))
+    w = view.scan(("last", w_col), lambda: LastFinite(w_col))
+    u.advance(view.data, view.row)
+    w.advance(view.data, view.row)
+    if u.row is None or u.row != w.row or not w.last > 0:
+        return None
+    return u.row, u.last / w.last, np.nan
+
+
+def _unmeasured(view: RowView, cfg: HealthConfig, layers: list[str], how: str, tag: str) -> list[Condition]:
+    """The "learning rate too high" condition of each of ``layers`` whose ratio is not finite in this row (NaN/Inf
+    weights or steps, left out by the lens; no step of it) and was above ``update_ratio_high`` when last
+    measured: a value that cannot be measured is not a condition that stopped holding (trial r7 #5: the finding
+    resolved once the weights were NaN, and the final findings never named the cause)."""
+    out = []
+    for layer in layers:
+        last = _last_measured(view, layer)
+        if last is None or not last[1] > cfg.update_ratio_high:
+            continue
+        row, r, m = last
+        critical = m >= cfg.update_ratio_critical
+        top = f" (at most {sci(m)})" if finite(m) else ""
+        out.append(Condition(
+            "update_ratio", "critical" if critical else "warning", layer, tag, r,
+            f"each step moved its weights by {sci(r)} of their norm on average{top} in epoch "
+            f"{view.epoch_of(row):g}, far above the usual ~1e-3 (CS231n; {how}); no finite ratio since (its weights "
+            "or steps turned NaN/Inf, or it took no step): the learning rate is likely too high.",
+            "lower the learning rate (by 10x to start), or add warm-up, and restart from weights saved before the "
+            "blow-up (NaN/Inf weights do not recover)"))
+    return out
+
+
 def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
-    layers, means, maxes, per_step = step_ratios(view)
+    try:
+        layers, means, maxes, per_step = step_ratios(view)
+    except Skipped as exc:  # no finite ratio at all in this row: the layers measured too high before stay so
+        if exc.lasting:
+            raise
+        per_step = view.has(UPDATE_RATIO)
+        layers = [g for g, _, _ in view.layers(UPDATE_RATIO, "mean")] if per_step else \
+            list(view.first_line(UPDATE_NORM))
+        carried = _unmeasured(view, cfg, layers, _how(per_step), UPDATE_RATIO if per_step else UPDATE_NORM)
+        if not carried:
+            raise
+        return carried
+    how = _how(per_step)
+    tag = UPDATE_RATIO if per_step else UPDATE_NORM
+    unmeasured = _unmeasured(view, cfg, [layers[k] for k in np.flatnonzero(~np.isfinite(means))], how, tag)
     with np.errstate(invalid="ignore"):
         far = np.flatnonzero((means > cfg.update_ratio_high) | (means < cfg.update_ratio_low))  # NaN: False
     if not far.size:
-        return []
-    how = "per step, against the weights before it" if per_step else \
-        "the epoch's mean update over the weight norm at the epoch's end; not per step"
-    tag = UPDATE_RATIO if per_step else UPDATE_NORM
+        return unmeasured
     dead: list[str] | None = None
     vanishing: set[str] | None = None
-    out = []
+    out = unmeasured
     still: list[tuple[str, float]] = []  # layers that barely move because of dead layers: one finding for all
     for k in far:
         layer, r, m = layers[k], float(means[k]), float(maxes[k])
