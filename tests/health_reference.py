@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from monitorch_widget.record.health.config import HealthConfig
-from monitorch_widget.record.health.finding import Condition, Finding, pct, sci
+from monitorch_widget.record.health.finding import Condition, Finding, named, pct, sci
 from monitorch_widget.record.health.layers import (
     _CONSTANT_ADVICE,
     _DEAD_ADVICE,
@@ -38,14 +38,23 @@ def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     panel, layers = _death_layers(view)
     values = view.row_values([idx for _, idx in layers])
     out = []
+    constant = np.flatnonzero(values >= cfg.dead_critical_rate)
     for k in np.flatnonzero(values >= cfg.dead_rate):  # NaN compares False
         layer, d = layers[k][0], float(values[k])
         critical = d >= cfg.dead_critical_rate
-        out.append(Condition(
-            "dead_layer", "critical" if critical else "warning", layer, panel, d,
-            f"{pct(d)} of its units stay silent for whole batches (dead layer: at least {pct(cfg.dead_rate)} for "
-            f"{cfg.dead_epochs} epochs{'; the layer is nearly constant' if critical else ''}).",
-            _CONSTANT_ADVICE if critical else _DEAD_ADVICE, need=cfg.dead_epochs))
+        message = (f"{pct(d)} of its units stay silent for whole batches (dead layer: at least {pct(cfg.dead_rate)} "
+                   f"for {cfg.dead_epochs} epochs{'; the layer is nearly constant' if critical else ''}).")
+        advice = _CONSTANT_ADVICE if critical else _DEAD_ADVICE
+        before = constant[constant < k]
+        if before.size:  # a knock-on of the nearest constant layer before it
+            up = layers[int(before[-1])][0]
+            message += (f" Before it, {named(up)} is dead (at least {pct(cfg.dead_critical_rate)} silent), so this "
+                        "layer's input is (nearly) the constant bias of the layer between: most likely why its units "
+                        "are silent too.")
+            advice = (f"revive {named(up)} first (its dead_layer finding says how); this layer's units fire again "
+                      "only once its input varies, so dropout or a narrower layer here would not help")
+        out.append(Condition("dead_layer", "critical" if critical else "warning", layer, panel, d, message, advice,
+                             need=cfg.dead_epochs))
     return out
 
 

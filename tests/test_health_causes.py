@@ -163,3 +163,74 @@ def test_units_killed_by_steps_far_too_large_name_those_steps_after_the_ratio_ca
     assert dead[0].advice.startswith("lower the learning rate")
     calm = checks_of(ratios_and_deaths([(1e-3, 0.29), (2e-3, 0.69), (1e-3, 0.87), (1e-3, 0.93)]), "dead_layer")
     assert "In epoch" not in calm[0].message and not calm[0].advice.startswith("lower the learning rate")
+
+
+# --- C: knock-on dead layers, cross-references, the critical cut-off -----------------------------------------------
+
+def test_a_layer_dead_because_the_layer_feeding_it_died_points_upstream():
+    """Trial r7 #6 ('dead_init'): the first Linear initialised negative on inputs >= 0, so ReLU '1' is 100% dead
+    (by hand); ReLU '3' then sees Linear '2''s bias alone, and the units whose bias is <= 0 are silent (its death
+    rate by hand, per batch). Its dead_layer finding points at layer '1', not at dropout or a narrower layer. The
+    starved layers' update_ratio finding says "see dead_layer" only once that finding exists (epoch 3)."""
+    import warnings
+
+    import torch
+    from torch import nn
+
+    from monitorch_widget import PyTorchInspector
+    from monitorch_widget.lens import LossMetrics, OutputActivation, ParameterGradientGeometry, ParameterUpdateGeometry
+
+    load_digits = pytest.importorskip("sklearn.datasets").load_digits
+    d = load_digits()
+    X, y = torch.tensor(d.data[:512] / 16.0, dtype=torch.float32), torch.tensor(d.target[:512])
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10))
+    with torch.no_grad():
+        model[0].weight.uniform_(-0.5, 0.0)
+        model[0].bias.fill_(-0.1)
+    silent: dict[str, list[float]] = {"1": [], "3": []}
+    for k in silent:
+        model[int(k)].register_forward_hook(
+            lambda m, i, out, k=k: silent[k].append((out.abs() <= 1e-8).all(0).float().mean().item()))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = nn.CrossEntropyLoss()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # coverage notices
+        ins = PyTorchInspector([LossMetrics(loss_fn=loss_fn), OutputActivation(), ParameterGradientGeometry(),
+                                ParameterUpdateGeometry(opt)], module=model, visualizer="none")
+    said = []
+    for _ in range(3):
+        for v in silent.values():
+            v.clear()
+        for i in range(0, len(X), 64):
+            opt.zero_grad()
+            loss_fn(model(X[i:i + 64]), y[i:i + 64]).backward()
+            opt.step()
+        ins.tick_epoch()
+        said.append(next(f.message for f in ins.findings if f.check == "update_ratio"))
+    assert sum(silent["1"]) / len(silent["1"]) == 1.0
+    knock_on = sum(silent["3"]) / len(silent["3"])
+    assert 0.3 <= knock_on < 0.9  # by hand: dead_layer's warning range
+    dead = {f.layer: f for f in ins.findings if f.check == "dead_layer"}
+    assert dead["1"].severity == "critical"
+    assert dead["3"].value == pytest.approx(knock_on, abs=1e-6)
+    assert "Before it, layer '1' is dead" in dead["3"].message
+    assert dead["3"].advice.startswith("revive layer '1' first") and "add dropout" not in dead["3"].advice
+    assert "dead_layer once it lasts 3 epochs" in said[0] and "see dead_layer" not in said[0] + said[1]
+    assert "layer '1' is dead: see dead_layer" in said[2]
+    ins.detach()
+
+
+def test_a_layer_nine_tenths_dead_gets_the_constant_layer_advice():
+    """Trial r7 #6: layers 93-94% dead after an lr blow-up got "add dropout / make it narrower" (the critical advice
+    began at 95%). From dead_critical_rate = 0.9 on it is critical, and no dying_layer calls it over capacity."""
+    record = Record()
+    record.start_run("r", {"1": "ReLU", "3": "ReLU", "5": "ReLU"})
+    for epoch in range(1, 4):
+        record.plot_probabilities(epoch, "Output Activations", OrderedDict(
+            (g, {"activation_rate": 0.5, "death_rate": d}) for g, d in (("1", 0.93), ("3", 0.05), ("5", 0.05))))
+        record.close_row()
+    dead = checks_of(record, "dead_layer")
+    assert [(f.layer, f.severity) for f in dead] == [("1", "critical")]
+    assert "bias and initialisation" in dead[0].advice and "narrower" not in dead[0].advice
+    assert checks_of(record, "dying_layer") == []

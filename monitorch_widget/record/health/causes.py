@@ -33,6 +33,18 @@ def dead_layers(view: RowView, cfg: HealthConfig) -> list[str]:
     return [g for g, idx in layers if row[idx] >= cfg.dead_critical_rate]  # NaN compares False
 
 
+def see_dead(view: RowView, cfg: HealthConfig, dead: list[str]) -> tuple[str, str]:
+    """How a finding that blames ``dead`` (``dead_layers``) points at their ``dead_layer`` findings: (for the
+    message, for the advice). "see dead_layer" only once every one of them has been at or above ``dead_rate`` for
+    ``dead_epochs`` rows (its finding then exists); before that, when it will."""
+    _, layers = _death_layers(view)
+    cols = [i for g, i in layers if g in dead]
+    lo = view.row - cfg.dead_epochs + 1
+    if lo >= 0 and cols and bool((view.data[lo:view.row + 1, cols] >= cfg.dead_rate).all()):
+        return ": see dead_layer", " (see dead_layer)"
+    return f" (dead_layer once it lasts {cfg.dead_epochs} epochs)", ""
+
+
 def depth_norms(view: RowView, norms: dict[str, int]) -> dict[str, int]:
     """Of the weight-gradient norm columns ``norms``, those vanishing is judged on: every layer's but normalisation
     layers' (BatchNorm, LayerNorm, GroupNorm, RMSNorm, ...: their weight is a per-channel gain of a few entries,

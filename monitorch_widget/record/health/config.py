@@ -31,7 +31,11 @@ class HealthConfig:
     # --- dead and dying layers (Output Activations; Weight Gradient Activation when no output lens) ----------
     dead_rate: float = 0.3            # death rate at or above this ...
     dead_epochs: int = 3              # ... for this many consecutive epochs: a dead layer (warning)
-    dead_critical_rate: float = 0.95  # the layer is (nearly) constant: critical
+    dead_critical_rate: float = 0.9   # the layer is (nearly) constant: critical. Rationale: a layer that lost nine
+    # in ten of its units lost an order of magnitude of its width (the decade the gradient checks read as more than
+    # drift): damage (a blow-up, a bad bias or initialisation), no longer spare capacity that dropout or a narrower
+    # layer addresses (trial r7: 93-94% dead after an lr blow-up got that advice under the former 0.95). Layers
+    # after such a layer are named knock-ons of it (their input is nearly constant), not dead on their own
     dying_gap: float = 0.2            # death rate this far above the median of the model's other layers ...
     dying_ratio: float = 2.0          # ... and at least this many times that median ...
     dying_epochs: int = 3             # ... for this many consecutive epochs: far above the others (warning)

@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from .causes import dead_layers, depth_norms, saturating, vanishing_layers
+from .causes import dead_layers, depth_norms, saturating, see_dead, vanishing_layers
 from .config import HealthConfig
 from .finding import Condition, named, names, sci
 from .rows import GRADIENT_NORM, UPDATE_NORM, UPDATE_RATIO, WEIGHT_NORM, RowView, Skipped, finite
@@ -74,13 +74,14 @@ def vanishing_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
         return []
     dead = dead_layers(view, cfg)
     if dead:  # one cause, one finding: the layers it starves are named in it (not one finding per layer)
+        see = see_dead(view, cfg, dead)
         starved = [names_[k] for k in low]
         return [Condition(
             "vanishing_gradient", "warning", None, GRADIENT_NORM, float(values[low].max()),
             f"the weight gradients of {names(starved)} are below {cfg.vanishing_ratio:g} of the largest layer's "
             f"({named(top_layer)}: {sci(top)}; {reading(view)}), most likely because {names(dead)} "
-            f"{_is_are(dead)} dead: see dead_layer.",
-            f"revive {names(dead)} first (see dead_layer): no gradient passes a layer whose units are all silent, "
+            f"{_is_are(dead)} dead{see[0]}.",
+            f"revive {names(dead)} first{see[1]}: no gradient passes a layer whose units are all silent, "
             "so the layers around it stop learning", need=cfg.vanishing_epochs)]
     shrinking = bool((values[low] > 0).any())  # some vanish by degrees: a 0 among them underflowed on the way back
     advice = None
@@ -295,6 +296,7 @@ def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
                 fix or "raise the learning rate (a learning-rate range test finds a good one), unless training is "
                 "deliberately annealed"))
     if still and dead:
+        see = see_dead(view, cfg, dead)
         stuck = [layer for layer, _ in still]
         most = max(r for _, r in still)
         moved = "did not move in this epoch's steps" if most == 0 else \
@@ -302,6 +304,6 @@ def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
         out.append(Condition(
             "update_ratio", "warning", None, tag, most,
             f"the weights of {names(stuck)} {moved}: their gradients are ~0, most likely because {names(dead)} "
-            f"{_is_are(dead)} dead: see dead_layer.",
-            f"revive {names(dead)} (see dead_layer); raising the learning rate would not help"))
+            f"{_is_are(dead)} dead{see[0]}.",
+            f"revive {names(dead)}{see[1]}; raising the learning rate would not help"))
     return out

@@ -107,27 +107,37 @@ def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
         return out
     made = r.made
     out = []
+    upstream: str | None = None  # the nearest (nearly) constant layer before this one, in the model's order
+    critical = cfg.dead_critical_rate
     for k, d in enumerate(r.values):
         if not d >= rate:  # NaN compares False
             continue
         layer = r.layers[k][0]
         hit = made.get(layer)
-        if hit is None or hit[0] != d or hit[1] is not cfg or hit[3] != why:
-            hit = made[layer] = (d, cfg, _dead(layer, r.panel, d, cfg, why), why)
+        if hit is None or hit[0] != d or hit[1] is not cfg or hit[3] != why or hit[4] != upstream:
+            hit = made[layer] = (d, cfg, _dead(layer, r.panel, d, cfg, why, upstream), why, upstream)
         out.append(hit[2])
+        if d >= critical:
+            upstream = layer
     r.previous["dead_layer"] = [cfg, r.key, out]
     r.previous["dead_layer why"] = why
     return out
 
 
-def _dead(layer: str, panel: str, d: float, cfg: HealthConfig, why: tuple[float, str, float] | None = None
-          ) -> Condition:
+def _dead(layer: str, panel: str, d: float, cfg: HealthConfig, why: tuple[float, str, float] | None = None,
+          upstream: str | None = None) -> Condition:
     critical = d >= cfg.dead_critical_rate
     rule = f"at least {pct(cfg.dead_rate)} for {cfg.dead_epochs} epochs"
     message = (f"{pct(d)} of its units stay silent for whole batches (dead layer: {rule}"
                f"{'; the layer is nearly constant' if critical else ''}).")
     advice = _CONSTANT_ADVICE if critical else _DEAD_ADVICE
-    if why is not None:  # the learning rate killed them: say so, first (its update_ratio finding may have ended)
+    if upstream is not None:  # a knock-on: its input is (nearly) constant; the cause is upstream, not its width
+        message += (f" Before it, {named(upstream)} is dead (at least {pct(cfg.dead_critical_rate)} silent), so "
+                    "this layer's input is (nearly) the constant bias of the layer between: most likely why its "
+                    "units are silent too.")
+        advice = (f"revive {named(upstream)} first (its dead_layer finding says how); this layer's units fire "
+                  "again only once its input varies, so dropout or a narrower layer here would not help")
+    elif why is not None:  # the learning rate killed them: say so, first (its update_ratio finding may have ended)
         epoch, where, ratio = why
         message += (f" In epoch {epoch:g} the steps moved the weights of {named(where)} by {sci(ratio)} of their "
                     "norm on average (update_ratio: learning rate too high): steps that large can push a unit below "

@@ -89,7 +89,7 @@ def _spike(view: RowView, cfg: HealthConfig, idx: int, v: float) -> Condition | 
         f"{std / v:.1f}x their mean {sci(v)}, and a step moved {named(layer)}'s weights by {sci(top)}x their norm "
         "(heuristic: a spread this wide with steps this large).",
         "lower the learning rate (by 10x to start), add warm-up or clip gradients; the epochs after a blow-up "
-        "may look calm because units died in it (see dead_layer)")
+        "may look calm because units died in it (see dead_layer, if it is found)")
 
 
 def divergence(view: RowView, cfg: HealthConfig) -> list[Condition]:
