@@ -234,3 +234,36 @@ def test_a_layer_nine_tenths_dead_gets_the_constant_layer_advice():
     assert [(f.layer, f.severity) for f in dead] == [("1", "critical")]
     assert "bias and initialisation" in dead[0].advice and "narrower" not in dead[0].advice
     assert checks_of(record, "dying_layer") == []
+
+
+# --- D: exploding_gradient against the layer's own level --------------------------------------------------------------
+
+def gradient_norms(norms: dict[str, list[float]]) -> Record:
+    from monitorch_widget.lens.base import TagAttributes, TagType
+
+    record = Record()
+    record.register_tags("Weight Gradient Norm", TagAttributes(False, False, True, TagType.NUMERICAL))
+    record.start_run("r", {g: "Linear" for g in norms})
+    for e in range(len(next(iter(norms.values())))):
+        record.plot_numerical_values(e + 1, "Weight Gradient Norm", {g: {"mean": v[e]} for g, v in norms.items()})
+        record.close_row()
+    return record
+
+
+#: trial r7 'diverge' (SGD lr=3, ReLU MLP on digits): layer '0''s mean weight-gradient norm per epoch, by hand
+COLLAPSED = [0.354, 0.964, 0.335, 0.0129, 0.121, 0.00291, 0.00754]
+
+
+def test_a_collapsed_layers_gradient_coming_back_to_an_ordinary_size_is_not_an_explosion():
+    """Trial r7 #7: epoch 8's 0.0781 is 10.4x the median 7.54e-3 of epochs 5-7 (the old rule: critical), but the
+    layer's median over epochs 2-4 was 0.335 (by hand): 0.0781 is a quarter of its level before it collapsed."""
+    assert 0.0781 >= 10 * sorted(COLLAPSED[-3:])[1]
+    record = gradient_norms({"0": COLLAPSED + [0.0781]})
+    assert checks_of(record, "exploding_gradient") == []
+    # a jump a decade above the layer's level before its fall is an explosion, and is said so
+    found = checks_of(gradient_norms({"0": COLLAPSED + [5.0]}), "exploding_gradient")
+    assert [(f.layer, f.since, f.severity) for f in found] == [("0", 8, "critical")]
+    assert "15x its median 0.335 before its recent fall to 7.54e-03" in found[0].message
+    # a calm layer's jump is judged against its recent median, as before
+    calm = checks_of(gradient_norms({"0": [1.0, 1.1, 0.9, 1.0, 1.05, 0.95, 12.0]}), "exploding_gradient")
+    assert [f.since for f in calm] == [7] and "12x its recent median 1" in calm[0].message

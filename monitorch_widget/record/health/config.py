@@ -46,7 +46,10 @@ class HealthConfig:
     vanishing_ratio: float = 1e-3     # a layer's weight-gradient norm below this share of the largest layer's
     vanishing_epochs: int = 2         # ... for this many consecutive epochs (warning)
     exploding_jump: float = 10.0      # a layer's gradient norm at least this many times its median over ...
-    exploding_window: int = 3         # ... the previous epochs (critical)
+    exploding_window: int = 3         # ... the previous epochs (critical), and at least this many times its median
+    # over the window before them: a norm that fell by a decade (units dying after a blow-up) and comes back to an
+    # ordinary size is a recovery, not Pascanu et al.'s jump "by orders of magnitude" above the layer's own level.
+    # Relative to the layer's history, not an absolute floor: gradient norms scale with the loss and the layer size
     # --- update-to-weight ratio (ParameterUpdateGeometry + ParameterNorm) ----------------------------------
     update_ratio_high: float = 1e-1   # ||update|| / ||weight|| per step, epoch mean above this: LR too high (warning)
     update_ratio_low: float = 1e-5    # ... below this: learning rate too low (info)

@@ -115,19 +115,27 @@ def exploding_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
     names_ = list(norms)
     cols = list(norms.values())
     now = view.row_values(cols)
+    # the baseline is the layer's own level before any recent fall: the larger of the medians of the last
+    # exploding_window epochs and of the exploding_window epochs before them. A gradient that fell by a decade
+    # (its units died after a blow-up) and comes back to an ordinary size is a recovery, not an explosion (trial r7
+    # #7: 7.5e-3 -> 0.078 on a layer whose gradient was 0.34-0.96 before it died)
+    before = max(0, lo - cfg.exploding_window)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN window has no median: no jump
         medians = np.nanmedian(view.data[lo:view.row, cols], axis=0)
-        jumped = np.flatnonzero((medians > 0) & (now >= cfg.exploding_jump * medians))
+        earlier = np.nanmedian(view.data[before:lo, cols], axis=0) if before < lo else np.full(len(cols), np.nan)
+        baseline = np.fmax(medians, earlier)  # NaN only where both are
+        jumped = np.flatnonzero((medians > 0) & (now >= cfg.exploding_jump * baseline))
     out = []
     for k in jumped:
-        layer, v, median = names_[k], float(now[k]), float(medians[k])
+        layer, v, median, base = names_[k], float(now[k]), float(medians[k]), float(baseline[k])
         if not finite(v):
             continue
+        level = f"its recent median {sci(median)}" if base == median else \
+            f"its median {sci(base)} before its recent fall to {sci(median)}"
         out.append(Condition(
             "exploding_gradient", "critical", layer, GRADIENT_NORM, v,
-            f"its gradient norm jumped to {sci(v)}, {v / median:.0f}x its recent median {sci(median)}; "
-            f"{reading(view)}.",
+            f"its gradient norm jumped to {sci(v)}, {v / base:.0f}x {level}; {reading(view)}.",
             "lower the learning rate, clip gradients (torch.nn.utils.clip_grad_norm_; Pascanu et al. 2013), "
             "or add normalisation; check the batch that caused it"))
     return out
