@@ -66,7 +66,10 @@ def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
         return []
     out = []
     # a candidate is at least dying_gap above a median that is >= 0 (the prefilter keeps this O(layers))
+    constant = np.flatnonzero(values >= cfg.dead_critical_rate)
     for k in ok[(values[ok] >= cfg.dying_gap) & (values[ok] < cfg.dead_critical_rate)]:
+        if constant.size and k > constant[0]:  # a knock-on of a constant layer before it
+            continue
         layer, d = layers[k][0], float(values[k])
         median = float(np.median(values[ok[ok != k]]))
         if d >= median + cfg.dying_gap and d >= cfg.dying_ratio * median:

@@ -168,8 +168,10 @@ def _dying(r: _Rates, cfg: HealthConfig) -> list[Condition]:
     # (nearly) constant layer is dead_layer's critical case: "more units than the task uses" would contradict it
     low, high, medians = _medians_without(ranked)
     gap, ratio, critical = cfg.dying_gap, cfg.dying_ratio, cfg.dead_critical_rate
-    for k, d in enumerate(values):
-        if not (d >= gap and math.isfinite(d)) or d >= critical:
+    # a layer after a (nearly) constant one is its knock-on (dead_layer names it so): not over capacity either
+    first = next((k for k, d in enumerate(values) if d >= critical), len(values))
+    for k, d in enumerate(values[:first]):
+        if not (d >= gap and math.isfinite(d)):
             continue
         median = medians[0] if d <= low else medians[1] if d <= high else medians[2]
         if d >= median + gap and d >= ratio * median:
