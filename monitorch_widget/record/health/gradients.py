@@ -22,8 +22,8 @@ import numpy as np
 from .causes import dead_layers, depth_norms, saturating, see_dead, vanishing_layers
 from .config import HealthConfig
 from .finding import Condition, named, names, sci
+from .history import last_ratio
 from .rows import GRADIENT_NORM, UPDATE_NORM, UPDATE_RATIO, WEIGHT_NORM, RowView, Skipped, finite
-from .scans import LastFinite
 
 
 def reading(view: RowView) -> str:
@@ -189,31 +189,6 @@ def step_ratios(view: RowView) -> tuple[list[str], np.ndarray, np.ndarray, bool]
     return layers, ratios, np.full(len(layers), np.nan), False
 
 
-def _last_measured(view: RowView, layer: str) -> tuple[int, float, float] | None:
-    """(row, mean, max) of ``layer``'s update-to-weight ratio at the last earlier row where it was finite; the
-    monitorch-lens approximation (update norm over weight norm at the tick) where no per-step ratio is recorded
-    (max NaN). None when it never was."""
-    if view.has(UPDATE_RATIO):
-        cols = {key: {g: i for g, i, _ in view.layers(UPDATE_RATIO, key)} for key in ("mean", "max")}
-        if layer not in cols["mean"]:
-            return None
-        seen = view.scan(("last", cols["mean"][layer]), lambda: LastFinite(cols["mean"][layer]))
-        seen.advance(view.data, view.row)
-        top = cols["max"].get(layer)
-        return None if seen.row is None else (
-            seen.row, seen.last, float(view.data[seen.row, top]) if top is not None else np.nan)
-    u_col, w_col = view.first_line(UPDATE_NORM).get(layer), view.first_line(WEIGHT_NORM).get(layer)
-    if u_col is None or w_col is None:
-        return None
-    u = view.scan(("last", u_col), lambda: LastFinite(u_col))
-    w = view.scan(("last", w_col), lambda: LastFinite(w_col))
-    u.advance(view.data, view.row)
-    w.advance(view.data, view.row)
-    if u.row is None or u.row != w.row or not w.last > 0:
-        return None
-    return u.row, u.last / w.last, np.nan
-
-
 def _unmeasured(view: RowView, cfg: HealthConfig, layers: list[str], how: str, tag: str) -> list[Condition]:
     """The "learning rate too high" condition of each of ``layers`` whose ratio is not finite in this row (NaN/Inf
     weights or steps, left out by the lens; no step of it) and was above ``update_ratio_high`` when last
@@ -221,7 +196,7 @@ def _unmeasured(view: RowView, cfg: HealthConfig, layers: list[str], how: str, t
     resolved once the weights were NaN, and the final findings never named the cause)."""
     out = []
     for layer in layers:
-        last = _last_measured(view, layer)
+        last = last_ratio(view, layer)
         if last is None or not last[1] > cfg.update_ratio_high:
             continue
         row, r, m = last
