@@ -2,7 +2,8 @@
 
 This is how ``record/health/`` computed them before the checks became incremental (running folds over final
 rows, ``scans.py``); ``test_health_incremental.py`` replays runs through both and requires identical findings.
-The gradient checks did not change and are not repeated here; ``apply`` is ``HealthMonitor._apply`` as it was.
+The gradient checks did not change and are not repeated here, nor is dead_layer's note on earlier too-large steps
+(``history.overshoot``: it needs the per-step update ratio, which the replayed scenarios do not record); ``apply`` is ``HealthMonitor._apply`` as it was.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from monitorch_widget.record.health.config import HealthConfig
-from monitorch_widget.record.health.finding import Condition, Finding, pct, sci
+from monitorch_widget.record.health.finding import Condition, Finding, named, pct, sci
 from monitorch_widget.record.health.layers import (
     _CONSTANT_ADVICE,
     _DEAD_ADVICE,
@@ -37,14 +38,23 @@ def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     panel, layers = _death_layers(view)
     values = view.row_values([idx for _, idx in layers])
     out = []
+    constant = np.flatnonzero(values >= cfg.dead_critical_rate)
     for k in np.flatnonzero(values >= cfg.dead_rate):  # NaN compares False
         layer, d = layers[k][0], float(values[k])
         critical = d >= cfg.dead_critical_rate
-        out.append(Condition(
-            "dead_layer", "critical" if critical else "warning", layer, panel, d,
-            f"{pct(d)} of its units stay silent for whole batches (dead layer: at least {pct(cfg.dead_rate)} for "
-            f"{cfg.dead_epochs} epochs{'; the layer is nearly constant' if critical else ''}).",
-            _CONSTANT_ADVICE if critical else _DEAD_ADVICE, need=cfg.dead_epochs))
+        message = (f"{pct(d)} of its units stay silent for whole batches (dead layer: at least {pct(cfg.dead_rate)} "
+                   f"for {cfg.dead_epochs} epochs{'; the layer is nearly constant' if critical else ''}).")
+        advice = _CONSTANT_ADVICE if critical else _DEAD_ADVICE
+        before = constant[constant < k]
+        if before.size:  # a knock-on of the nearest constant layer before it
+            up = layers[int(before[-1])][0]
+            message += (f" Before it, {named(up)} is dead (at least {pct(cfg.dead_critical_rate)} silent), so this "
+                        "layer's input is (nearly) the constant bias of the layer between: most likely why its units "
+                        "are silent too.")
+            advice = (f"revive {named(up)} first (its dead_layer finding says how); this layer's units fire again "
+                      "only once its input varies, so dropout or a narrower layer here would not help")
+        out.append(Condition("dead_layer", "critical" if critical else "warning", layer, panel, d, message, advice,
+                             need=cfg.dead_epochs))
     return out
 
 
@@ -56,7 +66,10 @@ def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
         return []
     out = []
     # a candidate is at least dying_gap above a median that is >= 0 (the prefilter keeps this O(layers))
+    constant = np.flatnonzero(values >= cfg.dead_critical_rate)
     for k in ok[(values[ok] >= cfg.dying_gap) & (values[ok] < cfg.dead_critical_rate)]:
+        if constant.size and k > constant[0]:  # a knock-on of a constant layer before it
+            continue
         layer, d = layers[k][0], float(values[k])
         median = float(np.median(values[ok[ok != k]]))
         if d >= median + cfg.dying_gap and d >= cfg.dying_ratio * median:
@@ -211,12 +224,12 @@ def overfitting(view: RowView, cfg: HealthConfig) -> list[Condition]:
     if best <= 0 or not finite(t_best):
         return []
     gl = 100 * (v / best - 1)
-    if gl <= cfg.overfit_gl or t >= t_best:
+    if gl <= cfg.overfit_gl or t_best - t < cfg.overfit_fit * abs(t_best) or divergence(view, cfg):
         return []
     return [Condition(
         "overfitting", "warning", None, view.run.columns[view.val_loss()].panel, gl,
         f"the validation loss is {gl:.0f}% above its best (epoch {view.epoch_of(best_row):g}) while the training loss "
-        "kept falling (Prechelt's GL criterion).",
+        f"fell {(t_best - t) / abs(t_best):.0%} below its value there (Prechelt's GL criterion).",
         "stop early (keep the weights of the best validation epoch), add regularisation (dropout, weight decay, "
         "augmentation), or get more data")]
 

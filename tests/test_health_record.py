@@ -60,7 +60,8 @@ def test_a_dead_layer_needs_three_epochs_keeps_its_id_and_resolves():
 def test_critical_when_the_layer_is_nearly_constant_and_a_far_outlier_is_a_dying_layer():
     record = Record()
     record.start_run("r")
-    feed(record, {"a": [0.96] * 3, "b": [0.0] * 3, "c": [0.22] * 3, "d": [0.01] * 3})
+    # c comes before a: after a (nearly) constant layer it would be a's knock-on, not an outlier (trial r7 #6)
+    feed(record, {"c": [0.22] * 3, "a": [0.96] * 3, "b": [0.0] * 3, "d": [0.01] * 3})
     found = {(f.check, f.layer): f for f in record.health.findings()}
     assert found[("dead_layer", "a")].severity == "critical"
     # c: 0.22 >= median(others = 0.96, 0.0, 0.01 -> 0.01) + 0.2 and >= 2x it, below the dead-layer threshold;
@@ -69,6 +70,10 @@ def test_critical_when_the_layer_is_nearly_constant_and_a_far_outlier_is_a_dying
     assert found[("dying_layer", "c")].value == 0.22 and ("dead_layer", "c") not in found
     assert ("dying_layer", "a") not in found
     assert not {("dying_layer", "b"), ("dying_layer", "d")} & set(found)
+    after = Record()
+    after.start_run("r")
+    feed(after, {"a": [0.96] * 3, "b": [0.0] * 3, "c": [0.22] * 3, "d": [0.01] * 3})
+    assert [(f.check, f.layer) for f in after.health.findings()] == [("dead_layer", "a")]
 
 
 def test_dying_trend_needs_the_loss_to_stall():

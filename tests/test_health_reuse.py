@@ -35,13 +35,20 @@ def _view(record: Record, row: int) -> RowView:
 
 def _expected_dead(rates: dict[str, float], cfg: HealthConfig) -> list[tuple[str, str, float, str, int]]:
     out = []
+    upstream = None  # a layer after a (nearly) constant one is its knock-on (trial r7 #6)
     for g, d in rates.items():
         if d >= cfg.dead_rate:
             critical = d >= cfg.dead_critical_rate
+            knock_on = "" if upstream is None else (
+                f" Before it, layer '{upstream}' is dead (at least {pct(cfg.dead_critical_rate)} silent), so this "
+                "layer's input is (nearly) the constant bias of the layer between: most likely why its units are "
+                "silent too.")
             out.append((g, "critical" if critical else "warning", d,
                         f"{pct(d)} of its units stay silent for whole batches (dead layer: at least "
                         f"{pct(cfg.dead_rate)} for {cfg.dead_epochs} epochs"
-                        f"{'; the layer is nearly constant' if critical else ''}).", cfg.dead_epochs))
+                        f"{'; the layer is nearly constant' if critical else ''}).{knock_on}", cfg.dead_epochs))
+            if critical:
+                upstream = g
     return out
 
 
@@ -95,7 +102,9 @@ def test_dying_layers_against_a_plain_evaluation():
         expected = []
         if finite.size >= 2:
             for g, d in rates.items():
-                if not math.isfinite(d) or d < cfg.dying_gap or d >= cfg.dead_critical_rate:
+                if d >= cfg.dead_critical_rate:
+                    break  # this layer is dead_layer's critical case, those after it its knock-ons
+                if not math.isfinite(d) or d < cfg.dying_gap:
                     continue
                 others = np.delete(finite, int(np.flatnonzero(finite == d)[0]))
                 median = float(np.median(others))

@@ -323,3 +323,38 @@ def test_tensorboard_writes_each_run_of_a_sweep_in_its_own_folder(tmp_path):
         acc.Reload()
         events = acc.Scalars("loss/loss/train_loss_mean")
         assert [(e.step, e.value) for e in events] == [(1, first), (2, first + 1), (3, first + 2)]
+
+
+def test_print_line_ranks_the_worst_layer_without_dropout_and_names_it():
+    """Trial r7 #8: the 'print' line's "output worst activation_rate" was always the Dropout layer's (its rate is
+    its input's x (1 - p) by construction), unnamed. It now ranks the layers as the widget's worst-layers list does
+    (dropout left out) and names the layer: here ReLU '1', whose rate is computed by hand (share of entries with
+    |y| > 1e-8 per batch, averaged over the epoch's equal batches)."""
+    import re
+    import warnings
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 4))
+    rates: dict[str, list[float]] = {"1": [], "2": []}
+    for k in rates:
+        model[int(k)].register_forward_hook(
+            lambda m, i, out, k=k: rates[k].append((out.abs() > 1e-8).float().mean().item()))
+    out = io.StringIO()
+    loss_fn = nn.CrossEntropyLoss()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # coverage notices
+        ins = PyTorchInspector([LossMetrics(loss_fn=loss_fn), OutputActivation()], module=model,
+                               visualizer=PrintVisualizer(stream=out))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    X, y = torch.randn(128, 16), torch.randint(0, 4, (128,))
+    for i in range(0, 128, 32):
+        opt.zero_grad()
+        loss_fn(model(X[i:i + 32]), y[i:i + 32]).backward()
+        opt.step()
+    ins.tick_epoch()
+    relu, dropout = (sum(v) / len(v) for v in rates.values())
+    assert dropout < relu  # by hand: dropout's rate is the lowest, the old line's value
+    m = re.search(r"output worst activation_rate ([0-9.]+) \('([^']+)'\)", out.getvalue())
+    assert m is not None, out.getvalue()
+    assert m.group(2) == "1" and float(m.group(1)) == pytest.approx(relu, abs=6e-5)
+    ins.detach()

@@ -8,7 +8,9 @@ import sys
 from typing import Any, TextIO
 
 from ..record import Record
+from . import svg_heatmap as hm
 from .interface import RecordView
+from .static_picture import worst_layers
 
 
 def _fmt(v: float) -> str:
@@ -25,6 +27,36 @@ def _short(panel: str) -> str:
     if panel.startswith("Warning "):
         return panel.split()[1].lower() + " "
     return ""
+
+
+def _per_layer(run: Any, panel: str, key: str) -> tuple[str, list[str]] | None:
+    """For a warning panel's ``worst <rate>`` line: (rate, the per-layer panels it folds) -- the panels of the same
+    lens (or, fed by monitorch's inspector, the panel named as the warning panel without "Warning ") -- else None.
+    The warning's own value counts dropout modules, whose rates are their input's scaled by (1 - p) and so always
+    the lowest (trial r7 #8); the line ranks the layers as the widget's worst-layers list does."""
+    if not panel.startswith("Warning ") or not key.startswith("worst "):
+        return None
+    rate = key[len("worst "):]
+    lens = next((p.lens for p in run.panels if p.tag == panel), None)
+    tags = [p.tag for p in run.panels if not p.big and p.tag != panel and (
+        (lens is not None and p.lens == lens) or p.tag == panel[len("Warning "):])]
+    return (rate, tags) if tags else None
+
+
+def _worst(run: Any, sources: tuple[str, list[str]]) -> tuple[str, float] | None:
+    """The worst layer of ``sources``' panels at the last final epoch, dropout left out (``worst_layers``), and
+    its value: ``('1', 0.587)``; with more than one panel the panel's first word names which (``'0' bias``)."""
+    rate, tags = sources
+    found = []
+    for tag in tags:
+        _, top = worst_layers(run, tag, rate, 1)
+        if top:
+            name = f"'{top[0][0]}'" + (f" {tag.split()[0].lower()}" if len(tags) > 1 else "")
+            found.append((name, top[0][1]))
+    if not found:
+        return None
+    sign = -1.0 if hm.direction(rate) < 0 else 1.0
+    return max(found, key=lambda nv: sign * nv[1])
 
 
 def epoch_line(record: Record, _labels: dict[str, Any] | None = None) -> str:
@@ -44,12 +76,17 @@ def epoch_line(record: Record, _labels: dict[str, Any] | None = None) -> str:
         shown = cached[2]
     else:
         big = {p.tag for p in run.panels if p.big and p.kind != "relations"}
-        shown = [(f"{_short(c.panel)}{c.key}", c.index) for c in run.columns if c.role == "line" and c.panel in big]
+        shown = [(f"{_short(c.panel)}{c.key}", c.index, _per_layer(run, c.panel, c.key))
+                 for c in run.columns if c.role == "line" and c.panel in big]
         if _labels is not None:
             _labels["run"] = (run, shape, shown)
     values = run.data[row].tolist()
     parts = [f"epoch {int(run.epochs[row])}"]
-    for label, index in shown:
+    for label, index, sources in shown:
+        worst = _worst(run, sources) if sources else None
+        if worst is not None:
+            parts.append(f"{label} {_fmt(worst[1])} ({worst[0]})")
+            continue
         value = values[index]
         if not math.isnan(value):
             parts.append(f"{label} {_fmt(value)}")

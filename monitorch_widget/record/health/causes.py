@@ -1,7 +1,8 @@
 """What one check needs to know about another's findings in the same row, so their advice does not contradict.
 
 A layer whose gradient is ~0 because the units downstream are dead must point at the dead layer, not say
-"raise the learning rate" (``update_ratio``) or "replace sigmoid/tanh" (``vanishing_gradient``); the
+"raise the learning rate" (``update_ratio``) or "replace sigmoid/tanh" (``vanishing_gradient``); a run whose
+training loss is going backwards (``divergence``) is not overfitting, whatever its validation loss does; the
 vanishing-gradient advice depends on the activations the model has (``Run.module_types``). Helpers only: each
 check stays a function of one row (``monitor.py``), and these re-read the same row's values.
 """
@@ -15,9 +16,6 @@ import numpy as np
 from .config import HealthConfig
 from .layers import _death_layers
 from .rows import GRADIENT_NORM, RowView, Skipped
-
-#: the per-step update-to-weight ratio of ParameterUpdateGeometry (``collect/update_ratio.py``): keys mean, max
-UPDATE_RATIO = "Weight Update Ratio"
 
 #: activations that saturate (their derivative vanishes for large |x|): where "use ReLU instead" applies
 SATURATING_TYPES = frozenset({"Sigmoid", "Tanh", "Hardtanh", "Softsign", "LogSigmoid", "Hardsigmoid", "Tanhshrink"})
@@ -33,6 +31,18 @@ def dead_layers(view: RowView, cfg: HealthConfig) -> list[str]:
         return []
     row = view.values()
     return [g for g, idx in layers if row[idx] >= cfg.dead_critical_rate]  # NaN compares False
+
+
+def see_dead(view: RowView, cfg: HealthConfig, dead: list[str]) -> tuple[str, str]:
+    """How a finding that blames ``dead`` (``dead_layers``) points at their ``dead_layer`` findings: (for the
+    message, for the advice). "see dead_layer" only once every one of them has been at or above ``dead_rate`` for
+    ``dead_epochs`` rows (its finding then exists); before that, when it will."""
+    _, layers = _death_layers(view)
+    cols = [i for g, i in layers if g in dead]
+    lo = view.row - cfg.dead_epochs + 1
+    if lo >= 0 and cols and bool((view.data[lo:view.row + 1, cols] >= cfg.dead_rate).all()):
+        return ": see dead_layer", " (see dead_layer)"
+    return f" (dead_layer once it lasts {cfg.dead_epochs} epochs)", ""
 
 
 def depth_norms(view: RowView, norms: dict[str, int]) -> dict[str, int]:
@@ -66,6 +76,14 @@ def saturating(view: RowView) -> list[str] | None:
     if not types:
         return None
     return [g for g, t in types.items() if t in SATURATING_TYPES]
+
+
+def diverging(view: RowView, cfg: HealthConfig) -> bool:
+    """Whether ``divergence``'s condition holds in this row (a critical finding: it needs one row): the training
+    loss is going backwards, so a widening train/validation gap is not overfitting but the same blow-up."""
+    from .loss import divergence  # loss.overfitting asks this module: imported at the call, not at the top
+
+    return bool(view.once("divergence", divergence, view, cfg))
 
 
 def finite_positive(v: float) -> bool:

@@ -4,6 +4,13 @@ Fixed and documented before any seed notebook was checked against them. Our deat
 layer's units that are *never active in a batch* (README, "Definitions"); rules stated for other definitions
 (a unit dead for *every* input, Lu et al. 2019) do not carry over, so the death thresholds below carry their
 own rationale.
+
+Overfitting (``overfit_gl``, ``overfit_fit``): Prechelt, "Early Stopping -- But When?" (Neural Networks: Tricks
+of the Trade, 1998), defines the generalization loss GL(t) = 100 (E_va(t) / E_opt(t) - 1) and weighs it against
+the training progress P_k(t) (his PQ criterion): a rise of the validation loss means overfitting only while the
+model still fits its training data better. We require that progress as a fall of the training loss by
+``overfit_fit`` (10%) of its value at the best validation epoch, a few times the epoch-to-epoch wobble of a run
+that stalled, and no active ``divergence`` (``causes.diverging``): a learning rate too high raises both losses.
 """
 
 from __future__ import annotations
@@ -24,7 +31,11 @@ class HealthConfig:
     # --- dead and dying layers (Output Activations; Weight Gradient Activation when no output lens) ----------
     dead_rate: float = 0.3            # death rate at or above this ...
     dead_epochs: int = 3              # ... for this many consecutive epochs: a dead layer (warning)
-    dead_critical_rate: float = 0.95  # the layer is (nearly) constant: critical
+    dead_critical_rate: float = 0.9   # the layer is (nearly) constant: critical. Rationale: a layer that lost nine
+    # in ten of its units lost an order of magnitude of its width (the decade the gradient checks read as more than
+    # drift): damage (a blow-up, a bad bias or initialisation), no longer spare capacity that dropout or a narrower
+    # layer addresses (trial r7: 93-94% dead after an lr blow-up got that advice under the former 0.95). Layers
+    # after such a layer are named knock-ons of it (their input is nearly constant), not dead on their own
     dying_gap: float = 0.2            # death rate this far above the median of the model's other layers ...
     dying_ratio: float = 2.0          # ... and at least this many times that median ...
     dying_epochs: int = 3             # ... for this many consecutive epochs: far above the others (warning)
@@ -35,7 +46,10 @@ class HealthConfig:
     vanishing_ratio: float = 1e-3     # a layer's weight-gradient norm below this share of the largest layer's
     vanishing_epochs: int = 2         # ... for this many consecutive epochs (warning)
     exploding_jump: float = 10.0      # a layer's gradient norm at least this many times its median over ...
-    exploding_window: int = 3         # ... the previous epochs (critical)
+    exploding_window: int = 3         # ... the previous epochs (critical), and at least this many times its median
+    # over the window before them: a norm that fell by a decade (units dying after a blow-up) and comes back to an
+    # ordinary size is a recovery, not Pascanu et al.'s jump "by orders of magnitude" above the layer's own level.
+    # Relative to the layer's history, not an absolute floor: gradient norms scale with the loss and the layer size
     # --- update-to-weight ratio (ParameterUpdateGeometry + ParameterNorm) ----------------------------------
     update_ratio_high: float = 1e-1   # ||update|| / ||weight|| per step, epoch mean above this: LR too high (warning)
     update_ratio_low: float = 1e-5    # ... below this: learning rate too low (info)
@@ -48,7 +62,11 @@ class HealthConfig:
     plateau_patience: int = 10        # epochs without a relative improvement of ...
     plateau_threshold: float = 1e-4   # ... this share of the best training loss (info)
     overfit_gl: float = 5.0           # Prechelt's generalization loss GL = 100 (val / best val - 1) above this ...
-    # ... while the training loss is still below its value at the best validation epoch (warning)
+    overfit_fit: float = 0.1          # ... while the training loss is at least this share below its value at the
+    # best validation epoch, and no divergence holds (warning). Prechelt (1998) reads GL in the phase where training
+    # still makes progress (his training progress P_k; PQ = GL / P_k); a loss that fell by less than 10% since the
+    # best validation epoch is within the few-percent wobble of a run that stalled or collapsed to chance (an lr=3
+    # SGD run on digits: 2.353 -> 2.279, ln 10 = 2.303), not a model fitting its training data better
     # --- confident softmax output (OutputActivation + a validation accuracy metric) -----------------------------
     confident_share: float = 0.5      # softmax activation rate at most this share of its first epoch's ...
     low_accuracy: float = 0.9         # ... while validation accuracy is below this (warning)
@@ -58,7 +76,8 @@ class HealthConfig:
     def validated(self) -> HealthConfig:
         """``self`` after checking every value; raises ``ValueError`` naming the field and its range."""
         shares = ("dead_rate", "dead_critical_rate", "dying_gap", "dying_rise", "stalled_improvement",
-                  "vanishing_ratio", "plateau_threshold", "confident_share", "low_accuracy", "divergence_giveback")
+                  "vanishing_ratio", "plateau_threshold", "confident_share", "low_accuracy", "divergence_giveback",
+                  "overfit_fit")
         for name in shares:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1:

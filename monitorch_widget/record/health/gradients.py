@@ -19,10 +19,11 @@ import warnings
 
 import numpy as np
 
-from .causes import UPDATE_RATIO, dead_layers, depth_norms, saturating, vanishing_layers
+from .causes import dead_layers, depth_norms, saturating, see_dead, vanishing_layers
 from .config import HealthConfig
 from .finding import Condition, named, names, sci
-from .rows import GRADIENT_NORM, UPDATE_NORM, WEIGHT_NORM, RowView, Skipped, finite
+from .history import last_ratio
+from .rows import GRADIENT_NORM, UPDATE_NORM, UPDATE_RATIO, WEIGHT_NORM, RowView, Skipped, finite
 
 
 def reading(view: RowView) -> str:
@@ -73,13 +74,14 @@ def vanishing_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
         return []
     dead = dead_layers(view, cfg)
     if dead:  # one cause, one finding: the layers it starves are named in it (not one finding per layer)
+        see = see_dead(view, cfg, dead)
         starved = [names_[k] for k in low]
         return [Condition(
             "vanishing_gradient", "warning", None, GRADIENT_NORM, float(values[low].max()),
             f"the weight gradients of {names(starved)} are below {cfg.vanishing_ratio:g} of the largest layer's "
             f"({named(top_layer)}: {sci(top)}; {reading(view)}), most likely because {names(dead)} "
-            f"{_is_are(dead)} dead: see dead_layer.",
-            f"revive {names(dead)} first (see dead_layer): no gradient passes a layer whose units are all silent, "
+            f"{_is_are(dead)} dead{see[0]}.",
+            f"revive {names(dead)} first{see[1]}: no gradient passes a layer whose units are all silent, "
             "so the layers around it stop learning", need=cfg.vanishing_epochs)]
     shrinking = bool((values[low] > 0).any())  # some vanish by degrees: a 0 among them underflowed on the way back
     advice = None
@@ -113,19 +115,27 @@ def exploding_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
     names_ = list(norms)
     cols = list(norms.values())
     now = view.row_values(cols)
+    # the baseline is the layer's own level before any recent fall: the larger of the medians of the last
+    # exploding_window epochs and of the exploding_window epochs before them. A gradient that fell by a decade
+    # (its units died after a blow-up) and comes back to an ordinary size is a recovery, not an explosion (trial r7
+    # #7: 7.5e-3 -> 0.078 on a layer whose gradient was 0.34-0.96 before it died)
+    before = max(0, lo - cfg.exploding_window)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN window has no median: no jump
         medians = np.nanmedian(view.data[lo:view.row, cols], axis=0)
-        jumped = np.flatnonzero((medians > 0) & (now >= cfg.exploding_jump * medians))
+        earlier = np.nanmedian(view.data[before:lo, cols], axis=0) if before < lo else np.full(len(cols), np.nan)
+        baseline = np.fmax(medians, earlier)  # NaN only where both are
+        jumped = np.flatnonzero((medians > 0) & (now >= cfg.exploding_jump * baseline))
     out = []
     for k in jumped:
-        layer, v, median = names_[k], float(now[k]), float(medians[k])
+        layer, v, median, base = names_[k], float(now[k]), float(medians[k]), float(baseline[k])
         if not finite(v):
             continue
+        level = f"its recent median {sci(median)}" if base == median else \
+            f"its median {sci(base)} before its recent fall to {sci(median)}"
         out.append(Condition(
             "exploding_gradient", "critical", layer, GRADIENT_NORM, v,
-            f"its gradient norm jumped to {sci(v)}, {v / median:.0f}x its recent median {sci(median)}; "
-            f"{reading(view)}.",
+            f"its gradient norm jumped to {sci(v)}, {v / base:.0f}x {level}; {reading(view)}.",
             "lower the learning rate, clip gradients (torch.nn.utils.clip_grad_norm_; Pascanu et al. 2013), "
             "or add normalisation; check the batch that caused it"))
     return out
@@ -136,6 +146,11 @@ NO_UPDATE = ("ParameterUpdateGeometry observed no optimizer step of its watched 
              "was taken, or its optimizer holds none of them (a new optimizer replaced it, or another one trains "
              "them). Pass the optimizer that trains the model, ParameterUpdateGeometry(optimizer) or lens.optimizer "
              "= optimizer, or with ParameterUpdateGeometry(None) call lens.inspect_update() after each update")
+
+
+def _how(per_step: bool) -> str:
+    return "per step, against the weights before it" if per_step else \
+        "the epoch's mean update over the weight norm at the epoch's end; not per step"
 
 
 def step_ratios(view: RowView) -> tuple[list[str], np.ndarray, np.ndarray, bool]:
@@ -174,18 +189,52 @@ def step_ratios(view: RowView) -> tuple[list[str], np.ndarray, np.ndarray, bool]
     return layers, ratios, np.full(len(layers), np.nan), False
 
 
+def _unmeasured(view: RowView, cfg: HealthConfig, layers: list[str], how: str, tag: str) -> list[Condition]:
+    """The "learning rate too high" condition of each of ``layers`` whose ratio is not finite in this row (NaN/Inf
+    weights or steps, left out by the lens; no step of it) and was above ``update_ratio_high`` when last
+    measured: a value that cannot be measured is not a condition that stopped holding (trial r7 #5: the finding
+    resolved once the weights were NaN, and the final findings never named the cause)."""
+    out = []
+    for layer in layers:
+        last = last_ratio(view, layer)
+        if last is None or not last[1] > cfg.update_ratio_high:
+            continue
+        row, r, m = last
+        critical = m >= cfg.update_ratio_critical
+        top = f" (at most {sci(m)})" if finite(m) else ""
+        out.append(Condition(
+            "update_ratio", "critical" if critical else "warning", layer, tag, r,
+            f"each step moved its weights by {sci(r)} of their norm on average{top} in epoch "
+            f"{view.epoch_of(row):g}, far above the usual ~1e-3 (CS231n; {how}); no finite ratio since (its weights "
+            "or steps turned NaN/Inf, or it took no step): the learning rate is likely too high.",
+            "lower the learning rate (by 10x to start), or add warm-up, and restart from weights saved before the "
+            "blow-up (NaN/Inf weights do not recover)"))
+    return out
+
+
 def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
-    layers, means, maxes, per_step = step_ratios(view)
+    try:
+        layers, means, maxes, per_step = step_ratios(view)
+    except Skipped as exc:  # no finite ratio at all in this row: the layers measured too high before stay so
+        if exc.lasting:
+            raise
+        per_step = view.has(UPDATE_RATIO)
+        layers = [g for g, _, _ in view.layers(UPDATE_RATIO, "mean")] if per_step else \
+            list(view.first_line(UPDATE_NORM))
+        carried = _unmeasured(view, cfg, layers, _how(per_step), UPDATE_RATIO if per_step else UPDATE_NORM)
+        if not carried:
+            raise
+        return carried
+    how = _how(per_step)
+    tag = UPDATE_RATIO if per_step else UPDATE_NORM
+    unmeasured = _unmeasured(view, cfg, [layers[k] for k in np.flatnonzero(~np.isfinite(means))], how, tag)
     with np.errstate(invalid="ignore"):
         far = np.flatnonzero((means > cfg.update_ratio_high) | (means < cfg.update_ratio_low))  # NaN: False
     if not far.size:
-        return []
-    how = "per step, against the weights before it" if per_step else \
-        "the epoch's mean update over the weight norm at the epoch's end; not per step"
-    tag = UPDATE_RATIO if per_step else UPDATE_NORM
+        return unmeasured
     dead: list[str] | None = None
     vanishing: set[str] | None = None
-    out = []
+    out = unmeasured
     still: list[tuple[str, float]] = []  # layers that barely move because of dead layers: one finding for all
     for k in far:
         layer, r, m = layers[k], float(means[k]), float(maxes[k])
@@ -230,6 +279,7 @@ def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
                 fix or "raise the learning rate (a learning-rate range test finds a good one), unless training is "
                 "deliberately annealed"))
     if still and dead:
+        see = see_dead(view, cfg, dead)
         stuck = [layer for layer, _ in still]
         most = max(r for _, r in still)
         moved = "did not move in this epoch's steps" if most == 0 else \
@@ -237,6 +287,6 @@ def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
         out.append(Condition(
             "update_ratio", "warning", None, tag, most,
             f"the weights of {names(stuck)} {moved}: their gradients are ~0, most likely because {names(dead)} "
-            f"{_is_are(dead)} dead: see dead_layer.",
-            f"revive {names(dead)} (see dead_layer); raising the learning rate would not help"))
+            f"{_is_are(dead)} dead{see[0]}.",
+            f"revive {names(dead)}{see[1]}; raising the learning rate would not help"))
     return out

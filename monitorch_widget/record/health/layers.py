@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from .config import HealthConfig
-from .finding import Condition, pct
+from .finding import Condition, named, pct, sci
+from .history import overshoot
 from .rows import GRADIENT_ACTIVATION, OUTPUT_ACTIVATIONS, RowView, Skipped, dead_checked, finite, is_softmax
 from .scans import FirstFinite
 
@@ -97,32 +98,55 @@ def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     # the conditions depend on the layers, their rates and the config alone: when none of them changed since
     # the previous row, the same list (the monitor then knows that nothing changed, monitor.py); else a layer
     # whose rate is the previous row's gets the same Condition object again, without formatting its message anew
+    rate = cfg.dead_rate
+    # the steps that killed them (update_ratio's "learning rate too high" in an earlier row): the cause, which the
+    # ratio no longer shows once the units are dead; it changes at most once per run
+    why = overshoot(view, cfg) if any(d >= rate for d in r.values) else None
     out = r.unchanged("dead_layer", cfg)
-    if out is not None:
+    if out is not None and r.previous.get("dead_layer why") == why:
         return out
     made = r.made
-    rate = cfg.dead_rate
     out = []
+    upstream: str | None = None  # the nearest (nearly) constant layer before this one, in the model's order
+    critical = cfg.dead_critical_rate
     for k, d in enumerate(r.values):
         if not d >= rate:  # NaN compares False
             continue
         layer = r.layers[k][0]
         hit = made.get(layer)
-        if hit is None or hit[0] != d or hit[1] is not cfg:
-            hit = made[layer] = (d, cfg, _dead(layer, r.panel, d, cfg))
+        if hit is None or hit[0] != d or hit[1] is not cfg or hit[3] != why or hit[4] != upstream:
+            hit = made[layer] = (d, cfg, _dead(layer, r.panel, d, cfg, why, upstream), why, upstream)
         out.append(hit[2])
+        if d >= critical:
+            upstream = layer
     r.previous["dead_layer"] = [cfg, r.key, out]
+    r.previous["dead_layer why"] = why
     return out
 
 
-def _dead(layer: str, panel: str, d: float, cfg: HealthConfig) -> Condition:
+def _dead(layer: str, panel: str, d: float, cfg: HealthConfig, why: tuple[float, str, float] | None = None,
+          upstream: str | None = None) -> Condition:
     critical = d >= cfg.dead_critical_rate
     rule = f"at least {pct(cfg.dead_rate)} for {cfg.dead_epochs} epochs"
-    return Condition(
-        "dead_layer", "critical" if critical else "warning", layer, panel, d,
-        f"{pct(d)} of its units stay silent for whole batches (dead layer: {rule}"
-        f"{'; the layer is nearly constant' if critical else ''}).",
-        _CONSTANT_ADVICE if critical else _DEAD_ADVICE, need=cfg.dead_epochs)
+    message = (f"{pct(d)} of its units stay silent for whole batches (dead layer: {rule}"
+               f"{'; the layer is nearly constant' if critical else ''}).")
+    advice = _CONSTANT_ADVICE if critical else _DEAD_ADVICE
+    if upstream is not None:  # a knock-on: its input is (nearly) constant; the cause is upstream, not its width
+        message += (f" Before it, {named(upstream)} is dead (at least {pct(cfg.dead_critical_rate)} silent), so "
+                    "this layer's input is (nearly) the constant bias of the layer between: most likely why its "
+                    "units are silent too.")
+        advice = (f"revive {named(upstream)} first (its dead_layer finding says how); this layer's units fire "
+                  "again only once its input varies, so dropout or a narrower layer here would not help")
+    elif why is not None:  # the learning rate killed them: say so, first (its update_ratio finding may have ended)
+        epoch, where, ratio = why
+        message += (f" In epoch {epoch:g} the steps moved the weights of {named(where)} by {sci(ratio)} of their "
+                    "norm on average (update_ratio: learning rate too high): steps that large can push a unit below "
+                    "zero for every input, and dead units stop moving, so the ratio looks calm afterwards.")
+        advice = ("lower the learning rate (by 10x to start: the steps that killed these units were far too large) "
+                  "and restart from a fresh initialisation or weights saved before; LeakyReLU keeps a gradient on "
+                  "silent units")
+    return Condition("dead_layer", "critical" if critical else "warning", layer, panel, d, message, advice,
+                     need=cfg.dead_epochs)
 
 
 def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
@@ -144,8 +168,10 @@ def _dying(r: _Rates, cfg: HealthConfig) -> list[Condition]:
     # (nearly) constant layer is dead_layer's critical case: "more units than the task uses" would contradict it
     low, high, medians = _medians_without(ranked)
     gap, ratio, critical = cfg.dying_gap, cfg.dying_ratio, cfg.dead_critical_rate
-    for k, d in enumerate(values):
-        if not (d >= gap and math.isfinite(d)) or d >= critical:
+    # a layer after a (nearly) constant one is its knock-on (dead_layer names it so): not over capacity either
+    first = next((k for k, d in enumerate(values) if d >= critical), len(values))
+    for k, d in enumerate(values[:first]):
+        if not (d >= gap and math.isfinite(d)):
             continue
         median = medians[0] if d <= low else medians[1] if d <= high else medians[2]
         if d >= median + gap and d >= ratio * median:

@@ -13,10 +13,10 @@ import math
 
 import numpy as np
 
-from .causes import UPDATE_RATIO
+from .causes import diverging
 from .config import HealthConfig
 from .finding import Condition, named, sci
-from .rows import GRADIENT_NORM, LOSS_PANELS, RowView, finite
+from .rows import GRADIENT_NORM, LOSS_PANELS, UPDATE_RATIO, RowView, finite
 from .scans import BestAndPeak, FirstFinite, FirstMin, Improvements
 
 _NONFINITE_ADVICE = ("find the first NaN/Inf (torch.autograd.set_detect_anomaly(True)); lower the learning rate, "
@@ -89,7 +89,7 @@ def _spike(view: RowView, cfg: HealthConfig, idx: int, v: float) -> Condition | 
         f"{std / v:.1f}x their mean {sci(v)}, and a step moved {named(layer)}'s weights by {sci(top)}x their norm "
         "(heuristic: a spread this wide with steps this large).",
         "lower the learning rate (by 10x to start), add warm-up or clip gradients; the epochs after a blow-up "
-        "may look calm because units died in it (see dead_layer)")
+        "may look calm because units died in it (see dead_layer, if it is found)")
 
 
 def divergence(view: RowView, cfg: HealthConfig) -> list[Condition]:
@@ -152,11 +152,15 @@ def overfitting(view: RowView, cfg: HealthConfig) -> list[Condition]:
     if best <= 0 or not finite(t_best):
         return []
     gl = 100 * (v / best - 1)
-    if gl <= cfg.overfit_gl or t >= t_best:
+    # overfitting is the model fitting the training data clearly better than at the best validation epoch: the
+    # training loss must have fallen by overfit_fit of its value there (a stalled or collapsed run's loss wobbles
+    # by a few percent), and the run must not be diverging (a blow-up raises both losses: not a data problem)
+    fell = t_best - t
+    if gl <= cfg.overfit_gl or not fell >= cfg.overfit_fit * abs(t_best) or diverging(view, cfg):
         return []
     return [Condition(
         "overfitting", "warning", None, view.run.columns[val_idx].panel, gl,
         f"the validation loss is {gl:.0f}% above its best (epoch {view.epoch_of(best_row):g}) while the training loss "
-        "kept falling (Prechelt's GL criterion).",
+        f"fell {fell / abs(t_best):.0%} below its value there (Prechelt's GL criterion).",
         "stop early (keep the weights of the best validation epoch), add regularisation (dropout, weight decay, "
         "augmentation), or get more data")]

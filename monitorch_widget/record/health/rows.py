@@ -22,6 +22,8 @@ GRADIENT_ACTIVATION = "Weight Gradient Activation"
 GRADIENT_NORM = "Weight Gradient Norm"
 WEIGHT_NORM = "Weight Norm"
 UPDATE_NORM = "Weight Update Norm"
+#: the per-step update-to-weight ratio of ParameterUpdateGeometry (``collect/update_ratio.py``): keys mean, max
+UPDATE_RATIO = "Weight Update Ratio"
 LOSS_PANELS = ("Loss & Metrics", "Loss")
 METRIC_PANELS = ("Loss & Metrics", "Metrics")
 

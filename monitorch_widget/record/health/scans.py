@@ -113,3 +113,30 @@ def _step(state: tuple[int | None, int | None], improved: bool, index: int, row:
     if improved:
         return index, None
     return last, row if after is None else after
+
+
+class LastFinite(_Fold):
+    """The last finite value read and its row (None: none yet)."""
+
+    def __init__(self, col: int) -> None:
+        super().__init__(col)
+        self.last = math.nan
+        self.row: int | None = None
+
+    def _add(self, row: int, v: float) -> None:
+        if math.isfinite(v):
+            self.last, self.row = v, row
+
+
+class FirstAbove(_Fold):
+    """The first row whose value is above ``threshold`` and that value (None: none yet)."""
+
+    def __init__(self, col: int, threshold: float) -> None:
+        super().__init__(col)
+        self.threshold = threshold
+        self.value = math.nan
+        self.row: int | None = None
+
+    def _add(self, row: int, v: float) -> None:
+        if self.row is None and v > self.threshold:  # NaN compares False
+            self.value, self.row = v, row

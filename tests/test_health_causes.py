@@ -1,0 +1,269 @@
+"""Findings that must not contradict, or lose, the cause of a broken run (user trial r7, findings 3, 5-7).
+
+Crafted records (rows as a monitorch inspector sends them, values written out by hand) and small digits runs
+(sklearn's ``load_digits``, CPU, a few epochs) trained into each state with our lenses.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pytest
+
+from monitorch_widget.record import Record
+
+
+def losses(train: list[float], val: list[float]) -> Record:
+    """A record with one run of training / validation epoch losses."""
+    record = Record()
+    record.start_run("r")
+    for epoch, (t, v) in enumerate(zip(train, val), 1):
+        record.plot_numerical_values(epoch, "Loss", {"Loss": {"train_loss mean": t, "val_loss mean": v}})
+        record.close_row()
+    return record
+
+
+def checks_of(record: Record, check: str) -> list:
+    return [f for f in record.health.findings(0) if f.check == check]
+
+
+# --- A: overfitting ---------------------------------------------------------------------------------------------
+
+def test_a_collapsed_run_whose_training_loss_stays_near_its_start_is_not_overfitting():
+    """Trial r7 #3 ('diverge': SGD lr=3 on digits, collapsed to chance): the training loss wobbles around ln 10
+    (2.353 -> 2.946 -> 2.342 ... 2.279) while the validation loss rises 43% above its epoch-1 best. By hand: GL =
+    100 (3.2427 / 2.2655 - 1) = 43 > 5 and the training loss is below its value at the best validation epoch (the
+    old rule fired), but it fell only (2.3532 - 2.2793) / 2.3532 = 3.1% < overfit_fit (10%)."""
+    train = [2.3532, 2.9462, 2.3419, 2.3514, 2.2939, 2.3135, 2.3082, 2.2793]
+    val = [2.2655, 2.3613, 2.4148, 2.3006, 2.3143, 2.3015, 2.3008, 3.2427]
+    assert 100 * (val[-1] / val[0] - 1) > 5 and train[-1] < train[0]  # the old rule's condition holds
+    assert (train[0] - train[-1]) / train[0] < 0.1
+    assert checks_of(losses(train, val), "overfitting") == []
+    # the same validation curve with a training loss that fell by 20% since the best validation epoch is overfitting
+    fitted = train[:7] + [0.8 * train[0]]
+    found = checks_of(losses(fitted, val), "overfitting")
+    assert [f.since for f in found] == [8] and found[0].value == pytest.approx(100 * (val[-1] / val[0] - 1))
+    assert "fell 20% below its value there" in found[0].message
+
+
+def test_no_overfitting_while_the_training_loss_diverges():
+    """Trial r7 #3 ('diverge2': tanh MLP, SGD lr=8): overfitting fired beside an active critical divergence. By hand:
+    the training loss 10 -> 1 -> 8 is 8x its best and gave back (8 - 1) / (10 - 1) = 78% >= 25% of its fall
+    (divergence); it is also 20% below its value at the best validation epoch (epoch 1), and GL = 100 (7 / 5 - 1)
+    = 40 > 5: the old rule called it overfitting (epoch 2: GL 2, not yet). Once the divergence ends (epoch 4:
+    1.2 < 1.5x 1) it is."""
+    record = losses([10.0, 1.0, 8.0, 1.2], [5.0, 5.1, 7.0, 7.0])
+    divergence = checks_of(record, "divergence")
+    assert [(f.since, f.until) for f in divergence] == [(3, 4)]
+    assert [(f.since, f.until) for f in checks_of(record, "overfitting")] == [(4, None)]
+
+
+# --- B: update_ratio while the ratio cannot be measured -------------------------------------------------------------
+
+def ratios(rows: list[dict[str, tuple[float, float]]]) -> Record:
+    """A record of per-step update ratios (ParameterUpdateGeometry's ``Weight Update Ratio``: mean, max)."""
+    from monitorch_widget.lens.base import TagAttributes, TagType
+
+    record = Record()
+    record.register_tags("Weight Update Ratio", TagAttributes(False, False, True, TagType.NUMERICAL))
+    record.start_run("r", {g: "Linear" for g in rows[0]})
+    for epoch, row in enumerate(rows, 1):
+        record.plot_numerical_values(epoch, "Weight Update Ratio", {g: {"mean": m, "max": x} for g, (m, x) in row.items()})
+        record.close_row()
+    return record
+
+
+NAN = float("nan")
+
+
+def test_a_learning_rate_too_high_stays_the_finding_while_the_ratio_is_nan():
+    """Trial r7 #5: once the weights are NaN the ratio is left out (NaN), and the 'learning rate too high' finding
+    resolved at the next epoch. A value that cannot be measured is not a condition that stopped holding: it stays
+    active with the last measured value (epoch 1: mean 0.5, max 2 >= 1: critical), on the layer that is NaN
+    while another layer is measured (row 2), and when no layer is (row 3: the check used to be skipped); a
+    measured ratio back in range resolves it (row 4)."""
+    record = ratios([{"0": (0.5, 2.0), "2": (1e-3, 2e-3)}, {"0": (NAN, NAN), "2": (1e-3, 2e-3)},
+                     {"0": (NAN, NAN), "2": (NAN, NAN)}, {"0": (1e-3, 2e-3), "2": (1e-3, 2e-3)}])
+    found = checks_of(record, "update_ratio")
+    assert [(f.layer, f.since, f.until, f.severity, f.value) for f in found] == [("0", 1, 4, "critical", 0.5)]
+    assert "in epoch 1" in found[0].message and "no finite ratio since" in found[0].message
+    assert "update_ratio" not in record.health.skipped
+
+
+def test_sgd_blown_up_to_nan_keeps_naming_the_learning_rate():
+    """Trial r7 #5 ('nan': SGD lr=1e4 on digits): NaN within epoch 1, all NaN from epoch 2. By hand (plain torch,
+    the same steps): epoch 1's finite per-step ratios ||w_after - w_before|| / ||w_before|| of layer '0'; the
+    finding holds that mean to the end of the run."""
+    import math
+    import warnings
+
+    import torch
+    from torch import nn
+
+    from monitorch_widget import PyTorchInspector
+    from monitorch_widget.lens import LossMetrics, ParameterUpdateGeometry
+
+    load_digits = pytest.importorskip("sklearn.datasets").load_digits
+    d = load_digits()
+    X, y = torch.tensor(d.data[:256] / 16.0, dtype=torch.float32), torch.tensor(d.target[:256])
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=1e4)
+    loss_fn = nn.CrossEntropyLoss()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # coverage notices, NaN notices
+        ins = PyTorchInspector([LossMetrics(loss_fn=loss_fn), ParameterUpdateGeometry(opt)], module=model,
+                               visualizer="none")
+        first: list[float] = []
+        for e in range(3):
+            for i in range(0, len(X), 64):
+                before = model[0].weight.detach().clone()
+                opt.zero_grad()
+                loss_fn(model(X[i:i + 64]), y[i:i + 64]).backward()
+                opt.step()
+                r = float((model[0].weight.detach() - before).norm() / before.norm())
+                if e == 0 and math.isfinite(r):
+                    first.append(r)
+            ins.tick_epoch()
+    assert not torch.isfinite(model[0].weight).all()  # the weights are NaN by the end
+    assert first and sum(first) / len(first) > 0.1
+    found = {f.layer: f for f in ins.findings if f.check == "update_ratio"}
+    assert found["0"].active and found["0"].since == 1
+    assert found["0"].value == pytest.approx(sum(first) / len(first), rel=1e-3)
+    assert "learning rate is likely too high" in found["0"].message
+    ins.detach()
+
+
+def ratios_and_deaths(rows: list[tuple[float, float]]) -> Record:
+    """Layer '0' (Linear): per-step update ratio mean; layer '1' (ReLU): death rate; one row per pair."""
+    from monitorch_widget.lens.base import TagAttributes, TagType
+
+    record = Record()
+    record.register_tags("Weight Update Ratio", TagAttributes(False, False, True, TagType.NUMERICAL))
+    record.start_run("r", {"0": "Linear", "1": "ReLU"})
+    for epoch, (ratio, death) in enumerate(rows, 1):
+        record.plot_numerical_values(epoch, "Weight Update Ratio", {"0": {"mean": ratio, "max": 2 * ratio}})
+        record.plot_probabilities(epoch, "Output Activations",
+                                  OrderedDict([("1", {"activation_rate": 0.05, "death_rate": death})]))
+        record.close_row()
+    return record
+
+
+def test_units_killed_by_steps_far_too_large_name_those_steps_after_the_ratio_calmed():
+    """Trial r7 #5 ('diverge': SGD lr=3): the update ratio was far too high in epoch 1 (0.37) and normal once the
+    units had died (dead units stop moving), so its finding resolved and no final finding named the learning rate.
+    The ratio finding resolves, as measured; the dead layer names the epoch-1 steps and says to lower the learning
+    rate first. Without the earlier overshoot the dead-layer advice is unchanged."""
+    record = ratios_and_deaths([(0.37, 0.29), (2e-3, 0.69), (1e-3, 0.87), (1e-3, 0.93)])
+    ratio = checks_of(record, "update_ratio")
+    assert [(f.since, f.until) for f in ratio] == [(1, 2)]
+    dead = checks_of(record, "dead_layer")
+    assert len(dead) == 1 and dead[0].active and dead[0].since == 2
+    assert "In epoch 1 the steps moved the weights of layer '0' by 0.37 of their norm" in dead[0].message
+    assert dead[0].advice.startswith("lower the learning rate")
+    calm = checks_of(ratios_and_deaths([(1e-3, 0.29), (2e-3, 0.69), (1e-3, 0.87), (1e-3, 0.93)]), "dead_layer")
+    assert "In epoch" not in calm[0].message and not calm[0].advice.startswith("lower the learning rate")
+
+
+# --- C: knock-on dead layers, cross-references, the critical cut-off -----------------------------------------------
+
+def test_a_layer_dead_because_the_layer_feeding_it_died_points_upstream():
+    """Trial r7 #6 ('dead_init'): the first Linear initialised negative on inputs >= 0, so ReLU '1' is 100% dead
+    (by hand); ReLU '3' then sees Linear '2''s bias alone, and the units whose bias is <= 0 are silent (its death
+    rate by hand, per batch). Its dead_layer finding points at layer '1', not at dropout or a narrower layer. The
+    starved layers' update_ratio finding says "see dead_layer" only once that finding exists (epoch 3)."""
+    import warnings
+
+    import torch
+    from torch import nn
+
+    from monitorch_widget import PyTorchInspector
+    from monitorch_widget.lens import LossMetrics, OutputActivation, ParameterGradientGeometry, ParameterUpdateGeometry
+
+    load_digits = pytest.importorskip("sklearn.datasets").load_digits
+    d = load_digits()
+    X, y = torch.tensor(d.data[:512] / 16.0, dtype=torch.float32), torch.tensor(d.target[:512])
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10))
+    with torch.no_grad():
+        model[0].weight.uniform_(-0.5, 0.0)
+        model[0].bias.fill_(-0.1)
+    silent: dict[str, list[float]] = {"1": [], "3": []}
+    for k in silent:
+        model[int(k)].register_forward_hook(
+            lambda m, i, out, k=k: silent[k].append((out.abs() <= 1e-8).all(0).float().mean().item()))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = nn.CrossEntropyLoss()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # coverage notices
+        ins = PyTorchInspector([LossMetrics(loss_fn=loss_fn), OutputActivation(), ParameterGradientGeometry(),
+                                ParameterUpdateGeometry(opt)], module=model, visualizer="none")
+    said = []
+    for _ in range(3):
+        for v in silent.values():
+            v.clear()
+        for i in range(0, len(X), 64):
+            opt.zero_grad()
+            loss_fn(model(X[i:i + 64]), y[i:i + 64]).backward()
+            opt.step()
+        ins.tick_epoch()
+        said.append(next(f.message for f in ins.findings if f.check == "update_ratio"))
+    assert sum(silent["1"]) / len(silent["1"]) == 1.0
+    knock_on = sum(silent["3"]) / len(silent["3"])
+    assert 0.3 <= knock_on < 0.9  # by hand: dead_layer's warning range
+    dead = {f.layer: f for f in ins.findings if f.check == "dead_layer"}
+    assert dead["1"].severity == "critical"
+    assert dead["3"].value == pytest.approx(knock_on, abs=1e-6)
+    assert "Before it, layer '1' is dead" in dead["3"].message
+    assert dead["3"].advice.startswith("revive layer '1' first") and "add dropout" not in dead["3"].advice
+    assert "dead_layer once it lasts 3 epochs" in said[0] and "see dead_layer" not in said[0] + said[1]
+    assert "layer '1' is dead: see dead_layer" in said[2]
+    ins.detach()
+
+
+def test_a_layer_nine_tenths_dead_gets_the_constant_layer_advice():
+    """Trial r7 #6: layers 93-94% dead after an lr blow-up got "add dropout / make it narrower" (the critical advice
+    began at 95%). From dead_critical_rate = 0.9 on it is critical, and no dying_layer calls it over capacity."""
+    record = Record()
+    record.start_run("r", {"1": "ReLU", "3": "ReLU", "5": "ReLU"})
+    for epoch in range(1, 4):
+        record.plot_probabilities(epoch, "Output Activations", OrderedDict(
+            (g, {"activation_rate": 0.5, "death_rate": d}) for g, d in (("1", 0.93), ("3", 0.05), ("5", 0.05))))
+        record.close_row()
+    dead = checks_of(record, "dead_layer")
+    assert [(f.layer, f.severity) for f in dead] == [("1", "critical")]
+    assert "bias and initialisation" in dead[0].advice and "narrower" not in dead[0].advice
+    assert checks_of(record, "dying_layer") == []
+
+
+# --- D: exploding_gradient against the layer's own level --------------------------------------------------------------
+
+def gradient_norms(norms: dict[str, list[float]]) -> Record:
+    from monitorch_widget.lens.base import TagAttributes, TagType
+
+    record = Record()
+    record.register_tags("Weight Gradient Norm", TagAttributes(False, False, True, TagType.NUMERICAL))
+    record.start_run("r", {g: "Linear" for g in norms})
+    for e in range(len(next(iter(norms.values())))):
+        record.plot_numerical_values(e + 1, "Weight Gradient Norm", {g: {"mean": v[e]} for g, v in norms.items()})
+        record.close_row()
+    return record
+
+
+#: trial r7 'diverge' (SGD lr=3, ReLU MLP on digits): layer '0''s mean weight-gradient norm per epoch, by hand
+COLLAPSED = [0.354, 0.964, 0.335, 0.0129, 0.121, 0.00291, 0.00754]
+
+
+def test_a_collapsed_layers_gradient_coming_back_to_an_ordinary_size_is_not_an_explosion():
+    """Trial r7 #7: epoch 8's 0.0781 is 10.4x the median 7.54e-3 of epochs 5-7 (the old rule: critical), but the
+    layer's median over epochs 2-4 was 0.335 (by hand): 0.0781 is a quarter of its level before it collapsed."""
+    assert 0.0781 >= 10 * sorted(COLLAPSED[-3:])[1]
+    record = gradient_norms({"0": COLLAPSED + [0.0781]})
+    assert checks_of(record, "exploding_gradient") == []
+    # a jump a decade above the layer's level before its fall is an explosion, and is said so
+    found = checks_of(gradient_norms({"0": COLLAPSED + [5.0]}), "exploding_gradient")
+    assert [(f.layer, f.since, f.severity) for f in found] == [("0", 8, "critical")]
+    assert "15x its median 0.335 before its recent fall to 7.54e-03" in found[0].message
+    # a calm layer's jump is judged against its recent median, as before
+    calm = checks_of(gradient_norms({"0": [1.0, 1.1, 0.9, 1.0, 1.05, 0.95, 12.0]}), "exploding_gradient")
+    assert [f.since for f in calm] == [7] and "12x its recent median 1" in calm[0].message
