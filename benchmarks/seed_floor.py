@@ -15,7 +15,8 @@ blocks on deep copies of one model. Variants, each a set of hooks at exactly the
 * ``activations at pass end, copies`` / ``refs`` - the same, but the activation outputs only cloned (or only
   referenced) in their hooks and counted for all three sites at once at the end of the forward pass (flatten,
   ``abs_``, ``gt``, ``mul``, ``index_add_``): what batching the activation sites would save;
-* ``ours`` - ``PyTorchInspector`` with the seed lens set (``visualizer='none'``; its tick is outside the blocks).
+* ``ours`` - ``PyTorchInspector`` with the seed lens set (``visualizer='none'``; no tick in the blocks);
+* each lens alone: its ops with no bookkeeping against ours, to tell where our Python costs.
 
 Reported: µs per step and the excess over ``bare`` (median of the repetitions). Measured on the development
 machine (2-core VM, load < 1): see benchmarks/README.md, "Sixth round".
@@ -70,17 +71,21 @@ def _widths(model: nn.Module) -> list[int]:
     return out
 
 
-def _same_ops(batched: str | None) -> Callable[[nn.Module, nn.Module, torch.optim.Optimizer], None]:
-    """The ops our hooks run (module docstring); ``batched``: the activation outputs counted together at the end
-    of the forward pass, 'copy' (cloned in their hooks) or 'ref' (referenced), instead of in their hooks."""
+def _same_ops(batched: str | None, parts: str = "LOG") -> Callable[[nn.Module, nn.Module, torch.optim.Optimizer], None]:
+    """The ops our hooks run (module docstring) for the lenses in ``parts`` (L: LossMetrics, O: OutputActivation,
+    G: ParameterGradientActivation); ``batched``: the activation outputs counted together at the end of the
+    forward pass, 'copy' (cloned in their hooks) or 'ref' (referenced), instead of in their hooks."""
     def install(model: nn.Module, loss_fn: nn.Module, opt: torch.optim.Optimizer) -> None:
         acts, widths = _activations(model), _widths(model)
         model.register_forward_pre_hook(_noop)
-        opt.register_step_pre_hook(_noop)
-        opt.register_step_post_hook(_noop)
+        if "G" in parts:
+            opt.register_step_pre_hook(_noop)
+            opt.register_step_post_hook(_noop)
         eps, zero = torch.tensor(1e-8), torch.tensor(0.0)
         at = [0]
-        if batched is None:
+        if "O" not in parts:
+            pass
+        elif batched is None:
             for m, width in zip(acts, widths):
                 rows = list(torch.zeros(_ROWS, width).unbind(0))
                 checks = list(torch.zeros(_ROWS).unbind(0))
@@ -118,7 +123,10 @@ def _same_ops(batched: str | None) -> Callable[[nn.Module, nn.Module, torch.opti
                 m.register_forward_hook(stash_hook)
             model.register_forward_hook(pass_end)
         losses = list(torch.zeros(_ROWS, 1).unbind(0))
-        loss_fn.register_forward_hook(lambda mod, args, out: losses[at[0]].copy_(out.detach()) and None)
+        if "L" in parts:
+            loss_fn.register_forward_hook(lambda mod, args, out: losses[at[0]].copy_(out.detach()) and None)
+        if "G" not in parts:
+            return
         params = list(model.parameters())
         n_el = sum(p.numel() for p in params)
         index = torch.randint(0, 80, (2 * n_el,))
@@ -145,12 +153,15 @@ def _same_ops(batched: str | None) -> Callable[[nn.Module, nn.Module, torch.opti
     return install
 
 
-def _ours(model: nn.Module, loss_fn: nn.Module, opt: torch.optim.Optimizer) -> Any:
-    import monitorch_widget as mw
-    from monitorch_widget import lens
+def _ours(parts: str = "LOG") -> Callable[[nn.Module, nn.Module, torch.optim.Optimizer], Any]:
+    def install(model: nn.Module, loss_fn: nn.Module, opt: torch.optim.Optimizer) -> Any:
+        import monitorch_widget as mw
+        from monitorch_widget import lens
 
-    return mw.PyTorchInspector([lens.LossMetrics(loss_fn=loss_fn), lens.OutputActivation(),
-                                lens.ParameterGradientActivation()], visualizer="none", module=model)
+        chosen = {"L": lambda: lens.LossMetrics(loss_fn=loss_fn), "O": lens.OutputActivation,
+                  "G": lens.ParameterGradientActivation}
+        return mw.PyTorchInspector([chosen[p]() for p in parts], visualizer="none", module=model)
+    return install
 
 
 VARIANTS: dict[str, Callable[..., Any] | None] = {
@@ -159,7 +170,13 @@ VARIANTS: dict[str, Callable[..., Any] | None] = {
     "same ops, no bookkeeping": _same_ops(None),
     "  activations at pass end, copies": _same_ops("copy"),
     "  activations at pass end, refs": _same_ops("ref"),
-    "ours": _ours,
+    "ours": _ours(),
+    "same ops: LossMetrics only": _same_ops(None, "L"),
+    "ours: LossMetrics only": _ours("L"),
+    "same ops: OutputActivation only": _same_ops(None, "O"),
+    "ours: OutputActivation only": _ours("O"),
+    "same ops: gradient activation only": _same_ops(None, "G"),
+    "ours: gradient activation only": _ours("G"),
 }
 
 

@@ -18,7 +18,7 @@ from torch import nn
 from . import attachments
 from .collect.compiled import CompiledGraphs
 from .collect.faults import MonitorNotice
-from .collect.held_hooks import HeldHook
+from .collect.held_hooks import RootHook
 from .collect.model_growth import ModelGrowth
 from .collect.model_tree import alias_notice, attached_graphs, traverse
 from .collect.optimizer_steps import STEPS, StepCounter
@@ -59,7 +59,7 @@ def attach(ins: PyTorchInspector, module: nn.Module, run_name: str | None) -> No
     ins._model = model
     # every forward pass of the model is a monitor call: held values go out, queued view requests run
     # (a pre-hook: a request that changes hooks never lands in the middle of a pass)
-    ins._pump_handle = graphs.call_root.register_forward_pre_hook(HeldHook(ins._pump_hook))
+    ins._pump_handle = graphs.call_root.register_forward_pre_hook(RootHook(ins._pump_hook))
     ins._growth = ModelGrowth(model)  # modules / parameters added from now on are named at the next tick
     ins._steps = StepCounter(model)  # optimizer steps of this run (the charts' "step" x axis)
     ins._steps_at_tick = 0

@@ -141,6 +141,7 @@ class PyTorchInspector:
             if WAITING:  # a backward pass raised before its end-of-pass reads (collect/gradient_reading.py)
                 recover_lost_reads()
             self._live.pump()
+            self._ctx.passes[0] += 1  # the loss hook tells the model's losses from a copy's (collect/held_hooks.py)
             # counted after the pump: a view's resume queued before this pass is immediate
             # (grad on in eval mode: training in eval mode, or a slip)
             self._passes[0 if _module.training else 1 if torch.is_grad_enabled() else 2] += 1

@@ -20,7 +20,7 @@ from helpers import rates_by_hand
 from torch import nn
 
 import monitorch_widget as mw
-from monitorch_widget.collect.held_hooks import ignore
+from monitorch_widget.collect.held_hooks import _count_copy_pass, ignore
 from monitorch_widget.lens import LossMetrics, OutputActivation, ParameterGradientActivation, ParameterUpdateGeometry
 
 OA = "Output Activations"
@@ -63,7 +63,9 @@ def test_deepcopy_with_the_widget_built_trains_unwatched_and_the_original_keeps_
         if step == 2:  # the early-stopping copy, mid-epoch
             best = copy.deepcopy(model)
             best_opt = torch.optim.SGD(best.parameters(), lr=0.1)
-            assert _module_hooks(best) and all(h is ignore for h in _module_hooks(best))
+            # every hook a no-op, but the root pre-hook, which counts the copy's passes (its losses are its own)
+            assert _module_hooks(best) and all(h is ignore for h in _module_hooks(best) if h is not _count_copy_pass)
+            assert list(best._forward_pre_hooks.values()).count(_count_copy_pass) == 1
             assert all(not p._post_accumulate_grad_hooks for p in best.parameters())
             for _ in range(3):  # the copy trains on other data (its own loss module: the watched one records
                 # every call, whichever model made its input)
@@ -86,11 +88,74 @@ def test_torch_save_of_the_model_and_the_loss_module_round_trips_without_the_mon
         torch.save(obj, buf)
         buf.seek(0)
         loaded = torch.load(buf, weights_only=False)
-        assert _module_hooks(loaded) and all(h is ignore for h in _module_hooks(loaded))
-    assert all(h is ignore for h in _module_hooks(pickle.loads(pickle.dumps(model))))
+        assert _module_hooks(loaded) and all(h in (ignore, _count_copy_pass) for h in _module_hooks(loaded))
+    assert all(h in (ignore, _count_copy_pass) for h in _module_hooks(pickle.loads(pickle.dumps(model))))
     with torch.no_grad():
         assert float(loaded(model(x), y)) == pytest.approx(float(nn.CrossEntropyLoss()(model(x), y)))
     losses.append(_step(model, opt, loss_fn, x, y))  # the original is still watched
     ins.tick_epoch()
+    assert ins.history.series("Loss", "Loss", "train_loss mean")[-1] == pytest.approx(np.mean(losses), rel=1e-6)
+    ins.detach()
+
+
+def test_a_copy_evaluated_or_trained_with_the_shared_loss_module_does_not_feed_the_original_s_loss():
+    """Trial r8: the loss module is shared with the copy (the usual best-checkpoint copy is evaluated with the same
+    criterion), so the copy's losses went into the original's Loss panel (val_loss 2.31430 where the original's own
+    was 2.31276). A call after a copy's pass, with no pass of the watched model in between, is the copy's: not
+    counted, said once; the original's values equal hand means of its own losses."""
+    model, opt, loss_fn, ins = _watched()
+    gen = torch.Generator().manual_seed(3)
+    train, val = [], []
+    with pytest.warns(mw.MonitorNotice, match="copy of the watched model") as caught:
+        for epoch in range(2):
+            model.train()
+            for _ in range(3):
+                x, y = torch.randn(8, 4, generator=gen), torch.randint(0, 3, (8,), generator=gen)
+                train.append(_step(model, opt, loss_fn, x, y))
+            best = copy.deepcopy(model)
+            best_opt = torch.optim.SGD(best.parameters(), lr=0.1)
+            for _ in range(2):  # the copy trains with the shared criterion, two losses per pass
+                xb, yb = torch.randn(8, 4, generator=gen), torch.randint(0, 3, (8,), generator=gen)
+                best_opt.zero_grad()
+                (loss_fn(best(xb), yb) + loss_fn(best(xb), yb)).backward()
+                best_opt.step()
+            model.eval()
+            best.eval()
+            with torch.no_grad():
+                for _ in range(2):
+                    xv, yv = torch.randn(8, 4, generator=gen), torch.randint(0, 3, (8,), generator=gen)
+                    val.append(float(loss_fn(model(xv), yv)))
+                    loss_fn(best(xv), yv)  # the best-checkpoint copy evaluated on the same batch
+            ins.tick_epoch()
+    assert sum("copy of the watched model" in str(w.message) for w in caught) == 1
+    h = ins.history
+    np.testing.assert_allclose(h.series("Loss", "Loss", "train_loss mean"), [np.mean(train[:3]), np.mean(train[3:])],
+                               rtol=1e-6)
+    np.testing.assert_allclose(h.series("Loss", "Loss", "val_loss mean"), [np.mean(val[:2]), np.mean(val[2:])],
+                               rtol=1e-6)
+    ins.detach()
+
+
+def test_a_teacher_copy_run_before_the_student_s_loss_leaves_that_loss_counted():
+    """A mean teacher (an EMA copy) runs between the student's forward pass and its loss: both models ran since the
+    last loss call, so the loss is the watched model's (counted); the teacher's own loss call after it is not."""
+    model, opt, loss_fn, ins = _watched()
+    teacher = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(4)
+    losses = []
+    with pytest.warns(mw.MonitorNotice, match="copy of the watched model"):
+        for _ in range(4):
+            x, y = torch.randn(8, 4, generator=gen), torch.randint(0, 3, (8,), generator=gen)
+            opt.zero_grad()
+            out = model(x)
+            with torch.no_grad():
+                t_out = teacher(x)
+            task = loss_fn(out, y)
+            (task + 0.1 * (out - t_out).pow(2).mean()).backward()
+            opt.step()
+            losses.append(float(task))
+            with torch.no_grad():
+                loss_fn(teacher(x), y)  # the teacher's own loss, after a pass of the teacher alone
+        ins.tick_epoch()
     assert ins.history.series("Loss", "Loss", "train_loss mean")[-1] == pytest.approx(np.mean(losses), rel=1e-6)
     ins.detach()

@@ -70,6 +70,8 @@ class LensContext:
         #: frozen parameters holding a .grad already named (lens/frozen.py): once per inspector, by whichever
         #: gradient lens sees them first (two lenses watching the same parameter say it once)
         self.said_frozen: set[str] = set()
+        #: forward passes of the attached model so far (the inspector's root pre-hook counts them; never reset)
+        self.passes = [0]
 
 
 class AbstractLens:

@@ -11,17 +11,23 @@ from torch import nn
 
 from ..collect.compiled import in_graph
 from ..collect.faults import FaultLog, MonitorNotice
-from ..collect.held_hooks import NotCopied
+from ..collect.held_hooks import COPY_PASSES, NotCopied
 from ..collect.hooks import ScalarSite, Site
 from ..collect.summary import RANGE_NAMES, Summary, as_method_list
 from .base import AbstractLens, Call, TagAttributes, TagType
 
 
 class _LossHook(NotCopied):
-    """Forward hook on the loss module: the batch's loss goes to the train or the validation site."""
+    """Forward hook on the loss module: the batch's loss goes to the train or the validation site.
+
+    The loss module is shared with copies of the model (``copy.deepcopy(model)``: a best-checkpoint or EMA copy,
+    evaluated with the same criterion): a call after a copy's forward pass, with no pass of the watched model since
+    this hook last ran, is the copy's, and so are the calls after it until the watched model runs again. Those are
+    not counted (said once). Both runs since the last call (a mean teacher: student, teacher, then the loss): counted.
+    """
 
     def __init__(self, loss_fn: nn.Module, train: ScalarSite, val: ScalarSite, from_grad: bool,
-                 faults: FaultLog, lens: str) -> None:
+                 faults: FaultLog, lens: str, passes: list[int]) -> None:
         self.train = train
         self.val = val
         self.from_grad = from_grad
@@ -29,7 +35,23 @@ class _LossHook(NotCopied):
         self.lens = lens
         self.off = False
         self.averaged_warned = False
+        self.passes = passes  # the watched model's forward passes (LensContext.passes)
+        self.passes_seen = passes[0]
+        self.copies_seen = COPY_PASSES[0]
+        self.copy_losses = False  # the calls since the watched model's last pass are a copy's
         self.handle = loss_fn.register_forward_hook(self)
+
+    def _a_copys(self) -> bool:
+        """No pass of the watched model since the last call: whether this call's loss is a copy's (see the class
+        docstring)."""
+        copies = COPY_PASSES[0]
+        if copies != self.copies_seen:
+            self.copies_seen, self.copy_losses = copies, True
+            self.faults.report(self.lens, "loss_fn was called after a forward pass of a copy of the watched model "
+                               "(copy.deepcopy: a best-checkpoint or EMA copy evaluated with the same criterion), with "
+                               "no pass of the watched model in between: those losses are the copy's and are not "
+                               "counted. Attach an inspector to the copy to watch it", category=MonitorNotice)
+        return self.copy_losses
 
     def __call__(self, module: nn.Module, args: Any, out: Any) -> None:
         if in_graph():  # loss_fn traced into a graph compiled after attach: said at the tick
@@ -37,6 +59,12 @@ class _LossHook(NotCopied):
             return
         if self.off or not self.train.active:  # broken, or is_active_fn said no (both sites share the flag)
             return
+        passes = self.passes[0]
+        if passes != self.passes_seen:  # the usual call: the watched model ran since the last one
+            self.passes_seen, self.copies_seen, self.copy_losses = passes, COPY_PASSES[0], False
+        elif self.copy_losses or COPY_PASSES[0] != self.copies_seen:
+            if self._a_copys():
+                return
         try:
             training = torch.is_grad_enabled() if self.from_grad else module.training
             y = out.detach() if out.requires_grad else out
@@ -125,7 +153,7 @@ class LossMetrics(AbstractLens):
         self._train_site = ScalarSite("train loss", self.lens_name, faults, self._keep)
         self._val_site = ScalarSite("val loss", self.lens_name, faults, self._keep)
         self._register = _LossHook(loss_fn, self._train_site, self._val_site, self._from_grad, faults,
-                               self.lens_name)
+                                   self.lens_name, self.ctx.passes)
         self._sites = [self._train_site, self._val_site]
 
     def detach(self) -> None:
