@@ -14,6 +14,7 @@ from .collect.faults import MonitorNotice, MonitorWarning
 from .collect.rank_exchange import DistributedTickError
 from .inspector import PyTorchInspector
 from .record import HistoryFormatError, Record
+from .record.health import Finding, HealthConfig
 from .views.monitorch_adapter import WidgetVisualizer
 
 __version__ = "0.1.0"
@@ -28,5 +29,5 @@ def load(path):
     return _load(path)
 
 
-__all__ = ["DistributedTickError", "HistoryFormatError", "MonitorNotice", "MonitorWarning", "PyTorchInspector", "Record", "WidgetVisualizer",
-           "__version__", "load"]
+__all__ = ["DistributedTickError", "Finding", "HealthConfig", "HistoryFormatError", "MonitorNotice", "MonitorWarning",
+           "PyTorchInspector", "Record", "WidgetVisualizer", "__version__", "load"]

@@ -1,5 +1,6 @@
 """Edge cases of the geometry lenses, against values computed by hand with plain torch on the same tensors."""
 
+import copy
 import math
 import warnings
 
@@ -310,12 +311,16 @@ def test_update_geometry_without_optimizer_frozen_parameter_and_detach():
 def test_gradient_geometry_memory_is_two_gradient_copies_with_correlation():
     model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 3))
     with_corr, without = ParameterGradientGeometry(), ParameterGradientGeometry(compute_correlation=False)
-    ins, _ = inspector([with_corr, without], model)
+    twin = copy.deepcopy(model)  # one lens per inspector (two in one would write the same panels)
+    ins, _ = inspector([with_corr], model)
+    ins2, _ = inspector([without], twin)
     x, y = batch(torch.Generator().manual_seed(0))
     nn.functional.cross_entropy(model(x), y).backward()
+    nn.functional.cross_entropy(twin(x), y).backward()
     assert with_corr.bytes_held() == 2 * sum(p.numel() * 4 for p in model.parameters())
     assert without.bytes_held() == 0
     ins.tick_epoch()
+    ins2.tick_epoch()
 
 
 def test_correlation_panels_are_drawn_on_minus_one_to_one_and_norms_on_log_scale_when_asked(tmp_path):

@@ -306,3 +306,16 @@ def test_dying_advice_names_the_panel_its_rates_come_from_and_series_says_which_
     assert list(run.series("Loss", "Loss", "train_loss +σ", role="hi")) == [1.5, 0.75, 0.5]
     with pytest.raises(KeyError, match=r"is a 'hi' column, not 'line': pass role='hi'"):
         run.series("Loss", "Loss", "train_loss +σ")
+
+
+def test_health_config_is_importable_from_the_package_and_checked_when_made():
+    """Trial r8: the README's ``health=HealthConfig(dead_rate=0.5)`` had no import path at the top (ImportError),
+    and ``HealthConfig(dead_rate=30)`` was accepted until an inspector used it, though its docstring says it raises."""
+    from monitorch_widget import HealthConfig as Top
+
+    assert Top is HealthConfig and Top(dead_rate=0.5).dead_rate == 0.5
+    with pytest.raises(ValueError, match=r"HealthConfig\(dead_rate=30\): must be a number in \(0, 1\]"):
+        Top(dead_rate=30)
+    with pytest.raises(ValueError, match="unknown check"):
+        Top(enabled=("divergance",))
+    assert Top(enabled=["nonfinite"]).enabled == ("nonfinite",)

@@ -383,3 +383,19 @@ def test_step_axis_counts_only_the_attached_models_optimizer_steps():
     opt2.step()
     inspectors[0].tick_epoch()
     assert inspectors[0].history.current.steps == [3.0, 6.0, 7.0]
+
+
+def test_two_lenses_writing_the_same_panel_are_refused_and_split_parameter_lenses_are_not():
+    """Trial r8: ``OutputActivation()`` and ``OutputActivation(activation_aggregation='max')`` in one inspector wrote the
+    same panel: the max lens's 0.5234 replaced the mean lens's 0.5053, silently. Lenses watching other parameters
+    (weights in one, biases in the other) share only the warning panel, as in monitorch."""
+    from monitorch_widget.lens import LossMetrics, ParameterGradientActivation
+
+    with pytest.raises(ValueError, match=r"lenses\[1\] \(OutputActivation\) and lenses\[0\] \(OutputActivation\) both "
+                                         r"write the panel 'Output Activations'"):
+        PyTorchInspector([OutputActivation(), OutputActivation(activation_aggregation="max")], visualizer="none")
+    with pytest.raises(ValueError, match="both write the panel 'Loss'"):
+        PyTorchInspector([LossMetrics(), LossMetrics(metrics=["acc"])], visualizer="none")
+    ins = PyTorchInspector([ParameterGradientActivation(parameters=["weight"]),
+                            ParameterGradientActivation(parameters=["bias"])], visualizer="none")
+    assert len(ins.lenses) == 2

@@ -107,7 +107,7 @@ def test_a_copy_evaluated_or_trained_with_the_shared_loss_module_does_not_feed_t
     gen = torch.Generator().manual_seed(3)
     train, val = [], []
     with pytest.warns(mw.MonitorNotice, match="copy of the watched model") as caught:
-        for epoch in range(2):
+        for _ in range(2):
             model.train()
             for _ in range(3):
                 x, y = torch.randn(8, 4, generator=gen), torch.randint(0, 3, (8,), generator=gen)

@@ -73,6 +73,11 @@ class HealthConfig:
     accuracy_metric: str | None = None  # Metrics key to read (None: the first key naming val and acc)
     enabled: tuple[str, ...] | None = None
 
+    def __post_init__(self) -> None:  # checked when made (and by dataclasses.replace), as the docstring says
+        if self.enabled is not None and not isinstance(self.enabled, str):
+            object.__setattr__(self, "enabled", tuple(self.enabled))
+        self.validated()
+
     def validated(self) -> HealthConfig:
         """``self`` after checking every value; raises ``ValueError`` naming the field and its range."""
         shares = ("dead_rate", "dead_critical_rate", "dying_gap", "dying_rise", "stalled_improvement",
