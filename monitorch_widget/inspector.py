@@ -8,7 +8,6 @@ the record stores them as one row -> views (widget sync, print, a user's visuali
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -18,12 +17,12 @@ from torch import nn
 from . import attaching, attachments, ticking
 from .collect.activity import ActivityGate, InspectorState
 from .collect.compiled import in_graph
-from .collect.faults import FaultLog, MonitorNotice, MonitorWarning
+from .collect.faults import FaultLog, MonitorNotice
 from .collect.gradient_reading import WAITING, recover_lost_reads
 from .collect.model_growth import ModelGrowth
 from .collect.optimizer_steps import StepCounter
 from .collect.progress import IntraEpochUpdates
-from .collect.pushes import Pushes, check_number
+from .collect.pushes import Pushes, check_number, checked_metric
 from .collect.rank_exchange import RankExchange, say_active_differs, world
 from .lens.base import AbstractLens, LensContext
 from .lens.lens_list import check_lenses
@@ -51,6 +50,10 @@ class PyTorchInspector:
     ``health``: the health checks' thresholds (default ``HealthConfig()``; README "Health checks").
     ``distributed_timeout``: under ``torch.distributed``, the seconds a rank waits at ``tick_epoch()`` for
     the other ranks before raising ``DistributedTickError`` (README "Distributed training").
+
+    ``inspector.history`` is the :class:`~monitorch_widget.record.Record`: ``history.series(panel, group, key)``
+    gives one line's per-epoch values (numpy), ``history.runs`` every run; ``inspector.widget`` the live widget;
+    ``inspector.findings`` the current run's health findings.
     """
 
     def __init__(self, lenses: list[AbstractLens], *, visualizer: Any = None, module: nn.Module | None = None,
@@ -214,20 +217,20 @@ class PyTorchInspector:
 
     # --- explicit values ---------------------------------------------------------------------------
     def push_metric(self, name: str, value: float, *, running: bool = True) -> None:
-        if not isinstance(name, str):
-            raise TypeError(f"push_metric(name=...) must be a str, got {type(name).__name__}")
-        number = check_number(value, f"push_metric({name!r}, value)")
-        if name not in self._declared_metrics and name not in (self._train_loss_str, self._non_train_loss_str) \
-                and name not in self._warned_metrics:
-            self._warned_metrics.add(name)
-            declared = ", ".join(sorted(self._declared_metrics)) or "(none)"
-            warnings.warn(f"push_metric({name!r}): no lens declared this metric, so it is not plotted; declared "
-                          f"metrics: {declared}. Add it with LossMetrics(metrics=[...]) if it is not a typo.",
-                          MonitorWarning, stacklevel=2)
+        """Record one value of metric ``name`` (declared with ``LossMetrics(metrics=[...])``) for this epoch:
+        a float, int or one-element tensor (a tensor is read at the tick, not now: no host sync). The epoch shows
+        the metric's aggregation over its pushed values. An undeclared name is kept but not plotted (one
+        ``MonitorWarning``); ``TypeError`` for a name that is not a str or a value that is not a number.
+        ``running`` is accepted as monitorch's and has no effect."""
+        number = checked_metric(name, value, self._declared_metrics, (self._train_loss_str, self._non_train_loss_str),
+                                self._warned_metrics)
         self._pushes.push(name, number)
         self._pump()
 
     def push_loss(self, value: float, *, train: bool, running: bool = True) -> None:
+        """Record one loss value of this epoch, as a training loss (``train=True``) or a validation loss: for a
+        loss that no ``LossMetrics(loss_fn=...)`` hook sees (a framework's, a hand-written one). A float, int or
+        one-element tensor (read at the tick: no host sync)."""
         number = check_number(value, "push_loss(value)")
         self._pushes.push(self._train_loss_str if train else self._non_train_loss_str, number)
         self._pump()
@@ -295,17 +298,10 @@ class PyTorchInspector:
         """Yield from ``iterable``, ticking after each item (one item = one epoch). A ``break`` leaves the epoch it
         broke out of unticked (as monitorch: the tick runs when the loop asks for the next item): call
         :meth:`tick_epoch` after the loop to write it."""
-        started = False
-        for item in iterable:
-            if started:
-                self.tick()
-            started = True
-            yield item
-        if started:
-            self.tick()
-            self._live.finish()  # the loop's last tick: nothing may wait for an end-of-cell event
+        return ticking.ticked(self, iterable)
 
     def range(self, *args: int, **kwargs: int) -> Iterator[int]:
+        """``self.iter(range(*args))``: ``for epoch in inspector.range(10):`` ticks after each epoch's body."""
         return self.iter(range(*args, **kwargs))
 
     def to_html(self, path: Any, *, title: str | None = None) -> Any:
@@ -313,6 +309,8 @@ class PyTorchInspector:
         return self.history.to_html(path, title=title)
 
     def save(self, path: Any) -> None:
+        """Write the record (every run's final rows and findings) as one JSON file; ``monitorch_widget.load(path)``
+        reads it back. An epoch in progress is not written (its row is not final yet)."""
         self.history.save(path)
 
     def __repr__(self) -> str:

@@ -10,6 +10,7 @@ visualizer's ``on_tick`` runs. A lens or a visualizer that raises is reported on
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .collect.faults import FaultLog
@@ -118,3 +119,17 @@ def provisional(ins: PyTorchInspector) -> None:
     for lens, calls in results:
         lens.vizualize(record, ins.state.counter, calls)
     ins._pump()
+
+
+def ticked(ins: PyTorchInspector, iterable: Iterable[Any]) -> Iterator[Any]:
+    """:meth:`PyTorchInspector.iter`: ``iterable``'s items, a tick after each (before the next is asked for, and
+    after the last); the last tick sends what the live widget holds back (no end-of-cell event may follow)."""
+    started = False
+    for item in iterable:
+        if started:
+            ins.tick()
+        started = True
+        yield item
+    if started:
+        ins.tick()
+        ins._live.finish()

@@ -9,11 +9,14 @@ single copy to the host with everything the hooks gathered (and across ranks, th
 from __future__ import annotations
 
 import numbers
+import warnings
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
 import torch
 
+from .faults import MonitorWarning
 from .streams import Pending, StatStream
 from .summary import Summary
 
@@ -32,6 +35,23 @@ def check_number(value: Any, argument: str) -> float | torch.Tensor:
         raise TypeError(f"{argument} must be a real number (int, float, numpy scalar or 1-element tensor), "
                         f"got {type(value).__name__}: {value!r}")
     return float(value)
+
+
+def checked_metric(name: Any, value: Any, declared: Collection[str], losses: Collection[str],
+                   warned: set[str]) -> float | torch.Tensor:
+    """``push_metric(name, value)``'s arguments checked: ``TypeError`` for a non-str name, :func:`check_number`'s
+    errors for the value; a name neither ``declared`` (the lenses' metrics) nor a loss name is warned about once
+    (``warned``) with the declared ones: the likely typo."""
+    if not isinstance(name, str):
+        raise TypeError(f"push_metric(name=...) must be a str, got {type(name).__name__}")
+    number = check_number(value, f"push_metric({name!r}, value)")
+    if name not in declared and name not in losses and name not in warned:
+        warned.add(name)
+        names = ", ".join(sorted(declared)) or "(none)"
+        warnings.warn(f"push_metric({name!r}): no lens declared this metric, so it is not plotted; declared "
+                      f"metrics: {names}. Add it with LossMetrics(metrics=[...]) if it is not a typo.",
+                      MonitorWarning, stacklevel=3)
+    return number
 
 
 class Pushes:

@@ -103,6 +103,7 @@ class AbstractLens:
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def bind(self, ctx: LensContext) -> None:
+        """Called by the inspector that owns this lens (its fault log, pushes and step count); not for users."""
         self._ctx = ctx
 
     @property
