@@ -120,6 +120,8 @@ class LoggedValues:
         self.quiet = quiet
         self._warned: set[str] = set()
         self.pushed_losses: set[str] = set()  # "train_loss" / "val_loss": a value arrived under that name
+        if train_loss is not None:  # the "no training loss" notice names this callback, not the loop's wiring
+            inspector._ctx.loss_source = f"{owner}(train_loss={train_loss!r})"
 
     @property
     def metrics(self) -> list[str]:

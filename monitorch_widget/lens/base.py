@@ -70,6 +70,9 @@ class LensContext:
         #: frozen parameters holding a .grad already named (lens/frozen.py): once per inspector, by whichever
         #: gradient lens sees them first (two lenses watching the same parameter say it once)
         self.said_frozen: set[str] = set()
+        #: who pushes the losses when no loss_fn is hooked (a framework callback: ``"<Callback>(train_loss='loss')"``):
+        #: the advice when none arrives names it instead of the training loop's wiring
+        self.loss_source: str | None = None
         #: forward passes of the attached model so far (the inspector's root pre-hook counts them; never reset)
         self.passes = [0]
 

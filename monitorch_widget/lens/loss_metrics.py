@@ -186,6 +186,10 @@ class LossMetrics(AbstractLens):
                    "the optimizer stepped: the training loop computes its loss with another callable "
                    "(F.cross_entropy, a new loss module per step, model(x, y)). Compute the training loss with that "
                    "loss_fn object, or push it each step: inspector.push_loss(loss.detach(), train=True)")
+        elif self.ctx.loss_source is not None:
+            why = (f"{self.ctx.loss_source} received no value under that name while the optimizer stepped: pass the "
+                   "name the training step logs its loss under (self.log(name, loss) in Lightning; 'loss' in the HF "
+                   "Trainer's logs)")
         else:
             why = ("no training loss was pushed while the optimizer stepped: give LossMetrics(loss_fn=criterion) "
                    "the loss module the loop calls, or push it each step: inspector.push_loss(loss.detach(), "
