@@ -1,6 +1,6 @@
 """Issue 12's real client (``tests/gpt_client.py``): a small GPT trained with the parameter lenses, vs bare.
 
-    .venv/bin/python -m benchmarks.gpt [--reps 9] [--cycles 2] [--every 10] [--compile] [--split] [--monitorch]
+    .venv/bin/python -m benchmarks.gpt [--reps 9] [--cycles 2] [--every 10] [--compile] [--split] [--monitorch] [--rev REV]
                                        [--dim 64] [--layers 4] [--vocab 256] [--batch 8] [--seq 64]
 
 The client's training script, as in ``tests/test_gpt_client.py``: AdamW, ``model(x, y)`` returns the loss, one
@@ -67,7 +67,7 @@ class Variant:
             with silenced():
                 self.inspector = insp_mod.PyTorchInspector(
                     module=self.run, lenses=[made[k]() for k in lenses],
-                    visualizer="none" if package == "monitorch_widget" else "print",
+                    visualizer="print" if package == "monitorch" else "none",
                     is_active_fn=lambda _: model.training)
 
     def block(self, train: list, val: list, cycles: int, every: int, clock: Callable[[], float]) -> None:
@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--split", action="store_true", help="also time each lens with LossMetrics alone")
     ap.add_argument("--monitorch", action="store_true", help="also time monitorch 0.1.0.7 (uncompiled only)")
+    ap.add_argument("--rev", default=None, help="also time this checkout's package at git revision REV ('base', "
+                    "imported as mw_base: a before/after in one process)")
     ap.add_argument("--clock", choices=sorted(CLOCKS), default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--vocab", type=int, default=256)
@@ -118,6 +120,11 @@ def main(argv: list[str] | None = None) -> None:
     variants += [Variant(n, base, args.compile, "monitorch_widget", LENS_SETS[n]) for n in names]
     if args.monitorch and not args.compile:
         variants.append(Variant("monitorch", base, False, "monitorch", LENS_SETS["ours"]))
+    if args.rev is not None:
+        from .hooks_ab import import_base
+
+        import_base(".", args.rev)
+        variants.append(Variant(f"base ({args.rev})", base, args.compile, "mw_base", LENS_SETS["ours"]))
     clock = CLOCKS[args.clock]
     load_start = os.getloadavg()[0]
     with silenced():
