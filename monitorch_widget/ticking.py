@@ -49,7 +49,9 @@ def gather(lenses: list[AbstractLens], pushes: Pushes, push_names: list[str], ex
             try:
                 out.append((lens, lens.compute(summaries)))
             except Exception as exc:  # noqa: BLE001 - one broken lens must not stop the others
+                faults.quiet = False  # this rank's own failure (an OOM here): printed where it happened
                 faults.report(lens.lens_name, f"computing the epoch failed with {type(exc).__name__}: {exc}")
+                faults.quiet = exchange is not None and not exchange.is_master()
     finally:
         faults.quiet = False
     return out

@@ -34,20 +34,30 @@ from monitorch_widget.record.health.rows import (
 )
 
 
+def _upstream(values: np.ndarray, k: int, cfg: HealthConfig) -> int | None:
+    """The nearest (nearly) constant layer before layer k with no healthy layer (a finite rate below dead_rate)
+    between them, or None."""
+    for j in range(k - 1, -1, -1):
+        if values[j] >= cfg.dead_critical_rate:
+            return j
+        if values[j] < cfg.dead_rate:
+            return None
+    return None
+
+
 def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     panel, layers = _death_layers(view)
     values = view.row_values([idx for _, idx in layers])
     out = []
-    constant = np.flatnonzero(values >= cfg.dead_critical_rate)
     for k in np.flatnonzero(values >= cfg.dead_rate):  # NaN compares False
         layer, d = layers[k][0], float(values[k])
         critical = d >= cfg.dead_critical_rate
         message = (f"{pct(d)} of its units stay silent for whole batches (dead layer: at least {pct(cfg.dead_rate)} "
                    f"for {cfg.dead_epochs} epochs{'; the layer is nearly constant' if critical else ''}).")
         advice = _CONSTANT_ADVICE if critical else _DEAD_ADVICE
-        before = constant[constant < k]
-        if before.size:  # a knock-on of the nearest constant layer before it
-            up = layers[int(before[-1])][0]
+        up_k = _upstream(values, k, cfg)
+        if up_k is not None:  # a knock-on of the nearest constant layer before it, no healthy layer between
+            up = layers[up_k][0]
             message += (f" Before it, {named(up)} is dead (at least {pct(cfg.dead_critical_rate)} silent), so this "
                         "layer's input is (nearly) the constant bias of the layer between: most likely why its units "
                         "are silent too.")
@@ -66,9 +76,8 @@ def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
         return []
     out = []
     # a candidate is at least dying_gap above a median that is >= 0 (the prefilter keeps this O(layers))
-    constant = np.flatnonzero(values >= cfg.dead_critical_rate)
     for k in ok[(values[ok] >= cfg.dying_gap) & (values[ok] < cfg.dead_critical_rate)]:
-        if constant.size and k > constant[0]:  # a knock-on of a constant layer before it
+        if _upstream(values, k, cfg) is not None:  # a knock-on of a constant layer before it
             continue
         layer, d = layers[k][0], float(values[k])
         median = float(np.median(values[ok[ok != k]]))

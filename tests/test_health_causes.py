@@ -60,8 +60,9 @@ def test_no_overfitting_while_the_training_loss_diverges():
 
 # --- B: update_ratio while the ratio cannot be measured -------------------------------------------------------------
 
-def ratios(rows: list[dict[str, tuple[float, float]]]) -> Record:
-    """A record of per-step update ratios (ParameterUpdateGeometry's ``Weight Update Ratio``: mean, max)."""
+def ratios(rows: list[dict[str, tuple[float, float]]], nonfinite: bool = True) -> Record:
+    """A record of per-step update ratios (ParameterUpdateGeometry's ``Weight Update Ratio``: mean, max);
+    ``nonfinite``: a NaN ratio comes with the non-finite report a lens makes when weights or steps turn NaN."""
     from monitorch_widget.lens.base import TagAttributes, TagType
 
     record = Record()
@@ -69,6 +70,8 @@ def ratios(rows: list[dict[str, tuple[float, float]]]) -> Record:
     record.start_run("r", {g: "Linear" for g in rows[0]})
     for epoch, row in enumerate(rows, 1):
         record.plot_numerical_values(epoch, "Weight Update Ratio", {g: {"mean": m, "max": x} for g, (m, x) in row.items()})
+        if nonfinite and any(m != m for m, _ in row.values()):
+            record.problem("LossMetrics", f"1 non-finite train_loss value(s) in epoch {epoch} were left out", 1)
         record.close_row()
     return record
 
@@ -88,6 +91,16 @@ def test_a_learning_rate_too_high_stays_the_finding_while_the_ratio_is_nan():
     assert [(f.layer, f.since, f.until, f.severity, f.value) for f in found] == [("0", 1, 4, "critical", 0.5)]
     assert "in epoch 1" in found[0].message and "no finite ratio since" in found[0].message
     assert "update_ratio" not in record.health.skipped
+
+
+def test_a_ratio_missing_in_a_finite_run_ends_the_finding_as_measured():
+    """Review: a layer measured too high, then frozen (no update observed) or stepped by an optimizer the lens does
+    not hold: its ratio is missing with nothing non-finite in the run. Carrying the last value kept a 'learning rate
+    too high' finding active for good next to the frozen notice; it ends at the first row without a measure."""
+    record = ratios([{"0": (0.5, 2.0), "2": (1e-3, 2e-3)}, {"0": (NAN, NAN), "2": (1e-3, 2e-3)},
+                     {"0": (NAN, NAN), "2": (1e-3, 2e-3)}], nonfinite=False)
+    found = checks_of(record, "update_ratio")
+    assert [(f.layer, f.since, f.until) for f in found] == [("0", 1, 2)]
 
 
 def test_sgd_blown_up_to_nan_keeps_naming_the_learning_rate():

@@ -62,3 +62,34 @@ def test_a_layer_frozen_mid_run_with_a_kept_zero_grad_raises_no_gradient_or_upda
     assert h.series("Weight Gradient Norm", "2", "mean") == pytest.approx([np.mean(e) for e in norms["2"]], rel=1e-5)
     assert h.series("Weight Update Ratio", "2", "mean") == pytest.approx([np.mean(e) for e in ratios], rel=1e-5)
     ins.detach()
+
+
+def test_a_discriminator_switched_off_between_its_steps_keeps_its_update_ratio():
+    """Review (GAN idiom): D's parameters require grad for D's step and are switched off for G's step, so D reads as
+    frozen at every tick. Whether a step updated a parameter is decided at that step: D's update ratio is each
+    epoch's mean of ||w_after - w_before|| / ||w_before|| over D's own steps, by hand (it was dropped at every tick)."""
+    torch.manual_seed(0)
+    G, D = nn.Sequential(nn.Linear(2, 4)), nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 1))
+    opt_d = torch.optim.SGD(D.parameters(), lr=0.05)
+    opt_g = torch.optim.SGD(G.parameters(), lr=0.05)
+    both = nn.ModuleDict({"G": G, "D": D})
+    ins = mw.PyTorchInspector([ParameterUpdateGeometry(opt_d, compute_correlation=False)], visualizer="none",
+                              module=both)
+    ratios: list[list[float]] = []
+    for _ in range(2):
+        ratios.append([])
+        for _ in range(3):
+            D.requires_grad_(True)
+            opt_d.zero_grad()
+            D(G(torch.randn(5, 2)).detach()).mean().backward()
+            before = D[0].weight.detach().clone()
+            opt_d.step()
+            ratios[-1].append(float((D[0].weight.detach() - before).norm() / before.norm()))
+            D.requires_grad_(False)  # G's step: D is a fixed critic
+            opt_g.zero_grad()
+            (-D(G(torch.randn(5, 2))).mean()).backward()
+            opt_g.step()
+        ins.tick_epoch()
+    got = ins.history.series("Weight Update Ratio", "D.0", "mean")
+    np.testing.assert_allclose(got, [np.mean(r) for r in ratios], rtol=1e-5)
+    ins.detach()

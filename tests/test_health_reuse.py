@@ -37,6 +37,8 @@ def _expected_dead(rates: dict[str, float], cfg: HealthConfig) -> list[tuple[str
     out = []
     upstream = None  # a layer after a (nearly) constant one is its knock-on (trial r7 #6)
     for g, d in rates.items():
+        if d < cfg.dead_rate:  # a healthy layer: the layers after it have a varying input again
+            upstream = None
         if d >= cfg.dead_rate:
             critical = d >= cfg.dead_critical_rate
             knock_on = "" if upstream is None else (
@@ -101,9 +103,11 @@ def test_dying_layers_against_a_plain_evaluation():
         finite = np.array([v for v in rates.values() if math.isfinite(v)])
         expected = []
         if finite.size >= 2:
+            knock_on = False  # after a constant layer, with no healthy layer (below dead_rate) between
             for g, d in rates.items():
-                if d >= cfg.dead_critical_rate:
-                    break  # this layer is dead_layer's critical case, those after it its knock-ons
+                after_constant, knock_on = knock_on, d >= cfg.dead_critical_rate or (knock_on and not d < cfg.dead_rate)
+                if after_constant or d >= cfg.dead_critical_rate:
+                    continue  # dead_layer's critical case, or its knock-on
                 if not math.isfinite(d) or d < cfg.dying_gap:
                     continue
                 others = np.delete(finite, int(np.flatnonzero(finite == d)[0]))

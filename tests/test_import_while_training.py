@@ -134,6 +134,32 @@ def test_a_record_fed_by_monitorch_calls_after_an_import_writes_a_new_run():
     record.open_row(1)
     record.plot_numerical_values(1, "Loss", {"Loss": {"train_loss mean": 9.0}})
     record.close_row()
-    assert [(r.label, r.epochs) for r in record.runs] == [("last week", [1.0, 2.0]), ("run 1", [1.0])]
+    assert [(r.label, r.epochs) for r in record.runs] == [("last week", [1.0, 2.0]), ("run 2", [1.0])]
     assert record.series("Loss", "Loss", "train_loss mean", run=0).tolist() == [1.0, 2.0]
     assert record.series("Loss", "Loss", "train_loss mean").tolist() == [9.0]
+
+
+def test_an_evaluation_run_s_findings_are_the_last_trained_run_s_never_an_imported_one():
+    """Review: after ``fit`` an evaluation-only run (no optimizer step) reads the findings of the last run that
+    trained; a run imported meanwhile goes before it and must not be taken for that run."""
+    from collections import OrderedDict
+
+    def dead_rows(record: Record, layer: str, n: int, step: float) -> None:
+        for e in range(1, n + 1):
+            record.open_row(e, step=step * e)
+            record.plot_probabilities(e, "Output Activations",
+                                      OrderedDict([(layer, {"activation_rate": 0.1, "death_rate": 0.6})]))
+            record.close_row()
+
+    other = Record()
+    other.start_run("last week")
+    dead_rows(other, "imported_relu", 3, 10.0)
+    record = Record()
+    record.start_run("fit")
+    dead_rows(record, "relu1", 3, 10.0)
+    record.start_run("validate")
+    dead_rows(record, "relu1", 1, 0.0)  # rows, and no optimizer step
+    record.import_runs(other)
+    assert [r.label for r in record.runs] == ["fit", "last week", "validate"]
+    found = record.health.current_findings(record.runs)
+    assert [(f.check, f.layer, f.run) for f in found] == [("dead_layer", "relu1", record.runs[0].id)]

@@ -87,8 +87,10 @@ class UpdateReader(ParameterSet):
     def observe(self) -> None:
         """After a step: the update of every snapshotted parameter the step updated -- one whose ``.grad`` is
         not None now (every ``torch.optim`` optimizer skips a parameter without a gradient: a module no batch
-        reached, a frozen one). The others make no observation, and their next correlation is with their own
-        previous update."""
+        reached, a frozen one) and that requires grad at this step (a frozen parameter's kept zero ``.grad``,
+        ``zero_grad(set_to_none=False)``: its move is momentum or weight decay, not training; a GAN's discriminator
+        switched off between its steps trains in its own). The others make no observation, and their next
+        correlation is with their own previous update."""
         self.steps += 1
         groups, self.armed = self.armed, None
         for group in groups or ():
@@ -96,7 +98,7 @@ class UpdateReader(ParameterSet):
             # the snapshot still holds the weights before the step: their norms, for the update ratio
             ratio_row = self.ratios.begin(group, delta) if self.ratios is not None else None
             torch._foreach_sub_(delta, group.params)  # before - after = -update
-            took = [s.param.grad is not None for s in group.sites] if self._stepping else None
+            took = [s.param.grad is not None and s.param.requires_grad for s in group.sites] if self._stepping else None
             if took is not None and all(took):
                 took = None
             if took is not None and not any(took):

@@ -5,17 +5,16 @@ A parameter frozen with ``requires_grad_(False)`` gets no new gradient, but a lo
 takes it (momentum and weight decay keep moving the "frozen" weights), and the gradient lenses would read that
 zero gradient as they read any other (death rate 1, norm 0), which the health checks would see as a vanishing
 gradient (or a dead layer, or weights that do not move). A frozen parameter's zero gradient is no gradient at all:
-no optimizer step reads it (:mod:`..collect.gradient_reading`; monitorch's hook-based lens reads none either: its
-hook never fires), so a layer frozen mid-epoch keeps the steps it trained in and has no gradient value after;
-ParameterUpdateGeometry records no update ratio for a parameter frozen at the tick (:func:`not_frozen`: its
-steps then are momentum and weight decay, not training). No health check judges it, and the notice below names
-the cause once.
+no optimizer step reads it, and no step's move of it is an update (:mod:`..collect.gradient_reading`,
+:mod:`..collect.parameter_reads`: decided at each step, so a GAN's discriminator switched off between its own
+steps is read in them; monitorch's hook-based lens reads none either: its hook never fires). A layer frozen
+mid-epoch keeps the steps it trained in and has no gradient or update value after, so no health check judges it,
+and the notice below names the cause once.
 """
 
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Any
 
 from ..collect.faults import MonitorNotice, listed
 from .base import AbstractLens
@@ -52,12 +51,3 @@ def say_frozen_with_gradient(lens: AbstractLens, said: set[str]) -> None:
         "move the frozen weights): zero_grad() (set_to_none=True, the default) or param.grad = None ends both"),
         category=MonitorNotice)
 
-
-def not_frozen(sites: list[Any]) -> list[Any]:
-    """``sites`` less those whose parameter is frozen now (``requires_grad=False``): its steps move it by momentum
-    and weight decay only (a stale zero .grad kept by ``zero_grad(set_to_none=False)``). A parameter frozen within
-    the epoch loses that epoch's update ratio. ``sites`` itself (no copy) when nothing is frozen: one C-level
-    pass."""
-    if all(map(REQUIRES_GRAD, sites)):
-        return sites
-    return [s for s in sites if s.param.requires_grad]

@@ -20,10 +20,12 @@ from .base import AbstractLens, Call, TagAttributes, TagType
 class _LossHook(NotCopied):
     """Forward hook on the loss module: the batch's loss goes to the train or the validation site.
 
-    The loss module is shared with copies of the model (``copy.deepcopy(model)``: a best-checkpoint or EMA copy,
-    evaluated with the same criterion): a call after a copy's forward pass, with no pass of the watched model since
-    this hook last ran, is the copy's, and so are the calls after it until the watched model runs again. Those are
-    not counted (said once). Both runs since the last call (a mean teacher: student, teacher, then the loss): counted.
+    The loss module is usually shared with copies of the model (``copy.deepcopy(model)``: a best-checkpoint or EMA
+    copy evaluated with the same criterion), and a loss hook cannot tell whose output it scores: every call counts,
+    as in monitorch. A call after a copy's forward pass with no pass of the watched model since the last call is
+    likely the copy's: said once (a notice with the remedy: give the copy its own criterion), still counted --
+    dropping it would also drop real losses computed in that order (a student's loss scored after an EMA
+    teacher's pass; a model whose root pre-hook does not run: parts called directly, compiled after attach).
     """
 
     def __init__(self, loss_fn: nn.Module, train: ScalarSite, val: ScalarSite, from_grad: bool,
@@ -38,20 +40,16 @@ class _LossHook(NotCopied):
         self.passes = passes  # the watched model's forward passes (LensContext.passes)
         self.passes_seen = passes[0]
         self.copies_seen = COPY_PASSES[0]
-        self.copy_losses = False  # the calls since the watched model's last pass are a copy's
         self.handle = loss_fn.register_forward_hook(self)
 
-    def _a_copys(self) -> bool:
-        """No pass of the watched model since the last call: whether this call's loss is a copy's (see the class
-        docstring)."""
-        copies = COPY_PASSES[0]
-        if copies != self.copies_seen:
-            self.copies_seen, self.copy_losses = copies, True
-            self.faults.report(self.lens, "loss_fn was called after a forward pass of a copy of the watched model "
-                               "(copy.deepcopy: a best-checkpoint or EMA copy evaluated with the same criterion), with "
-                               "no pass of the watched model in between: those losses are the copy's and are not "
-                               "counted. Attach an inspector to the copy to watch it", category=MonitorNotice)
-        return self.copy_losses
+    def _after_a_copy(self) -> None:
+        """No pass of the watched model since the last call, and a copy ran: say once what is likely happening."""
+        self.copies_seen = COPY_PASSES[0]
+        self.faults.report(self.lens, "loss_fn was called after a forward pass of a copy of the watched model "
+                           "(copy.deepcopy: a best-checkpoint or EMA copy) with no pass of the watched model in "
+                           "between: if that loss scores the copy's output, it is counted in this Loss panel with "
+                           "the watched model's. Give the copy its own criterion (copy.deepcopy(loss_fn), or a "
+                           "function of torch.nn.functional), or attach an inspector to the copy", category=MonitorNotice)
 
     def __call__(self, module: nn.Module, args: Any, out: Any) -> None:
         if in_graph():  # loss_fn traced into a graph compiled after attach: said at the tick
@@ -61,10 +59,9 @@ class _LossHook(NotCopied):
             return
         passes = self.passes[0]
         if passes != self.passes_seen:  # the usual call: the watched model ran since the last one
-            self.passes_seen, self.copies_seen, self.copy_losses = passes, COPY_PASSES[0], False
-        elif self.copy_losses or COPY_PASSES[0] != self.copies_seen:
-            if self._a_copys():
-                return
+            self.passes_seen, self.copies_seen = passes, COPY_PASSES[0]
+        elif COPY_PASSES[0] != self.copies_seen:
+            self._after_a_copy()
         try:
             training = torch.is_grad_enabled() if self.from_grad else module.training
             y = out.detach() if out.requires_grad else out

@@ -16,7 +16,6 @@ from ..collect.streams import BankRow, StreamBank
 from ..collect.summary import Summary
 from ..collect.update_ratio import UpdateRatios
 from .base import Call, TagAttributes, TagType
-from .frozen import not_frozen
 from .geometry_calls import flush_sites
 from .sequence_geometry import SequenceGeometryLens
 from .update_notices import StepNotices, hookable, unhookable
@@ -180,7 +179,7 @@ class ParameterUpdateGeometry(SequenceGeometryLens):
             sites = self.sites_of(pattern)
             calls += self.geometry_calls(pattern, sites, summaries)
             ratios: OrderedDict[str, dict[Any, float]] = OrderedDict()
-            for site in not_frozen(sites):  # a frozen parameter's steps (momentum, weight decay) are not training
+            for site in sites:
                 slot = self._ratios.slots.get(id(site))
                 found = None if site.hidden or slot is None else summaries.get(id(slot))
                 if found is not None:

@@ -133,8 +133,8 @@ def from_dict(doc: Any, source: str = "history") -> Record:
                 key = (str(p.get("lens")), str(p.get("message")))
                 run.problems[key] = int(p.get("count", 1))
                 kind = p.get("kind", "warning")  # optional: files saved before kinds hold problems only
-                _need(kind in PROBLEM_KINDS, f"{where}.problems",
-                      f"\"kind\" must be \"warning\" or \"notice\", got {kind!r}")
+                if kind not in PROBLEM_KINDS:  # a kind of a newer version: shown as a problem, as before kinds
+                    kind = "warning"
                 if kind == "notice":
                     run.notices.add(key)
         unrecorded = r.get("unrecorded") or {}

@@ -107,7 +107,7 @@ class Record(MonitorchCalls):
         """The run new rows go to: the current one, or a new run when there is none or it is an imported copy
         (a record fed by monitorch calls after ``import_runs``)."""
         run = self.current
-        return run if run is not None and not run.imported else self.start_run("run 1")
+        return run if run is not None and not run.imported else self.start_run(f"run {len(self.runs) + 1}")
 
     def open_row(self, epoch: float, *, provisional: bool = False, step: float = float("nan")) -> int:
         """Make the row for ``epoch`` current; a provisional row for the same epoch is cleared and reused.

@@ -78,7 +78,7 @@ class Run:
     @property
     def empty(self) -> bool:
         """No row was ever written (nor a column): the next run started takes its place (``Record.start_run``)."""
-        return not self.epochs and not self.columns
+        return not self.epochs and not self.columns and not self.imported
 
     @property
     def final_rows(self) -> int:

@@ -108,7 +108,8 @@ class HealthConfig:
             raise ValueError(f"HealthConfig: update_ratio_critical={self.update_ratio_critical} must be at least "
                              f"update_ratio_high={self.update_ratio_high}")
         if self.dead_critical_rate < self.dead_rate:
-            raise ValueError("HealthConfig: dead_critical_rate must be at least dead_rate")
+            raise ValueError(f"HealthConfig: dead_critical_rate={self.dead_critical_rate} must be at least "
+                             f"dead_rate={self.dead_rate} (raise both: the critical rate marks a (nearly) constant layer)")
         if self.enabled is not None:
             unknown = [c for c in self.enabled if c not in CHECKS]
             if unknown or isinstance(self.enabled, str):

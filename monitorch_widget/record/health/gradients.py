@@ -193,8 +193,12 @@ def _unmeasured(view: RowView, cfg: HealthConfig, layers: list[str], how: str, t
     """The "learning rate too high" condition of each of ``layers`` whose ratio is not finite in this row (NaN/Inf
     weights or steps, left out by the lens; no step of it) and was above ``update_ratio_high`` when last
     measured: a value that cannot be measured is not a condition that stopped holding (trial r7 #5: the finding
-    resolved once the weights were NaN, and the final findings never named the cause)."""
-    out = []
+    resolved once the weights were NaN, and the final findings never named the cause). Only in a run with
+    non-finite values reported (its losses, outputs or gradients): a ratio missing in a finite run is a parameter
+    frozen since, or an optimizer the lens does not hold, and its finding ends as measured."""
+    out: list[Condition] = []
+    if not any("non-finite" in message or "NaN/Inf" in message for _, message in view.run.problems):
+        return out
     for layer in layers:
         last = last_ratio(view, layer)
         if last is None or not last[1] > cfg.update_ratio_high:

@@ -107,10 +107,12 @@ def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
         return out
     made = r.made
     out = []
-    upstream: str | None = None  # the nearest (nearly) constant layer before this one, in the model's order
-    critical = cfg.dead_critical_rate
+    upstream: str | None = None  # the nearest (nearly) constant layer before this one, in the model's order,
+    critical = cfg.dead_critical_rate  # with no healthy layer (death rate below dead_rate) in between
     for k, d in enumerate(r.values):
         if not d >= rate:  # NaN compares False
+            if d < rate:  # a healthy layer: what comes after it has a varying input again
+                upstream = None
             continue
         layer = r.layers[k][0]
         hit = made.get(layer)
@@ -168,10 +170,12 @@ def _dying(r: _Rates, cfg: HealthConfig) -> list[Condition]:
     # (nearly) constant layer is dead_layer's critical case: "more units than the task uses" would contradict it
     low, high, medians = _medians_without(ranked)
     gap, ratio, critical = cfg.dying_gap, cfg.dying_ratio, cfg.dead_critical_rate
-    # a layer after a (nearly) constant one is its knock-on (dead_layer names it so): not over capacity either
-    first = next((k for k, d in enumerate(values) if d >= critical), len(values))
-    for k, d in enumerate(values[:first]):
-        if not (d >= gap and math.isfinite(d)):
+    # a layer after a (nearly) constant one, with no healthy layer (below dead_rate) between, is its knock-on
+    # (dead_layer names it so): not over capacity either; nor is a constant layer itself (dead_layer's critical case)
+    knock_on = False
+    for k, d in enumerate(values):
+        after_constant, knock_on = knock_on, (d >= critical) or (knock_on and not d < cfg.dead_rate)
+        if after_constant or d >= critical or not (d >= gap and math.isfinite(d)):
             continue
         median = medians[0] if d <= low else medians[1] if d <= high else medians[2]
         if d >= median + gap and d >= ratio * median:

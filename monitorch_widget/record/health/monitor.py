@@ -115,7 +115,7 @@ class HealthMonitor:
         Lightning's ``trainer.validate()`` / ``test()`` after ``fit``), those of the last run that trained: an
         evaluation has no training health of its own."""
         evaluation = bool(runs) and bool(runs[-1].steps) and not _trained(runs[-1])  # rows, and no step
-        run = next((r for r in reversed(runs) if _trained(r)), None) if evaluation else None
+        run = next((r for r in reversed(runs) if _trained(r) and not r.imported), None) if evaluation else None
         run = run or (runs[-1] if runs else None)
         return [] if run is None else self.findings(run.id, active=True)
 
