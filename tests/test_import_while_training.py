@@ -163,3 +163,16 @@ def test_an_evaluation_run_s_findings_are_the_last_trained_run_s_never_an_import
     assert [r.label for r in record.runs] == ["fit", "last week", "validate"]
     found = record.health.current_findings(record.runs)
     assert [(f.check, f.layer, f.run) for f in found] == [("dead_layer", "relu1", record.runs[0].id)]
+
+
+def test_a_loaded_record_fed_by_monitorch_calls_starts_a_run_of_its_own(tmp_path):
+    """Review: ``WidgetVisualizer(load(path))`` fed by monitorch's inspector wrote into the file's last run (epochs
+    repeating the saved ones). A loaded run is finished: new epochs start a run of their own."""
+    path, week = _run("last week", 2, tmp_path)
+    record = monitorch_widget.load(path)
+    record.open_row(1)
+    record.plot_numerical_values(1, "Loss", {"Loss": {"train_loss mean": 9.0}})
+    record.close_row()
+    assert [(r.label, r.epochs) for r in record.runs] == [("last week", [1.0, 2.0]), ("run 2", [1.0])]
+    np.testing.assert_array_equal(record.runs[0].data, week.runs[0].data)
+    assert record.series(*LOSS).tolist() == [9.0]

@@ -144,6 +144,7 @@ def from_dict(doc: Any, source: str = "history") -> Record:
                 isinstance(sp, list) and len(sp) == 2 and _number(sp[0]) and (sp[1] is None or _number(sp[1]))
                 for sp in spans), f"{where}.unrecorded[{group!r}]", "spans must be [first epoch, last epoch or null]")
             run.unrecorded[str(group)] = [[float(a), None if b is None else float(b)] for a, b in spans]
+        run.imported = True  # a finished run: shown, never written (a monitorch feed into this record starts its own)
         record.runs.append(run)
         if version == VERSION:
             saved = r.get("findings")

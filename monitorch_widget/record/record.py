@@ -239,7 +239,9 @@ class Record(MonitorchCalls):
 
     # --- reading ----------------------------------------------------------------------------------
     def series(self, panel: str, group: str, key: str, run: int = -1, role: str = "line") -> np.ndarray:
-        """Per-epoch values of one line of one run (default: the latest run); NaN where missing."""
+        """Per-epoch values of one line of one run: ``run`` is a position in :attr:`runs` (default -1: the current
+        run, always last), not a run id (ids stay unique; runs imported while one trains sit before it); NaN where
+        missing."""
         if not self.runs:
             raise LookupError("the record is empty: attach the inspector and tick at least one epoch")
         return self.runs[run].series(panel, group, key, role)
