@@ -280,3 +280,15 @@ def test_a_collapsed_layers_gradient_coming_back_to_an_ordinary_size_is_not_an_e
     # a calm layer's jump is judged against its recent median, as before
     calm = checks_of(gradient_norms({"0": [1.0, 1.1, 0.9, 1.0, 1.05, 0.95, 12.0]}), "exploding_gradient")
     assert [f.since for f in calm] == [7] and "12x its recent median 1" in calm[0].message
+
+
+def test_steps_too_large_then_none_are_two_findings_the_first_resolved_and_kept():
+    """Trial r9 (LBFGS, lr=1: the loss reaches exactly 0 in epoch 3 and the weights stop): the critical 'learning rate
+    too high' finding of epochs 1-2 was rewritten in place into a 'did not move' warning 'since epoch 1', its
+    episode lost. Opposite problems of one layer are two findings: the first resolves at epoch 3 and stays, still
+    critical with its own values; the second begins at epoch 3."""
+    record = ratios([{"0": (5.87, 20.0)}, {"0": (3.25, 9.0)}, {"0": (0.0, 0.0)}, {"0": (0.0, 0.0)}], nonfinite=False)
+    found = checks_of(record, "update_ratio")
+    got = [(f.id.split(":", 1)[1], f.severity, f.since, f.until, f.value) for f in found]
+    assert got == [("update_ratio:0:high", "critical", 1, 3, 3.25), ("update_ratio:0:low", "warning", 3, None, 0.0)]
+    assert "too high" in found[0].message and "did not move" in found[1].message

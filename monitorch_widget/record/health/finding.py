@@ -88,7 +88,10 @@ class Finding:
 @dataclass
 class Condition:
     """What one check sees in one row. ``need``: consecutive epochs it must hold before it becomes a finding;
-    ``since``: when the check itself knows the epoch the problem began (else the streak's first epoch)."""
+    ``since``: when the check itself knows the epoch the problem began (else the streak's first epoch);
+    ``kind``: for a check that sees opposite problems on one layer (``update_ratio``: steps far too large, or
+    too small / none), which one: a change of kind ends one finding and starts another (its own id ``...:<kind>``),
+    so an episode of one is never rewritten into the other."""
 
     check: str
     severity: str
@@ -99,6 +102,7 @@ class Condition:
     advice: str
     need: int = 1
     since: float | None = None
+    kind: str | None = None
 
 
 def _epoch(e: float) -> str:

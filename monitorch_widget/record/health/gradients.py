@@ -212,7 +212,7 @@ def _unmeasured(view: RowView, cfg: HealthConfig, layers: list[str], how: str, t
             f"{view.epoch_of(row):g}, far above the usual ~1e-3 (CS231n; {how}); no finite ratio since (its weights "
             "or steps turned NaN/Inf, or it took no step): the learning rate is likely too high.",
             "lower the learning rate (by 10x to start), or add warm-up, and restart from weights saved before the "
-            "blow-up (NaN/Inf weights do not recover)"))
+            "blow-up (NaN/Inf weights do not recover)", kind="high"))
     return out
 
 
@@ -253,7 +253,7 @@ def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
                 f"(CS231n; {how})"
                 f"{'; a step moved them by at least their own norm' if critical else ''}: the learning rate is "
                 "likely too high.",
-                "lower the learning rate (by 10x to start), or add warm-up; keep the ratio near 1e-3"))
+                "lower the learning rate (by 10x to start), or add warm-up; keep the ratio near 1e-3", kind="high"))
             continue
         if dead is None:
             dead, vanishing = dead_layers(view, cfg), vanishing_layers(view, cfg)
@@ -273,15 +273,15 @@ def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
                 "its weights did not move in this epoch's steps: " + (
                     cause + "." if cause else "its gradients were zero (a dead layer, or a branch the loss does "
                     "not reach) or its learning rate is 0."),
-                fix or "check its gradient activation (dead units), that the loss depends on it, and its "
-                "parameter group's lr"))
+                fix or "check its gradient activation (dead units), that the loss depends on it, that the loss is "
+                "not already 0, and its parameter group's lr", kind="low"))
         elif r < cfg.update_ratio_low:
             out.append(Condition(
                 "update_ratio", "info", layer, tag, r,
                 f"each step moves its weights by only {sci(r)} of their norm, far below the usual ~1e-3 (CS231n; "
                 f"{how}); " + (cause + "." if cause else "the learning rate may be too low."),
                 fix or "raise the learning rate (a learning-rate range test finds a good one), unless training is "
-                "deliberately annealed"))
+                "deliberately annealed", kind="low"))
     if still and dead:
         see = see_dead(view, cfg, dead)
         stuck = [layer for layer, _ in still]
@@ -292,5 +292,5 @@ def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
             "update_ratio", "warning", None, tag, most,
             f"the weights of {names(stuck)} {moved}: their gradients are ~0, most likely because {names(dead)} "
             f"{_is_are(dead)} dead{see[0]}.",
-            f"revive {names(dead)}{see[1]}; raising the learning rate would not help"))
+            f"revive {names(dead)}{see[1]}; raising the learning rate would not help", kind="low"))
     return out

@@ -50,7 +50,7 @@ class _RunState:
         self.evaluations = 0  # rows evaluated
         # per check: (check, layer) -> (first epoch, evaluation it began at) of each condition held at the
         # previous evaluated row (a streak of n rows began n - 1 evaluations ago)
-        self.streaks: dict[str, dict[tuple[str, str | None], tuple[float, int]]] = {}
+        self.streaks: dict[str, dict[tuple[str, str | None, str | None], tuple[float, int]]] = {}
         # per check: its condition list at the previous evaluated row if every condition in it had held for its
         # `need` rows there (its findings are then exactly these conditions, active); a check that returns that
         # very list again (dead_layer, when no rate and no threshold changed) changes nothing
@@ -62,7 +62,7 @@ class _RunState:
         self.evaluated = -1  # last evaluated row
         self.columns: dict[tuple[str, str | None], tuple[int, Any]] = {}  # RowView's column lookups
         self.scans: dict[Any, Any] = {}  # RowView's running folds over final rows (scans.py)
-        self.ids: dict[tuple[str, str | None], str] = {}  # (check, layer) -> finding id
+        self.ids: dict[tuple[str, str | None, str | None], str] = {}  # (check, layer, kind) -> finding id
         # checks that raised Skipped, with its message, while the run had these panels and columns and the
         # monitor this config and these loss names: a lasting Skipped depends on nothing else (no row value; a
         # check that skips at a row skips at every later row of the same shape), so they are not run again
@@ -192,7 +192,7 @@ class HealthMonitor:
         reopened: list[str] = []
         index = state.evaluations = state.evaluations + 1
         ids, active, was_settled = state.ids, state.active, state.settled
-        streaks_now: dict[str, dict[tuple[str, str | None], tuple[float, int]]] = {}
+        streaks_now: dict[str, dict[tuple[str, str | None, str | None], tuple[float, int]]] = {}
         settled: dict[str, list[Condition]] = {}
         held: set[str] = set()
         for name, conds in results.items():
@@ -207,7 +207,7 @@ class HealthMonitor:
             mine = active.get(name)
             complete = True
             for cond in conds:
-                key = (cond.check, cond.layer)
+                key = (cond.check, cond.layer, cond.kind)
                 if key in streaks:
                     continue
                 streak = previous.get(key)
@@ -216,7 +216,8 @@ class HealthMonitor:
                 streaks[key] = streak
                 fid = ids.get(key)
                 if fid is None:
-                    fid = ids[key] = f"{run_id}:{cond.check}:{cond.layer if cond.layer is not None else '-'}"
+                    fid = ids[key] = (f"{run_id}:{cond.check}:{cond.layer if cond.layer is not None else '-'}"
+                                      + (f":{cond.kind}" if cond.kind is not None else ""))
                 held.add(fid)
                 if index - streak[1] + 1 < cond.need:
                     complete = False
