@@ -28,13 +28,17 @@ def _batches(seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def _train(ins: PyTorchInspector, model: nn.Module, loss_fn: nn.Module, opt: torch.optim.Optimizer, seed: int,
            losses: list[list[float]]) -> None:
     losses.append([])
-    for x, y in _batches(seed):
+    _steps(model, loss_fn, opt, _batches(seed), losses[-1])
+    ins.tick_epoch()
+
+
+def _steps(model: nn.Module, loss_fn: nn.Module, opt: torch.optim.Optimizer, batches, losses: list[float]) -> None:
+    for x, y in batches:
         opt.zero_grad()
         loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
-        losses[-1].append(float(loss))
-    ins.tick_epoch()
+        losses.append(float(loss))
 
 
 def _run(label: str, epochs: int, tmp_path) -> tuple[str, Record]:
@@ -62,21 +66,11 @@ def test_runs_imported_while_a_run_trains_go_before_it_and_it_keeps_every_epoch(
     _train(ins, model, loss_fn, opt, 0, losses)
     if where == "mid-epoch":  # e.g. after an interrupted cell: two batches of epoch 2 already counted
         losses.append([])
-        for x, y in _batches(1)[:2]:
-            opt.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            opt.step()
-            losses[-1].append(float(loss))
+        _steps(model, loss_fn, opt, _batches(1)[:2], losses[-1])
     added = ins.history.import_runs(monitorch_widget.load(path))
     assert [r.label for r in added] == ["last week"] and added[0].imported
     if where == "mid-epoch":
-        for x, y in _batches(1)[2:]:
-            opt.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            opt.step()
-            losses[-1].append(float(loss))
+        _steps(model, loss_fn, opt, _batches(1)[2:], losses[-1])
         ins.tick_epoch()
     else:
         _train(ins, model, loss_fn, opt, 1, losses)

@@ -2,22 +2,7 @@
 import { describe, expect, it, vi } from "vitest";
 
 // uPlot needs a real canvas; a stand-in keeps the options the chart passes.
-const { plots, FakePlot } = vi.hoisted(() => {
-  const plots: any[] = [];
-  class FakePlot {
-    opts: any;
-    constructor(opts: any, _data: any, init: (self: any, draw: () => void) => void) {
-      this.opts = opts;
-      init(this, () => undefined);
-      plots.push(this);
-    }
-    root = document.createElement("div");
-    batch(fn: (u: any) => void) { fn(this); }
-    destroy() {}
-  }
-  return { plots, FakePlot };
-});
-vi.mock("uplot", () => ({ default: FakePlot }));
+vi.mock("uplot", async () => ({ default: (await import("./fakes")).FakePlot }));
 
 import { yTitle } from "../axes";
 import { Chart, type ChartContext } from "../chart";
@@ -25,6 +10,7 @@ import { runStyle } from "../overview/runstyle";
 import { Store } from "../store";
 import type { ChartData } from "../chartdata";
 import type { ChartSpec } from "../panels";
+import { plots } from "./fakes";
 
 const theme = { fg: "#000", muted: "#666", grid: "#eee", bg: "#fff", palette: ["#0072B2"] };
 const data: ChartData = { x: [1, 2], ys: [[0.5, -0.2]], series: [{ key: "mean", role: "line", line: 0, run: 0 } as any],

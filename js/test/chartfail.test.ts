@@ -1,40 +1,14 @@
 // @vitest-environment happy-dom
 // One chart's drawing failure stays in that chart (trial r6, finding 1: after a log chart threw, no chart
 // below it in the view was ever drawn).
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 
-const { plots, FakePlot, failOn } = vi.hoisted(() => {
-  const plots: any[] = [];
-  const failOn = { n: -1 };
-  let made = 0;
-  class FakePlot {
-    opts: any;
-    data: any;
-    root = document.createElement("div");
-    cursor = { idx: null };
-    constructor(opts: any, data: any, init: (self: any, draw: () => void) => void) {
-      this.opts = opts;
-      this.data = data;
-      this.root.className = "uplot";
-      init(this, () => {
-        if (made++ === failOn.n) throw new RangeError("Invalid array length");
-      });
-      plots.push(this);
-    }
-    batch(fn: (u: any) => void) { fn(this); }
-    setLegend() {}
-    setScale() {}
-    setData(d: any) { this.data = d; }
-    setSize() {}
-    destroy() { this.root.remove(); }
-  }
-  return { plots, FakePlot, failOn };
-});
-vi.mock("uplot", () => ({ default: FakePlot }));
+vi.mock("uplot", async () => ({ default: (await import("./fakes")).FakePlot }));
 vi.mock("../css", () => ({ default: ".mw-root{}" }));
 
 import { Store } from "../store";
 import { mountView } from "../view";
+import { failOn, FakeModel, plots, useHost } from "./fakes";
 import { column, history, panel, snapRun, status } from "./helpers";
 
 const LOSS = panel("Loss", { big: true });
@@ -45,23 +19,10 @@ const cols = [
   column(2, NORM.tag, "1", "mean"),
   column(3, NORM.tag, "2", "mean"),
 ];
-const model = {
-  attrs: { filters: {}, history: history(1, [snapRun(0, "run", [LOSS, NORM], cols, [1, 2], [[1, 0.458, 0.2, 0.3], [0.5, 0.0116, 0.1, 0.2]])],
-    status({ run: 0, epoch: 2 })) } as Record<string, any>,
-  get(k: string) { return this.attrs[k]; },
-  set(k: string, v: any) { this.attrs[k] = v; },
-  save_changes() {},
-  on() {},
-  off() {},
-};
+const model = new FakeModel({ filters: {}, history: history(1, [snapRun(0, "run", [LOSS, NORM], cols, [1, 2],
+  [[1, 0.458, 0.2, 0.3], [0.5, 0.0116, 0.1, 0.2]])], status({ run: 0, epoch: 2 })) });
 
-let host: HTMLElement;
-beforeEach(() => {
-  plots.length = 0;
-  host = document.createElement("div");
-  document.body.appendChild(host);
-});
-afterEach(() => host.remove());
+const host = useHost();
 
 describe("a chart that fails to draw", () => {
   it("shows a message in its own place and the charts after it are drawn", () => {
@@ -69,8 +30,8 @@ describe("a chart that fails to draw", () => {
     failOn.n = 1; // the second chart drawn: "Bias Gradient Norm / 0", first of its section
     const store = new Store();
     store.applyHistory(model.get("history"));
-    const cleanup = mountView(model as any, store, host);
-    const slot = (g: string) => [...host.querySelectorAll<HTMLElement>(".mw-panel")].find((p) => p.dataset.group === g)!;
+    const cleanup = mountView(model as any, store, host());
+    const slot = (g: string) => [...host().querySelectorAll<HTMLElement>(".mw-panel")].find((p) => p.dataset.group === g)!;
     const failed = slot("0");
     expect(failed.querySelector(".mw-chart-error")?.textContent).toBe("This chart could not be drawn (Invalid array length).");
     expect(failed.querySelector(".uplot")).toBeNull();

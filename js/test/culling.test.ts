@@ -3,47 +3,17 @@
 // IntersectionObserver driven by the test, a manual animation-frame queue and a controlled clock.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
-const { plots, FakePlot, clock } = vi.hoisted(() => {
-  const clock = { t: 0, perDraw: 0 };
-  const plots: any[] = [];
-  class FakePlot {
-    opts: any;
-    data: any;
-    width: number;
-    height: number;
-    destroyed = false;
-    root: HTMLElement;
-    draws = 0;
-    group: string;
-    constructor(opts: any, data: any, target: (self: any, init: () => void) => void) {
-      this.opts = opts;
-      this.data = data;
-      this.width = opts.width;
-      this.height = opts.height;
-      this.root = document.createElement("div");
-      this.root.className = "uplot";
-      target(this, () => this.drawn());
-      this.group = (this.root.closest(".mw-panel") as HTMLElement | null)?.dataset.group ?? "";
-      plots.push(this);
-    }
-    drawn() { this.draws++; clock.t += clock.perDraw; }
-    batch(fn: (u: any) => void) { fn(this); }
-    cursor: { idx: number | null } = { idx: null };
-    legendIdx: number | null = null;
-    scaleX: { min: number; max: number } | null = null;
-    setLegend(o: { idx: number }) { this.legendIdx = o.idx; }
-    setScale(_k: string, r: { min: number; max: number }) { this.scaleX = r; }
-    setData(d: any) { this.data = d; this.drawn(); }
-    setSize(s: { width: number; height: number }) { this.width = s.width; this.height = s.height; }
-    destroy() { this.destroyed = true; }
-  }
-  return { plots, FakePlot, clock };
+// the clock advances by clock.perDraw on each drawing (performance.now() reads clock.t)
+const clock = vi.hoisted(() => ({ t: 0, perDraw: 0 }));
+vi.mock("uplot", async () => {
+  const { FakePlot } = await import("./fakes");
+  return { default: class extends FakePlot { drawn() { super.drawn(); clock.t += clock.perDraw; } } };
 });
-vi.mock("uplot", () => ({ default: FakePlot }));
 vi.mock("../css", () => ({ default: ".mw-root{}" }));
 
 import { Store } from "../store";
 import { FRAME_BUDGET_MS, mountView, PARK_AFTER_MS } from "../view";
+import { FakeModel, plots, useHost } from "./fakes";
 import { column, delta, history, panel, snapRun } from "./helpers";
 
 // ---- IntersectionObserver stand-in: the test says what is on screen
@@ -79,17 +49,6 @@ const rectOf = (el: Element) => {
   return { top: y, bottom: y + 170, left: 10, right: 260, width: 250, height: 170, x: 10, y, toJSON() {} };
 };
 
-type Handler = (...args: any[]) => void;
-class FakeModel {
-  handlers = new Map<string, Set<Handler>>();
-  constructor(public attrs: Record<string, any>) {}
-  get(k: string) { return this.attrs[k]; }
-  set(k: string, v: any) { this.attrs[k] = v; for (const fn of [...(this.handlers.get(`change:${k}`) ?? [])]) fn(); }
-  save_changes() {}
-  on(ev: string, fn: Handler) { if (!this.handlers.has(ev)) this.handlers.set(ev, new Set()); this.handlers.get(ev)!.add(fn); }
-  off(ev?: string | null, fn?: Handler | null) { if (ev && fn) this.handlers.get(ev)?.delete(fn); }
-}
-
 const ACT = panel("Output Activations", { kind: "probability" });
 const GROUPS = ["l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7"];
 const cols = GROUPS.map((g, i) => column(i, ACT.tag, g, "activation_rate", { module_type: "ReLU" }));
@@ -113,13 +72,12 @@ function addEpoch(store: Store): void {
     GROUPS.map((_, c) => ({ run: 0, row: r, col: c, val: 0.5 }))));
 }
 
-const panelOf = (host: Element, g: string) => host.querySelector<HTMLElement>(`.mw-panel[data-group='${g}']`)!;
+const panelOf = (el: Element, g: string) => el.querySelector<HTMLElement>(`.mw-panel[data-group='${g}']`)!;
 const plotOf = (g: string) => plots.filter((p) => p.group === g && !p.destroyed);
 const drawnGroups = () => [...new Set(plots.filter((p) => !p.destroyed).map((p) => p.group))].sort();
 
-let host: HTMLElement;
+const host = useHost();
 beforeEach(() => {
-  plots.length = 0;
   FakeIO.all = [];
   frames = [];
   clock.t = 1000;
@@ -133,11 +91,8 @@ beforeEach(() => {
   vi.spyOn(HTMLElement.prototype, "getBoundingClientRect").mockImplementation(function (this: Element) {
     return rectOf(this) as DOMRect;
   });
-  host = document.createElement("div");
-  document.body.appendChild(host);
 });
 afterEach(() => {
-  host.remove();
   vi.unstubAllGlobals();
   vi.restoreAllMocks();
 });
@@ -145,14 +100,14 @@ afterEach(() => {
 describe("visibility culling", () => {
   it("first render draws only the charts on screen; every panel exists with its epochs", () => {
     const { store, model } = setup();
-    const cleanup = mountView(model as any, store, host);
-    expect(host.querySelectorAll(".mw-panel").length).toBe(GROUPS.length);
+    const cleanup = mountView(model as any, store, host());
+    expect(host().querySelectorAll(".mw-panel").length).toBe(GROUPS.length);
     expect(drawnGroups()).toEqual(["l0", "l1", "l2"]);
-    for (const g of GROUPS) expect(panelOf(host, g).dataset.epochs).toBe("3");
-    expect(panelOf(host, "l0").dataset.drawnEpochs).toBe("3");
-    expect(panelOf(host, "l5").dataset.drawnEpochs).toBeUndefined();
+    for (const g of GROUPS) expect(panelOf(host(), g).dataset.epochs).toBe("3");
+    expect(panelOf(host(), "l0").dataset.drawnEpochs).toBe("3");
+    expect(panelOf(host(), "l5").dataset.drawnEpochs).toBeUndefined();
     // the placeholder of an undrawn chart holds the chart's size
-    const ph = panelOf(host, "l5").querySelector<HTMLElement>(".mw-chart")!;
+    const ph = panelOf(host(), "l5").querySelector<HTMLElement>(".mw-chart")!;
     expect(ph.style.width).toBe("250px");
     expect(parseInt(ph.style.height, 10)).toBeGreaterThanOrEqual(140);
     expect(FakeIO.all[0].opts.rootMargin).toBe("200px");
@@ -161,9 +116,9 @@ describe("visibility culling", () => {
 
   it("a tick redraws visible charts only; off-screen ones are drawn with the latest data when shown", () => {
     const { store, model } = setup();
-    const cleanup = mountView(model as any, store, host);
-    report(GROUPS.map((g) => panelOf(host, g)), false);
-    report(["l0", "l1", "l2"].map((g) => panelOf(host, g)), true);
+    const cleanup = mountView(model as any, store, host());
+    report(GROUPS.map((g) => panelOf(host(), g)), false);
+    report(["l0", "l1", "l2"].map((g) => panelOf(host(), g)), true);
     const l0 = plotOf("l0")[0];
     const before = l0.draws;
     addEpoch(store);
@@ -172,53 +127,53 @@ describe("visibility culling", () => {
     expect(l0.data[0]).toEqual([1, 2, 3, 4]);
     expect(drawnGroups()).toEqual(["l0", "l1", "l2"]);
     // data-epochs is kept current everywhere, drawn or not
-    for (const g of GROUPS) expect(panelOf(host, g).dataset.epochs).toBe("4");
-    expect(panelOf(host, "l6").dataset.drawnEpochs).toBeUndefined();
+    for (const g of GROUPS) expect(panelOf(host(), g).dataset.epochs).toBe("4");
+    expect(panelOf(host(), "l6").dataset.drawnEpochs).toBeUndefined();
 
     // l0 scrolls away: the next tick leaves it alone
-    report([panelOf(host, "l0")], false);
+    report([panelOf(host(), "l0")], false);
     addEpoch(store);
     runFrame();
     expect(l0.draws).toBe(before + 1);
-    expect(panelOf(host, "l0").dataset.drawnEpochs).toBe("4");
-    expect(panelOf(host, "l1").dataset.drawnEpochs).toBe("5");
+    expect(panelOf(host(), "l0").dataset.drawnEpochs).toBe("4");
+    expect(panelOf(host(), "l1").dataset.drawnEpochs).toBe("5");
     // nothing changed: a frame draws nothing
     const d1 = plotOf("l1")[0].draws;
-    report([panelOf(host, "l1")], true);
+    report([panelOf(host(), "l1")], true);
     runFrame();
     expect(plotOf("l1")[0].draws).toBe(d1);
 
     // l0 and l6 come into view: drawn in the next frame with 5 epochs (l6 created then)
-    report([panelOf(host, "l0"), panelOf(host, "l6")], true);
+    report([panelOf(host(), "l0"), panelOf(host(), "l6")], true);
     expect(frames.length).toBe(1);
     runFrame();
     expect(l0.draws).toBe(before + 2);
     expect(l0.data[0]).toEqual([1, 2, 3, 4, 5]);
     expect(plotOf("l6").length).toBe(1);
     expect(plotOf("l6")[0].data[0]).toEqual([1, 2, 3, 4, 5]);
-    expect(panelOf(host, "l6").dataset.drawnEpochs).toBe("5");
+    expect(panelOf(host(), "l6").dataset.drawnEpochs).toBe("5");
     // the placeholder size gives way to the chart's own
-    expect(panelOf(host, "l6").querySelector<HTMLElement>(".mw-chart")!.style.height).toBe("");
+    expect(panelOf(host(), "l6").querySelector<HTMLElement>(".mw-chart")!.style.height).toBe("");
     expect(plots.filter((p) => p.destroyed).length).toBe(0); // never re-created on a tick
     cleanup();
   });
 
   it("charts hidden by filters are never drawn; shown again, they are drawn at once", () => {
     const { store, model } = setup();
-    const cleanup = mountView(model as any, store, host);
+    const cleanup = mountView(model as any, store, host());
     const l1 = plotOf("l1")[0];
     const before = l1.draws;
     model.set("filters", { hidden_modules: ["l1", "l3"] });
     runFrame();
-    expect(panelOf(host, "l1").hidden).toBe(true);
-    report([panelOf(host, "l1")], false); // display: none
+    expect(panelOf(host(), "l1").hidden).toBe(true);
+    report([panelOf(host(), "l1")], false); // display: none
     addEpoch(store);
     runFrame();
     expect(l1.draws).toBe(before);
     onScreen.add("l3");
     model.set("filters", {});
     runFrame();
-    expect(panelOf(host, "l1").hidden).toBe(false);
+    expect(panelOf(host(), "l1").hidden).toBe(false);
     // measured on the spot, not left to the observer's next report
     expect(l1.draws).toBe(before + 1);
     expect(l1.data[0]).toEqual([1, 2, 3, 4]);
@@ -231,7 +186,7 @@ describe("frame budget", () => {
   it("splits the redraw of visible charts over frames, in screen order", () => {
     onScreen = new Set(GROUPS);
     const { store, model } = setup();
-    const cleanup = mountView(model as any, store, host);
+    const cleanup = mountView(model as any, store, host());
     expect(drawnGroups()).toEqual(GROUPS); // first render: every visible chart at once
     clock.perDraw = 3; // each drawing takes 3 ms
     addEpoch(store);
@@ -252,19 +207,19 @@ describe("frame budget", () => {
       expect(n).toBeGreaterThanOrEqual(1);
       expect(n).toBeLessThanOrEqual(Math.ceil(FRAME_BUDGET_MS / 3));
     }
-    expect(host.querySelector<HTMLElement>(".mw-root")!.dataset.pending).toBe("0");
-    for (const g of GROUPS) expect(panelOf(host, g).dataset.drawnEpochs).toBe("4");
+    expect(host().querySelector<HTMLElement>(".mw-root")!.dataset.pending).toBe("0");
+    for (const g of GROUPS) expect(panelOf(host(), g).dataset.drawnEpochs).toBe("4");
     cleanup();
   });
 
   it("reports what is left in data-pending", () => {
     onScreen = new Set(GROUPS);
     const { store, model } = setup();
-    const cleanup = mountView(model as any, store, host);
+    const cleanup = mountView(model as any, store, host());
     clock.perDraw = 20; // one chart per frame
     addEpoch(store);
     runFrame();
-    expect(host.querySelector<HTMLElement>(".mw-root")!.dataset.pending).toBe(String(GROUPS.length - 1));
+    expect(host().querySelector<HTMLElement>(".mw-root")!.dataset.pending).toBe(String(GROUPS.length - 1));
     expect(frames.length).toBe(1);
     cleanup();
   });
@@ -273,10 +228,10 @@ describe("frame budget", () => {
 describe("detached views", () => {
   it("stop drawing once out of the page, release their charts, and come back when re-attached", () => {
     const { store, model } = setup();
-    const cleanup = mountView(model as any, store, host);
+    const cleanup = mountView(model as any, store, host());
     const l0 = plotOf("l0")[0];
     const before = l0.draws;
-    host.remove();
+    host().remove();
     addEpoch(store);
     runFrame();
     expect(l0.draws).toBe(before);
@@ -288,14 +243,14 @@ describe("detached views", () => {
     expect(plots.every((p) => p.destroyed)).toBe(true);
     expect(FakeIO.all[0].disconnected).toBe(true);
     // a detached view does no work at all on a tick
-    expect(panelOf(host, "l0").dataset.epochs).toBe("3");
+    expect(panelOf(host(), "l0").dataset.epochs).toBe("3");
     // back in the page: the next change redraws what is visible
-    document.body.appendChild(host);
+    document.body.appendChild(host());
     addEpoch(store);
     runFrame();
     expect(drawnGroups()).toEqual(["l0", "l1", "l2"]);
     expect(plotOf("l0")[0].data[0]).toEqual([1, 2, 3, 4, 5, 6]);
-    expect(panelOf(host, "l7").dataset.epochs).toBe("6");
+    expect(panelOf(host(), "l7").dataset.epochs).toBe("6");
     cleanup();
     expect(plots.every((p) => p.destroyed)).toBe(true);
   });

@@ -1,38 +1,16 @@
 // @vitest-environment happy-dom
 // A link (worst layers, a finding) to a layer or panel hidden in Filters shows it again and says what it
 // changed (trial r6, finding 5: such a link did nothing).
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 
-vi.mock("uplot", () => ({
-  default: class {
-    root = document.createElement("div");
-    cursor = { idx: null };
-    constructor(_o: any, _d: any, init: (self: any, draw: () => void) => void) { init(this, () => undefined); }
-    batch(fn: (u: any) => void) { fn(this); }
-    setData() {}
-    setSize() {}
-    setScale() {}
-    setLegend() {}
-    redraw() {}
-    destroy() {}
-  },
-}));
+vi.mock("uplot", async () => ({ default: (await import("./fakes")).FakePlot }));
 vi.mock("../css", () => ({ default: ".mw-root{}" }));
 
 import type { Finding } from "../protocol";
 import { Store } from "../store";
 import { mountView } from "../view";
+import { FakeModel, tick, useHost } from "./fakes";
 import { column, delta, history, panel, snapRun } from "./helpers";
-
-class FakeModel {
-  attrs: Record<string, any> = { filters: {} };
-  handlers = new Map<string, Set<() => void>>();
-  get(k: string) { return this.attrs[k]; }
-  set(k: string, v: any) { this.attrs[k] = v; for (const fn of this.handlers.get(`change:${k}`) ?? []) fn(); }
-  save_changes() {}
-  on(ev: string, fn: any) { if (!this.handlers.has(ev)) this.handlers.set(ev, new Set()); this.handlers.get(ev)!.add(fn); }
-  off(ev: string, fn: any) { this.handlers.get(ev)?.delete(fn); }
-}
 
 const ACT = panel("Output Activations", { kind: "probability" });
 const NORM = panel("Output Norm");
@@ -45,23 +23,17 @@ const cols = [
 ];
 const rows = [1, 2].map((e) => [...layers.flatMap((g) => (g === "b2.act" ? [1 - 0.4 * e, 0.4 * e] : [0.9, 0.05])), 1 / e]);
 
-const tick = () => new Promise((r) => setTimeout(r, 120));
-const all = (sel: string) => [...host.querySelectorAll<HTMLElement>(sel)];
+const host = useHost();
+const all = (sel: string) => [...host().querySelectorAll<HTMLElement>(sel)];
 const chartEl = (tag: string, group: string) => all(".mw-panel").find((p) => p.dataset.panel === tag && p.dataset.group === group)!;
-const note = () => host.querySelector<HTMLElement>(".mw-link-note")!;
-let host: HTMLElement;
-beforeEach(() => {
-  host = document.createElement("div");
-  document.body.appendChild(host);
-});
-afterEach(() => host.remove());
+const note = () => host().querySelector<HTMLElement>(".mw-link-note")!;
 
 function mount(filters: Record<string, unknown>) {
   const store = new Store();
   store.applyHistory(history(1, [snapRun(0, "run", [ACT, NORM], cols, [1, 2], rows)]));
   const model = new FakeModel();
   model.attrs.filters = { hidden_modules: [], hidden_types: [], hidden_panels: [], hidden_runs: [], logy: {}, ...filters };
-  const cleanup = mountView(model as any, store, host);
+  const cleanup = mountView(model as any, store, host());
   return { store, model, cleanup };
 }
 
@@ -70,11 +42,11 @@ describe("a link to something the Filters hide", () => {
     const { model, cleanup } = mount({ hidden_types: ["ReLU"] });
     expect(chartEl(ACT.tag, "b2.act").hidden).toBe(true);
     // the hidden type's modules: unticked and greyed out in Filters, saying why; head (Linear) as it is
-    const box = (name: string) => host.querySelector<HTMLInputElement>(`input[data-filter-module="${name}"]`)!;
+    const box = (name: string) => host().querySelector<HTMLInputElement>(`input[data-filter-module="${name}"]`)!;
     expect(layers.map((g) => [box(g).checked, box(g).disabled])).toEqual(layers.map(() => [false, true]));
     expect(box("b2.act").parentElement!.title).toBe("hidden with its module type 'ReLU'");
     expect([box("head").checked, box("head").disabled]).toEqual([true, false]);
-    const link = host.querySelector<HTMLElement>('.mw-worst-line[data-key="death_rate"] .mw-link')!;
+    const link = host().querySelector<HTMLElement>('.mw-worst-line[data-key="death_rate"] .mw-link')!;
     expect(link.textContent).toBe("b2.act");
     link.click();
     await tick();
@@ -96,17 +68,17 @@ describe("a link to something the Filters hide", () => {
       value: 0.8, message: "b2.act is dying.", advice: "Lower the learning rate." };
     store.applyDelta(...delta(2, { findings: [f] }));
     await tick();
-    expect(host.querySelector<HTMLElement>(`section[data-section="${ACT.tag}"]`)!.hidden).toBe(true);
-    host.querySelector<HTMLElement>(".mw-finding .mw-link")!.click();
+    expect(host().querySelector<HTMLElement>(`section[data-section="${ACT.tag}"]`)!.hidden).toBe(true);
+    host().querySelector<HTMLElement>(".mw-finding .mw-link")!.click();
     await tick();
     expect(model.attrs.filters.hidden_panels).toEqual([]);
     expect(model.attrs.filters.hidden_modules).toEqual(["b0.act"]);
-    expect(host.querySelector<HTMLElement>(`section[data-section="${ACT.tag}"]`)!.hidden).toBe(false);
+    expect(host().querySelector<HTMLElement>(`section[data-section="${ACT.tag}"]`)!.hidden).toBe(false);
     expect(chartEl(ACT.tag, "b2.act").hidden).toBe(false);
     expect(chartEl(ACT.tag, "b0.act").hidden).toBe(true);
     expect(note().textContent).toBe(`Shown again in Filters: panel '${ACT.tag}', module 'b2.act'.`);
     const before = JSON.stringify(model.attrs.filters);
-    host.querySelector<HTMLElement>(".mw-finding .mw-link")!.click();
+    host().querySelector<HTMLElement>(".mw-finding .mw-link")!.click();
     await tick();
     expect(JSON.stringify(model.attrs.filters)).toBe(before);
     expect(note().hidden).toBe(true);

@@ -1,50 +1,16 @@
 // @vitest-environment happy-dom
 // The overview in a mounted view: heatmap default for deep panels, rows opening charts, the top slot
 // (findings, worst layers), runs legend, filter search and open state, shared zoom, smoothing.
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 
-const { plots, FakePlot } = vi.hoisted(() => {
-  const plots: any[] = [];
-  class FakePlot {
-    opts: any; data: any; width: number; height: number; destroyed = false; root: HTMLElement;
-    cursor: { idx: number | null } = { idx: null };
-    select = { left: 0, width: 0 };
-    scaleX: { min: number; max: number } | null = null;
-    legendIdx: number | null = null;
-    constructor(opts: any, data: any, target: any) {
-      this.opts = opts; this.data = data; this.width = opts.width; this.height = opts.height;
-      this.root = document.createElement("div");
-      if (typeof target === "function") target(this, () => {});
-      plots.push(this);
-    }
-    batch(fn: (u: any) => void) { fn(this); }
-    setData(d: any, reset: boolean) { this.data = d; if (reset) this.scaleX = null; }
-    setSize(s: any) { this.width = s.width; this.height = s.height; }
-    setScale(_k: string, r: any) { this.scaleX = r; }
-    legendIdxs: (number | null)[] | null = null;
-    setLegend(o: any) { this.legendIdx = o.idx; this.legendIdxs = o.idxs; }
-    posToVal(px: number) { return px / 10; }
-    destroy() { this.destroyed = true; }
-  }
-  return { plots, FakePlot };
-});
-vi.mock("uplot", () => ({ default: FakePlot }));
+vi.mock("uplot", async () => ({ default: (await import("./fakes")).FakePlot }));
 vi.mock("../css", () => ({ default: ".mw-root{}" }));
 
 import type { Finding } from "../protocol";
 import { Store } from "../store";
 import { mountView } from "../view";
+import { FakeModel, plots, tick, useHost } from "./fakes";
 import { column, delta, history, panel, snapRun, status } from "./helpers";
-
-class FakeModel {
-  attrs: Record<string, any> = { filters: {} };
-  handlers = new Map<string, Set<(...a: any[]) => void>>();
-  get(k: string) { return this.attrs[k]; }
-  set(k: string, v: any) { this.attrs[k] = v; for (const fn of this.handlers.get(`change:${k}`) ?? []) fn(); }
-  save_changes() {}
-  on(ev: string, fn: any) { if (!this.handlers.has(ev)) this.handlers.set(ev, new Set()); this.handlers.get(ev)!.add(fn); }
-  off(ev: string, fn: any) { this.handlers.get(ev)?.delete(fn); }
-}
 
 const LOSS = panel("Loss", { big: true });
 const ACT = panel("Output Activations", { kind: "probability", lens: "OutputActivation" });
@@ -63,29 +29,22 @@ function deepRun(id: number, label: string, epochs: number, lossScale = 1) {
   return snapRun(id, label, [LOSS, ACT], cols, es, rows);
 }
 
-const tick = () => new Promise((r) => setTimeout(r, 150));
-const all = (sel: string) => [...host.querySelectorAll<HTMLElement>(sel)];
+const host = useHost();
+const all = (sel: string) => [...host().querySelectorAll<HTMLElement>(sel)];
 const chartEl = (group: string) => all(".mw-panel").find((p) => p.dataset.group === group)!;
-let host: HTMLElement;
-beforeEach(() => {
-  plots.length = 0;
-  host = document.createElement("div");
-  document.body.appendChild(host);
-});
-afterEach(() => host.remove());
 
 function mount(runs = [deepRun(0, "deep", 4)]) {
   const store = new Store();
   store.applyHistory(history(1, runs));
   const model = new FakeModel();
-  const cleanup = mountView(model as any, store, host);
+  const cleanup = mountView(model as any, store, host());
   return { store, model, cleanup };
 }
 
 describe("deep model overview", () => {
   it("shows a deep per-layer panel as a heatmap whose rows open the layer's chart; small multiples on toggle", async () => {
     const { cleanup } = mount();
-    const sec = host.querySelector<HTMLElement>(`section[data-section="${ACT.tag}"]`)!;
+    const sec = host().querySelector<HTMLElement>(`section[data-section="${ACT.tag}"]`)!;
     expect(sec.dataset.mode).toBe("heatmap");
     expect(all(".mw-heat-row").map((r) => r.textContent)).toEqual(layers);
     expect(chartEl("block3.relu").hidden).toBe(true);
@@ -103,20 +62,20 @@ describe("deep model overview", () => {
 
   it("names the worst layers with their values at the top", () => {
     const { cleanup } = mount();
-    const line = host.querySelector<HTMLElement>('.mw-worst-line[data-key="death_rate"]')!;
+    const line = host().querySelector<HTMLElement>('.mw-worst-line[data-key="death_rate"]')!;
     const first = line.querySelector<HTMLElement>('.mw-worst-item[data-rank="1"]')!;
     // by hand: layer 7's death at epoch 4 is 0.8; the next are layers 11 and 10 (0.11, 0.1)
     expect(first.querySelector(".mw-link")!.textContent).toBe("block7.relu");
     expect(first.querySelector(".mw-value")!.textContent).toBe("0.8");
     expect(line.querySelectorAll(".mw-worst-item")[1].textContent).toBe("block11.relu0.11");
-    const low = host.querySelector<HTMLElement>('.mw-worst-line[data-key="activation_rate"] .mw-link')!;
+    const low = host().querySelector<HTMLElement>('.mw-worst-line[data-key="activation_rate"] .mw-link')!;
     expect(low.textContent).toBe("block7.relu");
     cleanup();
   });
 
   it("lists findings live, resolved ones marked, each linked to its chart", async () => {
     const { store, cleanup } = mount();
-    expect(host.querySelector<HTMLElement>(".mw-findings")!.hidden).toBe(true);
+    expect(host().querySelector<HTMLElement>(".mw-findings")!.hidden).toBe(true);
     const f = (over: Partial<Finding>): Finding => ({
       id: "x", run: 0, check: "dead", severity: "warning", layer: "block7.relu", tag: ACT.tag, since: 2, until: null,
       value: 0.8, message: "block7.relu is dying.", advice: "Lower the learning rate.", ...over,
@@ -130,7 +89,7 @@ describe("deep model overview", () => {
     expect(items[0].textContent).toContain("Lower the learning rate.");
     expect(items[1].dataset.resolved).toBe("1");
     expect(items[1].querySelector(".mw-link")!.textContent).toBe("layer '<b>x</b>'");
-    expect(host.querySelector("b")).toBeNull();
+    expect(host().querySelector("b")).toBeNull();
     items[0].querySelector<HTMLButtonElement>(".mw-link")!.click();
     await tick();
     expect(chartEl("block7.relu").hidden).toBe(false);
@@ -161,24 +120,24 @@ describe("runs, filters and reading", () => {
 
   it("search narrows the module list; the Filters box keeps its open state across views", () => {
     const { store, model, cleanup } = mount();
-    const box = host.querySelector<HTMLDetailsElement>("details.mw-filters")!;
+    const box = host().querySelector<HTMLDetailsElement>("details.mw-filters")!;
     box.open = true;
     box.dispatchEvent(new Event("toggle"));
-    const search = host.querySelector<HTMLInputElement>(".mw-search")!;
+    const search = host().querySelector<HTMLInputElement>(".mw-search")!;
     search.value = "block1";
     search.dispatchEvent(new Event("input"));
     const shown = all("label[data-module-label]").filter((l) => !l.hidden).map((l) => l.querySelector("input")!.dataset.filterModule);
     expect(shown).toEqual(["block1.relu", "block10.relu", "block11.relu"]);
     cleanup();
-    const again = mountView(model as any, store, host);
-    expect(host.querySelector<HTMLDetailsElement>("details.mw-filters")!.open).toBe(true);
-    expect(host.querySelector<HTMLInputElement>(".mw-search")!.value).toBe("block1");
+    const again = mountView(model as any, store, host());
+    expect(host().querySelector<HTMLDetailsElement>("details.mw-filters")!.open).toBe(true);
+    expect(host().querySelector<HTMLInputElement>(".mw-search")!.value).toBe("block1");
     again();
   });
 
   it("a zoom is shared by every chart and survives new ticks until reset", async () => {
     const { store, cleanup } = mount([deepRun(0, "A", 3), { ...deepRun(1, "B", 4) }]);
-    host.querySelector<HTMLButtonElement>(".mw-mode")!.click(); // small multiples: many charts
+    host().querySelector<HTMLButtonElement>(".mw-mode")!.click(); // small multiples: many charts
     await tick();
     const live = () => plots.filter((p) => !p.destroyed);
     const p0 = live()[0];
@@ -191,7 +150,7 @@ describe("runs, filters and reading", () => {
     expect(live().every((p) => p.scaleX && p.scaleX.min === 1 && p.scaleX.max === 3)).toBe(true);
     // a rebuilt view (same model) starts zoomed
     const before = plots.length;
-    const again = mountView(new FakeModel() as any, store, host);
+    const again = mountView(new FakeModel() as any, store, host());
     await tick();
     const rebuilt = plots.slice(before).filter((p) => !p.destroyed);
     expect(rebuilt.length).toBeGreaterThan(0);
@@ -213,7 +172,7 @@ describe("runs, filters and reading", () => {
     // x, train_loss, its provisional segment (empty): each series' last row
     expect(loss().legendIdxs).toEqual([3, 3, null]);
     const raw = loss().data[1].slice();
-    const slider = host.querySelector<HTMLInputElement>("input[data-smoothing]")!;
+    const slider = host().querySelector<HTMLInputElement>("input[data-smoothing]")!;
     slider.value = "0.5";
     slider.dispatchEvent(new Event("input"));
     await tick();
@@ -229,7 +188,7 @@ describe("runs, filters and reading", () => {
 
   it("switches the x axis to wall time for every chart, and back", async () => {
     const { cleanup } = mount();
-    const sel = host.querySelector<HTMLSelectElement>("select.mw-xaxis")!;
+    const sel = host().querySelector<HTMLSelectElement>("select.mw-xaxis")!;
     sel.value = "time";
     sel.dispatchEvent(new Event("change"));
     await tick();
@@ -248,7 +207,7 @@ describe("runs, filters and reading", () => {
     const { store, cleanup } = mount();
     store.applyDelta(...delta(2, { problems: [{ run: 0, lens: "OutputActivation", message: "relu3: NaN batches", count: 7 }] }));
     await tick();
-    const btn = host.querySelector<HTMLButtonElement>(".mw-problems")!;
+    const btn = host().querySelector<HTMLButtonElement>(".mw-problems")!;
     expect(btn.textContent).toBe("⚠ 1 problem");
     btn.click();
     expect(all(".mw-problem-list li").map((li) => li.textContent)).toEqual(["OutputActivation: relu3: NaN batches (×7)"]);
@@ -266,13 +225,13 @@ describe("runs, filters and reading", () => {
       status: status({ problems: 1, notices: 2 }),
     }));
     await tick();
-    const btn = host.querySelector<HTMLButtonElement>(".mw-problems")!;
+    const btn = host().querySelector<HTMLButtonElement>(".mw-problems")!;
     expect(btn.hidden).toBe(false);
     expect(btn.textContent).toBe("⚠ 1 problem · 2 notes");
     expect(btn.dataset.kind).toBe("problems");
     expect(btn.title).toBe("problems:\nOutputActivation: relu3: NaN batches\n\nnotes:\n"
       + "attach: 'head' is watched by no lens\nfrozen: 'emb.weight' is frozen");
-    const st = host.querySelector<HTMLElement>(".mw-status")!;
+    const st = host().querySelector<HTMLElement>(".mw-status")!;
     expect([st.dataset.problems, st.dataset.notices]).toEqual(["1", "2"]);
     btn.click();
     expect(all(".mw-problem-list li").map((li) => [li.dataset.kind, li.textContent])).toEqual([
@@ -291,11 +250,11 @@ describe("runs, filters and reading", () => {
       status: status({ problems: 0, notices: 1 }),
     }));
     await tick();
-    const btn = host.querySelector<HTMLButtonElement>(".mw-problems")!;
+    const btn = host().querySelector<HTMLButtonElement>(".mw-problems")!;
     expect(btn.textContent).toBe("1 note");
     expect(btn.textContent).not.toContain("⚠");
     expect(btn.dataset.kind).toBe("notices");
-    expect(host.querySelector<HTMLElement>(".mw-status")!.dataset.problems).toBe("0");
+    expect(host().querySelector<HTMLElement>(".mw-status")!.dataset.problems).toBe("0");
     // an older kernel: no kind, no notices in the status
     const old = { run: 0, lens: "LossMetrics", message: "loss is NaN", count: 2 };
     store.applyDelta(...delta(3, { problems: [old], status: { ...status({ problems: 2 }), notices: undefined } }));
@@ -314,11 +273,11 @@ describe("runs, filters and reading", () => {
     store.applyDelta(...delta(2, { findings: many }));
     await tick();
     expect(all(".mw-finding").length).toBe(5);
-    const more = host.querySelector<HTMLButtonElement>(".mw-findings-more button")!;
+    const more = host().querySelector<HTMLButtonElement>(".mw-findings-more button")!;
     expect(more.textContent).toBe("show 4 more (3 open)");
     more.click();
     expect(all(".mw-finding").length).toBe(9);
-    host.querySelector<HTMLButtonElement>(".mw-findings-more button")!.click();
+    host().querySelector<HTMLButtonElement>(".mw-findings-more button")!.click();
     expect(all(".mw-finding").length).toBe(5);
     cleanup();
   });

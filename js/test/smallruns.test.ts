@@ -2,32 +2,9 @@
 // Run comparison in small multiples: each per-layer chart draws every shown earlier run (matched by panel,
 // group and key) in the run styles of the big charts, leaves hidden runs out, reuses the big charts'
 // downsampling, and lists the earlier runs' values on its one-line legend.
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 
-const { plots, FakePlot } = vi.hoisted(() => {
-  const plots: any[] = [];
-  class FakePlot {
-    opts: any; data: any; width: number; height: number; destroyed = false; root: HTMLElement;
-    cursor: { idx: number | null } = { idx: null };
-    select = { left: 0, width: 0 };
-    constructor(opts: any, data: any, target: any) {
-      this.opts = opts; this.data = data; this.width = opts.width; this.height = opts.height;
-      this.root = document.createElement("div");
-      if (typeof target === "function") target(this, () => {});
-      plots.push(this);
-    }
-    batch(fn: (u: any) => void) { fn(this); }
-    setData(d: any) { this.data = d; }
-    setSize(s: any) { this.width = s.width; this.height = s.height; }
-    setScale() {}
-    setLegend() {}
-    redraw() {}
-    posToVal(px: number) { return px; }
-    destroy() { this.destroyed = true; }
-  }
-  return { plots, FakePlot };
-});
-vi.mock("uplot", () => ({ default: FakePlot }));
+vi.mock("uplot", async () => ({ default: (await import("./fakes")).FakePlot }));
 vi.mock("../css", () => ({ default: ".mw-root{}" }));
 
 import { bucketsFor, formatValue as f } from "../axes";
@@ -35,18 +12,8 @@ import { runStyle } from "../overview/runstyle";
 import { Store } from "../store";
 import { withAlpha } from "../theme";
 import { mountView } from "../view";
+import { FakeModel, plots, tick, useHost } from "./fakes";
 import { column, history, panel, snapRun } from "./helpers";
-
-class FakeModel {
-  attrs: Record<string, any>;
-  handlers = new Map<string, Set<() => void>>();
-  constructor(filters: Record<string, unknown> = {}) { this.attrs = { filters }; }
-  get(k: string) { return this.attrs[k]; }
-  set(k: string, v: any) { this.attrs[k] = v; for (const fn of this.handlers.get(`change:${k}`) ?? []) fn(); }
-  save_changes() {}
-  on(ev: string, fn: any) { if (!this.handlers.has(ev)) this.handlers.set(ev, new Set()); this.handlers.get(ev)!.add(fn); }
-  off(ev: string, fn: any) { this.handlers.get(ev)?.delete(fn); }
-}
 
 const LOSS = panel("Loss", { big: true });
 const ACT = panel("Output Activations", { kind: "probability", lens: "OutputActivation" });
@@ -64,15 +31,8 @@ function run(id: number, epochs: number, spike?: { e: number; v: number }) {
   return snapRun(id, `run ${id + 1}: MLP`, [LOSS, ACT], cols, es, rows);
 }
 
-let host: HTMLElement;
-beforeEach(() => {
-  plots.length = 0;
-  host = document.createElement("div");
-  document.body.appendChild(host);
-});
-afterEach(() => host.remove());
+const host = useHost();
 
-const tick = () => new Promise((r) => setTimeout(r, 150));
 const live = () => plots.filter((p) => !p.destroyed);
 /** The live small chart of `layer` (its uPlot's root sits in the layer's .mw-panel). */
 const small = (layer: string) => live().find((p) => (p.root.closest(".mw-panel") as HTMLElement | null)?.dataset.group === layer)!;
@@ -83,8 +43,8 @@ describe("small multiples with two or more runs", () => {
   it("draw every shown earlier run in the big charts' run styles, a hidden run not, and list their values", async () => {
     const store = new Store();
     store.applyHistory(history(1, [run(0, 3), run(1, 4), run(2, 5)]));
-    const model = new FakeModel({ hidden_runs: [0] }); // run 1 hidden in the runs legend
-    const cleanup = mountView(model as any, store, host);
+    const model = new FakeModel({ filters: { hidden_runs: [0] } }); // run 1 hidden in the runs legend
+    const cleanup = mountView(model as any, store, host());
     await tick();
     const style = runStyle(store);
     expect(labels(loss())).toEqual(["epoch", "train_loss · run 3: MLP", "train_loss · run 2: MLP", "train_loss (running)"]);
@@ -133,7 +93,7 @@ describe("small multiples with two or more runs", () => {
     const N = 4000;
     const store = new Store();
     store.applyHistory(history(1, [run(0, N, { e: 1234, v: 0.999 }), run(1, N)]));
-    const cleanup = mountView(new FakeModel() as any, store, host);
+    const cleanup = mountView(new FakeModel() as any, store, host());
     await tick();
     const p = small("fc1.relu");
     // js/downsample.ts' bound: at most 2 points per bucket and series, plus each series' last row

@@ -2,30 +2,17 @@
 // The status line's state: a training cell that ended by raising reads "stopped (<exception>)", not "done".
 import { describe, expect, it, vi } from "vitest";
 
-vi.mock("uplot", () => ({
-  default: class {
-    root = document.createElement("div");
-    cursor: { idx: number | null } = { idx: null };
-    constructor(_o: unknown, _d: unknown, t: HTMLElement | ((u: unknown, init: () => void) => void)) {
-      if (typeof t === "function") t(this, () => {});
-      else t.appendChild(this.root);
-    }
-    setData() {} setSize() {} setLegend() {} setScale() {} destroy() {}
-    batch(f: (u: unknown) => void) { f(this); }
-  },
-}));
+vi.mock("uplot", async () => ({ default: (await import("./fakes")).FakePlot }));
 vi.mock("../css", () => ({ default: ".mw-root{}" }));
 
 import { Store } from "../store";
 import { mountView } from "../view";
+import { FakeModel } from "./fakes";
 import { column, delta, history, panel, snapRun, status } from "./helpers";
 
 const LOSS = panel("Loss", { big: true });
-const model = (st: ReturnType<typeof status>) => ({
-  attrs: { filters: {}, history: history(1, [snapRun(0, "run 1: MLP", [LOSS], [column(0, LOSS.tag, LOSS.tag, "train_loss mean")], [1, 2], [[1], [0.5]])], st) },
-  get(k: string) { return (this.attrs as Record<string, unknown>)[k]; },
-  set() {}, save_changes() {}, on() {}, off() {}, send() {}, widget_manager: {},
-});
+const model = (st: ReturnType<typeof status>) => new FakeModel({ filters: {},
+  history: history(1, [snapRun(0, "run 1: MLP", [LOSS], [column(0, LOSS.tag, LOSS.tag, "train_loss mean")], [1, 2], [[1], [0.5]])], st) });
 
 function statusText(st: ReturnType<typeof status>): string {
   const host = document.createElement("div");

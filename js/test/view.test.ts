@@ -1,64 +1,15 @@
 // @vitest-environment happy-dom
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 
 // uPlot needs a real canvas; a stand-in records what the view asks of it.
-const { plots, FakePlot } = vi.hoisted(() => {
-  const plots: any[] = [];
-  class FakePlot {
-    opts: any;
-    data: any;
-    width: number;
-    height: number;
-    destroyed = false;
-    root: HTMLElement;
-    draws = 0;
-    constructor(opts: any, data: any, target: HTMLElement | ((self: any, init: () => void) => void)) {
-      this.opts = opts;
-      this.data = data;
-      this.width = opts.width;
-      this.height = opts.height;
-      this.root = document.createElement("div");
-      this.root.className = "uplot";
-      if (typeof target === "function") target(this, () => { this.draws++; });
-      else target.appendChild(this.root);
-      plots.push(this);
-    }
-    batch(fn: (u: any) => void) { fn(this); }
-    cursor: { idx: number | null } = { idx: null };
-    legendIdx: number | null = null;
-    scaleX: { min: number; max: number } | null = null;
-    setLegend(o: { idx: number }) { this.legendIdx = o.idx; }
-    setScale(_k: string, r: { min: number; max: number }) { this.scaleX = r; }
-    setData(d: any) { this.data = d; this.draws++; }
-    setSize(s: { width: number; height: number }) { this.width = s.width; this.height = s.height; }
-    destroy() { this.destroyed = true; }
-  }
-  return { plots, FakePlot };
-});
-vi.mock("uplot", () => ({ default: FakePlot }));
+vi.mock("uplot", async () => ({ default: (await import("./fakes")).FakePlot }));
 vi.mock("../css", () => ({ default: ".mw-root{}" }));
 
 import { Store } from "../store";
 import { mountView } from "../view";
 import createWidget from "../widget";
+import { FakeModel, plots, tick, useHost } from "./fakes";
 import { column, delta, history, panel, snapRun, status } from "./helpers";
-
-type Handler = (...args: any[]) => void;
-class FakeModel {
-  attrs: Record<string, any>;
-  handlers = new Map<string, Set<Handler>>();
-  saved = 0;
-  constructor(attrs: Record<string, any>) { this.attrs = attrs; }
-  get(k: string) { return this.attrs[k]; }
-  set(k: string, v: any) { this.attrs[k] = v; this.emit(`change:${k}`); }
-  save_changes() { this.saved++; }
-  on(ev: string, fn: Handler) { if (!this.handlers.has(ev)) this.handlers.set(ev, new Set()); this.handlers.get(ev)!.add(fn); }
-  off(ev?: string | null, fn?: Handler | null) { if (ev && fn) this.handlers.get(ev)?.delete(fn); }
-  emit(ev: string, ...args: any[]) { for (const fn of [...(this.handlers.get(ev) ?? [])]) fn(...args); }
-  count(ev: string) { return this.handlers.get(ev)?.size ?? 0; }
-  send() {}
-  widget_manager = {} as any;
-}
 
 const EVIL = "<img src=x onerror=alert(1)>";
 const LOSS = panel("Loss & Metrics", { big: true });
@@ -84,34 +35,26 @@ function makeModel(): FakeModel {
   });
 }
 
-const tick = () => new Promise((r) => setTimeout(r, 150));
+const host = useHost();
 const q = (el: Element, sel: string) => el.querySelector(sel) as HTMLElement | null;
 const panelEl = (el: Element, tag: string, group: string) =>
   [...el.querySelectorAll<HTMLElement>(".mw-panel")].find((p) => p.dataset.panel === tag && p.dataset.group === group);
-
-let host: HTMLElement;
-beforeEach(() => {
-  plots.length = 0;
-  host = document.createElement("div");
-  document.body.appendChild(host);
-});
-afterEach(() => host.remove());
 
 describe("view", () => {
   it("renders sections, charts and DOM hooks from the store", () => {
     const model = makeModel();
     const store = new Store();
     store.applyHistory(model.get("history"));
-    const cleanup = mountView(model as any, store, host);
-    expect(q(host, ".mw-root")).not.toBeNull();
-    const loss = panelEl(host, LOSS.tag, LOSS.tag)!;
+    const cleanup = mountView(model as any, store, host());
+    expect(q(host(), ".mw-root")).not.toBeNull();
+    const loss = panelEl(host(), LOSS.tag, LOSS.tag)!;
     expect(loss.dataset.epochs).toBe("3");
-    expect(panelEl(host, ACT.tag, "relu1")!.dataset.epochs).toBe("3");
-    expect(panelEl(host, NORM.tag, "relu1")).toBeDefined();
-    expect(host.querySelectorAll(".mw-panel").length).toBe(4);
+    expect(panelEl(host(), ACT.tag, "relu1")!.dataset.epochs).toBe("3");
+    expect(panelEl(host(), NORM.tag, "relu1")).toBeDefined();
+    expect(host().querySelectorAll(".mw-panel").length).toBe(4);
     // the top row holds the big panel, the rest are small multiples
-    expect(q(host, ".mw-big")!.querySelectorAll(".mw-panel").length).toBe(1);
-    const status = q(host, ".mw-status")!;
+    expect(q(host(), ".mw-big")!.querySelectorAll(".mw-panel").length).toBe(1);
+    const status = q(host(), ".mw-status")!;
     expect(status.textContent).toContain("run 2: CNN");
     expect(status.textContent).toContain("epoch 3");
     expect(status.textContent).toContain("0.25 s/epoch");
@@ -124,7 +67,7 @@ describe("view", () => {
     expect(lossPlot.data[1]).toEqual([1, 0.5, 1 / 3]);
     expect(lossPlot.data[2]).toEqual([1, 0.5, undefined]);
     cleanup();
-    expect(host.querySelector(".mw-root")).toBeNull();
+    expect(host().querySelector(".mw-root")).toBeNull();
     expect(plots.every((p) => p.destroyed)).toBe(true);
     expect(store.listenerCount).toBe(0);
     expect(model.count("change:filters")).toBe(0);
@@ -134,14 +77,14 @@ describe("view", () => {
     const model = makeModel();
     const store = new Store();
     store.applyHistory(model.get("history"));
-    const cleanup = mountView(model as any, store, host);
-    expect(host.querySelector("img")).toBeNull();
-    const evil = panelEl(host, ACT.tag, EVIL)!;
+    const cleanup = mountView(model as any, store, host());
+    expect(host().querySelector("img")).toBeNull();
+    const evil = panelEl(host(), ACT.tag, EVIL)!;
     expect(evil.getAttribute("data-group")).toBe(EVIL);
     expect(evil.querySelector(".mw-panel-title")!.textContent).toContain(EVIL);
-    const box = host.querySelector<HTMLInputElement>("input[data-filter-module]:not([data-filter-module='relu1'])")!;
+    const box = host().querySelector<HTMLInputElement>("input[data-filter-module]:not([data-filter-module='relu1'])")!;
     expect(box.getAttribute("data-filter-module")).toBe(EVIL);
-    expect(host.querySelector("img")).toBeNull();
+    expect(host().querySelector("img")).toBeNull();
     cleanup();
   });
 
@@ -151,21 +94,21 @@ describe("view", () => {
     store.applyHistory(model.get("history"));
     const host2 = document.createElement("div");
     document.body.appendChild(host2);
-    const c1 = mountView(model as any, store, host);
+    const c1 = mountView(model as any, store, host());
     const c2 = mountView(model as any, store, host2);
-    const typeBox = host.querySelector<HTMLInputElement>("input[data-filter-type='Dropout']")!;
+    const typeBox = host().querySelector<HTMLInputElement>("input[data-filter-type='Dropout']")!;
     expect(typeBox.checked).toBe(true);
     typeBox.checked = false;
     typeBox.dispatchEvent(new Event("change", { bubbles: true }));
     expect(model.get("filters").hidden_types).toEqual(["Dropout"]);
     expect(model.saved).toBe(1);
     await tick();
-    expect(panelEl(host, ACT.tag, EVIL)!.hidden).toBe(true);
+    expect(panelEl(host(), ACT.tag, EVIL)!.hidden).toBe(true);
     expect(panelEl(host2, ACT.tag, EVIL)!.hidden).toBe(true);
-    expect(panelEl(host, ACT.tag, "relu1")!.hidden).toBe(false);
+    expect(panelEl(host(), ACT.tag, "relu1")!.hidden).toBe(false);
     expect(host2.querySelector<HTMLInputElement>("input[data-filter-type='Dropout']")!.checked).toBe(false);
     // the control is updated in place, not re-created (a held reference stays attached)
-    expect(host.querySelector("input[data-filter-type='Dropout']")).toBe(typeBox);
+    expect(host().querySelector("input[data-filter-type='Dropout']")).toBe(typeBox);
     expect(typeBox.isConnected).toBe(true);
 
     const panelBox = host2.querySelector<HTMLInputElement>(`input[data-filter-panel='${NORM.tag}']`)!;
@@ -173,15 +116,15 @@ describe("view", () => {
     panelBox.dispatchEvent(new Event("change", { bubbles: true }));
     await tick();
     expect(model.get("filters")).toMatchObject({ hidden_types: ["Dropout"], hidden_panels: [NORM.tag] });
-    expect(host.querySelector<HTMLElement>(`section[data-section='${NORM.tag}']`)!.hidden).toBe(true);
+    expect(host().querySelector<HTMLElement>(`section[data-section='${NORM.tag}']`)!.hidden).toBe(true);
 
-    const moduleBox = host.querySelector<HTMLInputElement>("input[data-filter-module='relu1']")!;
+    const moduleBox = host().querySelector<HTMLInputElement>("input[data-filter-module='relu1']")!;
     moduleBox.checked = false;
     moduleBox.dispatchEvent(new Event("change", { bubbles: true }));
     await tick();
     expect(panelEl(host2, ACT.tag, "relu1")!.hidden).toBe(true);
 
-    const runBox = host.querySelector<HTMLInputElement>("input[data-filter-run='0']")!;
+    const runBox = host().querySelector<HTMLInputElement>("input[data-filter-run='0']")!;
     expect(runBox.parentElement!.textContent).toContain("run 1: Old");
     const before = plots.length;
     runBox.checked = false;
@@ -204,9 +147,9 @@ describe("view", () => {
     const model = makeModel();
     const store = new Store();
     store.applyHistory(model.get("history"));
-    const cleanup = mountView(model as any, store, host);
-    expect(host.querySelector(`input[data-logy='${ACT.tag}']`)).toBeNull();
-    const box = host.querySelector<HTMLInputElement>(`input[data-logy='${NORM.tag}']`)!;
+    const cleanup = mountView(model as any, store, host());
+    expect(host().querySelector(`input[data-logy='${ACT.tag}']`)).toBeNull();
+    const box = host().querySelector<HTMLInputElement>(`input[data-logy='${NORM.tag}']`)!;
     box.checked = true;
     box.dispatchEvent(new Event("change"));
     await tick();
@@ -221,11 +164,11 @@ describe("view", () => {
     const model = makeModel();
     const store = new Store();
     store.applyHistory(model.get("history"));
-    const cleanup = mountView(model as any, store, host);
+    const cleanup = mountView(model as any, store, host());
     const nPlots = plots.length;
     store.applyDelta(...delta(3, { rows: [{ run: 1, row: 3, epoch: 3.5, time: 1, provisional: true }] }, [{ run: 1, row: 3, col: 0, val: 0.3 }]));
     await tick();
-    const loss = panelEl(host, LOSS.tag, LOSS.tag)!;
+    const loss = panelEl(host(), LOSS.tag, LOSS.tag)!;
     expect(loss.dataset.epochs).toBe("3");
     expect(loss.dataset.provisional).toBe("1");
     expect(plots.length).toBe(nPlots); // same charts, new data
@@ -240,16 +183,16 @@ describe("view", () => {
     await tick();
     expect(loss.dataset.epochs).toBe("4");
     expect(loss.dataset.provisional).toBe("0");
-    const btn = q(host, ".mw-problems")!;
+    const btn = q(host(), ".mw-problems")!;
     expect(btn.hidden).toBe(false);
     expect(btn.textContent).toContain("2 problems");
     expect(btn.title).toContain("loss is NaN");
-    const list = q(host, ".mw-problem-list")!;
+    const list = q(host(), ".mw-problem-list")!;
     expect(list.hidden).toBe(true);
     btn.click();
     expect(list.hidden).toBe(false);
     expect(list.textContent).toContain(EVIL);
-    expect(host.querySelector("img")).toBeNull();
+    expect(host().querySelector("img")).toBeNull();
     cleanup();
   });
 
@@ -257,15 +200,15 @@ describe("view", () => {
     const model = makeModel();
     const store = new Store();
     store.applyHistory(model.get("history"));
-    const cleanup = mountView(model as any, store, host);
+    const cleanup = mountView(model as any, store, host());
     store.applyDelta(...delta(3, {
       new_panels: [{ run: 1, ...panel("Weight Gradient Activation", { kind: "probability" }) }],
       new_columns: [{ run: 1, ...column(6, "Weight Gradient Activation", "conv1", "activation_rate", { module_type: "Conv2d" }) }],
     }, [{ run: 1, row: 2, col: 6, val: 0.4 }]));
     await tick();
-    const el = panelEl(host, "Weight Gradient Activation", "conv1")!;
+    const el = panelEl(host(), "Weight Gradient Activation", "conv1")!;
     expect(el).toBeDefined();
-    expect(host.querySelector("input[data-filter-type='Conv2d']")).not.toBeNull();
+    expect(host().querySelector("input[data-filter-type='Conv2d']")).not.toBeNull();
     cleanup();
   });
 });
@@ -281,12 +224,12 @@ describe("widget entry (initialize once, render per view)", () => {
     model.emit("msg:custom", m, b);
     model.emit("msg:custom", m, b); // duplicate: ignored by seq
     model.emit("msg:custom", { type: "other" }, []);
-    const cleanup = (await widget.render!({ model: model as any, el: host, signal: new AbortController().signal, host: {} as any, experimental: {} as any })) as () => void;
-    expect(panelEl(host, LOSS.tag, LOSS.tag)!.dataset.epochs).toBe("4");
+    const cleanup = (await widget.render!({ model: model as any, el: host(), signal: new AbortController().signal, host: {} as any, experimental: {} as any })) as () => void;
+    expect(panelEl(host(), LOSS.tag, LOSS.tag)!.dataset.epochs).toBe("4");
     // a history snapshot older than what we have is ignored
     model.set("history", history(2, []));
     await tick();
-    expect(panelEl(host, LOSS.tag, LOSS.tag)!.dataset.epochs).toBe("4");
+    expect(panelEl(host(), LOSS.tag, LOSS.tag)!.dataset.epochs).toBe("4");
     cleanup();
     dispose();
     expect(model.count("msg:custom")).toBe(0);
@@ -296,8 +239,8 @@ describe("widget entry (initialize once, render per view)", () => {
   it("render without initialize keeps its own store", async () => {
     const model = makeModel();
     const widget = createWidget();
-    const cleanup = (await widget.render!({ model: model as any, el: host, signal: new AbortController().signal, host: {} as any, experimental: {} as any })) as () => void;
-    expect(panelEl(host, LOSS.tag, LOSS.tag)!.dataset.epochs).toBe("3");
+    const cleanup = (await widget.render!({ model: model as any, el: host(), signal: new AbortController().signal, host: {} as any, experimental: {} as any })) as () => void;
+    expect(panelEl(host(), LOSS.tag, LOSS.tag)!.dataset.epochs).toBe("3");
     expect(model.count("msg:custom")).toBe(1);
     cleanup();
     expect(model.count("msg:custom")).toBe(0);

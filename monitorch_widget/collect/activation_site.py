@@ -35,7 +35,6 @@ class ActivationSite(Site):
                  pool: ScratchPool | None = None) -> None:
         super().__init__(name, lens, faults, 2, keep_all, slot)
         self.pool = pool
-        self.module_type = type(module).__name__
         self.pass_rule = pass_rule
         self.eps = eps
         # A 0-d tensor: comparing with it skips wrapping a Python float on every call (several µs).
@@ -62,8 +61,7 @@ class ActivationSite(Site):
         self.dtype: torch.dtype | None = None
         self.check_how = _MAX  # how the NaN/Inf check is written for this shape and dtype (see __call__)
         self.row_size = 1
-        self._register = lambda: module.register_forward_hook(self)
-        self.handle = self._register()
+        self.watch_forward(module)
 
     def __call__(self, module: nn.Module, args: Any, out: Any) -> None:
         if in_graph():  # traced by dynamo: leave only this flag in the graph (collect/compiled.py)

@@ -11,6 +11,7 @@ through the lens' :class:`~monitorch_widget.collect.faults.FaultLog`, and traini
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 from torch.utils.hooks import RemovableHandle
@@ -59,6 +60,13 @@ class Site(NotCopied):
         self.uncounted_at = 0
         # Set (by a store dynamo replays after each compiled call) when the hook was traced into a graph.
         self.in_graph = False
+
+    def watch_forward(self, module: torch.nn.Module) -> None:
+        """Hook ``module``'s forward (this site is the hook) and keep how to hook it again once shown."""
+        self.module_type = type(module).__name__
+        hook = cast("Callable[[torch.nn.Module, Any, Any], None]", self)  # a subclass's __call__ is the hook
+        self._register = lambda: module.register_forward_hook(hook)
+        self.handle = self._register()
 
     def _update_off(self) -> None:
         self.off = self.broken or self.hidden or not self.active

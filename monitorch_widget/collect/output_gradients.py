@@ -54,7 +54,6 @@ class OutputGradientSite(Site):
                  rows: OutputGradientRows) -> None:
         super().__init__(name, lens, faults, rows.width, False, slot)
         self.slot = slot
-        self.module_type = type(module).__name__
         self.correlation = rows.correlation
         self.seen = False  # an output of this module required grad at least once
         self.shared = rows
@@ -64,8 +63,7 @@ class OutputGradientSite(Site):
         self.observed = 0   # observations this epoch
         self.reshaped = 0   # ... of them after one of another shape this epoch (correlation 0 by definition)
         self.detached = 0   # calls under grad this epoch whose output did not require grad (frozen, nothing before)
-        self._register = lambda: module.register_forward_hook(self)
-        self.handle = self._register()
+        self.watch_forward(module)
 
     def __call__(self, module: nn.Module, args: Any, out: Any) -> None:
         if in_graph():  # traced by dynamo: leave only this flag in the graph (collect/compiled.py)

@@ -24,11 +24,9 @@ class NormSite(ScalarSite):
     def __init__(self, name: str, module: nn.Module, lens: str, faults: Any, *, pass_rule: int, normalize: bool,
                  channel_last: bool, keep_all: bool) -> None:
         super().__init__(name, lens, faults, keep_all)
-        self.module_type = type(module).__name__
         self.pass_rule = pass_rule
         self.normalize = normalize
-        self._register = lambda: module.register_forward_hook(self)
-        self.handle = self._register()
+        self.watch_forward(module)
 
     def __call__(self, module: nn.Module, args: Any, out: Any) -> None:
         if in_graph():  # traced by dynamo: leave only this flag in the graph (collect/compiled.py)
