@@ -107,23 +107,35 @@ def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
         return out
     made = r.made
     out = []
-    upstream: str | None = None  # the nearest (nearly) constant layer before this one, in the model's order,
-    critical = cfg.dead_critical_rate  # with no healthy layer (death rate below dead_rate) in between
+    sources = _knock_on_sources(r, cfg)
     for k, d in enumerate(r.values):
         if not d >= rate:  # NaN compares False
-            if d < rate:  # a healthy layer: what comes after it has a varying input again
-                upstream = None
             continue
-        layer = r.layers[k][0]
+        layer, upstream = r.layers[k][0], sources[k]
         hit = made.get(layer)
         if hit is None or hit[0] != d or hit[1] is not cfg or hit[3] != why or hit[4] != upstream:
             hit = made[layer] = (d, cfg, _dead(layer, r.panel, d, cfg, why, upstream), why, upstream)
         out.append(hit[2])
-        if d >= critical:
-            upstream = layer
     r.previous["dead_layer"] = [cfg, r.key, out]
     r.previous["dead_layer why"] = why
     return out
+
+
+def _knock_on_sources(r: _Rates, cfg: HealthConfig) -> list[str | None]:
+    """Per layer (in the model's order), the nearest (nearly) constant layer before it (death rate at least
+    ``dead_critical_rate``) with no healthy layer (below ``dead_rate``) in between, or None: the layer whose
+    constant output makes this one's input (nearly) constant, so its silence is a knock-on. A NaN rate neither
+    starts nor ends such a stretch."""
+    sources: list[str | None] = []
+    upstream: str | None = None
+    critical, rate = cfg.dead_critical_rate, cfg.dead_rate
+    for k, d in enumerate(r.values):
+        sources.append(upstream)
+        if d >= critical:
+            upstream = r.layers[k][0]
+        elif d < rate:  # a healthy layer: what comes after it has a varying input again
+            upstream = None
+    return sources
 
 
 def _dead(layer: str, panel: str, d: float, cfg: HealthConfig, why: tuple[float, str, float] | None = None,
@@ -170,12 +182,11 @@ def _dying(r: _Rates, cfg: HealthConfig) -> list[Condition]:
     # (nearly) constant layer is dead_layer's critical case: "more units than the task uses" would contradict it
     low, high, medians = _medians_without(ranked)
     gap, ratio, critical = cfg.dying_gap, cfg.dying_ratio, cfg.dead_critical_rate
-    # a layer after a (nearly) constant one, with no healthy layer (below dead_rate) between, is its knock-on
-    # (dead_layer names it so): not over capacity either; nor is a constant layer itself (dead_layer's critical case)
-    knock_on = False
+    # a knock-on layer (dead_layer names it so) is not over capacity either; nor is a constant layer itself
+    # (dead_layer's critical case)
+    sources = _knock_on_sources(r, cfg)
     for k, d in enumerate(values):
-        after_constant, knock_on = knock_on, (d >= critical) or (knock_on and not d < cfg.dead_rate)
-        if after_constant or d >= critical or not (d >= gap and math.isfinite(d)):
+        if sources[k] is not None or d >= critical or not (d >= gap and math.isfinite(d)):
             continue
         median = medians[0] if d <= low else medians[1] if d <= high else medians[2]
         if d >= median + gap and d >= ratio * median:
