@@ -555,9 +555,12 @@ def test_output_gradient_of_an_rnn_fed_packed_sequences_is_its_packed_data_gradi
         pytest.approx(np.mean(correlations(grads)), rel=1e-5, abs=1e-6)
 
 
-def test_a_module_whose_output_gets_no_gradient_is_named_once():
+@pytest.mark.parametrize("evaluated", [False, True], ids=["", "evaluated"])
+def test_a_module_whose_output_gets_no_gradient_is_named_once(evaluated):
     """A GRU classifier that reads its last hidden state h_n: the output sequence (what is read, as monitorch's
-    grad_output[0]) gets no gradient, its series stays empty, and a notice says why; the head's norm is by hand."""
+    grad_output[0]) gets no gradient, its series stays empty, and a notice says why; the head's norm is by hand.
+    ``evaluated``: is_active_fn=lambda _: model.training and an evaluation pass before the tick, which leave the
+    hooks off at the tick (trial r10: the notice was lost)."""
 
     class Classifier(nn.Module):
         def __init__(self):
@@ -571,13 +574,25 @@ def test_a_module_whose_output_gets_no_gradient_is_named_once():
 
     torch.manual_seed(0)
     model = Classifier()
-    ins, rec = inspector([OutputGradientGeometry()], model)
+    if evaluated:
+        rec = Recorder()
+        ins = PyTorchInspector([OutputGradientGeometry()], visualizer=rec, is_active_fn=lambda _: model.training)
+        with _quiet():
+            ins.attach(model)
+    else:
+        ins, rec = inspector([OutputGradientGeometry()], model)
     grads = []
-    model.head.register_forward_hook(lambda m, a, out: out.register_hook(lambda g: grads.append(g.clone())) and None)
+    model.head.register_forward_hook(
+        lambda m, a, out: out.register_hook(lambda g: grads.append(g.clone())) and None if out.requires_grad else None)
     g = torch.Generator().manual_seed(8)
     for _ in range(2):
         x, y = torch.randn(3, 6, 4, generator=g), torch.randint(0, 2, (3,), generator=g)
         nn.functional.cross_entropy(model(x), y).backward()
+    if evaluated:
+        model.eval()
+        with torch.no_grad():
+            model(torch.randn(3, 6, 4))
+        model.train()
     with pytest.warns(MonitorNotice, match=r"1 module\(s\) never received a gradient for their \(first\) output.*"
                       r"'rnn'.*h_n"):
         ins.tick_epoch()

@@ -267,3 +267,37 @@ def test_loss_returning_model_records_training_losses_only():
         assert ours[(epoch, "Loss", "Loss", "train_loss mean")] == pytest.approx(
             sum(losses[4 * (epoch - 1): 4 * epoch]) / 4, rel=1e-5)
         assert math.isnan(ours.get((epoch, "Loss", "Loss", "val_loss mean"), math.nan))  # evaluation passes gated
+
+
+@pytest.mark.parametrize("package", ["ours", "monitorch"])
+def test_parameter_norms_are_read_at_a_tick_after_an_evaluation_pass_turned_the_hooks_off(package):
+    """``is_active_fn=lambda _: model.training``, an evaluation pass, ``model.train()``, then the tick: the tick is
+    active and reads every weight's norm, although the last pass turned the hooks off (trial r10: every norm was
+    NaN). Values by hand, and monitorch's the same."""
+    if package == "ours":
+        from monitorch_widget.lens import ParameterNorm
+        inspector_cls = PyTorchInspector
+    else:
+        from monitorch.lens import ParameterNorm
+        inspector_cls = TheirInspector
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    calls = Calls()
+    ins = inspector_cls([ParameterNorm()], visualizer=calls, is_active_fn=training_mode(model))
+    ins.attach(model)
+    gen = torch.Generator().manual_seed(3)
+    for epoch in (1, 2):
+        for _ in range(3):
+            opt.zero_grad()
+            model(torch.randn(8, 4, generator=gen)).pow(2).mean().backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            model(torch.randn(8, 4, generator=gen))
+        model.train()
+        want = {(epoch, f"{kind.title()} Norm", layer, "mean"): float(getattr(model[int(layer)], kind).norm())
+                for kind in ("weight", "bias") for layer in ("0", "2")}
+        ins.tick_epoch()
+        got = {k: v for k, v in calls.values.items() if k[0] == epoch and k[1] in ("Weight Norm", "Bias Norm")}
+        assert got == pytest.approx(want, rel=1e-6)

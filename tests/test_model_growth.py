@@ -124,3 +124,33 @@ def test_pruning_after_attach_is_followed_as_the_same_parameter_not_called_new_o
     assert any("as 'weight_orig' (pruning" in m for m in said)
     assert not any("not watched" in m or "stops here" in m for m in said)
     ins.detach()
+
+
+def _replaced_weight_series(evaluated: bool) -> tuple[list[float], list[float]]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
+    active = {"is_active_fn": lambda _: model.training} if evaluated else {}
+    ins = PyTorchInspector([ParameterGradientActivation(), ParameterNorm()], visualizer="none", module=model, **active)
+    for epoch in range(3):
+        if epoch == 1:
+            model[2].weight = nn.Parameter(model[2].weight.detach().clone() * 2)
+        train(model, torch.optim.SGD(model.parameters(), lr=0.1), 3)
+        if evaluated:  # the README's pattern: the hooks are off after this pass, until the next training pass
+            model.eval()
+            with torch.no_grad():
+                model(torch.randn(8, 4))
+            model.train()
+        ins.tick_epoch()
+    return (list(ins.history.series("Weight Gradient Activation", "2", "activation_rate")),
+            list(ins.history.series("Weight Norm", "2", "mean")))
+
+
+def test_a_replaced_parameter_is_followed_when_the_last_pass_before_the_tick_was_an_evaluation_one():
+    """The tick re-binds a parameter replaced under its name whatever is_active_fn answered at the last pass
+    (trial r10's class of fault: a tick-time check that read the hooks' on/off state): the same series as without
+    is_active_fn, the norm the new weight's by hand."""
+    plain, norms = _replaced_weight_series(False)
+    evaluated, evaluated_norms = _replaced_weight_series(True)
+    assert all(v > 0 for v in plain)
+    assert evaluated == pytest.approx(plain, rel=1e-6)
+    assert evaluated_norms == pytest.approx(norms, rel=1e-6)

@@ -105,11 +105,14 @@ class Probe(nn.Module):
         return self.head(h)
 
 
-def _probe(lens) -> tuple[mw.PyTorchInspector, Probe, list]:
+def _probe(lens, evaluated: bool = False) -> tuple[mw.PyTorchInspector, Probe, list]:
+    """``evaluated``: is_active_fn=lambda _: model.training and an evaluation pass before each tick (the README's
+    pattern), which turns the hooks off until the next training pass: the tick's notices are the same."""
     torch.manual_seed(0)
     model = Probe()
     opt = torch.optim.SGD(model.head.parameters(), lr=0.1)
-    ins = mw.PyTorchInspector([lens], visualizer="none", module=model)
+    active = {"is_active_fn": lambda _: model.training} if evaluated else {}
+    ins = mw.PyTorchInspector([lens], visualizer="none", module=model, **active)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(2):
@@ -117,6 +120,12 @@ def _probe(lens) -> tuple[mw.PyTorchInspector, Probe, list]:
                 opt.zero_grad()
                 model(torch.randn(5, 4) + 0.2).pow(2).mean().backward()
                 opt.step()
+            if evaluated:
+                model.eval()
+                with torch.no_grad():
+                    model(torch.randn(5, 4))
+                model.train()
+                del model.features[-1]  # not a training batch
             ins.tick_epoch()
     return ins, model, caught
 
@@ -135,9 +144,10 @@ def _uncalled(lens: str) -> str:
             "kernel skips), so their series stay empty")
 
 
+@pytest.mark.parametrize("evaluated", [False, True], ids=["", "evaluated"])
 @pytest.mark.parametrize("make", [OutputActivation, OutputNorm], ids=["activation", "norm"])
-def test_modules_run_under_no_grad_are_not_called_never_run(make):
-    ins, _, caught = _probe(make())
+def test_modules_run_under_no_grad_are_not_called_never_run(make, evaluated):
+    ins, _, caught = _probe(make(), evaluated)
     name = make.__name__
     assert sorted(_notices(caught, name)) == sorted([_uncounted(name), _uncalled(name)])
     ins.detach()

@@ -68,6 +68,13 @@ class Site(NotCopied):
         self._register = lambda: module.register_forward_hook(hook)
         self.handle = self._register()
 
+    @property
+    def watching(self) -> bool:
+        """Hooked and working (neither broken nor hidden), whatever ``is_active_fn`` answered at the last pass:
+        what a tick's notices ask of a site. ``off`` also holds after an evaluation pass that
+        ``is_active_fn=lambda _: model.training`` turned off, which says nothing about the epoch's training."""
+        return not (self.broken or self.hidden)
+
     def _update_off(self) -> None:
         self.off = self.broken or self.hidden or not self.active
 

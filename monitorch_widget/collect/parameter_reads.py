@@ -22,7 +22,7 @@ import torch
 
 from .modes import monitor_mode
 from .optimizer_steps import groups_signature
-from .parameter_sets import Group, ParameterSet
+from .parameter_sets import Group, ParameterSet, ParameterSite
 from .update_ratio import UpdateRatios
 
 _SNAPSHOT, _PREVIOUS = 0, 1
@@ -152,6 +152,12 @@ class NormReader(ParameterSet):
 
     def __init__(self, lens: str, faults: Any, bank: Any, normalize: bool) -> None:
         super().__init__(lens, faults, bank, 1, normalize)
+
+    @staticmethod
+    def _reads(site: ParameterSite) -> bool:
+        # read at a tick (or collect_data()): whatever is_active_fn answered at the last pass, an evaluation pass
+        # that is_active_fn=lambda _: model.training turned off (trial r10: every norm NaN)
+        return site.watching
 
     def read(self) -> None:
         self.guarded("reading parameter norms", self._read)

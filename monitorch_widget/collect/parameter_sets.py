@@ -115,12 +115,17 @@ class ParameterSet:
     def add(self, site: ParameterSite) -> None:
         self.sites.append(site)
 
+    @staticmethod
+    def _reads(site: ParameterSite) -> bool:
+        """Whether a site's parameter is read now: at a step, while its hooks are on (``is_active_fn`` included)."""
+        return not site.off
+
     def groups(self, taking: Callable[[ParameterSite], bool] | None = None) -> list[Group]:
         """The current groups of the sites that are on and, with ``taking``, that it accepts (rebuilt when a
         site was added, turned on or off, accepted or not, or its parameter moved or changed dtype)."""
         for s in self.sites:
             s.follow()
-        on = [s for s in self.sites if not s.off and (taking is None or taking(s))]
+        on = [s for s in self.sites if self._reads(s) and (taking is None or taking(s))]
         # A parameter moved by module.to() keeps its identity: its device and dtype are part of the key, and so is
         # its memory: ``param.data = new_tensor`` (a re-initialisation, resize_token_embeddings) keeps the object
         # but not the tensor a group holds a detached alias of (a sharded parameter's local shard follows fully_shard)

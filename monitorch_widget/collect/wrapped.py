@@ -54,14 +54,14 @@ def follow_replaced(reader: GradientReader) -> bool:
     changed = False
     for s in sites:
         current = s.module._parameters.get(s.param_name)
-        if current is None and not s.off and is_parametrized(s.module, s.param_name):
+        if current is None and s.watching and is_parametrized(s.module, s.param_name):
             s.fail(_parametrized(s))
             continue
         if current is None and _renamed(reader, s):
             continue
         if current is None:  # (getattr only then: a module's __getattr__ costs a Python call per site and tick)
             current = getattr(s.module, s.param_name, None)
-        if current is s.param or s.off:
+        if current is s.param or not s.watching:  # (an is_active_fn that said no at the last pass: followed too)
             continue
         if not isinstance(current, nn.Parameter) or current.shape != s.param.shape:
             hooked = _hook_reparametrized(s)

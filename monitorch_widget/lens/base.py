@@ -142,7 +142,7 @@ class AbstractLens:
         if frames is not None and self.__dict__.get("_frames_seen") == frames:
             return
         self._frames_seen = frames
-        traced = [s for s in self._sites if s.in_graph and not s.off]
+        traced = [s for s in self._sites if s.in_graph and s.watching]
         if not traced:
             return
         for site in traced:

@@ -113,7 +113,7 @@ class OutputGradientGeometry(AbstractLens):
         ``h_n`` instead of its output sequence leaves that output without a gradient, and its series empty."""
         if not any(s.observed for s in sites):
             return
-        unreached = [s for s in sites if not s.observed and not s.hidden and not s.off]
+        unreached = [s for s in sites if not s.observed and s.watching]
         frozen = [s for s in unreached if s.detached]
         if frozen:
             self.ctx.faults.report(self.lens_name, f"{len(frozen)} module(s) got no gradient for their output in an "

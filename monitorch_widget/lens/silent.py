@@ -25,7 +25,7 @@ def say_silent(lens: AbstractLens, summaries: dict[int, list[Summary]]) -> None:
         if all(seen):  # every slot of the lens' bank saw a batch (the usual epoch): no site to look at
             return
     for site in lens.sites:
-        if site.hidden or site.off:
+        if not site.watching:
             continue
         stream = site.stream
         if table is not None and getattr(stream, "bank", None) is bank:
