@@ -178,6 +178,59 @@ def test_units_killed_by_steps_far_too_large_name_those_steps_after_the_ratio_ca
     assert "In epoch" not in calm[0].message and not calm[0].advice.startswith("lower the learning rate")
 
 
+def record_of(types: dict[str, str], ratios: list[dict[str, float]], deaths: list[dict[str, float]]) -> Record:
+    """A run of per-step update ratio means (max twice the mean) and ReLU death rates, one row per epoch."""
+    from monitorch_widget.lens.base import TagAttributes, TagType
+
+    record = Record()
+    record.register_tags("Weight Update Ratio", TagAttributes(False, False, True, TagType.NUMERICAL))
+    record.start_run("r", types)
+    for epoch, (ratio, death) in enumerate(zip(ratios, deaths), 1):
+        record.plot_numerical_values(epoch, "Weight Update Ratio",
+                                     {g: {"mean": r, "max": 2 * r} for g, r in ratio.items()})
+        record.plot_probabilities(epoch, "Output Activations", OrderedDict(
+            (g, {"activation_rate": 0.05, "death_rate": d}) for g, d in death.items()))
+        record.close_row()
+    return record
+
+
+MLP = {"0": "Linear", "1": "ReLU", "2": "Linear", "3": "ReLU", "4": "Linear"}
+
+
+def test_dead_units_name_the_steps_of_the_layer_feeding_them_not_the_largest_ratio():
+    """Trial r10 (SGD lr=10 on digits): every Linear overshot in epoch 1, the output layer '4' the most (5.66);
+    ReLU '1''s dead_layer finding named '4', after it, whose steps cannot push '1''s units below zero. It names the
+    nearest layer before it that overshot in that first row ('0'; '2' for ReLU '3'); with none before it, the
+    largest."""
+    first = {"0": 0.5, "2": 0.2, "4": 5.66}
+    calm = {"0": 1e-3, "2": 1e-3, "4": 1e-3}
+    record = record_of(MLP, [{"0": 1e-3, "2": 1e-3, "4": 1e-3}, first, calm, calm],
+                       [{"1": 0.1, "3": 0.1}, {"1": 0.4, "3": 0.5}, {"1": 0.5, "3": 0.6}, {"1": 0.5, "3": 0.6}])
+    dead = {f.layer: f for f in checks_of(record, "dead_layer")}
+    assert "In epoch 2 the steps moved the weights of layer '0' by 0.5 of their norm" in dead["1"].message
+    assert "In epoch 2 the steps moved the weights of layer '2' by 0.2 of their norm" in dead["3"].message
+    # nothing before the dead layer overshot (only the head did): the largest ratio, as before
+    head = record_of(MLP, [{"0": 1e-3, "2": 1e-3, "4": 0.4}, calm, calm],
+                     [{"1": 0.4, "3": 0.1}, {"1": 0.5, "3": 0.1}, {"1": 0.5, "3": 0.1}])
+    assert "the weights of layer '4' by 0.4 of their norm" in checks_of(head, "dead_layer")[0].message
+
+
+def test_a_layer_whose_units_the_learning_rate_killed_is_not_called_over_capacity():
+    """Trial r10 (AdamW lr=10): ReLU '1' at 50% dead after steps far too large got dead_layer's "lower the learning
+    rate" and dying_layer's "more units than the task uses: make it narrower" at once. After an overshoot, a layer
+    at or above dead_rate is dead_layer's alone; without one both findings stand (their advice agrees: dead_layer's
+    own names dropout and a narrower layer)."""
+    types = {**MLP, "5": "ReLU", "6": "Linear"}
+    deaths = [{"1": 0.5, "3": 0.05, "5": 0.04}] * 4
+    calm = {"0": 1e-3, "2": 1e-3, "4": 1e-3, "6": 1e-3}
+    killed = record_of(types, [{**calm, "0": 0.5}, calm, calm, calm], deaths)
+    assert [f.layer for f in checks_of(killed, "dead_layer")] == ["1"]
+    assert checks_of(killed, "dying_layer") == []
+    plain = record_of(types, [calm] * 4, deaths)
+    assert [f.layer for f in checks_of(plain, "dead_layer")] == ["1"]
+    assert [f.layer for f in checks_of(plain, "dying_layer")] == ["1"]
+
+
 # --- C: knock-on dead layers, cross-references, the critical cut-off -----------------------------------------------
 
 def test_a_layer_dead_because_the_layer_feeding_it_died_points_upstream():

@@ -17,20 +17,40 @@ from .rows import UPDATE_NORM, UPDATE_RATIO, WEIGHT_NORM, RowView
 from .scans import FirstAbove, LastFinite
 
 
-def overshoot(view: RowView, cfg: HealthConfig) -> tuple[float, str, float] | None:
-    """(epoch, layer, mean ratio) of the first row, up to this one, in which some layer's mean per-step
-    update-to-weight ratio was above ``update_ratio_high`` (update_ratio's "learning rate too high"; the largest
-    such layer of that row); None when none was, or the run records no per-step ratio (``UPDATE_RATIO``)."""
+def overshoot(view: RowView, cfg: HealthConfig) -> tuple[float, tuple[tuple[str, float], ...]] | None:
+    """(epoch, ((layer, mean ratio), ...)) of the first row, up to this one, in which some layer's mean per-step
+    update-to-weight ratio was above ``update_ratio_high`` (update_ratio's "learning rate too high"), with every
+    layer above it in that row; None when none was, or the run records no per-step ratio (``UPDATE_RATIO``)."""
     if not view.has(UPDATE_RATIO):
         return None
     high = cfg.update_ratio_high
-    found: tuple[int, float, str] | None = None
+    first: int | None = None
+    found: list[tuple[str, float]] = []
     for layer, col, _ in view.layers(UPDATE_RATIO, "mean"):
         seen = view.scan(("above", col, high), functools.partial(FirstAbove, col, high))
         seen.advance(view.data, view.row + 1)
-        if seen.row is not None and (found is None or (seen.row, -seen.value) < (found[0], -found[1])):
-            found = (seen.row, seen.value, layer)
-    return None if found is None else (view.epoch_of(found[0]), found[2], found[1])
+        if seen.row is None or (first is not None and seen.row > first):
+            continue
+        if first is None or seen.row < first:
+            first, found = seen.row, []
+        found.append((layer, seen.value))
+    return None if first is None else (view.epoch_of(first), tuple(found))
+
+
+def cause_of(found: tuple[float, tuple[tuple[str, float], ...]], layer: str, order: dict[str, int]
+             ) -> tuple[float, str, float]:
+    """(epoch, layer, ratio) of :func:`overshoot`'s answer ``found`` that most likely killed ``layer``'s units: the
+    nearest of its layers before ``layer`` in the model's order (``order``: module name -> position; a unit dies
+    when the layer that feeds it is pushed, not one after it), else the largest ratio (no order known: a run fed
+    by monitorch's own inspector; nothing before it)."""
+    epoch, layers = found
+    at = order.get(layer)
+    before = [(order[g], g, v) for g, v in layers if at is not None and order.get(g, at) < at]
+    if before:
+        _, g, v = max(before)
+        return epoch, g, v
+    g, v = max(layers, key=lambda gv: gv[1])
+    return epoch, g, v
 
 
 def last_ratio(view: RowView, layer: str) -> tuple[int, float, float] | None:

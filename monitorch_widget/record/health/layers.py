@@ -14,7 +14,7 @@ import numpy as np
 
 from .config import HealthConfig
 from .finding import Condition, named, pct, sci
-from .history import overshoot
+from .history import cause_of, overshoot
 from .rows import GRADIENT_ACTIVATION, OUTPUT_ACTIVATIONS, RowView, Skipped, dead_checked, finite, is_softmax
 from .scans import FirstFinite
 
@@ -101,10 +101,11 @@ def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     rate = cfg.dead_rate
     # the steps that killed them (update_ratio's "learning rate too high" in an earlier row): the cause, which the
     # ratio no longer shows once the units are dead; it changes at most once per run
-    why = overshoot(view, cfg) if any(d >= rate for d in r.values) else None
+    found = overshoot(view, cfg) if any(d >= rate for d in r.values) else None
     out = r.unchanged("dead_layer", cfg)
-    if out is not None and r.previous.get("dead_layer why") == why:
+    if out is not None and r.previous.get("dead_layer why") == found:
         return out
+    order = view.memo(("module order", None), lambda: {name: k for k, name in enumerate(view.run.module_types)})
     made = r.made
     out = []
     sources = _knock_on_sources(r, cfg)
@@ -112,12 +113,13 @@ def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
         if not d >= rate:  # NaN compares False
             continue
         layer, upstream = r.layers[k][0], sources[k]
+        why = None if found is None else cause_of(found, layer, order)
         hit = made.get(layer)
         if hit is None or hit[0] != d or hit[1] is not cfg or hit[3] != why or hit[4] != upstream:
             hit = made[layer] = (d, cfg, _dead(layer, r.panel, d, cfg, why, upstream), why, upstream)
         out.append(hit[2])
     r.previous["dead_layer"] = [cfg, r.key, out]
-    r.previous["dead_layer why"] = why
+    r.previous["dead_layer why"] = found
     return out
 
 
@@ -165,14 +167,19 @@ def _dead(layer: str, panel: str, d: float, cfg: HealthConfig, why: tuple[float,
 
 def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     r = _death_rates(view)
+    # steps far too large earlier in the run (update_ratio's "learning rate too high"): dead_layer names them as
+    # the cause of a layer at or above dead_rate and says to lower the learning rate; "more units than the task
+    # uses" would contradict it there (trial r10)
+    killed = any(d >= cfg.dead_rate for d in r.values) and overshoot(view, cfg) is not None
     out = r.unchanged("dying_layer", cfg)
-    if out is None:
-        out = _dying(r, cfg)
+    if out is None or r.previous.get("dying_layer killed") != killed:
+        out = _dying(r, cfg, killed)
         r.previous["dying_layer"] = [cfg, r.key, out]
+        r.previous["dying_layer killed"] = killed
     return out
 
 
-def _dying(r: _Rates, cfg: HealthConfig) -> list[Condition]:
+def _dying(r: _Rates, cfg: HealthConfig, killed: bool = False) -> list[Condition]:
     values = r.values
     ranked = sorted(v for v in values if math.isfinite(v))
     if len(ranked) < 2:
@@ -186,7 +193,8 @@ def _dying(r: _Rates, cfg: HealthConfig) -> list[Condition]:
     # (dead_layer's critical case)
     sources = _knock_on_sources(r, cfg)
     for k, d in enumerate(values):
-        if sources[k] is not None or d >= critical or not (d >= gap and math.isfinite(d)):
+        if sources[k] is not None or d >= critical or not (d >= gap and math.isfinite(d)) or (
+                killed and d >= cfg.dead_rate):
             continue
         median = medians[0] if d <= low else medians[1] if d <= high else medians[2]
         if d >= median + gap and d >= ratio * median:
