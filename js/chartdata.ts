@@ -44,6 +44,17 @@ export interface ChartWindow {
   smoothing?: number;
 }
 
+/** A band edge below a log axis' range (see `dense` in buildChartData). */
+const BELOW = -Infinity;
+
+/** Replace every BELOW mark with the smallest drawn value of the chart (a gap when it has none). */
+function floorBands(drawn: Dense[]): void {
+  let floor = Infinity;
+  for (const d of drawn) for (const v of d) if (v > 0 && v < floor) floor = v; // UNSET (Infinity), NaN: not drawn
+  const to = Number.isFinite(floor) ? floor : NaN;
+  for (const d of drawn) for (let i = 0; i < d.length; i++) if (d[i] === BELOW) d[i] = to;
+}
+
 function clean(v: number, logy: boolean): number | null {
   if (!Number.isFinite(v)) return null;
   if (logy && v <= 0) return null; // not drawable on a log axis: shown as a gap
@@ -93,7 +104,9 @@ export function buildChartData(store: Store, spec: ChartSpec, buckets: number, c
     if (s.current) continue;
     const run = store.run(s.run);
     if (!run) continue;
-    series.push({ role: "old", key: s.key, run: s.run, line: lineIndex.get(s.key) ?? 0 });
+    // a key only earlier runs have (the current run lacks it) gets a colour of its own
+    if (!lineIndex.has(s.key)) lineIndex.set(s.key, lineIndex.size);
+    series.push({ role: "old", key: s.key, run: s.run, line: lineIndex.get(s.key)! });
     srcs.push({ run, col: s.col, rows: "final" });
   }
   // Always present (empty while no row is provisional) so the chart's series set, and hence the uPlot
@@ -122,11 +135,16 @@ export function buildChartData(store: Store, spec: ChartSpec, buckets: number, c
     if (!vals) return d;
     const role = series[srcs.indexOf(src)].role;
     const ys = values === "drawn" && w > 0 && role !== "lo" && role !== "hi" ? smoothed(run, col) : vals;
+    // a band's lower edge at or below 0 on a log axis (mean - std of a loss that spreads widely) is marked
+    // BELOW here and drawn at the chart's lowest value below, so the band reaches the axis' bottom instead of
+    // breaking off where the edge turned non-positive
+    const floorable = spec.logy && role === "lo";
     const put = (row: number, j: number): void => {
       j -= lo;
       if (j < 0 || j >= n) return;
-      const v = clean(ys[row] as number, spec.logy);
-      d[j] = v === null ? NaN : v;
+      const raw = ys[row] as number;
+      const v = clean(raw, spec.logy);
+      d[j] = v === null ? (floorable && raw <= 0 ? BELOW : NaN) : v;
     };
     if (rows === "final") {
       const idx = al.index.get(run)!;
@@ -139,6 +157,7 @@ export function buildChartData(store: Store, spec: ChartSpec, buckets: number, c
     return d;
   };
   const drawn = srcs.map((src) => dense(src, "drawn"));
+  if (spec.logy) floorBands(drawn);
   const at = selectPoints(drawn, n, buckets);
   const x = at === null ? al.x.slice(lo, hi) : Array.from(at, (i) => al.x[lo + i]);
   const ys = drawn.map((d) => pick(d, at));

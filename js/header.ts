@@ -161,7 +161,7 @@ export class Header {
       const isCur = r === cur;
       b.setAttribute("data-current", isCur ? "1" : "0");
       b.setAttribute("data-hidden", hidden.includes(r.id) ? "1" : "0");
-      b.title = isCur ? "the current run (defines the charts)" : "click to hide or show this run";
+      b.title = isCur ? "the current run (drawn solid)" : "click to hide or show this run";
       b.append(dashSample(this.style.dash(r.id), "currentColor"), h("span", "mw-run-label", r.label));
       return b;
     }));

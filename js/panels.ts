@@ -5,7 +5,9 @@
 //  - a big panel is one chart holding every line of the panel (its columns' group is the panel tag);
 //  - a small panel is a section with one chart per group (module name), in first-seen order;
 //  - lo/hi columns whose band_of names a line of the same chart become that line's filled band;
-//  - the newest run defines the charts; older runs add faint lines matched by (panel, group, key).
+//  - the newest run's panels, groups and keys come first; the shown older runs add their faint lines, matched
+//    by (panel, group, key), and the panels, groups and keys the newest run lacks (a lens it does not have, a
+//    layer it dropped): no run's data is out of reach because a later run lacks it (trial r11).
 
 import { groupShown, logyOf, panelShown, runShown } from "./filters";
 import type { Filters, Panel, PanelKind } from "./protocol";
@@ -95,9 +97,12 @@ export function buildLayout(store: Store, filters: Filters): Layout {
   const oldCols = old.map((r) => ({ run: r, cols: groupColumns(r) }));
   const seenModules = new Set<string>();
   const seenTypes = new Set<string>();
-  layout.panels = cur.panels.map((p) => ({ ...p }));
+  const panels = [...cur.panels];
+  const tags = new Set(panels.map((p) => p.tag));
+  for (const r of old) for (const p of r.panels) if (!tags.has(p.tag)) { tags.add(p.tag); panels.push(p); }
+  layout.panels = panels.map((p) => ({ ...p }));
 
-  for (const p of cur.panels) {
+  for (const p of panels) {
     const ylim = p.ylim ?? null;
     const canLog = p.kind !== "probability" && ylim === null;
     const section: SectionSpec = {
@@ -110,43 +115,54 @@ export function buildLayout(store: Store, filters: Filters): Layout {
       hidden: !panelShown(filters, p.tag),
       charts: [],
     };
-    for (const g of curCols.get(p.tag)?.values() ?? []) {
-      if (!p.big && !seenModules.has(g.group)) {
-        seenModules.add(g.group);
-        layout.modules.push({ name: g.group, type: g.moduleType });
+    // the groups of every shown run, the newest run's first: [its columns (if it has the group), any run's]
+    const groups = new Map<string, [GroupCols | undefined, GroupCols]>();
+    for (const g of curCols.get(p.tag)?.values() ?? []) groups.set(g.group, [g, g]);
+    for (const { cols } of oldCols) {
+      for (const g of cols.get(p.tag)?.values() ?? []) if (!groups.has(g.group)) groups.set(g.group, [undefined, g]);
+    }
+    for (const [group, [g, any]] of groups) {
+      const moduleType = g?.moduleType ?? any.moduleType;
+      if (!p.big && !seenModules.has(group)) {
+        seenModules.add(group);
+        layout.modules.push({ name: group, type: moduleType });
       }
-      if (!p.big && g.moduleType !== null) seenTypes.add(g.moduleType);
+      if (!p.big && moduleType !== null) seenTypes.add(moduleType);
       const series: SeriesSpec[] = [];
-      for (const [key, col] of g.lines) {
+      const keys = [...(g?.lines.keys() ?? [])];
+      for (const [key, col] of g?.lines ?? []) {
         const s: SeriesSpec = { key, run: cur.id, current: true, col };
-        const lo = g.lo.get(key);
-        const hi = g.hi.get(key);
+        const lo = g!.lo.get(key);
+        const hi = g!.hi.get(key);
         if (lo !== undefined && hi !== undefined) {
           s.lo = lo;
           s.hi = hi;
         }
         series.push(s);
       }
+      for (const { cols } of oldCols) {
+        for (const key of cols.get(p.tag)?.get(group)?.lines.keys() ?? []) if (!keys.includes(key)) keys.push(key);
+      }
       for (const { run, cols } of oldCols) {
-        const og = cols.get(p.tag)?.get(g.group);
+        const og = cols.get(p.tag)?.get(group);
         if (!og) continue;
-        for (const key of g.lines.keys()) {
+        for (const key of keys) {
           const col = og.lines.get(key);
           if (col !== undefined) series.push({ key, run: run.id, current: false, col });
         }
       }
       section.charts.push({
-        id: chartId(p.tag, g.group),
+        id: chartId(p.tag, group),
         panel: p.tag,
-        group: g.group,
+        group,
         kind: p.kind,
         big: p.big,
         logy: section.logy,
         canLog,
         ylim,
-        moduleType: g.moduleType,
+        moduleType,
         series,
-        hidden: section.hidden || (!p.big && !groupShown(filters, g.group, g.moduleType)),
+        hidden: section.hidden || (!p.big && !groupShown(filters, group, moduleType)),
       });
     }
     (p.big ? layout.big : layout.small).push(section);

@@ -70,6 +70,27 @@ describe("buildChartData", () => {
     expect(buildChartData(s, spec, 100).ys[0]).toEqual([null, null, 2]);
   });
 
+  it("draws a band whose lower edge turns non-positive on a log axis down to the chart's lowest value", () => {
+    // trial r11: a loss's mean - std went negative from epoch 3 on (a wide spread), and the band broke off there
+    const s = new Store();
+    const P = panel("Loss", { big: true, logy: true });
+    s.applyHistory(history(1, [snapRun(0, "r", [P], [
+      column(0, "Loss", "Loss", "train_loss mean"),
+      column(1, "Loss", "Loss", "train_loss -σ", { role: "lo", band_of: "train_loss mean" }),
+      column(2, "Loss", "Loss", "train_loss +σ", { role: "hi", band_of: "train_loss mean" }),
+    ], [1, 2, 3, 4], [[2, 1, 3], [0.5, 0.25, 0.75], [0.05, -0.0137, 0.1137], [0.04, NaN, 0.08]])]));
+    const spec = buildLayout(s, emptyFilters()).big[0].charts[0];
+    expect(spec.logy).toBe(true);
+    const d = buildChartData(s, spec, 400);
+    expect(d.series.map((x) => x.role)).toEqual(["line", "lo", "hi", "prov"]);
+    expect(d.ys[0]).toEqual([2, 0.5, 0.05, 0.04]);
+    expect(d.ys[1]).toEqual([1, 0.25, 0.04, null]); // -0.0137: the lowest drawn value; NaN stays a gap
+    expect(d.ys[2]).toEqual([3, 0.75, 0.1137, 0.08]);
+    // on a linear axis the record's value is drawn as it is
+    const lin = buildChartData(s, { ...spec, logy: false }, 400);
+    expect(lin.ys[1]).toEqual([1, 0.25, -0.0137, null]);
+  });
+
   it("downsamples long histories to about two points per pixel, every value still in the store", () => {
     const s = new Store();
     const n = 5000;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { buildChartData } from "../chartdata";
 import { emptyFilters, setLogy, setShown } from "../filters";
 import { buildLayout, chartSignature } from "../panels";
 import { Store } from "../store";
@@ -99,6 +100,48 @@ describe("buildLayout", () => {
     expect(L.small[0].charts[1].series.every((x) => x.current)).toBe(true);
     L = buildLayout(s, setShown(emptyFilters(), "hidden_runs", 0, false));
     expect(L.big[0].charts[0].series.every((x) => x.current)).toBe(true);
+  });
+
+  it("keeps the panels, groups and keys only an earlier shown run has, after the newest run's", () => {
+    // trial r11: the second run's update lens had no optimizer, so it recorded no ratio; run 1's Weight Update
+    // Ratio panel disappeared from the charts and from the filters' list
+    const RATIO = panel("Weight Update Ratio", { logy: true, lens: "ParameterUpdateGeometry" });
+    const s = new Store();
+    const now = [column(0, ACT.tag, "relu1", "activation_rate", { module_type: "ReLU" })];
+    const before = [
+      column(0, ACT.tag, "relu1", "activation_rate", { module_type: "ReLU" }),
+      column(1, ACT.tag, "relu1", "death_rate", { module_type: "ReLU" }),
+      column(2, ACT.tag, "relu0", "activation_rate", { module_type: "ReLU" }),
+      column(3, RATIO.tag, "fc1", "mean", { module_type: "Linear" }),
+      column(4, RATIO.tag, "fc1", "max", { module_type: "Linear" }),
+    ];
+    s.applyHistory(history(1, [
+      snapRun(0, "run 1", [ACT, RATIO], before, [1, 2], [[0.5, 0.1, 0.4, 1e-3, 2e-3], [0.6, 0.1, 0.3, 1e-3, 3e-3]]),
+      snapRun(1, "run 2", [ACT], now, [1], [[0.7]]),
+    ]));
+    const L = buildLayout(s, emptyFilters());
+    expect(L.panels.map((p) => p.tag)).toEqual([ACT.tag, RATIO.tag]);
+    expect(L.small.map((x) => x.tag)).toEqual([ACT.tag, RATIO.tag]);
+    expect(L.small[0].charts.map((c) => c.group)).toEqual(["relu1", "relu0"]);
+    expect(L.small[0].charts[0].series).toEqual([
+      { key: "activation_rate", run: 1, current: true, col: 0 },
+      { key: "activation_rate", run: 0, current: false, col: 0 },
+      { key: "death_rate", run: 0, current: false, col: 1 },
+    ]);
+    expect(L.small[0].charts[1].series).toEqual([{ key: "activation_rate", run: 0, current: false, col: 2 }]);
+    const ratio = L.small[1];
+    expect(ratio.logy).toBe(true);
+    expect(ratio.charts.map((c) => [c.group, c.moduleType])).toEqual([["fc1", "Linear"]]);
+    expect(ratio.charts[0].series.map((x) => [x.key, x.run, x.col])).toEqual([["mean", 0, 3], ["max", 0, 4]]);
+    expect(L.modules).toEqual([{ name: "relu1", type: "ReLU" }, { name: "relu0", type: "ReLU" }, { name: "fc1", type: "Linear" }]);
+    // a key only the earlier run has gets its own colour
+    const d = buildChartData(s, L.small[0].charts[0], 100);
+    expect(d.series.map((x) => [x.role, x.key, x.line])).toEqual([
+      ["line", "activation_rate", 0], ["old", "activation_rate", 0], ["old", "death_rate", 1], ["prov", "activation_rate", 0]]);
+    // hidden, the earlier run adds nothing
+    const H = buildLayout(s, setShown(emptyFilters(), "hidden_runs", 0, false));
+    expect(H.small.map((x) => x.tag)).toEqual([ACT.tag]);
+    expect(H.small[0].charts.map((c) => c.group)).toEqual(["relu1"]);
   });
 
   it("flags hidden charts by module name, module type and panel", () => {
