@@ -345,3 +345,24 @@ def test_steps_too_large_then_none_are_two_findings_the_first_resolved_and_kept(
     got = [(f.id.split(":", 1)[1], f.severity, f.since, f.until, f.value) for f in found]
     assert got == [("update_ratio:0:high", "critical", 1, 3, 3.25), ("update_ratio:0:low", "warning", 3, None, 0.0)]
     assert "too high" in found[0].message and "did not move" in found[1].message
+
+
+def test_a_small_gradient_after_a_layer_the_gradient_reached_is_not_vanishing_with_depth():
+    """Trial r11 (a fresh BertForSequenceClassification under the HF Trainer): the attention query / key weights'
+    gradient norms were ~5.5e-5 of the classifier's (2.73e-5 vs 0.492, by hand) while the embeddings before them and
+    the same block's other weights were not small; four vanishing_gradient findings said to replace the pooler's
+    tanh. Gradients vanish on the way back to the input: only layers before the first one whose gradient is not small
+    are judged; a 0 after it is named as unreached."""
+    bert = {"embeddings": [0.05] * 2, "layer.0.query": [2.73e-5] * 2, "layer.0.key": [3.1e-5] * 2,
+            "layer.0.value": [4e-3] * 2, "layer.0.output": [5e-3] * 2, "classifier": [0.492] * 2}
+    assert checks_of(gradient_norms(bert), "vanishing_gradient") == []
+    # a deep sigmoid stack: the first layers vanish by degrees, judged as before
+    sigmoid = {"0": [1e-6] * 2, "2": [1e-4] * 2, "4": [2e-2] * 2, "6": [0.5] * 2}
+    found = checks_of(gradient_norms(sigmoid), "vanishing_gradient")
+    assert [(f.layer, f.value) for f in found] == [("0", 1e-6), ("2", 1e-4)]
+    assert "rounds to 0" not in found[0].message and "No gradient reaches it" not in found[0].message
+    # a layer after the reached ones whose gradient is exactly 0: nothing shrank towards it, nothing reaches it
+    unused = {"0": [0.1] * 2, "2": [0.0] * 2, "4": [1e-5] * 2, "6": [0.5] * 2}
+    found = checks_of(gradient_norms(unused), "vanishing_gradient")
+    assert [f.layer for f in found] == ["2"]
+    assert "No gradient reaches it at all" in found[0].message and found[0].advice.startswith("check that the loss")

@@ -58,6 +58,10 @@ def _vanishing_advice(view: RowView) -> str:
             "dead units (OutputActivation) and for a learning rate so high that it killed them")
 
 
+_UNREACHED_TIP = ("check that the loss depends on it (a branch the loss does not use, a detach()) and look for "
+                 "dead units after it (OutputActivation)")
+
+
 def vanishing_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
     norms = depth_norms(view, _norms(view))
     names_ = list(norms)
@@ -83,11 +87,24 @@ def vanishing_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
             f"{_is_are(dead)} dead{see[0]}.",
             f"revive {names(dead)} first{see[1]}: no gradient passes a layer whose units are all silent, "
             "so the layers around it stop learning", need=cfg.vanishing_epochs)]
-    shrinking = bool((values[low] > 0).any())  # some vanish by degrees: a 0 among them underflowed on the way back
+    # gradients vanish on the way back to the input: only the layers before the first one (in the model's order)
+    # whose gradient is not small are judged so. A small gradient after it is no decay with depth (a fresh
+    # transformer's attention query / key weights, ~1e-5 of the head's while the same block's other weights are
+    # not small; trial r11: "use ReLU instead", for BERT's pooler tanh): only a 0 there is named, as unreached
+    first = int(ok[values[ok] >= cfg.vanishing_ratio * top][0])  # the largest layer is one
+    low = low[(low < first) | (values[low] == 0)]
+    if not low.size:
+        return []
+    shrinking = bool((values[low[low < first]] > 0).any())  # some vanish by degrees: a 0 among them underflowed
     advice = None
     out = []
     for k in low:
         layer, v = names_[k], float(values[k])
+        if k > first:  # a 0 after a layer the gradient reached: nothing shrank on the way to it
+            message = f"its weight-gradient norm is 0 (the largest: {named(top_layer)}, {sci(top)}); {reading(view)}."
+            out.append(Condition("vanishing_gradient", "warning", layer, GRADIENT_NORM, v, message +
+                                 " No gradient reaches it at all.", _UNREACHED_TIP, need=cfg.vanishing_epochs))
+            continue
         share = v / top
         if v == 0:  # "0 is 0 of the largest layer's" read as a riddle (trial r6)
             message = f"its weight-gradient norm is 0 (the largest: {named(top_layer)}, {sci(top)}); {reading(view)}."
@@ -96,8 +113,7 @@ def vanishing_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
                        f"({named(top_layer)}: {sci(top)}); {reading(view)}.")
         if v == 0 and not shrinking:
             message += " No gradient reaches it at all."
-            tip = ("check that the loss depends on it (a branch the loss does not use, a detach()) and look for "
-                   "dead units after it (OutputActivation)")
+            tip = _UNREACHED_TIP
         else:
             if v == 0:
                 message += " It is so small that it rounds to 0 (other layers' gradients shrink on the way to it)."
