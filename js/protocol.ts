@@ -43,7 +43,7 @@ export interface Status {
   epoch: number | null;
   sec_per_epoch: number | null;
   state: RunState;
-  /** The current run's reports of kind "warning" (each counted as often as reported). */
+  /** The current run's distinct reports of kind "warning" (one each, however often reported). */
   problems: number;
   /** ... and of kind "notice" (absent from older kernels: 0). */
   notices?: number;

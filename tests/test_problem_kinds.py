@@ -46,11 +46,11 @@ def test_the_kind_goes_from_the_fault_log_to_the_record_status_and_wire():
     record.subscribe(events.append)
     run = record.current
     assert run.problems == {NAN: 2, FROZEN: 1, UNWATCHED: 1} and run.notices == {FROZEN, UNWATCHED}
-    assert run.problem_counts() == (2, 2)
+    assert run.problem_counts() == (1, 2)  # distinct reports: NAN twice is one problem (its count says 2)
     assert [(p["lens"], p["message"], p["count"], p["kind"]) for p in run.problem_list()] == [
         (*NAN, 2, "warning"), (*FROZEN, 1, "notice"), (*UNWATCHED, 1, "notice")]
     status = record.status()
-    assert (status["problems"], status["notices"]) == (2, 2)
+    assert (status["problems"], status["notices"]) == (1, 2)
     assert snapshot(record)["runs"][0]["problems"] == run.problem_list()
     # a delta carries it too
     record.problem(*UNWATCHED, 2, "notice")
@@ -59,7 +59,7 @@ def test_the_kind_goes_from_the_fault_log_to_the_record_status_and_wire():
         pending.add(e)
     msg, _ = encode_delta(pending, 5, None)
     assert msg["problems"] == [{"run": 0, "lens": UNWATCHED[0], "message": UNWATCHED[1], "count": 2, "kind": "notice"}]
-    assert (msg["status"]["problems"], msg["status"]["notices"]) == (2, 3)
+    assert (msg["status"]["problems"], msg["status"]["notices"]) == (1, 2)  # UNWATCHED again: still 2 notices
     with pytest.raises(ValueError, match="'warning', 'notice'.*'info'"):
         record.problem("x", "y", 1, "info")
 
@@ -82,7 +82,7 @@ def test_an_inspector_reports_a_notice_as_a_notice():
         ins.attach(model)
     run = ins.history.current
     assert run.problems and run.notices == set(run.problems)  # only information so far: no problem
-    assert ins.history.status()["problems"] == 0 and ins.history.status()["notices"] == sum(run.problems.values())
+    assert ins.history.status()["problems"] == 0 and ins.history.status()["notices"] == len(run.problems)
     ins.detach()
 
 
@@ -91,23 +91,23 @@ def test_saved_histories_keep_the_kind_and_older_files_read_as_problems():
     saved = json.loads(json.dumps(to_dict(record)))
     assert [p["kind"] for p in saved["runs"][0]["problems"]] == ["warning", "notice", "notice"]
     back = from_dict(saved)
-    assert back.runs[0].notices == {FROZEN, UNWATCHED} and back.runs[0].problem_counts() == (2, 2)
+    assert back.runs[0].notices == {FROZEN, UNWATCHED} and back.runs[0].problem_counts() == (1, 2)
     # a file saved before kinds: every entry a problem, as the widget showed it then
     for p in saved["runs"][0]["problems"]:
         del p["kind"]
     old = from_dict(saved)
-    assert old.runs[0].notices == set() and old.runs[0].problem_counts() == (4, 0)
+    assert old.runs[0].notices == set() and old.runs[0].problem_counts() == (3, 0)
     assert all(p["kind"] == "warning" for p in snapshot(old)["runs"][0]["problems"])
     # a kind this version does not know (a file of a newer version) reads as a problem, not a failed load
     saved["runs"][0]["problems"][0]["kind"] = "info"
     newer = from_dict(saved)
-    assert newer.runs[0].problem_counts() == (4, 0)
+    assert newer.runs[0].problem_counts() == (3, 0)
 
 
 def test_imported_runs_keep_the_kind():
     into = Record()
     into.import_runs(reported())
-    assert into.runs[0].notices == {FROZEN, UNWATCHED} and into.runs[0].problem_counts() == (2, 2)
+    assert into.runs[0].notices == {FROZEN, UNWATCHED} and into.runs[0].problem_counts() == (1, 2)
 
 
 def _epoch(record: Record, epoch: int, problem: tuple[str, str] | None, kind: str) -> None:
@@ -134,8 +134,8 @@ def test_static_picture_and_print_count_the_kinds_apart():
     record = reported()
     _epoch(record, 1, None, "warning")
     svg = record_to_svg(record)
-    assert "⚠ 2 problems · 2 notes" in svg
-    assert epoch_line(record).endswith(" | problems 2 | notes 2")
+    assert "⚠ 1 problem · 2 notes" in svg
+    assert epoch_line(record).endswith(" | problems 1 | notes 2")
     notes_only = Record()
     notes_only.start_run("n")
     notes_only.problem(*FROZEN, 1, "notice")

@@ -198,6 +198,8 @@ class Run:
                 for (lens, msg), n in self.problems.items()]
 
     def problem_counts(self) -> tuple[int, int]:
-        """(problems, notices): the reports of each kind, a repeated one counted each time it was reported."""
-        notices = sum(n for key, n in self.problems.items() if key in self.notices)
-        return sum(self.problems.values()) - notices, notices
+        """(problems, notices): the distinct reports of each kind. A report repeated at every tick (an optimizer the
+        lens does not hold, said once) is one thing to read, not one per tick (trial r11: "12 notes" over one
+        notice); how often each was reported is its ``count`` in :meth:`problem_list`."""
+        notices = len(self.notices.intersection(self.problems))
+        return len(self.problems) - notices, notices
