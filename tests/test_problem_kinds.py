@@ -141,5 +141,5 @@ def test_static_picture_and_print_count_the_kinds_apart():
     notes_only.problem(*FROZEN, 1, "notice")
     _epoch(notes_only, 1, None, "warning")
     svg = record_to_svg(notes_only)
-    assert "n · 1 epoch · 1 note<" in svg and "⚠" not in svg
+    assert "n · 1 epoch · 1 note]]><" in svg and "⚠" not in svg
     assert epoch_line(notes_only).endswith(" | notes 1")

@@ -323,3 +323,42 @@ def test_dropout_modules_do_not_rank_as_the_worst_activation_rate() -> None:
     dropout = ins.history.series("Output Activations", "2", "activation_rate")[-1]
     assert dropout < min(v for _, v in by_hand)  # it is recorded (monitorch's definition), only not ranked
     ins.detach()
+
+
+def test_an_html_sanitizer_that_drops_the_svg_leaves_none_of_its_text() -> None:
+    """JupyterLab shows an untrusted notebook's HTML through sanitize-html, which drops the SVG element and kept its
+    text: every label of the picture as one run-on paragraph under the untrusted note (trial r11). The text is in
+    CDATA sections, which an HTML parser (html.parser, like sanitize-html's htmlparser2) reads as a declaration, not
+    text, while XML parsers and browsers read it as the label (ET below; browsers: tests/browser, test 2b)."""
+    from html.parser import HTMLParser
+
+    class TextInSvg(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.depth, self.text = 0, []
+
+        def handle_starttag(self, tag, attrs):
+            self.depth += tag == "svg"
+
+        def handle_endtag(self, tag):
+            self.depth -= tag == "svg"
+
+        def handle_data(self, data):
+            if self.depth and data.strip():
+                self.text.append(data)
+
+    rec = small_record({"fc1.relu": [0.1, 0.2], "fc2.relu": [0.3, 0.4]}, runs=2)
+    html = sp.fallback_html(rec, sibling=True)
+    parser = TextInSvg()
+    parser.feed(html)
+    assert parser.text == ["train_loss mean (run 1: Net)"]  # only an earlier run's line tooltip (a <title>)
+    svg = sp.record_to_svg(rec)
+    texts = ["".join(t.itertext()) for t in ET.fromstring(svg).iter(SVG_NS + "text")]
+    assert "run 2: Net · 2 epochs · 1 earlier run (faint)" in texts and "fc1.relu" in texts
+    # a name holding markup characters is escaped instead (never raw markup), and still read as written
+    evil = sp.record_to_svg(small_record({EVIL: [0.1, 0.2]}))
+    assert "<script" not in evil
+    assert any(EVIL in "".join(t.itertext()) for t in ET.fromstring(evil).iter(SVG_NS + "text"))
+    # "]]>" in a name ends no section early
+    odd = sp.record_to_svg(small_record({"a]]>b & c": [0.1, 0.2]}))
+    assert any("a]]>b & c" in "".join(t.itertext()) for t in ET.fromstring(odd).iter(SVG_NS + "text"))

@@ -7,7 +7,7 @@ overview, not every chart: the big panels (loss, metrics, warnings) as line char
 per-layer panel a line naming the worst layers now and a heatmap per key (layers x epochs, at most
 ``svg_heatmap.MAX_ROWS`` x ``MAX_COLS`` cells). Its size therefore does not grow with the history: 32-45 kB
 for a 50-block model with three lenses and three runs from 30 to 3,000 epochs (<= 100 kB tested in
-tests/test_static_picture.py; time in benchmarks/README.md). Every name from the record is XML-escaped.
+tests/test_static_picture.py; time in benchmarks/README.md). Every name from the record is in a CDATA section or a quoted attribute.
 
 The health checks' findings (:mod:`.findings_html`) are listed above the picture.
 """
@@ -23,7 +23,7 @@ import numpy as np
 
 from . import svg_heatmap as hm
 from .findings_html import findings_section
-from .svg_charts import FG, MUTED, PALETTE, LineChart, fmt, legend
+from .svg_charts import FG, MUTED, PALETTE, LineChart, fmt, legend, svg_text
 
 WIDTH = 960
 PAD = 8
@@ -121,9 +121,9 @@ def _heatmap_section(run: Any, tag: str, prob: bool, logy: bool, groups: list[st
                 keys.append(c.key)
     keys.sort(key=lambda k: -hm.direction(k))  # death rates first: the diagnosis
     out = [f'<g class="mw-static-section" data-panel={quoteattr(tag)}>'
-           f'<text x="{PAD}" y="{round(y + 14)}" font-size="12" font-weight="600" fill="{FG}">{escape(tag)}'
-           f'<tspan font-weight="400" fill="{MUTED}"> · {len(groups)} layer{"s" if len(groups) != 1 else ""}'
-           f'</tspan></text>']
+           f'<text x="{PAD}" y="{round(y + 14)}" font-size="12" font-weight="600" fill="{FG}">{svg_text(tag)}'
+           f'<tspan font-weight="400" fill="{MUTED}">'
+           f'{svg_text(f" · {len(groups)} layer" + ("s" if len(groups) != 1 else ""))}</tspan></text>']
     y += TITLE_H
     for key in keys:
         epoch, worst = worst_layers(run, tag, key)
@@ -132,7 +132,7 @@ def _heatmap_section(run: Any, tag: str, prob: bool, logy: bool, groups: list[st
         which = "lowest" if hm.direction(key) < 0 else "highest"
         names = ", ".join(f"{g} {fmt(v)}" for g, v in worst)
         out.append(f'<text class="mw-static-worst" x="{PAD}" y="{round(y + 10)}" font-size="11" fill="{FG}">'
-                   f'{escape(f"{which} {key} at epoch {fmt(epoch or 0)}: {names}")}</text>')
+                   f'{svg_text(f"{which} {key} at epoch {fmt(epoch or 0)}: {names}")}</text>')
         y += 15
     # layers x epochs per key; a layer without that key is all NaN (the extra last column of `padded`)
     padded = np.concatenate([run.data[:final], np.full((final, 1), np.nan)], axis=1)
@@ -149,9 +149,10 @@ def _heatmap_section(run: Any, tag: str, prob: bool, logy: bool, groups: list[st
         label = groups[start] if end - start == 1 else f"{groups[start]} … {groups[end - 1]} ({end - start})"
         # cut in the middle, as the widget does: names share their start, their ends tell them apart
         shown = label if len(label) <= 30 else label[:12] + "…" + label[-17:]
+        # the whole name as its tooltip (plain text: a sanitizer that drops the SVG leaves only these few names)
         title = f"<title>{escape(label)}</title>" if shown != label else ""
         out.append(f'<text class="mw-static-layer" x="{PAD + LABEL_W - 4}" y="{round(top + i * ROW_H + ROW_H - 1.5)}">'
-                   f'{escape(shown)}{title}</text>')
+                   f'{svg_text(shown)}{title}</text>')
     out.append("</g>")
     first, last = (float(run.epochs[0]), float(run.epochs[final - 1])) if final else (0.0, 0.0)
     for j, key in enumerate(keys):
@@ -163,15 +164,15 @@ def _heatmap_section(run: Any, tag: str, prob: bool, logy: bool, groups: list[st
         lo, hi = (0.0, 1.0) if prob or not finite.size else (float(finite.min()), float(finite.max()))
         colors = hm.palette(hm.ramp_of(key))
         out.append(f'<g class="mw-static-heatmap" data-panel={quoteattr(tag)} data-key={quoteattr(key)}>'
-                   f'<text x="{round(ox)}" y="{round(top - 5)}" font-size="10" fill="{FG}">{escape(key)}</text>'
+                   f'<text x="{round(ox)}" y="{round(top - 5)}" font-size="10" fill="{FG}">{svg_text(key)}</text>'
                    + hm.colour_bar(colors, ox + hw - 90, top - 12, 70, fmt(lo), fmt(hi))
                    + (hm.image(hm.levels_of(binned, lo, hi, log), colors, ox, top, hw, n_rows * ROW_H)
                       if binned.size else "")
                    + f'<rect x="{round(ox)}" y="{round(top)}" width="{round(hw)}" height="{n_rows * ROW_H}" '
                    f'fill="none" stroke="#ccc"/>'
                    + f'<text x="{round(ox)}" y="{round(top + n_rows * ROW_H + 10)}" font-size="9" fill="{MUTED}">'
-                   f'{escape(fmt(first))}</text><text x="{round(ox + hw)}" y="{round(top + n_rows * ROW_H + 10)}" '
-                   f'text-anchor="end" font-size="9" fill="{MUTED}">{escape(fmt(last))} epoch</text></g>')
+                   f'{svg_text(fmt(first))}</text><text x="{round(ox + hw)}" y="{round(top + n_rows * ROW_H + 10)}" '
+                   f'text-anchor="end" font-size="9" fill="{MUTED}">{svg_text(f"{fmt(last)} epoch")}</text></g>')
     out.append("</g>")
     return "".join(out), top + n_rows * ROW_H + 14 + PAD
 
@@ -191,8 +192,8 @@ def record_to_svg(record: Any, *, width: int = WIDTH, filters: dict[str, Any] | 
     body: list[str] = []
     y: float = PAD
     if not runs:
-        body.append(f'<text x="{PAD}" y="{y + 14}" font-size="12" fill="{MUTED}">No training data recorded yet.'
-                    '</text>')
+        body.append(f'<text x="{PAD}" y="{y + 14}" font-size="12" fill="{MUTED}">'
+                    f'{svg_text("No training data recorded yet.")}</text>')
         y += 24
     else:
         run = runs[-1]
@@ -203,7 +204,7 @@ def record_to_svg(record: Any, *, width: int = WIDTH, filters: dict[str, Any] | 
             head += f", last {MAX_EARLIER} drawn)" if cur > MAX_EARLIER else ")"
         problems, notices = run.problem_counts() if hasattr(run, "problem_counts") else (0, 0)
         head += problems_note(problems, notices)
-        body.append(f'<text x="{PAD}" y="{y + 12}" font-size="12" font-weight="600" fill="{FG}">{escape(head)}</text>')
+        body.append(f'<text x="{PAD}" y="{y + 12}" font-size="12" font-weight="600" fill="{FG}">{svg_text(head)}</text>')
         y += 20
         panels = [p for p in run.panels if p.tag not in hidden_panels]
         bigs = [p for p in panels if p.big]
@@ -219,7 +220,7 @@ def record_to_svg(record: Any, *, width: int = WIDTH, filters: dict[str, Any] | 
                 leg, leg_h = legend(colors, ox + 4, y + TITLE_H + BIG_H + 12, BIG_W - 8)
                 body.append(f'<g class="mw-static-panel" data-panel={quoteattr(p.tag)} data-group={quoteattr(p.tag)}>'
                             f'<text x="{ox}" y="{round(y + 14)}" font-size="12" font-weight="600" fill="{FG}">'
-                            f'{escape(p.tag)}</text>{chart.render(ox, y + TITLE_H)}{leg}</g>')
+                            f'{svg_text(p.tag)}</text>{chart.render(ox, y + TITLE_H)}{leg}</g>')
                 row_h = max(row_h, TITLE_H + BIG_H + 4 + leg_h)
             y += row_h + PAD
         for p in panels:
@@ -234,8 +235,9 @@ def record_to_svg(record: Any, *, width: int = WIDTH, filters: dict[str, Any] | 
     height = math.ceil(y + PAD)
     style = f"max-width:{max_width_px}px;" if max_width_px else "max-width:100%;"
     return (f'<svg xmlns="http://www.w3.org/2000/svg" class="mw-static-svg" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" role="img" style="{style}height:auto;background:#fff;{FONT}">'
-            f'<title>monitorch-widget training overview</title>{"".join(body)}</svg>')
+            f'viewBox="0 0 {width} {height}" role="img" aria-label="monitorch-widget training overview" '
+            f'style="{style}height:auto;background:#fff;{FONT}">'
+            f'{"".join(body)}</svg>')
 
 
 # While a live view of the widget is in the same output area (JupyterLab, Notebook 7: .mw-root is the

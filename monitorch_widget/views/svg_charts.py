@@ -3,7 +3,7 @@
 Used by :mod:`.static_picture` for the big panels (loss, metrics, warnings). A series of any length is
 reduced to the minimum and maximum of each of ``POINTS`` buckets along x (spikes stay visible), plus one
 marker per bucket where a gap (NaN) starts, so the lines break where the record has no value. Coordinates
-are whole pixels. Every text from the record is XML-escaped.
+are whole pixels. Every text is a CDATA section (:func:`svg_text`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,18 @@ FG = "#444"
 MUTED = "#888"
 GRID = "#ddd"
 POINTS = 60  # buckets per series: at most 2 points (min, max) + 1 gap marker each
+
+
+def svg_text(s: str) -> str:
+    """``s`` as the character data of an SVG ``<text>`` or ``<tspan>``: a CDATA section (``]]>`` split
+    across two), which browsers and XML parsers read as the text, and which an HTML sanitizer that drops the SVG
+    (JupyterLab's, for an untrusted notebook) drops with it, where escaped text stayed behind as one run-on paragraph
+    of every label of the picture (trial r11). A text holding ``<`` is escaped instead: no tag ever stands raw, so
+    the picture stays inert in any context (the HTML export's ``<noscript>`` reads raw text up to its end tag).
+    Not for ``<title>``: HTML parsers (the sanitizer's too) read a title's content as text, CDATA markup included."""
+    if "<" in s:
+        return escape(s)
+    return "<![CDATA[" + s.replace("]]>", "]]]]><![CDATA[>") + "]]>"
 
 
 def fmt(v: float) -> str:
@@ -132,10 +144,10 @@ class LineChart:
                 out.append(f'<line x1="{round(ox + left)}" x2="{round(ox + left + pw)}" y1="{py}" y2="{py}" '
                            f'stroke="{GRID}"/>')
             out.append(f'<text x="{round(ox + left - 3)}" y="{py + 3}" text-anchor="end" font-size="10" '
-                       f'fill="{MUTED}">{escape(fmt(10 ** v if logy else v))}</text>')
+                       f'fill="{MUTED}">{svg_text(fmt(10 ** v if logy else v))}</text>')
         for tick, anchor in ((x0, "start"), (x1, "end")):
             out.append(f'<text x="{round(float(tx(np.float64(tick))))}" y="{round(oy + self.h - 4)}" '
-                       f'text-anchor="{anchor}" font-size="10" fill="{MUTED}">{escape(fmt(tick))}</text>')
+                       f'text-anchor="{anchor}" font-size="10" fill="{MUTED}">{svg_text(fmt(tick))}</text>')
         for faint_pass in (True, False):
             for x, lo, hi, color, faint in self.bands:
                 if faint == faint_pass:
@@ -148,8 +160,11 @@ class LineChart:
                 d = path_data(tx(dx), ty(dy))
                 if d:
                     style = 'stroke-opacity="0.3" stroke-width="1"' if faint else 'stroke-width="1.4"'
+                    # an earlier run's line says which run it is in a tooltip; the legend names the current run's
+                    # (a title's text is what a sanitizer that drops the SVG leaves: only these few)
+                    tip = f"<title>{escape(label)}</title>" if faint else ""
                     out.append(f'<path d="{d}" fill="none" stroke="{color}" {style} stroke-linejoin="round">'
-                               f'<title>{escape(label)}</title></path>')
+                               f'{tip}</path>')
         return "".join(out)
 
     @staticmethod
@@ -182,6 +197,6 @@ def legend(colors: dict[str, str], x: float, y: float, max_w: float) -> tuple[st
             cx, cy = x, cy + 14
         out.append(f'<line x1="{round(cx)}" x2="{round(cx + 14)}" y1="{round(cy - 3)}" y2="{round(cy - 3)}" '
                    f'stroke="{color}" stroke-width="2"/><text x="{round(cx + 18)}" y="{round(cy)}" font-size="10" '
-                   f'fill="{FG}">{escape(key)}</text>')
+                   f'fill="{FG}">{svg_text(key)}</text>')
         cx += w
     return "".join(out), (cy - y) + 14 if colors else 0.0

@@ -124,9 +124,9 @@ def image(levels: np.ndarray, colors: tuple[tuple[int, int, int], ...], x: float
 @functools.lru_cache(maxsize=64)
 def colour_bar(colors: tuple[tuple[int, int, int], ...], x: float, y: float, w: float, lo: str, hi: str) -> str:
     """A horizontal colour bar with its end labels (already formatted)."""
-    from xml.sax.saxutils import escape
+    from .svg_charts import svg_text
 
     bar = image(np.arange(LEVELS, dtype=np.uint8)[None, :], colors, x, y, w, 7, "mw-static-colourbar")
     return (bar + f'<text x="{round(x - 3)}" y="{round(y + 7)}" text-anchor="end" font-size="9" fill="#888">'
-            f'{escape(lo)}</text><text x="{round(x + w + 3)}" y="{round(y + 7)}" font-size="9" fill="#888">'
-            f'{escape(hi)}</text>')
+            f'{svg_text(lo)}</text><text x="{round(x + w + 3)}" y="{round(y + 7)}" font-size="9" fill="#888">'
+            f'{svg_text(hi)}</text>')

@@ -274,6 +274,10 @@ def test_2b_untrusted_copy_says_to_trust_it_and_then_shows_the_last_picture(
         note.wait_for(state="visible", timeout=30_000)
         assert "Trust Notebook" in note.inner_text()
         assert nb.page.locator(".mw-static-sibling svg").count() == 0  # what the sanitizer left
+        # ... and none of the picture's labels as a run-on paragraph (trial r11): its text is in CDATA sections
+        left = [line for line in nb.page.locator(".mw-static-sibling").first.inner_text().splitlines() if line.strip()]
+        assert left[0].startswith("monitorch-widget: the training picture") and left[-1].startswith("Static snapshot")
+        assert all(line == "Health findings" or line.startswith(("warning ", "critical ", "info ")) for line in left[1:-1]), left
         nb.page.evaluate("() => { window.jupyterapp.commands.execute('notebook:trust'); }")
         nb.page.locator(".jp-Dialog .jp-mod-accept").click()
         nb.page.locator(".mw-static-sibling svg").first.wait_for(state="visible", timeout=30_000)
