@@ -1,0 +1,40 @@
+"""The big charts' legend at a narrow width, in Chromium: uPlot with its own CSS and ours (js/styles.css), no
+server. Trial r11: in a two-run comparison with smoothing, a label wider than the chart broke whole onto a line of
+its own below its colour marker, and the label's colon onto the next line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+LABELS = ["train_loss mean · SGD lr 0.05 (smoothed)", "train_loss mean · run 1: Sequential (smoothed)"]
+
+
+def test_a_long_legend_label_wraps_after_its_marker_with_its_colon(chromium_browser: Any) -> None:
+    css = (ROOT / "node_modules/uplot/dist/uPlot.min.css").read_text() + (ROOT / "js/styles.css").read_text()
+    script = (ROOT / "node_modules/uplot/dist/uPlot.iife.min.js").read_text()
+    page = chromium_browser.new_page(viewport={"width": 340, "height": 500})
+    try:
+        page.set_content(f"<html><head><style>{css}</style><script>{script}</script></head><body>"
+                         '<div class="mw-root" style="width:300px"><div id="c"></div></div></body></html>')
+        page.evaluate("""(labels) => new uPlot({width: 300, height: 150, legend: {live: true},
+            series: [{}, ...labels.map((label) => ({label, stroke: "red"}))]},
+            [[1, 2], ...labels.map(() => [1, 2])], document.getElementById("c"))""", LABELS)
+        rows = page.evaluate("""() => [...document.querySelectorAll('.u-legend tr.u-series')].slice(1).map((tr) => {
+            const th = tr.querySelector('th'), label = tr.querySelector('.u-label');
+            const lines = label.getClientRects(), marker = tr.querySelector('.u-marker').getBoundingClientRect();
+            const colon = getComputedStyle(th, '::after').content;
+            return {marker: marker.top + marker.height / 2, first: lines[0].top + lines[0].height / 2,
+                    last: lines[lines.length - 1].bottom, lines: lines.length, th: th.getBoundingClientRect().bottom,
+                    colon};
+        })""")
+        assert len(rows) == 2, json.dumps(rows)
+        wrapped = rows[1]
+        assert wrapped["lines"] >= 2, rows  # wider than the chart: it does wrap
+        for row in rows:
+            assert abs(row["marker"] - row["first"]) <= 3, row  # the marker sits on the label's first line
+            assert row["colon"] == '":"' and row["th"] - row["last"] <= 3, row  # no line holding the colon alone
+    finally:
+        page.close()
