@@ -237,7 +237,7 @@ def test_print_static_picture_and_export_show_findings(tmp_path):
     printer.on_epoch()
     lines = out.getvalue().splitlines()
     assert lines[1].startswith("  health: [warning] layer '<img src=x onerror=alert(1)>' dead_layer (since epoch 1)")
-    assert lines[3] == "  health: resolved layer '<img src=x onerror=alert(1)>' dead_layer (epochs 1-2)"
+    assert lines[3] == "  health: resolved layer '<img src=x onerror=alert(1)>' dead_layer (since epoch 1, resolved at epoch 2)"
     html = fallback_html(record)
     assert 'class="mw-findings"' in html and "&lt;img src=x" in html and "<img src=x" not in html
     assert findings_section(Record()) == ""

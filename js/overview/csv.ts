@@ -70,5 +70,5 @@ export function downloadText(name: string, text: string, type = "text/csv"): voi
 
 /** A file name from record text: letters, digits, dot, dash and underscore only. */
 export function fileName(...parts: string[]): string {
-  return parts.join("-").replace(/[^\w.-]+/g, "_").slice(0, 120);
+  return parts.filter((p) => p !== "").join("-").replace(/[^\w.-]+/g, "_").slice(0, 120);
 }

@@ -84,7 +84,7 @@ export class FindingsList {
     li.appendChild(h("span", "mw-sev", SEVERITY_MARK[f.severity] ?? "•"));
     // a layer is named as the messages name it: an nn.Sequential's bare index ("3") would read like a number
     li.appendChild(link(f.tag, f.layer, f.layer !== null ? `layer '${f.layer}'` : f.tag ?? f.check, this.open));
-    const when = f.until !== null ? `epochs ${f.since}–${f.until}, resolved` : `since epoch ${f.since}`;
+    const when = f.until !== null ? `since epoch ${f.since}, resolved at epoch ${f.until}` : `since epoch ${f.since}`;
     li.appendChild(h("span", "mw-when", multiRun ? `${runLabel(f.run)}, ${when}` : when));
     li.appendChild(h("span", "mw-msg", f.message));
     if (f.advice) li.appendChild(h("span", "mw-advice", f.advice));

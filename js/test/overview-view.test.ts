@@ -88,6 +88,7 @@ describe("deep model overview", () => {
     expect(items[0].textContent).toContain("since epoch 2");
     expect(items[0].textContent).toContain("Lower the learning rate.");
     expect(items[1].dataset.resolved).toBe("1");
+    expect(items[1].textContent).toContain("since epoch 2, resolved at epoch 3"); // trial r11: "epochs 2–3" read as held at 3
     expect(items[1].querySelector(".mw-link")!.textContent).toBe("layer '<b>x</b>'");
     expect(host().querySelector("b")).toBeNull();
     items[0].querySelector<HTMLButtonElement>(".mw-link")!.click();

@@ -1,7 +1,7 @@
 // @vitest-environment happy-dom
 // Pure units of the overview: worst layers, the warning panels' layer names, smoothing, CSV, heatmap colours.
 import { describe, expect, it } from "vitest";
-import { chartCsv, csvField, recordCsv } from "../overview/csv";
+import { chartCsv, csvField, fileName, recordCsv } from "../overview/csv";
 import { colormap, heatRange } from "../overview/heatmap";
 import { runStyle } from "../overview/runstyle";
 import { emaDebiased } from "../overview/smooth";
@@ -113,6 +113,9 @@ describe("csv", () => {
     expect(lines).toContain("0,deep,3,1.5,0,Output Activations,relu2,death_rate,line,0.9");
     const d = { x: [1, 2], ys: [[0.5, null]], series: [{ role: "line" as const, key: "k", run: 0, line: 0 }], epochs: 2, provisional: false, provIndex: -1 };
     expect(chartCsv(d, "epoch", () => "k (deep)")).toBe("epoch,k (deep)\n1,0.5\n2,\n");
+    // a big chart's file is named after its panel alone (trial r11: "Loss-.csv")
+    expect(fileName("Loss", "")).toBe("Loss");
+    expect(fileName("Output Activations", "fc1.relu")).toBe("Output_Activations-fc1.relu");
   });
 });
 

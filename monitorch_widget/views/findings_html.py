@@ -30,7 +30,7 @@ def findings_section(record: Any) -> str:
     ordered = sorted(findings, key=lambda f: (not f.active, _RANK.get(f.severity, 3), -f.run, f.since))
     for f in ordered[:SHOWN]:
         color = _COLORS.get(f.severity, "#555")
-        span = f"since epoch {f.since:g}" if f.active else f"epochs {f.since:g}–{f.until:g}, resolved"
+        span = f"since epoch {f.since:g}" if f.active else f"since epoch {f.since:g}, resolved at epoch {f.until:g}"
         where = f"<b>layer '{escape(f.layer)}'</b> · " if f.layer else ""
         run = escape(labels.get(f.run, f"run {f.run}"))
         items.append(

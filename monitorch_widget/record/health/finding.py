@@ -81,7 +81,7 @@ class Finding:
         """One line for text views: ``[warning] layer 'relu2' dead_layer (since epoch 3): ... Try: ...``."""
         where = f"{named(self.layer)} " if self.layer else ""
         span = f"since epoch {_epoch(self.since)}" if self.until is None else \
-            f"epochs {_epoch(self.since)}-{_epoch(self.until)}, resolved"
+            f"since epoch {_epoch(self.since)}, resolved at epoch {_epoch(self.until)}"
         return f"[{self.severity}] {where}{self.check} ({span}): {self.message} Try: {self.advice}"
 
 
