@@ -40,6 +40,9 @@ type Model = Pick<AnyModel<WidgetModelTraits>, "get" | "set" | "save_changes" | 
 
 let viewCount = 0;
 
+/** How long a link's note ("Shown again in Filters: ...") stays, in milliseconds. */
+export const LINK_NOTE_MS = 8000;
+
 
 export function mountView(model: Model, store: Store, el: HTMLElement): () => void {
   const ui = uiState(store);
@@ -80,6 +83,7 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
   let theme: Theme = readTheme(root);
   let themeSig = themeKey(theme);
   let disposed = false;
+  let noteTimer: ReturnType<typeof setTimeout> | undefined;
   /** Something other than visibility changed (store, filters, size, theme): rebuild the layout first. */
   let layoutDirty = true;
   let uiSeen = ui.version;
@@ -129,8 +133,11 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
       return r.shown;
     },
     say: (text) => {
+      // a link's note says what it changed, then goes (trial r11: it stayed above the charts for good)
+      clearTimeout(noteTimer);
       linkNote.textContent = text;
       linkNote.hidden = text === "";
+      if (text !== "") noteTimer = setTimeout(() => links.say?.(""), LINK_NOTE_MS);
     },
   };
   const handlers = sectionHandlers(links);
@@ -249,6 +256,7 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
 
   return () => {
     disposed = true;
+    clearTimeout(noteTimer);
     clearInterval(staleTimer);
     unsubscribe();
     ui.listeners.delete(invalidate);

@@ -8,7 +8,7 @@ vi.mock("../css", () => ({ default: ".mw-root{}" }));
 
 import type { Finding } from "../protocol";
 import { Store } from "../store";
-import { mountView } from "../view";
+import { LINK_NOTE_MS, mountView } from "../view";
 import { FakeModel, tick, useHost } from "./fakes";
 import { column, delta, history, panel, snapRun } from "./helpers";
 
@@ -63,6 +63,7 @@ describe("a link to something the Filters hide", () => {
   });
 
   it("a finding's link to a hidden panel and module shows both; a link to a shown chart changes nothing", async () => {
+    vi.useFakeTimers({ shouldAdvanceTime: true });
     const { store, model, cleanup } = mount({ hidden_panels: [ACT.tag], hidden_modules: ["b2.act", "b0.act"] });
     const f: Finding = { id: "dead", run: 0, check: "dead", severity: "critical", layer: "b2.act", tag: ACT.tag, since: 2, until: null,
       value: 0.8, message: "b2.act is dying.", advice: "Lower the learning rate." };
@@ -77,11 +78,17 @@ describe("a link to something the Filters hide", () => {
     expect(chartEl(ACT.tag, "b2.act").hidden).toBe(false);
     expect(chartEl(ACT.tag, "b0.act").hidden).toBe(true);
     expect(note().textContent).toBe(`Shown again in Filters: panel '${ACT.tag}', module 'b2.act'.`);
+    // ...for a while, not for good (trial r11: still there after a whole second run)
+    vi.advanceTimersByTime(LINK_NOTE_MS / 2);
+    expect(note().hidden).toBe(false);
+    vi.advanceTimersByTime(LINK_NOTE_MS);
+    expect(note().hidden).toBe(true);
     const before = JSON.stringify(model.attrs.filters);
     host().querySelector<HTMLElement>(".mw-finding .mw-link")!.click();
     await tick();
     expect(JSON.stringify(model.attrs.filters)).toBe(before);
     expect(note().hidden).toBe(true);
     cleanup();
+    vi.useRealTimers();
   });
 });
