@@ -83,7 +83,8 @@ export class ChartDrawer {
       const annotate = p && spec.big && spec.series.some((s) => s.key.startsWith("worst "))
         ? (key: string, x: number, run: number) => {
           const r = store.run(run);
-          return r ? worstHolder(r, p, key, xsOf(r, mode))(x) : null;
+          const layer = r ? worstHolder(r, p, key, xsOf(r, mode))(x) : null;
+          return layer === null ? null : `layer ${layer}`; // "0 · layer 1", not "0 · 1" (trial r11)
         }
         : undefined;
       // wall time: runs' x values differ, so lines join their own points across the others'

@@ -105,6 +105,6 @@ describe("warning panel hover", () => {
     const u = sl.chart!.u;
     expect(u.data[0]).toEqual([0.5, 1]);
     const hover = u.series[1].value as (u: unknown, v: number, si: number, idx: number) => string;
-    expect([hover(u, 0.5, 1, 0), hover(u, 0.7, 1, 1)]).toEqual(["0.5 · relu1", "0.7 · relu0"]);
+    expect([hover(u, 0.5, 1, 0), hover(u, 0.7, 1, 1)]).toEqual(["0.5 · layer relu1", "0.7 · layer relu0"]);
   });
 });

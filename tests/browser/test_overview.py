@@ -116,7 +116,7 @@ def test_deep_model_overview(jupyter_server, open_notebook):
     box = over.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     legend = root.locator('.mw-panel[data-panel="Warning Output Activations"] .u-legend').inner_text()
-    assert f"· {worst}" in legend, legend
+    assert f"· layer {worst}" in legend, legend
     page.mouse.move(0, 0)
     if jupyter_server.app == "lab":
         DOCS.mkdir(exist_ok=True)
