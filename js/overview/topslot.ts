@@ -117,7 +117,10 @@ export class WorstSummary {
         if (!groups || groups.size < 2) continue;
         const row = lastRowWithData(run, groups.values());
         if (row < 0) continue;
-        const worst = worstAt(run, groups, row, r.worst, WORST_N);
+        // a rate at its best end (no unit silent, every unit active) points at nothing (trial r11: "highest
+        // death rate: 1 0, 3 0, 5 0")
+        const best = r.key === "death_rate" ? 0 : r.key === "activation_rate" ? 1 : null;
+        const worst = worstAt(run, groups, row, r.worst, WORST_N).filter((w) => w.value !== best);
         if (worst.length === 0) continue;
         const line = h("div", "mw-worst-line");
         line.setAttribute("data-tag", r.tag);

@@ -19,13 +19,13 @@ const layers = Array.from({ length: N }, (_, i) => `block${i}.relu`);
 /** Death rate of layer i at epoch e (1-based): layer 7 dies. */
 const death = (i: number, e: number) => (i === 7 ? 0.2 * e : 0.01 * i);
 
-function deepRun(id: number, label: string, epochs: number, lossScale = 1) {
+function deepRun(id: number, label: string, epochs: number, lossScale = 1, deathOf = death) {
   const cols = [column(0, LOSS.tag, LOSS.tag, "train_loss"), ...layers.flatMap((g, i) => [
     column(1 + 2 * i, ACT.tag, g, "activation_rate", { module_type: "ReLU" }),
     column(2 + 2 * i, ACT.tag, g, "death_rate", { module_type: "ReLU" }),
   ])];
   const es = Array.from({ length: epochs }, (_, k) => k + 1);
-  const rows = es.map((e) => [lossScale / e, ...layers.flatMap((_, i) => [1 - death(i, e), death(i, e)])]);
+  const rows = es.map((e) => [lossScale / e, ...layers.flatMap((_, i) => [1 - deathOf(i, e), deathOf(i, e)])]);
   return snapRun(id, label, [LOSS, ACT], cols, es, rows);
 }
 
@@ -71,6 +71,19 @@ describe("deep model overview", () => {
     const low = host().querySelector<HTMLElement>('.mw-worst-line[data-key="activation_rate"] .mw-link')!;
     expect(low.textContent).toBe("block7.relu");
     cleanup();
+  });
+
+  it("leaves rates at their best end out of the worst layers (no unit silent, every unit active)", () => {
+    // trial r11: "highest death rate: 1 0, 3 0, 5 0"; here only block7 has silent units (0.8 at epoch 4, by hand)
+    const { cleanup } = mount([deepRun(0, "deep", 4, 1, (i, e) => (i === 7 ? 0.2 * e : 0))]);
+    const items = (key: string) => all(`.mw-worst-line[data-key="${key}"] .mw-worst-item`).map((i) => i.textContent);
+    expect(items("death_rate")).toEqual(["block7.relu0.8"]);
+    expect(items("activation_rate")).toEqual(["block7.relu0.2"]);
+    expect(all(".mw-worst-more")).toEqual([]);
+    cleanup();
+    const quiet = mount([deepRun(0, "deep", 2, 1, () => 0)]);
+    expect(all(".mw-worst-line")).toEqual([]);
+    quiet.cleanup();
   });
 
   it("lists findings live, resolved ones marked, each linked to its chart", async () => {
