@@ -362,3 +362,14 @@ def test_an_html_sanitizer_that_drops_the_svg_leaves_none_of_its_text() -> None:
     # "]]>" in a name ends no section early
     odd = sp.record_to_svg(small_record({"a]]>b & c": [0.1, 0.2]}))
     assert any("a]]>b & c" in "".join(t.itertext()) for t in ET.fromstring(odd).iter(SVG_NS + "text"))
+
+
+def test_worst_layers_leave_out_rates_at_their_best_end() -> None:
+    """As the widget's list: a death rate of 0 and an activation rate of 1 point at nothing (trial r11)."""
+    rec = small_record({"a": [0.0, 0.0], "b": [0.0, 0.3], "c": [0.1, 0.0]})
+    run = rec.runs[-1]
+    assert sp.worst_layers(run, "Output Activations", "death_rate") == (2.0, [("b", 0.3)])
+    assert sp.worst_layers(run, "Output Activations", "activation_rate") == (2.0, [("b", pytest.approx(0.7))])
+    calm = small_record({"a": [0.0, 0.0], "b": [0.0, 0.0]})
+    assert sp.worst_layers(calm.runs[-1], "Output Activations", "death_rate") == (2.0, [])
+    assert "mw-static-worst" not in sp.record_to_svg(calm)

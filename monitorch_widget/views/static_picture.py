@@ -94,15 +94,17 @@ def worst_layers(run: Any, tag: str, key: str, n: int = WORST_N) -> tuple[float 
     """The ``n`` worst layers of panel ``tag`` at the run's last final epoch, by ``key``: highest first for
     death rates and values, lowest first for activation rates (svg_heatmap.direction). Every layer counts,
     hidden or not, except dropout modules for the rates (:func:`is_dropout`). Returns (epoch, [(layer, value)]);
-    NaN values are skipped."""
+    NaN values are skipped, and so are rates at their best end (a death rate of 0, an activation rate of 1: nothing
+    to point at), as in the widget's list (js/overview/topslot.ts)."""
     final = _final(run)
     if final <= 0:
         return None, []
     row = run.data[final - 1]
     rates = key in ("activation_rate", "death_rate")
+    best = 0.0 if key == "death_rate" else 1.0 if key == "activation_rate" else None
     vals = [(c.group, float(row[c.index])) for c in run.columns
             if c.panel == tag and c.key == key and c.role == "line" and math.isfinite(float(row[c.index]))
-            and not (rates and is_dropout(c.group, c.module_type))]
+            and not (rates and is_dropout(c.group, c.module_type)) and float(row[c.index]) != best]
     sign = -1.0 if hm.direction(key) < 0 else 1.0
     vals.sort(key=lambda gv: -sign * gv[1])
     return float(run.epochs[final - 1]), vals[:n]
