@@ -105,6 +105,7 @@ export class Chart {
   /** Per uPlot series (x first), the run it draws (fixed for the chart's series set). */
   runOf: number[] = [];
   private ctx: ChartContext;
+  private theme: Theme;
 
   constructor(
     target: HTMLElement,
@@ -115,6 +116,7 @@ export class Chart {
     ctx: ChartContext,
   ) {
     this.ctx = ctx;
+    this.theme = theme;
     const axis = (): uPlot.Axis => ({
       stroke: theme.muted,
       grid: { stroke: theme.grid, width: 1 },
@@ -238,9 +240,47 @@ export class Chart {
     this.u.batch(() => this.u.setSize(size));
   }
 
-  /** The canvas (plot, axes, titles) as a PNG data URL. */
-  png(): string {
-    return this.u.ctx.canvas.toDataURL("image/png");
+  /**
+   * The chart as a PNG data URL: `title` above the canvas (plot, axes) and below it one legend row per line
+   * (its stroke and dash, its label), so that a downloaded picture says what it shows (trial r11: the lines of
+   * train and validation loss could not be told apart). Band edges and the provisional point are left out.
+   */
+  png(title: string): string {
+    const u = this.u;
+    const theme = this.theme;
+    const plot = u.ctx.canvas;
+    const scale = plot.width / Math.max(u.width, 1); // canvas pixels per CSS pixel (devicePixelRatio)
+    const rows = u.series.map((s, i) => ({ s, i })).filter(({ s, i }) => i > 0 && s.show !== false
+      && s.class !== "mw-aux" && typeof s.label === "string" && !s.label.includes("(running"));
+    const line = 16 * scale, top = 20 * scale;
+    const out = document.createElement("canvas");
+    out.width = plot.width;
+    out.height = Math.round(top + plot.height + rows.length * line + 6 * scale);
+    const g = out.getContext("2d");
+    if (!g) return plot.toDataURL("image/png");
+    g.fillStyle = theme.bg;
+    g.fillRect(0, 0, out.width, out.height);
+    g.fillStyle = theme.fg;
+    g.font = `600 ${12 * scale}px sans-serif`;
+    g.textBaseline = "middle";
+    g.fillText(title, 6 * scale, top / 2, out.width - 12 * scale);
+    g.drawImage(plot, 0, top);
+    g.font = `${11 * scale}px sans-serif`;
+    rows.forEach(({ s, i }, k) => {
+      const y = top + plot.height + (k + 0.5) * line + 3 * scale;
+      const stroke = typeof s.stroke === "function" ? s.stroke(u, i) : s.stroke;
+      g.strokeStyle = typeof stroke === "string" ? stroke : theme.fg;
+      g.lineWidth = 2 * scale;
+      g.setLineDash((s.dash ?? []).map((d) => d * scale));
+      g.beginPath();
+      g.moveTo(8 * scale, y);
+      g.lineTo(30 * scale, y);
+      g.stroke();
+      g.setLineDash([]);
+      g.fillStyle = theme.fg;
+      g.fillText(s.label as string, 36 * scale, y, out.width - 42 * scale);
+    });
+    return out.toDataURL("image/png");
   }
 
   destroy(): void {

@@ -33,7 +33,7 @@ export class ChartDrawer {
     if (!spec) return;
     const name = fileName(spec.panel, spec.big ? "" : spec.group);
     if (what === "png") {
-      if (slot.chart) download(`${name}.png`, slot.chart.png());
+      if (slot.chart) download(`${name}.png`, slot.chart.png(spec.big ? spec.panel : `${spec.panel} · ${spec.group}`));
       return;
     }
     // the record's own rows (every one, whatever the zoom or width), not the drawn buckets

@@ -9,6 +9,7 @@ saved history. Writes the README screenshots docs/widget-overview.png and docs/w
 from __future__ import annotations
 
 import json
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -293,7 +294,14 @@ def test_reading_and_interacting(jupyter_server, open_notebook, tmp_path):
     assert set(rows[4].split(",")[1:]) == {""}, rows[4]
     with page.expect_download() as d:
         panel.locator('button[data-download="png"]').click()
-    assert d.value.suggested_filename.endswith(".png") and Path(d.value.path()).read_bytes()[:4] == b"\x89PNG"
+    png = Path(d.value.path()).read_bytes()
+    assert d.value.suggested_filename.endswith(".png") and png[:4] == b"\x89PNG"
+    # the picture says what it shows: a title above the plot and a legend row per line below it (trial r11)
+    width, height = struct.unpack(">II", png[16:24])
+    canvas = panel.locator("canvas").first.evaluate("c => [c.width, c.height]")
+    lines = panel.locator(".u-legend tr.u-series:not(.mw-aux)").count() - 1  # x is the first row
+    assert width == canvas[0] and height > canvas[1] + lines * 16, (width, height, canvas, lines)
+    assert d.value.suggested_filename == "Loss.png", d.value.suggested_filename
     with page.expect_download() as d:
         one.locator("button.mw-record-csv").click()
     assert Path(d.value.path()).read_text().startswith("run,run_label,epoch,time,")
