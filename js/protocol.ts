@@ -14,6 +14,8 @@ export interface Panel {
   lens: string;
   /** Fixed y range [lo, hi] (e.g. correlations in [-1, 1]); absent or null: automatic. */
   ylim?: [number, number] | null;
+  /** monitorch's TagAttributes.annotate as the lens declared it (a player replays it); absent or null: unknown. */
+  annotate?: boolean | null;
 }
 
 export interface Column {

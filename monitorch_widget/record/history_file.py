@@ -81,7 +81,7 @@ def _need(cond: bool, where: str, what: str) -> None:
 def _build(cls: type, obj: Any, where: str) -> Any:
     _need(isinstance(obj, dict), where, "expected an object")
     names = {f.name for f in fields(cls)}
-    missing = [n for n in names if n not in obj and n not in ("lens", "band_of", "module_type", "ylim")]
+    missing = [n for n in names if n not in obj and n not in ("lens", "band_of", "module_type", "ylim", "annotate")]
     _need(not missing, where, f"missing field(s) {', '.join(missing)}")
     return cls(**{k: obj[k] for k in names if k in obj})
 

@@ -32,8 +32,10 @@ class MonitorchCalls:
 
     def register_tags(self, main_tag: str, tag_attr: Any, lens: str | None = None) -> None:
         kind = KINDS.get(getattr(getattr(tag_attr, "type", None), "name", "NUMERICAL"), "numerical")
+        annotate = getattr(tag_attr, "annotate", None)
         self._tags[main_tag] = Panel(main_tag, kind, bool(getattr(tag_attr, "big_plot", False)),
-                                     bool(getattr(tag_attr, "logy", False)), lens, limits(getattr(tag_attr, "ylim", None)))
+                                     bool(getattr(tag_attr, "logy", False)), lens, limits(getattr(tag_attr, "ylim", None)),
+                                     None if annotate is None else bool(annotate))
 
     def plot_numerical_values(self, epoch: int, main_tag: str, values_dict: Mapping[str, Mapping[str, float]],
                               ranges_dict: Mapping[str, Mapping[tuple[str, str], tuple[float, float]]] | None = None
@@ -88,7 +90,7 @@ class MonitorchCalls:
             return
         declared = self._tags.get(tag)
         panel = run.add_panel(Panel(declared.tag, declared.kind, declared.big, declared.logy, declared.lens,
-                                    declared.ylim) if declared else Panel(tag, kind, False, False, None))
+                                    declared.ylim, declared.annotate) if declared else Panel(tag, kind, False, False, None))
         self._emit("panel", run.id, asdict(panel))
 
     def _column(self, run: Run, panel: str, group: str, key: str, role: str, band_of: str | None) -> int:

@@ -28,6 +28,8 @@ class Panel:
     logy: bool
     lens: str | None = None
     ylim: list[float] | None = None  # a fixed y range [lo, hi] (monitorch's TagAttributes.ylim), else automatic
+    #: monitorch's TagAttributes.annotate as the lens declared it (a player replays it); None in older histories
+    annotate: bool | None = None
 
 
 @dataclass

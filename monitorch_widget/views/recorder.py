@@ -82,7 +82,12 @@ class RecorderVisualizer(RecordView):
 
 
 def _tag_attributes(panel: Any) -> TagAttributes:
-    return TagAttributes(logy=panel.logy, big_plot=panel.big, annotate=panel.big, type=_KIND_TYPE[panel.kind])
+    """The panel's TagAttributes as its lens declared them (trial r12: annotate and ylim were lost); a history saved
+    before ``annotate`` was kept replays it as ``big_plot``."""
+    annotate = panel.annotate if getattr(panel, "annotate", None) is not None else panel.big
+    ylim = tuple(panel.ylim) if getattr(panel, "ylim", None) else None
+    return TagAttributes(logy=panel.logy, big_plot=panel.big, annotate=annotate, type=_KIND_TYPE[panel.kind],
+                         ylim=ylim)
 
 
 def _epoch(value: float) -> int | float:

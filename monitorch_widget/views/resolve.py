@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..record import Record
-from .interface import RecordView
+from .interface import DummyVisualizer, RecordView
 from .monitorch_adapter import WidgetVisualizer, in_notebook
 from .print import PrintVisualizer
 
@@ -19,8 +19,10 @@ NAMES = ("widget", "print", "none", "dummy", "matplotlib", "tensorboard")
 INTERFACE = ("register_tags", "plot_numerical_values", "plot_probabilities", "plot_relations")
 
 
-class QuietVisualizer:
-    """``'none'``: record only (read ``inspector.history`` or display ``inspector.widget`` yourself)."""
+class QuietVisualizer(DummyVisualizer):
+    """``'none'`` / ``'dummy'``: record only (read ``inspector.history`` or display ``inspector.widget`` yourself).
+    A :class:`DummyVisualizer` (monitorch's ``'dummy'`` class), so ``isinstance`` checks written for monitorch
+    hold; the inspector sends it no calls (it reads the record)."""
 
     def __init__(self, record: Record) -> None:
         self.record = record
