@@ -366,3 +366,18 @@ def test_a_small_gradient_after_a_layer_the_gradient_reached_is_not_vanishing_wi
     found = checks_of(gradient_norms(unused), "vanishing_gradient")
     assert [f.layer for f in found] == ["2"]
     assert "No gradient reaches it at all" in found[0].message and found[0].advice.startswith("check that the loss")
+
+
+def test_a_critical_finding_that_turns_milder_keeps_its_critical_episode():
+    """Trial r12 (GPT-2, AdamW lr 1e-2): epoch 1's steps moved a layer by 0.92 of its norm on average and 2.49 at
+    most (critical: a step moved it by more than its own norm); epoch 2's by 0.111 / 0.154 (a warning). The critical
+    finding was rewritten in place into the warning, its epoch-1 values lost, and no critical finding was left. The
+    critical episode now ends at epoch 2 and stays, with its values; the warning starts there; a worse one updates in
+    place."""
+    record = ratios([{"c_proj": (0.9188, 2.488)}, {"c_proj": (0.111, 0.154)}, {"c_proj": (0.5, 1.5)},
+                     {"c_proj": (1e-3, 2e-3)}])
+    found = sorted(checks_of(record, "update_ratio"), key=lambda f: f.since)
+    assert [(f.id, f.severity, f.since, f.until, f.value) for f in found] == [
+        ("0:update_ratio:c_proj:high#1", "critical", 1, 2, 0.9188),
+        ("0:update_ratio:c_proj:high", "critical", 2, 4, 0.5)]  # warning from 2, worse again at 3: in place
+    assert "2.49" in found[0].message and "0.919" in found[0].message

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import gradients, layers, loss
 from .config import CHECKS, HealthConfig
-from .finding import Condition, Finding
+from .finding import SEVERITIES, Condition, Finding
 from .rows import RowView, Skipped
 
 if TYPE_CHECKING:
@@ -223,7 +223,19 @@ class HealthMonitor:
                     complete = False
                     continue
                 old = findings.get(fid)
-                if old is not None and old.until is None:
+                if old is not None and old.until is None and \
+                        SEVERITIES.index(cond.severity) > SEVERITIES.index(old.severity):
+                    # milder now (critical -> warning): the worse episode ends here and stays as it was, under an
+                    # id of its own, and the milder one starts (trial r12: a critical 'steps far too large' was
+                    # rewritten in place into a warning, its epoch-1 values lost); a worse one updates in place
+                    episode = replace(old, id=f"{fid}#{old.since:g}", until=epoch)
+                    findings[episode.id] = episode
+                    changed.append(episode)
+                    reopened.append(fid)
+                    findings[fid] = new = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag,
+                                                  epoch, None, cond.value, cond.message, cond.advice)
+                    changed.append(new)
+                elif old is not None and old.until is None:
                     if not (cond.severity != old.severity or cond.message != old.message or cond.value != old.value):
                         if cond.tag == old.tag and cond.advice == old.advice:
                             continue  # the same finding: kept as it is (no new object per held condition and row)
