@@ -15,7 +15,7 @@ import type { AlignmentCache } from "./chartdata";
 import { makeChartSlot, releaseChart, setData, SMALL, type ChartSlot } from "./chartslot";
 import cssText from "./css";
 import { FilterBox } from "./filterbox";
-import { normalizeFilters, revealFilters, setLogy } from "./filters";
+import { normalizeFilters, revealFilters, runShown, setLogy } from "./filters";
 import { Frames, now } from "./frames";
 import { Header } from "./header";
 import { type LinkContext, openLink, sectionHandlers } from "./links";
@@ -168,7 +168,8 @@ export function mountView(model: Model, store: Store, el: HTMLElement): () => vo
     modules = layout.modules;
     header.render();
     filterBox.render(layout);
-    findings.render(store.findings, runs.label, store.runs.length > 1);
+    // a hidden run's findings go with its lines (trial r12: an earlier run's resolved findings led the list)
+    findings.render(store.findings.filter((f) => runShown(filters, f.run)), runs.label, store.runs.length > 1);
     worst.render(store, (tag) => !filters.hidden_panels.includes(tag));
     empty.hidden = store.current !== undefined && store.current.columns.length > 0;
     const nBig = layout.big.filter((s) => !s.hidden).length;

@@ -34,8 +34,8 @@ export function layerText(layer: string): string {
 /** Findings listed before "show all": a deep model can have dozens, and the top slot must stay short. */
 export const FINDINGS_SHOWN = 5;
 
-/** Findings, open ones first (by severity), then resolved ones; rebuilt only when the list changed. The first
- * FINDINGS_SHOWN are listed, the rest behind a "show all" toggle. */
+/** Findings, open ones first (by severity, the newest run's first), then resolved ones (likewise); rebuilt only
+ * when the list changed. The first FINDINGS_SHOWN are listed, the rest behind a "show all" toggle. */
 export class FindingsList {
   readonly el = h("ul", "mw-findings");
   private sig = "";
@@ -52,7 +52,8 @@ export class FindingsList {
     this.sig = sig;
     this.last = [findings, runLabel, multiRun];
     const sorted = [...findings].sort((a, b) =>
-      Number(a.until !== null) - Number(b.until !== null) || SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity] || a.since - b.since);
+      Number(a.until !== null) - Number(b.until !== null) || SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity]
+      || b.run - a.run || a.since - b.since);
     const shown = this.expanded ? sorted : sorted.slice(0, FINDINGS_SHOWN);
     const items: HTMLElement[] = shown.map((f) => this.item(f, runLabel, multiRun));
     if (sorted.length > FINDINGS_SHOWN) items.push(this.toggle(sorted));

@@ -132,6 +132,22 @@ describe("runs, filters and reading", () => {
     cleanup();
   });
 
+  it("lists the newest run's findings before an earlier run's of the same standing; a hidden run's go", async () => {
+    // trial r12: a second run's 50 findings sat behind five resolved ones of the first run, hidden or not
+    const { store, cleanup } = mount([deepRun(0, "A", 3), deepRun(1, "B", 3)]);
+    const f = (id: string, run: number, until: number | null): Finding => ({
+      id, run, check: "update_ratio", severity: "warning", layer: "block1.relu", tag: ACT.tag, since: 1, until,
+      value: 0.2, message: "steps too large.", advice: "Lower the learning rate.",
+    });
+    store.applyDelta(...delta(2, { findings: [f("a1", 0, 2), f("a2", 0, 2), f("b1", 1, 2), f("b2", 1, null)] }));
+    await tick();
+    expect(all(".mw-finding").map((i) => i.dataset.id)).toEqual(["b2", "b1", "a1", "a2"]);
+    all(".mw-run")[0].click(); // hide run A
+    await tick();
+    expect(all(".mw-finding").map((i) => i.dataset.id)).toEqual(["b2", "b1"]);
+    cleanup();
+  });
+
   it("search narrows the module list; the Filters box keeps its open state across views", () => {
     const { store, model, cleanup } = mount();
     const box = host().querySelector<HTMLDetailsElement>("details.mw-filters")!;
