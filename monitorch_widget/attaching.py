@@ -106,6 +106,13 @@ def detach(ins: PyTorchInspector) -> None:
     ins._pushes.reset()
     if ins.state.attached:
         ins.history.end()
+        # monitorch's detach: a visualizer of the user's own (one that receives the calls) clears its figure
+        reset_fig = getattr(ins._user_visualizer, "reset_fig", None)
+        if callable(reset_fig):
+            try:
+                reset_fig()
+            except Exception as exc:  # noqa: BLE001 - a visualizer must never break detach
+                ins.faults.report("visualizer", f"reset_fig() raised {type(exc).__name__}: {exc}")
     attachments.release(ins._model, ins)
     if ins._pump_handle is not None:
         ins._pump_handle.remove()

@@ -25,6 +25,7 @@ from .collect.progress import IntraEpochUpdates
 from .collect.pushes import Pushes, check_number, checked_metric
 from .collect.rank_exchange import RankExchange, say_active_differs, world
 from .lens.base import AbstractLens, LensContext
+from .lens.custom import MonitorchStyleLens
 from .lens.lens_list import check_lenses
 from .lens.loss_metrics import LossMetrics
 from .record import Record
@@ -72,6 +73,9 @@ class PyTorchInspector:
         self.module_name_prefix = module_name_prefix
         self.master_rank = master_rank
         self.state = InspectorState(is_active_fn)
+        for lens in self.lenses:
+            if isinstance(lens, MonitorchStyleLens):  # monitorch hands its lenses the inspector state
+                lens.state = self.state
         self._distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         self.is_main_process = not self._distributed or torch.distributed.get_rank() == master_rank
         if not self.is_main_process:

@@ -396,3 +396,35 @@ def test_print_line_ranks_the_worst_layer_without_dropout_and_names_it():
     assert m is not None, out.getvalue()
     assert m.group(2) == "1" and float(m.group(1)) == pytest.approx(relu, abs=6e-5)
     ins.detach()
+
+
+def test_detach_calls_reset_fig_on_a_visualizer_of_the_users_own():
+    """monitorch's detach calls visualizer.reset_fig() (its figure starts over for the next run); ours did not
+    (trial r12). A visualizer without reset_fig, or one that raises, never breaks detach."""
+
+    class Resets(Tags):
+        def __init__(self):
+            super().__init__()
+            self.resets = 0
+
+        def reset_fig(self):
+            self.resets += 1
+
+    target = Resets()
+    ins = train(target, epochs=1)
+    assert target.resets == 0
+    ins.detach()
+    assert target.resets == 1
+    ins.detach()  # not attached: nothing to reset
+    assert target.resets == 1
+    ins.attach(nn.Sequential(nn.Linear(3, 2)))
+    ins.attach(nn.Sequential(nn.Linear(3, 2)))  # attach while attached detaches first, as monitorch's
+    assert target.resets == 2
+
+    class Broken(Tags):
+        def reset_fig(self):
+            raise RuntimeError("no figure")
+
+    with pytest.warns(UserWarning, match="reset_fig\\(\\) raised RuntimeError: no figure"):
+        train(Broken(), epochs=1).detach()
+    train(Tags(), epochs=1).detach()  # no reset_fig at all
