@@ -108,7 +108,7 @@ def test_a_monitorch_style_lens_records_its_values_and_detaches():
 
 
 def test_a_monitorch_style_lens_makes_the_calls_monitorchs_inspector_makes():
-    monitorch = pytest.importorskip("monitorch")
+    pytest.importorskip("monitorch")
     from monitorch.inspector import PyTorchInspector as TheirInspector
     from monitorch.lens import AbstractLens as TheirAbstractLens
 
