@@ -3,7 +3,9 @@
 // a layout no longer has it. Drawing is the view's (js/view.ts); the slots remember what a drawing must match.
 
 import type { ChartSize } from "./axes";
+import { xsOf } from "./chartdata";
 import { placeAt, placeholder, setData, type ChartSlot } from "./chartslot";
+import { heatWindow } from "./overview/heatmap";
 import { chartId, chartSignature, type ChartSpec, type SectionSpec } from "./panels";
 import { drawHeatmap, showMode, type SectionSlot } from "./sections";
 import type { Store } from "./store";
@@ -72,7 +74,8 @@ export class Placement {
       if (slot.logy && slot.logy.checked !== sec.logy) slot.logy.checked = sec.logy;
       keep.add(sec.tag);
       if (mode === "heatmap" && cur && !secHidden) {
-        drawHeatmap(slot, sec, cur, heatWidth, (g) => ui.opened.has(chartId(sec.tag, g)), store.version);
+        drawHeatmap(slot, sec, cur, heatWidth, (g) => ui.opened.has(chartId(sec.tag, g)), store.version,
+          heatWindow(xsOf(cur, ui.xAxis), cur.finalRows, ui.zoom));
       }
       sec.charts.forEach((c, j) => {
         keep.add(c.id);

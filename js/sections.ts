@@ -93,7 +93,8 @@ export function showMode(slot: SectionSlot, mode: SectionMode): void {
 }
 
 /** Draw a per-layer section's heatmap: one row per shown chart (layer), coloured by worst.heatKey. */
-export function drawHeatmap(slot: SectionSlot, sec: SectionSpec, run: RunData, width: number, opened: (layer: string) => boolean, version: number): void {
+export function drawHeatmap(slot: SectionSlot, sec: SectionSpec, run: RunData, width: number, opened: (layer: string) => boolean, version: number,
+  window: [number, number] | null = null): void {
   if (!slot.heatmap) return;
   const key = heatKey([...new Set(sec.charts.flatMap((c) => c.series.map((s) => s.key)))]);
   const rows = sec.charts.filter((c) => !c.hidden).flatMap((c) => {
@@ -101,5 +102,5 @@ export function drawHeatmap(slot: SectionSlot, sec: SectionSpec, run: RunData, w
     return s ? [{ layer: c.group, col: s.col }] : [];
   });
   slot.heatmap.update({ run, key: key ?? "", rows, rate: sec.kind === "probability", ylim: sec.charts[0]?.ylim ?? null, logy: sec.logy, width,
-    opened, version });
+    opened, version, window });
 }

@@ -57,6 +57,25 @@ export interface HeatInput {
   width: number;
   opened: (layer: string) => boolean;
   version: number;
+  /** The final rows [first, last] the charts' shared zoom shows (heatWindow); absent or null: every row. */
+  window?: [number, number] | null;
+}
+
+/**
+ * The final rows of a run whose x values (`xs`: epochs, steps or seconds, per the x axis) lie in the charts'
+ * shared zoom `zoom`, as [first, last]; null when there is no zoom, or it holds every row or none (the heatmap
+ * then shows the whole run). The heatmap follows the zoom as every chart does (trial r11).
+ */
+export function heatWindow(xs: ArrayLike<number>, n: number, zoom: [number, number] | null): [number, number] | null {
+  if (zoom === null || n === 0) return null;
+  let first = -1, last = -1;
+  for (let i = 0; i < n; i++) {
+    if (xs[i] >= zoom[0] && xs[i] <= zoom[1]) {
+      if (first < 0) first = i;
+      last = i;
+    }
+  }
+  return first < 0 || (first === 0 && last === n - 1) ? null : [first, last];
 }
 
 /** Colour range of the rows' finite values: [lo, hi] in display units (log10 when logy). */
@@ -83,6 +102,8 @@ export class Heatmap {
   readonly el = h("div", "mw-heatmap");
   private labels = h("div", "mw-heat-labels");
   private wrap = h("div", "mw-heat-canvas");
+  /** Clips the canvas to the zoomed rows (the tooltip stays outside it). */
+  private clip = h("div", "mw-heat-clip");
   private canvas = h("canvas");
   private tip = h("div", "mw-heat-tip");
   private scale = h("div", "mw-heat-scale");
@@ -97,7 +118,8 @@ export class Heatmap {
 
   constructor(private onOpen: (layer: string) => void) {
     this.tip.hidden = true;
-    this.wrap.append(this.canvas, this.tip);
+    this.clip.append(this.canvas);
+    this.wrap.append(this.clip, this.tip);
     const body = h("div", "mw-heat-body");
     body.append(this.labels, this.wrap);
     this.el.append(body, this.scale);
@@ -143,7 +165,7 @@ export class Heatmap {
       row.classList.toggle("mw-open", open);
     }
     const w = Math.max(80, inp.width - LABEL_W - 8);
-    const sig = `${inp.version}|${w}|${inp.key}|${inp.logy}|${lsig}`;
+    const sig = `${inp.version}|${w}|${inp.key}|${inp.logy}|${lsig}|${inp.window ?? ""}`;
     if (sig === this.drawSig) return;
     this.drawSig = sig;
     this.draw(w);
@@ -155,14 +177,19 @@ export class Heatmap {
     const nRows = inp.rows.length;
     // the canvas holds one pixel per (epoch, layer); CSS stretches it (image-rendering: pixelated) to the
     // view's width and ROW_H per layer, so a tick costs a few typed-array writes, not a canvas-sized redraw
-    this.canvas.style.width = `${w}px`;
+    // a zoom shows its rows only: the whole canvas stretched so that they fill the width, the rest clipped
+    const [i0, i1] = inp.window ?? [0, Math.max(0, n - 1)];
+    const shown = i1 - i0 + 1;
+    this.clip.style.width = `${w}px`;
+    this.canvas.style.width = `${(w * Math.max(1, n)) / shown}px`;
+    this.canvas.style.marginLeft = i0 > 0 ? `${(-w * i0) / shown}px` : "";
     this.canvas.style.height = `${Math.max(ROW_H, nRows * ROW_H)}px`;
     const [lo, hi] = heatRange(inp);
     const what = inp.logy ? `log10 ${inp.key}` : inp.key;
     const ep = (i: number): string => formatValue(inp.run.epochs[i]);
     const scaleText = (): string => n > 0
       ? `colour: ${what}, ${formatValue(lo)} (dark) to ${formatValue(hi)} (bright)${this.nonPositive ? " · grey: 0 or below (no log)" : ""}`
-        + ` · epochs ${ep(0)}–${ep(n - 1)}`
+        + ` · epochs ${ep(i0)}–${ep(Math.min(i1, n - 1))}${inp.window ? " (zoomed)" : ""}`
       : "";
     this.scale.textContent = scaleText();
     const cw = Math.max(1, n);
@@ -237,7 +264,7 @@ export class Heatmap {
     }
     const v = this.inp.run.values[this.inp.rows[c.row].col]?.[c.i];
     this.tip.textContent = `${c.layer} · epoch ${formatValue(this.inp.run.epochs[c.i])}: ${this.inp.key} ${formatValue(v)}`;
-    const rect = this.canvas.getBoundingClientRect();
+    const rect = this.clip.getBoundingClientRect(); // the shown part (a zoomed canvas reaches past it)
     const x = ev.clientX - rect.left;
     this.tip.style.left = `${Math.min(x + 10, Math.max(0, rect.width - 220))}px`;
     this.tip.style.top = `${(c.row + 1) * ROW_H + 2}px`;

@@ -9,7 +9,7 @@ import { makeChartSlot } from "../chartslot";
 import { emptyFilters } from "../filters";
 import { runStyle } from "../overview/runstyle";
 import { uiState } from "../uistate";
-import { colormap, Heatmap, heatRange, NOT_ON_LOG } from "../overview/heatmap";
+import { colormap, Heatmap, heatRange, heatWindow, NOT_ON_LOG } from "../overview/heatmap";
 import { worstHolder } from "../overview/worst";
 import { buildLayout } from "../panels";
 import { drawHeatmap, type SectionSlot } from "../sections";
@@ -73,6 +73,28 @@ describe("heatmap scales", () => {
     expect(sl.heatmap!.el.querySelector(".mw-heat-scale")!.textContent).toBe("colour: mean, -1 (dark) to 1 (bright) · epochs 1–3");
     // 0 on [-1, 1] is the colour map's middle: LUT index round(0.5 * 255) = 128
     expect(pixel(sl.heatmap!, 0, 0)).toEqual([...colormap(128 / 255), 255]);
+  });
+
+  it("follows the charts' shared zoom: only the zoomed epochs fill its width (trial r11)", () => {
+    expect(heatWindow([1, 2, 3, 4], 4, [1.5, 3.2])).toEqual([1, 2]);
+    expect(heatWindow([1, 2, 3, 4], 4, null)).toBeNull();
+    expect(heatWindow([1, 2, 3, 4], 4, [0, 9])).toBeNull(); // every row: the whole run
+    expect(heatWindow([1, 2, 3, 4], 4, [5, 9])).toBeNull(); // none: the whole run rather than nothing
+    expect(heatWindow([4, 8, 12, 16, 99], 4, [8, 12])).toEqual([1, 2]); // steps; a provisional row is not final
+    const s = store();
+    const sec = buildLayout(s, emptyFilters()).small.find((x) => x.tag === CORR.tag)!;
+    const sl = slot();
+    drawHeatmap(sl, sec, s.current!, 600, () => false, 1, [1, 2]);
+    const canvas = sl.heatmap!.el.querySelector("canvas")!;
+    const w = 600 - 170 - 8; // the view's width less the labels (LABEL_W) and their gap
+    // 3 epochs drawn, 2 shown: the canvas is 3/2 of the shown width, shifted left by one epoch's width
+    expect(parseFloat(canvas.style.width)).toBeCloseTo((w * 3) / 2, 6);
+    expect(parseFloat(canvas.style.marginLeft)).toBeCloseTo(-w / 2, 6);
+    expect(sl.heatmap!.el.querySelector(".mw-heat-scale")!.textContent).toBe(
+      "colour: mean, -1 (dark) to 1 (bright) · epochs 2–3 (zoomed)");
+    drawHeatmap(sl, sec, s.current!, 600, () => false, 1, null);
+    expect(parseFloat(canvas.style.width)).toBeCloseTo(w, 6);
+    expect(canvas.style.marginLeft).toBe("");
   });
 });
 
