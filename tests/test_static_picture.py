@@ -229,9 +229,19 @@ def test_empty_record_and_broken_record() -> None:
 
 
 def test_the_findings_section_renders_above_the_picture(monkeypatch) -> None:
-    monkeypatch.setattr(sp, "findings_section", lambda rec: f'<div class="findings">{len(rec.runs)} runs</div>')
+    monkeypatch.setattr(sp, "findings_section", lambda rec, hidden: f'<div class="findings">{len(rec.runs)} runs</div>')
     html = sp.fallback_html(small_record({"a": [0.1]}, runs=2))
     assert html.index('<div class="findings">2 runs</div>') < html.index("<svg")
+
+
+def test_the_findings_section_leaves_out_the_runs_the_filters_hide() -> None:
+    """As the widget's list: a hidden run's findings go with its lines (trial r12)."""
+    rec = small_record({"a": [0.5, 0.5, 0.5], "b": [0.0, 0.0, 0.0]}, runs=2)  # layer a dead in both runs
+    assert {f.run for f in rec.health.findings() if f.check == "dead_layer"} == {0, 1}
+    both = sp.fallback_html(rec)
+    assert "(run 1: Net, since epoch 1)" in both and "(run 2: Net, since epoch 1)" in both
+    one = sp.fallback_html(rec, filters={"hidden_runs": [0]})
+    assert "(run 1: Net," not in one and "(run 2: Net, since epoch 1)" in one
 
 
 # --- the sibling output next to the widget -------------------------------------------------------------

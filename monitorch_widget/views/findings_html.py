@@ -15,12 +15,14 @@ _RANK = {"critical": 0, "warning": 1, "info": 2}
 SHOWN = 12
 
 
-def findings_section(record: Any) -> str:
+def findings_section(record: Any, hidden_runs: Any = ()) -> str:
     """``<section class="mw-findings">`` listing the runs' findings (active and severe first, at most
-    :data:`SHOWN`, the rest counted), or ``""`` when none (or
-    when ``record`` cannot be read: the section must never break the picture it is part of)."""
+    :data:`SHOWN`, the rest counted) but those of ``hidden_runs`` (run ids the widget's filters hide, as its own
+    list does), or ``""`` when none (or when ``record`` cannot be read: the section must never break the picture
+    it is part of)."""
     try:
-        findings = record.health.findings()
+        hidden = set(hidden_runs)
+        findings = [f for f in record.health.findings() if f.run not in hidden]
         labels = {run.id: run.label for run in record.runs}
     except Exception:  # noqa: BLE001
         return ""

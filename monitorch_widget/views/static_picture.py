@@ -264,7 +264,7 @@ def fallback_html(record: Any, *, filters: dict[str, Any] | None = None, sibling
         svg = f"<pre>{escape(f'monitorch-widget: static picture unavailable ({exc!r})')}</pre>"
     cls = f"mw-static {SIBLING_CLASS}" if sibling else "mw-static"
     return (f'<div class="{cls}" style="overflow-x:auto">' + (HIDE_WHEN_LIVE + UNTRUSTED_NOTE if sibling else "")
-            + findings_section(record) + svg +
+            + findings_section(record, (filters or {}).get("hidden_runs") or ()) + svg +
             '<div style="font-size:11px;color:#888">Static snapshot of the monitorch-widget panels '
             '(the interactive widget needs a running kernel).</div></div>')
 
