@@ -1,5 +1,5 @@
 // The Filters box of one view: checkboxes for panels, module types, modules and earlier runs, and a search
-// box that narrows the module list. Checkboxes are rebuilt only when the set of names changes; their state is
+// box that narrows the module list (and can show only the matching modules, or every module again). Checkboxes are rebuilt only when the set of names changes; their state is
 // synced in place, so an input the user (or a test) holds stays attached. Its open state and search text live
 // in the model's UiState, so a rebuilt view opens as the user left it.
 
@@ -10,6 +10,9 @@ import { setShown } from "./filters";
 import { h } from "./dom";
 
 
+/** A module's entry in the list (and what the search matches): its name and type. */
+const moduleLabel = (m: { name: string; type: string | null }): string => (m.type ? `${m.name} (${m.type})` : m.name);
+
 /** `hiddenBy`: why the item is hidden whatever its own box says (a module of a hidden type), or null. */
 type Item = { attr: string; value: string; label: string; shown: () => boolean; hiddenBy?: () => string | null };
 
@@ -17,6 +20,11 @@ export class FilterBox {
   readonly el = h("details", "mw-filters");
   private groups = h("div", "mw-filter-groups");
   private search = h("input", "mw-search");
+  /** Hide every module the search does not match, show those it does (trial r12: unticking ~65 boxes by hand). */
+  private only = h("button", "mw-search-only", "show only these");
+  private everyModule = h("button", "mw-search-all", "show all modules");
+  /** [name, label] of the modules listed, for the buttons above. */
+  private modules: [string, string][] = [];
   private inputs: { input: HTMLInputElement; shown: () => boolean; hiddenBy?: () => string | null }[] = [];
   private sig = "";
 
@@ -26,13 +34,22 @@ export class FilterBox {
     this.search.placeholder = "search modules";
     this.search.value = ui.search;
     this.search.setAttribute("aria-label", "search modules");
-    this.el.append(this.search, this.groups);
+    this.only.type = this.everyModule.type = "button";
+    this.only.hidden = ui.search.trim() === "";
+    this.el.append(this.search, this.only, this.everyModule, this.groups);
+    this.only.addEventListener("click", () => {
+      const q = this.ui.search.trim().toLowerCase();
+      const hidden = this.modules.filter(([, label]) => !label.toLowerCase().includes(q)).map(([name]) => name);
+      write({ ...this.filters(), hidden_modules: hidden });
+    });
+    this.everyModule.addEventListener("click", () => write({ ...this.filters(), hidden_modules: [] }));
     this.el.open = ui.filtersOpen;
     this.el.addEventListener("toggle", () => {
       ui.filtersOpen = this.el.open;
     });
     this.search.addEventListener("input", () => {
       ui.search = this.search.value;
+      this.only.hidden = ui.search.trim() === "";
       this.applySearch();
     });
     this.groups.addEventListener("change", (ev) => {
@@ -53,6 +70,7 @@ export class FilterBox {
     if (sig !== this.sig) {
       this.sig = sig;
       this.inputs = [];
+      this.modules = layout.modules.map((m) => [m.name, moduleLabel(m)]);
       const f = this.filters;
       const groups = [
         this.group("Panels", layout.panels.map((p) => ({
@@ -62,7 +80,7 @@ export class FilterBox {
           attr: "data-filter-type", value: t, label: t, shown: () => !f().hidden_types.includes(t),
         }))),
         this.group("Modules", layout.modules.map((m) => ({
-          attr: "data-filter-module", value: m.name, label: m.type ? `${m.name} (${m.type})` : m.name,
+          attr: "data-filter-module", value: m.name, label: moduleLabel(m),
           shown: () => !f().hidden_modules.includes(m.name),
           // a hidden type hides its modules: their boxes are greyed out, not left looking shown (trial r6, finding 5)
           hiddenBy: () => (m.type !== null && f().hidden_types.includes(m.type) ? `hidden with its module type '${m.type}'` : null),

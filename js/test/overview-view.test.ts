@@ -158,6 +158,11 @@ describe("runs, filters and reading", () => {
     search.dispatchEvent(new Event("input"));
     const shown = all("label[data-module-label]").filter((l) => !l.hidden).map((l) => l.querySelector("input")!.dataset.filterModule);
     expect(shown).toEqual(["block1.relu", "block10.relu", "block11.relu"]);
+    // ...and shows only those in the charts, or every module again (trial r12: ~65 boxes unticked by hand)
+    host().querySelector<HTMLButtonElement>(".mw-search-only")!.click();
+    expect(model.get("filters").hidden_modules).toEqual(layers.filter((g) => !["block1.relu", "block10.relu", "block11.relu"].includes(g)));
+    host().querySelector<HTMLButtonElement>(".mw-search-all")!.click();
+    expect(model.get("filters").hidden_modules).toEqual([]);
     cleanup();
     const again = mountView(model as any, store, host());
     expect(host().querySelector<HTMLDetailsElement>("details.mw-filters")!.open).toBe(true);
