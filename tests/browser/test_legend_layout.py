@@ -38,3 +38,22 @@ def test_a_long_legend_label_wraps_after_its_marker_with_its_colon(chromium_brow
             assert row["colon"] == '":"' and row["th"] - row["last"] <= 3, row  # no line holding the colon alone
     finally:
         page.close()
+
+
+def test_a_big_chart_of_many_lines_keeps_its_legend_in_a_scrolling_box(chromium_browser: Any) -> None:
+    """Trial r12: a comparison of 24 layers over two runs listed 48 legend rows under its chart, a screen long."""
+    css = (ROOT / "node_modules/uplot/dist/uPlot.min.css").read_text() + (ROOT / "js/styles.css").read_text()
+    script = (ROOT / "node_modules/uplot/dist/uPlot.iife.min.js").read_text()
+    page = chromium_browser.new_page(viewport={"width": 500, "height": 600})
+    try:
+        page.set_content(f"<html><head><style>{css}</style><script>{script}</script></head><body>"
+                         '<div class="mw-root"><div class="mw-big"><div id="c"></div></div></div></body></html>')
+        labels = [f"transformer.h.{i}.mlp.act · lr 1e-2" for i in range(24)]
+        page.evaluate("""(labels) => new uPlot({width: 360, height: 150, legend: {live: true},
+            series: [{}, ...labels.map((label) => ({label, stroke: "red"}))]},
+            [[1, 2], ...labels.map(() => [1, 2])], document.getElementById("c"))""", labels)
+        shown, whole, row = page.evaluate("""() => { const l = document.querySelector('.u-legend');
+            return [l.clientHeight, l.scrollHeight, l.querySelector('tr.u-series').getBoundingClientRect().height]; }""")
+        assert shown < whole and shown <= 8 * row, (shown, whole, row)  # the rest a scroll away
+    finally:
+        page.close()
