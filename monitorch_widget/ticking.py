@@ -43,15 +43,15 @@ def gather(lenses: list[AbstractLens], pushes: Pushes, push_names: list[str], ex
     pushes.set_summaries(summaries)
     out = []
     # every rank computes the same combined epoch: what it finds is said once, by the master rank
-    faults.quiet = exchange is not None and not exchange.is_master()
+    quiet = exchange is not None and not exchange.is_master()
     try:
         for lens in lenses:
+            faults.quiet = quiet
             try:
                 out.append((lens, lens.compute(summaries)))
             except Exception as exc:  # noqa: BLE001 - one broken lens must not stop the others
                 faults.quiet = False  # this rank's own failure (an OOM here): printed where it happened
                 faults.report(lens.lens_name, f"computing the epoch failed with {type(exc).__name__}: {exc}")
-                faults.quiet = exchange is not None and not exchange.is_master()
     finally:
         faults.quiet = False
     return out

@@ -266,16 +266,11 @@ def apply(self: Any, run_id: int, epoch: float, state: Any, results: dict[str, l
         fid = f"{run_id}:{cond.check}:{cond.layer if cond.layer is not None else '-'}"
         since = cond.since if cond.since is not None else first
         old = findings.get(fid)
-        if old is not None and old.active and SEVERITIES.index(cond.severity) > SEVERITIES.index(old.severity):
-            # milder now: the worse episode ends here, kept under its own id; the milder one starts here
-            reopened.append(fid)
-            episode = replace(old, id=f"{fid}#{old.since:g}", until=epoch)
-            findings[episode.id] = episode
-            changed.append(episode)
-            findings[fid] = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag, epoch, None,
-                                    cond.value, cond.message, cond.advice)
-            changed.append(findings[fid])
-        elif old is not None and old.active:
+        milder = old is not None and old.active and SEVERITIES.index(cond.severity) > SEVERITIES.index(old.severity)
+        if milder:  # the worse episode ends here, kept under its own id; the milder one starts here
+            old.until = epoch
+            since = epoch
+        if old is not None and old.active:
             new = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag, old.since, None,
                           cond.value, cond.message, cond.advice)
             if new.severity != old.severity or new.message != old.message or new.value != old.value:

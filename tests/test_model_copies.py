@@ -112,9 +112,7 @@ def _copy_epochs(model, opt, loss_fn, copy_loss_fn, ins, gen):
         best_opt = torch.optim.SGD(best.parameters(), lr=0.1)
         for _ in range(2):
             xb, yb = torch.randn(8, 4, generator=gen), torch.randint(0, 3, (8,), generator=gen)
-            best_opt.zero_grad()
-            copy_loss_fn(best(xb), yb).backward()
-            best_opt.step()
+            _step(best, best_opt, copy_loss_fn, xb, yb)
         model.eval()
         best.eval()
         with torch.no_grad():

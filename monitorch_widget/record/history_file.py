@@ -35,7 +35,7 @@ import numpy as np
 
 from .definitions import DEFINITIONS, DefinitionsWarning, differences_since
 from .health import Finding
-from .record import PROBLEM_KINDS, Record
+from .record import Record
 from .run import Column, Panel, Run
 
 FORMAT = "monitorch-widget-history"
@@ -132,10 +132,8 @@ def from_dict(doc: Any, source: str = "history") -> Record:
             if isinstance(p, dict):
                 key = (str(p.get("lens")), str(p.get("message")))
                 run.problems[key] = int(p.get("count", 1))
-                kind = p.get("kind", "warning")  # optional: files saved before kinds hold problems only
-                if kind not in PROBLEM_KINDS:  # a kind of a newer version: shown as a problem, as before kinds
-                    kind = "warning"
-                if kind == "notice":
+                # any other kind is a problem: a file saved before kinds, or a kind of a newer version
+                if p.get("kind") == "notice":
                     run.notices.add(key)
         unrecorded = r.get("unrecorded") or {}
         _need(isinstance(unrecorded, dict), f"{where}.unrecorded", "must map a group to its spans")

@@ -7,7 +7,7 @@ Mixed into :class:`~.record.Record`, whose runs, rows and events these write.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from .ingest import KINDS, IngestPlan, TickWrite, columns_of, limits, write_values
@@ -89,8 +89,7 @@ class MonitorchCalls:
         if run.has_panel(tag):
             return
         declared = self._tags.get(tag)
-        panel = run.add_panel(Panel(declared.tag, declared.kind, declared.big, declared.logy, declared.lens,
-                                    declared.ylim, declared.annotate) if declared else Panel(tag, kind, False, False, None))
+        panel = run.add_panel(replace(declared) if declared else Panel(tag, kind, False, False, None))
         self._emit("panel", run.id, asdict(panel))
 
     def _column(self, run: Run, panel: str, group: str, key: str, role: str, band_of: str | None) -> int:

@@ -32,13 +32,12 @@ def findings_section(record: Any, hidden_runs: Any = ()) -> str:
     ordered = sorted(findings, key=lambda f: (not f.active, _RANK.get(f.severity, 3), -f.run, f.since))
     for f in ordered[:SHOWN]:
         color = _COLORS.get(f.severity, "#555")
-        span = f"since epoch {f.since:g}" if f.active else f"since epoch {f.since:g}, resolved at epoch {f.until:g}"
         where = f"<b>layer '{escape(f.layer)}'</b> · " if f.layer else ""
         run = escape(labels.get(f.run, f"run {f.run}"))
         items.append(
             f'<li class="mw-finding" data-id="{escape(f.id)}" style="margin:2px 0;{"" if f.active else "opacity:.6"}">'
             f'<span style="color:{color};font-weight:600">{escape(f.severity)}</span> '
-            f'{where}{escape(f.check)} <span style="color:#888">({run}, {span})</span>: {escape(f.message)} '
+            f'{where}{escape(f.check)} <span style="color:#888">({run}, {f.span()})</span>: {escape(f.message)} '
             f'<i>Try: {escape(f.advice)}</i></li>')
     rest = ordered[SHOWN:]
     more = (f'<div style="color:#888">… and {len(rest)} more ({sum(f.active for f in rest)} active): '

@@ -164,7 +164,7 @@ class PrintVisualizer(RecordView):
             if len(same) <= GROUPED_OVER:
                 for f in same:
                     where = f" layer '{f.layer}'" if f.layer else ""
-                    lines.append(f"  health: resolved{where} {f.check} (since epoch {f.since:g}, resolved at epoch {f.until:g})")
+                    lines.append(f"  health: resolved{where} {f.check} ({f.span()})")
             else:
                 lines.append(f"  health: resolved {same[0].check} in {len(same)} layers: {_names(same)}")
         return lines

@@ -80,9 +80,12 @@ class Finding:
     def line(self) -> str:
         """One line for text views: ``[warning] layer 'relu2' dead_layer (since epoch 3): ... Try: ...``."""
         where = f"{named(self.layer)} " if self.layer else ""
-        span = f"since epoch {_epoch(self.since)}" if self.until is None else \
-            f"since epoch {_epoch(self.since)}, resolved at epoch {_epoch(self.until)}"
-        return f"[{self.severity}] {where}{self.check} ({span}): {self.message} Try: {self.advice}"
+        return f"[{self.severity}] {where}{self.check} ({self.span()}): {self.message} Try: {self.advice}"
+
+    def span(self) -> str:
+        """When it held, as every text view says it: ``since epoch 3`` or ``since epoch 3, resolved at epoch 5``."""
+        since = f"since epoch {_epoch(self.since)}"
+        return since if self.until is None else f"{since}, resolved at epoch {_epoch(self.until)}"
 
 
 @dataclass

@@ -58,10 +58,6 @@ def _vanishing_advice(view: RowView) -> str:
             "dead units (OutputActivation) and for a learning rate so high that it killed them")
 
 
-_UNREACHED_TIP = ("check that the loss depends on it (a branch the loss does not use, a detach()) and look for "
-                 "dead units after it (OutputActivation)")
-
-
 def vanishing_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
     norms = depth_norms(view, _norms(view))
     names_ = list(norms)
@@ -100,20 +96,16 @@ def vanishing_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
     out = []
     for k in low:
         layer, v = names_[k], float(values[k])
-        if k > first:  # a 0 after a layer the gradient reached: nothing shrank on the way to it
-            message = f"its weight-gradient norm is 0 (the largest: {named(top_layer)}, {sci(top)}); {reading(view)}."
-            out.append(Condition("vanishing_gradient", "warning", layer, GRADIENT_NORM, v, message +
-                                 " No gradient reaches it at all.", _UNREACHED_TIP, need=cfg.vanishing_epochs))
-            continue
         share = v / top
         if v == 0:  # "0 is 0 of the largest layer's" read as a riddle (trial r6)
             message = f"its weight-gradient norm is 0 (the largest: {named(top_layer)}, {sci(top)}); {reading(view)}."
         else:
             message = (f"its weight-gradient norm {sci(v)} is {sci(share)} of the largest layer's "
                        f"({named(top_layer)}: {sci(top)}); {reading(view)}.")
-        if v == 0 and not shrinking:
+        if v == 0 and (k > first or not shrinking):  # after a layer it reached, or nothing shrank towards it
             message += " No gradient reaches it at all."
-            tip = _UNREACHED_TIP
+            tip = ("check that the loss depends on it (a branch the loss does not use, a detach()) and look for "
+                   "dead units after it (OutputActivation)")
         else:
             if v == 0:
                 message += " It is so small that it rounds to 0 (other layers' gradients shrink on the way to it)."

@@ -223,19 +223,14 @@ class HealthMonitor:
                     complete = False
                     continue
                 old = findings.get(fid)
-                if old is not None and old.until is None and \
-                        SEVERITIES.index(cond.severity) > SEVERITIES.index(old.severity):
-                    # milder now (critical -> warning): the worse episode ends here and stays as it was, under an
-                    # id of its own, and the milder one starts (trial r12: a critical 'steps far too large' was
-                    # rewritten in place into a warning, its epoch-1 values lost); a worse one updates in place
-                    episode = replace(old, id=f"{fid}#{old.since:g}", until=epoch)
-                    findings[episode.id] = episode
-                    changed.append(episode)
-                    reopened.append(fid)
-                    findings[fid] = new = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag,
-                                                  epoch, None, cond.value, cond.message, cond.advice)
-                    changed.append(new)
-                elif old is not None and old.until is None:
+                # milder now (critical -> warning): the worse episode ends here and is kept as it was, and the milder
+                # one starts here, as a reopened finding (trial r12: a critical 'steps far too large' was rewritten
+                # in place into a warning, its epoch-1 values lost); a worse one updates in place
+                milder = old is not None and old.until is None and \
+                    SEVERITIES.index(cond.severity) > SEVERITIES.index(old.severity)
+                if milder and old is not None:
+                    old.until = epoch
+                if old is not None and old.until is None:
                     if not (cond.severity != old.severity or cond.message != old.message or cond.value != old.value):
                         if cond.tag == old.tag and cond.advice == old.advice:
                             continue  # the same finding: kept as it is (no new object per held condition and row)
@@ -254,7 +249,7 @@ class HealthMonitor:
                         episode = replace(past, id=f"{fid}#{past.since:g}")
                         findings[episode.id] = episode
                         changed.append(episode)
-                    since = cond.since if cond.since is not None else streak[0]
+                    since = epoch if milder else cond.since if cond.since is not None else streak[0]
                     findings[fid] = new = Finding(fid, run_id, cond.check, cond.severity, cond.layer, cond.tag,
                                                   since, None, cond.value, cond.message, cond.advice)
                     changed.append(new)
