@@ -37,13 +37,17 @@ fi
 
 # The kernel matrix (tests/test_kernel_matrix.py): older ipykernel releases layered over the venv through
 # PYTHONPATH (their dependencies, torch included, are the venv's); the venv's own ipykernel is the newest 7.x.
-for spec in "6.29:ipykernel==6.29.5" "7.0:ipykernel==7.0.1"; do
+# "colab": Colab's pinned stack (ipykernel 5.5.6 needs IPython 7.x, whose own dependencies come along, and
+# Colab's ipywidgets 7.7.1).
+for spec in "6.29:ipykernel==6.29.5" "7.0:ipykernel==7.0.1" \
+    "colab:ipykernel==5.5.6 ipython==7.34.0 ipywidgets==7.7.1 decorator backcall pickleshare ipython_genutils"; do
   dir=".kernels/ipykernel-${spec%%:*}"
-  if [ ! -f "$dir/.installed" ]; then
+  if [ ! -f "$dir/.installed" ] || [ "$(cat "$dir/.installed")" != "${spec#*:}" ]; then
     echo "[setup] installing ${spec#*:} into $dir"
     rm -rf "$dir"
-    pip_q --no-deps --target "$dir" "${spec#*:}"
-    touch "$dir/.installed"
+    # shellcheck disable=SC2086 - the spec is a list of requirements
+    pip_q --no-deps --target "$dir" ${spec#*:}
+    echo "${spec#*:}" > "$dir/.installed"
   fi
 done
 

@@ -1,5 +1,6 @@
-"""Real kernels (ipykernel 6.29.x, 7.0.x and the venv's newest 7.x) through jupyter_client: a training cell with
-the widget displayed, every iopub message checked against the transport rules of views/sync.py.
+"""Real kernels (ipykernel 6.29.x, 7.0.x, the venv's newest 7.x, and Colab's pinned stack: ipykernel 5.5.6 with
+IPython 7.34 and ipywidgets 7.7.1) through jupyter_client: a training cell with the widget displayed, every iopub
+message checked against the transport rules of views/sync.py.
 
 The older kernels are layered over the venv by PYTHONPATH (``scripts/setup.sh`` installs them into
 ``.kernels/`` with ``pip --target --no-deps``; everything else, torch included, is the venv's)."""
@@ -23,7 +24,8 @@ if not widget_mod._ESM_PATH.is_file():
     pytest.skip("front-end bundle not built (npm run build)", allow_module_level=True)
 
 ROOT = Path(__file__).resolve().parents[1]
-KERNELS = {"6.29": ROOT / ".kernels" / "ipykernel-6.29", "7.0": ROOT / ".kernels" / "ipykernel-7.0", "newest": None}
+KERNELS = {"6.29": ROOT / ".kernels" / "ipykernel-6.29", "7.0": ROOT / ".kernels" / "ipykernel-7.0", "newest": None,
+           "colab": ROOT / ".kernels" / "ipykernel-colab"}
 
 SETUP = """
 import json, threading, time, torch
@@ -137,7 +139,11 @@ def test_training_cell_traffic_follows_the_transport_rules(kernel):
     version, kc = kernel
     info = kc.kernel_info(reply=True)["content"]
     subshells = "kernel subshells" in info.get("supported_features", [])
-    assert subshells == (version != "6.29")  # 7.x: the subshell case below is exercised
+    assert subshells == (version in ("7.0", "newest"))  # 7.x: the subshell case below is exercised
+    if version == "colab":  # the layered stack is the one that runs (not the venv's newer IPython / ipywidgets)
+        _, msgs = run_cell(kc, "import IPython, ipywidgets, ipykernel; "
+                               "print(IPython.__version__, ipywidgets.__version__, ipykernel.__version__)")
+        assert stdout_of(msgs).split() == ["7.34.0", "7.7.1", "5.5.6"]
     _, msgs = run_cell(kc, SETUP)
     assert not errors_of(msgs), errors_of(msgs)
 
