@@ -63,15 +63,17 @@ def norm_into(x: torch.Tensor, out: torch.Tensor) -> None:
 
 def dots(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
     """[n] float32 inner products <a_i, b_i> (equal shapes), one ``torch.dot`` per pair (written into ``out``
-    when given).
+    when given), accumulated in float32 (float64 where a tensor is float64): a dot of two float16 / bfloat16
+    tensors returns their dtype, so a GradScaler-scaled float16 output gradient's square (~1e7) would overflow
+    float16's 65504 to inf and a bfloat16 correlation would keep 3 digits.
 
     Per tensor on purpose: torch has no multi-tensor reduction with a sign (``_foreach_norm`` /
     ``_foreach_powsum`` sum |x|^p), and ``torch._foreach_mm`` of [1, N] x [N, 1] measured 9x slower than
     ``torch.dot`` on CPU (49 vs 5.5 us for N = 32k); a dot allocates nothing, unlike ``sum(a * b)``."""
-    if out is not None:
-        try:  # the usual case, 1-D float32 pairs (flat views of a reader's buffers): no per-pair checks
+    if out is not None and all(u.dtype is _F32 and u.dim() == 1 for u in a) and all(v.dtype is _F32 for v in b):
+        try:  # the usual case, 1-D float32 pairs (flat views of a reader's buffers)
             return torch.stack([torch.dot(u, v) for u, v in zip(a, b)], out=out)
-        except RuntimeError:  # not 1-D, mixed dtypes, a dtype without a dot kernel: pair by pair below
+        except RuntimeError:  # a 2-D b, a dtype without a dot kernel on this device: pair by pair below
             pass
     products = []
     for x, y in zip(a, b):
@@ -79,10 +81,9 @@ def dots(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], out: torch.Tensor
         v = y if y.dim() == 1 else y.reshape(-1)
         if u.dtype is _F32 and v.dtype is _F32:
             products.append(torch.dot(u, v))
-            continue
-        try:
-            products.append(torch.dot(u, v).to(_F32))
-        except RuntimeError:  # a dtype without a dot kernel on this device: in float32
+        elif u.dtype is torch.float64 or v.dtype is torch.float64:
+            products.append(torch.dot(u.double(), v.double()).to(_F32))
+        else:  # float16 / bfloat16 (or a mix): widened, so neither the sum overflows nor the result rounds
             products.append(torch.dot(u.to(_F32), v.to(_F32)))
     return torch.stack(products, out=out)
 
@@ -133,9 +134,9 @@ def write_parts_one(out: Sequence[torch.Tensor], x: torch.Tensor, previous: torc
     norm_into(x, out[0])
     if previous is None:
         return
-    if x.dtype == _F32 and previous.dtype == _F32:
+    if x.dtype is _F32 and previous.dtype is _F32:
         torch.dot(previous.reshape(-1), x.reshape(-1), out=out[1])
-    else:
+    else:  # accumulated in float32 (see dots)
         out[1].copy_(dots([previous], [x])[0])
     if before is None:
         norm_into(previous, out[2])
