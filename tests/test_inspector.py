@@ -399,3 +399,22 @@ def test_two_lenses_writing_the_same_panel_are_refused_and_split_parameter_lense
     ins = PyTorchInspector([ParameterGradientActivation(parameters=["weight"]),
                             ParameterGradientActivation(parameters=["bias"])], visualizer="none")
     assert len(ins.lenses) == 2
+
+
+def test_a_mistyped_series_name_is_answered_with_the_panels_own_names():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    loss_fn = nn.MSELoss()
+    ins = PyTorchInspector([LossMetrics(loss_fn=loss_fn), OutputActivation()], visualizer="none", module=model)
+    loss_fn(model(torch.randn(8, 3)), torch.zeros(8, 1)).backward()
+    ins.tick_epoch()
+    h = ins.history
+    with pytest.raises(KeyError, match=r"panel 'Loss' has groups \['Loss'\]; group 'Loss' has keys \['train_loss mean'\]"):
+        h.series("Loss", "loss", "train_loss mean")  # the group is 'Loss'
+    with pytest.raises(KeyError, match=r"panel 'Output Activations' has groups \['1'\]; group '1' has keys "
+                       r"\['activation_rate', 'death_rate'\]"):
+        h.series("Output Activation", "1", "rate")
+    with pytest.raises(KeyError, match=r"its panels: \['Loss', 'Output Activations', 'Warning Output Activations'\]"):
+        h.series("Gradients", "1", "rate")
+    with pytest.raises(TypeError, match=r"a band's edge is role='hi'"):
+        h.series("Loss", "Loss", "train_loss +σ", "hi")  # run is the 4th argument
+    assert h.series("Loss", "Loss", "train_loss +σ", role="hi")[0] >= h.series("Loss", "Loss", "train_loss mean")[0]

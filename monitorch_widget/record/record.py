@@ -244,6 +244,9 @@ class Record(MonitorchCalls):
         missing."""
         if not self.runs:
             raise LookupError("the record is empty: attach the inspector and tick at least one epoch")
+        if not isinstance(run, int):
+            raise TypeError(f"series(panel, group, key, run=-1, role='line'): run is a position in runs, got {run!r}"
+                            + ("; a band's edge is role=" + repr(run) if run in ("lo", "hi", "line") else ""))
         return self.runs[run].series(panel, group, key, role)
 
     def panels(self, run: int = -1) -> list[str]:

@@ -175,10 +175,23 @@ class Run:
                 raise KeyError(f"run {self.id}: series panel={panel!r} group={group!r} key={key!r} is a "
                                f"{' / '.join(repr(r) for r in roles)} column, not {role!r}: pass role="
                                f"{roles[0]!r} (roles: 'line' a series, 'lo' / 'hi' the lower / upper edge of its band)")
-            known = sorted({(c.panel, c.group, c.key, c.role) for c in self.columns})
             raise KeyError(f"run {self.id} has no series panel={panel!r} group={group!r} key={key!r} role={role!r}; "
-                           f"known (panel, group, key, role): {known[:12]}{' ...' if len(known) > 12 else ''}")
+                           + self._nearest_known(panel, group))
         return self.data[:, idx].copy()
+
+    def _nearest_known(self, panel: str, group: str) -> str:
+        """What a mistyped series name most likely meant: the same panel's groups and keys (panel and group matched
+        ignoring case and plurals), else the run's panels."""
+        def loose(name: str) -> str:
+            return name.lower().rstrip("s")
+
+        same = [c for c in self.columns if loose(c.panel) == loose(panel) and c.role == "line"]
+        if not same:
+            return f"its panels: {list(dict.fromkeys(c.panel for c in self.columns))}"
+        groups = list(dict.fromkeys(c.group for c in same))
+        in_group = [c for c in same if loose(c.group) == loose(group)] or [c for c in same if c.group == groups[0]]
+        return (f"panel {same[0].panel!r} has groups {groups[:12]}{' ...' if len(groups) > 12 else ''}; group "
+                f"{in_group[0].group!r} has keys {list(dict.fromkeys(c.key for c in in_group))}")
 
     def groups(self, panel: str) -> list[str]:
         seen: dict[str, None] = {}
