@@ -63,6 +63,7 @@ class FaultLog:
     def __init__(self) -> None:
         self.counts: dict[tuple[str, str], int] = {}
         self._listeners: list[Callable[[str, str, int, str], None]] = []
+        self._nonfinite_warned: set[str] = set()  # lenses that warned of NaN/Inf values in this run
         #: reports are recorded but not printed (a non-master rank computing the combined epoch: the master rank
         #: prints what every rank would say alike)
         self.quiet = False
@@ -73,15 +74,37 @@ class FaultLog:
         self._listeners.append(fn)
 
     def report(self, lens: str, message: str, *, warn: bool = True,
-               category: type[UserWarning] = MonitorWarning) -> None:
+               category: type[UserWarning] = MonitorWarning, shown: str | None = None) -> None:
+        """Count the problem ``(lens, message)`` and warn at its first report (``shown``: the warning's text there,
+        when the first occurrence says more than the problem's fixed text)."""
         key = (lens, message)
         first = key not in self.counts
         self.counts[key] = self.counts.get(key, 0) + 1
         if first and warn and not self.quiet:
-            warnings.warn(f"monitorch_widget [{lens}]: {message}", category, stacklevel=user_stacklevel())
+            warnings.warn(f"monitorch_widget [{lens}]: {shown or message}", category, stacklevel=user_stacklevel())
         kind = kind_of(category)
         for fn in self._listeners:
             fn(lens, message, self.counts[key], kind)
 
+    def report_nonfinite(self, lens: str, layers: Sequence[tuple[str, int]], units: str, what: str) -> None:
+        """NaN/Inf values of ``layers`` (name, how many ``units`` this tick) left out of ``what``: per layer one
+        problem with a fixed text, counted once per tick (the health check ``nonfinite`` names the layer from it),
+        and one :class:`MonitorWarning` per lens per run, at its first such tick, naming the layers. A diverged
+        run has NaN in every layer at every tick: a warning per layer and tick (hundreds of lines) would bury
+        the first one, which is the one that says where it started."""
+        if not layers:
+            return
+        for name, _ in layers:
+            self.report(lens, f"{name}: {units} with NaN/Inf values were left out of {what}", warn=False)
+        if lens in self._nonfinite_warned or self.quiet:
+            return
+        self._nonfinite_warned.add(lens)
+        named = listed([f"{name!r} ({n})" for name, n in layers], shown=3, quote=False)
+        warnings.warn(f"monitorch_widget [{lens}]: {units} with NaN/Inf values were left out of {what} (per layer): "
+                      f"{named}{' layers' if len(layers) > 3 else ''}. Later ticks count them in the run's problems "
+                      f"(the widget's status line, inspector.history.runs[-1].problems) without warning again.",
+                      MonitorWarning, stacklevel=user_stacklevel())
+
     def clear(self) -> None:
+        self._nonfinite_warned.clear()
         self.counts.clear()

@@ -54,6 +54,7 @@ def geometry_calls(lens: AbstractLens, sites: Sequence[Site], summaries: dict[in
     tags = [norm_tag] if correlation_tag is None else [norm_tag, correlation_tag]
     lines: list[OrderedDict[str, dict[Any, float]]] = [OrderedDict() for _ in tags]
     ranges: list[OrderedDict[str, dict[tuple[str, str], tuple[float, float]]]] = [OrderedDict() for _ in tags]
+    bad: list[tuple[str, int]] = []
     for site in sites:
         if site.hidden:
             continue
@@ -63,8 +64,8 @@ def geometry_calls(lens: AbstractLens, sites: Sequence[Site], summaries: dict[in
             lines[q][site.name] = {m: s.point(m) for m in aggregations.line}
             ranges[q][site.name] = {RANGE_NAMES[r]: s.range(r) for r in aggregations.range}
         if per_column[0].nonfinite:
-            lens.ctx.faults.report(lens.lens_name, f"{site.name}: {per_column[0].nonfinite} observation(s) with "
-                                   "NaN/Inf values were left out")
+            bad.append((site.name, per_column[0].nonfinite))
+    lens.ctx.faults.report_nonfinite(lens.lens_name, bad, "observations", "the statistics")
     return [Call("numerical", tag, lines[q], ranges[q]) for q, tag in enumerate(tags)]
 
 

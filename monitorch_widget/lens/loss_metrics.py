@@ -213,8 +213,13 @@ class LossMetrics(AbstractLens):
                     self._say_no_training_loss()
                 continue
             if s.nonfinite:
-                ctx.faults.report(self.lens_name, f"{s.nonfinite} non-finite {label} value(s) in an epoch were left "
-                                  "out of the statistics (NaN/Inf loss)")
+                # one text per loss: warned once per run, then counted once per tick with such values (a text
+                # with the count in it would warn again at every tick of a diverged run)
+                ctx.faults.report(self.lens_name, f"non-finite {label} values were left out of the epoch's "
+                                  "statistics (NaN/Inf loss)",
+                                  shown=f"{s.nonfinite} non-finite {label} value(s) in an epoch were left out of the "
+                                  "statistics (NaN/Inf loss); later ticks count them in the run's problems without "
+                                  "warning again")
             for m in self._loss_line:
                 values[f"{label} {m}"] = v = s.point(m)
                 self._last[(train, m)] = v

@@ -55,10 +55,8 @@ def rate_calls(lens: AbstractLens, small_tag: str, sites: list[Site], summaries:
             if not warning["worst death_rate"] >= worst:
                 warning["worst death_rate"] = worst
     if any(bad):
-        for name, nonfinite in zip(names, bad):
-            if nonfinite:
-                lens.ctx.faults.report(lens.lens_name, f"{name}: {nonfinite} batch(es) with NaN/Inf values "
-                                       "were left out of the rates")
+        lens.ctx.faults.report_nonfinite(lens.lens_name, [(n, k) for n, k in zip(names, bad) if k], "batches",
+                                         "the rates")
     return Call("probability", small_tag, data)
 
 
