@@ -19,16 +19,17 @@ from monitorch_widget import MonitorWarning
 from monitorch_widget.lens import LossMetrics, OutputActivation, ParameterGradientActivation, ParameterGradientGeometry
 
 
-def _diverging_run(ins: mw.PyTorchInspector, model: nn.Module, loss_fn: nn.Module, epochs: int) -> list[str]:
-    opt = torch.optim.SGD(model.parameters(), lr=1e3)
+def _diverging_run(ins: mw.PyTorchInspector, model: nn.Module, loss_fn: nn.Module, epochs: int,
+                   lr: float = 1e3, scale: float = 100, target: float = 0.0) -> list[str]:
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")  # the user's view: each distinct message once per location
         for _ in range(epochs):
             for _ in range(4):
-                x = torch.randn(16, 8, generator=g) * 100
+                x = torch.randn(16, 8, generator=g) * scale
                 opt.zero_grad()
-                loss_fn(model(x), torch.zeros(16, 1)).backward()
+                loss_fn(model(x), torch.full((16, 1), target)).backward()
                 opt.step()
             ins.tick_epoch()
     return [str(w.message) for w in caught if issubclass(w.category, MonitorWarning)]
@@ -69,4 +70,23 @@ def test_a_diverged_run_warns_once_per_lens_and_keeps_one_problem_per_layer():
     ins.attach(model2)
     again = _diverging_run(ins, model2, loss_fn, epochs=2)
     assert len([m for m in again if "[OutputActivation]" in m and "NaN/Inf" in m]) == 1
+    ins.detach()
+
+
+def test_no_finding_resolves_in_an_epoch_whose_values_are_nan():
+    """Trial r13b: SGD lr=3 on a 30-block model, NaN in every batch from epoch 3: the print said 'resolved
+    divergence', 'resolved exploding_gradient in 53 layers' at epoch 3. Not measured is not resolved."""
+    model, loss_fn = _model(), nn.MSELoss()
+    lenses = [LossMetrics(loss_fn=loss_fn), OutputActivation(), ParameterGradientActivation(),
+              ParameterGradientGeometry()]
+    ins = mw.PyTorchInspector(lenses, visualizer="none", module=model)
+    _diverging_run(ins, model, loss_fn, epochs=5, lr=0.1, scale=10, target=10)  # finite epochs 1-2, NaN from epoch 3
+    h = ins.history
+    loss = dict(zip(h.runs[-1].epochs, h.series("Loss", "Loss", "train_loss mean")))
+    nan_from = min(e for e, v in loss.items() if v != v)
+    before = [f for f in ins.health.findings() if f.since < nan_from and f.check != "nonfinite"]
+    assert before  # the case: findings raised while the values were finite
+    assert all(f.until is None or loss[f.until] == loss[f.until] for f in ins.health.findings()), \
+        [(f.check, f.layer, f.since, f.until) for f in ins.health.findings()]
+    assert all(f.active for f in before if "#" not in f.id)
     ins.detach()

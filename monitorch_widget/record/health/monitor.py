@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import gradients, layers, loss
 from .config import CHECKS, HealthConfig
 from .finding import SEVERITIES, Condition, Finding
-from .rows import RowView, Skipped
+from .rows import RowView, Skipped, finite
 
 if TYPE_CHECKING:
     from ..run import Run
@@ -170,7 +170,8 @@ class HealthMonitor:
                     self._failed.add(name)
                     self._report("health", f"check {name} failed with {type(exc).__name__}: {exc}")
         self.skipped = skipped
-        changed, reopened = self._apply(run.id, view.epoch, state, results, _unrecorded_at(run, view.epoch))
+        changed, reopened = self._apply(run.id, view.epoch, state, results, _unrecorded_at(run, view.epoch),
+                                        lambda f: _unmeasured(view, f))
         if changed and self._notify is not None:
             self._notify(changed, reopened)
         return bool(changed)
@@ -181,7 +182,8 @@ class HealthMonitor:
             self.evaluate(run, row)
 
     def _apply(self, run_id: int, epoch: float, state: _RunState, results: dict[str, list[Condition]],
-               paused: frozenset[str] = frozenset()) -> tuple[list[Finding], list[str]]:
+               paused: frozenset[str] = frozenset(),
+               unmeasured: Callable[[Finding], bool] | None = None) -> tuple[list[Finding], list[str]]:
         """Update run ``run_id``'s findings from the conditions each check found at ``epoch`` (check name ->
         its conditions, in the order the checks ran; a check's conditions carry its name, and the first one per
         layer counts). Returns the findings that changed (raised, reopened, updated, resolved; the raised and
@@ -264,10 +266,12 @@ class HealthMonitor:
         # of its own), in the run's order
         if not active:
             return changed, reopened
-        # a finding on a layer whose recording is stopped (stop_recording) was not measured, so it did not end
+        # not measured is not resolved: a finding on a layer whose recording is stopped (stop_recording), or whose
+        # value in this row is NaN/Inf (a diverged run: every batch left out), did not end
         ended = [(place, name, fid) for name, ids_of in active.items() if ids_of and (
             name not in settled or settled[name] is not was_settled.get(name)) for fid, place in ids_of.items()
-            if fid not in held and not (paused and findings[fid].layer in paused)]
+            if fid not in held and not (paused and findings[fid].layer in paused)
+            and not (unmeasured is not None and unmeasured(findings[fid]))]
         for _, name, fid in sorted(ended) if len(ended) > 1 else ended:
             del active[name][fid]
             f = findings[fid]
@@ -283,6 +287,26 @@ class HealthMonitor:
 def _trained(run: Run) -> bool:
     """Whether an optimizer step was counted in ``run`` (its rows' step counts; NaN: an older history, unknown)."""
     return any(s > 0 or s != s for s in run.steps)
+
+
+def _unmeasured(view: RowView, f: Finding) -> bool:
+    """Whether finding ``f`` could not be measured in ``view``'s row because values turned NaN/Inf: its layer's
+    first line in its panel (a run-wide finding: the training loss) is not finite there, and either the training
+    loss is not finite too (the run blew up: every batch left out) or the row's new problems name non-finite
+    values of that layer. A value that is merely missing (a layer frozen since, a panel gone) ends a finding."""
+    if f.layer is None:
+        idx = view.loss_col(view.train_name)
+    elif f.tag is not None and view.has(f.tag):
+        idx = view.first_line(f.tag).get(f.layer)
+    else:
+        return False
+    if idx is None or finite(view.now(idx)):
+        return False
+    loss = view.loss_col(view.train_name)
+    if loss is not None and not finite(view.now(loss)):
+        return True
+    return any(("NaN/Inf" in m or "non-finite" in m) and (f.layer is None or m.startswith(f"{f.layer}: "))
+               for _, m in view.new_problems)
 
 
 def _unrecorded_at(run: Run, epoch: float) -> frozenset[str]:
