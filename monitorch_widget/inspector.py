@@ -102,11 +102,10 @@ class PyTorchInspector:
         # eval mode without grad]; none at all: the epoch is untouched (a resume takes effect at once)
         self._passes = [0, 0, 0]
         self._growth: ModelGrowth | None = None
-        self.visualizer = resolve_visualizer(visualizer, self.history)
-        own = isinstance(self.visualizer, WidgetVisualizer) and self.visualizer.record is self.history
-        self._live = LiveView(self.history, self.visualizer if own else None,
+        self._live = LiveView(self.history, None,
                               lambda module, on: (self.resume_recording if on else self.stop_recording)(module))
-        self._user_visualizer = None if reads_record(self.visualizer, self.history) else self.visualizer
+        self._ready = False  # the lenses are bound: a visualizer assigned later is introduced to their tags
+        self.visualizer = visualizer
         taken = attachments.claim_lenses(self.lenses, self)  # before binding: the old owner detaches first
         if taken is not None:
             self.faults.report("attach", taken, category=MonitorNotice)
@@ -116,6 +115,7 @@ class PyTorchInspector:
                 self.history.register_tags(tag, attrs, lens=lens.lens_name)
             if self._user_visualizer is not None:
                 lens.introduce_tags(self._user_visualizer)
+        self._ready = True
         self._declared_metrics = {m for lens in self.lenses if isinstance(lens, LossMetrics) for m in lens.metrics}
         self._progress: IntraEpochUpdates | None = None
         self._steps = StepCounter()
@@ -125,6 +125,29 @@ class PyTorchInspector:
         self._epoch_started = time.time()
         if module is not None:
             self.attach(module)
+
+    @property
+    def visualizer(self) -> Any:
+        """The visualizer the ticks go to. Can be replaced, as in monitorch ("can be hot-swapped"): a name or an
+        object, as the constructor's ``visualizer=``; from the next tick on the new one receives the epochs (a
+        visualizer of the user's gets monitorch's ``register_tags`` calls first, and ``start_run`` when the
+        inspector is attached). The live widget (``inspector.widget``) stays live whichever is set."""
+        return self._visualizer
+
+    @visualizer.setter
+    def visualizer(self, spec: Any) -> None:
+        vis = resolve_visualizer(spec, self.history)
+        self._visualizer = vis
+        if isinstance(vis, WidgetVisualizer) and vis.record is self.history and self._live.visualizer is None:
+            self._live.visualizer = vis  # our own widget visualizer: the live widget is its widget
+        self._user_visualizer = None if reads_record(vis, self.history) else vis
+        if not self._ready or self._user_visualizer is None:
+            return
+        for lens in self.lenses:
+            lens.introduce_tags(vis)
+        start_run = getattr(vis, "start_run", None)
+        if callable(start_run) and self.state.attached and self.history.runs:
+            start_run(self.history.runs[-1].label)
 
     @property
     def rank_aware(self) -> bool:

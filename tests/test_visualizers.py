@@ -428,3 +428,47 @@ def test_detach_calls_reset_fig_on_a_visualizer_of_the_users_own():
     with pytest.warns(UserWarning, match="reset_fig\\(\\) raised RuntimeError: no figure"):
         train(Broken(), epochs=1).detach()
     train(Tags(), epochs=1).detach()  # no reset_fig at all
+
+
+def test_a_visualizer_assigned_after_construction_receives_the_next_ticks(capsys):
+    """Trial r13c: monitorch documents ``PyTorchInspector.visualizer`` as hot-swappable; ours kept the constructor's
+    (a PrintVisualizer assigned later printed '(no epoch recorded yet)', a user's visualizer got no call)."""
+    torch.manual_seed(0)
+    model, loss_fn = nn.Linear(4, 2), nn.MSELoss()
+    ins = PyTorchInspector([LossMetrics(loss_fn=loss_fn)], visualizer="dummy", module=model)
+    losses = []
+
+    def epoch():
+        loss = loss_fn(model(torch.randn(8, 4)), torch.randn(8, 2))
+        loss.backward()
+        losses.append(loss.item())
+        ins.tick_epoch()
+
+    epoch()
+    ins.visualizer = "print"
+    epoch()
+    out = capsys.readouterr().out
+    assert "epoch 1 |" not in out and f"epoch 2 | train_loss mean {losses[1]:.4f}" in out
+
+    class Log:
+        def __init__(self):
+            self.calls = []
+
+        def register_tags(self, tag, attrs):
+            self.calls.append(("register_tags", tag))
+
+        def plot_numerical_values(self, epoch, tag, values, ranges=None):
+            self.calls.append(("numerical", epoch, tag, dict(values)))
+
+        def plot_probabilities(self, *a, **k):
+            self.calls.append(("probabilities",))
+
+        def plot_relations(self, *a, **k):
+            self.calls.append(("relations",))
+
+    log = Log()
+    ins.visualizer = log
+    assert ins.visualizer is log and log.calls == [("register_tags", "Loss")]
+    epoch()
+    assert log.calls[1] == ("numerical", 3, "Loss", {"Loss": {"train_loss mean": pytest.approx(losses[2])}})
+    ins.detach()
