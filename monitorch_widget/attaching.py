@@ -78,7 +78,7 @@ def attach(ins: PyTorchInspector, module: nn.Module, run_name: str | None) -> No
     start_run = getattr(ins._user_visualizer, "start_run", None)
     if callable(start_run):  # a visualizer with runs of its own (TensorBoard: one folder per run)
         start_run(label)
-    for source, message, category in attach_reports(model, ins.lenses):
+    for source, message, category in attach_reports(model, ins.lenses, ins.module_name_prefix):
         ins.faults.report(source, message, category=category)
     shared = alias_notice(aliases)
     if shared is not None:

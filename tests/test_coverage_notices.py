@@ -154,3 +154,36 @@ def test_training_in_eval_mode_is_named_once():
     assert len(said) == 1 and "OutputActivation count training-mode passes only" in said[0]
     assert "record_eval=True" in said[0]
     assert np.isnan(ins.history.series("Output Activations", "1", "activation_rate")[2:]).all()
+
+
+def test_module_name_prefix_names_the_notice_as_the_sites_are_named():
+    """Trial r13c: with module_name_prefix='/' the notice compared '.'-joined names with the sites' '/'-joined ones
+    and said every watched activation had no output lens (the smooth-activation part was lost)."""
+    model = nn.Sequential(nn.Sequential(nn.Linear(3, 4), nn.ReLU()), nn.Sequential(nn.Linear(4, 2), nn.Tanh()))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ins = PyTorchInspector([OutputActivation(), ParameterGradientActivation(parameters=["weight"])],
+                               visualizer="none", module=model, module_name_prefix="/")
+    said = " ".join(str(w.message) for w in caught if issubclass(w.category, MonitorNotice))
+    assert [s.name for s in ins.lenses[0].sites] == ["0/1", "1/1"]
+    assert "no output lens" not in said
+    assert "1 watched activation(s) are smooth ('1/1')" in said
+    assert "have no gradient lens: '0/0/bias', '1/0/bias'" in said
+    ins.detach()
+
+
+def test_parameters_below_the_inspectors_depth_are_a_notice_not_an_error():
+    """Trial r13c: depth=1 on a model of two nn.Sequential blocks raised 'no module of the model has a parameter
+    matching weight, bias; parameter names in this model: bias, weight'; monitorch runs and records nothing."""
+    model = nn.Sequential(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), nn.Sequential(nn.Linear(8, 2)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ins = PyTorchInspector([ParameterGradientActivation()], visualizer="none", module=model, depth=1)
+    said = [str(w.message) for w in caught if issubclass(w.category, MonitorNotice)]
+    assert len(said) == 1 and "ParameterGradientActivation watches no parameter" in said[0]
+    assert "('0.0.weight', '0.0.bias', '1.0.weight', '1.0.bias')" in said[0] and "raise depth=" in said[0]
+    model(torch.randn(2, 4)).sum().backward()
+    ins.tick_epoch()  # runs, as in monitorch
+    assert ins.history.runs[-1].notices  # and the status line counts the notice
+    with pytest.raises(ValueError, match="no module of the model has a parameter matching wieght"):
+        PyTorchInspector([ParameterGradientActivation(parameters=["wieght"])], visualizer="none", module=model)

@@ -23,19 +23,21 @@ from .output_norm import OutputNorm
 from .parameter_lens import ParameterLens
 
 
-def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | None:
-    """The notice text for ``model`` hooked by ``lenses``, or None when everything asked about is watched."""
+def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens], sep: str = ".") -> str | None:
+    """The notice text for ``model`` hooked by ``lenses``, or None when everything asked about is watched.
+    ``sep``: the inspector's ``module_name_prefix``, which joins the names its sites carry (and the notice says)."""
     parts: list[str] = []
+    modules = [(name.replace(".", sep), m) for name, m in named_modules(model)]
     param_lenses = [lens for lens in lenses if isinstance(lens, ParameterLens)]
     grad_lenses = [lens for lens in param_lenses if hasattr(lens, "watches_parameter")]
     if grad_lenses:
-        unwatched = [f"{mname}.{pname}" if mname else pname
-                     for mname, module in named_modules(model)
+        unwatched = [f"{mname}{sep}{pname}" if mname else pname
+                     for mname, module in modules
                      for pname, p in module._parameters.items()
                      if p is not None and p.requires_grad
                      and not any(lens.watches_parameter(pname) for lens in grad_lenses)]  # type: ignore[attr-defined]
         if unwatched:
-            kinds = sorted({n.rsplit(".", 1)[-1] for n in unwatched})
+            kinds = sorted({n.rsplit(sep, 1)[-1] for n in unwatched})
             lens_names = " / ".join(dict.fromkeys(lens.lens_name for lens in grad_lenses))
             parts.append(f"{len(unwatched)} trainable parameter(s) have no gradient lens: {listed(unwatched)}. "
                          f"To watch them, add their names or glob patterns to {lens_names}("
@@ -43,14 +45,14 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | N
     if len(param_lenses) > 1:
         # per lens: modules whose parameters another parameter lens watches and this one none of (weight_norm's
         # parametrizations.weight.original0/1 given to one lens only): its panel would lack them without a word
-        watched = {lens: {mname for mname, module in named_modules(model)
+        watched = {lens: {mname for mname, module in modules
                           if any(p is not None and lens.pattern_of(pname) is not None
                                  for pname, p in module._parameters.items())} for lens in param_lenses}
         every = set().union(*watched.values())
         for plens in param_lenses:
             missing = [m for m in every if m not in watched[plens]]
             if missing:
-                names = sorted({pname for mname, module in named_modules(model) if mname in missing
+                names = sorted({pname for mname, module in modules if mname in missing
                                 for pname, p in module._parameters.items() if p is not None})
                 parts.append(f"{plens.lens_name} watches no parameter of {len(missing)} module(s) another "
                              f"parameter lens watches: {listed(sorted(missing))}; add their parameter names to "
@@ -64,7 +66,7 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | N
     if act_lenses:
         hooked = {site.name for lens in act_lenses for site in lens.sites}
         hooked |= {name for lens in act_lenses for name in lens.refused}  # said by the refusal itself
-        leaves = [(name, m) for name, m in named_modules(model) if not any(True for _ in m.children())]
+        leaves = [(name, m) for name, m in modules if not any(True for _ in m.children())]
         # left out on purpose (exclude=[T], activation=False) is the user's choice, not something to point out
         chosen = [name for name, m in leaves if any(
             (lens._exclude and isinstance(m, lens._exclude)) or not lens._activation  # type: ignore[attr-defined]
@@ -78,6 +80,7 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | N
             parts.append(f"{len(smooth)} watched activation(s) are smooth ({listed(smooth)}): their outputs are "
                          "almost never within eps of zero, so activation rates stay near 1 and death rates near 0 "
                          "whatever training does; read their OutputNorm instead")
+    parts += [lens.attach_notice for lens in param_lenses if getattr(lens, "attach_notice", None)]
     for lens in lenses:
         if isinstance(lens, (OutputActivation, OutputNorm)) and not lens.sites and not lens.refused:
             held = "activation or dropout" if isinstance(lens, OutputActivation) else "activation"
@@ -90,7 +93,7 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | N
         # include=[T] where T modules hold submodules (nn.MultiheadAttention: out_proj; a user's block): output
         # lenses hook leaf modules only (monitorch's rule), so these would be skipped without a word
         hooked_here = {site.name for lens in include_lenses for site in lens.sites}
-        inner = [f"{name} ({type(m).__name__})" for name, m in named_modules(model)
+        inner = [f"{name} ({type(m).__name__})" for name, m in modules
                  if name and name not in hooked_here and any(True for _ in m.children())
                  and any(isinstance(m, lens._include) for lens in include_lenses)]  # type: ignore[attr-defined]
         if inner:
@@ -101,11 +104,12 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens]) -> str | N
     return "; ".join(parts) if parts else None
 
 
-def attach_reports(model: nn.Module, lenses: Sequence[AbstractLens]) -> list[tuple[str, str, type[UserWarning]]]:
+def attach_reports(model: nn.Module, lenses: Sequence[AbstractLens],
+                   sep: str = ".") -> list[tuple[str, str, type[UserWarning]]]:
     """What to report once after ``attach``, as (source, message, category): the coverage notice, then each
     lens' modules refused inside a compiled graph (a ``MonitorWarning``: they are not watched)."""
     out: list[tuple[str, str, type[UserWarning]]] = []
-    notice = coverage_notice(model, lenses)
+    notice = coverage_notice(model, lenses, sep)
     if notice is not None:
         out.append(("attach", notice, MonitorNotice))
     for lens in lenses:

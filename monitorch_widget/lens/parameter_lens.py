@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
 from ..collect.compiled import named_modules, named_parameters
+from ..collect.faults import listed
 from ..collect.held_hooks import HeldHook
 from .base import AbstractLens
 
@@ -96,8 +97,17 @@ class ParameterLens(AbstractLens):
         self._pending.append(handle)
 
     def after_attach(self, model: nn.Module) -> None:
+        self.attach_notice: str | None = None  # said by the attach notice (lens/coverage.py)
         self._order = {name: i for i, (name, _) in enumerate(named_modules(model))}
         if not self._sites and not self._pending:
+            below = [n for n, _ in named_parameters(model) if self.pattern_of(n.rsplit(".", 1)[-1]) is not None]
+            if below:  # held by submodules under the inspector's depth=: monitorch records nothing, and so do we
+                self.attach_notice = (f"{self.lens_name} watches no parameter: the modules at the inspector's depth= "
+                                      f"hold none of their own, and the {len(below)} parameter(s) matching "
+                                      f"{', '.join(self._parameters)} belong to their submodules "
+                                      f"({listed(below, 4)}); raise depth= to reach those modules, or leave it at -1 "
+                                      "(every module)")
+                return
             available = sorted({n.rsplit(".", 1)[-1] for n, _ in named_parameters(model)})
             raise ValueError(f"{self.lens_name}(parameters={self._parameters!r}): no module of the model "
                              f"has a parameter matching {', '.join(self._parameters)}; parameter names in this "
