@@ -335,6 +335,22 @@ def test_a_collapsed_layers_gradient_coming_back_to_an_ordinary_size_is_not_an_e
     assert [f.since for f in calm] == [7] and "12x its recent median 1" in calm[0].message
 
 
+def test_a_recovery_to_a_size_seen_before_a_fall_and_a_noise_level_jump_are_not_explosions():
+    """Trial r13b. B (Adam lr=0.1, units dying): 'blocks.6.fc' went 0.30 -> 1.3e-5 -> 2.3e-5 -> 7.1e-4, flagged as
+    '31x its recent median' at epoch 4, still 400x below where it started: the median of epochs 1-3 (2.3e-5) hid
+    the 0.30 before the fall. A (tiny init): a gradient of 2.76e-23, 11x its median 2.41e-24, was flagged
+    critical beside a largest layer of 7.6e-3 (and while its own vanishing_gradient finding was active)."""
+    recovering = [0.30, 1.3e-5, 2.3e-5, 7.1e-4]
+    assert 7.1e-4 >= 10 * sorted(recovering[:3])[1]  # the old rule's "jump"
+    assert checks_of(gradient_norms({"6": recovering, "head": [0.5, 0.45, 0.47, 0.47]}), "exploding_gradient") == []
+    noise = [2.3e-24, 2.41e-24, 2.5e-24, 2.76e-23]
+    assert checks_of(gradient_norms({"inp": noise, "out": [7e-3, 7.2e-3, 7.4e-3, 7.6e-3]}), "exploding_gradient") == []
+    # a jump above everything the layer had, to a size that is not negligible, still is one
+    found = checks_of(gradient_norms({"6": recovering + [3.5], "head": [0.5, 0.45, 0.47, 0.47, 0.5]}),
+                      "exploding_gradient")
+    assert [(f.layer, f.since) for f in found] == [("6", 5)]
+
+
 def test_steps_too_large_then_none_are_two_findings_the_first_resolved_and_kept():
     """Trial r9 (LBFGS, lr=1: the loss reaches exactly 0 in epoch 3 and the weights stop): the critical 'learning rate
     too high' finding of epochs 1-2 was rewritten in place into a 'did not move' warning 'since epoch 1', its

@@ -133,7 +133,13 @@ def exploding_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
         medians = np.nanmedian(view.data[lo:view.row, cols], axis=0)
         earlier = np.nanmedian(view.data[before:lo, cols], axis=0) if before < lo else np.full(len(cols), np.nan)
         baseline = np.fmax(medians, earlier)  # NaN only where both are
-        jumped = np.flatnonzero((medians > 0) & (now >= cfg.exploding_jump * baseline))
+        # a return to a size the layer had within both windows (a fall's median hides the level before it: trial
+        # r13b, 0.30 -> 1.3e-5 -> 2.3e-5 -> 7.1e-4 read as "31x") is a recovery; and a gradient below
+        # vanishing_ratio of the largest layer's is float noise, not an explosion (2.4e-24 -> 2.8e-23 beside 7.6e-3)
+        peak = np.nanmax(view.data[before:view.row, cols], axis=0)
+        top = np.nanmax(np.where(np.isfinite(now), now, np.nan)) if np.isfinite(now).any() else np.nan
+        jumped = np.flatnonzero((medians > 0) & (now >= cfg.exploding_jump * baseline) & ~(now <= peak)
+                                & (now >= cfg.vanishing_ratio * top))
     out = []
     for k in jumped:
         layer, v, median, base = names_[k], float(now[k]), float(medians[k]), float(baseline[k])
