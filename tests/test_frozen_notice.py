@@ -60,3 +60,25 @@ def test_each_frozen_parameter_is_named_once_whichever_lens_watches_it():
     assert named == [("ParameterGradientActivation", "'0.weight'"), ("ParameterGradientGeometry", "'0.bias'"),
                      ("ParameterGradientActivation", "'2.weight'"), ("ParameterGradientGeometry", "'2.bias'")]
     ins.detach()
+
+
+def test_a_parameter_frozen_before_attach_is_named_once():
+    """Trial r13b: a layer frozen by mistake (requires_grad_(False) before attach, still given to the optimizer, the
+    default zero_grad()) dropped out of the gradient panels with no notice at all."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 2))
+    model[2].requires_grad_(False)
+    ins = mw.PyTorchInspector([ParameterGradientActivation(), ParameterGradientGeometry()], visualizer="none",
+                              module=model)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            opt.zero_grad()
+            model(torch.randn(3, 4)).pow(2).mean().backward()
+            opt.step()
+            ins.tick_epoch()
+    said = [str(w.message) for w in caught if issubclass(w.category, MonitorNotice) and "frozen" in str(w.message)]
+    assert len(said) == 1 and "2 watched parameter(s) are frozen (requires_grad=False) but held by the optimizer: '2.weight', '2.bias'" in said[0]
+    assert "2" not in ins.history.runs[-1].groups("Weight Gradient Norm")  # the case: no series, so say why
+    ins.detach()

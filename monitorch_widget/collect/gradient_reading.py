@@ -205,6 +205,10 @@ class GradientReader(GradientObservations):
             cached = self._optimizers[id(optimizer)] = (signature, sites)
         return cached[1]
 
+    def held_by_optimizers(self) -> set[int]:
+        """``id`` of every site whose parameter an optimizer that stepped holds (frozen ones included)."""
+        return {id(s) for _, sites in self._optimizers.values() for s in sites}
+
     def follow_replaced(self) -> bool:
         """Re-bind sites whose module now holds another parameter (``fully_shard``): see :mod:`.wrapped`. Returns
         whether any was."""

@@ -30,24 +30,38 @@ def say_frozen_with_gradient(lens: AbstractLens, said: set[str]) -> None:
     sites = lens.per_sites("with_param", lambda: [s for s in lens.sites if getattr(s, "param", None) is not None])
     if all(map(REQUIRES_GRAD, sites)):
         return
-    found = []
+    found, plain = [], []
+    reader = getattr(lens, "_reader", None)
+    held = reader.held_by_optimizers() if reader is not None else set()
     for site in sites:
         p = getattr(site, "param", None)  # a parameter lens's site
+        if p is None or site.hidden or p.requires_grad:
+            continue
+        pname = getattr(site, "param_name", "")
+        name = f"{site.name}.{pname}" if site.name else pname
         # ``stepped``: a torch.optim step used the gradient the site holds (collect/gradient_reading.py); a stale
         # .grad of a frozen parameter no optimizer holds (a backbone frozen after pre-training) is never read
-        if (p is not None and not site.hidden and not p.requires_grad and p.grad is not None
-                and getattr(site, "stepped", False)):
-            pname = getattr(site, "param_name", "")
-            found.append(f"{site.name}.{pname}" if site.name else pname)
-    names = [name for name in found if name not in said]
-    if not names:
-        return
-    said.update(names)
-    lens.ctx.faults.report(lens.lens_name, (
-        f"{len(names)} watched parameter(s) do not require grad (frozen with requires_grad_(False)) but still hold "
-        f"a .grad tensor: {listed(names)}; no gradient reaches them by design, so their gradient series (and update "
-        "ratio) have no value while they are frozen, and no health check judges them. Their .grad is a zero tensor "
-        "kept by optimizer.zero_grad(set_to_none=False), so the optimizer still steps them (momentum, weight decay "
-        "move the frozen weights): zero_grad() (set_to_none=True, the default) or param.grad = None ends both"),
-        category=MonitorNotice)
-
+        if p.grad is not None and getattr(site, "stepped", False):
+            found.append(name)
+        elif id(site) in held:  # frozen but given to the optimizer: maybe by mistake (a backbone frozen on purpose
+            plain.append(name)  # and left out of the optimizer is the user's plain choice: nothing to say)
+    found = [name for name in found if name not in said]
+    plain = [name for name in plain if name not in said]
+    said.update(found)
+    said.update(plain)
+    if found:
+        lens.ctx.faults.report(lens.lens_name, (
+            f"{len(found)} watched parameter(s) do not require grad (frozen with requires_grad_(False)) but still "
+            f"hold a .grad tensor: {listed(found)}; no gradient reaches them by design, so their gradient series (and "
+            "update ratio) have no value while they are frozen, and no health check judges them. Their .grad is a "
+            "zero tensor kept by optimizer.zero_grad(set_to_none=False), so the optimizer still steps them "
+            "(momentum, weight decay move the frozen weights): zero_grad() (set_to_none=True, the default) or "
+            "param.grad = None ends both"), category=MonitorNotice)
+    if plain:
+        # trial r13b: a layer frozen by mistake (requires_grad_(False) before attach, all parameters given to the
+        # optimizer) left the gradient panels without a word
+        lens.ctx.faults.report(lens.lens_name, (
+            f"{len(plain)} watched parameter(s) are frozen (requires_grad=False) but held by the optimizer: "
+            f"{listed(plain)}; no gradient reaches them, so they have no gradient series (nor update ratio) while frozen, and no health check "
+            "judges them. If that is not meant, call requires_grad_(True) on them (they are read from the next "
+            "step on)"), category=MonitorNotice)
