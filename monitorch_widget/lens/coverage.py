@@ -80,7 +80,7 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens], sep: str =
             parts.append(f"{len(smooth)} watched activation(s) are smooth ({listed(smooth)}): their outputs are "
                          "almost never within eps of zero, so activation rates stay near 1 and death rates near 0 "
                          "whatever training does; read their OutputNorm instead")
-    parts += [lens.attach_notice for lens in param_lenses if getattr(lens, "attach_notice", None)]
+    parts += [note for lens in param_lenses if (note := getattr(lens, "attach_notice", None))]
     for lens in lenses:
         if isinstance(lens, (OutputActivation, OutputNorm)) and not lens.sites and not lens.refused:
             held = "activation or dropout" if isinstance(lens, OutputActivation) else "activation"
