@@ -29,6 +29,20 @@ def checks_of(record: Record, check: str) -> list:
 
 # --- A: overfitting ---------------------------------------------------------------------------------------------
 
+def test_a_single_epoch_of_validation_noise_is_not_overfitting():
+    """Trial r13b (a healthy 30-block BN run, 397 validation samples, reaching 0.985 accuracy): GL crossed 5 on
+    single epochs 4 times ('stop early, keep the weights of epoch 6' at epoch 8). By hand: epoch 4, GL = 100 (0.43
+    / 0.40 - 1) = 7.5 > 5 with the training loss 40% below its epoch-3 value; epoch 5 is a new best (0.39); epochs
+    6 and 7, GL = 7.7 and 10.3 against it, the training loss 20% and 40% below its epoch-5 value. Only two epochs
+    in a row are overfitting (overfit_epochs)."""
+    train = [1.0, 0.8, 0.5, 0.3, 0.25, 0.2, 0.15]
+    val = [0.6, 0.5, 0.40, 0.43, 0.39, 0.42, 0.43]
+    assert 100 * (val[3] / val[2] - 1) > 5 and (train[2] - train[3]) / train[2] >= 0.1
+    assert checks_of(losses(train[:6], val[:6]), "overfitting") == []  # epochs 4 and 6 each alone
+    found = checks_of(losses(train, val), "overfitting")  # epochs 6 and 7: GL 7.7 and 10.3 against epoch 5
+    assert [(f.since, f.until) for f in found] == [(6, None)]
+
+
 def test_a_collapsed_run_whose_training_loss_stays_near_its_start_is_not_overfitting():
     """Trial r7 #3 ('diverge': SGD lr=3 on digits, collapsed to chance): the training loss wobbles around ln 10
     (2.353 -> 2.946 -> 2.342 ... 2.279) while the validation loss rises 43% above its epoch-1 best. By hand: GL =
@@ -40,8 +54,8 @@ def test_a_collapsed_run_whose_training_loss_stays_near_its_start_is_not_overfit
     assert (train[0] - train[-1]) / train[0] < 0.1
     assert checks_of(losses(train, val), "overfitting") == []
     # the same validation curve with a training loss that fell by 20% since the best validation epoch is overfitting
-    fitted = train[:7] + [0.8 * train[0]]
-    found = checks_of(losses(fitted, val), "overfitting")
+    fitted = train[:7] + [0.8 * train[0]] * 2  # held for overfit_epochs (2) epochs
+    found = checks_of(losses(fitted, val + val[-1:]), "overfitting")
     assert [f.since for f in found] == [8] and found[0].value == pytest.approx(100 * (val[-1] / val[0] - 1))
     assert "fell 20% below its value there" in found[0].message
 
@@ -52,7 +66,7 @@ def test_no_overfitting_while_the_training_loss_diverges():
     (divergence); it is also 20% below its value at the best validation epoch (epoch 1), and GL = 100 (7 / 5 - 1)
     = 40 > 5: the old rule called it overfitting (epoch 2: GL 2, not yet). Once the divergence ends (epoch 4:
     1.2 < 1.5x 1) it is."""
-    record = losses([10.0, 1.0, 8.0, 1.2], [5.0, 5.1, 7.0, 7.0])
+    record = losses([10.0, 1.0, 8.0, 1.2, 1.1], [5.0, 5.1, 7.0, 7.0, 7.0])
     divergence = checks_of(record, "divergence")
     assert [(f.since, f.until) for f in divergence] == [(3, 4)]
     assert [(f.since, f.until) for f in checks_of(record, "overfitting")] == [(4, None)]

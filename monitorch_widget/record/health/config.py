@@ -67,6 +67,10 @@ class HealthConfig:
     # still makes progress (his training progress P_k; PQ = GL / P_k); a loss that fell by less than 10% since the
     # best validation epoch is within the few-percent wobble of a run that stalled or collapsed to chance (an lr=3
     # SGD run on digits: 2.353 -> 2.279, ln 10 = 2.303), not a model fitting its training data better
+    overfit_epochs: int = 2           # ... for this many consecutive epochs: Prechelt reads GL at the end of strips
+    # of 5 epochs; read every epoch, a validation loss of a few hundred samples crosses GL5 on single epochs of
+    # noise (trial r13b: a healthy run flagged and cleared 4 times, "stop early at epoch 6" of a run that improved
+    # to epoch 20)
     # --- confident softmax output (OutputActivation + a validation accuracy metric) -----------------------------
     confident_share: float = 0.5      # softmax activation rate at most this share of its first epoch's ...
     low_accuracy: float = 0.9         # ... while validation accuracy is below this (warning)
@@ -88,7 +92,7 @@ class HealthConfig:
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1:
                 raise ValueError(f"HealthConfig({name}={v!r}): must be a number in (0, 1]")
         counts = ("dead_epochs", "dying_epochs", "dying_window", "vanishing_epochs", "exploding_window",
-                  "plateau_patience")
+                  "plateau_patience", "overfit_epochs")
         for name in counts:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:

@@ -163,4 +163,4 @@ def overfitting(view: RowView, cfg: HealthConfig) -> list[Condition]:
         f"the validation loss is {gl:.0f}% above its best (epoch {view.epoch_of(best_row):g}) while the training loss "
         f"fell {fell / abs(t_best):.0%} below its value there (Prechelt's GL criterion).",
         "stop early (keep the weights of the best validation epoch), add regularisation (dropout, weight decay, "
-        "augmentation), or get more data")]
+        "augmentation), or get more data", need=cfg.overfit_epochs)]
