@@ -117,6 +117,25 @@ def test_a_ratio_missing_in_a_finite_run_ends_the_finding_as_measured():
     assert [(f.layer, f.since, f.until) for f in found] == [("0", 1, 2)]
 
 
+def test_tiny_steps_of_a_model_that_fits_its_training_data_are_not_a_learning_rate_too_low():
+    """Trial r13b (60 samples memorised, training loss 6.6e-4): from epoch 49, 1-3 layers per epoch were told 'the
+    learning rate may be too low ... raise the learning rate'. Steps are tiny because the loss is ~0. A loss at or
+    below 1e-2 of its first epoch's (2.3 -> 0.02) says nothing about the learning rate; at 0.5 it does."""
+    from monitorch_widget.lens.base import TagAttributes, TagType
+
+    record = Record()
+    record.register_tags("Loss", TagAttributes(False, True, True, TagType.NUMERICAL))
+    record.register_tags("Weight Update Ratio", TagAttributes(False, False, True, TagType.NUMERICAL))
+    record.start_run("r", {"0": "Linear"})
+    for epoch, (loss, ratio) in enumerate([(2.3, 1e-3), (0.5, 1e-6), (0.02, 1e-6)], 1):
+        record.plot_numerical_values(epoch, "Loss", {"Loss": {"train_loss mean": loss}})
+        record.plot_numerical_values(epoch, "Weight Update Ratio", {"0": {"mean": ratio, "max": ratio}})
+        record.close_row()
+    found = checks_of(record, "update_ratio")
+    assert [(f.layer, f.severity, f.since, f.until) for f in found] == [("0", "info", 2, 3)]
+    assert "raise the learning rate" in found[0].advice
+
+
 def test_sgd_blown_up_to_nan_keeps_naming_the_learning_rate():
     """Trial r7 #5 ('nan': SGD lr=1e4 on digits): NaN within epoch 1, all NaN from epoch 2. By hand (plain torch,
     the same steps): epoch 1's finite per-step ratios ||w_after - w_before|| / ||w_before|| of layer '0'; the

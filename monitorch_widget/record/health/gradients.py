@@ -15,6 +15,7 @@ of the model is dead points at ``dead_layer``; a tiny update on a layer whose gr
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -24,6 +25,7 @@ from .config import HealthConfig
 from .finding import Condition, named, names, sci
 from .history import last_ratio
 from .rows import GRADIENT_NORM, UPDATE_NORM, UPDATE_RATIO, WEIGHT_NORM, RowView, Skipped, finite
+from .scans import FirstFinite
 
 
 def reading(view: RowView) -> str:
@@ -230,6 +232,23 @@ def _unmeasured(view: RowView, cfg: HealthConfig, layers: list[str], how: str, t
     return out
 
 
+#: a training loss at or below this share of its first epoch's: the model fits its training data, its gradients and
+#: so its steps are small by then (trial r13b: 60 memorised samples, loss 6.6e-4, were told to raise the learning
+#: rate from epoch 49 on); two decades, as for update_ratio's "far" (heuristic)
+FITTED = 1e-2
+
+
+def _fitted(view: RowView) -> bool:
+    """Whether this row's training loss is at most ``FITTED`` of its first finite value (False without one)."""
+    idx = view.loss_col(view.train_name)
+    if idx is None:
+        return False
+    first = view.scan(("first-incl", idx), functools.partial(FirstFinite, idx))
+    first.advance(view.data, view.row + 1)
+    v = view.now(idx)
+    return finite(v) and first.first > 0 and v <= FITTED * first.first
+
+
 def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
     try:
         layers, means, maxes, per_step = step_ratios(view)
@@ -252,6 +271,7 @@ def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
         return unmeasured
     dead: list[str] | None = None
     vanishing: set[str] | None = None
+    fitted: bool | None = None
     out = unmeasured
     still: list[tuple[str, float]] = []  # layers that barely move because of dead layers: one finding for all
     for k in far:
@@ -290,6 +310,10 @@ def update_ratio(view: RowView, cfg: HealthConfig) -> list[Condition]:
                 fix or "check its gradient activation (dead units), that the loss depends on it, that the loss is "
                 "not already 0, and its parameter group's lr", kind="low"))
         elif r < cfg.update_ratio_low:
+            if fitted is None:
+                fitted = _fitted(view)
+            if fitted and not cause:  # tiny steps of a model that fits its training data: nothing to raise
+                continue
             out.append(Condition(
                 "update_ratio", "info", layer, tag, r,
                 f"each step moves its weights by only {sci(r)} of their norm, far below the usual ~1e-3 (CS231n; "
