@@ -34,9 +34,22 @@ from monitorch_widget.record.health.rows import (
 )
 
 
-def _upstream(values: np.ndarray, k: int, cfg: HealthConfig) -> int | None:
+def _activations(view: RowView, panel: str, layers: list) -> np.ndarray:
+    """The activation rates of ``layers`` (Output Activations; NaN where none)."""
+    if panel != "Output Activations":
+        return np.full(len(layers), np.nan)
+    cols = {c.group: c.index for c in view.run.columns
+            if c.panel == panel and c.key == "activation_rate" and c.role == "line"}
+    row = view.data[view.row]
+    return np.array([row[cols[g]] if g in cols else np.nan for g, _ in layers])
+
+
+def _upstream(values: np.ndarray, k: int, cfg: HealthConfig, acts: np.ndarray) -> int | None:
     """The nearest (nearly) constant layer before layer k with no healthy layer (a finite rate below dead_rate)
-    between them, or None."""
+    between them, or None; None too when layer k's units are partly active (activation + death rate < 0.95: its
+    input varies)."""
+    if acts[k] + values[k] < 0.95:
+        return None
     for j in range(k - 1, -1, -1):
         if values[j] >= cfg.dead_critical_rate:
             return j
@@ -48,6 +61,7 @@ def _upstream(values: np.ndarray, k: int, cfg: HealthConfig) -> int | None:
 def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     panel, layers = _death_layers(view)
     values = view.row_values([idx for _, idx in layers])
+    acts = _activations(view, panel, layers)
     out = []
     for k in np.flatnonzero(values >= cfg.dead_rate):  # NaN compares False
         layer, d = layers[k][0], float(values[k])
@@ -55,7 +69,7 @@ def dead_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
         message = (f"{pct(d)} of its units stay silent for whole batches (dead layer: at least {pct(cfg.dead_rate)} "
                    f"for {cfg.dead_epochs} epochs{'; the layer is nearly constant' if critical else ''}).")
         advice = _CONSTANT_ADVICE if critical else _DEAD_ADVICE
-        up_k = _upstream(values, k, cfg)
+        up_k = _upstream(values, k, cfg, acts)
         if up_k is not None:  # a knock-on of the nearest constant layer before it, no healthy layer between
             up = layers[up_k][0]
             message += (f" Before it, {named(up)} is dead (at least {pct(cfg.dead_critical_rate)} silent), so this "
@@ -74,10 +88,11 @@ def dying_layer(view: RowView, cfg: HealthConfig) -> list[Condition]:
     ok = np.flatnonzero(np.isfinite(values))
     if ok.size < 2:
         return []
+    acts = _activations(view, panel, layers)
     out = []
     # a candidate is at least dying_gap above a median that is >= 0 (the prefilter keeps this O(layers))
     for k in ok[(values[ok] >= cfg.dying_gap) & (values[ok] < cfg.dead_critical_rate)]:
-        if _upstream(values, k, cfg) is not None:  # a knock-on of a constant layer before it
+        if _upstream(values, k, cfg, acts) is not None:  # a knock-on of a constant layer before it
             continue
         layer, d = layers[k][0], float(values[k])
         median = float(np.median(values[ok[ok != k]]))

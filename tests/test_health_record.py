@@ -21,14 +21,16 @@ from monitorch_widget.views.print import PrintVisualizer
 from monitorch_widget.views.static_picture import fallback_html
 
 
-def feed(record: Record, deaths: dict[str, list[float]], losses: list[float] | None = None) -> None:
-    """Rows as a monitorch inspector would send them: per-layer ReLU death rates, and a training loss."""
+def feed(record: Record, deaths: dict[str, list[float]], losses: list[float] | None = None,
+         acts: dict[str, float] | None = None) -> None:
+    """Rows as a monitorch inspector would send them: per-layer ReLU death rates, and a training loss. Activation
+    rates: ``acts[layer]``, else 1 - the death rate (each unit active for the whole batch or none of it)."""
     n = len(next(iter(deaths.values())))
     start = record.current.n_rows if record.current else 0
     for e in range(n):
         epoch = start + e + 1
-        record.plot_probabilities(epoch, "Output Activations",
-                                  OrderedDict((g, {"activation_rate": 0.5, "death_rate": d[e]}) for g, d in deaths.items()))
+        record.plot_probabilities(epoch, "Output Activations", OrderedDict(
+            (g, {"activation_rate": (acts or {}).get(g, 1 - d[e]), "death_rate": d[e]}) for g, d in deaths.items()))
         loss = losses[e] if losses else 1.0 / epoch
         record.plot_numerical_values(epoch, "Loss", {"Loss": {"train_loss mean": loss}})
         record.close_row()
@@ -85,6 +87,18 @@ def test_critical_when_the_layer_is_nearly_constant_and_a_far_outlier_is_a_dying
     feed(dead_after, {"a": [0.96] * 3, "b": [0.0] * 3, "c": [0.45] * 3, "d": [0.01] * 3})
     c = next(f for f in dead_after.health.findings() if f.layer == "c")
     assert c.check == "dead_layer" and "Before it" not in c.message  # not named a knock-on of a
+    # trial r13b (a residual block after a dead one): c's units are partly active (activation 0.25 + death 0.46 <
+    # 0.95), so its input varies (the skip path): judged on its own, not sent to revive a first
+    residual = Record()
+    residual.start_run("r")
+    feed(residual, {"a": [1.0] * 3, "c": [0.46] * 3}, acts={"c": 0.25})
+    c = next(f for f in residual.health.findings() if f.layer == "c")
+    assert c.check == "dead_layer" and "Before it" not in c.message and "add dropout" in c.advice
+    sequential = Record()
+    sequential.start_run("r")
+    feed(sequential, {"a": [1.0] * 3, "c": [0.46] * 3})  # activation 0.54: whole-batch units, a constant input
+    c = next(f for f in sequential.health.findings() if f.layer == "c")
+    assert "Before it, layer 'a' is dead" in c.message and c.advice.startswith("revive layer 'a' first")
 
 
 def test_dying_trend_needs_the_loss_to_stall():

@@ -25,6 +25,8 @@ _CONSTANT_ADVICE = ("check the bias and initialisation of the layer feeding it (
                     "an asymmetric or He initialisation), lower the learning rate, or switch to LeakyReLU")
 _DYING_ADVICE = ("this layer has more units than the task uses here: make it narrower, or add dropout before it; "
                  "compare with the model's other layers in the {panel} panel")
+#: a layer's activation rate + death rate below 1 - this: its units are partly active, its input varies
+KNOCK_ON_SPREAD = 0.05
 #: from this many checked layers on, their rates are gathered and compared as one float64 array
 _MANY = 16
 _TREND_ADVICE = ("units are dying without the loss improving: lower the learning rate, add dropout before the "
@@ -52,7 +54,7 @@ class _Rates:
     the checks remember of the previous row while the layers stay: ``previous`` (check -> [config, key, its
     conditions]) and ``made`` (layer -> (rate, config, its dead_layer Condition))."""
 
-    __slots__ = ("panel", "layers", "cols", "index", "values", "key", "previous", "made")
+    __slots__ = ("panel", "layers", "cols", "index", "values", "acts", "key", "previous", "made")
 
     def __init__(self, view: RowView) -> None:
         self.panel, self.layers = _death_layers(view)
@@ -68,6 +70,15 @@ class _Rates:
         else:
             rates = view.data[view.row].take(self.index)
             self.values, self.key = rates.tolist(), rates.tobytes()
+        # their activation rates (Output Activations only; NaN: none): whether a layer's input is (nearly) constant
+        # (_knock_on_sources). Part of the key: the knock-on reading depends on them (NaN never equals: recomputed)
+        act_cols: list[int | None] = view.memo(("dead_checked", "activation"), lambda: _activation_columns(view, self))
+        if any(i is not None for i in act_cols):
+            row = view.values()
+            self.acts: list[float] = [row[i] if i is not None else math.nan for i in act_cols]
+            self.key = (self.key, tuple(self.acts))
+        else:
+            self.acts = [math.nan] * len(self.cols)
 
     def at(self, view: RowView, row: int) -> list[float]:
         """The same layers' rates at an earlier ``row``."""
@@ -83,6 +94,14 @@ class _Rates:
         threshold on; a median sums from 0.0)."""
         last = self.previous.get(check)
         return last[2] if last is not None and last[0] is cfg and last[1] == self.key else None
+
+
+def _activation_columns(view: RowView, r: _Rates) -> list[int | None]:
+    """Per checked layer, its activation-rate column (Output Activations), else None."""
+    if r.panel != OUTPUT_ACTIVATIONS:
+        return [None] * len(r.layers)
+    act = {g: i for g, i, _ in view.layers(OUTPUT_ACTIVATIONS, "activation_rate")}
+    return [act.get(g) for g, _ in r.layers]
 
 
 def _unheld() -> list[Any]:
@@ -127,12 +146,18 @@ def _knock_on_sources(r: _Rates, cfg: HealthConfig) -> list[str | None]:
     """Per layer (in the model's order), the nearest (nearly) constant layer before it (death rate at least
     ``dead_critical_rate``) with no healthy layer (below ``dead_rate``) in between, or None: the layer whose
     constant output makes this one's input (nearly) constant, so its silence is a knock-on. A NaN rate neither
-    starts nor ends such a stretch."""
+    starts nor ends such a stretch.
+
+    The module order is not the graph: in a residual network the input also comes through the skip path and
+    varies (trial r13b: 'blocks.11.act', 46% dead like its neighbours, was told to revive 'blocks.10.act' first).
+    A (nearly) constant input has a signature: each unit is active for the whole batch or for none of it, so the
+    activation rate is 1 - the death rate; a layer whose units are partly active (activation + death rate below
+    1 - ``KNOCK_ON_SPREAD``) sees a varying input, and is judged on its own."""
     sources: list[str | None] = []
     upstream: str | None = None
     critical, rate = cfg.dead_critical_rate, cfg.dead_rate
     for k, d in enumerate(r.values):
-        sources.append(upstream)
+        sources.append(None if upstream is not None and r.acts[k] + d < 1 - KNOCK_ON_SPREAD else upstream)
         if d >= critical:
             upstream = r.layers[k][0]
         elif d < rate:  # a healthy layer: what comes after it has a varying input again
