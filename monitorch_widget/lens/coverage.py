@@ -73,8 +73,9 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens], sep: str =
             for lens in act_lenses)]
         missed = [name for name, m in leaves if is_activation(m) and name not in hooked and name not in chosen]
         if missed:
-            parts.append(f"{len(missed)} activation module(s) have no output lens: {listed(missed)} (excluded, or "
-                         "below the inspector's depth=); include them with OutputActivation(include=[TheirType])")
+            parts.append(f"{len(missed)} activation module(s) have no output lens: {listed(missed)} (left out by "
+                         "the lens' include= / exclude=, or deeper than the inspector's depth=); watch them with "
+                         "OutputActivation(include=[TheirType]) or a larger depth=")
         smooth = [name for name, m in leaves if name in hooked and is_activation(m) and not is_sparse(m)]
         if smooth:
             parts.append(f"{len(smooth)} watched activation(s) are smooth ({listed(smooth)}): their outputs are "
