@@ -22,7 +22,7 @@ from monitorch_widget.record.health.layers import (
     _TREND_ADVICE,
     _death_layers,
 )
-from monitorch_widget.record.health.loss import _NONFINITE_ADVICE
+from monitorch_widget.record.health.loss import _NONFINITE_ADVICE, _stalled_by
 from monitorch_widget.record.health.rows import (
     GRADIENT_NORM,
     LOSS_PANELS,
@@ -229,11 +229,14 @@ def plateau(view: RowView, cfg: HealthConfig) -> list[Condition]:
     bad = vals.size - 1 - last
     if bad <= cfg.plateau_patience:
         return []
-    return [Condition(
-        "plateau", "info", None, view.run.columns[idx].panel, float(vals[-1]),
-        f"the training loss has not improved by {cfg.plateau_threshold:.0e} (relative) for {bad} epochs.",
-        "if validation is still poor, lower the learning rate (ReduceLROnPlateau) or add capacity; if it is good, "
-        "stop training", since=view.epoch_of(int(rows[last + 1])))]
+    message = f"the training loss has not improved by {cfg.plateau_threshold:.0e} (relative) for {bad} epochs."
+    advice = ("if validation is still poor, lower the learning rate (ReduceLROnPlateau) or add capacity; if it is "
+              "good, stop training")
+    stalled = _stalled_by(view, cfg)  # reads this row only (no scan): shared with the checks
+    if stalled is not None:
+        message, advice = f"{message} {stalled[0]}", stalled[1]
+    return [Condition("plateau", "info", None, view.run.columns[idx].panel, float(vals[-1]), message, advice,
+                      since=view.epoch_of(int(rows[last + 1])))]
 
 
 def overfitting(view: RowView, cfg: HealthConfig) -> list[Condition]:

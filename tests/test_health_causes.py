@@ -384,6 +384,31 @@ def test_a_recovery_to_a_size_seen_before_a_fall_and_a_noise_level_jump_are_not_
     assert [(f.layer, f.since) for f in found] == [("6", 5)]
 
 
+def test_a_plateau_beside_vanishing_gradients_points_at_them():
+    """Trial r13b (tiny init): plateau advised 'lower the learning rate (ReduceLROnPlateau) or add capacity' while
+    vanishing_gradient was the active cause. 12 flat epochs (patience 10); layer '0''s gradient norm is 1e-6 of
+    layer '2''s (below vanishing_ratio 1e-3, and before it in the model): the plateau points at it."""
+    from monitorch_widget.lens.base import TagAttributes, TagType
+
+    def run(first_norm: float) -> list:
+        record = Record()
+        record.register_tags("Loss", TagAttributes(False, True, True, TagType.NUMERICAL))
+        record.register_tags("Weight Gradient Norm", TagAttributes(False, False, True, TagType.NUMERICAL))
+        record.start_run("r", {"0": "Linear", "2": "Linear"})
+        for epoch in range(1, 13):
+            record.plot_numerical_values(epoch, "Loss", {"Loss": {"train_loss mean": 2.3}})
+            record.plot_numerical_values(epoch, "Weight Gradient Norm", {"0": {"mean": first_norm}, "2": {"mean": 1.0}})
+            record.close_row()
+        return checks_of(record, "plateau")
+
+    stalled = run(1e-6)
+    assert [f.since for f in stalled] == [2]
+    assert "The gradients of layer '0' vanish (vanishing_gradient)" in stalled[0].message
+    assert stalled[0].advice.startswith("fix the vanishing gradient first")
+    plain = run(0.5)
+    assert "vanish" not in plain[0].message and "ReduceLROnPlateau" in plain[0].advice
+
+
 def test_steps_too_large_then_none_are_two_findings_the_first_resolved_and_kept():
     """Trial r9 (LBFGS, lr=1: the loss reaches exactly 0 in epoch 3 and the weights stop): the critical 'learning rate
     too high' finding of epochs 1-2 was rewritten in place into a 'did not move' warning 'since epoch 1', its

@@ -13,10 +13,11 @@ import math
 
 import numpy as np
 
-from .causes import diverging
+from . import gradients
+from .causes import dead_layers, diverging
 from .config import HealthConfig
-from .finding import Condition, named, sci
-from .rows import GRADIENT_NORM, LOSS_PANELS, UPDATE_RATIO, RowView, finite
+from .finding import Condition, named, names, sci
+from .rows import GRADIENT_NORM, LOSS_PANELS, UPDATE_RATIO, RowView, Skipped, finite
 from .scans import BestAndPeak, FirstFinite, FirstMin, Improvements
 
 _NONFINITE_ADVICE = ("find the first NaN/Inf (torch.autograd.set_detect_anomaly(True)); lower the learning rate, "
@@ -132,11 +133,37 @@ def plateau(view: RowView, cfg: HealthConfig) -> list[Condition]:
     if bad <= cfg.plateau_patience:
         return []
     assert after is not None  # bad >= 1 finite values came after the last improvement
-    return [Condition(
-        "plateau", "info", None, view.run.columns[idx].panel, seen.latest,
-        f"the training loss has not improved by {cfg.plateau_threshold:.0e} (relative) for {bad} epochs.",
-        "if validation is still poor, lower the learning rate (ReduceLROnPlateau) or add capacity; if it is good, "
-        "stop training", since=view.epoch_of(after))]
+    message = f"the training loss has not improved by {cfg.plateau_threshold:.0e} (relative) for {bad} epochs."
+    advice = ("if validation is still poor, lower the learning rate (ReduceLROnPlateau) or add capacity; if it is "
+              "good, stop training")
+    stalled = _stalled_by(view, cfg)
+    if stalled is not None:  # layers that cannot learn: a lower learning rate or more capacity would not help them
+        message += f" {stalled[0]}"
+        advice = stalled[1]
+    return [Condition("plateau", "info", None, view.run.columns[idx].panel, seen.latest, message, advice,
+                      since=view.epoch_of(after))]
+
+
+def _stalled_by(view: RowView, cfg: HealthConfig) -> tuple[str, str] | None:
+    """(message, advice) when layers that cannot learn explain a plateau in this row (trial r13b: a tiny-init run
+    told "lower the learning rate or add capacity" beside its active vanishing_gradient): (nearly) constant
+    activation layers (dead_layer's critical case), else vanishing_gradient's condition."""
+    dead = dead_layers(view, cfg)
+    if dead:
+        return (f"{names(dead)} {'are' if len(dead) > 1 else 'is'} dead (dead_layer): no gradient passes them.",
+                f"revive {names(dead)} first (see dead_layer); a lower learning rate or more capacity would not help")
+    if not view.has(GRADIENT_NORM):
+        return None
+    try:
+        vanishing = gradients.vanishing_gradient(view, cfg)
+    except Skipped:
+        return None
+    if not vanishing:
+        return None
+    layers = [c.layer for c in vanishing if c.layer is not None]
+    which = names(layers) if layers else "some layers"
+    return (f"The gradients of {which} vanish (vanishing_gradient): they barely learn.",
+            "fix the vanishing gradient first (see vanishing_gradient); a lower learning rate would not help")
 
 
 def overfitting(view: RowView, cfg: HealthConfig) -> list[Condition]:
