@@ -418,3 +418,38 @@ def test_a_mistyped_series_name_is_answered_with_the_panels_own_names():
     with pytest.raises(TypeError, match=r"a band's edge is role='hi'"):
         h.series("Loss", "Loss", "train_loss +σ", "hi")  # run is the 4th argument
     assert h.series("Loss", "Loss", "train_loss +σ", role="hi")[0] >= h.series("Loss", "Loss", "train_loss mean")[0]
+
+
+def _steps(model, loss_fn, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for _ in range(n):
+        opt.zero_grad()
+        loss_fn(model(torch.randn(4, 3, generator=g)), torch.zeros(4, 1)).backward()
+        opt.step()
+
+
+def test_an_update_every_estimate_of_an_epoch_that_never_ends_leaves_no_row(tmp_path):
+    """Trial r14a: with update_every, detach() in the middle of an epoch left an all-NaN final row (epochs
+    [1, 2, 3], loss [a, b, nan]; saved as such), and an LR finder's detach(); attach() kept the finder as a run of
+    its own with one all-NaN epoch, where without update_every the next run takes its place."""
+    loss_fn = nn.MSELoss()
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    ins = PyTorchInspector([LossMetrics(loss_fn=loss_fn), OutputActivation()], visualizer="none", update_every=5)
+    ins.attach(model, run_name="lr finder")
+    _steps(model, loss_fn, 12, 0)
+    assert ins.history.runs[-1].provisional  # the case: an estimate of the running epoch exists
+    ins.detach()
+    ins.attach(model, run_name="real run")
+    for e in range(2):
+        _steps(model, loss_fn, 12, e + 1)
+        ins.tick_epoch()
+    _steps(model, loss_fn, 7, 9)  # half an epoch, then the run stops
+    ins.detach()
+    runs = ins.history.runs
+    assert [r.label for r in runs] == ["real run"] and runs[0].epochs == [1.0, 2.0]
+    assert not np.isnan(ins.history.series("Loss", "Loss", "train_loss mean")).any()
+    ins.save(tmp_path / "h.json")
+    from monitorch_widget import load
+
+    assert load(tmp_path / "h.json").runs[0].epochs == [1.0, 2.0]

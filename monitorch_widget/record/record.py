@@ -91,6 +91,8 @@ class Record(MonitorchCalls):
         if reused:
             self.runs[-1] = run
             self.health.forget(run.id)
+            # its column plans point into the replaced run's columns (an update_every estimate made some)
+            self._plans = {k: v for k, v in self._plans.items() if k[0] != run.id}
         else:
             self.runs.append(run)
         self.state = "training"
@@ -152,9 +154,12 @@ class Record(MonitorchCalls):
         run = self.current
         if run is not None and run.open_row is not None:
             if run.provisional:
-                # An intra-epoch estimate that never became final: drop it rather than keep a partial row.
+                # An intra-epoch estimate that never became final (detach, an LR finder's reset, an import in the
+                # middle of an epoch): the row goes, not only its values (trial r14a: an all-NaN epoch was left
+                # as a final row, saved, and counted by the next epoch's numbering); the views blank it now and
+                # drop it at their next snapshot
                 row = run.open_row
-                run.clear_row(row)
+                run.drop_last_row()
                 run.provisional = False
                 self._emit("cells", run.id, row, np.arange(len(run.columns), dtype=np.int32),
                            np.full(len(run.columns), np.nan))

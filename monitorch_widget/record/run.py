@@ -79,8 +79,9 @@ class Run:
 
     @property
     def empty(self) -> bool:
-        """No row was ever written (nor a column): the next run started takes its place (``Record.start_run``)."""
-        return not self.epochs and not self.columns and not self.imported
+        """No row was written (an ``update_every`` estimate of an epoch that never ended is dropped, its columns
+        carry no value): the next run started takes its place (``Record.start_run``)."""
+        return not self.epochs and not self.imported
 
     @property
     def final_rows(self) -> int:
@@ -133,6 +134,13 @@ class Run:
 
     def clear_row(self, row: int) -> None:
         self._data[row, :] = np.nan
+
+    def drop_last_row(self) -> None:
+        """Remove the last row (an abandoned provisional one: the epoch never ended)."""
+        self._data[self.n_rows - 1, :] = np.nan
+        self.epochs.pop()
+        self.times.pop()
+        self.steps.pop()
 
     def write(self, row: int, cols: np.ndarray, values: np.ndarray) -> None:
         r, c = self._data.shape
