@@ -13,23 +13,20 @@ from monitorch_widget import MonitorNotice
 from monitorch_widget.lens import ParameterGradientActivation, ParameterGradientGeometry
 
 
-def _frozen_notices(caught) -> list[str]:
-    return [str(w.message) for w in caught
-            if issubclass(w.category, MonitorNotice) and "do not require grad" in str(w.message)]
-
-
-def _train(model: nn.Module, ins: mw.PyTorchInspector, freeze, epochs: int = 3) -> list[str]:
+def _train(model: nn.Module, ins: mw.PyTorchInspector, freeze, epochs: int = 3, set_to_none: bool = False,
+           said: str = "do not require grad") -> list[str]:
+    """``set_to_none=False``: a frozen parameter keeps its zeroed .grad. Returns the MonitorNotices saying ``said``."""
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for epoch in range(epochs):
             freeze(epoch)
             for _ in range(2):
-                opt.zero_grad(set_to_none=False)  # a frozen parameter keeps its zeroed .grad
+                opt.zero_grad(set_to_none=set_to_none)
                 model(torch.randn(3, 4)).pow(2).mean().backward()
                 opt.step()
             ins.tick_epoch()
-    return _frozen_notices(caught)
+    return [str(w.message) for w in caught if issubclass(w.category, MonitorNotice) and said in str(w.message)]
 
 
 def test_two_gradient_lenses_watching_a_frozen_parameter_say_it_once():
@@ -70,15 +67,8 @@ def test_a_parameter_frozen_before_attach_is_named_once():
     model[2].requires_grad_(False)
     ins = mw.PyTorchInspector([ParameterGradientActivation(), ParameterGradientGeometry()], visualizer="none",
                               module=model)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for _ in range(3):
-            opt.zero_grad()
-            model(torch.randn(3, 4)).pow(2).mean().backward()
-            opt.step()
-            ins.tick_epoch()
-    said = [str(w.message) for w in caught if issubclass(w.category, MonitorNotice) and "frozen" in str(w.message)]
-    assert len(said) == 1 and "2 watched parameter(s) are frozen (requires_grad=False) but held by the optimizer: '2.weight', '2.bias'" in said[0]
+    said = _train(model, ins, lambda e: None, set_to_none=True, said="frozen")
+    assert len(said) == 1 and \
+        "2 watched parameter(s) are frozen (requires_grad=False) but held by the optimizer: '2.weight', '2.bias'" in said[0]
     assert "2" not in ins.history.runs[-1].groups("Weight Gradient Norm")  # the case: no series, so say why
     ins.detach()
