@@ -91,6 +91,44 @@ def test_output_gradient_of_a_linear_followed_by_inplace_relu():
     assert not any(k[2] == "1" for k in rec.values)  # the ReLU is an activation: skipped
 
 
+class _Shortcut(nn.Module):
+    """h = lin(x); out = main(h) + shortcut(h), the shortcut an nn.Identity (a ResNet block's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin, self.main, self.shortcut = nn.Linear(3, 4), nn.Linear(4, 4), nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lin(x)
+        return self.main(h) + self.shortcut(h)
+
+
+def test_output_gradient_of_a_module_that_returns_its_input_is_that_uses_only():
+    """Trial r14b: the tensor hook sat on the Identity's output, which is its input h, and read the gradient of
+    both uses of h (4.78, the value of 'lin') instead of the shortcut's own, all ones (sqrt(32) = 5.66, as
+    monitorch's full backward hook reads it). Also an in-place ReLU watched (skip_activation=False): dL/d(its
+    output), by hand."""
+    torch.manual_seed(0)
+    model = _Shortcut()
+    ins, rec = inspector([OutputGradientGeometry()], model)
+    x = torch.randn(8, 3)
+    h = model.lin(x).detach().requires_grad_()
+    (model.main(h) + h).sum().backward()
+    model(x).sum().backward()
+    ins.tick_epoch()
+    assert rec.values[(1, "Output Gradient Norm", "shortcut", "mean")] == pytest.approx(math.sqrt(32), rel=1e-6)
+    assert rec.values[(1, "Output Gradient Norm", "lin", "mean")] == pytest.approx(float(h.grad.norm()), rel=1e-6)
+    ins.detach()
+    relu_model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(inplace=True), nn.Linear(4, 2))
+    ins, rec = inspector([OutputGradientGeometry(skip_activation=False)], relu_model)
+    r = torch.relu(relu_model[0](x)).detach().requires_grad_()
+    relu_model[2](r).pow(2).sum().backward()
+    relu_model(x).pow(2).sum().backward()
+    ins.tick_epoch()
+    assert rec.values[(1, "Output Gradient Norm", "1", "mean")] == pytest.approx(float(r.grad.norm()), rel=1e-6)
+    ins.detach()
+
+
 def test_output_gradient_correlation_restarts_when_the_batch_shape_changes():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3))

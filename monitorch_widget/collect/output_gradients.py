@@ -65,7 +65,7 @@ class OutputGradientSite(Site):
         self.detached = 0   # calls under grad this epoch whose output did not require grad (frozen, nothing before)
         self.watch_forward(module)
 
-    def __call__(self, module: nn.Module, args: Any, out: Any) -> None:
+    def __call__(self, module: nn.Module, args: Any, out: Any) -> Any:
         if in_graph():  # traced by dynamo: leave only this flag in the graph (collect/compiled.py)
             self.in_graph = True
             return
@@ -82,9 +82,17 @@ class OutputGradientSite(Site):
             return
         if y.requires_grad and not in_transform(y):  # a torch.func transform's gradient is not a training pass
             self.seen = True
+            if y is out and any(a is y for a in args):
+                # the module returned its input (nn.Identity, a ResNet's shortcut; an in-place activation): a hook on
+                # that tensor would read the gradient of every use of it, the input's (trial r14b: 4.78 for the
+                # shortcut's 5.66). Its output becomes a view of its own, whose gradient is this use's only
+                out = y = y.view_as(y)
+                y.register_hook(self._on_gradient)
+                return out
             y.register_hook(self._on_gradient)
         elif not y.requires_grad:
             self.detached += 1
+        return None
 
     def _on_gradient(self, grad: torch.Tensor) -> None:
         if self.off:
