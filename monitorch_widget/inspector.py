@@ -103,7 +103,7 @@ class PyTorchInspector:
         self._passes = [0, 0, 0]
         self._growth: ModelGrowth | None = None
         self._live = LiveView(self.history, None,
-                              lambda module, on: (self.resume_recording if on else self.stop_recording)(module))
+                              self._view_recording_request)
         self._ready = False  # the lenses are bound: a visualizer assigned later is introduced to their tags
         self.visualizer = visualizer
         taken = attachments.claim_lenses(self.lenses, self)  # before binding: the old owner detaches first
@@ -193,11 +193,23 @@ class PyTorchInspector:
         return self._recording.stop_checked(patterns, self.lenses if self.state.attached else None, self.history,
                                             self.state.counter)
 
+    def _view_recording_request(self, module: str, on: bool) -> None:
+        """A view's stop / resume request (on the training thread): a bad one is reported, not raised."""
+        try:
+            (self.resume_recording if on else self.stop_recording)(module)
+        except ValueError as exc:
+            self.faults.report("recording", str(exc))
+
     def resume_recording(self, *patterns: str) -> None:
         """Measure again what :meth:`stop_recording` stopped: at once if no forward pass of the model ran since the
         last tick (``tick_epoch(); resume_recording(...)``), else from the next epoch on (the epoch in progress
         stays a gap, so every recorded epoch is a whole one)."""
         pats = RecordingSwitch.check(patterns, "resume_recording(pattern, ...)")
+        unknown = [p for p in pats if p not in self._recording.stopped]
+        if unknown:  # (trial r14a: a narrower pattern than the one stopped did nothing, without a word)
+            raise ValueError(f"resume_recording: {', '.join(map(repr, unknown))} stopped nothing; stopped now: "
+                             f"{self._recording.stopped or 'nothing'}. Resume a pattern as it was stopped (to keep "
+                             "part of it stopped, resume it and stop that part again)")
         if self.state.attached and not any(self._passes):
             self._recording.resume_now(pats, self.lenses, self.history, self.state.counter)
         else:

@@ -213,3 +213,17 @@ def test_a_finding_on_a_layer_whose_recording_is_stopped_stays_active_until_it_i
     assert np.isnan(deaths[4]) and np.isnan(deaths[5]) and deaths[6] >= 0.75  # not measured in epochs 5 and 6
     assert active[3] == active[4] == active[5] == active[6] == [("dead_layer", 1.0), ("dying_layer", 1.0)]
     assert all(f.until is None for f in ins.health.findings() if f.layer == "3")  # never resolved: one episode
+
+
+def test_resuming_a_pattern_that_stopped_nothing_says_what_is_stopped():
+    """Trial r14a: stop_recording('encoder.*') then resume_recording('encoder.1') returned quietly and left it
+    stopped for good; resume_recording('nosuch') too, where stop_recording('nosuch') raises."""
+    model = nn.Sequential(nn.Sequential(nn.Linear(3, 4), nn.ReLU()), nn.Linear(4, 1))
+    ins = PyTorchInspector([OutputActivation()], visualizer="none", module=model)
+    ins.stop_recording("0.*")
+    for pattern in ("0.1", "nosuch"):
+        with pytest.raises(ValueError, match=rf"'{pattern}' stopped nothing; stopped now: \['0\.\*'\]"):
+            ins.resume_recording(pattern)
+    ins.resume_recording("0.*")
+    assert ins._recording.stopped == []
+    ins.detach()
