@@ -264,7 +264,7 @@ def overfitting(view: RowView, cfg: HealthConfig) -> list[Condition]:
 # HealthMonitor._apply as it was: conditions -> findings (streaks, ids, until); the checks' conditions in the
 # order they ran, the first one per (check, layer)
 def apply(self: Any, run_id: int, epoch: float, state: Any, results: dict[str, list[Condition]],
-          paused: frozenset[str] = frozenset(), unmeasured: Any = None) -> tuple[list[Finding], list[str]]:
+          unmeasured: Any = None) -> tuple[list[Finding], list[str]]:
     holding: dict[tuple[str, str | None], Condition] = {}
     for conds in results.values():
         for cond in conds:
@@ -307,7 +307,7 @@ def apply(self: Any, run_id: int, epoch: float, state: Any, results: dict[str, l
     held = {f"{run_id}:{c}:{layer if layer is not None else '-'}" for (c, layer) in holding}
     for fid, f in findings.items():
         # a stopped layer's finding, or one whose value is NaN/Inf in this row, did not end (not measured)
-        if f.active and fid not in held and f.layer not in paused and not (unmeasured and unmeasured(f)):
+        if f.active and fid not in held and not (unmeasured and unmeasured(f)):
             f.until = epoch
             changed.append(f)
     return changed, reopened

@@ -150,9 +150,9 @@ def test_settled_dead_layers_against_the_monitor_as_it_was(monkeypatch):
     settled = []
     apply = monitor.HealthMonitor._apply
 
-    def watched(self, run_id, epoch, state, results, paused=frozenset(), unmeasured=None):
+    def watched(self, run_id, epoch, state, results, unmeasured=None):
         settled.append(state.settled.get("dead_layer") is results.get("dead_layer"))
-        return apply(self, run_id, epoch, state, results, paused, unmeasured)
+        return apply(self, run_id, epoch, state, results, unmeasured)
 
     for patch in (watched, ref.apply):
         monkeypatch.setattr(monitor.HealthMonitor, "_apply", patch)

@@ -82,15 +82,13 @@ class OutputGradientSite(Site):
             return
         if y.requires_grad and not in_transform(y):  # a torch.func transform's gradient is not a training pass
             self.seen = True
-            if y is out and any(a is y for a in args):
-                # the module returned its input (nn.Identity, a ResNet's shortcut; an in-place activation): a hook on
-                # that tensor would read the gradient of every use of it, the input's (trial r14b: 4.78 for the
-                # shortcut's 5.66). Its output becomes a view of its own, whose gradient is this use's only
-                out = y = y.view_as(y)
-                y.register_hook(self._on_gradient)
-                return out
-            y.register_hook(self._on_gradient)
-        elif not y.requires_grad:
+            # the module returned its input (nn.Identity, a ResNet's shortcut; an in-place activation): a hook on
+            # that tensor would read the gradient of every use of it, the input's (trial r14b: 4.78 for the
+            # shortcut's 5.66). Its output becomes a view of its own, whose gradient is this use's only
+            own = y.view_as(y) if y is out and any(a is y for a in args) else None
+            (y if own is None else own).register_hook(self._on_gradient)
+            return own  # None: the output stays as it is
+        if not y.requires_grad:
             self.detached += 1
         return None
 

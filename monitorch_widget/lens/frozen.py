@@ -25,7 +25,8 @@ REQUIRES_GRAD = attrgetter("param.requires_grad")  # the site's parameter now (F
 def say_frozen_with_gradient(lens: AbstractLens, said: set[str]) -> None:
     """Once per parameter (``said``: the names already given, kept by the inspector's ``LensContext`` and shared
     by its gradient lenses, so two lenses watching the same parameter name it once): watched parameters with
-    ``requires_grad=False`` and a ``.grad`` that is not None, which an optimizer step used. Reads a few attributes
+    ``requires_grad=False`` and a ``.grad`` that is not None, which an optimizer step used, and the other frozen ones
+    an optimizer that stepped holds (frozen by mistake, perhaps). Reads a few attributes
     per watched parameter (no device work); the usual tick, nothing frozen, is one C-level pass."""
     sites = lens.per_sites("with_param", lambda: [s for s in lens.sites if getattr(s, "param", None) is not None])
     if all(map(REQUIRES_GRAD, sites)):
@@ -39,16 +40,15 @@ def say_frozen_with_gradient(lens: AbstractLens, said: set[str]) -> None:
             continue
         pname = getattr(site, "param_name", "")
         name = f"{site.name}.{pname}" if site.name else pname
+        if name in said:
+            continue
         # ``stepped``: a torch.optim step used the gradient the site holds (collect/gradient_reading.py); a stale
         # .grad of a frozen parameter no optimizer holds (a backbone frozen after pre-training) is never read
         if p.grad is not None and getattr(site, "stepped", False):
             found.append(name)
         elif id(site) in held:  # frozen but given to the optimizer: maybe by mistake (a backbone frozen on purpose
             plain.append(name)  # and left out of the optimizer is the user's plain choice: nothing to say)
-    found = [name for name in found if name not in said]
-    plain = [name for name in plain if name not in said]
-    said.update(found)
-    said.update(plain)
+    said.update(found, plain)
     if found:
         lens.ctx.faults.report(lens.lens_name, (
             f"{len(found)} watched parameter(s) do not require grad (frozen with requires_grad_(False)) but still "
@@ -62,6 +62,6 @@ def say_frozen_with_gradient(lens: AbstractLens, said: set[str]) -> None:
         # optimizer) left the gradient panels without a word
         lens.ctx.faults.report(lens.lens_name, (
             f"{len(plain)} watched parameter(s) are frozen (requires_grad=False) but held by the optimizer: "
-            f"{listed(plain)}; no gradient reaches them, so they have no gradient series (nor update ratio) while frozen, and no health check "
-            "judges them. If that is not meant, call requires_grad_(True) on them (they are read from the next "
-            "step on)"), category=MonitorNotice)
+            f"{listed(plain)}; no gradient reaches them, so they have no gradient series (nor update ratio) while "
+            "frozen, and no health check judges them. If that is not meant, call requires_grad_(True) on them "
+            "(they are read from the next step on)"), category=MonitorNotice)

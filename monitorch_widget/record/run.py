@@ -137,7 +137,7 @@ class Run:
 
     def drop_last_row(self) -> None:
         """Remove the last row (an abandoned provisional one: the epoch never ended)."""
-        self._data[self.n_rows - 1, :] = np.nan
+        self.clear_row(self.n_rows - 1)
         self.epochs.pop()
         self.times.pop()
         self.steps.pop()

@@ -87,9 +87,8 @@ class LogTicks(ticker.Locator):
         self.decades = math.log10(vmax / vmin) >= DECADES
         if self.decades:
             return _inside(ticker.LogLocator(numticks=space + 1).tick_values(vmin, vmax), vmin, vmax)
-        low, high = math.floor(math.log10(vmin)), math.ceil(math.log10(vmax))
-        nice = [m * 10.0 ** k for k in range(low, high + 1) for m in (1, 2, 5)]
-        nice = [v for v in nice if vmin <= v <= vmax]
+        every = np.asarray(ticker.LogLocator(subs=(1.0, 2.0, 5.0), numticks=99).tick_values(vmin, vmax))
+        nice = every[(every >= vmin) & (every <= vmax)]
         if len(nice) >= 3:
             return np.asarray(nice[:: math.ceil(len(nice) / space)])
         ticks = _inside(ticker.MaxNLocator(nbins=space, steps=[1, 2, 2.5, 5, 10]).tick_values(vmin, vmax),

@@ -139,7 +139,8 @@ def exploding_gradient(view: RowView, cfg: HealthConfig) -> list[Condition]:
         # r13b, 0.30 -> 1.3e-5 -> 2.3e-5 -> 7.1e-4 read as "31x") is a recovery; and a gradient below
         # vanishing_ratio of the largest layer's is float noise, not an explosion (2.4e-24 -> 2.8e-23 beside 7.6e-3)
         peak = np.nanmax(view.data[before:view.row, cols], axis=0)
-        top = np.nanmax(np.where(np.isfinite(now), now, np.nan)) if np.isfinite(now).any() else np.nan
+        measured = now[np.isfinite(now)]
+        top = measured.max() if measured.size else np.nan
         jumped = np.flatnonzero((medians > 0) & (now >= cfg.exploding_jump * baseline) & ~(now <= peak)
                                 & (now >= cfg.vanishing_ratio * top))
     out = []

@@ -155,7 +155,7 @@ def _stalled_by(view: RowView, cfg: HealthConfig) -> tuple[str, str] | None:
     if not view.has(GRADIENT_NORM):
         return None
     try:
-        vanishing = gradients.vanishing_gradient(view, cfg)
+        vanishing = view.once(("check", "vanishing_gradient"), gradients.vanishing_gradient, view, cfg)
     except Skipped:
         return None
     if not vanishing:

@@ -160,7 +160,8 @@ class HealthMonitor:
                 skipped[name] = why
                 continue
             try:
-                results.setdefault(name, CHECK_FUNCTIONS[name](view, self.config))
+                # once per row: a check may read another's conditions (plateau reads vanishing_gradient's)
+                results.setdefault(name, view.once(("check", name), CHECK_FUNCTIONS[name], view, self.config))
             except Skipped as exc:
                 skipped[name] = str(exc)
                 if exc.lasting:
@@ -170,8 +171,9 @@ class HealthMonitor:
                     self._failed.add(name)
                     self._report("health", f"check {name} failed with {type(exc).__name__}: {exc}")
         self.skipped = skipped
-        changed, reopened = self._apply(run.id, view.epoch, state, results, _unrecorded_at(run, view.epoch),
-                                        lambda f: _unmeasured(view, f))
+        paused = _unrecorded_at(run, view.epoch)
+        changed, reopened = self._apply(run.id, view.epoch, state, results,
+                                        lambda f: f.layer in paused or _value_lost(view, f))
         if changed and self._notify is not None:
             self._notify(changed, reopened)
         return bool(changed)
@@ -182,7 +184,6 @@ class HealthMonitor:
             self.evaluate(run, row)
 
     def _apply(self, run_id: int, epoch: float, state: _RunState, results: dict[str, list[Condition]],
-               paused: frozenset[str] = frozenset(),
                unmeasured: Callable[[Finding], bool] | None = None) -> tuple[list[Finding], list[str]]:
         """Update run ``run_id``'s findings from the conditions each check found at ``epoch`` (check name ->
         its conditions, in the order the checks ran; a check's conditions carry its name, and the first one per
@@ -266,12 +267,11 @@ class HealthMonitor:
         # of its own), in the run's order
         if not active:
             return changed, reopened
-        # not measured is not resolved: a finding on a layer whose recording is stopped (stop_recording), or whose
-        # value in this row is NaN/Inf (a diverged run: every batch left out), did not end
+        # not measured is not resolved (``unmeasured``): a finding on a layer whose recording is stopped
+        # (stop_recording), or whose value in this row is NaN/Inf (a diverged run: every batch left out), did not end
         ended = [(place, name, fid) for name, ids_of in active.items() if ids_of and (
             name not in settled or settled[name] is not was_settled.get(name)) for fid, place in ids_of.items()
-            if fid not in held and not (paused and findings[fid].layer in paused)
-            and not (unmeasured is not None and unmeasured(findings[fid]))]
+            if fid not in held and not (unmeasured is not None and unmeasured(findings[fid]))]
         for _, name, fid in sorted(ended) if len(ended) > 1 else ended:
             del active[name][fid]
             f = findings[fid]
@@ -289,7 +289,7 @@ def _trained(run: Run) -> bool:
     return any(s > 0 or s != s for s in run.steps)
 
 
-def _unmeasured(view: RowView, f: Finding) -> bool:
+def _value_lost(view: RowView, f: Finding) -> bool:
     """Whether finding ``f`` could not be measured in ``view``'s row because values turned NaN/Inf: its layer's
     first line in its panel (a run-wide finding: the training loss) is not finite there, and either the training
     loss is not finite too (the run blew up: every batch left out) or the row's new problems name non-finite
