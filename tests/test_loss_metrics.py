@@ -107,3 +107,27 @@ def test_non_numeric_metric_values_are_rejected(value):
     ins = PyTorchInspector([LossMetrics(metrics=["m"])], visualizer="none").attach(nn.Linear(1, 1))
     with pytest.raises((TypeError, ValueError), match="push_metric"):
         ins.push_metric("m", value)
+
+
+@pytest.mark.parametrize("centre, spread", [(100.0, 1e-7), (1e6, 1e-3), (0.3, 1e-12)])
+def test_std_band_of_pushed_numbers_does_not_cancel(centre, spread):
+    # Pushed Python floats keep float64 precision, where std/mean can sit near sqrt(eps): E[x²] − E[x]² then
+    # cancels (trial r14a: a band of 3e-6 for a std of 1e-7). The band must be numpy's two-pass std (ddof 0).
+    rng = np.random.default_rng(0)
+    losses = (centre + spread * rng.standard_normal(300)).tolist()
+    metric = (2 * centre + spread * rng.standard_normal(40)).tolist()
+    ins = PyTorchInspector([LossMetrics(metrics=["val_score"], metrics_range="std")], visualizer="none")
+    ins.attach(nn.Linear(1, 1))
+    for v in losses:
+        ins.push_loss(v, train=True)
+    for v in metric:
+        ins.push_metric("val_score", v)
+    ins.tick_epoch()
+    h = ins.history
+    lo = h.series("Loss", "Loss", "train_loss -σ", role="lo")[0]
+    hi = h.series("Loss", "Loss", "train_loss +σ", role="hi")[0]
+    assert (hi - lo) / 2 == pytest.approx(np.std(losses), rel=1e-3)
+    panel = [p for p in h.panels() if p != "Loss"][0]
+    m_lo = h.series(panel, panel, "val_score -σ", role="lo")[0]
+    m_hi = h.series(panel, panel, "val_score +σ", role="hi")[0]
+    assert (m_hi - m_lo) / 2 == pytest.approx(np.std(metric), rel=1e-3)
