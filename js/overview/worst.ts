@@ -58,20 +58,24 @@ export function rankings(panels: Panel[], keysOf: (tag: string) => string[]): Ra
   return out;
 }
 
-/** A dropout module's rates are its input's scaled by (1 - p) by construction, so it would always rank as the
- * "worst" activation rate without being a layer of its own (the health checks skip it too, record/health/rows.py).
- * By module type; a run without types (fed by monitorch's own inspector) by the layer's name. */
-export function isDropout(layer: string, moduleType: string | null | undefined): boolean {
-  return moduleType ? moduleType.includes("Dropout") : layer.toLowerCase().includes("dropout");
+/** Whether a layer's activation and death rates are set by what the module is rather than by training, so it
+ * never ranks as a "worst" layer: a dropout module's output rates are its input's scaled by (1 - p); an embedding's
+ * gradient rows are zero for every token a batch lacks. The health checks skip them too
+ * (record/health/rows.py `rates_by_construction`). By module type; a run without types (fed by monitorch's own
+ * inspector) by the layer's name. */
+export function ratesByConstruction(layer: string, moduleType: string | null | undefined): boolean {
+  if (moduleType) return moduleType.includes("Dropout") || moduleType.includes("Embedding");
+  const name = layer.toLowerCase();
+  return name.includes("dropout") || name.includes("embed");
 }
 
 /** The layers of `groups` (layer -> column) that rank for `key` in panel `tag`: for activation and death rates
- * every layer but dropout ones; for other keys all of them. */
+ * every layer but those whose rates are set by their kind (`ratesByConstruction`); for other keys all of them. */
 export function rankedGroups(run: RunData, tag: string, key: string, groups: Map<string, number>): Map<string, number> {
   if (key !== "activation_rate" && key !== "death_rate") return groups;
   const types = new Map<string, string | null>();
   for (const c of run.columns) if (c && c.panel === tag) types.set(c.group, c.module_type);
-  return new Map([...groups].filter(([layer]) => !isDropout(layer, types.get(layer))));
+  return new Map([...groups].filter(([layer]) => !ratesByConstruction(layer, types.get(layer))));
 }
 
 /** The last final row of `run` at which any of `cols` has a finite value, or -1. */

@@ -5,7 +5,7 @@ import { chartCsv, csvField, fileName, recordCsv } from "../overview/csv";
 import { colormap, heatRange } from "../overview/heatmap";
 import { runStyle } from "../overview/runstyle";
 import { emaDebiased } from "../overview/smooth";
-import { heatKey, isDropout, lastRowWithData, lineColumns, rankedGroups, rankings, worstAt, worstHolder } from "../overview/worst";
+import { heatKey, ratesByConstruction, lastRowWithData, lineColumns, rankedGroups, rankings, worstAt, worstHolder } from "../overview/worst";
 import { Store } from "../store";
 import { column, history, panel, snapRun } from "./helpers";
 
@@ -70,8 +70,25 @@ describe("worst layers", () => {
     const ranked = rankedGroups(run, ACT.tag, "activation_rate", all);
     expect(worstAt(run, ranked, 0, "min", 3)).toEqual([{ layer: "1", value: 0.5 }, { layer: "4", value: 0.6 }]);
     expect(rankedGroups(run, ACT.tag, "update_norm", all)).toBe(all);
-    expect([isDropout("x", "Dropout2d"), isDropout("x", "AlphaDropout"), isDropout("head.dropout", null), isDropout("x", "ReLU")])
+    expect([ratesByConstruction("x", "Dropout2d"), ratesByConstruction("x", "AlphaDropout"), ratesByConstruction("head.dropout", null), ratesByConstruction("x", "ReLU")])
       .toEqual([true, true, true, false]);
+  });
+
+  it("leaves embeddings out of the gradient death ranking (their rows are silent for tokens a batch lacks)", () => {
+    const GRAD = panel("Weight Gradient Activation", { kind: "probability", lens: "ParameterGradientActivation" });
+    const cols = [
+      column(0, GRAD.tag, "emb", "death_rate", { module_type: "Embedding" }),
+      column(1, GRAD.tag, "fc", "death_rate", { module_type: "Linear" }),
+      column(2, GRAD.tag, "bag", "death_rate", { module_type: "EmbeddingBag" }),
+      column(3, GRAD.tag, "tok_embed", "death_rate"),
+      column(4, GRAD.tag, "head", "death_rate"),
+    ];
+    const s = new Store();
+    s.applyHistory(history(1, [snapRun(0, "m", [GRAD], cols, [1], [[0.85, 0.1, 0.9, 0.7, 0.05]])]));
+    const run = s.current!;
+    const all = lineColumns(run).get(GRAD.tag)!.get("death_rate")!;
+    const ranked = rankedGroups(run, GRAD.tag, "death_rate", all);
+    expect(worstAt(run, ranked, 0, "max", 3).map((w) => w.layer)).toEqual(["fc", "head"]);
   });
 
   it("names the layer holding each epoch's worst value of a warning panel", () => {

@@ -35,6 +35,9 @@ class Site(NotCopied):
 
     #: False for a kind of site that never fills a RowBuffer (its rows live elsewhere): the tick skips it
     buffered = True
+    #: False where the site's rates are set by the module's kind, not by training (an embedding's gradient rows:
+    #: zero for every token a batch lacks): it is left out of its lens' warning panel (lens/rate_calls.py)
+    ranked = True
 
     def __init__(self, name: str, lens: str, faults: FaultLog, stream_width: int, keep_all: bool,
                  slot: BankRow | None = None) -> None:

@@ -13,6 +13,7 @@ from ..collect.streams import StreamBank
 from ..collect.summary import Summary, as_method_list, needs_all_values
 from .base import Call, TagAttributes, TagType
 from .frozen import say_frozen_with_gradient
+from .kinds import SPARSE_GRADIENT_ROWS
 from .parameter_lens import ParameterLens
 from .rate_calls import new_warning, rate_calls
 
@@ -27,6 +28,9 @@ class ParameterGradientActivation(ParameterLens):
     ``"*_proj_weight"``, ``"original*"`` for weight-norm parametrizations). Every module that directly owns
     a matching parameter is tracked, per parameter. Parameters frozen at attach are tracked from their first
     gradient on. Memory: one row of units per observation, up to 256 rows per distinct parameter set.
+    The warning panel's worst rates leave out ``nn.Embedding`` / ``nn.EmbeddingBag`` weights, whose rows have no
+    gradient for the tokens a batch lacks (their death rate is 1 - the share of the vocabulary in the batch);
+    their own series are recorded as any other.
     """
 
     _BIG_TAG_NAME = "Warning Gradient Activations"
@@ -65,6 +69,7 @@ class ParameterGradientActivation(ParameterLens):
         reader = self._reader_()
         site = GradientSite(self.series_name(name, pname), module, pname, param, self.lens_name, self.ctx.faults,
                             reader, self._bank.add_row())
+        site.ranked = not isinstance(module, SPARSE_GRADIENT_ROWS)
         reader.add(site)
         self._sites.append(site)
 

@@ -72,6 +72,11 @@ def is_sparse(module: nn.Module) -> bool:
     return "ReLU" in name and not any(k in name for k in ("Leaky", "PReLU", "RReLU", "CELU", "SELU", "GELU"))
 
 
+#: modules whose weight gradient has a row per vocabulary entry, zero for each entry a batch does not use: their
+#: gradient death rate is 1 - the share of the vocabulary in the batch, by construction
+SPARSE_GRADIENT_ROWS: tuple[type[nn.Module], ...] = (nn.Embedding, nn.EmbeddingBag)
+
+
 def is_dropout(module: nn.Module) -> bool:
     return isinstance(module, DROPOUTS)
 

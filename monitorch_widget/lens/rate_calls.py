@@ -23,11 +23,12 @@ def rate_calls(lens: AbstractLens, small_tag: str, sites: list[Site], summaries:
     acts: list[float] = []
     deaths: list[float] = []
     bad: list[int] = []
+    ranked: list[bool] | None = None  # None: every layer ranks for the warning panel
     shown = _shown_rows(lens, small_tag, sites, bank) if table is not None else None
     points = (table.points(act_method, 0), table.points(death_method, 1)) if table is not None else (None, None)
     if shown is not None and points[0] is not None and points[1] is not None:
         all_acts, all_deaths, all_bad = points[0], points[1], table.nonfinite()  # type: ignore[union-attr]
-        names, visible = shown
+        names, visible, ranked = shown
         acts = [all_acts[r] for r in visible]
         deaths = [all_deaths[r] for r in visible]
         bad = [all_bad[r] for r in visible]
@@ -37,15 +38,21 @@ def rate_calls(lens: AbstractLens, small_tag: str, sites: list[Site], summaries:
                 continue
             act, dead = summaries[id(site.stream)]
             names.append(site.name)
+            if not site.ranked:
+                ranked = [*(ranked or [True] * (len(names) - 1)), False]
+            elif ranked is not None:
+                ranked.append(True)
             acts.append(act.point(act_method))
             deaths.append(dead.point(death_method))
             bad.append(act.nonfinite)
     for name, a, d in zip(names, acts, deaths):
         data[name] = {"activation_rate": a, "death_rate": d}
     if warning is not None:
-        # NaN (a layer without batches) never wins; a NaN current worst is always replaced.
-        finite_acts = [a for a in acts if a == a]
-        finite_deaths = [d for d in deaths if d == d]
+        # NaN (a layer without batches) never wins; a NaN current worst is always replaced. A layer whose rates
+        # are set by its kind (an embedding's gradient rows) never does either.
+        ranks = ranked if ranked is not None else [True] * len(acts)
+        finite_acts = [a for a, r in zip(acts, ranks) if r and a == a]
+        finite_deaths = [d for d, r in zip(deaths, ranks) if r and d == d]
         if finite_acts:
             worst = min(finite_acts)
             if not warning["worst activation_rate"] <= worst:
@@ -60,9 +67,10 @@ def rate_calls(lens: AbstractLens, small_tag: str, sites: list[Site], summaries:
     return Call("probability", small_tag, data)
 
 
-def _shown_rows(lens: AbstractLens, tag: str, sites: list[Site], bank: Any) -> tuple[list[str], list[int]] | None:
-    """(names, rows in ``bank``'s table) of the ``sites`` shown (not hidden), or None when some site's slot is in
-    another bank. Kept per lens and tag while the site list, the bank and every site's hidden flag stay as they
+def _shown_rows(lens: AbstractLens, tag: str, sites: list[Site], bank: Any
+                ) -> tuple[list[str], list[int], list[bool] | None] | None:
+    """(names, rows in ``bank``'s table, whether each ranks for the warning panel: None when all do) of the
+    ``sites`` shown (not hidden), or None when some site's slot is in another bank. Kept per lens and tag while the site list, the bank and every site's hidden flag stay as they
     were (``hooks.VISIBILITY``): a deep model's tick then touches no site object here (a cold cache miss each)."""
     cache: dict[str, tuple[Any, ...]] = lens.__dict__.setdefault("_shown_rows", {})
     hit = cache.get(tag)
@@ -71,7 +79,9 @@ def _shown_rows(lens: AbstractLens, tag: str, sites: list[Site], bank: Any) -> t
     if not all(getattr(s.stream, "bank", None) is bank for s in sites):
         return None
     shown = [s for s in sites if not s.hidden]
-    out = ([s.name for s in shown], [s.stream.index for s in shown])  # type: ignore[union-attr]
+    ranks = [s.ranked for s in shown]
+    out = ([s.name for s in shown], [s.stream.index for s in shown],  # type: ignore[union-attr]
+           None if all(ranks) else ranks)
     cache[tag] = (sites, len(sites), bank, VISIBILITY[0], out)
     return out
 

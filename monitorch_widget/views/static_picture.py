@@ -21,6 +21,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
+from ..record.health.rows import rates_by_construction
 from . import svg_heatmap as hm
 from .findings_html import findings_section
 from .svg_charts import FG, MUTED, PALETTE, LineChart, fmt, legend, svg_text
@@ -83,17 +84,11 @@ def _line_chart(runs: list[Any], tag: str, prob: bool, logy: bool, colors: dict[
     return chart
 
 
-def is_dropout(layer: str, module_type: str | None) -> bool:
-    """A dropout module's rates are its input's scaled by (1 - p) by construction: it would always rank as the
-    lowest activation rate without being a layer of its own (the health checks skip it too). By module type;
-    without one (a run fed by monitorch's own inspector) by the layer's name."""
-    return "Dropout" in module_type if module_type else "dropout" in layer.lower()
-
-
 def worst_layers(run: Any, tag: str, key: str, n: int = WORST_N) -> tuple[float | None, list[tuple[str, float]]]:
     """The ``n`` worst layers of panel ``tag`` at the run's last final epoch, by ``key``: highest first for
     death rates and values, lowest first for activation rates (svg_heatmap.direction). Every layer counts,
-    hidden or not, except dropout modules for the rates (:func:`is_dropout`). Returns (epoch, [(layer, value)]);
+    hidden or not, except for the rates the layers whose rates are set by their kind (dropout outputs, embedding
+    gradients: :func:`~monitorch_widget.record.health.rows.rates_by_construction`). Returns (epoch, [(layer, value)]);
     NaN values are skipped, and so are rates at their best end (a death rate of 0, an activation rate of 1: nothing
     to point at), as in the widget's list (js/overview/topslot.ts)."""
     final = _final(run)
@@ -104,7 +99,7 @@ def worst_layers(run: Any, tag: str, key: str, n: int = WORST_N) -> tuple[float 
     best = 0.0 if key == "death_rate" else 1.0 if key == "activation_rate" else None
     vals = [(c.group, float(row[c.index])) for c in run.columns
             if c.panel == tag and c.key == key and c.role == "line" and math.isfinite(float(row[c.index]))
-            and not (rates and is_dropout(c.group, c.module_type)) and float(row[c.index]) != best]
+            and not (rates and rates_by_construction(c.group, c.module_type)) and float(row[c.index]) != best]
     sign = -1.0 if hm.direction(key) < 0 else 1.0
     vals.sort(key=lambda gv: -sign * gv[1])
     return float(run.epochs[final - 1]), vals[:n]

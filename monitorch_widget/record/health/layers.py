@@ -15,7 +15,16 @@ import numpy as np
 from .config import HealthConfig
 from .finding import Condition, named, pct, sci
 from .history import cause_of, overshoot
-from .rows import GRADIENT_ACTIVATION, OUTPUT_ACTIVATIONS, RowView, Skipped, dead_checked, finite, is_softmax
+from .rows import (
+    GRADIENT_ACTIVATION,
+    OUTPUT_ACTIVATIONS,
+    RowView,
+    Skipped,
+    dead_checked,
+    finite,
+    is_softmax,
+    rates_by_construction,
+)
 from .scans import FirstFinite
 
 _DEAD_ADVICE = ("add dropout before this layer (the seed tutorial's remedy), lower the learning rate, or make the "
@@ -35,15 +44,16 @@ _TREND_ADVICE = ("units are dying without the loss improving: lower the learning
 
 def _death_layers(view: RowView) -> tuple[str, list[tuple[str, int]]]:
     """(panel, [(layer, column)]) whose death rates are checked: activations from OutputActivation, else the
-    weight gradients' units from ParameterGradientActivation (a unit with zero gradient is a silent unit). The
-    list is the same object while the run's columns stay (``RowView.memo``)."""
+    weight gradients' units from ParameterGradientActivation (a unit with zero gradient is a silent unit; an
+    embedding's rows are silent for the tokens a batch lacks: :func:`.rows.rates_by_construction`). The list is
+    the same object while the run's columns stay (``RowView.memo``)."""
     if view.has(OUTPUT_ACTIVATIONS):
         layers = view.memo(("dead_checked", None), lambda: [
             (g, i) for g, i, t in view.layers(OUTPUT_ACTIVATIONS, "death_rate") if dead_checked(g, t)])
         return OUTPUT_ACTIVATIONS, layers
     if view.has(GRADIENT_ACTIVATION):
         return GRADIENT_ACTIVATION, view.memo(("dead_checked", GRADIENT_ACTIVATION), lambda: [
-            (g, i) for g, i, _ in view.layers(GRADIENT_ACTIVATION, "death_rate")])
+            (g, i) for g, i, t in view.layers(GRADIENT_ACTIVATION, "death_rate") if not rates_by_construction(g, t)])
     raise Skipped("needs OutputActivation (or ParameterGradientActivation) for per-layer death rates")
 
 

@@ -185,6 +185,18 @@ class RowView:
                       " (or HealthConfig(accuracy_metric=...))")
 
 
+def rates_by_construction(group: str, module_type: str | None) -> bool:
+    """Whether a layer's activation and death rates are set by what the module is rather than by training, so it
+    never ranks as a worst layer nor counts as dead: a dropout module's output rates are its input's scaled by
+    (1 - p); an embedding's gradient rows are all zero for the tokens a batch lacks (its death rate is
+    1 - the share of the vocabulary in the batch: 0.85 for 16 x 20 tokens of a 2000-word vocabulary). By module
+    type; without one (a run fed by monitorch's own inspector) by the layer's name."""
+    if module_type:
+        return "Dropout" in module_type or "Embedding" in module_type
+    name = group.lower()
+    return "dropout" in name or "embed" in name
+
+
 def dead_checked(group: str, module_type: str | None) -> bool:
     """Whether ``group``'s death rate is checked: sparse / saturating activations; an unknown type (a run fed by
     monitorch's own inspector) unless its name says softmax or dropout."""
