@@ -17,6 +17,7 @@ from .compiled import in_graph, in_transform
 from .faults import FaultLog
 from .feeders import channels_last
 from .hooks import Site, Unsupported
+from .nested import is_nested, joined
 from .passes import COUNT_ALL, COUNT_TRAINING, is_counted_pass
 from .scratch import ScratchPool
 from .streams import BankRow
@@ -116,7 +117,7 @@ class ActivationSite(Site):
             buf.row_sizes[n] = self.row_size  # type: ignore[union-attr]
             buf.n = n + 1  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - a monitor must never stop training
-            self._on_error(out, exc)
+            self._on_error(out, exc, module, args)
 
     def _prepare(self, y: torch.Tensor, out: Any = None) -> torch.Tensor | None:
         """Ready the fast path for ``y``'s shape and dtype (``out``: the module's output, ``y`` detached from it);
@@ -169,7 +170,16 @@ class ActivationSite(Site):
             self.buf = RowBuffer(channels, y.device)
         self.scratch = None
 
-    def _on_error(self, out: Any, exc: Exception) -> None:
+    def _on_error(self, out: Any, exc: Exception, module: nn.Module | None = None, args: Any = None) -> None:
+        if is_nested(out) and module is not None:
+            # nn.TransformerEncoder's eval fast path: its components joined into one dense output (collect/nested)
+            try:
+                dense = joined(out)
+            except Exception as exc2:  # noqa: BLE001
+                exc = exc2
+            else:
+                self(module, args, dense)
+                return
         if in_transform(out):
             # a call under a torch.func transform (per-sample gradients) is no training pass; its batched tensors
             # refuse the out= ops (checked here, off the hot path): skipped, the series goes on, and the next

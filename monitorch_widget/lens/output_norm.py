@@ -13,6 +13,7 @@ from torch import nn
 from ..collect.compiled import in_graph, in_transform
 from ..collect.geometry import norm_dtype
 from ..collect.hooks import ScalarSite
+from ..collect.nested import is_nested, sample_norms
 from ..collect.passes import is_counted_pass, pass_rule_for
 from ..collect.summary import RANGE_NAMES, Summary, as_method_list, needs_all_values
 from .base import AbstractLens, Call, TagAttributes, TagType
@@ -50,10 +51,19 @@ class NormSite(ScalarSite):
                 per_sample = per_sample * (1.0 / math.sqrt(max(y[0].numel(), 1)))
             torch.mean(per_sample, 0, keepdim=True, out=self.slot(y.device))
         except Exception as exc:  # noqa: BLE001
-            if not isinstance(out, torch.Tensor):
-                self.fail(f"output is a {type(out).__name__}, not a tensor")
-            else:
-                self.fail(f"hook failed with {type(exc).__name__}: {exc}")
+            self._on_error(out, exc)
+
+    def _on_error(self, out: Any, exc: Exception) -> None:
+        if is_nested(out):  # nn.TransformerEncoder's eval fast path: one norm per component (collect/nested)
+            try:
+                torch.mean(sample_norms(out, self.normalize), 0, keepdim=True, out=self.slot(out.device))
+                return
+            except Exception as exc2:  # noqa: BLE001
+                exc = exc2
+        if not isinstance(out, torch.Tensor):
+            self.fail(f"output is a {type(out).__name__}, not a tensor")
+        else:
+            self.fail(f"hook failed with {type(exc).__name__}: {exc}")
 
 
 class OutputNorm(AbstractLens):
