@@ -187,3 +187,30 @@ def test_parameters_below_the_inspectors_depth_are_a_notice_not_an_error():
     assert ins.history.runs[-1].notices  # and the status line counts the notice
     with pytest.raises(ValueError, match="no module of the model has a parameter matching wieght"):
         PyTorchInspector([ParameterGradientActivation(parameters=["wieght"])], visualizer="none", module=model)
+
+
+def test_activations_below_depth_are_not_also_said_to_be_missing():
+    """Trial r15a: with depth=1 the notice named the nested ReLUs as deeper than depth=, then said OutputActivation
+    'watches no module: it holds no activation or dropout module' -- the second half contradicted the first."""
+    nested = nn.Sequential(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), nn.Sequential(nn.Linear(8, 8), nn.ReLU()))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        PyTorchInspector([OutputActivation(), OutputNorm()], visualizer="none", depth=1).attach(nested)
+    said = [str(w.message) for w in caught if issubclass(w.category, MonitorNotice)]
+    assert len(said) == 1 and "2 activation module(s) have no output lens: '0.1', '1.1'" in said[0], said
+    assert "holds no" not in said[0]
+
+
+@pytest.mark.parametrize("activation, named", [("relu", True), ("gelu", True), (nn.ReLU(), False)])
+def test_transformer_layers_with_a_functional_activation_are_named(activation, named):
+    """Trial r15a: nn.TransformerEncoderLayer(activation='relu') (the default) calls F.relu, so OutputActivation
+    watched only its dropouts and said nothing about the feed-forward units no hook could see."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's note on nested tensors
+        model = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True,
+                                                                 activation=activation), 2)
+    said = attach_notices([OutputActivation()], model)
+    text = " ".join(said)
+    assert ("2 transformer layer(s) call their feed-forward activation as a function" in text) == named, said
+    if named:
+        assert "'layers.0', 'layers.1'" in text and "activation=nn.ReLU()" in text

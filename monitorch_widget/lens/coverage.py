@@ -22,6 +22,9 @@ from .output_activation import OutputActivation
 from .output_norm import OutputNorm
 from .parameter_lens import ParameterLens
 
+#: torch's transformer layers: their ``activation`` is a module only when one was passed (else F.relu / F.gelu)
+TRANSFORMER_LAYERS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+
 
 def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens], sep: str = ".") -> str | None:
     """The notice text for ``model`` hooked by ``lenses``, or None when everything asked about is watched.
@@ -63,6 +66,7 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens], sep: str =
         parts.append(f"{len(tied)} tied parameter(s) are one tensor with another and are shown once, under the "
                      f"first name: {shown}")
     act_lenses = [lens for lens in lenses if hasattr(lens, "watches")]
+    missed: list[str] = []
     if act_lenses:
         hooked = {site.name for lens in act_lenses for site in lens.sites}
         hooked |= {name for lens in act_lenses for name in lens.refused}  # said by the refusal itself
@@ -76,14 +80,23 @@ def coverage_notice(model: nn.Module, lenses: Sequence[AbstractLens], sep: str =
             parts.append(f"{len(missed)} activation module(s) have no output lens: {listed(missed)} (left out by "
                          "the lens' include= / exclude=, or deeper than the inspector's depth=); watch them with "
                          "OutputActivation(include=[TheirType]) or a larger depth=")
+        functional = [name for name, m in modules if isinstance(m, TRANSFORMER_LAYERS)
+                      and not isinstance(getattr(m, "activation", None), nn.Module)]
+        if functional:
+            parts.append(f"{len(functional)} transformer layer(s) call their feed-forward activation as a function "
+                         f"(activation='relu' or 'gelu', the default), which module hooks cannot see: "
+                         f"{listed(functional)}; their feed-forward units have no activation or death rates. To "
+                         "watch them, build the layers with a module: nn.TransformerEncoderLayer(..., "
+                         "activation=nn.ReLU())")
         smooth = [name for name, m in leaves if name in hooked and is_activation(m) and not is_sparse(m)]
         if smooth:
             parts.append(f"{len(smooth)} watched activation(s) are smooth ({listed(smooth)}): their outputs are "
                          "almost never within eps of zero, so activation rates stay near 1 and death rates near 0 "
                          "whatever training does; read their OutputNorm instead")
     parts += [note for lens in param_lenses if (note := getattr(lens, "attach_notice", None))]
+    deeper = bool(missed)  # activation modules exist, below depth= or left out: said above
     for lens in lenses:
-        if isinstance(lens, (OutputActivation, OutputNorm)) and not lens.sites and not lens.refused:
+        if isinstance(lens, (OutputActivation, OutputNorm)) and not lens.sites and not lens.refused and not deeper:
             held = "activation or dropout" if isinstance(lens, OutputActivation) else "activation"
             parts.append(f"{lens.lens_name} watches no module of this model: it holds no {held} module "
                          "(activations called as functions in forward, such as F.relu or torch.tanh, are invisible "

@@ -102,7 +102,9 @@ class OutputGradientGeometry(AbstractLens):
         seen = sum(s.observed for s in reshaped)
         self.ctx.faults.report(self.lens_name, f"in {len(reshaped)} module(s) ({listed([s.name for s in reshaped])}) "
                                f"{changes} of {seen} output gradients this epoch had another shape than the one "
-                               "before (variable sequence lengths, dynamic padding): their correlation is 0 by "
+                               "before (variable sequence lengths, dynamic padding, or one module called on inputs of "
+                               "two shapes in a step, such as an embedding shared by encoder and decoder): their "
+                               "correlation is 0 by "
                                "definition (nothing of the same shape to correlate with), which pulls the mean "
                                "correlation towards 0. Batches of one shape (padding to a fixed length) give "
                                "comparable correlations; the norms are unaffected", category=MonitorNotice)
