@@ -112,6 +112,13 @@ def test_uncompiled_values_equal_monitorch(base):
             # monitorch has no update for the first step and averages epoch 1 over the others; ours counts it
             # (README "Differences from monitorch"; pinned by hand in tests/test_geometry_interop.py)
             continue
+        if key[1] == "Warning Gradient Activations":
+            # monitorch's worst rates count the embedding 'wte', whose rows are silent for the tokens a batch lacks;
+            # ours leave it out (README "Differences from monitorch"): the worst of the other layers' values
+            rate = key[3].removeprefix("worst ")
+            others = [x for (e, tag, group, k), x in theirs.items()
+                      if e == key[0] and tag == "Weight Gradient Activation" and k == rate and group != "wte"]
+            v = min(others) if rate == "activation_rate" else max(others)
         assert ours[key] == pytest.approx(v, rel=1e-4, abs=1e-6), key
 
 
