@@ -122,11 +122,17 @@ class AbstractLens:
     def after_attach(self, model: nn.Module) -> None:
         """Validate what was registered; raise to make the inspector roll the attach back."""
 
+    #: caches kept per list of sites (:meth:`per_sites`, rate_calls' shown rows, ParameterLens' observed sets):
+    #: dropped at detach, as they hold the old sites, and through them the model's tensors and the gradient copies
+    SITE_CACHES = ("_per_sites", "_shown_rows", "_all_observed")
+
     def detach(self) -> None:
         for site in self._sites:
             site.remove()
         self._sites = []
         self.refused = []
+        for key in self.SITE_CACHES:
+            self.__dict__.pop(key, None)
 
     def refuse_traced(self, module: nn.Module, name: str) -> bool:
         """For forward-hook lenses: True (and ``name`` noted) if ``module`` runs inside a compiled graph."""

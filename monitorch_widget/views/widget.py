@@ -35,10 +35,12 @@ _BUNDLE_MISSING = (
 class MonitorWidget(anywidget.AnyWidget):
     """Live training panels for one record. ``display(widget)`` as often as you like."""
 
-    # anywidget reads _esm when the class is created and refuses a missing file; without the bundle the
+    # The bundle's text, not its Path: for a Path anywidget connects every instance to a class-level file-change
+    # signal with a strong reference, so no widget (nor the inspector, lenses and model it reaches) was ever
+    # collected (trial r15b: every re-run of a build cell kept the old model's weights). Without the bundle the
     # module must still import (the inspector works headless), so the check moves to __init__.
     if _ESM_PATH.is_file():
-        _esm = _ESM_PATH
+        _esm = _ESM_PATH.read_text(encoding="utf-8")
 
     history = traitlets.Dict(default_value=empty_history()).tag(sync=True)
     # Changed by the front-end, possibly on a kernel subshell thread while training runs: ipywidgets must not
