@@ -24,6 +24,7 @@ from .collect.optimizer_steps import StepCounter
 from .collect.progress import IntraEpochUpdates
 from .collect.pushes import Pushes, check_number, checked_metric
 from .collect.rank_exchange import RankExchange, say_active_differs, world
+from .interrupts import interrupts_held
 from .lens.base import AbstractLens, LensContext
 from .lens.custom import MonitorchStyleLens
 from .lens.lens_list import check_lenses
@@ -312,12 +313,13 @@ class PyTorchInspector:
             self._next_epoch(epoch)
             return
         number = self.state.counter if epoch is None else epoch
-        results = self._compute()
-        try:  # a Ctrl-C in a slow visualizer: the epoch still ends (else the next tick merged two epochs' data)
-            ticking.write(self.history, results, number, self._steps.count, self._user_visualizer,
-                          self.visualizer, self.faults)
-        finally:
-            ticking.end_epoch(self, epoch)
+        with interrupts_held():  # a Ctrl-C during the tick acts when it ends: the record holds whole epochs
+            results = self._compute()
+            try:  # an exception in a user's visualizer: the epoch still ends (else the next tick merged two epochs)
+                ticking.write(self.history, results, number, self._steps.count, self._user_visualizer,
+                              self.visualizer, self.faults)
+            finally:
+                ticking.end_epoch(self, epoch)
 
     tick = tick_epoch
 
@@ -331,7 +333,8 @@ class PyTorchInspector:
     def provisional_update(self) -> None:
         """Write the running estimate of the current epoch as a provisional row (one host copy). Under
         ``torch.distributed`` it shows this rank's own batches: ranks refresh at different moments."""
-        ticking.provisional(self)
+        with interrupts_held():
+            ticking.provisional(self)
 
     def iter(self, iterable: Iterable[Any]) -> Iterator[Any]:
         """Yield from ``iterable``, ticking after each item (one item = one epoch). A ``break`` leaves the epoch it
