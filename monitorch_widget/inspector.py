@@ -102,6 +102,7 @@ class PyTorchInspector:
         # forward passes of the model since attach or the last tick: [training mode, eval mode with grad enabled,
         # eval mode without grad]; none at all: the epoch is untouched (a resume takes effect at once)
         self._passes = [0, 0, 0]
+        self._said_epoch_order: Any = None  # the run told its tick_epoch(epoch=) numbers went back
         self._growth: ModelGrowth | None = None
         self._live = LiveView(self.history, None,
                               self._view_recording_request)
@@ -313,6 +314,8 @@ class PyTorchInspector:
             self._next_epoch(epoch)
             return
         number = self.state.counter if epoch is None else epoch
+        if epoch is not None:
+            ticking.say_epoch_not_after(self, epoch)
         with interrupts_held():  # a Ctrl-C during the tick acts when it ends: the record holds whole epochs
             results = self._compute()
             try:  # an exception in a user's visualizer: the epoch still ends (else the next tick merged two epochs)

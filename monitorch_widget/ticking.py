@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .collect.faults import FaultLog
+from .collect.faults import FaultLog, MonitorNotice
 from .collect.hooks import TICKS
 from .collect.modes import monitor_mode
 from .collect.pushes import Pushes
@@ -108,6 +108,21 @@ def end_epoch(ins: PyTorchInspector, epoch: int | None) -> None:
     ins._epoch_started = time.time()
     if ins._progress is not None:
         ins._progress.reset()
+
+
+def say_epoch_not_after(ins: PyTorchInspector, epoch: int) -> None:
+    """Once per run: ``tick_epoch(epoch=e)`` with an ``e`` at or before a final row of the run (a training loop run
+    again in the same run, trial r15b): its line on the charts would turn back and overlay the first pass."""
+    run = ins.history.current
+    if run is None or ins._said_epoch_order is run:
+        return
+    final = run.epochs[:run.final_rows]
+    if final and epoch <= final[-1]:
+        ins._said_epoch_order = run
+        ins.faults.report("tick_epoch", f"tick_epoch(epoch={epoch}) after epoch {final[-1]:g} of the same run: the "
+                          "run's charts go back along the epoch axis and overlay what is there. If training started "
+                          "again, begin a new run with inspector.detach(); inspector.attach(model) (or build a new "
+                          "inspector); if the numbers are meant, tick in increasing order", category=MonitorNotice)
 
 
 def provisional(ins: PyTorchInspector) -> None:

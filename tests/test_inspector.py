@@ -453,3 +453,30 @@ def test_an_update_every_estimate_of_an_epoch_that_never_ends_leaves_no_row(tmp_
     from monitorch_widget import load
 
     assert load(tmp_path / "h.json").runs[0].epochs == [1.0, 2.0]
+
+
+def test_tick_epoch_numbers_going_back_in_one_run_are_said_once():
+    """Trial r15b: re-running a loop of tick_epoch(epoch=e) wrote rows [0, 1, 2, 0, 1, 2] in one run, without a
+    word; the charts turned back along the epoch axis (and a finding read 'since epoch 3, resolved at epoch 1')."""
+    import warnings as w
+
+    from monitorch_widget import MonitorNotice
+
+    ins = PyTorchInspector([LossMetrics()], visualizer="none", module=nn.Linear(1, 1))
+    with w.catch_warnings(record=True) as caught:
+        w.simplefilter("always")
+        for _ in range(2):  # the cell run twice
+            for e in range(3):
+                ins.push_loss(float(e), train=True)
+                ins.tick_epoch(epoch=e)
+        ins.tick_epoch(epoch=7)  # forward again: nothing more to say
+    said = [str(c.message) for c in caught if issubclass(c.category, MonitorNotice)]
+    assert len(said) == 1 and "tick_epoch(epoch=0) after epoch 2 of the same run" in said[0], said
+    assert list(ins.history.runs[-1].epochs) == [0, 1, 2, 0, 1, 2, 7]  # written as asked (monitorch's rows)
+    with w.catch_warnings(record=True) as caught:
+        w.simplefilter("always")
+        ins.detach()
+        ins.attach(nn.Linear(1, 1))
+        for e in (3, 5, 9):
+            ins.tick_epoch(epoch=e)
+    assert not [c for c in caught if issubclass(c.category, MonitorNotice)]
