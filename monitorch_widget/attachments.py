@@ -18,6 +18,7 @@ from torch import nn
 
 _OWNER: weakref.WeakKeyDictionary[nn.Module, list[weakref.ref[Any]]] = weakref.WeakKeyDictionary()
 _LENS_OWNER: weakref.WeakKeyDictionary[Any, weakref.ref[Any]] = weakref.WeakKeyDictionary()
+_CRITERION_OWNERS: weakref.WeakKeyDictionary[Any, list[weakref.ref[Any]]] = weakref.WeakKeyDictionary()
 
 
 def _replace(previous: Any, why: str) -> None:
@@ -37,15 +38,16 @@ def claim(model: nn.Module, inspector: Any) -> str | None:
              and getattr(ref(), "_model", None) is model]
     mine = _lens_types(inspector)
     replaced = [ref() for ref in alive if _lens_types(ref()) & mine]
+    shared = sorted({t.__name__ for previous in replaced for t in _lens_types(previous) & mine})
     _OWNER[model] = [ref for ref in alive if ref() not in replaced] + [weakref.ref(inspector)]
     for previous in replaced:
-        _replace(previous, f"another inspector with the same lens types was attached to this {type(model).__name__}, "
+        _replace(previous, f"another inspector sharing a lens type with this one was attached to this {type(model).__name__}, "
                  "which detached this one (a re-run cell replaces its earlier inspector); tick that one")
     if not replaced:
         return None
-    return (f"{type(model).__name__} was attached to another inspector with the same lens types: that one was "
-            "detached (its record keeps its runs) and its widget closed. Two inspectors watch one model side by "
-            "side only with different lens types")
+    return (f"{type(model).__name__} was attached to another inspector with a lens type of this one "
+            f"({', '.join(shared)}): that one was detached (its record keeps its runs) and its widget closed. Two "
+            "inspectors watch one model side by side only with different lens types")
 
 
 def release(model: nn.Module | None, inspector: Any) -> None:
@@ -80,3 +82,23 @@ def claim_lenses(lenses: list[Any], inspector: Any) -> str | None:
             "(its record keeps its runs) and its widget closed; a lens belongs to one inspector (create new lens "
             "objects to run two)")
 
+
+
+def claim_criteria(inspector: Any) -> str | None:
+    """Note ``inspector``'s loss criteria (``LossMetrics(loss_fn=...)``); returns a notice when another attached
+    inspector hooks the same criterion object: its forward hook counts every call, so each inspector would record
+    both models' losses, mixed (trial r15b: both read 50.6 for hand values 1.1 and 100.1)."""
+    others: list[str] = []
+    for lens in getattr(inspector, "lenses", ()):
+        criterion = getattr(lens, "_loss_fn", None)
+        if criterion is None:
+            continue
+        refs = [ref for ref in _CRITERION_OWNERS.get(criterion, []) if ref() is not None]
+        others += [type(criterion).__name__ for ref in refs
+                   if ref() is not inspector and ref().state.attached and ref()._model is not inspector._model]
+        _CRITERION_OWNERS[criterion] = [ref for ref in refs if ref() is not inspector] + [weakref.ref(inspector)]
+    if not others:
+        return None
+    return (f"the loss_fn of LossMetrics ({', '.join(dict.fromkeys(others))}) is the same object as another attached "
+            "inspector's: both record every call of it, so each records the other model's losses too, mixed. Give "
+            "each inspector its own criterion object (e.g. LossMetrics(loss_fn=nn.CrossEntropyLoss()) per model)")

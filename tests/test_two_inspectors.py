@@ -27,7 +27,7 @@ def test_the_replaced_inspector_says_why_it_cannot_tick():
     xs = [torch.randn(6, 4) for _ in range(2)]
     for x in xs:
         model(x).sum().backward()
-    with pytest.raises(RuntimeError, match="another inspector with the same lens types was attached to this Sequential"):
+    with pytest.raises(RuntimeError, match="another inspector sharing a lens type with this one was attached to this Sequential"):
         first.tick_epoch()
     second.tick_epoch()
     with torch.no_grad():
@@ -37,7 +37,7 @@ def test_the_replaced_inspector_says_why_it_cannot_tick():
         first.attach(model)  # taking the model back: the first one ticks again, the second is the replaced one
     model(xs[0]).sum().backward()
     first.tick_epoch()
-    with pytest.raises(RuntimeError, match="another inspector with the same lens types was attached"):
+    with pytest.raises(RuntimeError, match="another inspector sharing a lens type with this one was attached"):
         second.tick_epoch()
     first.detach()
 
@@ -94,12 +94,51 @@ def test_inspectors_with_disjoint_lens_sets_both_record():
     norm = float(torch.linalg.vector_norm(model[0].weight.detach()))
     assert second.history.series("Weight Norm", "0", "mean")[-1] == pytest.approx(norm, rel=1e-5)
     # a third one with a lens type in common with the first (a re-run of its cell) replaces that one only
-    with pytest.warns(MonitorNotice, match="same lens types"):
+    with pytest.warns(MonitorNotice, match=r"a lens type of this one \(OutputActivation\)"):
         third = PyTorchInspector([OutputActivation()], visualizer="none", module=model)
-    with pytest.raises(RuntimeError, match="same lens types"):
+    with pytest.raises(RuntimeError, match="sharing a lens type"):
         first.tick_epoch()
     model(x).sum().backward()
     second.tick_epoch()
     third.tick_epoch()
     for ins in (second, third):
         ins.detach()
+
+
+def test_a_criterion_shared_by_two_inspectors_is_said():
+    """Trial r15b: two inspectors on two models given one nn.MSELoss object both recorded the mean of both models'
+    losses (50.6 for 1.1 and 100.1) without a word. A criterion hooked by two attached inspectors is named once;
+    separate criterion objects record each model's own losses."""
+    import warnings
+
+    from monitorch_widget import MonitorNotice
+
+    def run(shared: bool) -> tuple[list[str], float, float]:
+        crit = nn.MSELoss()
+        a_model, b_model = nn.Linear(1, 1), nn.Linear(1, 1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            a = PyTorchInspector([LossMetrics(loss_fn=crit)], visualizer="none", module=a_model)
+            b = PyTorchInspector([LossMetrics(loss_fn=crit if shared else nn.MSELoss())], visualizer="none",
+                                 module=b_model)
+        x = torch.ones(4, 1)
+        with torch.no_grad():
+            a_model.weight.fill_(1.0), a_model.bias.fill_(0.0)
+            b_model.weight.fill_(10.0), b_model.bias.fill_(0.0)
+        a_crit = crit
+        b_crit = crit if shared else b.lenses[0]._loss_fn
+        a_crit(a_model(x), torch.zeros(4, 1)).backward()   # 1.0
+        b_crit(b_model(x), torch.zeros(4, 1)).backward()   # 100.0
+        a.tick_epoch()
+        b.tick_epoch()
+        said = [str(c.message) for c in caught if issubclass(c.category, MonitorNotice)]
+        return (said, float(a.history.series("Loss", "Loss", "train_loss mean")[0]),
+                float(b.history.series("Loss", "Loss", "train_loss mean")[0]))
+
+    said, a_loss, b_loss = run(shared=True)
+    assert any("loss_fn of LossMetrics (MSELoss) is the same object as another attached inspector's" in s
+               for s in said), said
+    assert a_loss == b_loss == pytest.approx(50.5)  # the mixing the notice warns about
+    said, a_loss, b_loss = run(shared=False)
+    assert not [s for s in said if "loss_fn" in s], said
+    assert (a_loss, b_loss) == (pytest.approx(1.0), pytest.approx(100.0))
