@@ -93,10 +93,10 @@ def claim_criteria(inspector: Any) -> str | None:
         criterion = getattr(lens, "_loss_fn", None)
         if criterion is None:
             continue
-        refs = [ref for ref in _CRITERION_OWNERS.get(criterion, []) if ref() is not None]
-        others += [type(criterion).__name__ for ref in refs
-                   if ref() is not inspector and ref().state.attached and ref()._model is not inspector._model]
-        _CRITERION_OWNERS[criterion] = [ref for ref in refs if ref() is not inspector] + [weakref.ref(inspector)]
+        owners = [o for ref in _CRITERION_OWNERS.get(criterion, []) if (o := ref()) is not None and o is not inspector]
+        if any(o.state.attached and o._model is not inspector._model for o in owners):
+            others.append(type(criterion).__name__)
+        _CRITERION_OWNERS[criterion] = [weakref.ref(o) for o in owners] + [weakref.ref(inspector)]
     if not others:
         return None
     return (f"the loss_fn of LossMetrics ({', '.join(dict.fromkeys(others))}) is the same object as another attached "
