@@ -108,8 +108,9 @@ def test_watched_parameters_the_optimizer_does_not_hold_are_named_once():
     assert _notices(caught) == [
         "monitorch_widget [ParameterUpdateGeometry]: 2 watched parameter(s) require grad but its optimizer (SGD) "
         "does not hold them: 'a.weight', 'a.bias'; no step of it updates them, so their update series stay empty. "
-        "If another optimizer trains them, watch them with a second ParameterUpdateGeometry(that_optimizer); if "
-        "none does, add them (optimizer.add_param_group) or freeze them (requires_grad_(False))"]
+        "If another optimizer trains them, the lens watches one optimizer at a time: assign lens.optimizer = "
+        "that_optimizer to watch its steps instead (mid-training too); if none does, add them "
+        "(optimizer.add_param_group) or freeze them (requires_grad_(False))"]
     h = ins.history
     assert h.series("Weight Update Norm", "b", "mean") == pytest.approx([sum(e) / len(e) for e in hand], rel=1e-5)
     assert all(math.isnan(v) for v in h.series("Weight Update Norm", "a", "mean"))

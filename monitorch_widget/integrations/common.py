@@ -12,8 +12,8 @@ keys of the Trainer's log dicts). :class:`LoggedValues` decides, per name, where
   warning gives the callback arguments that record it as the loss, not as a metric.
 
 :func:`check_run_name` / :func:`run_name_of` check and resolve the callbacks' ``run_name=`` argument.
-:class:`OptimizerHandOver` gives the Trainer's optimizer, which exists only inside ``fit`` / ``train``, to the
-inspector's ``ParameterUpdateGeometry(None)`` lenses for the run.
+:mod:`.optimizers` gives the Trainer's optimizer, which exists only inside ``fit`` / ``train``, to the inspector's
+``ParameterUpdateGeometry(None)`` lenses for the run.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ from typing import Any
 
 from ..collect.faults import MonitorWarning, user_stacklevel
 from ..inspector import PyTorchInspector
-from ..lens.parameter_update_geometry import ParameterUpdateGeometry
-from ..lens.update_notices import unwrap
+from ..lens.loss_metrics import LossMetrics
 
 
 def check_inspector(inspector: Any, owner: str) -> PyTorchInspector:
@@ -145,6 +144,15 @@ class LoggedValues:
             return False
         return True
 
+    def train_loss_due(self, due: bool) -> None:
+        """Before a row is written: whether the framework logged training values in it (``due``). A row without
+        a training loss is then a wrong name (the ``LossMetrics`` notice says so); one in which it logged nothing
+        (a logging interval longer than the row: Hugging Face's ``logging_steps``; Lightning's ``on_epoch=True``
+        loss in a row of ``every_n_steps`` inside an epoch) is not."""
+        for lens in self.inspector.lenses:
+            if isinstance(lens, LossMetrics):
+                lens.train_loss_due = due
+
     def push_all(self, logged: Iterable[tuple[str, Any]], skip: Callable[[str], bool] = lambda name: False) -> None:
         """Push every recorded name; warn once about the others (``skip``: not warned about here)."""
         unrecorded = []
@@ -184,33 +192,3 @@ class LoggedValues:
                     f"LossMetrics lens: {declared}. To plot them, build the inspector with LossMetrics(metrics=[...]) "
                     "listing them (names that first appear in a later epoch must be listed there too).")
         warnings.warn(message, MonitorWarning, stacklevel=user_stacklevel())
-
-
-class OptimizerHandOver:
-    """A framework builds the optimizer inside ``fit`` / ``train``, so a user can only write
-    ``ParameterUpdateGeometry(None)``: :meth:`hand` gives the Trainer's optimizer to every such lens of the
-    inspector (and to those it handed one before: a second ``fit`` builds a new optimizer) before the run
-    attaches; :meth:`take_back` sets them to None again after it detaches. A wrapper that never ran
-    ``Optimizer.__init__`` (accelerate's ``AcceleratedOptimizer``) is unwrapped to the optimizer it drives. With
-    several optimizers (a GAN), the first is handed; the lens names, once, the watched parameters it does not
-    hold. A lens built with an optimizer keeps its own."""
-
-    def __init__(self, inspector: PyTorchInspector) -> None:
-        self.inspector = inspector
-        self._handed: list[ParameterUpdateGeometry] = []
-
-    def hand(self, optimizers: Iterable[Any]) -> None:
-        first = next((o for o in (unwrap(x) for x in optimizers) if o is not None), None)
-        if first is None:
-            return
-        for lens in self.inspector.lenses:
-            if isinstance(lens, ParameterUpdateGeometry) and (lens.optimizer is None or
-                                                               any(lens is h for h in self._handed)):
-                lens.optimizer = first
-                if not any(lens is h for h in self._handed):
-                    self._handed.append(lens)
-
-    def take_back(self) -> None:
-        for lens in self._handed:
-            lens.optimizer = None
-        self._handed = []

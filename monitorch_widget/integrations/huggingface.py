@@ -6,13 +6,9 @@ this module.
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
-import re
 from typing import Any
-
-from torch import nn
 
 try:
     from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -22,15 +18,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from ..collect.faults import MonitorNotice
 from ..inspector import PyTorchInspector
-from .common import (
-    LoggedValues,
-    OptimizerHandOver,
-    RunName,
-    check_every_n_steps,
-    check_inspector,
-    check_run_name,
-    run_name_of,
-)
+from .common import LoggedValues, RunName, check_every_n_steps, check_inspector, check_run_name, run_name_of
+from .loss_scale import loss_times_accumulation
+from .optimizers import OptimizerHandOver
+
+__all__ = ["InspectorCallback", "loss_times_accumulation"]
 
 _OWNER = "InspectorCallback"
 # The Trainer's own bookkeeping in its log dicts: recorded only when declared, never warned about.
@@ -43,44 +35,6 @@ def _bookkeeping(name: str) -> bool:
     return name in _BOOKKEEPING or name.endswith(_BOOKKEEPING_SUFFIXES)
 
 
-# `self.loss_function(..., **kwargs)`: transformers' loss functions take num_items_in_batch through **kwargs (one
-# level of nested parentheses inside the call, e.g. logits.view(-1, n), is allowed)
-_PASSES_LOSS_KWARGS = re.compile(r"loss_function\((?:[^()]|\([^()]*\))*\*\*kwargs")
-
-
-def loss_times_accumulation(model: nn.Module) -> bool:
-    """Whether the Trainer logs (and back-propagates) ``gradient_accumulation_steps`` x the mean loss for
-    ``model`` (huggingface/transformers#37766), as transformers 5.x decides it.
-
-    ``Trainer.training_step`` divides the micro-batch loss by the accumulation steps unless it counts the loss
-    as already normalised by ``num_items_in_batch``: when the model "accepts loss kwargs" (its
-    ``accepts_loss_kwargs`` attribute, else a ``**kwargs`` in its ``forward``; ``Trainer.__init__``). A model
-    whose ``forward`` takes ``**kwargs`` but computes a plain per-batch mean (``BertForSequenceClassification``
-    and most ``*ForSequenceClassification`` heads: ``CrossEntropyLoss()`` on the logits) never uses it, so
-    each micro-batch's full mean is summed. Told apart here by the source of ``forward``: a loss normalised by
-    the Trainer's count is handed to ``self.loss_function(..., **kwargs)`` or named ``num_items_in_batch`` (a
-    ``self.loss_function(labels, logits, config)`` without them is a plain mean too). False when the
-    source cannot be read (no notice rather than a wrong one). A ``compute_loss_func`` given to the Trainer
-    is not visible to a callback."""
-    base = getattr(model, "get_base_model", None)  # a PEFT model: the Trainer inspects the base model
-    if callable(base):
-        model = base()
-    accepts = getattr(model, "accepts_loss_kwargs", None)
-    if accepts is None:
-        try:
-            params = inspect.signature(model.forward).parameters.values()
-        except (TypeError, ValueError):
-            return False
-        accepts = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params)
-    if not accepts:
-        return False
-    try:
-        source = inspect.getsource(type(model).forward)
-    except (OSError, TypeError):
-        return False
-    return "num_items_in_batch" not in source and _PASSES_LOSS_KWARGS.search(source) is None
-
-
 class InspectorCallback(TrainerCallback):
     """A ``transformers.TrainerCallback`` that attaches ``inspector`` to the Trainer's model and ticks it.
 
@@ -88,9 +42,12 @@ class InspectorCallback(TrainerCallback):
     ``inspector.history``: attached at ``on_train_begin`` (to the ``model`` the Trainer passes, unwrapped),
     detached at ``on_train_end``. One row per epoch, numbered 1, 2, ...; with ``every_n_steps=N``, one row
     every N optimizer steps, numbered ``state.global_step`` (plus a last row for the remaining steps). A
-    row is written once what the Trainer logs and evaluates for it has arrived (the Trainer logs and
-    evaluates *after* ``on_epoch_end`` / ``on_step_end``), i.e. at the next step / epoch start or at the
-    end of training.
+    row is written once what the Trainer logs and evaluates for it has arrived (the Trainer logs, evaluates and
+    saves *after* ``on_epoch_end`` / ``on_step_end``; a step that ends an epoch belongs with the epoch's): at
+    its evaluation or checkpoint save, else at the next step / epoch start; the last row when the training loop
+    is over, before the Trainer reloads the best checkpoint (``load_best_model_at_end=True``: transformers 5
+    logs its summary first), so what the row reads from the weights at the tick (``ParameterNorm``) is the
+    trained model's, not the reloaded one's.
 
     Values come from ``on_log`` (the Trainer's log dicts, plain floats): every value logged within a row is
     pushed, so with ``logging_steps`` smaller than an epoch a row holds the mean (± std band) of the logged
@@ -141,10 +98,12 @@ class InspectorCallback(TrainerCallback):
                                    quiet=_bookkeeping)
         self._pid = os.getpid()
         self._attached = False
-        self._pending: int | None = None
-        self._last_step = 0
+        self._pending: int | None = None  # the row waiting for what the Trainer logs and evaluates for it
+        self._armed = False  # ... and its boundary hooks have run: its evaluation (or save) completes it
+        self._logged = False  # the Trainer logged training values in the row being gathered
+        self._last_step = 0  # state.global_step at the last step row's end (every_n_steps)
         self._before_training = False  # between on_train_begin and the first epoch: eval_on_start's evaluation
-        self._optimizers = OptimizerHandOver(inspector)  # the Trainer's optimizer -> ParameterUpdateGeometry(None)
+        self._optimizers = OptimizerHandOver(inspector, _OWNER)  # the Trainer's optimizer -> ParameterUpdateGeometry(None)
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        **kwargs: Any) -> None:
@@ -161,7 +120,7 @@ class InspectorCallback(TrainerCallback):
         self._optimizers.hand([kwargs.get("optimizer")])
         self.inspector.attach(model, run_name=run_name_of(self.run_name, _OWNER, args, state))  # a new run (detaches an earlier model first)
         self._attached = True
-        self._pending = None
+        self._pending, self._armed, self._logged = None, False, False
         self._last_step = state.global_step
         self._before_training = True
         steps = args.gradient_accumulation_steps
@@ -175,18 +134,19 @@ class InspectorCallback(TrainerCallback):
                 "the Trainer (it then divides the loss), unless a compute_loss_func normalises it."),
                 category=MonitorNotice)
 
-        self._say_sparse_logging(args, state)
+        self._say_sparse_logging(args, state, kwargs.get("train_dataloader"))
 
-    def _say_sparse_logging(self, args: TrainingArguments, state: TrainerState) -> None:
+    def _say_sparse_logging(self, args: TrainingArguments, state: TrainerState, dataloader: Any) -> None:
         """The Trainer logs 'loss' every logging_steps optimizer steps (500 by default): with fewer steps per row,
         rows have no training loss and the loss-based health checks never run. Said once, at the start."""
         if str(getattr(args.logging_strategy, "value", args.logging_strategy)) != "steps":
             return
-        epochs = max(int(getattr(state, "num_train_epochs", 0) or 0), 1)
-        per_row = self.every_n_steps or (state.max_steps // epochs if state.max_steps else 0)
+        per_row = self.every_n_steps or _steps_per_epoch(args, state, dataloader)
+        if state.max_steps and state.max_steps > 0:
+            per_row = min(per_row, state.max_steps)  # a run shorter than a row: its one row
         every = args.logging_steps
-        if isinstance(every, float) and every < 1:  # a ratio of the total steps
-            every = max(int(every * state.max_steps), 1)
+        if isinstance(every, float) and every < 1:  # a ratio of the total steps (TrainerState.compute_steps)
+            every = max(math.ceil(every * state.max_steps), 1)
         if per_row and every > per_row:
             self.inspector.faults.report("huggingface", (
                 f"the Trainer logs the training loss every logging_steps={every:g} optimizer steps, and a row here "
@@ -206,35 +166,87 @@ class InspectorCallback(TrainerCallback):
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     **kwargs: Any) -> None:
-        if self.every_n_steps is not None and state.global_step % self.every_n_steps == 0:
-            self._pending = state.global_step
+        every = self.every_n_steps
+        # a crossing of a multiple of N (as the Lightning callback's: a step count may jump)
+        if every is not None and state.global_step // every > self._last_step // every:
+            self._pending = self._last_step = state.global_step
+            # complete at its evaluation, unless the step ends the epoch: then the epoch's logs and evaluation,
+            # which come after on_epoch_end, are the row's too
+            self._armed = not _ends_epoch(state, control)
 
     def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                      **kwargs: Any) -> None:
         if self.every_n_steps is None:
             self._pending = max(1, math.ceil((state.epoch or 0.0) - 1e-6))
+        elif self._pending is None and _last_epoch(state, control) and state.global_step != self._last_step:
+            self._pending = self._last_step = state.global_step  # the remaining steps
+        self._armed = self._pending is not None
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                logs: dict[str, float] | None = None, **kwargs: Any) -> None:
-        if not self._attached or not logs or "train_runtime" in logs:
-            return  # outside train(), or the end-of-training summary
+        if not self._attached or not logs:
+            return  # outside train()
+        if "train_runtime" in logs:  # the end-of-training summary (not recorded): the training loop is over
+            self._finish(state)  # transformers 5 logs it before reloading the best checkpoint
+            return
         if self._before_training:  # eval_on_start: a baseline row before training, not part of epoch 1
             self._pending = state.global_step if self.every_n_steps is not None else math.floor(state.epoch or 0.0)
+            self._armed = True
+        if {"loss", "learning_rate", self.values.train_loss} & logs.keys():  # the Trainer's training log
+            self._logged = True
         self.values.push_all(logs.items())
+
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    **kwargs: Any) -> None:
+        if self._armed:
+            self._flush_pending()  # its evaluation was the last thing logged for it
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                **kwargs: Any) -> None:
+        if self._armed:
+            self._flush_pending()  # saved after its logs and evaluation
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                      **kwargs: Any) -> None:
         if not self._attached:
             return
-        if self.every_n_steps is not None and self._pending is None and state.global_step != self._last_step:
-            self._pending = state.global_step
-        self._flush_pending()
+        self._finish(state)
         self._attached = False
         self.inspector.detach()
         self._optimizers.take_back()
 
+    def _finish(self, state: TrainerState) -> None:
+        """The training loop is over: the last row is written now (with every_n_steps, the remaining steps)."""
+        if self.every_n_steps is not None and self._pending is None and state.global_step != self._last_step:
+            self._pending = self._last_step = state.global_step
+        self._flush_pending()
+
     def _flush_pending(self) -> None:
         if self._pending is not None and self._attached:
-            number, self._pending = self._pending, None
-            self._last_step = number if self.every_n_steps is not None else self._last_step
+            number, self._pending, self._armed = self._pending, None, False
+            self.values.train_loss_due(self._logged)
+            self._logged = False
             self.inspector.tick_epoch(number)
+
+
+def _steps_per_epoch(args: TrainingArguments, state: TrainerState, dataloader: Any) -> int:
+    """Optimizer steps in an epoch, as the Trainer counts them: ceil(batches / gradient_accumulation_steps); a
+    dataloader without a length runs ``max_steps`` in one epoch. (Not ``max_steps // num_train_epochs``: a
+    ``max_steps`` ending inside an epoch makes the last epoch shorter.)"""
+    try:
+        batches = len(dataloader)
+    except TypeError:
+        return int(state.max_steps or 0)
+    return max(math.ceil(batches / max(args.gradient_accumulation_steps, 1)), 1)
+
+
+def _ends_epoch(state: TrainerState, control: TrainerControl) -> bool:
+    """Whether ``on_epoch_end`` follows this step before the next one: the epoch's last batch (``state.epoch``
+    is whole then) or the Trainer stops."""
+    epoch = float(state.epoch or 0.0)
+    return bool(control.should_epoch_stop or control.should_training_stop) or abs(epoch - round(epoch)) < 1e-9
+
+
+def _last_epoch(state: TrainerState, control: TrainerControl) -> bool:
+    """At ``on_epoch_end``: the training loop ends after this epoch."""
+    return bool(control.should_training_stop) or bool(state.max_steps and state.global_step >= state.max_steps)

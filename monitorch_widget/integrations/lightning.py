@@ -18,15 +18,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
                       "'monitorch-widget[lightning]' (or pip install lightning)") from exc
 
 from ..inspector import PyTorchInspector
-from .common import (
-    LoggedValues,
-    OptimizerHandOver,
-    RunName,
-    check_every_n_steps,
-    check_inspector,
-    check_run_name,
-    run_name_of,
-)
+from .common import LoggedValues, RunName, check_every_n_steps, check_inspector, check_run_name, run_name_of
+from .optimizers import OptimizerHandOver
 
 _OWNER = "InspectorCallback"
 
@@ -55,9 +48,12 @@ class InspectorCallback(pl.Callback):
 
     - ``fit``: attached when training starts, *after* the sanity check (so sanity-check batches are never
       counted), detached when it ends (or on an exception). One row per training epoch, numbered
-      ``current_epoch + 1``; with ``every_n_steps=N``, one row every N optimizer steps, numbered
-      ``trainer.global_step`` (a last row at the end for the remaining steps). The row of an epoch is
-      written once the module's own ``on_train_epoch_end`` has run (values it logs there belong to it).
+      ``current_epoch + 1``; with ``every_n_steps=N``, one row each time ``trainer.global_step`` passes a
+      multiple of N (with several optimizers stepping per batch it moves by more than 1), numbered by it (a last
+      row at the end for the remaining steps). A row is written once what belongs to it is in: an epoch's after
+      the module's own ``on_train_epoch_end`` (values it logs there belong to it); a step row at the next batch
+      or epoch start, after the validation Lightning runs after that step's batch (``val_check_interval``,
+      the end of an epoch).
     - ``validate`` / ``test``: attached for that loop (whether it runs under ``torch.no_grad`` or
       ``torch.inference_mode``); one row, numbered 1, written when it ends.
 
@@ -91,8 +87,10 @@ class InspectorCallback(pl.Callback):
     gradient (README "Distributed"); only ``master_rank`` draws.
 
     ``ParameterUpdateGeometry(None)`` (the optimizer is made inside ``fit``): for each ``fit`` the callback gives it
-    ``trainer.optimizers[0]`` (:class:`~monitorch_widget.integrations.common.OptimizerHandOver`), so its update
-    series fill in; a lens built with an optimizer keeps its own.
+    ``trainer.optimizers[0]`` (:class:`~monitorch_widget.integrations.optimizers.OptimizerHandOver`), so its update
+    series fill in; a lens built with an optimizer keeps its own. With several optimizers (a GAN) one
+    ``MonitorNotice`` names the parameters only the others train (no update series); to watch another one,
+    assign it in the LightningModule's ``on_train_start``: ``lens.optimizer = self.trainer.optimizers[1]``.
 
     Raises ``TypeError`` / ``ValueError`` for a wrong ``inspector`` / ``every_n_steps`` / ``run_name``, and
     ``RuntimeError`` at ``setup`` when the Trainer runs several processes the callback cannot serve:
@@ -113,9 +111,10 @@ class InspectorCallback(pl.Callback):
         self._attached = False
         self._seen: dict[str, Any] = {}  # callback_metrics entries as last read (to tell newly logged ones)
         self._step_names: set[str] = set()  # recorded names logged in training steps (read from the steps only)
-        self._pending: int | None = None  # epoch row waiting for the module's on_train_epoch_end
-        self._last_step = 0
-        self._optimizers = OptimizerHandOver(inspector)  # trainer.optimizers -> ParameterUpdateGeometry(None)
+        self._pending: int | None = None  # the row to write once its values are in (on_train_epoch_end, on_train_batch_end)
+        self._last_step = 0  # global_step at the last step row's end (every_n_steps)
+        self._logged = False  # a training step or epoch end of the row being gathered logged values
+        self._optimizers = OptimizerHandOver(inspector, _OWNER)  # trainer.optimizers -> ParameterUpdateGeometry(None)
 
     # --- processes -----------------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -143,24 +142,41 @@ class InspectorCallback(pl.Callback):
         self._last_step = trainer.global_step
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._pending is None and self._attached:
+            # a step row going on past the epoch's end: read what was logged at epoch level (aggregates, the
+            # module's on_train_epoch_end) now, so that no step takes an epoch aggregate for its own value
+            self._push_fresh(trainer, step=False)
         self._flush_pending(trainer)
+        # once, after the module's own on_train_start (which may assign ParameterUpdateGeometry another optimizer)
+        self._optimizers.name_the_others("the LightningModule's on_train_start (it runs after the callbacks')")
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self._flush_pending(trainer)  # a step row: the validation Lightning ran after its last batch is in
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         if self._attached:
+            # a step that logged (under any name): a row of such steps without a training loss means a wrong name
+            self._logged = self._logged or any(not _same(self._seen.get(name), value)
+                                               for name, value in trainer.callback_metrics.items())
             self._push_fresh(trainer, step=True)
-        step = trainer.global_step
-        if self.every_n_steps is not None and step != self._last_step and step % self.every_n_steps == 0:
-            self._row(trainer, step)
+        step, every = trainer.global_step, self.every_n_steps
+        # a crossing, not step % N == 0: global_step moves by more than 1 per batch with several optimizers
+        if every is not None and step // every > self._last_step // every:
+            # written at the next batch / epoch start or at the end: Lightning validates after this hook
+            self._pending, self._last_step = step, step
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._logged = True  # the epoch's on_epoch=True values are read at its row
         if self.every_n_steps is None:
             self._pending = trainer.current_epoch + 1  # written after the module's own on_train_epoch_end
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._flush_pending(trainer)
         if self.every_n_steps is not None and trainer.global_step != self._last_step:
-            self._row(trainer, trainer.global_step)
+            self._last_step = trainer.global_step
+            self._row(trainer, trainer.global_step)  # the remaining steps
         self._stop()
 
     # --- validate / test (standalone calls; validation inside fit belongs to the fit run) -------------
@@ -206,6 +222,7 @@ class InspectorCallback(pl.Callback):
         self._pending = None
         self._seen = dict(trainer.callback_metrics)
         self._step_names = set()
+        self._logged = False
 
     def _stop(self) -> None:
         if self._attached:
@@ -244,5 +261,6 @@ class InspectorCallback(pl.Callback):
             return suffix in ("step", "epoch") and base in current
 
         self.values.push_all(fresh, skip=forked)
-        self._last_step = trainer.global_step
+        self.values.train_loss_due(self._logged)
+        self._logged = False
         self.inspector.tick_epoch(number)

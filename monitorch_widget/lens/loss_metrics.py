@@ -127,6 +127,12 @@ class LossMetrics(AbstractLens):
         self._last: dict[tuple[bool, str], float] = {}
         self._steps_before = 0  # the run's optimizer steps at the previous compute
         self._stepped = False
+        self._had_train_loss = False  # a row of this run had a training loss (its chart is not empty)
+        #: whether the row being ticked is owed a pushed training loss when the optimizer stepped in it: a
+        #: hand-written loop pushes one at every step (True). A framework callback sets it before each tick: False
+        #: for a row in which the framework logged nothing (a logging interval longer than the row), where a
+        #: missing loss is no wiring fault
+        self.train_loss_due = True
 
     @property
     def metrics(self) -> list[str]:
@@ -159,6 +165,7 @@ class LossMetrics(AbstractLens):
             self._register = None
         super().detach()
         self._train_site = self._val_site = None
+        self._steps_before, self._had_train_loss, self.train_loss_due = 0, False, True  # the next run's own
 
     def set_hidden(self, modules: set[str], types: set[str]) -> None:
         pass  # the loss is not a module of the model
@@ -175,9 +182,12 @@ class LossMetrics(AbstractLens):
         return self.ctx.pushes.summary(name)
 
     def _say_no_training_loss(self) -> None:
-        """The optimizer stepped this epoch but no training loss arrived: the loss is wired wrong (said once)."""
-        if not self._stepped:
-            return
+        """The optimizer stepped this epoch, no training loss arrived, none arrived in an earlier row of the run
+        (the chart is empty so far) and one was due (:attr:`train_loss_due`): the loss is wired wrong (said
+        once). A row without a loss after rows with one (the last, partial row of a framework logging every k
+        steps) says nothing."""
+        if not self._stepped or self._had_train_loss or (self._loss_fn is None and not self.train_loss_due):
+            return  # (a hooked loss_fn sees every step's loss, whatever a framework logs)
         if self._loss_fn is not None:
             why = (f"LossMetrics(loss_fn={type(self._loss_fn).__name__}) was never called with grad enabled while "
                    "the optimizer stepped: the training loop computes its loss with another callable "
@@ -206,6 +216,8 @@ class LossMetrics(AbstractLens):
         self._last = {}
         for train, label in ((True, ctx.train_loss_str), (False, ctx.non_train_loss_str)):
             s = self._loss_summary(self._train_site if train else self._val_site, summaries, train)
+            if train and s is not None:
+                self._had_train_loss = True
             if s is None:
                 if train:
                     for m in self._loss_line:

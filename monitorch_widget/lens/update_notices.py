@@ -109,6 +109,7 @@ class StepNotices:
         self.faults.report(self.lens, (
             f"{len(new)} watched parameter(s) require grad but its optimizer ({type(optimizer).__name__}) does not "
             f"hold them: {listed(new)}; no step of it updates them, so their update series stay empty. If another "
-            "optimizer trains them, watch them with a second ParameterUpdateGeometry(that_optimizer); if none does, "
+            "optimizer trains them, the lens watches one optimizer at a time: assign lens.optimizer = that_optimizer "
+            "to watch its steps instead (mid-training too); if none does, "
             "add them (optimizer.add_param_group) or freeze them (requires_grad_(False))"),
             category=MonitorNotice)
