@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -72,3 +73,35 @@ def test_an_extra_tick_without_steps_after_a_wired_epoch_says_nothing():
     with warnings.catch_warnings():
         warnings.simplefilter("error", MonitorNotice)
         ins.tick_epoch()  # no batch, no step: nothing to miss
+
+
+def test_a_loss_of_no_grad_outputs_scored_outside_the_block_counts_as_validation():
+    """Trial r15a: logits computed under torch.no_grad(), the loss computed after the block (grad enabled again)
+    went into train_loss (0.8115 = (3 training + 1 validation) / 4 for a hand training mean of 0.6295). No backward
+    can use such a loss: it is validation, said once."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ins = PyTorchInspector([LossMetrics(loss_fn=loss_fn)], visualizer="none", module=model)
+    g = torch.Generator().manual_seed(1)
+    train, val = [], []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            for _ in range(3):
+                opt.zero_grad()
+                loss = loss_fn(model(torch.randn(4, 3, generator=g)), torch.randint(0, 2, (4,), generator=g))
+                loss.backward()
+                opt.step()
+                train.append(float(loss))
+            with torch.no_grad():
+                logits = model(torch.randn(4, 3, generator=g))
+            val.append(float(loss_fn(logits, torch.randint(0, 2, (4,), generator=g))))  # outside the block
+            ins.tick_epoch()
+    said = [str(c.message) for c in caught if issubclass(c.category, MonitorNotice) and "do not require grad" in
+            str(c.message)]
+    assert len(said) == 1, said
+    h = ins.history
+    assert h.series("Loss", "Loss", "train_loss mean") == pytest.approx([np.mean(train[:3]), np.mean(train[3:])])
+    assert h.series("Loss", "Loss", "val_loss mean") == pytest.approx(val)

@@ -37,6 +37,7 @@ class _LossHook(NotCopied):
         self.lens = lens
         self.off = False
         self.averaged_warned = False
+        self.said_detached = False
         self.passes = passes  # the watched model's forward passes (LensContext.passes)
         self.passes_seen = passes[0]
         self.copies_seen = COPY_PASSES[0]
@@ -51,6 +52,13 @@ class _LossHook(NotCopied):
                            "the watched model's. Give the copy its own criterion (copy.deepcopy(loss_fn), or a "
                            "function of torch.nn.functional), or attach an inspector to the copy", category=MonitorNotice)
 
+    def _say_detached(self) -> None:
+        self.said_detached = True
+        self.faults.report(self.lens, "loss_fn was called with grad enabled on outputs that do not require grad (a "
+                           "validation pass under torch.no_grad() scored after the block): no backward can use "
+                           "such a loss, so it is counted as validation, not training. Compute it inside the "
+                           "no_grad block to make that explicit", category=MonitorNotice)
+
     def __call__(self, module: nn.Module, args: Any, out: Any) -> None:
         if in_graph():  # loss_fn traced into a graph compiled after attach: said at the tick
             self.train.in_graph = True
@@ -64,6 +72,12 @@ class _LossHook(NotCopied):
             self._after_a_copy()
         try:
             training = torch.is_grad_enabled() if self.from_grad else module.training
+            if training and self.from_grad and not out.requires_grad:
+                # grad enabled, but a loss no backward can use: its inputs came from a no_grad pass (the logits of
+                # a validation pass scored after the no_grad block); monitorch counts it as training
+                training = False
+                if not self.said_detached:
+                    self._say_detached()
             y = out.detach() if out.requires_grad else out
             if y.numel() != 1:
                 if not self.averaged_warned:
