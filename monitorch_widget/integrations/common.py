@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..collect.faults import MonitorWarning, user_stacklevel
+from ..collect.faults import MonitorNotice, MonitorWarning, user_stacklevel
 from ..inspector import PyTorchInspector
 from ..lens.loss_metrics import LossMetrics
 
@@ -132,17 +132,29 @@ class LoggedValues:
 
     def push(self, name: str, value: Any) -> bool:
         """Push one value if ``name`` is recorded; returns whether it was."""
-        if name == self.train_loss:
-            self.inspector.push_loss(value, train=True)
-            self.pushed_losses.add("train_loss")
-        elif name == self.val_loss:
-            self.inspector.push_loss(value, train=False)
-            self.pushed_losses.add("val_loss")
+        if name == self.train_loss or name == self.val_loss:
+            train = name == self.train_loss
+            if not self.pushed_losses and self._reads_criterion():
+                self._say_criterion(name)
+            self.inspector.push_loss(value, train=train)
+            self.pushed_losses.add("train_loss" if train else "val_loss")
         elif name in self.metrics:
             self.inspector.push_metric(name, value)
         else:
             return False
         return True
+
+    def _reads_criterion(self) -> bool:
+        return any(isinstance(lens, LossMetrics) and lens._loss_fn is not None for lens in self.inspector.lenses)
+
+    def _say_criterion(self, name: str) -> None:
+        """Once (at the first logged loss): the lens reads the loss from its criterion's calls, which the logged
+        losses do not change (trial r15c: Lightning's batch-size-weighted validation mean was silently not used)."""
+        self.inspector.faults.report(self.owner, (
+            f"the inspector's LossMetrics reads the loss from its loss_fn's calls, so the logged {name!r} (and the "
+            "other logged loss) is not what the Loss panel shows: it shows the mean over the criterion's calls, "
+            "each batch counting once (a framework's logged epoch mean may weight batches by their size). To show "
+            "the logged losses instead, build the lens without loss_fn: LossMetrics()"), category=MonitorNotice)
 
     def train_loss_due(self, due: bool) -> None:
         """Before a row is written: whether the framework logged training values in it (``due``). A row without

@@ -212,3 +212,41 @@ def test_two_optimizers_notice_gives_advice_that_works(watch):
         np.testing.assert_allclose(d0, by_hand, rtol=1e-5)
         assert np.all(np.isnan(g0))
     assert lens.optimizer is None  # taken back after fit
+
+
+class Criterion(pl.LightningModule):
+    """Scores with a criterion object the inspector's LossMetrics also hooks, and logs the same losses."""
+
+    def __init__(self, criterion: nn.Module) -> None:
+        super().__init__()
+        self.fc = nn.Linear(D, C)
+        self.criterion = criterion
+        self.train_losses: list[float] = []
+
+    def training_step(self, batch, batch_idx):
+        loss = self.criterion(self.fc(batch[0]), batch[1])
+        self.train_losses.append(loss.item())
+        self.log("train_loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", self.criterion(self.fc(batch[0]), batch[1]))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_logged_losses_beside_a_hooked_criterion_are_said_to_be_unused():
+    """Trial r15c: LossMetrics(loss_fn=criterion) with the callback: the logged losses were ignored without a word
+    (the Loss panel shows the criterion's per-call mean; Lightning's validation mean weights batches by size)."""
+    criterion = nn.CrossEntropyLoss()
+    ins = PyTorchInspector([LossMetrics(loss_fn=criterion)], visualizer="none")
+    module = Criterion(criterion)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer(max_epochs=1, callbacks=[InspectorCallback(ins)]).fit(module, loader(), loader(1))
+    said = [str(c.message) for c in caught if issubclass(c.category, MonitorNotice)
+            and "reads the loss from its loss_fn's calls" in str(c.message)]
+    assert len(said) == 1, said
+    # the Loss panel: the criterion's calls, each training batch once (not doubled by the logged values)
+    assert ins.history.series("Loss", "Loss", "train_loss mean") == pytest.approx([np.mean(module.train_losses)])
