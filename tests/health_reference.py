@@ -116,6 +116,14 @@ def dying_trend(view: RowView, cfg: HealthConfig) -> list[Condition]:
     improvement = (l0 - l1) / abs(l0)
     if improvement >= cfg.stalled_improvement:
         return []
+    if improvement > 0:
+        change = f"improved by only {improvement:.1%}"
+    elif improvement == 0:
+        change = "did not change"
+    elif l0 > 0 and l1 >= 2 * l0:  # more than doubled: a factor, not "worse by 70354.5%"
+        change = f"got {l1 / l0:.3g}x worse ({sci(l0)} -> {sci(l1)})"
+    else:
+        change = f"got worse by {-improvement:.1%} ({sci(l0)} -> {sci(l1)})"
     cols = [idx for _, idx in layers]
     first, last = view.run.data[start, cols], view.row_values(cols)
     out = []
@@ -124,7 +132,7 @@ def dying_trend(view: RowView, cfg: HealthConfig) -> list[Condition]:
         out.append(Condition(
             "dying_trend", "warning", layer, panel, d1,
             f"its death rate rose from {pct(d0)} to {pct(d1)} over {cfg.dying_window} epochs while the "
-            f"training loss improved by only {improvement:.1%}.", _TREND_ADVICE, since=view.epoch_of(start)))
+            f"training loss {change}.", _TREND_ADVICE, since=view.epoch_of(start)))
     return out
 
 
@@ -232,7 +240,7 @@ def plateau(view: RowView, cfg: HealthConfig) -> list[Condition]:
     message = f"the training loss has not improved by {cfg.plateau_threshold:.0e} (relative) for {bad} epochs."
     advice = ("if validation is still poor, lower the learning rate (ReduceLROnPlateau) or add capacity; if it is "
               "good, stop training")
-    stalled = _stalled_by(view, cfg)  # reads this row only (no scan): shared with the checks
+    stalled = _stalled_by(view, cfg)  # shared with the checks (it reads the conditions of this row's other checks)
     if stalled is not None:
         message, advice = f"{message} {stalled[0]}", stalled[1]
     return [Condition("plateau", "info", None, view.run.columns[idx].panel, float(vals[-1]), message, advice,

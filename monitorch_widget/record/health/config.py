@@ -54,6 +54,20 @@ class HealthConfig:
     update_ratio_high: float = 1e-1   # ||update|| / ||weight|| per step, epoch mean above this: LR too high (warning)
     update_ratio_low: float = 1e-5    # ... below this: learning rate too low (info)
     update_ratio_critical: float = 1.0  # ... and one step moved them by this share of their norm: critical (heuristic)
+    # --- gradients accumulating across steps (ParameterGradientGeometry's correlation; the run's step counts) ---
+    accumulation_correlation: float = 0.95  # every layer's mean gradient correlation >= this x (n-1)/n, the most
+    # an epoch of n >= 4 steps reaches (its first step counts 0), in every epoch but the run's first (whose sums of
+    # a few batches still turn): consecutive gradients nearly equal, as consecutive sums of many steps' gradients
+    # are (trial r15: 0.89-0.91 against (n-1)/n = 0.909 with 11 steps; healthy minibatch runs ~0.6 with SGD,
+    # towards 0 with Adam) ...
+    accumulation_growth: float = 0.7  # ... and in each of those epochs every layer's gradient norm grew from the epoch
+    # before by at least this share of what a running sum of every step's gradient since the run began grows by
+    # (accumulation.summed_growth: 2.83x from the first epoch to the second with 11 steps each, 1.65x to the third;
+    # a forgotten zero_grad measured 2.65-3.6x then 1.58-2.0x, CNNs 5-10x then 2.4-2.7x) ...
+    accumulation_epochs: int = 3      # ... over the run's first this many epochs with steps (warning). Full-batch
+    # training has consecutive cosines near 1 too, and its gradient may grow like a sum's for one epoch (a CNN with
+    # a tiny initial gradient, Adam on digits: 2.5-5.4x), not for two (0.6-1.0x to the third). It holds while no
+    # layer's norm falls below the size it reached (a sum that stops growing keeps its size)
     # --- loss (LossMetrics) ----------------------------------------------------------------------------------
     divergence_factor: float = 1.5    # training loss at least this many times its best so far (critical)
     divergence_giveback: float = 0.25  # ... and back up by at least this share of its fall from the first epoch
@@ -86,7 +100,7 @@ class HealthConfig:
         """``self`` after checking every value; raises ``ValueError`` naming the field and its range."""
         shares = ("dead_rate", "dead_critical_rate", "dying_gap", "dying_rise", "stalled_improvement",
                   "vanishing_ratio", "plateau_threshold", "confident_share", "low_accuracy", "divergence_giveback",
-                  "overfit_fit")
+                  "overfit_fit", "accumulation_correlation", "accumulation_growth")
         for name in shares:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1:
@@ -97,6 +111,10 @@ class HealthConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"HealthConfig({name}={v!r}): must be an int >= 1 (epochs)")
+        if not isinstance(self.accumulation_epochs, int) or isinstance(self.accumulation_epochs, bool) or \
+                self.accumulation_epochs < 2:
+            raise ValueError(f"HealthConfig(accumulation_epochs={self.accumulation_epochs!r}): must be an int >= 2 "
+                             "(epochs: the norm's growth is read between consecutive ones)")
         for name in ("dying_ratio", "exploding_jump", "divergence_factor"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 1:
@@ -137,4 +155,5 @@ class HealthConfig:
 
 #: Every check, by the name findings carry in ``Finding.check``.
 CHECKS = ("dead_layer", "dying_layer", "dying_trend", "vanishing_gradient", "exploding_gradient",
-          "update_ratio", "nonfinite", "divergence", "plateau", "overfitting", "confident_softmax")
+          "update_ratio", "accumulating_gradient", "nonfinite", "divergence", "plateau", "overfitting",
+          "confident_softmax")

@@ -134,3 +134,18 @@ def sci(v: float) -> str:
     if v != 0 and (abs(v) < 1e-2 or abs(v) >= 1e4):
         return f"{v:.2e}"
     return f"{v:.3g}"
+
+
+def loss_change(before: float, after: float) -> str:
+    """How a loss changed from ``before`` to ``after`` (finite, ``before`` non-zero), for a message: "improved by
+    only 0.4%", "got worse by 2.4% (2.1 -> 2.15)", "got 704x worse (0.0138 -> 9.72)" once it more than doubled (a
+    loss that rose did not improve "by -2.4%" nor "by -70354.5%": trial r15), "did not change"."""
+    improvement = (before - after) / abs(before)
+    if improvement > 0:
+        return f"improved by only {improvement:.1%}"
+    if improvement == 0:
+        return "did not change"
+    values = f"({sci(before)} -> {sci(after)})"
+    if before > 0 and after >= 2 * before:
+        return f"got {after / before:.3g}x worse {values}"
+    return f"got worse by {-improvement:.1%} {values}"

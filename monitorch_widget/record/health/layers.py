@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .config import HealthConfig
-from .finding import Condition, named, pct, sci
+from .finding import Condition, loss_change, named, pct, sci
 from .history import cause_of, overshoot
 from .rows import (
     GRADIENT_ACTIVATION,
@@ -287,7 +287,7 @@ def dying_trend(view: RowView, cfg: HealthConfig) -> list[Condition]:
         out.append(Condition(
             "dying_trend", "warning", r.layers[k][0], r.panel, d1,
             f"its death rate rose from {pct(d0)} to {pct(d1)} over {cfg.dying_window} epochs while the "
-            f"training loss improved by only {improvement:.1%}.", _TREND_ADVICE, since=view.epoch_of(start)))
+            f"training loss {loss_change(l0, l1)}.", _TREND_ADVICE, since=view.epoch_of(start)))
     return out
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 
-from . import gradients
-from .causes import dead_layers, diverging
+from . import accumulation, gradients
+from .causes import dead_layers, diverging, vanishing_layers
 from .config import HealthConfig
 from .finding import Condition, named, names, sci
 from .rows import GRADIENT_NORM, LOSS_PANELS, UPDATE_RATIO, RowView, Skipped, finite
@@ -137,7 +138,7 @@ def plateau(view: RowView, cfg: HealthConfig) -> list[Condition]:
     advice = ("if validation is still poor, lower the learning rate (ReduceLROnPlateau) or add capacity; if it is "
               "good, stop training")
     stalled = _stalled_by(view, cfg)
-    if stalled is not None:  # layers that cannot learn: a lower learning rate or more capacity would not help them
+    if stalled is not None:  # another finding's cause: a lower learning rate or more capacity would not help
         message += f" {stalled[0]}"
         advice = stalled[1]
     return [Condition("plateau", "info", None, view.run.columns[idx].panel, seen.latest, message, advice,
@@ -145,25 +146,63 @@ def plateau(view: RowView, cfg: HealthConfig) -> list[Condition]:
 
 
 def _stalled_by(view: RowView, cfg: HealthConfig) -> tuple[str, str] | None:
-    """(message, advice) when layers that cannot learn explain a plateau in this row (trial r13b: a tiny-init run
-    told "lower the learning rate or add capacity" beside its active vanishing_gradient): (nearly) constant
-    activation layers (dead_layer's critical case), else vanishing_gradient's condition."""
+    """(message, advice) when another condition of this row explains a plateau, so that its advice does not
+    contradict that finding's: gradients accumulating across steps (``accumulating_gradient``); a training loss
+    going backwards (``divergence``: "add capacity" beside it misleads, trial r15 s08); (nearly) constant
+    activation layers (dead_layer's critical case); vanishing_gradient's condition (trial r13b: a tiny-init run
+    told "lower the learning rate or add capacity" beside it); steps far too small (``update_ratio``'s "learning
+    rate too low", trial r15 s03: "raise the learning rate" there, "lower the learning rate" here)."""
+    if _holds(view, cfg, "accumulating_gradient", accumulation.accumulating_gradient):
+        return ("The gradients accumulate across optimizer steps (accumulating_gradient).",
+                "fix the gradient accumulation first (see accumulating_gradient: is optimizer.zero_grad() missing?); "
+                "a lower learning rate or more capacity would not help")
+    if diverging(view, cfg):
+        return ("The training loss is going backwards (divergence).",
+                "see divergence: lower the learning rate (by 10x to start) or clip gradients; more capacity would "
+                "not help")
     dead = dead_layers(view, cfg)
     if dead:
-        return (f"{names(dead)} {'are' if len(dead) > 1 else 'is'} dead (dead_layer): no gradient passes them.",
+        return (f"{names(dead)} {'are' if len(dead) > 1 else 'is'} dead (dead_layer): no gradient passes "
+                f"{'them' if len(dead) > 1 else 'it'}.",
                 f"revive {names(dead)} first (see dead_layer); a lower learning rate or more capacity would not help")
-    if not view.has(GRADIENT_NORM):
-        return None
+    vanishing = _holds(view, cfg, "vanishing_gradient", gradients.vanishing_gradient) if view.has(GRADIENT_NORM) \
+        else []
+    if vanishing:
+        layers = [c.layer for c in vanishing if c.layer is not None]
+        which = names(layers) if layers else "some layers"
+        return (f"The gradients of {which} vanish (vanishing_gradient): they barely learn.",
+                "fix the vanishing gradient first (see vanishing_gradient); a lower learning rate would not help")
+    return _small_steps(view, cfg)
+
+
+def _holds(view: RowView, cfg: HealthConfig, check: str, run: Callable[..., list[Condition]]) -> list[Condition]:
+    """``check``'s conditions in this row (computed once per row, shared with the monitor); none when skipped."""
     try:
-        vanishing = view.once(("check", "vanishing_gradient"), gradients.vanishing_gradient, view, cfg)
+        return view.once(("check", check), run, view, cfg)  # type: ignore[no-any-return]
     except Skipped:
+        return []
+
+
+def _small_steps(view: RowView, cfg: HealthConfig) -> tuple[str, str] | None:
+    """update_ratio's "steps far too small" (info: the learning rate may be too low) or "weights did not move" on
+    layers whose gradient does not vanish (those point at vanishing_gradient, not at the learning rate)."""
+    low = [c for c in _holds(view, cfg, "update_ratio", gradients.update_ratio)
+           if c.kind == "low" and c.layer is not None]
+    if not low:
         return None
-    if not vanishing:
-        return None
-    layers = [c.layer for c in vanishing if c.layer is not None]
-    which = names(layers) if layers else "some layers"
-    return (f"The gradients of {which} vanish (vanishing_gradient): they barely learn.",
-            "fix the vanishing gradient first (see vanishing_gradient); a lower learning rate would not help")
+    vanishing = vanishing_layers(view, cfg)
+    small = [c.layer for c in low if c.layer not in vanishing and c.value != 0 and c.layer is not None]
+    still = [c.layer for c in low if c.layer not in vanishing and c.value == 0 and c.layer is not None]
+    if small:
+        return (f"Each step moves the weights of {names(small)} by less than {cfg.update_ratio_low:g} of their norm "
+                "(update_ratio): steps this small barely change the loss.",
+                "raise the learning rate (see update_ratio; a learning-rate range test finds a good one); a lower one "
+                "would make the steps smaller still")
+    if still:
+        return (f"The weights of {names(still)} did not move (update_ratio).",
+                "find why they take no step (see update_ratio: zero gradients, or a learning rate of 0); a lower "
+                "learning rate would not help")
+    return None
 
 
 def overfitting(view: RowView, cfg: HealthConfig) -> list[Condition]:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from . import gradients, layers, loss
+from . import accumulation, gradients, layers, loss
 from .config import CHECKS, HealthConfig
 from .finding import SEVERITIES, Condition, Finding
 from .rows import RowView, Skipped, finite
@@ -39,6 +39,7 @@ CHECK_FUNCTIONS: dict[str, Check] = {
     "vanishing_gradient": gradients.vanishing_gradient,
     "exploding_gradient": gradients.exploding_gradient,
     "update_ratio": gradients.update_ratio,
+    "accumulating_gradient": accumulation.accumulating_gradient,
 }
 assert set(CHECK_FUNCTIONS) == set(CHECKS)
 

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 OUTPUT_ACTIVATIONS = "Output Activations"
 GRADIENT_ACTIVATION = "Weight Gradient Activation"
 GRADIENT_NORM = "Weight Gradient Norm"
+#: ParameterGradientGeometry's cosine of consecutive observations (steps), averaged over the epoch: key mean
+GRADIENT_CORRELATION = "Weight Gradient Correlation"
 WEIGHT_NORM = "Weight Norm"
 UPDATE_NORM = "Weight Update Norm"
 #: the per-step update-to-weight ratio of ParameterUpdateGeometry (``collect/update_ratio.py``): keys mean, max
