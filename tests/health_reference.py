@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from monitorch_widget.record.health.accumulation import accumulating_gradient
 from monitorch_widget.record.health.config import HealthConfig
 from monitorch_widget.record.health.finding import SEVERITIES, Condition, Finding, named, pct, sci
 from monitorch_widget.record.health.layers import (
@@ -22,7 +23,7 @@ from monitorch_widget.record.health.layers import (
     _TREND_ADVICE,
     _death_layers,
 )
-from monitorch_widget.record.health.loss import _NONFINITE_ADVICE, _stalled_by
+from monitorch_widget.record.health.loss import _NONFINITE_ADVICE, _holds, _stalled_by
 from monitorch_widget.record.health.rows import (
     GRADIENT_NORM,
     LOSS_PANELS,
@@ -215,11 +216,14 @@ def divergence(view: RowView, cfg: HealthConfig) -> list[Condition]:
         return []
     back = f", {(peak - best) / (first - best):.0%} of its fall from {sci(first)} at the first epoch" if first > best \
         else ""
+    advice = "lower the learning rate (by 10x to start), clip gradients, and check for a bad batch or a data change"
+    if _holds(view, cfg, "accumulating_gradient", accumulating_gradient):
+        advice = ("fix the gradient accumulation first (see accumulating_gradient: is optimizer.zero_grad() "
+                  "missing?); a lower learning rate would only delay this")
     return [Condition(
         "divergence", "critical", None, view.run.columns[view.train_loss()].panel, v,
         f"the training loss {sci(v)} is {v / best:.1f}x its best ({sci(best)} at epoch {view.epoch_of(best_row):g})"
-        f"{back}: training is going backwards.",
-        "lower the learning rate (by 10x to start), clip gradients, and check for a bad batch or a data change")]
+        f"{back}: training is going backwards.", advice)]
 
 
 def plateau(view: RowView, cfg: HealthConfig) -> list[Condition]:

@@ -218,3 +218,30 @@ def test_full_batch_training_whose_gradient_grows_is_not_named():
         assert norm[k][1] / norm[k][0] < NEED12
     assert findings == []
     assert all(math.isfinite(v) for k in LAYERS for v in norm[k])
+
+
+def test_divergence_beside_accumulating_gradients_points_at_them():
+    """Trial r15d (s08): a run without zero_grad diverged and divergence advised a lower learning rate -- which
+    only delays a sum that keeps growing. Beside an accumulating_gradient finding it points at that cause."""
+    corr = [{"0": 0.85, "2": 0.85}] + [{"0": 0.90, "2": 0.90}] * 3
+    norm = [{"0": 1.0, "2": 2.0}, {"0": 2.9, "2": 5.8}, {"0": 4.8, "2": 9.6}, {"0": 5.0, "2": 9.7}]
+    losses = [2.0, 0.5, 1.5, 3.0]  # back above 1.5x its best, more than 25% of its fall given back
+
+    def with_loss(accumulating: bool) -> Record:
+        record = Record()
+        record.start_run("r", {"0": "Linear", "2": "Linear"})
+        for epoch, (s, c, n, v) in enumerate(zip(STEPS, corr, norm, losses), 1):
+            record.open_row(epoch, step=s)
+            record.plot_numerical_values(epoch, "Loss", {"Loss": {"train_loss mean": v}})
+            if accumulating:
+                record.plot_numerical_values(epoch, "Weight Gradient Norm", {g: {"mean": x} for g, x in n.items()})
+                record.plot_numerical_values(epoch, "Weight Gradient Correlation",
+                                             {g: {"mean": x} for g, x in c.items()})
+            record.close_row()
+        return record
+
+    for accumulating in (True, False):
+        record = with_loss(accumulating)
+        (div,) = [f for f in record.health.findings(0) if f.check == "divergence"]
+        assert ("zero_grad()" in div.advice) is accumulating, div.advice
+        assert ("lower the learning rate (by 10x" in div.advice) is not accumulating, div.advice

@@ -112,11 +112,15 @@ def divergence(view: RowView, cfg: HealthConfig) -> list[Condition]:
     best_row, best = prev.row, prev.best
     fell = first.first - best
     back = f", {(peak - best) / fell:.0%} of its fall from {sci(first.first)} at the first epoch" if fell > 0 else ""
+    advice = "lower the learning rate (by 10x to start), clip gradients, and check for a bad batch or a data change"
+    if _holds(view, cfg, "accumulating_gradient", accumulation.accumulating_gradient):
+        # the steps grow because the gradients are summed across steps: a lower learning rate only slows that
+        advice = ("fix the gradient accumulation first (see accumulating_gradient: is optimizer.zero_grad() "
+                  "missing?); a lower learning rate would only delay this")
     return [Condition(
         "divergence", "critical", None, view.run.columns[idx].panel, v,
         f"the training loss {sci(v)} is {v / best:.1f}x its best ({sci(best)} at epoch {view.epoch_of(best_row):g})"
-        f"{back}: training is going backwards.",
-        "lower the learning rate (by 10x to start), clip gradients, and check for a bad batch or a data change")]
+        f"{back}: training is going backwards.", advice)]
 
 
 def plateau(view: RowView, cfg: HealthConfig) -> list[Condition]:
