@@ -83,7 +83,8 @@ def attach(ins: PyTorchInspector, module: nn.Module, run_name: str | None) -> No
     shared = alias_notice(aliases)
     if shared is not None:
         ins.faults.report("attach", shared, category=MonitorNotice)
-    for notice in (replaced, taken, attachments.claim_criteria(ins)):  # after state.attached and _model are set
+    attachments.claim_criteria(ins)
+    for notice in (replaced, taken):
         if notice is not None:
             ins.faults.report("attach", notice, category=MonitorNotice)
     ins._recording.new_run(ins.lenses, ins.history)

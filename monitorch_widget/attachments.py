@@ -84,21 +84,34 @@ def claim_lenses(lenses: list[Any], inspector: Any) -> str | None:
 
 
 
-def claim_criteria(inspector: Any) -> str | None:
-    """Note ``inspector``'s loss criteria (``LossMetrics(loss_fn=...)``); returns a notice when another attached
-    inspector hooks the same criterion object: its forward hook counts every call, so each inspector would record
-    both models' losses, mixed (trial r15b: both read 50.6 for hand values 1.1 and 100.1)."""
-    others: list[str] = []
+def claim_criteria(inspector: Any) -> None:
+    """Note ``inspector``'s loss criteria (``LossMetrics(loss_fn=...)``), for :func:`shared_criteria`."""
     for lens in getattr(inspector, "lenses", ()):
         criterion = getattr(lens, "_loss_fn", None)
-        if criterion is None:
-            continue
-        owners = [o for ref in _CRITERION_OWNERS.get(criterion, []) if (o := ref()) is not None and o is not inspector]
-        if any(o.state.attached and o._model is not inspector._model for o in owners):
-            others.append(type(criterion).__name__)
-        _CRITERION_OWNERS[criterion] = [weakref.ref(o) for o in owners] + [weakref.ref(inspector)]
-    if not others:
+        if criterion is not None:
+            owners = [o for ref in _CRITERION_OWNERS.get(criterion, []) if (o := ref()) is not None]
+            _CRITERION_OWNERS[criterion] = [weakref.ref(o) for o in owners if o is not inspector] + \
+                [weakref.ref(inspector)]
+
+
+def shared_criteria(inspector: Any) -> str | None:
+    """At a tick, before the epoch's passes are reset: a notice when a criterion of ``inspector``'s is hooked by
+    another attached inspector whose model ran a training pass since that one's last tick (an eval pass of an
+    old model, e.g. to plot its decision boundary, trains nothing). The hook of each counts every call,
+    so both record both models' losses, mixed (trial r15b: both read 50.6 for hand values 1.1 and 100.1). Two
+    inspectors used one after the other (the seed tutorial's two runs with one criterion) never train together:
+    nothing to say."""
+    shared: list[str] = []
+    for lens in getattr(inspector, "lenses", ()):
+        criterion = getattr(lens, "_loss_fn", None)
+        owners = [o for ref in _CRITERION_OWNERS.get(criterion, []) if (o := ref()) is not None] \
+            if criterion is not None else []
+        if any(o is not inspector and o.state.attached and o._model is not inspector._model and o._passes[0]
+               for o in owners):
+            shared.append(type(criterion).__name__)
+    if not shared:
         return None
-    return (f"the loss_fn of LossMetrics ({', '.join(dict.fromkeys(others))}) is the same object as another attached "
-            "inspector's: both record every call of it, so each records the other model's losses too, mixed. Give "
-            "each inspector its own criterion object (e.g. LossMetrics(loss_fn=nn.CrossEntropyLoss()) per model)")
+    return (f"the loss_fn of LossMetrics ({', '.join(dict.fromkeys(shared))}) is the same object as that of another "
+            "inspector whose model trained in this epoch too: both record every call of it, so each records the "
+            "other model's losses too, mixed. Give each inspector its own criterion object (e.g. "
+            "LossMetrics(loss_fn=nn.CrossEntropyLoss()) per model)")

@@ -103,6 +103,7 @@ class PyTorchInspector:
         # eval mode without grad]; none at all: the epoch is untouched (a resume takes effect at once)
         self._passes = [0, 0, 0]
         self._said_epoch_order: Any = None  # the run told its tick_epoch(epoch=) numbers went back
+        self._said_shared_criterion = False  # told its loss criterion is shared with another live inspector
         self._growth: ModelGrowth | None = None
         self._live = LiveView(self.history, None,
                               self._view_recording_request)

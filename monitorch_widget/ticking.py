@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from . import attachments
 from .collect.faults import FaultLog, MonitorNotice
 from .collect.hooks import TICKS
 from .collect.modes import monitor_mode
@@ -96,6 +97,11 @@ def write(record: Record, results: Results, epoch: int, step: float, user_visual
 def end_epoch(ins: PyTorchInspector, epoch: int | None) -> None:
     """After a tick's row (or a tick interrupted while writing it): the epoch's notices, every lens and push reset,
     the counter moved on -- so the next tick never merges two epochs."""
+    if not ins._said_shared_criterion:
+        shared = attachments.shared_criteria(ins)
+        if shared is not None:
+            ins._said_shared_criterion = True
+            ins.faults.report("LossMetrics", shared, category=MonitorNotice)
     say_eval_training(ins.lenses, ins.faults, ins._passes, ins._steps.count - ins._steps_at_tick)
     say_eval_counted_as_training(ins.lenses, ins.faults, ins._passes)
     ins._passes, ins._steps_at_tick = [0, 0, 0], ins._steps.count
