@@ -14,6 +14,7 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
 from helpers import rates_by_hand  # noqa: E402
+from trainer_models import Classifier  # noqa: E402
 
 from monitorch_widget import MonitorNotice, MonitorWarning, PyTorchInspector  # noqa: E402
 from monitorch_widget.integrations.huggingface import InspectorCallback  # noqa: E402
@@ -25,23 +26,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 N, D, C = 64, 6, 3          # samples, features, classes
 BATCH, ACCUM = 4, 4         # micro-batch size; micro-batches per optimizer step
 LR = 0.5
-
-
-class Classifier(nn.Module):
-    """Takes the Trainer's batch dict (x, labels), returns {"loss", "logits"}; a ReLU that partly dies."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(D, 16)
-        self.relu = nn.ReLU()
-        self.fc2 = nn.Linear(16, C)
-
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        logits = self.fc2(self.relu(self.fc1(x)))
-        out = {"logits": logits}
-        if labels is not None:
-            out["loss"] = nn.functional.cross_entropy(logits, labels)
-        return out
 
 
 class Rows(torch.utils.data.Dataset):

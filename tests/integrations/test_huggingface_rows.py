@@ -9,10 +9,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
+
+from trainer_models import Classifier  # noqa: E402
 
 from monitorch_widget import MonitorNotice, MonitorWarning, PyTorchInspector  # noqa: E402
 from monitorch_widget.integrations.huggingface import InspectorCallback  # noqa: E402
@@ -20,19 +21,6 @@ from monitorch_widget.lens import LossMetrics, ParameterNorm  # noqa: E402
 
 transformers.logging.set_verbosity_error()
 N, D, C, BATCH = 40, 6, 3, 8  # 5 optimizer steps per epoch
-
-
-class Classifier(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc1, self.relu, self.fc2 = nn.Linear(D, 16), nn.ReLU(), nn.Linear(16, C)
-
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        logits = self.fc2(self.relu(self.fc1(x)))
-        out = {"logits": logits}
-        if labels is not None:
-            out["loss"] = nn.functional.cross_entropy(logits, labels)
-        return out
 
 
 class Rows(torch.utils.data.Dataset):

@@ -12,9 +12,13 @@ from torch import nn
 
 pl = pytest.importorskip("lightning.pytorch")
 
+from trainer_models import quiet_lightning  # noqa: E402, F401 (a fixture, used by pytestmark)
+
 from monitorch_widget import MonitorWarning, PyTorchInspector  # noqa: E402
 from monitorch_widget.integrations.lightning import InspectorCallback  # noqa: E402
 from monitorch_widget.lens import LossMetrics, OutputActivation, ParameterGradientActivation  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("quiet_lightning")
 
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 N, D, C, BATCH = 32, 5, 3, 8
@@ -86,14 +90,6 @@ def inspector(*metrics: str, loss_fn: nn.Module | None = None) -> PyTorchInspect
 
 def mean_of(seen, stage: str, epoch: int | None = None) -> float:
     return float(np.mean([v for s, e, v in seen if s == stage and (epoch is None or e == epoch)]))
-
-
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module="lightning")
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        yield
 
 
 def test_fit_rows_per_epoch_from_self_log():

@@ -13,9 +13,13 @@ from torch import nn
 
 pl = pytest.importorskip("lightning.pytorch")
 
+from trainer_models import quiet_lightning  # noqa: E402, F401 (a fixture, used by pytestmark)
+
 from monitorch_widget import MonitorNotice, PyTorchInspector  # noqa: E402
 from monitorch_widget.integrations.lightning import InspectorCallback  # noqa: E402
 from monitorch_widget.lens import LossMetrics, ParameterUpdateGeometry  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("quiet_lightning")
 
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 N, D, C, BATCH = 32, 5, 3, 8  # 4 batches per epoch
@@ -32,14 +36,6 @@ def trainer(**kw) -> pl.Trainer:
                 enable_model_summary=False, accelerator="cpu", devices=1, num_sanity_val_steps=0)
     base.update(kw)
     return pl.Trainer(**base)
-
-
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module="lightning")
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        yield
 
 
 class Steps(pl.LightningModule):
